@@ -1,0 +1,23 @@
+//! Cell0's server core.
+//!
+//! `cellfs` serves Cell0's file tree over 9P without doing any I/O itself:
+//! a transport hands it frames ([`Server::handle`]) and sends the replies it
+//! leaves in an [`Outbox`]; the [`Log`] commits mutations; a [`Clock`] gives
+//! time. The same core runs in the hosted node and in the kernel.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod clock;
+pub mod log;
+pub mod outbox;
+pub mod server;
+
+pub use clock::{Clock, FixedClock};
+pub use log::{Entry, Index, Log, LogError, MemLog};
+pub use outbox::{ConnId, Outbox};
+pub use server::{Config, Server};
+
+/// The version string of this build, shown in `/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

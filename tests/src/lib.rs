@@ -1,0 +1,1 @@
+//! Harness for Cell0's integration tests: start nodes, mount them, run tools.

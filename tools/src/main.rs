@@ -1,0 +1,2 @@
+//! The `cell0` command.
+fn main() {}
