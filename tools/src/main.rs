@@ -1,2 +1,125 @@
-//! The `cell0` command.
-fn main() {}
+//! The `cell0` command: the hosted node, the FUSE mount, plain 9P client
+//! verbs for scripts, and benchmarks. See cell0(1).
+
+mod bench;
+mod client;
+mod config;
+mod mount;
+mod serve;
+mod up;
+mod verbs;
+mod wal;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Cell0: every kernel object of an agent fleet is a file.
+#[derive(Parser, Debug)]
+#[command(name = "cell0", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The address flag shared by every client verb.
+#[derive(Args, Debug, Clone)]
+pub struct AddrArg {
+    /// The node to talk to [default: $CELL0_ADDR, else 127.0.0.1:5640]
+    #[arg(long)]
+    pub addr: Option<String>,
+}
+
+impl AddrArg {
+    /// The address to dial: the flag, else `$CELL0_ADDR`, else the default.
+    pub fn resolve(&self) -> String {
+        config::client_addr(self.addr.as_deref())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a hosted node serving the tree over 9P on TCP.
+    Serve(serve::ServeArgs),
+    /// Mount a node's tree with FUSE (returns once the mount is usable).
+    Mount(mount::MountArgs),
+    /// Unmount a tree mounted with `cell0 mount`.
+    Umount {
+        /// The mount point.
+        dir: PathBuf,
+    },
+    /// Start a node with default settings and mount it (default ./cell).
+    Up(up::UpArgs),
+    /// List a directory.
+    Ls {
+        /// Path in the tree.
+        path: String,
+        #[command(flatten)]
+        addr: AddrArg,
+    },
+    /// Print a file (blocking files follow until interrupted).
+    Cat {
+        /// Path in the tree.
+        path: String,
+        #[command(flatten)]
+        addr: AddrArg,
+    },
+    /// Print a file's metadata.
+    Stat {
+        /// Path in the tree.
+        path: String,
+        #[command(flatten)]
+        addr: AddrArg,
+    },
+    /// Create a directory (an object, for trees where mkdir creates one).
+    Mkdir {
+        /// Path in the tree.
+        path: String,
+        #[command(flatten)]
+        addr: AddrArg,
+    },
+    /// Remove a file or an object directory.
+    Rm {
+        /// Path in the tree.
+        path: String,
+        #[command(flatten)]
+        addr: AddrArg,
+    },
+    /// Write TEXT (or standard input) to a file in one write.
+    Write {
+        /// Path in the tree.
+        path: String,
+        /// What to write; standard input when absent.
+        text: Option<String>,
+        #[command(flatten)]
+        addr: AddrArg,
+    },
+    /// Measure ops/s and latency over 9P on loopback, against diod too.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve(a) => serve::run(a),
+        Cmd::Mount(a) => mount::run(a),
+        Cmd::Umount { dir } => mount::umount(&dir),
+        Cmd::Up(a) => up::run(a),
+        Cmd::Ls { path, addr } => verbs::ls(&addr.resolve(), &path),
+        Cmd::Cat { path, addr } => verbs::cat(&addr.resolve(), &path),
+        Cmd::Stat { path, addr } => verbs::stat(&addr.resolve(), &path),
+        Cmd::Mkdir { path, addr } => verbs::mkdir(&addr.resolve(), &path),
+        Cmd::Rm { path, addr } => verbs::rm(&addr.resolve(), &path),
+        Cmd::Write { path, text, addr } => verbs::write(&addr.resolve(), &path, text.as_deref()),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cell0: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+

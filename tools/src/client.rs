@@ -1,0 +1,1 @@
+//! A 9P2000.L client (to be built).

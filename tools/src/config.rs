@@ -1,0 +1,28 @@
+//! Defaults every subcommand shares: addresses and the data directory.
+
+use std::path::PathBuf;
+
+/// Where a hosted node listens and clients dial unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5640";
+
+/// The address a client verb dials: `flag`, else `$CELL0_ADDR`, else
+/// [`DEFAULT_ADDR`].
+pub fn client_addr(flag: Option<&str>) -> String {
+    match flag {
+        Some(a) => a.to_string(),
+        None => std::env::var("CELL0_ADDR")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string()),
+    }
+}
+
+/// The node's data directory unless `--data` says otherwise:
+/// `$XDG_DATA_HOME/cell0`, else `~/.local/share/cell0`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(x).join("cell0");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    home.join(".local/share/cell0")
+}

@@ -1,0 +1,1 @@
+//! The hosted write-ahead log (to be built).
