@@ -9,12 +9,28 @@
 
 extern crate alloc;
 
+pub mod attr;
+pub mod chan;
 pub mod clock;
+pub mod command;
+pub mod conn;
+pub mod ctl;
+pub mod dev;
+pub mod error;
+pub mod events;
+pub mod fid;
 pub mod log;
+pub mod node;
 pub mod outbox;
+pub mod parked;
+pub mod root;
 pub mod server;
+pub mod state;
+pub mod walk;
 
 pub use clock::{Clock, FixedClock};
+pub use command::Command;
+pub use error::Error;
 pub use log::{Entry, Index, Log, LogError, MemLog};
 pub use outbox::{ConnId, Outbox};
 pub use server::{Config, Server};

@@ -64,7 +64,10 @@ pub struct MemLog {
 impl Log for MemLog {
     fn propose(&mut self, data: Vec<u8>) -> Result<Index, LogError> {
         self.next += 1;
-        self.ready.push(Entry { index: self.next, data });
+        self.ready.push(Entry {
+            index: self.next,
+            data,
+        });
         Ok(self.next)
     }
 

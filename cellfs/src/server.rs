@@ -1,11 +1,35 @@
 //! The server: connections, requests, and the log that commits mutations.
-//! (Skeleton: the public surface transports are written against.)
+//!
+//! Requests that only read are answered at once. Requests that change the
+//! tree become a [`Command`] proposed to the [`Log`]; they are answered by
+//! [`Server::poll`] once the log reports the command committed and it has
+//! been applied. Reads with nothing to return are parked on their node and
+//! retried when a change wakes it. Nothing here blocks.
 
-use alloc::string::String;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
+use ninep::stat::{DMDIR, StatFs};
+use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID};
+
+use crate::attr;
+use crate::chan::ChanCmd;
 use crate::clock::Clock;
-use crate::log::Log;
+use crate::command::{Applied, Command};
+use crate::conn::Conn;
+use crate::dev::{Ctx, ReadOutcome, device};
+use crate::error::Error;
+use crate::events::{Events, Kind};
+use crate::fid::{Fid, Mode, ORCLOSE};
+use crate::log::{Entry, Index, Log};
+use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
+use crate::parked::{ParkedRead, ParkedReads};
+use crate::root;
+use crate::state::State;
+use crate::walk;
 
 /// Settings fixed when a node starts.
 #[derive(Clone, Debug)]
@@ -18,54 +42,1053 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { node_id: String::from("cell0"), max_msize: 1 << 20 }
+        Config {
+            node_id: String::from("cell0"),
+            max_msize: 1 << 20,
+        }
     }
+}
+
+/// The smallest msize worth serving: room for a walk and a small read.
+pub const MIN_MSIZE: u32 = 256;
+
+/// Everything requests read while a connection's fids are borrowed.
+struct World<C> {
+    config: Config,
+    clock: C,
+    started: u64,
+    state: State,
+    events: Events,
+    parked: ParkedReads,
+    connections: usize,
+    fids: usize,
+}
+
+impl<C: Clock> World<C> {
+    fn ctx(&self) -> Ctx<'_> {
+        let now = self.clock.monotonic_nanos();
+        Ctx {
+            state: &self.state,
+            events: &self.events,
+            node_id: &self.config.node_id,
+            uptime_secs: now.saturating_sub(self.started) / 1_000_000_000,
+            connections: self.connections,
+            fids: self.fids,
+            unix_ms: self.clock.unix_nanos() / 1_000_000,
+            waiting: &self.parked,
+        }
+    }
+
+    fn event(&mut self, kind: Kind, text: &str) {
+        let ms = self.clock.unix_nanos() / 1_000_000;
+        self.events.push(ms, kind, text);
+    }
+}
+
+/// What to do when a proposed command has been applied.
+#[derive(Debug)]
+enum Then {
+    /// Answer a Twrite.
+    Write { fid: u32, count: u32 },
+    /// Answer a read that consumed state, or park it again if it got nothing.
+    Read { fid: u32, offset: u64, count: u32 },
+    /// Answer Tcreate (the fid becomes the new file, opened), Tlcreate or
+    /// Tmkdir.
+    Create { fid: u32, how: CreateHow },
+    /// Answer Tremove or Tunlinkat.
+    Remove { path: String, unlinkat: bool },
+    /// Nothing to answer (a remove-on-clunk).
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CreateHow {
+    Create(Mode),
+    Lcreate(Mode),
+    Mkdir,
+}
+
+/// A request waiting for its command to commit.
+#[derive(Debug)]
+struct Waiter {
+    conn: ConnId,
+    tag: u16,
+    then: Then,
+    /// Tflush tags to answer once this request is answered.
+    flushes: Vec<u16>,
+    /// The connection reset or went away: apply, but answer nobody.
+    cancelled: bool,
 }
 
 /// The 9P server core of one node.
 pub struct Server<L: Log, C: Clock> {
+    world: World<C>,
     log: L,
-    clock: C,
-    config: Config,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: u64,
+    inflight: BTreeMap<Index, Waiter>,
+    wakes: Vec<Node>,
+    committed: Vec<Entry>,
+    read_buf: Vec<u8>,
+    nodes: Vec<Node>,
 }
 
 impl<L: Log, C: Clock> Server<L, C> {
     /// A server over `log` (whose already-committed entries are replayed on
     /// the first [`Server::poll`]) and `clock`.
     pub fn new(config: Config, log: L, clock: C) -> Self {
-        Server { log, clock, config }
+        let started = clock.monotonic_nanos();
+        let mut world = World {
+            config,
+            clock,
+            started,
+            state: State::default(),
+            events: Events::default(),
+            parked: ParkedReads::default(),
+            connections: 0,
+            fids: 0,
+        };
+        world.event(
+            Kind::Start,
+            &format!("node {} version {}", world.config.node_id, crate::VERSION),
+        );
+        Server {
+            world,
+            log,
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            inflight: BTreeMap::new(),
+            wakes: Vec::new(),
+            committed: Vec::new(),
+            read_buf: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The committed state (for tests and diagnostics).
+    pub fn state(&self) -> &State {
+        &self.world.state
+    }
+
+    /// The log, for drivers that need to reach their own implementation.
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
     }
 
     /// Register a new client connection.
     pub fn connect(&mut self) -> ConnId {
-        todo!()
+        self.next_conn += 1;
+        let id = ConnId(self.next_conn);
+        self.conns.insert(
+            id,
+            Conn {
+                msize: self.world.config.max_msize,
+                ..Conn::default()
+            },
+        );
+        self.world.connections += 1;
+        id
     }
 
     /// The connection is gone: clunk its fids and drop its parked requests.
+    /// Commands it proposed still commit; their answers are dropped.
     pub fn disconnect(&mut self, conn: ConnId, out: &mut Outbox) {
-        let _ = (conn, out);
-        todo!()
+        self.reset(conn);
+        if self.conns.remove(&conn).is_some() {
+            self.world.connections -= 1;
+        }
+        self.run_wakes(out);
     }
 
     /// The largest frame `conn` may send now (its negotiated msize).
     pub fn msize(&self, conn: ConnId) -> u32 {
-        let _ = conn;
-        self.config.max_msize
+        self.conns
+            .get(&conn)
+            .map_or(self.world.config.max_msize, |c| c.msize)
+    }
+
+    /// Drop everything `conn` has in flight: fids, parked reads, answers.
+    fn reset(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        self.world.fids -= c.fids.len();
+        c.fids.clear();
+        c.live_tags.clear();
+        self.world.parked.remove_where(|r| r.conn == conn);
+        for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
+            w.cancelled = true;
+        }
     }
 
     /// Handle one whole frame from `conn`. Replies (to `conn`, and to any
     /// connection whose parked request this one completes) go to `out`; a
     /// frame too broken to answer asks `out` to close the connection.
     pub fn handle(&mut self, conn: ConnId, frame: &[u8], out: &mut Outbox) {
-        let _ = (conn, frame, out, &self.clock, &mut self.log);
-        todo!()
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let dialect = c.dialect.unwrap_or_default();
+        let msg = match ninep::decode(frame, dialect) {
+            Ok(msg) => msg,
+            Err(e) => return self.bad_frame(conn, frame, e, out),
+        };
+        let tag = msg.tag;
+        if !matches!(msg.body, Body::Tversion { .. }) {
+            if c.dialect.is_none() {
+                let e = Error::Protocol(String::from(
+                    "no Tversion yet: negotiate the protocol first",
+                ));
+                return self.reply_err(conn, tag, &e, out);
+            }
+            if c.live_tags.contains(&tag) {
+                // Two requests under one tag cannot both be answered: the
+                // client has lost track, so stop serving it.
+                let e = Error::Protocol(format!("tag {tag} is already in use"));
+                self.reply_err(conn, tag, &e, out);
+                return out.close(conn);
+            }
+        }
+        let target = mutation_target(&msg.body);
+        // Removal clunks the fid, so name the file before it goes.
+        let removing = match msg.body {
+            Body::Tremove { fid } => Some(self.fid_path(conn, fid, None)),
+            _ => None,
+        };
+        if let Err(e) = self.dispatch(conn, msg, out) {
+            if let Some((fid, name)) = target {
+                let subject = removing.unwrap_or_else(|| self.fid_path(conn, fid, name));
+                self.error_event(&subject, &e);
+            }
+            self.reply_err(conn, tag, &e, out);
+        }
+        self.run_wakes(out);
+    }
+
+    /// The path a fid points at, with `name` appended: for messages.
+    fn fid_path(&self, conn: ConnId, fid: u32, name: Option<&str>) -> String {
+        let node = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.fids.get(fid).ok())
+            .map(|f| f.node);
+        let mut path = match node {
+            Some(n) => walk::path_of(&self.world.ctx(), n),
+            None => format!("fid {fid}"),
+        };
+        if let Some(name) = name {
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(name);
+        }
+        path
+    }
+
+    /// Put a failed change on `/events`, so a FUSE user, who only sees an
+    /// errno, can read the whole message.
+    fn error_event(&mut self, subject: &str, e: &Error) {
+        self.world.event(Kind::Error, &format!("{subject}: {e}"));
+        self.wakes.push(root::EVENTS);
+    }
+
+    /// Answer a frame that does not decode: with an error under its tag if
+    /// the header is readable, else by closing the connection.
+    fn bad_frame(&mut self, conn: ConnId, frame: &[u8], e: DecodeError, out: &mut Outbox) {
+        let sized = frame.len() >= 7 && frame[..4] == (frame.len() as u32).to_le_bytes();
+        if sized {
+            let tag = u16::from_le_bytes([frame[5], frame[6]]);
+            let e = Error::Protocol(format!("bad message: {e}"));
+            self.reply_err(conn, tag, &e, out);
+        } else {
+            out.close(conn);
+        }
+    }
+
+    fn dispatch(&mut self, conn: ConnId, msg: Msg<'_>, out: &mut Outbox) -> Result<(), Error> {
+        let tag = msg.tag;
+        match msg.body {
+            Body::Tversion { msize, version } => self.version(conn, tag, msize, version, out),
+            Body::Tauth { .. } => Err(Error::Unsupported(
+                "authentication (Tauth); attach with afid NOFID",
+            )),
+            Body::Tattach {
+                fid, afid, aname, ..
+            } => {
+                if afid != NOFID {
+                    return Err(Error::Protocol(String::from(
+                        "no authentication is needed: use afid NOFID",
+                    )));
+                }
+                if !aname.is_empty() && aname != "/" {
+                    return Err(Error::NotFound(format!(
+                        "aname {aname}; attach to \"\" or \"/\""
+                    )));
+                }
+                let c = self.conn(conn)?;
+                c.fids.check_free(fid)?;
+                c.fids.insert(fid, Fid::new(root::ROOT));
+                self.world.fids += 1;
+                let qid = self.qid(root::ROOT)?;
+                self.reply(conn, tag, Body::Rattach { qid }, out);
+                Ok(())
+            }
+            Body::Tflush { oldtag } => {
+                self.flush(conn, tag, oldtag, out);
+                Ok(())
+            }
+            Body::Twalk {
+                fid,
+                newfid,
+                wnames,
+            } => {
+                let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
+                let from = c.fids.get(fid)?;
+                if from.open.is_some() {
+                    return Err(Error::FidOpen);
+                }
+                let start = from.node;
+                if newfid != fid {
+                    c.fids.check_free(newfid)?;
+                }
+                let ctx = self.world.ctx();
+                let walked = walk::walk(&ctx, start, &wnames)?;
+                if walked.qids.len() == wnames.len() {
+                    let node = walked.node;
+                    if c.fids.insert(newfid, Fid::new(node)) {
+                        self.world.fids += 1;
+                    }
+                }
+                self.reply(conn, tag, Body::Rwalk { wqids: walked.qids }, out);
+                Ok(())
+            }
+            Body::Topen { fid, mode } => {
+                let qid = self.open(conn, fid, Mode::from_9p(mode), mode & ORCLOSE != 0)?;
+                let iounit = self.iounit(conn);
+                self.reply(conn, tag, Body::Ropen { qid, iounit }, out);
+                Ok(())
+            }
+            Body::Tlopen { fid, flags } => {
+                let qid = self.open(conn, fid, Mode::from_linux(flags), false)?;
+                let iounit = self.iounit(conn);
+                self.reply(conn, tag, Body::Rlopen { qid, iounit }, out);
+                Ok(())
+            }
+            Body::Tcreate {
+                fid,
+                name,
+                perm,
+                mode,
+            } => {
+                let how = CreateHow::Create(Mode::from_9p(mode));
+                self.create(conn, tag, fid, name, perm & DMDIR != 0, how)
+            }
+            Body::Tlcreate {
+                fid, name, flags, ..
+            } => self.create(
+                conn,
+                tag,
+                fid,
+                name,
+                false,
+                CreateHow::Lcreate(Mode::from_linux(flags)),
+            ),
+            Body::Tmkdir { dfid, name, .. } => {
+                self.create(conn, tag, dfid, name, true, CreateHow::Mkdir)
+            }
+            Body::Tread { fid, offset, count } => self.read(conn, tag, fid, offset, count, out),
+            Body::Twrite { fid, data, .. } => {
+                let f = self.conn(conn)?.fids.get(fid)?;
+                if !f.open.is_some_and(|m| m.write) {
+                    return Err(Error::NotOpenFor("writing"));
+                }
+                let node = f.node;
+                let cmd = device(node).write(&self.world.ctx(), node, data)?;
+                let count = data.len() as u32;
+                self.propose(cmd, conn, tag, Then::Write { fid, count })
+            }
+            Body::Tclunk { fid } => {
+                let f = self.take_fid(conn, fid)?;
+                if f.rclose {
+                    // Remove-on-close: best effort, nobody to tell.
+                    if let Ok(Some(cmd)) = device(f.node).remove(&self.world.ctx(), f.node) {
+                        let _ = self.propose(cmd, conn, tag, Then::Quiet);
+                        self.conn(conn)?.live_tags.remove(&tag);
+                    }
+                }
+                self.reply(conn, tag, Body::Rclunk, out);
+                Ok(())
+            }
+            Body::Tremove { fid } => {
+                let f = self.take_fid(conn, fid)?;
+                self.remove(conn, tag, f.node, false, out)
+            }
+            Body::Tunlinkat {
+                dirfid,
+                name,
+                flags,
+            } => {
+                const AT_REMOVEDIR: u32 = 0x200;
+                let dir = self.conn(conn)?.fids.get(dirfid)?.node;
+                let ctx = self.world.ctx();
+                let node = walk::lookup(&ctx, dir, name)?;
+                let is_dir = device(node).info(&ctx, node).is_some_and(|i| i.dir);
+                if flags & AT_REMOVEDIR != 0 && !is_dir {
+                    return Err(Error::NotDir);
+                }
+                if flags & AT_REMOVEDIR == 0 && is_dir {
+                    return Err(Error::IsDir);
+                }
+                self.remove(conn, tag, node, true, out)
+            }
+            Body::Tstat { fid } => {
+                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let ctx = self.world.ctx();
+                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let stat = attr::stat(node, &info);
+                encode_reply(out, conn, tag, Body::Rstat { stat });
+                Ok(())
+            }
+            Body::Twstat { fid, stat } => {
+                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let ctx = self.world.ctx();
+                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let keeps = |v: u32| v == u32::MAX;
+                let truncate_ok = stat.length == u64::MAX || (stat.length == 0 && !info.dir);
+                if !stat.name.is_empty() && stat.name != info.name {
+                    return Err(Error::Perm(String::from("files cannot be renamed")));
+                }
+                if !keeps(stat.mode) || !stat.uid.is_empty() || !stat.gid.is_empty() || !truncate_ok
+                {
+                    return Err(Error::Perm(String::from(
+                        "mode, owner and length are fixed (only a truncation to 0 is accepted)",
+                    )));
+                }
+                self.reply(conn, tag, Body::Rwstat, out);
+                Ok(())
+            }
+            Body::Tgetattr { fid, .. } => {
+                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let ctx = self.world.ctx();
+                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let attr = attr::getattr(node, &info);
+                self.reply(conn, tag, Body::Rgetattr { attr }, out);
+                Ok(())
+            }
+            Body::Tsetattr {
+                fid, valid, size, ..
+            } => {
+                const MODE_UID_GID: u32 = 0x7;
+                const SIZE: u32 = 0x8;
+                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let ctx = self.world.ctx();
+                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                if valid & MODE_UID_GID != 0 {
+                    return Err(Error::Perm(String::from("mode and owner are fixed")));
+                }
+                if valid & SIZE != 0 && (size != 0 || info.dir) {
+                    return Err(Error::Perm(String::from(
+                        "length is fixed (only a truncation to 0 is accepted)",
+                    )));
+                }
+                self.reply(conn, tag, Body::Rsetattr, out);
+                Ok(())
+            }
+            Body::Treaddir { fid, offset, count } => {
+                self.readdir(conn, tag, fid, offset, count, out)
+            }
+            Body::Tstatfs { fid } => {
+                self.conn(conn)?.fids.get(fid)?;
+                let statfs = StatFs {
+                    ty: 0x0102_1997,
+                    bsize: 4096,
+                    namelen: 255,
+                    ..StatFs::default()
+                };
+                self.reply(conn, tag, Body::Rstatfs { statfs }, out);
+                Ok(())
+            }
+            Body::Tfsync { fid, .. } => {
+                // Every acknowledged write is already durable.
+                self.conn(conn)?.fids.get(fid)?;
+                self.reply(conn, tag, Body::Rfsync, out);
+                Ok(())
+            }
+            Body::Treadlink { .. } => Err(Error::Invalid(String::from("not a symbolic link"))),
+            Body::Tsymlink { .. } => Err(Error::Unsupported("symlink")),
+            Body::Tmknod { .. } => Err(Error::Unsupported("mknod")),
+            Body::Trename { .. } | Body::Trenameat { .. } => Err(Error::Unsupported("rename")),
+            Body::Tlink { .. } => Err(Error::Unsupported("link")),
+            Body::Txattrwalk { .. } | Body::Txattrcreate { .. } => {
+                Err(Error::Unsupported("extended attributes"))
+            }
+            Body::Tlock { .. } | Body::Tgetlock { .. } => Err(Error::Unsupported("file locking")),
+            other => Err(Error::Protocol(format!(
+                "{:?} is a reply, not a request",
+                other.msg_type()
+            ))),
+        }
+    }
+
+    fn version(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        msize: u32,
+        version: &str,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        self.reset(conn);
+        let max = self.world.config.max_msize;
+        let c = self.conn(conn)?;
+        let dialect = if version == "9P2000.L" {
+            Some(Dialect::L)
+        } else if version.starts_with("9P2000") {
+            Some(Dialect::P2000)
+        } else {
+            None
+        };
+        if msize < MIN_MSIZE {
+            c.dialect = None;
+            return Err(Error::Protocol(format!(
+                "msize {msize} is too small; at least {MIN_MSIZE}"
+            )));
+        }
+        c.dialect = dialect;
+        c.msize = msize.min(max);
+        let msize = c.msize;
+        let version = dialect.map_or("unknown", Dialect::version);
+        encode_reply(out, conn, tag, Body::Rversion { msize, version });
+        Ok(())
+    }
+
+    fn conn(&mut self, conn: ConnId) -> Result<&mut Conn, Error> {
+        self.conns
+            .get_mut(&conn)
+            .ok_or(Error::Protocol(String::from("connection closed")))
+    }
+
+    fn iounit(&self, conn: ConnId) -> u32 {
+        self.msize(conn).saturating_sub(ninep::IOHDRSZ)
+    }
+
+    fn qid(&self, node: Node) -> Result<ninep::Qid, Error> {
+        let ctx = self.world.ctx();
+        let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+        Ok(attr::qid(node, &info))
+    }
+
+    fn take_fid(&mut self, conn: ConnId, fid: u32) -> Result<Fid, Error> {
+        let c = self.conn(conn)?;
+        let f = c.fids.remove(fid).ok_or(Error::UnknownFid(fid))?;
+        self.world.fids -= 1;
+        if f.parked > 0 {
+            let gone = self
+                .world
+                .parked
+                .remove_where(|r| r.conn == conn && r.fid == fid);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                for r in gone {
+                    // Per clunk(5) the fid is gone; its reads end with it.
+                    c.live_tags.remove(&r.tag);
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    fn open(
+        &mut self,
+        conn: ConnId,
+        fid: u32,
+        mode: Mode,
+        rclose: bool,
+    ) -> Result<ninep::Qid, Error> {
+        let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
+        let f = c.fids.get_mut(fid)?;
+        if f.open.is_some() {
+            return Err(Error::FidOpen);
+        }
+        let ctx = self.world.ctx();
+        let node = f.node;
+        let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+        if info.dir && mode.write {
+            return Err(Error::IsDir);
+        }
+        device(node).open(&ctx, node, mode.read, mode.write)?;
+        f.open = Some(mode);
+        f.rclose = rclose;
+        Ok(attr::qid(node, &info))
+    }
+
+    fn create(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        fid: u32,
+        name: &str,
+        is_dir: bool,
+        how: CreateHow,
+    ) -> Result<(), Error> {
+        let f = self.conn(conn)?.fids.get(fid)?;
+        if matches!(how, CreateHow::Create(_) | CreateHow::Lcreate(_)) && f.open.is_some() {
+            return Err(Error::FidOpen);
+        }
+        let dir = f.node;
+        let ctx = self.world.ctx();
+        let info = device(dir).info(&ctx, dir).ok_or_else(gone)?;
+        if !info.dir {
+            return Err(Error::NotDir);
+        }
+        walk::check_name(name)?;
+        let cmd = device(dir).create(&ctx, dir, name, is_dir)?;
+        self.propose(cmd, conn, tag, Then::Create { fid, how })
+    }
+
+    fn remove(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        node: Node,
+        unlinkat: bool,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        let ctx = self.world.ctx();
+        match device(node).remove(&ctx, node)? {
+            Some(cmd) => {
+                let path = walk::path_of(&ctx, node);
+                self.propose(cmd, conn, tag, Then::Remove { path, unlinkat })
+            }
+            None => {
+                let body = if unlinkat {
+                    Body::Runlinkat
+                } else {
+                    Body::Rremove
+                };
+                self.reply(conn, tag, body, out);
+                Ok(())
+            }
+        }
+    }
+
+    fn read(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        fid: u32,
+        offset: u64,
+        count: u32,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        let iounit = self.iounit(conn);
+        let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
+        let f = c.fids.get_mut(fid)?;
+        if !f.open.is_some_and(|m| m.read) {
+            return Err(Error::NotOpenFor("reading"));
+        }
+        let count = count.min(iounit);
+        let node = f.node;
+        let ctx = self.world.ctx();
+        let dev = device(node);
+        let info = dev.info(&ctx, node).ok_or_else(gone)?;
+        self.read_buf.clear();
+        if info.dir {
+            if offset == 0 {
+                f.dir = Default::default();
+            } else if offset != f.dir.offset {
+                return Err(Error::Protocol(format!(
+                    "directory read at offset {offset}; expected 0 or {}",
+                    f.dir.offset
+                )));
+            }
+            self.nodes.clear();
+            dev.list(&ctx, node, &mut self.nodes);
+            for &n in self.nodes.iter().skip(f.dir.index) {
+                let Some(i) = device(n).info(&ctx, n) else {
+                    continue;
+                };
+                let stat = attr::stat(n, &i);
+                if self.read_buf.len() + stat.encoded_len() > count as usize {
+                    break;
+                }
+                let _ = ninep::encode::encode_stat(&stat, &mut self.read_buf);
+                f.dir.index += 1;
+            }
+            f.dir.offset += self.read_buf.len() as u64;
+            encode_reply(
+                out,
+                conn,
+                tag,
+                Body::Rread {
+                    data: &self.read_buf,
+                },
+            );
+            return Ok(());
+        }
+        match dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)? {
+            ReadOutcome::Done => {
+                encode_reply(
+                    out,
+                    conn,
+                    tag,
+                    Body::Rread {
+                        data: &self.read_buf,
+                    },
+                );
+                Ok(())
+            }
+            ReadOutcome::Block => {
+                f.parked += 1;
+                c.live_tags.insert(tag);
+                self.world.parked.park(
+                    node,
+                    ParkedRead {
+                        conn,
+                        tag,
+                        fid,
+                        offset,
+                        count,
+                    },
+                );
+                Ok(())
+            }
+            ReadOutcome::Propose(cmd) => {
+                self.propose(cmd, conn, tag, Then::Read { fid, offset, count })
+            }
+        }
+    }
+
+    fn readdir(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        fid: u32,
+        offset: u64,
+        count: u32,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        let count = count.min(self.iounit(conn)) as usize;
+        let f = self.conn(conn)?.fids.get(fid)?;
+        if !f.open.is_some_and(|m| m.read) {
+            return Err(Error::NotOpenFor("reading"));
+        }
+        let node = f.node;
+        let ctx = self.world.ctx();
+        let dev = device(node);
+        if !dev.info(&ctx, node).ok_or_else(gone)?.dir {
+            return Err(Error::NotDir);
+        }
+        self.nodes.clear();
+        dev.list(&ctx, node, &mut self.nodes);
+        self.read_buf.clear();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, &n) in self.nodes.iter().enumerate().skip(start) {
+            let Some(info) = device(n).info(&ctx, n) else {
+                continue;
+            };
+            let d = Dirent {
+                qid: attr::qid(n, &info),
+                offset: i as u64 + 1,
+                ty: attr::dirent_type(&info),
+                name: info.name,
+            };
+            if self.read_buf.len() + d.encoded_len() > count {
+                break;
+            }
+            let _ = ninep::encode::encode_dirent(&d, &mut self.read_buf);
+        }
+        encode_reply(
+            out,
+            conn,
+            tag,
+            Body::Rreaddir {
+                data: &self.read_buf,
+            },
+        );
+        Ok(())
+    }
+
+    fn flush(&mut self, conn: ConnId, tag: u16, oldtag: u16, out: &mut Outbox) {
+        let parked = self
+            .world
+            .parked
+            .remove_where(|r| r.conn == conn && r.tag == oldtag);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for r in &parked {
+                c.live_tags.remove(&r.tag);
+                if let Ok(f) = c.fids.get_mut(r.fid) {
+                    f.parked = f.parked.saturating_sub(1);
+                }
+            }
+        }
+        // A request already proposed will be answered when it commits (its
+        // effect cannot be taken back); per flush(5) the Rflush follows it.
+        let waiting = self
+            .inflight
+            .values_mut()
+            .find(|w| w.conn == conn && w.tag == oldtag && !w.cancelled);
+        match waiting {
+            Some(w) => {
+                w.flushes.push(tag);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.live_tags.insert(tag);
+                }
+            }
+            None => self.reply(conn, tag, Body::Rflush, out),
+        }
+    }
+
+    fn propose(&mut self, cmd: Command, conn: ConnId, tag: u16, then: Then) -> Result<(), Error> {
+        let index = self.log.propose(cmd.encode())?;
+        self.inflight.insert(
+            index,
+            Waiter {
+                conn,
+                tag,
+                then,
+                flushes: Vec::new(),
+                cancelled: false,
+            },
+        );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.live_tags.insert(tag);
+        }
+        Ok(())
     }
 
     /// Apply whatever the log has committed since the last call and answer
     /// the requests that were waiting on it. Call after every batch of
     /// `handle` calls and whenever the log signals progress.
     pub fn poll(&mut self, out: &mut Outbox) {
-        let _ = out;
-        todo!()
+        self.log.take_committed(&mut self.committed);
+        let mut committed = core::mem::take(&mut self.committed);
+        for entry in committed.drain(..) {
+            let result = match Command::decode(&entry.data) {
+                Some(cmd) => self.world.state.apply(entry.index, &cmd),
+                None => {
+                    self.world.state.applied = entry.index;
+                    Err(Error::Protocol(format!(
+                        "log entry {} is not a command",
+                        entry.index
+                    )))
+                }
+            };
+            if let Ok(applied) = &result {
+                for (kind, text) in &applied.events {
+                    self.world.event(*kind, text);
+                }
+                if !applied.events.is_empty() {
+                    self.wakes.push(root::EVENTS);
+                }
+                self.wakes.extend_from_slice(&applied.wake);
+            }
+            if let Some(w) = self.inflight.remove(&entry.index) {
+                self.complete(w, &entry, result, out);
+            }
+        }
+        self.committed = committed;
+        self.run_wakes(out);
+    }
+
+    /// Answer the request whose command was just applied.
+    fn complete(
+        &mut self,
+        w: Waiter,
+        entry: &Entry,
+        result: Result<Applied, Error>,
+        out: &mut Outbox,
+    ) {
+        let live = !w.cancelled && self.conns.contains_key(&w.conn);
+        if !live {
+            self.restore_undelivered(&w, entry, result);
+            return;
+        }
+        let (conn, tag) = (w.conn, w.tag);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.live_tags.remove(&tag);
+        }
+        match result {
+            Err(e) => {
+                let subject = match &w.then {
+                    Then::Write { fid, .. } | Then::Create { fid, .. } => {
+                        Some(self.fid_path(conn, *fid, None))
+                    }
+                    Then::Remove { path, .. } => Some(path.clone()),
+                    Then::Read { .. } | Then::Quiet => None,
+                };
+                if let Some(subject) = subject {
+                    self.error_event(&subject, &e);
+                }
+                if !matches!(w.then, Then::Quiet) {
+                    self.reply_err(conn, tag, &e, out);
+                }
+            }
+            Ok(applied) => self.answer(conn, tag, w.then, applied, out),
+        }
+        for ftag in w.flushes {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.live_tags.remove(&ftag);
+            }
+            self.reply(conn, ftag, Body::Rflush, out);
+        }
+    }
+
+    fn answer(&mut self, conn: ConnId, tag: u16, then: Then, applied: Applied, out: &mut Outbox) {
+        match then {
+            Then::Write { count, .. } => self.reply(conn, tag, Body::Rwrite { count }, out),
+            Then::Read { fid, offset, count } => match applied.data {
+                Some(data) => encode_reply(out, conn, tag, Body::Rread { data: &data }),
+                // Someone else got there first: wait for the next change.
+                None => {
+                    if let Err(e) = self.read(conn, tag, fid, offset, count, out) {
+                        self.reply_err(conn, tag, &e, out);
+                    }
+                }
+            },
+            Then::Create { fid, how } => {
+                let Some(node) = applied.created else {
+                    return self.reply_err(conn, tag, &gone(), out);
+                };
+                let qid = match self.qid(node) {
+                    Ok(q) => q,
+                    Err(e) => return self.reply_err(conn, tag, &e, out),
+                };
+                let iounit = self.iounit(conn);
+                let body = match how {
+                    CreateHow::Mkdir => Body::Rmkdir { qid },
+                    CreateHow::Create(mode) | CreateHow::Lcreate(mode) => {
+                        if let Some(f) = self
+                            .conns
+                            .get_mut(&conn)
+                            .and_then(|c| c.fids.get_mut(fid).ok())
+                        {
+                            *f = Fid::new(node);
+                            f.open = Some(mode);
+                        }
+                        if matches!(how, CreateHow::Create(_)) {
+                            Body::Rcreate { qid, iounit }
+                        } else {
+                            Body::Rlcreate { qid, iounit }
+                        }
+                    }
+                };
+                self.reply(conn, tag, body, out);
+            }
+            Then::Remove { unlinkat, .. } => {
+                let body = if unlinkat {
+                    Body::Runlinkat
+                } else {
+                    Body::Rremove
+                };
+                self.reply(conn, tag, body, out);
+            }
+            Then::Quiet => {}
+        }
+    }
+
+    /// A channel message was taken for a reader that is gone: put it back,
+    /// through the log like every change, so that it is not lost.
+    fn restore_undelivered(&mut self, w: &Waiter, entry: &Entry, result: Result<Applied, Error>) {
+        let (Then::Read { .. }, Ok(applied)) = (&w.then, result) else {
+            return;
+        };
+        let Some(data) = applied.data.filter(|d| !d.is_empty()) else {
+            return;
+        };
+        let Some(Command::Chan(ChanCmd::Take { name, .. })) = Command::decode(&entry.data) else {
+            return;
+        };
+        let cmd = Command::Chan(ChanCmd::Unread {
+            name,
+            data,
+            more: applied.more,
+        });
+        if let Ok(index) = self.log.propose(cmd.encode()) {
+            let then = Then::Quiet;
+            self.inflight.insert(
+                index,
+                Waiter {
+                    conn: w.conn,
+                    tag: w.tag,
+                    then,
+                    flushes: Vec::new(),
+                    cancelled: true,
+                },
+            );
+        }
+    }
+
+    /// Retry the reads parked on every node that changed.
+    fn run_wakes(&mut self, out: &mut Outbox) {
+        while let Some(node) = self.wakes.pop() {
+            for r in self.world.parked.take(node) {
+                let Some(c) = self.conns.get_mut(&r.conn) else {
+                    continue;
+                };
+                c.live_tags.remove(&r.tag);
+                if let Ok(f) = c.fids.get_mut(r.fid) {
+                    f.parked = f.parked.saturating_sub(1);
+                }
+                if let Err(e) = self.read(r.conn, r.tag, r.fid, r.offset, r.count, out) {
+                    self.reply_err(r.conn, r.tag, &e, out);
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, conn: ConnId, tag: u16, body: Body<'_>, out: &mut Outbox) {
+        encode_reply(out, conn, tag, body);
+    }
+
+    fn reply_err(&mut self, conn: ConnId, tag: u16, e: &Error, out: &mut Outbox) {
+        let dialect = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.dialect)
+            .unwrap_or_default();
+        match dialect {
+            Dialect::L => encode_reply(out, conn, tag, Body::Rlerror { ecode: e.errno() }),
+            Dialect::P2000 => {
+                let text = e.to_string();
+                encode_reply(out, conn, tag, Body::Rerror { ename: &text });
+            }
+        }
+    }
+}
+
+/// Encode a reply into the outbox. The messages the server builds always
+/// encode (names and errors are far below 64 KiB), so a failure can only
+/// mean a bug; the client then gets a generic error rather than silence.
+fn encode_reply(out: &mut Outbox, conn: ConnId, tag: u16, body: Body<'_>) {
+    let msg = Msg { tag, body };
+    if out.push_with(conn, |buf| ninep::encode(&msg, buf)).is_err() {
+        let fallback = Msg {
+            tag,
+            body: Body::Rerror {
+                ename: "reply too large to encode",
+            },
+        };
+        let _ = out.push_with(conn, |buf| ninep::encode(&fallback, buf));
+    }
+}
+
+fn gone() -> Error {
+    Error::NotFound(String::from("file (it was removed)"))
+}
+
+/// For requests whose failures are reported on `/events`: the fid they act
+/// on and the name they act on inside it.
+fn mutation_target<'a>(body: &Body<'a>) -> Option<(u32, Option<&'a str>)> {
+    match *body {
+        Body::Twrite { fid, .. }
+        | Body::Tremove { fid }
+        | Body::Twstat { fid, .. }
+        | Body::Tsetattr { fid, .. } => Some((fid, None)),
+        Body::Tcreate { fid, name, .. } | Body::Tlcreate { fid, name, .. } => {
+            Some((fid, Some(name)))
+        }
+        Body::Tmkdir { dfid, name, .. } => Some((dfid, Some(name))),
+        Body::Tunlinkat { dirfid, name, .. } => Some((dirfid, Some(name))),
+        _ => None,
     }
 }

@@ -1,0 +1,53 @@
+//! Commands: every mutation of the tree, as it is written to the log.
+//!
+//! A command carries everything its effect depends on (names, payloads,
+//! timestamps taken by the proposer), so applying the same log gives the
+//! same state on every node and after every restart.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::chan::ChanCmd;
+use crate::events::Kind;
+use crate::node::Node;
+use crate::root::RootCmd;
+
+/// One mutation, as logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Node-wide: `/ctl` verbs.
+    Root(RootCmd),
+    /// Channels.
+    Chan(ChanCmd),
+}
+
+impl Command {
+    /// The bytes that go into the log.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising an in-memory enum of strings and byte vectors to a
+        // growable buffer cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// A command back from the log; `None` if the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Command> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
+/// What applying a command did, for the request that proposed it and for
+/// the node's readers.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Bytes handed to the proposer (a received channel message).
+    pub data: Option<Vec<u8>>,
+    /// `data` is the first part of a longer message.
+    pub more: bool,
+    /// The node an applied create made.
+    pub created: Option<Node>,
+    /// Nodes whose blocked readers should try again.
+    pub wake: Vec<Node>,
+    /// Lines for `/events`.
+    pub events: Vec<(Kind, String)>,
+}

@@ -1,0 +1,241 @@
+//! The one parser for every ctl file.
+//!
+//! A ctl write is one command per line, `verb [arg…] [key=value…]`. Each
+//! object lists its verbs in a [`Verb`] table; this module checks the verb,
+//! the argument count and the keys against it, so "unknown verb" and its
+//! friends read the same for every object, and a man page's verb list can be
+//! checked against the table. A write is parsed whole before anything is
+//! applied, which is what makes multi-line writes all or nothing.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::error::Error;
+
+/// One verb a ctl file accepts.
+#[derive(Debug)]
+pub struct Verb {
+    /// The word that starts the line.
+    pub name: &'static str,
+    /// Fewest positional arguments.
+    pub min_args: usize,
+    /// Most positional arguments; [`usize::MAX`] takes the rest of the line
+    /// as free text (see [`CtlLine::rest`]).
+    pub max_args: usize,
+    /// The `key=value` keys it accepts.
+    pub keys: &'static [&'static str],
+    /// How to write it, for error messages: `note TEXT…`.
+    pub usage: &'static str,
+}
+
+/// One parsed line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CtlLine<'a> {
+    /// The verb, as named in the table.
+    pub verb: &'static str,
+    /// Positional arguments, in order.
+    pub args: Vec<&'a str>,
+    /// `key=value` arguments, in order.
+    pub kv: Vec<(&'a str, &'a str)>,
+    /// Everything after the verb, trimmed: free text for verbs that take it.
+    pub rest: &'a str,
+}
+
+impl CtlLine<'_> {
+    /// The value of `key`, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.kv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// The value of `key` as a whole number, if given; `object` names the
+    /// ctl file's owner for the error.
+    pub fn get_u64(&self, object: &str, key: &str) -> Result<Option<u64>, Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                Error::Invalid(format!(
+                    "{object}: {}: {key}=\"{v}\" is not a whole number",
+                    self.verb
+                ))
+            }),
+        }
+    }
+}
+
+/// Parse a whole ctl write for `object` (as it appears in errors, e.g.
+/// `chan alerts`) against `table`. Blank lines and `#` comments are skipped;
+/// a write with no command is an error.
+pub fn parse<'a>(object: &str, table: &[Verb], text: &'a [u8]) -> Result<Vec<CtlLine<'a>>, Error> {
+    let text = core::str::from_utf8(text)
+        .map_err(|_| Error::Invalid(format!("{object}: ctl text is not UTF-8")))?;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        lines.push(parse_line(object, table, line)?);
+    }
+    if lines.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{object}: empty ctl write; expected {}",
+            verb_list(table)
+        )));
+    }
+    Ok(lines)
+}
+
+fn parse_line<'a>(object: &str, table: &[Verb], line: &'a str) -> Result<CtlLine<'a>, Error> {
+    let mut words = line.split_ascii_whitespace();
+    let word = words.next().unwrap_or_default();
+    let Some(verb) = table.iter().find(|v| v.name == word) else {
+        return Err(Error::Invalid(format!(
+            "{object}: unknown verb \"{word}\"; expected {}",
+            verb_list(table)
+        )));
+    };
+    let rest = line[word.len()..].trim_start();
+    let mut parsed = CtlLine {
+        verb: verb.name,
+        args: Vec::new(),
+        kv: Vec::new(),
+        rest,
+    };
+    if verb.max_args == usize::MAX {
+        if rest.is_empty() && verb.min_args > 0 {
+            return Err(usage_error(object, verb, "missing text"));
+        }
+        return Ok(parsed);
+    }
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) => {
+                if !verb.keys.contains(&k) {
+                    let expected = if verb.keys.is_empty() {
+                        String::from("no keys")
+                    } else {
+                        verb.keys.join(", ")
+                    };
+                    return Err(Error::Invalid(format!(
+                        "{object}: {}: unknown key \"{k}\"; expected {expected}",
+                        verb.name
+                    )));
+                }
+                parsed.kv.push((k, v));
+            }
+            None => parsed.args.push(w),
+        }
+    }
+    if parsed.args.len() < verb.min_args {
+        return Err(usage_error(object, verb, "missing argument"));
+    }
+    if parsed.args.len() > verb.max_args {
+        let extra = parsed.args[verb.max_args];
+        return Err(usage_error(
+            object,
+            verb,
+            &format!("unexpected argument \"{extra}\""),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn usage_error(object: &str, verb: &Verb, what: &str) -> Error {
+    Error::Invalid(format!(
+        "{object}: {}: {what}; usage: {}",
+        verb.name, verb.usage
+    ))
+}
+
+/// `a, b, c`: the verbs of a table, for messages and manual checks.
+pub fn verb_list(table: &[Verb]) -> String {
+    let names: Vec<&str> = table.iter().map(|v| v.name).collect();
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[Verb] = &[
+        Verb {
+            name: "close",
+            min_args: 0,
+            max_args: 0,
+            keys: &[],
+            usage: "close",
+        },
+        Verb {
+            name: "note",
+            min_args: 1,
+            max_args: usize::MAX,
+            keys: &[],
+            usage: "note TEXT…",
+        },
+        Verb {
+            name: "qos",
+            min_args: 0,
+            max_args: 0,
+            keys: &["rate", "burst"],
+            usage: "qos rate=R burst=B",
+        },
+    ];
+
+    fn err(text: &str) -> String {
+        match parse("chan alerts", TABLE, text.as_bytes()) {
+            Err(e) => alloc::string::ToString::to_string(&e),
+            Ok(v) => panic!("parsed {v:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_verb_names_object_word_and_choices() {
+        assert_eq!(
+            err("qoss rate=1"),
+            "chan alerts: unknown verb \"qoss\"; expected close, note, qos"
+        );
+    }
+
+    #[test]
+    fn all_lines_parse_or_none() {
+        assert!(err("close\nbogus").contains("\"bogus\""));
+        let ok = parse("x", TABLE, b"close\n\n# c\nqos rate=5 burst=2\n").unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[1].get_u64("x", "rate").unwrap(), Some(5));
+        assert_eq!(ok[1].get("burst"), Some("2"));
+    }
+
+    #[test]
+    fn arity_keys_and_values_are_checked() {
+        assert_eq!(
+            err("close now"),
+            "chan alerts: close: unexpected argument \"now\"; usage: close"
+        );
+        assert_eq!(
+            err("qos speed=3"),
+            "chan alerts: qos: unknown key \"speed\"; expected rate, burst"
+        );
+        assert_eq!(
+            err("note"),
+            "chan alerts: note: missing text; usage: note TEXT…"
+        );
+        assert_eq!(
+            err(""),
+            "chan alerts: empty ctl write; expected close, note, qos"
+        );
+        let line = parse("x", TABLE, b"qos rate=fast").unwrap();
+        assert!(line[0].get_u64("x", "rate").is_err());
+    }
+
+    #[test]
+    fn free_text_keeps_spacing_after_verb() {
+        let v = parse("x", TABLE, b"note  hello  world \n").unwrap();
+        assert_eq!(v[0].rest, "hello  world");
+    }
+
+    #[test]
+    fn non_utf8_is_refused() {
+        assert!(parse("x", TABLE, &[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Errors a request can meet, each with the text a user reads and the errno
+//! that 9P2000.L (and therefore FUSE) carries instead.
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::log::LogError;
+
+/// Linux errno values used on the wire in 9P2000.L.
+#[allow(missing_docs)]
+pub mod errno {
+    pub const EPERM: u32 = 1;
+    pub const ENOENT: u32 = 2;
+    pub const EIO: u32 = 5;
+    pub const EBADF: u32 = 9;
+    pub const EAGAIN: u32 = 11;
+    pub const EACCES: u32 = 13;
+    pub const EBUSY: u32 = 16;
+    pub const EEXIST: u32 = 17;
+    pub const ENOTDIR: u32 = 20;
+    pub const EISDIR: u32 = 21;
+    pub const EINVAL: u32 = 22;
+    pub const EPIPE: u32 = 32;
+    pub const ERANGE: u32 = 34;
+    pub const ENAMETOOLONG: u32 = 36;
+    pub const ENOTEMPTY: u32 = 39;
+    pub const EPROTO: u32 = 71;
+    pub const EMSGSIZE: u32 = 90;
+    pub const EOPNOTSUPP: u32 = 95;
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A name that is not in the directory walked.
+    NotFound(String),
+    /// An object of that name exists already.
+    Exists(String),
+    /// The fid names no file on this connection.
+    UnknownFid(u32),
+    /// A new fid was asked for under a number already in use.
+    FidInUse(u32),
+    /// Walk or open on a fid that is already open.
+    FidOpen,
+    /// Read or write on a fid not opened for it.
+    NotOpenFor(&'static str),
+    /// A walk or create from a file that is not a directory.
+    NotDir,
+    /// Write to a directory, or open one for writing.
+    IsDir,
+    /// The file does not allow this operation (the text says why).
+    Perm(String),
+    /// A ctl line or argument that does not parse (the text names the
+    /// object, the bad word and what was expected).
+    Invalid(String),
+    /// The object is full or busy right now; retrying later can work.
+    Again(String),
+    /// The object is closed for writing.
+    Closed(String),
+    /// A name that breaks the naming rules.
+    BadName(String),
+    /// The request is valid 9P but this server does not do it.
+    Unsupported(&'static str),
+    /// The request breaks the protocol (the text says how).
+    Protocol(String),
+    /// The log could not commit the change; nothing was applied.
+    Log(LogError),
+}
+
+impl Error {
+    /// The errno that stands for this error in 9P2000.L.
+    pub fn errno(&self) -> u32 {
+        use errno::*;
+        match self {
+            Error::NotFound(_) => ENOENT,
+            Error::Exists(_) => EEXIST,
+            Error::UnknownFid(_) => EBADF,
+            Error::FidInUse(_) => EBADF,
+            Error::FidOpen => EBUSY,
+            Error::NotOpenFor(_) => EBADF,
+            Error::NotDir => ENOTDIR,
+            Error::IsDir => EISDIR,
+            Error::Perm(_) => EPERM,
+            Error::Invalid(_) => EINVAL,
+            Error::Again(_) => EAGAIN,
+            Error::Closed(_) => EPIPE,
+            Error::BadName(_) => EINVAL,
+            Error::Unsupported(_) => EOPNOTSUPP,
+            Error::Protocol(_) => EPROTO,
+            Error::Log(LogError::Full) => EAGAIN,
+            Error::Log(_) => EIO,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound(name) => write!(f, "'{name}' does not exist"),
+            Error::Exists(what) => write!(f, "{what} already exists"),
+            Error::UnknownFid(fid) => write!(f, "unknown fid {fid}"),
+            Error::FidInUse(fid) => write!(f, "fid {fid} already in use"),
+            Error::FidOpen => f.write_str("fid is open; walk or open a clone instead"),
+            Error::NotOpenFor(how) => write!(f, "fid is not open for {how}"),
+            Error::NotDir => f.write_str("not a directory"),
+            Error::IsDir => f.write_str("is a directory"),
+            Error::Perm(why)
+            | Error::Invalid(why)
+            | Error::Again(why)
+            | Error::Closed(why)
+            | Error::Protocol(why) => f.write_str(why),
+            Error::BadName(why) => write!(f, "bad name: {why}"),
+            Error::Unsupported(what) => write!(f, "{what} is not supported by cell0"),
+            Error::Log(e) => write!(f, "{e}; nothing was changed"),
+        }
+    }
+}
+
+impl From<LogError> for Error {
+    fn from(e: LogError) -> Self {
+        Error::Log(e)
+    }
+}

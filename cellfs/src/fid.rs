@@ -1,0 +1,150 @@
+//! Fids: a connection's handles on files.
+
+use alloc::collections::BTreeMap;
+
+use crate::dev::Aux;
+use crate::error::Error;
+use crate::node::Node;
+
+/// How a fid was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    /// Reads allowed.
+    pub read: bool,
+    /// Writes allowed.
+    pub write: bool,
+}
+
+impl Mode {
+    /// The mode of a 9P2000 Topen/Tcreate mode byte (OREAD, OWRITE, ORDWR,
+    /// OEXEC in the low two bits).
+    pub fn from_9p(mode: u8) -> Mode {
+        match mode & 3 {
+            1 => Mode {
+                read: false,
+                write: true,
+            },
+            2 => Mode {
+                read: true,
+                write: true,
+            },
+            _ => Mode {
+                read: true,
+                write: false,
+            },
+        }
+    }
+
+    /// The mode of Linux open flags (O_RDONLY, O_WRONLY, O_RDWR).
+    pub fn from_linux(flags: u32) -> Mode {
+        match flags & 3 {
+            1 => Mode {
+                read: false,
+                write: true,
+            },
+            2 => Mode {
+                read: true,
+                write: true,
+            },
+            _ => Mode {
+                read: true,
+                write: false,
+            },
+        }
+    }
+}
+
+/// 9P2000's "remove on clunk" open bit.
+pub const ORCLOSE: u8 = 0x40;
+
+/// Where a 9P2000 directory read left off.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DirCursor {
+    /// The byte offset the next read must ask for.
+    pub offset: u64,
+    /// The entry it starts at.
+    pub index: usize,
+}
+
+/// One fid.
+#[derive(Debug)]
+pub struct Fid {
+    /// The file it points at.
+    pub node: Node,
+    /// Set once opened; walks are refused after that.
+    pub open: Option<Mode>,
+    /// The device's per-open memory (text snapshot, stream cursor).
+    pub aux: Aux,
+    /// Directory read position (9P2000 reads of a directory).
+    pub dir: DirCursor,
+    /// Remove the file when the fid is clunked (ORCLOSE).
+    pub rclose: bool,
+    /// Reads parked on this fid, so clunk knows whether to look for them.
+    pub parked: u32,
+}
+
+impl Fid {
+    /// A fresh, unopened fid on `node`.
+    pub fn new(node: Node) -> Fid {
+        Fid {
+            node,
+            open: None,
+            aux: Aux::None,
+            dir: DirCursor::default(),
+            rclose: false,
+            parked: 0,
+        }
+    }
+}
+
+/// The fids of one connection.
+#[derive(Debug, Default)]
+pub struct Fids {
+    map: BTreeMap<u32, Fid>,
+}
+
+impl Fids {
+    /// The fid numbered `n`.
+    pub fn get(&self, n: u32) -> Result<&Fid, Error> {
+        self.map.get(&n).ok_or(Error::UnknownFid(n))
+    }
+
+    /// The fid numbered `n`, to change.
+    pub fn get_mut(&mut self, n: u32) -> Result<&mut Fid, Error> {
+        self.map.get_mut(&n).ok_or(Error::UnknownFid(n))
+    }
+
+    /// Refuse `n` if it is taken.
+    pub fn check_free(&self, n: u32) -> Result<(), Error> {
+        if self.map.contains_key(&n) {
+            Err(Error::FidInUse(n))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Put `fid` under `n` (replacing what was there: the caller checked).
+    pub fn insert(&mut self, n: u32, fid: Fid) -> bool {
+        self.map.insert(n, fid).is_none()
+    }
+
+    /// Take fid `n` away.
+    pub fn remove(&mut self, n: u32) -> Option<Fid> {
+        self.map.remove(&n)
+    }
+
+    /// How many fids are in use.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Drop every fid.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}

@@ -1,0 +1,229 @@
+//! The root directory and the node-wide files: `/ctl`, `/status`, `/events`.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Applied, Command};
+use crate::ctl::{self, Verb};
+use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::error::Error;
+use crate::events::Kind;
+use crate::node::Node;
+
+/// The root device's number in [`dev::DEVICES`].
+pub const DEV: u8 = 0;
+const K_ROOT: u8 = 0;
+const K_CTL: u8 = 1;
+const K_STATUS: u8 = 2;
+const K_EVENTS: u8 = 3;
+
+/// The root directory.
+pub const ROOT: Node = Node::new(DEV, K_ROOT, 0);
+/// `/events`, whose readers are woken after every batch of changes.
+pub const EVENTS: Node = Node::new(DEV, K_EVENTS, 0);
+
+const FILES: [(&str, u8, u32); 3] = [
+    ("ctl", K_CTL, 0o220),
+    ("status", K_STATUS, 0o444),
+    ("events", K_EVENTS, 0o444),
+];
+
+/// The verbs of `/ctl`.
+pub const CTL_VERBS: &[Verb] = &[
+    Verb {
+        name: "note",
+        min_args: 1,
+        max_args: usize::MAX,
+        keys: &[],
+        usage: "note TEXT…",
+    },
+    Verb {
+        name: "sync",
+        min_args: 0,
+        max_args: 0,
+        keys: &[],
+        usage: "sync",
+    },
+];
+
+/// A write to `/ctl`: its lines, applied together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCmd(pub Vec<RootOp>);
+
+/// One line of a `/ctl` write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootOp {
+    /// Record some text in the log and on `/events`.
+    Note(String),
+    /// Nothing: committing it proves every earlier command durable.
+    Sync,
+}
+
+/// Apply a node-wide command.
+pub fn apply(cmd: &RootCmd) -> Result<Applied, Error> {
+    let mut done = Applied::default();
+    for op in &cmd.0 {
+        if let RootOp::Note(text) = op {
+            done.events.push((Kind::Note, text.clone()));
+        }
+    }
+    Ok(done)
+}
+
+/// The root device.
+pub struct Root;
+
+impl Device for Root {
+    fn top(&self) -> Option<(&'static str, Node)> {
+        None
+    }
+
+    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+        let mtime = cx.unix_ms / 1000;
+        if node == ROOT {
+            return Some(Info {
+                name: "/",
+                dir: true,
+                perm: 0o555,
+                length: 0,
+                version: 0,
+                mtime,
+            });
+        }
+        let (name, _, perm) = FILES.iter().find(|f| f.1 == node.kind && node.obj == 0)?;
+        let version = if node.kind == K_STATUS {
+            cx.state.applied as u32
+        } else {
+            0
+        };
+        Some(Info {
+            name,
+            dir: false,
+            perm: *perm,
+            length: 0,
+            version,
+            mtime,
+        })
+    }
+
+    fn parent(&self, _node: Node) -> Node {
+        ROOT
+    }
+
+    fn lookup(&self, _cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+        if dir != ROOT {
+            return None;
+        }
+        if let Some(f) = FILES.iter().find(|f| f.0 == name) {
+            return Some(Node::new(DEV, f.1, 0));
+        }
+        dev::DEVICES
+            .iter()
+            .filter_map(|d| d.top())
+            .find(|(n, _)| *n == name)
+            .map(|(_, node)| node)
+    }
+
+    fn list(&self, _cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+        if dir == ROOT {
+            out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, 0)));
+            out.extend(dev::DEVICES.iter().filter_map(|d| d.top()).map(|(_, n)| n));
+        }
+    }
+
+    fn open(&self, _cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<(), Error> {
+        match node.kind {
+            K_CTL if read => Err(Error::Perm(String::from("/ctl is write-only"))),
+            K_STATUS if write => Err(Error::Perm(String::from("/status is read-only"))),
+            K_EVENTS if write => Err(Error::Perm(String::from("/events is read-only"))),
+            K_ROOT if write => Err(Error::IsDir),
+            _ => Ok(()),
+        }
+    }
+
+    fn read(
+        &self,
+        cx: &Ctx<'_>,
+        node: Node,
+        aux: &mut Aux,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<ReadOutcome, Error> {
+        match node.kind {
+            K_STATUS => Ok(dev::read_text(aux, offset, count, out, || {
+                render_status(cx)
+            })),
+            K_EVENTS => {
+                let mut cursor = match aux {
+                    Aux::Cursor(c) => *c,
+                    _ => cx.events.end(),
+                };
+                let got = cx.events.read(&mut cursor, count as usize, cx.unix_ms, out);
+                *aux = Aux::Cursor(cursor);
+                Ok(if got {
+                    ReadOutcome::Done
+                } else {
+                    ReadOutcome::Block
+                })
+            }
+            _ => Err(Error::Perm(String::from("/ctl is write-only"))),
+        }
+    }
+
+    fn write(&self, _cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+        if node.kind != K_CTL {
+            return Err(Error::Perm(String::from("only /ctl can be written here")));
+        }
+        let lines = ctl::parse("/ctl", CTL_VERBS, data)?;
+        let ops = lines
+            .iter()
+            .map(|line| match line.verb {
+                "note" => RootOp::Note(String::from(line.rest)),
+                _ => RootOp::Sync,
+            })
+            .collect();
+        Ok(Command::Root(RootCmd(ops)))
+    }
+
+    fn create(
+        &self,
+        _cx: &Ctx<'_>,
+        _dir: Node,
+        name: &str,
+        _is_dir: bool,
+    ) -> Result<Command, Error> {
+        Err(Error::Perm(format!(
+            "cannot create '{name}' in /: the root holds only the node's own files"
+        )))
+    }
+
+    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+        let name = FILES.iter().find(|f| f.1 == node.kind).map_or("/", |f| f.0);
+        Err(Error::Perm(format!(
+            "cannot remove '{name}': it is part of the node"
+        )))
+    }
+}
+
+fn render_status(cx: &Ctx<'_>) -> String {
+    let mut s = String::with_capacity(192);
+    let st = cx.state;
+    let _ = write!(
+        s,
+        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nqueued {}\napplied {}\nevents {}\n",
+        cx.node_id,
+        crate::VERSION,
+        cx.uptime_secs,
+        cx.connections,
+        cx.fids,
+        st.chans.len(),
+        st.chans.queued(),
+        st.applied,
+        cx.events.total(),
+    );
+    s
+}

@@ -1,0 +1,111 @@
+//! Walking names to nodes, by walk(5)'s rules.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use ninep::Qids;
+
+use crate::attr;
+use crate::dev::{Ctx, device};
+use crate::error::Error;
+use crate::node::Node;
+use crate::root;
+
+/// Longest file name accepted in a walk or create.
+pub const MAX_NAME: usize = 255;
+
+/// Where a walk got to.
+#[derive(Debug)]
+pub struct Walked {
+    /// The qid of each name walked, in order.
+    pub qids: Qids,
+    /// The node of the last name walked (the start if none).
+    pub node: Node,
+}
+
+/// Refuse names no file can have: empty, `.`, `..` (for creation), with a
+/// slash or NUL, or too long.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(Error::BadName(String::from(
+            "empty, '.' and '..' cannot be created",
+        )));
+    }
+    if name.len() > MAX_NAME {
+        return Err(Error::BadName(alloc::format!(
+            "longer than {MAX_NAME} bytes"
+        )));
+    }
+    if name.contains(['/', '\0']) {
+        return Err(Error::BadName(String::from("names cannot hold '/' or NUL")));
+    }
+    Ok(())
+}
+
+/// The entry `name` of `dir`: `..` is the parent (the root's is the root).
+pub fn lookup(ctx: &Ctx<'_>, dir: Node, name: &str) -> Result<Node, Error> {
+    let dev = device(dir);
+    let info = dev
+        .info(ctx, dir)
+        .ok_or_else(|| Error::NotFound(String::from(name)))?;
+    if !info.dir {
+        return Err(Error::NotDir);
+    }
+    if name == ".." {
+        return Ok(dev.parent(dir));
+    }
+    if name.is_empty() || name == "." || name.len() > MAX_NAME || name.contains(['/', '\0']) {
+        return Err(Error::NotFound(String::from(name)));
+    }
+    dev.lookup(ctx, dir, name)
+        .ok_or_else(|| Error::NotFound(String::from(name)))
+}
+
+/// Walk `names` from `start`. Per walk(5): an error only if the first name
+/// fails; otherwise as many qids as names that could be walked.
+pub fn walk(ctx: &Ctx<'_>, start: Node, names: &[&str]) -> Result<Walked, Error> {
+    let mut qids = Qids::new();
+    let mut node = start;
+    for (i, name) in names.iter().enumerate() {
+        match lookup(ctx, node, name) {
+            Ok(next) => {
+                let info = device(next)
+                    .info(ctx, next)
+                    .ok_or_else(|| Error::NotFound(String::from(*name)))?;
+                // Cannot overflow: names holds at most MAXWELEM entries.
+                let _ = qids.push(attr::qid(next, &info));
+                node = next;
+            }
+            Err(e) if i == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(Walked { qids, node })
+}
+
+/// The path of `node` from the root, for messages and events.
+pub fn path_of(ctx: &Ctx<'_>, node: Node) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut n = node;
+    // Bounded: the tree is shallow, and a cycle would be a device bug.
+    for _ in 0..32 {
+        if n == root::ROOT {
+            break;
+        }
+        let dev = device(n);
+        match dev.info(ctx, n) {
+            Some(info) => parts.push(info.name),
+            None => parts.push("?"),
+        }
+        n = dev.parent(n);
+    }
+    let mut path = String::new();
+    for p in parts.iter().rev() {
+        path.push('/');
+        path.push_str(p);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
