@@ -1,0 +1,488 @@
+//! The server core driven message by message, as a transport would.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use cellfs::{Config, ConnId, Entry, FixedClock, Index, Log, LogError, Outbox, Server};
+use ninep::{Body, Dialect, Msg, NOFID, NOTAG, Names};
+
+/// A log the test controls: it keeps every committed entry (to replay into
+/// a second server) and can hold proposals back to model a slow fsync.
+#[derive(Default)]
+struct Disk {
+    durable: Vec<Vec<u8>>,
+    pending: Vec<Vec<u8>>,
+    ready: Vec<Entry>,
+    hold: bool,
+}
+
+#[derive(Clone, Default)]
+struct TestLog(Rc<RefCell<Disk>>);
+
+impl TestLog {
+    fn commit_held(&self) {
+        let mut d = self.0.borrow_mut();
+        let pending = std::mem::take(&mut d.pending);
+        for data in pending {
+            d.durable.push(data.clone());
+            let index = d.durable.len() as Index;
+            d.ready.push(Entry { index, data });
+        }
+    }
+
+    /// A log holding what this one made durable, as after a restart.
+    fn reopened(&self) -> TestLog {
+        let d = self.0.borrow();
+        let ready = d
+            .durable
+            .iter()
+            .enumerate()
+            .map(|(i, data)| Entry { index: i as Index + 1, data: data.clone() })
+            .collect();
+        TestLog(Rc::new(RefCell::new(Disk { durable: d.durable.clone(), ready, ..Disk::default() })))
+    }
+}
+
+impl Log for TestLog {
+    fn propose(&mut self, data: Vec<u8>) -> Result<Index, LogError> {
+        let mut d = self.0.borrow_mut();
+        d.pending.push(data);
+        let index = (d.durable.len() + d.pending.len()) as Index;
+        drop(d);
+        if !self.0.borrow().hold {
+            self.commit_held();
+        }
+        Ok(index)
+    }
+
+    fn take_committed(&mut self, out: &mut Vec<Entry>) {
+        out.append(&mut self.0.borrow_mut().ready);
+    }
+}
+
+struct Node {
+    server: Server<TestLog, FixedClock>,
+    log: TestLog,
+    out: Outbox,
+    dialects: std::collections::HashMap<ConnId, Dialect>,
+}
+
+/// A decoded reply, owned so tests can hold several.
+#[derive(Debug, Clone, PartialEq)]
+struct Reply {
+    conn: ConnId,
+    tag: u16,
+    text: String,
+    frame: Vec<u8>,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node::with_log(TestLog::default())
+    }
+
+    fn with_log(log: TestLog) -> Node {
+        let clock = FixedClock { unix: 1_700_000_000_000_000_000, mono: 5_000_000_000 };
+        let config = Config { node_id: String::from("test"), max_msize: 65536 };
+        let mut server = Server::new(config, log.clone(), clock);
+        let mut out = Outbox::new();
+        server.poll(&mut out);
+        Node { server, log, out, dialects: Default::default() }
+    }
+
+    /// Send one message; return every reply it caused, to any connection.
+    fn send(&mut self, conn: ConnId, tag: u16, body: Body<'_>) -> Vec<Reply> {
+        let mut frame = Vec::new();
+        ninep::encode(&Msg { tag, body }, &mut frame).unwrap();
+        self.raw(conn, &frame)
+    }
+
+    fn raw(&mut self, conn: ConnId, frame: &[u8]) -> Vec<Reply> {
+        self.out.clear();
+        self.server.handle(conn, frame, &mut self.out);
+        self.server.poll(&mut self.out);
+        self.collect()
+    }
+
+    fn poll(&mut self) -> Vec<Reply> {
+        self.out.clear();
+        self.server.poll(&mut self.out);
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        for (c, f) in self.out.frames() {
+            let dialect = self.dialects.get(&c).copied().unwrap_or_default();
+            let msg = ninep::decode(f, dialect).expect("server replies decode");
+            let text = match &msg.body {
+                Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
+                Body::Rerror { ename } => format!("Rerror {ename}"),
+                Body::Rlerror { ecode } => format!("Rlerror {ecode}"),
+                other => format!("{:?}", other.msg_type()),
+            };
+            replies.push(Reply { conn: c, tag: msg.tag, text, frame: f.to_vec() });
+        }
+        replies
+    }
+
+    /// Send and expect exactly one reply, to the sender.
+    fn call(&mut self, conn: ConnId, tag: u16, body: Body<'_>) -> String {
+        let r = self.send(conn, tag, body);
+        assert_eq!(r.len(), 1, "one reply expected, got {r:?}");
+        assert_eq!((r[0].conn, r[0].tag), (conn, tag));
+        r[0].text.clone()
+    }
+
+    /// A connection that has negotiated `dialect` and attached fid 0 to /.
+    fn client(&mut self, dialect: Dialect) -> ConnId {
+        let c = self.server.connect();
+        self.dialects.insert(c, dialect);
+        let v = self.call(c, NOTAG, Body::Tversion { msize: 8192, version: dialect.version() });
+        assert_eq!(v, "Rversion");
+        let n_uname = (dialect == Dialect::L).then_some(0);
+        let a = self.call(c, 1, Body::Tattach { fid: 0, afid: NOFID, uname: "u", aname: "", n_uname });
+        assert_eq!(a, "Rattach");
+        c
+    }
+
+    fn walk(&mut self, c: ConnId, fid: u32, newfid: u32, path: &str) -> String {
+        let mut wnames = Names::new();
+        for p in path.split('/').filter(|p| !p.is_empty()) {
+            wnames.push(p).unwrap();
+        }
+        self.call(c, 2, Body::Twalk { fid, newfid, wnames })
+    }
+
+    /// Walk from the root to `path` into `fid` and open it with `mode`.
+    fn open(&mut self, c: ConnId, fid: u32, path: &str, mode: u8) -> String {
+        let w = self.walk(c, 0, fid, path);
+        assert_eq!(w, "Rwalk", "walk {path}");
+        self.call(c, 3, Body::Topen { fid, mode })
+    }
+
+    fn read(&mut self, c: ConnId, fid: u32) -> String {
+        self.call(c, 4, Body::Tread { fid, offset: 0, count: 4096 })
+    }
+
+    fn write(&mut self, c: ConnId, fid: u32, data: &str) -> String {
+        self.call(c, 5, Body::Twrite { fid, offset: 0, data: data.as_bytes() })
+    }
+
+    fn cat(&mut self, c: ConnId, path: &str) -> String {
+        assert_eq!(self.open(c, 90, path, 0), "Ropen");
+        let text = self.read(c, 90);
+        assert_eq!(self.call(c, 6, Body::Tclunk { fid: 90 }), "Rclunk");
+        text
+    }
+
+    fn mkchan(&mut self, c: ConnId, name: &str) {
+        let w = self.walk(c, 0, 80, "chan");
+        assert_eq!(w, "Rwalk");
+        let r = self.call(c, 7, Body::Tcreate { fid: 80, name, perm: ninep::stat::DMDIR | 0o755, mode: 0 });
+        assert_eq!(r, "Rcreate");
+        assert_eq!(self.call(c, 6, Body::Tclunk { fid: 80 }), "Rclunk");
+    }
+}
+
+#[test]
+fn version_negotiation_and_dialects() {
+    let mut n = Node::new();
+    let c = n.server.connect();
+    let r = n.send(c, NOTAG, Body::Tversion { msize: 1 << 30, version: "9P2000.L" });
+    let m = ninep::decode(&r[0].frame, Dialect::L).unwrap();
+    assert_eq!(m.body, Body::Rversion { msize: 65536, version: "9P2000.L" });
+    let r = n.send(c, NOTAG, Body::Tversion { msize: 8192, version: "9P2000.u" });
+    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    assert_eq!(m.body, Body::Rversion { msize: 8192, version: "9P2000" });
+    let r = n.send(c, NOTAG, Body::Tversion { msize: 8192, version: "9P3000" });
+    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    assert_eq!(m.body, Body::Rversion { msize: 8192, version: "unknown" });
+    assert!(n.call(c, NOTAG, Body::Tversion { msize: 16, version: "9P2000" }).starts_with("Rerror msize 16"));
+}
+
+#[test]
+fn nothing_is_served_before_version() {
+    let mut n = Node::new();
+    let c = n.server.connect();
+    let r = n.call(c, 1, Body::Tattach { fid: 0, afid: NOFID, uname: "u", aname: "", n_uname: None });
+    assert!(r.starts_with("Rerror no Tversion"), "{r}");
+}
+
+#[test]
+fn status_reads_key_value_lines() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    let text = n.cat(c, "status");
+    assert!(text.starts_with("Rread node test\nversion "), "{text}");
+    assert!(text.contains("\nconnections 1\n"), "{text}");
+    assert!(text.contains("\nchannels 0\n"), "{text}");
+    assert!(text.contains("\nuptime 0\n"), "{text}");
+}
+
+#[test]
+fn walk_rules_of_walk5() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    // `..` at the root is the root; a partial walk returns the qids it got
+    // and does not create the new fid.
+    let r = n.send(c, 2, Body::Twalk { fid: 0, newfid: 1, wnames: Names::from_slice(&["..", "chan", "nope"]).unwrap() });
+    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    let Body::Rwalk { wqids } = m.body else { panic!("{m:?}") };
+    assert_eq!(wqids.len(), 2);
+    assert!(n.call(c, 3, Body::Topen { fid: 1, mode: 0 }).starts_with("Rerror unknown fid 1"));
+    // An error only when the first name fails.
+    assert_eq!(n.walk(c, 0, 1, "nope"), "Rerror 'nope' does not exist");
+    // Walking from a file fails; so does reusing a live fid.
+    assert_eq!(n.walk(c, 0, 1, "status"), "Rwalk");
+    assert_eq!(n.walk(c, 1, 2, "x"), "Rerror not a directory");
+    assert_eq!(n.walk(c, 0, 1, "chan"), "Rerror fid 1 already in use");
+    // Seventeen names are refused by the decoder; the connection lives on.
+    let mut frame = Vec::new();
+    let names = Names::from_slice(&["chan"; 16]).unwrap();
+    ninep::encode(&Msg { tag: 9, body: Body::Twalk { fid: 0, newfid: 5, wnames: names } }, &mut frame).unwrap();
+    // Patch nwname to 17 and append one more name.
+    let nw = 4 + 1 + 2 + 4 + 4;
+    frame[nw..nw + 2].copy_from_slice(&17u16.to_le_bytes());
+    frame.extend_from_slice(&4u16.to_le_bytes());
+    frame.extend_from_slice(b"chan");
+    let len = frame.len() as u32;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    let r = n.raw(c, &frame);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].tag, 9);
+    assert!(r[0].text.starts_with("Rerror bad message"), "{:?}", r[0]);
+    assert!(n.cat(c, "status").contains("node test"));
+}
+
+#[test]
+fn bad_input_is_refused_and_the_node_keeps_serving() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    let other = n.client(Dialect::L);
+    // Unknown message type with a readable header: an error under its tag.
+    let r = n.raw(c, &[7, 0, 0, 0, 200, 3, 0]);
+    assert_eq!((r[0].tag, r[0].text.starts_with("Rerror bad message")), (3, true));
+    // A frame whose size field lies: the connection is closed.
+    n.out.clear();
+    n.server.handle(c, &[9, 0, 0], &mut n.out);
+    assert_eq!(n.out.closes(), &[c]);
+    // A read on an unopened fid.
+    assert_eq!(n.walk(other, 0, 1, "status"), "Rwalk");
+    assert_eq!(n.read(other, 1), "Rlerror 9");
+    // Replies are not requests.
+    assert!(n.call(c, 4, Body::Rclunk).starts_with("Rerror"));
+    assert!(n.cat(other, "status").contains("connections 2"));
+}
+
+#[test]
+fn channels_mkdir_write_read_remove() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::L);
+    let w = n.walk(c, 0, 1, "chan");
+    assert_eq!(w, "Rwalk");
+    assert_eq!(n.call(c, 7, Body::Tmkdir { dfid: 1, name: "alerts", mode: 0o755, gid: 0 }), "Rmkdir");
+    assert_eq!(n.call(c, 7, Body::Tmkdir { dfid: 1, name: "alerts", mode: 0o755, gid: 0 }), "Rlerror 17");
+    assert_eq!(n.call(c, 7, Body::Tmkdir { dfid: 1, name: ".hidden", mode: 0o755, gid: 0 }), "Rlerror 22");
+    assert_eq!(n.call(c, 7, Body::Tlcreate { fid: 1, name: "f", flags: 1, mode: 0o644, gid: 0 }), "Rlerror 1");
+    assert_eq!(n.open(c, 2, "chan/alerts/data", 2), "Rlopen");
+    assert_eq!(n.write(c, 2, "one"), "Rwrite");
+    assert_eq!(n.write(c, 2, "two"), "Rwrite");
+    assert_eq!(n.read(c, 2), "Rread one");
+    assert_eq!(n.read(c, 2), "Rread two");
+    // Directory listings in .L.
+    let d = n.open(c, 3, "chan/alerts", 0);
+    assert_eq!(d, "Rlopen");
+    let r = n.send(c, 8, Body::Treaddir { fid: 3, offset: 0, count: 4096 });
+    let m = ninep::decode(&r[0].frame, Dialect::L).unwrap();
+    let Body::Rreaddir { data } = m.body else { panic!() };
+    let mut names = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (d, used) = ninep::decode::decode_dirent(rest).unwrap();
+        names.push(d.name.to_string());
+        rest = &rest[used..];
+    }
+    assert_eq!(names, ["ctl", "data", "status"]);
+    // Removing an object's own file changes nothing; removing the
+    // directory removes the channel.
+    assert_eq!(n.walk(c, 0, 4, "chan/alerts"), "Rwalk");
+    assert_eq!(n.call(c, 9, Body::Tunlinkat { dirfid: 4, name: "data", flags: 0 }), "Runlinkat");
+    assert!(n.cat(c, "chan/alerts/status").contains("name alerts"));
+    assert_eq!(n.call(c, 9, Body::Tunlinkat { dirfid: 1, name: "alerts", flags: 0 }), "Rlerror 21");
+    assert_eq!(n.call(c, 9, Body::Tunlinkat { dirfid: 1, name: "alerts", flags: 0x200 }), "Runlinkat");
+    assert_eq!(n.walk(c, 0, 5, "chan/alerts"), "Rlerror 2");
+}
+
+#[test]
+fn blocking_read_is_answered_by_another_connections_write() {
+    let mut n = Node::new();
+    let reader = n.client(Dialect::P2000);
+    let writer = n.client(Dialect::P2000);
+    n.mkchan(writer, "x");
+    assert_eq!(n.open(reader, 1, "chan/x/data", 0), "Ropen");
+    assert_eq!(n.open(writer, 1, "chan/x/data", 1), "Ropen");
+    let r = n.send(reader, 40, Body::Tread { fid: 1, offset: 0, count: 100 });
+    assert!(r.is_empty(), "a read of an empty channel waits: {r:?}");
+    assert!(n.cat(writer, "chan/x/status").contains("waiting 1"));
+    let r = n.send(writer, 41, Body::Twrite { fid: 1, offset: 0, data: b"hi" });
+    let mut got: Vec<(ConnId, u16, String)> = r.into_iter().map(|r| (r.conn, r.tag, r.text)).collect();
+    got.sort_by_key(|g| g.1);
+    assert_eq!(got, [(reader, 40, "Rread hi".to_string()), (writer, 41, "Rwrite".to_string())]);
+}
+
+#[test]
+fn flush_cancels_a_parked_read_and_the_message_stays() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
+    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    // The same tag cannot be used twice while the read waits.
+    let r = n.send(c, 40, Body::Tclunk { fid: 99 });
+    assert!(r[0].text.starts_with("Rerror tag 40 is already in use"));
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
+    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert_eq!(n.call(c, 41, Body::Tflush { oldtag: 40 }), "Rflush");
+    assert_eq!(n.write(c, 1, "kept"), "Rwrite");
+    assert!(n.cat(c, "chan/x/status").contains("queued 1"));
+    assert_eq!(n.read(c, 1), "Rread kept");
+}
+
+#[test]
+fn flush_of_a_committing_read_follows_its_answer() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
+    assert_eq!(n.write(c, 1, "m"), "Rwrite");
+    n.log.0.borrow_mut().hold = true;
+    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert!(n.send(c, 41, Body::Tflush { oldtag: 40 }).is_empty());
+    n.log.commit_held();
+    let r: Vec<(u16, String)> = n.poll().into_iter().map(|r| (r.tag, r.text)).collect();
+    assert_eq!(r, [(40, "Rread m".to_string()), (41, "Rflush".to_string())]);
+}
+
+#[test]
+fn a_reader_gone_before_commit_loses_no_message() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
+    assert_eq!(n.write(c, 1, "precious"), "Rwrite");
+    n.log.0.borrow_mut().hold = true;
+    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    let mut out = Outbox::new();
+    n.server.disconnect(c, &mut out);
+    n.log.commit_held();
+    n.poll();
+    n.log.commit_held();
+    n.log.0.borrow_mut().hold = false;
+    n.poll();
+    let c2 = n.client(Dialect::P2000);
+    assert_eq!(n.open(c2, 1, "chan/x/data", 0), "Ropen");
+    assert_eq!(n.read(c2, 1), "Rread precious");
+}
+
+#[test]
+fn bad_ctl_changes_nothing_and_reaches_events() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "alerts");
+    assert_eq!(n.open(c, 1, "events", 0), "Ropen");
+    assert!(n.send(c, 50, Body::Tread { fid: 1, offset: 0, count: 4096 }).is_empty());
+    assert_eq!(n.open(c, 2, "chan/alerts/ctl", 1), "Ropen");
+    let r = n.send(c, 51, Body::Twrite { fid: 2, offset: 0, data: b"close\nqoss rate=1\n" });
+    let mut texts: Vec<(u16, String)> = r.into_iter().map(|r| (r.tag, r.text)).collect();
+    texts.sort();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].1.starts_with("Rread 1 "), "{texts:?}");
+    assert!(
+        texts[0].1.ends_with(" error /chan/alerts/ctl: chan alerts: unknown verb \"qoss\"; expected clear, close, open\n"),
+        "{texts:?}"
+    );
+    assert_eq!(texts[1].1, "Rerror chan alerts: unknown verb \"qoss\"; expected clear, close, open");
+    assert!(n.cat(c, "chan/alerts/status").contains("state open"), "the valid first line was not applied");
+    assert_eq!(n.write(c, 2, "close\n"), "Rwrite");
+    assert!(n.cat(c, "chan/alerts/status").contains("state closed"));
+}
+
+#[test]
+fn removing_a_channel_ends_its_parked_reads() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 0), "Ropen");
+    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert_eq!(n.walk(c, 0, 2, "chan/x"), "Rwalk");
+    let r = n.send(c, 41, Body::Tremove { fid: 2 });
+    let mut texts: Vec<(u16, String)> = r.into_iter().map(|r| (r.tag, r.text)).collect();
+    texts.sort();
+    assert_eq!(texts[1], (41, "Rremove".to_string()));
+    assert!(texts[0].1.starts_with("Rerror") && texts[0].0 == 40, "{texts:?}");
+}
+
+#[test]
+fn state_is_rebuilt_from_the_log() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "a");
+    n.mkchan(c, "b");
+    assert_eq!(n.open(c, 1, "chan/a/data", 2), "Ropen");
+    for m in ["1", "2", "3"] {
+        assert_eq!(n.write(c, 1, m), "Rwrite");
+    }
+    assert_eq!(n.read(c, 1), "Rread 1");
+    let mut again = Node::with_log(n.log.reopened());
+    let c = again.client(Dialect::P2000);
+    let status = again.cat(c, "status");
+    assert!(status.contains("channels 2\nqueued 2\n"), "{status}");
+    assert_eq!(again.open(c, 1, "chan/a/data", 0), "Ropen");
+    assert_eq!(again.read(c, 1), "Rread 2");
+}
+
+#[test]
+fn nine_p2000_directory_reads_and_stat() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    assert_eq!(n.open(c, 1, "", 0), "Ropen");
+    let r = n.send(c, 4, Body::Tread { fid: 1, offset: 0, count: 4096 });
+    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    let Body::Rread { data } = m.body else { panic!() };
+    let mut names = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (s, used) = ninep::decode::decode_stat(rest).unwrap();
+        names.push(s.name.to_string());
+        rest = &rest[used..];
+    }
+    assert_eq!(names, ["ctl", "status", "events", "chan"]);
+    // Offsets must continue where the last read ended.
+    assert!(n.call(c, 4, Body::Tread { fid: 1, offset: 3, count: 4096 }).starts_with("Rerror directory read"));
+    assert_eq!(n.walk(c, 0, 2, "chan"), "Rwalk");
+    let r = n.send(c, 5, Body::Tstat { fid: 2 });
+    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    let Body::Rstat { stat } = m.body else { panic!() };
+    assert_eq!((stat.name, stat.mode & ninep::stat::DMDIR != 0), ("chan", true));
+    // Status is read-only, ctl write-only.
+    assert_eq!(n.walk(c, 0, 3, "status"), "Rwalk");
+    assert_eq!(n.call(c, 3, Body::Topen { fid: 3, mode: 1 }), "Rerror /status is read-only");
+    assert_eq!(n.walk(c, 0, 4, "ctl"), "Rwalk");
+    assert_eq!(n.call(c, 3, Body::Topen { fid: 4, mode: 0 }), "Rerror /ctl is write-only");
+}
+
+#[test]
+fn node_ctl_notes_and_syncs() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    assert_eq!(n.open(c, 1, "events", 0), "Ropen");
+    assert_eq!(n.open(c, 2, "ctl", 1), "Ropen");
+    assert_eq!(n.write(c, 2, "note deploy started\nsync\n"), "Rwrite");
+    let e = n.read(c, 1);
+    assert!(e.ends_with(" note deploy started\n"), "{e}");
+    assert!(n.write(c, 2, "reboot").starts_with("Rerror /ctl: unknown verb \"reboot\"; expected note, sync"));
+}
