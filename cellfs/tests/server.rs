@@ -37,9 +37,16 @@ impl TestLog {
             .durable
             .iter()
             .enumerate()
-            .map(|(i, data)| Entry { index: i as Index + 1, data: data.clone() })
+            .map(|(i, data)| Entry {
+                index: i as Index + 1,
+                data: data.clone(),
+            })
             .collect();
-        TestLog(Rc::new(RefCell::new(Disk { durable: d.durable.clone(), ready, ..Disk::default() })))
+        TestLog(Rc::new(RefCell::new(Disk {
+            durable: d.durable.clone(),
+            ready,
+            ..Disk::default()
+        })))
     }
 }
 
@@ -82,12 +89,23 @@ impl Node {
     }
 
     fn with_log(log: TestLog) -> Node {
-        let clock = FixedClock { unix: 1_700_000_000_000_000_000, mono: 5_000_000_000 };
-        let config = Config { node_id: String::from("test"), max_msize: 65536 };
+        let clock = FixedClock {
+            unix: 1_700_000_000_000_000_000,
+            mono: 5_000_000_000,
+        };
+        let config = Config {
+            node_id: String::from("test"),
+            max_msize: 65536,
+        };
         let mut server = Server::new(config, log.clone(), clock);
         let mut out = Outbox::new();
         server.poll(&mut out);
-        Node { server, log, out, dialects: Default::default() }
+        Node {
+            server,
+            log,
+            out,
+            dialects: Default::default(),
+        }
     }
 
     /// Send one message; return every reply it caused, to any connection.
@@ -121,7 +139,12 @@ impl Node {
                 Body::Rlerror { ecode } => format!("Rlerror {ecode}"),
                 other => format!("{:?}", other.msg_type()),
             };
-            replies.push(Reply { conn: c, tag: msg.tag, text, frame: f.to_vec() });
+            replies.push(Reply {
+                conn: c,
+                tag: msg.tag,
+                text,
+                frame: f.to_vec(),
+            });
         }
         replies
     }
@@ -138,10 +161,27 @@ impl Node {
     fn client(&mut self, dialect: Dialect) -> ConnId {
         let c = self.server.connect();
         self.dialects.insert(c, dialect);
-        let v = self.call(c, NOTAG, Body::Tversion { msize: 8192, version: dialect.version() });
+        let v = self.call(
+            c,
+            NOTAG,
+            Body::Tversion {
+                msize: 8192,
+                version: dialect.version(),
+            },
+        );
         assert_eq!(v, "Rversion");
         let n_uname = (dialect == Dialect::L).then_some(0);
-        let a = self.call(c, 1, Body::Tattach { fid: 0, afid: NOFID, uname: "u", aname: "", n_uname });
+        let a = self.call(
+            c,
+            1,
+            Body::Tattach {
+                fid: 0,
+                afid: NOFID,
+                uname: "u",
+                aname: "",
+                n_uname,
+            },
+        );
         assert_eq!(a, "Rattach");
         c
     }
@@ -151,7 +191,15 @@ impl Node {
         for p in path.split('/').filter(|p| !p.is_empty()) {
             wnames.push(p).unwrap();
         }
-        self.call(c, 2, Body::Twalk { fid, newfid, wnames })
+        self.call(
+            c,
+            2,
+            Body::Twalk {
+                fid,
+                newfid,
+                wnames,
+            },
+        )
     }
 
     /// Walk from the root to `path` into `fid` and open it with `mode`.
@@ -162,11 +210,27 @@ impl Node {
     }
 
     fn read(&mut self, c: ConnId, fid: u32) -> String {
-        self.call(c, 4, Body::Tread { fid, offset: 0, count: 4096 })
+        self.call(
+            c,
+            4,
+            Body::Tread {
+                fid,
+                offset: 0,
+                count: 4096,
+            },
+        )
     }
 
     fn write(&mut self, c: ConnId, fid: u32, data: &str) -> String {
-        self.call(c, 5, Body::Twrite { fid, offset: 0, data: data.as_bytes() })
+        self.call(
+            c,
+            5,
+            Body::Twrite {
+                fid,
+                offset: 0,
+                data: data.as_bytes(),
+            },
+        )
     }
 
     fn cat(&mut self, c: ConnId, path: &str) -> String {
@@ -179,7 +243,16 @@ impl Node {
     fn mkchan(&mut self, c: ConnId, name: &str) {
         let w = self.walk(c, 0, 80, "chan");
         assert_eq!(w, "Rwalk");
-        let r = self.call(c, 7, Body::Tcreate { fid: 80, name, perm: ninep::stat::DMDIR | 0o755, mode: 0 });
+        let r = self.call(
+            c,
+            7,
+            Body::Tcreate {
+                fid: 80,
+                name,
+                perm: ninep::stat::DMDIR | 0o755,
+                mode: 0,
+            },
+        );
         assert_eq!(r, "Rcreate");
         assert_eq!(self.call(c, 6, Body::Tclunk { fid: 80 }), "Rclunk");
     }
@@ -189,23 +262,82 @@ impl Node {
 fn version_negotiation_and_dialects() {
     let mut n = Node::new();
     let c = n.server.connect();
-    let r = n.send(c, NOTAG, Body::Tversion { msize: 1 << 30, version: "9P2000.L" });
+    let r = n.send(
+        c,
+        NOTAG,
+        Body::Tversion {
+            msize: 1 << 30,
+            version: "9P2000.L",
+        },
+    );
     let m = ninep::decode(&r[0].frame, Dialect::L).unwrap();
-    assert_eq!(m.body, Body::Rversion { msize: 65536, version: "9P2000.L" });
-    let r = n.send(c, NOTAG, Body::Tversion { msize: 8192, version: "9P2000.u" });
+    assert_eq!(
+        m.body,
+        Body::Rversion {
+            msize: 65536,
+            version: "9P2000.L"
+        }
+    );
+    let r = n.send(
+        c,
+        NOTAG,
+        Body::Tversion {
+            msize: 8192,
+            version: "9P2000.u",
+        },
+    );
     let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
-    assert_eq!(m.body, Body::Rversion { msize: 8192, version: "9P2000" });
-    let r = n.send(c, NOTAG, Body::Tversion { msize: 8192, version: "9P3000" });
+    assert_eq!(
+        m.body,
+        Body::Rversion {
+            msize: 8192,
+            version: "9P2000"
+        }
+    );
+    let r = n.send(
+        c,
+        NOTAG,
+        Body::Tversion {
+            msize: 8192,
+            version: "9P3000",
+        },
+    );
     let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
-    assert_eq!(m.body, Body::Rversion { msize: 8192, version: "unknown" });
-    assert!(n.call(c, NOTAG, Body::Tversion { msize: 16, version: "9P2000" }).starts_with("Rerror msize 16"));
+    assert_eq!(
+        m.body,
+        Body::Rversion {
+            msize: 8192,
+            version: "unknown"
+        }
+    );
+    assert!(
+        n.call(
+            c,
+            NOTAG,
+            Body::Tversion {
+                msize: 16,
+                version: "9P2000"
+            }
+        )
+        .starts_with("Rerror msize 16")
+    );
 }
 
 #[test]
 fn nothing_is_served_before_version() {
     let mut n = Node::new();
     let c = n.server.connect();
-    let r = n.call(c, 1, Body::Tattach { fid: 0, afid: NOFID, uname: "u", aname: "", n_uname: None });
+    let r = n.call(
+        c,
+        1,
+        Body::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "u",
+            aname: "",
+            n_uname: None,
+        },
+    );
     assert!(r.starts_with("Rerror no Tversion"), "{r}");
 }
 
@@ -226,11 +358,24 @@ fn walk_rules_of_walk5() {
     let c = n.client(Dialect::P2000);
     // `..` at the root is the root; a partial walk returns the qids it got
     // and does not create the new fid.
-    let r = n.send(c, 2, Body::Twalk { fid: 0, newfid: 1, wnames: Names::from_slice(&["..", "chan", "nope"]).unwrap() });
+    let r = n.send(
+        c,
+        2,
+        Body::Twalk {
+            fid: 0,
+            newfid: 1,
+            wnames: Names::from_slice(&["..", "chan", "nope"]).unwrap(),
+        },
+    );
     let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
-    let Body::Rwalk { wqids } = m.body else { panic!("{m:?}") };
+    let Body::Rwalk { wqids } = m.body else {
+        panic!("{m:?}")
+    };
     assert_eq!(wqids.len(), 2);
-    assert!(n.call(c, 3, Body::Topen { fid: 1, mode: 0 }).starts_with("Rerror unknown fid 1"));
+    assert!(
+        n.call(c, 3, Body::Topen { fid: 1, mode: 0 })
+            .starts_with("Rerror unknown fid 1")
+    );
     // An error only when the first name fails.
     assert_eq!(n.walk(c, 0, 1, "nope"), "Rerror 'nope' does not exist");
     // Walking from a file fails; so does reusing a live fid.
@@ -240,7 +385,18 @@ fn walk_rules_of_walk5() {
     // Seventeen names are refused by the decoder; the connection lives on.
     let mut frame = Vec::new();
     let names = Names::from_slice(&["chan"; 16]).unwrap();
-    ninep::encode(&Msg { tag: 9, body: Body::Twalk { fid: 0, newfid: 5, wnames: names } }, &mut frame).unwrap();
+    ninep::encode(
+        &Msg {
+            tag: 9,
+            body: Body::Twalk {
+                fid: 0,
+                newfid: 5,
+                wnames: names,
+            },
+        },
+        &mut frame,
+    )
+    .unwrap();
     // Patch nwname to 17 and append one more name.
     let nw = 4 + 1 + 2 + 4 + 4;
     frame[nw..nw + 2].copy_from_slice(&17u16.to_le_bytes());
@@ -262,7 +418,10 @@ fn bad_input_is_refused_and_the_node_keeps_serving() {
     let other = n.client(Dialect::L);
     // Unknown message type with a readable header: an error under its tag.
     let r = n.raw(c, &[7, 0, 0, 0, 200, 3, 0]);
-    assert_eq!((r[0].tag, r[0].text.starts_with("Rerror bad message")), (3, true));
+    assert_eq!(
+        (r[0].tag, r[0].text.starts_with("Rerror bad message")),
+        (3, true)
+    );
     // A frame whose size field lies: the connection is closed.
     n.out.clear();
     n.server.handle(c, &[9, 0, 0], &mut n.out);
@@ -281,10 +440,59 @@ fn channels_mkdir_write_read_remove() {
     let c = n.client(Dialect::L);
     let w = n.walk(c, 0, 1, "chan");
     assert_eq!(w, "Rwalk");
-    assert_eq!(n.call(c, 7, Body::Tmkdir { dfid: 1, name: "alerts", mode: 0o755, gid: 0 }), "Rmkdir");
-    assert_eq!(n.call(c, 7, Body::Tmkdir { dfid: 1, name: "alerts", mode: 0o755, gid: 0 }), "Rlerror 17");
-    assert_eq!(n.call(c, 7, Body::Tmkdir { dfid: 1, name: ".hidden", mode: 0o755, gid: 0 }), "Rlerror 22");
-    assert_eq!(n.call(c, 7, Body::Tlcreate { fid: 1, name: "f", flags: 1, mode: 0o644, gid: 0 }), "Rlerror 1");
+    assert_eq!(
+        n.call(
+            c,
+            7,
+            Body::Tmkdir {
+                dfid: 1,
+                name: "alerts",
+                mode: 0o755,
+                gid: 0
+            }
+        ),
+        "Rmkdir"
+    );
+    assert_eq!(
+        n.call(
+            c,
+            7,
+            Body::Tmkdir {
+                dfid: 1,
+                name: "alerts",
+                mode: 0o755,
+                gid: 0
+            }
+        ),
+        "Rlerror 17"
+    );
+    assert_eq!(
+        n.call(
+            c,
+            7,
+            Body::Tmkdir {
+                dfid: 1,
+                name: ".hidden",
+                mode: 0o755,
+                gid: 0
+            }
+        ),
+        "Rlerror 22"
+    );
+    assert_eq!(
+        n.call(
+            c,
+            7,
+            Body::Tlcreate {
+                fid: 1,
+                name: "f",
+                flags: 1,
+                mode: 0o644,
+                gid: 0
+            }
+        ),
+        "Rlerror 1"
+    );
     assert_eq!(n.open(c, 2, "chan/alerts/data", 2), "Rlopen");
     assert_eq!(n.write(c, 2, "one"), "Rwrite");
     assert_eq!(n.write(c, 2, "two"), "Rwrite");
@@ -293,9 +501,19 @@ fn channels_mkdir_write_read_remove() {
     // Directory listings in .L.
     let d = n.open(c, 3, "chan/alerts", 0);
     assert_eq!(d, "Rlopen");
-    let r = n.send(c, 8, Body::Treaddir { fid: 3, offset: 0, count: 4096 });
+    let r = n.send(
+        c,
+        8,
+        Body::Treaddir {
+            fid: 3,
+            offset: 0,
+            count: 4096,
+        },
+    );
     let m = ninep::decode(&r[0].frame, Dialect::L).unwrap();
-    let Body::Rreaddir { data } = m.body else { panic!() };
+    let Body::Rreaddir { data } = m.body else {
+        panic!()
+    };
     let mut names = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -307,10 +525,43 @@ fn channels_mkdir_write_read_remove() {
     // Removing an object's own file changes nothing; removing the
     // directory removes the channel.
     assert_eq!(n.walk(c, 0, 4, "chan/alerts"), "Rwalk");
-    assert_eq!(n.call(c, 9, Body::Tunlinkat { dirfid: 4, name: "data", flags: 0 }), "Runlinkat");
+    assert_eq!(
+        n.call(
+            c,
+            9,
+            Body::Tunlinkat {
+                dirfid: 4,
+                name: "data",
+                flags: 0
+            }
+        ),
+        "Runlinkat"
+    );
     assert!(n.cat(c, "chan/alerts/status").contains("name alerts"));
-    assert_eq!(n.call(c, 9, Body::Tunlinkat { dirfid: 1, name: "alerts", flags: 0 }), "Rlerror 21");
-    assert_eq!(n.call(c, 9, Body::Tunlinkat { dirfid: 1, name: "alerts", flags: 0x200 }), "Runlinkat");
+    assert_eq!(
+        n.call(
+            c,
+            9,
+            Body::Tunlinkat {
+                dirfid: 1,
+                name: "alerts",
+                flags: 0
+            }
+        ),
+        "Rlerror 21"
+    );
+    assert_eq!(
+        n.call(
+            c,
+            9,
+            Body::Tunlinkat {
+                dirfid: 1,
+                name: "alerts",
+                flags: 0x200
+            }
+        ),
+        "Runlinkat"
+    );
     assert_eq!(n.walk(c, 0, 5, "chan/alerts"), "Rlerror 2");
 }
 
@@ -322,13 +573,36 @@ fn blocking_read_is_answered_by_another_connections_write() {
     n.mkchan(writer, "x");
     assert_eq!(n.open(reader, 1, "chan/x/data", 0), "Ropen");
     assert_eq!(n.open(writer, 1, "chan/x/data", 1), "Ropen");
-    let r = n.send(reader, 40, Body::Tread { fid: 1, offset: 0, count: 100 });
+    let r = n.send(
+        reader,
+        40,
+        Body::Tread {
+            fid: 1,
+            offset: 0,
+            count: 100,
+        },
+    );
     assert!(r.is_empty(), "a read of an empty channel waits: {r:?}");
     assert!(n.cat(writer, "chan/x/status").contains("waiting 1"));
-    let r = n.send(writer, 41, Body::Twrite { fid: 1, offset: 0, data: b"hi" });
-    let mut got: Vec<(ConnId, u16, String)> = r.into_iter().map(|r| (r.conn, r.tag, r.text)).collect();
+    let r = n.send(
+        writer,
+        41,
+        Body::Twrite {
+            fid: 1,
+            offset: 0,
+            data: b"hi",
+        },
+    );
+    let mut got: Vec<(ConnId, u16, String)> =
+        r.into_iter().map(|r| (r.conn, r.tag, r.text)).collect();
     got.sort_by_key(|g| g.1);
-    assert_eq!(got, [(reader, 40, "Rread hi".to_string()), (writer, 41, "Rwrite".to_string())]);
+    assert_eq!(
+        got,
+        [
+            (reader, 40, "Rread hi".to_string()),
+            (writer, 41, "Rwrite".to_string())
+        ]
+    );
 }
 
 #[test]
@@ -337,7 +611,18 @@ fn flush_cancels_a_parked_read_and_the_message_stays() {
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
-    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert!(
+        n.send(
+            c,
+            40,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 100
+            }
+        )
+        .is_empty()
+    );
     // The same tag cannot be used twice while the read waits.
     let r = n.send(c, 40, Body::Tclunk { fid: 99 });
     assert!(r[0].text.starts_with("Rerror tag 40 is already in use"));
@@ -345,7 +630,18 @@ fn flush_cancels_a_parked_read_and_the_message_stays() {
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
-    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert!(
+        n.send(
+            c,
+            40,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 100
+            }
+        )
+        .is_empty()
+    );
     assert_eq!(n.call(c, 41, Body::Tflush { oldtag: 40 }), "Rflush");
     assert_eq!(n.write(c, 1, "kept"), "Rwrite");
     assert!(n.cat(c, "chan/x/status").contains("queued 1"));
@@ -360,7 +656,18 @@ fn flush_of_a_committing_read_follows_its_answer() {
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
     assert_eq!(n.write(c, 1, "m"), "Rwrite");
     n.log.0.borrow_mut().hold = true;
-    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert!(
+        n.send(
+            c,
+            40,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 100
+            }
+        )
+        .is_empty()
+    );
     assert!(n.send(c, 41, Body::Tflush { oldtag: 40 }).is_empty());
     n.log.commit_held();
     let r: Vec<(u16, String)> = n.poll().into_iter().map(|r| (r.tag, r.text)).collect();
@@ -375,7 +682,18 @@ fn a_reader_gone_before_commit_loses_no_message() {
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
     assert_eq!(n.write(c, 1, "precious"), "Rwrite");
     n.log.0.borrow_mut().hold = true;
-    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert!(
+        n.send(
+            c,
+            40,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 100
+            }
+        )
+        .is_empty()
+    );
     let mut out = Outbox::new();
     n.server.disconnect(c, &mut out);
     n.log.commit_held();
@@ -394,9 +712,28 @@ fn bad_ctl_changes_nothing_and_reaches_events() {
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "alerts");
     assert_eq!(n.open(c, 1, "events", 0), "Ropen");
-    assert!(n.send(c, 50, Body::Tread { fid: 1, offset: 0, count: 4096 }).is_empty());
+    assert!(
+        n.send(
+            c,
+            50,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 4096
+            }
+        )
+        .is_empty()
+    );
     assert_eq!(n.open(c, 2, "chan/alerts/ctl", 1), "Ropen");
-    let r = n.send(c, 51, Body::Twrite { fid: 2, offset: 0, data: b"close\nqoss rate=1\n" });
+    let r = n.send(
+        c,
+        51,
+        Body::Twrite {
+            fid: 2,
+            offset: 0,
+            data: b"close\nqoss rate=1\n",
+        },
+    );
     let mut texts: Vec<(u16, String)> = r.into_iter().map(|r| (r.tag, r.text)).collect();
     texts.sort();
     assert_eq!(texts.len(), 2, "{texts:?}");
@@ -405,8 +742,14 @@ fn bad_ctl_changes_nothing_and_reaches_events() {
         texts[0].1.ends_with(" error /chan/alerts/ctl: chan alerts: unknown verb \"qoss\"; expected clear, close, open\n"),
         "{texts:?}"
     );
-    assert_eq!(texts[1].1, "Rerror chan alerts: unknown verb \"qoss\"; expected clear, close, open");
-    assert!(n.cat(c, "chan/alerts/status").contains("state open"), "the valid first line was not applied");
+    assert_eq!(
+        texts[1].1,
+        "Rerror chan alerts: unknown verb \"qoss\"; expected clear, close, open"
+    );
+    assert!(
+        n.cat(c, "chan/alerts/status").contains("state open"),
+        "the valid first line was not applied"
+    );
     assert_eq!(n.write(c, 2, "close\n"), "Rwrite");
     assert!(n.cat(c, "chan/alerts/status").contains("state closed"));
 }
@@ -417,13 +760,27 @@ fn removing_a_channel_ends_its_parked_reads() {
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 0), "Ropen");
-    assert!(n.send(c, 40, Body::Tread { fid: 1, offset: 0, count: 100 }).is_empty());
+    assert!(
+        n.send(
+            c,
+            40,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 100
+            }
+        )
+        .is_empty()
+    );
     assert_eq!(n.walk(c, 0, 2, "chan/x"), "Rwalk");
     let r = n.send(c, 41, Body::Tremove { fid: 2 });
     let mut texts: Vec<(u16, String)> = r.into_iter().map(|r| (r.tag, r.text)).collect();
     texts.sort();
     assert_eq!(texts[1], (41, "Rremove".to_string()));
-    assert!(texts[0].1.starts_with("Rerror") && texts[0].0 == 40, "{texts:?}");
+    assert!(
+        texts[0].1.starts_with("Rerror") && texts[0].0 == 40,
+        "{texts:?}"
+    );
 }
 
 #[test]
@@ -450,9 +807,19 @@ fn nine_p2000_directory_reads_and_stat() {
     let mut n = Node::new();
     let c = n.client(Dialect::P2000);
     assert_eq!(n.open(c, 1, "", 0), "Ropen");
-    let r = n.send(c, 4, Body::Tread { fid: 1, offset: 0, count: 4096 });
+    let r = n.send(
+        c,
+        4,
+        Body::Tread {
+            fid: 1,
+            offset: 0,
+            count: 4096,
+        },
+    );
     let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
-    let Body::Rread { data } = m.body else { panic!() };
+    let Body::Rread { data } = m.body else {
+        panic!()
+    };
     let mut names = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -462,17 +829,39 @@ fn nine_p2000_directory_reads_and_stat() {
     }
     assert_eq!(names, ["ctl", "status", "events", "chan"]);
     // Offsets must continue where the last read ended.
-    assert!(n.call(c, 4, Body::Tread { fid: 1, offset: 3, count: 4096 }).starts_with("Rerror directory read"));
+    assert!(
+        n.call(
+            c,
+            4,
+            Body::Tread {
+                fid: 1,
+                offset: 3,
+                count: 4096
+            }
+        )
+        .starts_with("Rerror directory read")
+    );
     assert_eq!(n.walk(c, 0, 2, "chan"), "Rwalk");
     let r = n.send(c, 5, Body::Tstat { fid: 2 });
     let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
-    let Body::Rstat { stat } = m.body else { panic!() };
-    assert_eq!((stat.name, stat.mode & ninep::stat::DMDIR != 0), ("chan", true));
+    let Body::Rstat { stat } = m.body else {
+        panic!()
+    };
+    assert_eq!(
+        (stat.name, stat.mode & ninep::stat::DMDIR != 0),
+        ("chan", true)
+    );
     // Status is read-only, ctl write-only.
     assert_eq!(n.walk(c, 0, 3, "status"), "Rwalk");
-    assert_eq!(n.call(c, 3, Body::Topen { fid: 3, mode: 1 }), "Rerror /status is read-only");
+    assert_eq!(
+        n.call(c, 3, Body::Topen { fid: 3, mode: 1 }),
+        "Rerror /status is read-only"
+    );
     assert_eq!(n.walk(c, 0, 4, "ctl"), "Rwalk");
-    assert_eq!(n.call(c, 3, Body::Topen { fid: 4, mode: 0 }), "Rerror /ctl is write-only");
+    assert_eq!(
+        n.call(c, 3, Body::Topen { fid: 4, mode: 0 }),
+        "Rerror /ctl is write-only"
+    );
 }
 
 #[test]
@@ -484,5 +873,8 @@ fn node_ctl_notes_and_syncs() {
     assert_eq!(n.write(c, 2, "note deploy started\nsync\n"), "Rwrite");
     let e = n.read(c, 1);
     assert!(e.ends_with(" note deploy started\n"), "{e}");
-    assert!(n.write(c, 2, "reboot").starts_with("Rerror /ctl: unknown verb \"reboot\"; expected note, sync"));
+    assert!(
+        n.write(c, 2, "reboot")
+            .starts_with("Rerror /ctl: unknown verb \"reboot\"; expected note, sync")
+    );
 }

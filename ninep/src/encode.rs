@@ -30,11 +30,21 @@ pub fn encode_dirent(d: &Dirent<'_>, out: &mut Vec<u8>) -> Result<(), EncodeErro
 impl Stat<'_> {
     /// Bytes [`encode_stat`] appends for this record, including its size[2].
     pub fn encoded_len(&self) -> usize {
-        2 + 2 + 4 + crate::qid::QID_SIZE + 4 + 4 + 4 + 8
-            + 2 + self.name.len()
-            + 2 + self.uid.len()
-            + 2 + self.gid.len()
-            + 2 + self.muid.len()
+        2 + 2
+            + 4
+            + crate::qid::QID_SIZE
+            + 4
+            + 4
+            + 4
+            + 8
+            + 2
+            + self.name.len()
+            + 2
+            + self.uid.len()
+            + 2
+            + self.gid.len()
+            + 2
+            + self.muid.len()
     }
 }
 

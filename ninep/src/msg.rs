@@ -127,54 +127,172 @@ pub enum MsgType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body<'a> {
     // ---- 9P2000 ----
-    Tversion { msize: u32, version: &'a str },
-    Rversion { msize: u32, version: &'a str },
+    Tversion {
+        msize: u32,
+        version: &'a str,
+    },
+    Rversion {
+        msize: u32,
+        version: &'a str,
+    },
     /// `n_uname` is present on the wire only in 9P2000.L.
-    Tauth { afid: u32, uname: &'a str, aname: &'a str, n_uname: Option<u32> },
-    Rauth { aqid: Qid },
+    Tauth {
+        afid: u32,
+        uname: &'a str,
+        aname: &'a str,
+        n_uname: Option<u32>,
+    },
+    Rauth {
+        aqid: Qid,
+    },
     /// `n_uname` is present on the wire only in 9P2000.L.
-    Tattach { fid: u32, afid: u32, uname: &'a str, aname: &'a str, n_uname: Option<u32> },
-    Rattach { qid: Qid },
-    Rerror { ename: &'a str },
-    Tflush { oldtag: u16 },
+    Tattach {
+        fid: u32,
+        afid: u32,
+        uname: &'a str,
+        aname: &'a str,
+        n_uname: Option<u32>,
+    },
+    Rattach {
+        qid: Qid,
+    },
+    Rerror {
+        ename: &'a str,
+    },
+    Tflush {
+        oldtag: u16,
+    },
     Rflush,
-    Twalk { fid: u32, newfid: u32, wnames: Names<'a> },
-    Rwalk { wqids: Qids },
-    Topen { fid: u32, mode: u8 },
-    Ropen { qid: Qid, iounit: u32 },
-    Tcreate { fid: u32, name: &'a str, perm: u32, mode: u8 },
-    Rcreate { qid: Qid, iounit: u32 },
-    Tread { fid: u32, offset: u64, count: u32 },
-    Rread { data: &'a [u8] },
-    Twrite { fid: u32, offset: u64, data: &'a [u8] },
-    Rwrite { count: u32 },
-    Tclunk { fid: u32 },
+    Twalk {
+        fid: u32,
+        newfid: u32,
+        wnames: Names<'a>,
+    },
+    Rwalk {
+        wqids: Qids,
+    },
+    Topen {
+        fid: u32,
+        mode: u8,
+    },
+    Ropen {
+        qid: Qid,
+        iounit: u32,
+    },
+    Tcreate {
+        fid: u32,
+        name: &'a str,
+        perm: u32,
+        mode: u8,
+    },
+    Rcreate {
+        qid: Qid,
+        iounit: u32,
+    },
+    Tread {
+        fid: u32,
+        offset: u64,
+        count: u32,
+    },
+    Rread {
+        data: &'a [u8],
+    },
+    Twrite {
+        fid: u32,
+        offset: u64,
+        data: &'a [u8],
+    },
+    Rwrite {
+        count: u32,
+    },
+    Tclunk {
+        fid: u32,
+    },
     Rclunk,
-    Tremove { fid: u32 },
+    Tremove {
+        fid: u32,
+    },
     Rremove,
-    Tstat { fid: u32 },
-    Rstat { stat: Stat<'a> },
-    Twstat { fid: u32, stat: Stat<'a> },
+    Tstat {
+        fid: u32,
+    },
+    Rstat {
+        stat: Stat<'a>,
+    },
+    Twstat {
+        fid: u32,
+        stat: Stat<'a>,
+    },
     Rwstat,
 
     // ---- 9P2000.L ----
-    Rlerror { ecode: u32 },
-    Tstatfs { fid: u32 },
-    Rstatfs { statfs: StatFs },
-    Tlopen { fid: u32, flags: u32 },
-    Rlopen { qid: Qid, iounit: u32 },
-    Tlcreate { fid: u32, name: &'a str, flags: u32, mode: u32, gid: u32 },
-    Rlcreate { qid: Qid, iounit: u32 },
-    Tsymlink { fid: u32, name: &'a str, symtgt: &'a str, gid: u32 },
-    Rsymlink { qid: Qid },
-    Tmknod { dfid: u32, name: &'a str, mode: u32, major: u32, minor: u32, gid: u32 },
-    Rmknod { qid: Qid },
-    Trename { fid: u32, dfid: u32, name: &'a str },
+    Rlerror {
+        ecode: u32,
+    },
+    Tstatfs {
+        fid: u32,
+    },
+    Rstatfs {
+        statfs: StatFs,
+    },
+    Tlopen {
+        fid: u32,
+        flags: u32,
+    },
+    Rlopen {
+        qid: Qid,
+        iounit: u32,
+    },
+    Tlcreate {
+        fid: u32,
+        name: &'a str,
+        flags: u32,
+        mode: u32,
+        gid: u32,
+    },
+    Rlcreate {
+        qid: Qid,
+        iounit: u32,
+    },
+    Tsymlink {
+        fid: u32,
+        name: &'a str,
+        symtgt: &'a str,
+        gid: u32,
+    },
+    Rsymlink {
+        qid: Qid,
+    },
+    Tmknod {
+        dfid: u32,
+        name: &'a str,
+        mode: u32,
+        major: u32,
+        minor: u32,
+        gid: u32,
+    },
+    Rmknod {
+        qid: Qid,
+    },
+    Trename {
+        fid: u32,
+        dfid: u32,
+        name: &'a str,
+    },
     Rrename,
-    Treadlink { fid: u32 },
-    Rreadlink { target: &'a str },
-    Tgetattr { fid: u32, request_mask: u64 },
-    Rgetattr { attr: Attr },
+    Treadlink {
+        fid: u32,
+    },
+    Rreadlink {
+        target: &'a str,
+    },
+    Tgetattr {
+        fid: u32,
+        request_mask: u64,
+    },
+    Rgetattr {
+        attr: Attr,
+    },
     Tsetattr {
         fid: u32,
         valid: u32,
@@ -188,27 +306,90 @@ pub enum Body<'a> {
         mtime_nsec: u64,
     },
     Rsetattr,
-    Txattrwalk { fid: u32, newfid: u32, name: &'a str },
-    Rxattrwalk { size: u64 },
-    Txattrcreate { fid: u32, name: &'a str, attr_size: u64, flags: u32 },
+    Txattrwalk {
+        fid: u32,
+        newfid: u32,
+        name: &'a str,
+    },
+    Rxattrwalk {
+        size: u64,
+    },
+    Txattrcreate {
+        fid: u32,
+        name: &'a str,
+        attr_size: u64,
+        flags: u32,
+    },
     Rxattrcreate,
-    Treaddir { fid: u32, offset: u64, count: u32 },
+    Treaddir {
+        fid: u32,
+        offset: u64,
+        count: u32,
+    },
     /// `data` is a run of encoded [`crate::Dirent`]s.
-    Rreaddir { data: &'a [u8] },
+    Rreaddir {
+        data: &'a [u8],
+    },
     /// Linux sends `datasync`; older clients omit it (decoded as 0).
-    Tfsync { fid: u32, datasync: u32 },
+    Tfsync {
+        fid: u32,
+        datasync: u32,
+    },
     Rfsync,
-    Tlock { fid: u32, ty: u8, flags: u32, start: u64, length: u64, proc_id: u32, client_id: &'a str },
-    Rlock { status: u8 },
-    Tgetlock { fid: u32, ty: u8, start: u64, length: u64, proc_id: u32, client_id: &'a str },
-    Rgetlock { ty: u8, start: u64, length: u64, proc_id: u32, client_id: &'a str },
-    Tlink { dfid: u32, fid: u32, name: &'a str },
+    Tlock {
+        fid: u32,
+        ty: u8,
+        flags: u32,
+        start: u64,
+        length: u64,
+        proc_id: u32,
+        client_id: &'a str,
+    },
+    Rlock {
+        status: u8,
+    },
+    Tgetlock {
+        fid: u32,
+        ty: u8,
+        start: u64,
+        length: u64,
+        proc_id: u32,
+        client_id: &'a str,
+    },
+    Rgetlock {
+        ty: u8,
+        start: u64,
+        length: u64,
+        proc_id: u32,
+        client_id: &'a str,
+    },
+    Tlink {
+        dfid: u32,
+        fid: u32,
+        name: &'a str,
+    },
     Rlink,
-    Tmkdir { dfid: u32, name: &'a str, mode: u32, gid: u32 },
-    Rmkdir { qid: Qid },
-    Trenameat { olddirfid: u32, oldname: &'a str, newdirfid: u32, newname: &'a str },
+    Tmkdir {
+        dfid: u32,
+        name: &'a str,
+        mode: u32,
+        gid: u32,
+    },
+    Rmkdir {
+        qid: Qid,
+    },
+    Trenameat {
+        olddirfid: u32,
+        oldname: &'a str,
+        newdirfid: u32,
+        newname: &'a str,
+    },
     Rrenameat,
-    Tunlinkat { dirfid: u32, name: &'a str, flags: u32 },
+    Tunlinkat {
+        dirfid: u32,
+        name: &'a str,
+        flags: u32,
+    },
     Runlinkat,
 }
 

@@ -1,1 +1,13 @@
-//! Harness for Cell0's integration tests: start nodes, mount them, run tools.
+//! Harness for Cell0's integration tests: start real nodes (the `cell0`
+//! binary), mount them with FUSE, talk raw 9P to them, run shell tools.
+//!
+//! Every helper fails loudly with what to do when a tool is missing; no test
+//! skips.
+
+pub mod node;
+pub mod raw;
+pub mod shell;
+
+pub use node::{Mount, Node, cell0_bin};
+pub use raw::Raw;
+pub use shell::{require_tool, sh, sh_ok};

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Drive a Cell0 node with p9fs, a 9P client this project did not write.
+
+Usage: p9fs_check.py HOST PORT VERSION   (VERSION: 9P2000 or 9P2000.L)
+Prints one line per check; exits non-zero on the first failure.
+"""
+import os
+import sys
+
+from p9fs import P9FileSystem
+
+
+def main():
+    host, port, version = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    fs = P9FileSystem(host=host, port=port, username="p9fs", version=version)
+
+    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls("", detail=False))
+    assert names == ["chan", "ctl", "events", "status"], names
+    print("ls /:", " ".join(names))
+
+    def read(path, size=8192):
+        f = fs._open_fid(None, path, os.O_RDONLY)
+        try:
+            return fs._read(size, 0, f)
+        finally:
+            fs._release_fid(f)
+
+    def write(path, data):
+        f = fs._open_fid(None, path, os.O_WRONLY)
+        try:
+            return fs._write(data, 0, f)
+        finally:
+            fs._release_fid(f)
+
+    status = read("status").decode()
+    assert status.startswith("node "), status
+    print("status:", status.splitlines()[0])
+
+    chan = "chan/py" + version.replace(".", "")
+    fs.mkdir(chan, create_parents=False)
+    files = sorted(os.path.basename(p) for p in fs.ls(chan, detail=False))
+    assert files == ["ctl", "data", "status"], files
+    print("mkdir", chan, "->", " ".join(files))
+
+    assert write(chan + "/data", b"from p9fs") == 9
+    got = read(chan + "/data")
+    assert got == b"from p9fs", got
+    print("data round trip:", got.decode())
+
+    try:
+        write(chan + "/ctl", b"qoss rate=1\n")
+    except Exception as e:  # py9p raises its own RpcError
+        text = str(e)
+        if version == "9P2000":
+            assert 'unknown verb "qoss"' in text, text
+        print("bad ctl refused:", text)
+    else:
+        raise AssertionError("a bad ctl write succeeded")
+
+    fs.rmdir(chan) if version == "9P2000.L" else fs.rm(chan)
+    left = [os.path.basename(p) for p in fs.ls("chan", detail=False)]
+    assert os.path.basename(chan) not in left, left
+    print("removed", chan)
+    print("p9fs", version, "ok")
+
+
+if __name__ == "__main__":
+    main()
