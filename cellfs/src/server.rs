@@ -725,6 +725,10 @@ impl<L: Log, C: Clock> Server<L, C> {
             );
             return Ok(());
         }
+        if count == 0 {
+            encode_reply(out, conn, tag, Body::Rread { data: &[] });
+            return Ok(());
+        }
         match dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)? {
             ReadOutcome::Done => {
                 encode_reply(

@@ -227,6 +227,12 @@ impl Device for ChanDev {
         let name = chan.name.clone();
         match node.kind {
             K_DATA => {
+                // An empty message would read as end of file.
+                if data.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "chan {name}: empty write; a message needs at least one byte"
+                    )));
+                }
                 if let Some(e) = chan.refuse_send(data.len()) {
                     return Err(e);
                 }
