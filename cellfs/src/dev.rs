@@ -95,8 +95,9 @@ pub trait Device: Sync {
     fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node>;
     /// Every entry of directory `dir`, in a stable order.
     fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>);
-    /// May `node` be opened for reading and/or writing?
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<(), Error>;
+    /// May `node` be opened for reading and/or writing? If so, the fid's
+    /// starting [`Aux`] (a stream opens at its current end).
+    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error>;
     /// Append up to `count` bytes of `node` at `offset` to `out`.
     fn read(
         &self,

@@ -134,13 +134,15 @@ impl Device for Root {
         }
     }
 
-    fn open(&self, _cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<(), Error> {
+    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
             K_CTL if read => Err(Error::Perm(String::from("/ctl is write-only"))),
             K_STATUS if write => Err(Error::Perm(String::from("/status is read-only"))),
             K_EVENTS if write => Err(Error::Perm(String::from("/events is read-only"))),
             K_ROOT if write => Err(Error::IsDir),
-            _ => Ok(()),
+            // A reader of /events sees what happens from its open on.
+            K_EVENTS => Ok(Aux::Cursor(cx.events.end())),
+            _ => Ok(Aux::None),
         }
     }
 

@@ -615,7 +615,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         if info.dir && mode.write {
             return Err(Error::IsDir);
         }
-        device(node).open(&ctx, node, mode.read, mode.write)?;
+        f.aux = device(node).open(&ctx, node, mode.read, mode.write)?;
         f.open = Some(mode);
         f.rclose = rclose;
         Ok(attr::qid(node, &info))
@@ -864,7 +864,18 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// the requests that were waiting on it. Call after every batch of
     /// `handle` calls and whenever the log signals progress.
     pub fn poll(&mut self, out: &mut Outbox) {
-        self.log.take_committed(&mut self.committed);
+        // Answering one batch can propose more (a woken read's receive); a
+        // log that commits at once has those ready straight away.
+        loop {
+            self.log.take_committed(&mut self.committed);
+            if self.committed.is_empty() {
+                break;
+            }
+            self.apply_committed(out);
+        }
+    }
+
+    fn apply_committed(&mut self, out: &mut Outbox) {
         let mut committed = core::mem::take(&mut self.committed);
         for entry in committed.drain(..) {
             let result = match Command::decode(&entry.data) {

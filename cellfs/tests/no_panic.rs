@@ -76,7 +76,11 @@ fn request(kind: u8, a: u8, b: u8, c: u8) -> Vec<u8> {
         9 => Body::Tcreate {
             fid,
             name,
-            perm: if c % 2 == 0 { ninep::stat::DMDIR } else { 0 },
+            perm: if c.is_multiple_of(2) {
+                ninep::stat::DMDIR
+            } else {
+                0
+            },
             mode: 0,
         },
         10 => Body::Tmkdir {
@@ -96,7 +100,7 @@ fn request(kind: u8, a: u8, b: u8, c: u8) -> Vec<u8> {
         13 => Body::Tunlinkat {
             dirfid: fid,
             name,
-            flags: if c % 2 == 0 { 0x200 } else { 0 },
+            flags: if c.is_multiple_of(2) { 0x200 } else { 0 },
         },
         14 => Body::Tstat { fid },
         _ => Body::Tgetattr {

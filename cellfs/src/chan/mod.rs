@@ -170,7 +170,7 @@ impl Device for ChanDev {
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<(), Error> {
+    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
         if node.kind != K_TOP {
             Self::chan(cx, node)?;
         }
@@ -178,7 +178,7 @@ impl Device for ChanDev {
             K_TOP | K_DIR if write => Err(Error::IsDir),
             K_CTL if read => Err(Error::Perm(String::from("chan ctl is write-only"))),
             K_STATUS if write => Err(Error::Perm(String::from("chan status is read-only"))),
-            _ => Ok(()),
+            _ => Ok(Aux::None),
         }
     }
 
