@@ -19,6 +19,8 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzcheck;
 pub mod msg;
 pub mod qid;
 pub mod stat;
