@@ -1,1 +1,0 @@
-//! A 9P2000.L client (to be built).
