@@ -56,7 +56,8 @@ fn a_blocking_cat_receives_lines_written_by_another_process() {
     let m = Mount::new(&node.addr);
     let d = m.path();
     sh_ok(d, "mkdir chan/pipe");
-    let out = d.join("../received");
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("received");
     let _ = std::fs::remove_file(&out);
     let mut reader = Command::new("bash")
         .arg("-c")
@@ -106,7 +107,8 @@ fn a_bad_ctl_write_fails_changes_nothing_and_says_why_on_events() {
     let m = Mount::new(&node.addr);
     let d = m.path();
     sh_ok(d, "mkdir chan/alerts");
-    let events = d.join("../events.txt");
+    let scratch = tempfile::tempdir().unwrap();
+    let events = scratch.path().join("events.txt");
     let mut follower = Command::new("bash")
         .arg("-c")
         .arg(format!("exec cat events > {}", events.display()))
@@ -115,7 +117,12 @@ fn a_bad_ctl_write_fails_changes_nothing_and_says_why_on_events() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let before = sh_ok(d, "cat chan/alerts/status");
-    let bad = sh(d, "printf 'close\\nqoss rate=100\\n' > chan/alerts/ctl");
+    // One write of two lines (cat copies the file in one read and one
+    // write; the shell's printf may write line by line).
+    let two_lines = scratch.path().join("two-lines");
+    std::fs::write(&two_lines, "close\nqoss rate=100\n").unwrap();
+    let bad = sh(d, &format!("cat {} > chan/alerts/ctl", two_lines.display()));
+    let _ = std::fs::remove_file(&two_lines);
     assert!(!bad.status.success(), "a bad ctl write must fail");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("Invalid argument"), "{err}");

@@ -10,7 +10,7 @@ mod error;
 mod ops;
 
 pub use error::{ClientError, Result};
-pub use ops::{DirEntry, OwnedStat, read_data, split};
+pub use ops::read_data;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
