@@ -61,6 +61,9 @@ pub enum Error {
     BadName(String),
     /// The request is valid 9P but this server does not do it.
     Unsupported(&'static str),
+    /// A Tauth to a node that needs none (ENOENT, which diod's clients and
+    /// Linux take to mean "attach without authenticating").
+    NoAuth,
     /// The request breaks the protocol (the text says how).
     Protocol(String),
     /// The log could not commit the change; nothing was applied.
@@ -86,6 +89,7 @@ impl Error {
             Error::Closed(_) => EPIPE,
             Error::BadName(_) => EINVAL,
             Error::Unsupported(_) => EOPNOTSUPP,
+            Error::NoAuth => ENOENT,
             Error::Protocol(_) => EPROTO,
             Error::Log(LogError::Full) => EAGAIN,
             Error::Log(_) => EIO,
@@ -111,6 +115,7 @@ impl fmt::Display for Error {
             | Error::Protocol(why) => f.write_str(why),
             Error::BadName(why) => write!(f, "bad name: {why}"),
             Error::Unsupported(what) => write!(f, "{what} is not supported by cell0"),
+            Error::NoAuth => f.write_str("authentication not required: attach with afid NOFID"),
             Error::Log(e) => write!(f, "{e}; nothing was changed"),
         }
     }

@@ -309,9 +309,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         let tag = msg.tag;
         match msg.body {
             Body::Tversion { msize, version } => self.version(conn, tag, msize, version, out),
-            Body::Tauth { .. } => Err(Error::Unsupported(
-                "authentication (Tauth); attach with afid NOFID",
-            )),
+            Body::Tauth { .. } => Err(Error::NoAuth),
             Body::Tattach {
                 fid, afid, aname, ..
             } => {

@@ -19,14 +19,14 @@ def main():
     print("ls /:", " ".join(names))
 
     def read(path, size=8192):
-        f = fs._open_fid(None, path, os.O_RDONLY)
+        f = fs._open_fid(path, os.O_RDONLY)
         try:
             return fs._read(size, 0, f)
         finally:
             fs._release_fid(f)
 
     def write(path, data):
-        f = fs._open_fid(None, path, os.O_WRONLY)
+        f = fs._open_fid(path, os.O_WRONLY)
         try:
             return fs._write(data, 0, f)
         finally:

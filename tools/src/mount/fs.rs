@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use ninep::Attr;
 
@@ -51,7 +51,11 @@ fn time(sec: u64, nsec: u64) -> SystemTime {
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
-    let kind = if a.mode & 0o170000 == 0o040000 { FileType::Directory } else { FileType::RegularFile };
+    let kind = if a.mode & 0o170000 == 0o040000 {
+        FileType::Directory
+    } else {
+        FileType::RegularFile
+    };
     FileAttr {
         ino: INodeNo(ino_of(a.qid.path)),
         size: a.size,
@@ -75,8 +79,17 @@ impl CellFs {
     /// A file system over a client attached to the node's root.
     pub fn new(client: Arc<Client>) -> CellFs {
         let mut inodes = HashMap::new();
-        inodes.insert(1, Inode { fid: ROOT, nlookup: 1 });
-        CellFs { client, inodes: Mutex::new(inodes) }
+        inodes.insert(
+            1,
+            Inode {
+                fid: ROOT,
+                nlookup: 1,
+            },
+        );
+        CellFs {
+            client,
+            inodes: Mutex::new(inodes),
+        }
     }
 
     fn fid(&self, ino: INodeNo) -> Result<u32, Errno> {
@@ -118,7 +131,10 @@ impl CellFs {
 
     /// A fresh fid on `ino`, opened with `flags`.
     fn open_fid(&self, ino: INodeNo, flags: u32) -> Result<u32, Errno> {
-        let fid = self.client.walk(self.fid(ino)?, &[]).map_err(|e| errno(&e))?;
+        let fid = self
+            .client
+            .walk(self.fid(ino)?, &[])
+            .map_err(|e| errno(&e))?;
         match self.client.open(fid, flags & libc::O_ACCMODE as u32) {
             Ok(_) => Ok(fid),
             Err(e) => {
@@ -158,7 +174,9 @@ impl Filesystem for CellFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let r = self.fid(ino).and_then(|fid| self.client.getattr(fid).map_err(|e| errno(&e)));
+        let r = self
+            .fid(ino)
+            .and_then(|fid| self.client.getattr(fid).map_err(|e| errno(&e)));
         match r {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(e),
@@ -198,11 +216,25 @@ impl Filesystem for CellFs {
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        let Some(n) = name.to_str() else { return reply.error(Errno::EINVAL) };
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(n) = name.to_str() else {
+            return reply.error(Errno::EINVAL);
+        };
         let r = self
             .fid(parent)
-            .and_then(|dir| self.client.mkdir(dir, n, mode & 0o7777, 0).map_err(|e| errno(&e)))
+            .and_then(|dir| {
+                self.client
+                    .mkdir(dir, n, mode & 0o7777, 0)
+                    .map_err(|e| errno(&e))
+            })
             .and_then(|_| self.lookup_attr(parent, name));
         match r {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
@@ -228,9 +260,14 @@ impl Filesystem for CellFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let Some(n) = name.to_str() else { return reply.error(Errno::EINVAL) };
+        let Some(n) = name.to_str() else {
+            return reply.error(Errno::EINVAL);
+        };
         let r = (|| {
-            let fid = self.client.walk(self.fid(parent)?, &[]).map_err(|e| errno(&e))?;
+            let fid = self
+                .client
+                .walk(self.fid(parent)?, &[])
+                .map_err(|e| errno(&e))?;
             if let Err(e) = self.client.lcreate(fid, n, flags as u32, mode & 0o7777, 0) {
                 let _ = self.client.clunk(fid);
                 return Err(errno(&e));
@@ -239,7 +276,13 @@ impl Filesystem for CellFs {
             Ok((fid, attr))
         })();
         match r {
-            Ok((fid, attr)) => reply.created(&TTL, &attr, Generation(0), FileHandle(u64::from(fid)), FopenFlags::FOPEN_DIRECT_IO),
+            Ok((fid, attr)) => reply.created(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(u64::from(fid)),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
             Err(e) => reply.error(e),
         }
     }
@@ -267,7 +310,11 @@ impl Filesystem for CellFs {
         let client = self.client.clone();
         let tid = req.pid();
         std::thread::spawn(move || {
-            let body = ninep::Body::Tread { fid: fh.0 as u32, offset, count: size.min(client.iounit()) };
+            let body = ninep::Body::Tread {
+                fid: fh.0 as u32,
+                offset,
+                count: size.min(client.iounit()),
+            };
             let pending = match client.start(&body) {
                 Ok(p) => p,
                 Err(e) => return reply.error(errno(&e)),
@@ -322,11 +369,25 @@ impl Filesystem for CellFs {
         reply.ok();
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // Every write the node acknowledged is already durable.
         reply.ok();
     }
@@ -338,13 +399,24 @@ impl Filesystem for CellFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let entries = match self.client.readdir(fh.0 as u32, offset, 64 * 1024) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(&e)),
         };
         for d in entries {
-            let kind = if d.ty == 4 { FileType::Directory } else { FileType::RegularFile };
+            let kind = if d.ty == 4 {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
             if reply.add(INodeNo(ino_of(d.qid.path)), d.offset, kind, &d.name) {
                 break;
             }
@@ -352,14 +424,23 @@ impl Filesystem for CellFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         let _ = self.client.clunk(fh.0 as u32);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.client.statfs(ROOT) {
-            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize),
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+            ),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -367,8 +448,12 @@ impl Filesystem for CellFs {
 
 impl CellFs {
     fn remove(&self, parent: INodeNo, name: &OsStr, flags: u32, reply: ReplyEmpty) {
-        let Some(n) = name.to_str() else { return reply.error(Errno::ENOENT) };
-        let r = self.fid(parent).and_then(|dir| self.client.unlinkat(dir, n, flags).map_err(|e| errno(&e)));
+        let Some(n) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        let r = self
+            .fid(parent)
+            .and_then(|dir| self.client.unlinkat(dir, n, flags).map_err(|e| errno(&e)));
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),

@@ -38,9 +38,17 @@ const MOUNT_WAIT: Duration = Duration::from_secs(15);
 /// return once the mount is usable.
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let addr = args.addr.resolve();
-    let dir = std::fs::canonicalize(&args.dir)
-        .with_context(|| format!("mount point {}: create it first (mkdir -p)", args.dir.display()))?;
-    anyhow::ensure!(dir.is_dir(), "mount point {} is not a directory", dir.display());
+    let dir = std::fs::canonicalize(&args.dir).with_context(|| {
+        format!(
+            "mount point {}: create it first (mkdir -p)",
+            args.dir.display()
+        )
+    })?;
+    anyhow::ensure!(
+        dir.is_dir(),
+        "mount point {} is not a directory",
+        dir.display()
+    );
     anyhow::ensure!(!is_mounted(&dir), "{} is already mounted", dir.display());
     check_fuse()?;
     if args.foreground {
@@ -68,18 +76,27 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("{} did not appear as mounted within {MOUNT_WAIT:?}; see {}", dir.display(), log.display());
+            bail!(
+                "{} did not appear as mounted within {MOUNT_WAIT:?}; see {}",
+                dir.display(),
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    eprintln!("cell0: mounted {addr} on {} (log {})", dir.display(), log.display());
+    eprintln!(
+        "cell0: mounted {addr} on {} (log {})",
+        dir.display(),
+        log.display()
+    );
     Ok(())
 }
 
 use std::os::unix::process::CommandExt as _;
 
 fn serve(addr: &str, dir: &Path) -> anyhow::Result<()> {
-    let client = Client::connect(addr, Dialect::L).with_context(|| format!("cannot reach a node at {addr}"))?;
+    let client = Client::connect(addr, Dialect::L)
+        .with_context(|| format!("cannot reach a node at {addr}"))?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("cell0@{addr}")),
@@ -90,7 +107,9 @@ fn serve(addr: &str, dir: &Path) -> anyhow::Result<()> {
     let session = fuser::spawn_mount(fs::CellFs::new(Arc::new(client)), dir, &config)
         .with_context(|| format!("mounting on {}", dir.display()))?;
     eprintln!("cell0: serving {addr} on {}", dir.display());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let stop = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -103,7 +122,9 @@ fn serve(addr: &str, dir: &Path) -> anyhow::Result<()> {
         }
     })?;
     if stop {
-        session.umount_and_join().with_context(|| format!("unmounting {}", dir.display()))?;
+        session
+            .umount_and_join()
+            .with_context(|| format!("unmounting {}", dir.display()))?;
     } else {
         let _ = session.join();
     }
@@ -117,7 +138,10 @@ pub fn umount(dir: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(is_mounted(&dir), "{} is not mounted", dir.display());
     let fusermount = Command::new("fusermount3").arg("-u").arg(&dir).status();
     if !matches!(fusermount, Ok(s) if s.success()) {
-        let status = Command::new("umount").arg(&dir).status().context("running umount")?;
+        let status = Command::new("umount")
+            .arg(&dir)
+            .status()
+            .context("running umount")?;
         anyhow::ensure!(status.success(), "could not unmount {}", dir.display());
     }
     Ok(())
@@ -125,24 +149,37 @@ pub fn umount(dir: &Path) -> anyhow::Result<()> {
 
 /// Whether the kernel lists `dir` as a mount point.
 pub fn is_mounted(dir: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = dir.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|p| unescape(p) == want))
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|p| unescape(p) == want))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(field: &str) -> String {
-    field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 fn check_fuse() -> anyhow::Result<()> {
     if !Path::new("/dev/fuse").exists() {
-        bail!("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3 (apt-get install fuse3)");
+        bail!(
+            "/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3 (apt-get install fuse3)"
+        );
     }
     Ok(())
 }
 
 fn log_path(dir: &Path) -> PathBuf {
-    let name: String = dir.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let name: String = dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     std::env::temp_dir().join(format!("cell0-mount{name}.log"))
 }
