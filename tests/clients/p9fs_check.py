@@ -19,9 +19,11 @@ def main():
     print("ls /:", " ".join(names))
 
     def read(path, size=8192):
+        # One Tread: p9fs's own _read loops until a zero-length read, and
+        # a channel's data file blocks instead (one message per read).
         f = fs._open_fid(path, os.O_RDONLY)
         try:
-            return fs._read(size, 0, f)
+            return fs.client._read(f.fid, 0, min(size, f.iounit)).data
         finally:
             fs._release_fid(f)
 
@@ -57,7 +59,20 @@ def main():
     else:
         raise AssertionError("a bad ctl write succeeded")
 
-    fs.rmdir(chan) if version == "9P2000.L" else fs.rm(chan)
+    if version == "9P2000.L":
+        # p9fs's rmdir sends Tunlinkat without AT_REMOVEDIR, which a
+        # directory refuses (EISDIR) as unlinkat(2) does; send what
+        # Linux's rmdir sends.
+        at_removedir = 0x200
+        parent = fs.fids.acquire()
+        try:
+            fs.client._walk(fs.client.ROOT, parent.fid, ["chan"])
+            fs.client._unlinkat(parent.fid, os.path.basename(chan), at_removedir)
+        finally:
+            fs.client._clunk(parent.fid)
+            fs.fids.release(parent)
+    else:
+        fs.rm(chan)
     left = [os.path.basename(p) for p in fs.ls("chan", detail=False)]
     assert os.path.basename(chan) not in left, left
     print("removed", chan)

@@ -10,4 +10,4 @@ pub mod shell;
 
 pub use node::{Mount, Node, cell0_bin};
 pub use raw::Raw;
-pub use shell::{require_tool, sh, sh_ok};
+pub use shell::{output_within, require_tool, sh, sh_ok};

@@ -39,3 +39,51 @@ pub fn require_tool(tool: &str, install: &str) {
         "{tool} is not installed: {install} (tests/run installs it)"
     );
 }
+
+/// Run `cmd` with its output captured, killing it if it is still running
+/// after `secs` seconds, so a client that blocks fails the test instead of
+/// hanging it. The returned status is then a failure by signal.
+pub fn output_within(secs: u64, cmd: &mut Command) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
+    // Drain both pipes on their own threads so a chatty child cannot
+    // block on a full pipe while we wait for it.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("wait for killed child");
+            eprintln!("{cmd:?} was still running after {secs} s and was killed");
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}

@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use cell0_tests::{Node, require_tool};
+use cell0_tests::{Node, output_within, require_tool};
 
+/// Run a client, failing (not hanging) if it takes more than a minute.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("client runs");
+    let out = output_within(60, cmd);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
