@@ -124,6 +124,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Serve on `listen` with data in `data` until a signal (or `stop`).
 pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyhow::Result<()> {
     create_data_dir(data)?;
+    // Held until this function returns: two nodes appending to one log
+    // would interleave their records.
+    let _lock = lock_data_dir(data)?;
     let node_id = node_id(data)?;
     let committed = Arc::new(Notify::new());
     let n = committed.clone();
@@ -282,6 +285,34 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Take `DATA/lock` with flock(2), so that a second node on the same data
+/// directory stops with a clear message; the kernel drops the lock when
+/// the file is closed or the process dies, so a crash leaves none behind.
+fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let path = data.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns; it touches no
+    // memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            anyhow::bail!(
+                "data directory {} is in use by another node; stop it, or give this one its own --data",
+                data.display()
+            );
+        }
+        return Err(err).with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(file)
 }
 
 /// This node's id: made at first start from the system's entropy and kept

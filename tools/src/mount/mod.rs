@@ -166,13 +166,27 @@ fn unescape(field: &str) -> String {
         .replace("\\134", "\\")
 }
 
-fn check_fuse() -> anyhow::Result<()> {
+/// Check what a FUSE mount needs, saying how to get what is missing.
+pub fn check_fuse() -> anyhow::Result<()> {
     if !Path::new("/dev/fuse").exists() {
         bail!(
             "/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3 (apt-get install fuse3)"
         );
     }
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Root mounts with mount(2); anyone else needs the setuid helper.
+    if !root && !on_path("fusermount3") {
+        bail!(
+            "fusermount3 is missing, and mounting without root needs it: install fuse3 (apt-get install fuse3)"
+        );
+    }
     Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }
 
 fn log_path(dir: &Path) -> PathBuf {
