@@ -3,14 +3,17 @@
 //! One `cellfs::Server` behind a mutex that is held only for CPU work:
 //! decoding, applying and encoding. Disk I/O happens on the log's writer
 //! thread and network I/O in per-connection tasks, so no lock is held
-//! across I/O. Each connection has a reader task (frames in, a batch per
-//! lock) and a writer task (frames out, fed by a bounded queue, because a
-//! request on one connection can answer a read parked on another).
+//! across I/O. Each connection is one task: it reads frames, handles a
+//! batch of them under the lock, takes the replies queued for it, and
+//! writes them after letting go. A request on one connection can answer a
+//! read parked on another; those replies are queued for their connection
+//! (bounded) and its task is woken to write them, so each socket has one
+//! writer and replies leave in the order the server made them.
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -18,7 +21,7 @@ use bytes::BytesMut;
 use cellfs::{Clock, Config, ConnId, Outbox, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::wal::Wal;
 
@@ -33,9 +36,9 @@ pub struct ServeArgs {
     pub data: Option<PathBuf>,
 }
 
-/// Batches of reply frames a slow client may have queued before it is
-/// disconnected.
-const WRITE_QUEUE: usize = 4096;
+/// Reply bytes that may wait for a connection before it is judged not to
+/// be reading its replies and is disconnected.
+const MAX_QUEUED: usize = 16 << 20;
 
 /// Wall and monotonic time from the host.
 pub struct SysClock {
@@ -53,11 +56,14 @@ impl Clock for SysClock {
     }
 }
 
-/// Where a connection's replies go.
+/// How the core reaches a connection's task.
 struct Peer {
-    tx: mpsc::Sender<Vec<u8>>,
-    /// Tells the reader to stop (the server asked for a close).
-    hangup: Arc<Notify>,
+    /// Replies for it, not yet taken by its task.
+    queued: Vec<u8>,
+    /// Wakes its task: replies are queued, or (with `hangup`) it must stop.
+    wake: Arc<Notify>,
+    /// Set when the server wants the connection closed.
+    hangup: bool,
 }
 
 /// Everything behind the one lock.
@@ -65,8 +71,6 @@ struct Core {
     server: Server<Wal, SysClock>,
     out: Outbox,
     peers: HashMap<ConnId, Peer>,
-    /// Per-destination batches, reused between rounds.
-    batches: HashMap<ConnId, Vec<u8>>,
 }
 
 type Shared = Arc<Mutex<Core>>;
@@ -78,37 +82,51 @@ fn lock(core: &Shared) -> MutexGuard<'_, Core> {
 }
 
 impl Core {
-    /// Hand every frame in the outbox to its connection's writer, and close
-    /// the connections the server gave up on.
-    fn deliver(&mut self) {
+    /// Queue every frame in the outbox for its connection, mark the ones
+    /// the server gave up on, and wake their tasks; `me` is the
+    /// connection whose task is calling, which needs no waking.
+    fn deliver(&mut self, me: Option<ConnId>) {
+        let mut woken: Option<ConnId> = None;
         for (conn, frame) in self.out.frames() {
-            self.batches
-                .entry(conn)
-                .or_default()
-                .extend_from_slice(frame);
-        }
-        let closes: Vec<ConnId> = self.out.closes().to_vec();
-        self.out.clear();
-        for (conn, batch) in self.batches.iter_mut().filter(|(_, b)| !b.is_empty()) {
-            let Some(peer) = self.peers.get(conn) else {
-                batch.clear();
+            let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
-            if peer.tx.try_send(std::mem::take(batch)).is_err() {
-                // Its queue is full: the client is not reading its replies.
-                peer.hangup.notify_one();
+            if peer.queued.len() + frame.len() > MAX_QUEUED {
+                // The client is not reading its replies.
+                peer.hangup = true;
+            } else {
+                peer.queued.extend_from_slice(frame);
+            }
+            // Frames come in runs per connection; wake each run once.
+            if Some(conn) != me && woken != Some(conn) {
+                peer.wake.notify_one();
+                woken = Some(conn);
             }
         }
-        for conn in closes {
-            if let Some(peer) = self.peers.get(&conn) {
-                peer.hangup.notify_one();
+        for conn in self.out.closes() {
+            if let Some(peer) = self.peers.get_mut(conn) {
+                peer.hangup = true;
+                peer.wake.notify_one();
             }
         }
+        self.out.clear();
     }
 
-    fn poll(&mut self) {
+    fn poll(&mut self, me: Option<ConnId>) {
         self.server.poll(&mut self.out);
-        self.deliver();
+        self.deliver(me);
+    }
+
+    /// Swap `conn`'s queued replies into `into` (which must be empty);
+    /// whether the connection should close once they are written.
+    fn take(&mut self, conn: ConnId, into: &mut Vec<u8>) -> bool {
+        match self.peers.get_mut(&conn) {
+            Some(peer) => {
+                std::mem::swap(&mut peer.queued, into);
+                peer.hangup
+            }
+            None => true,
+        }
     }
 }
 
@@ -128,9 +146,24 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
     // would interleave their records.
     let _lock = lock_data_dir(data)?;
     let node_id = node_id(data)?;
+    // After each durable batch the log's thread answers the requests it
+    // made durable itself, sparing a hop through another thread; if the
+    // lock is busy (or the core is not built yet) the commit task below
+    // does it instead, so no commit waits for the next request.
     let committed = Arc::new(Notify::new());
     let n = committed.clone();
-    let (wal, replay) = Wal::open(&data.join("wal"), Box::new(move || n.notify_one()))?;
+    let slot: Arc<OnceLock<Weak<Mutex<Core>>>> = Arc::default();
+    let s = slot.clone();
+    let on_commit = move || {
+        if let Some(core) = s.get().and_then(Weak::upgrade)
+            && let Ok(mut c) = core.try_lock()
+        {
+            c.poll(None);
+            return;
+        }
+        n.notify_one();
+    };
+    let (wal, replay) = Wal::open(&data.join("wal"), Box::new(on_commit))?;
     let config = Config {
         node_id: node_id.clone(),
         ..Config::default()
@@ -148,8 +181,8 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
         server,
         out,
         peers: HashMap::new(),
-        batches: HashMap::new(),
     }));
+    let _ = slot.set(Arc::downgrade(&core));
 
     let listener = TcpListener::bind(listen)
         .await
@@ -167,7 +200,7 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
     tokio::spawn(async move {
         loop {
             committed.notified().await;
-            lock(&c).poll();
+            lock(&c).poll(None);
         }
     });
 
@@ -192,64 +225,71 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
     // finishes its queue, so nothing a client was told is lost.
     let mut core = lock(&core);
     core.server.log_mut().close();
-    core.poll();
+    core.poll(None);
     eprintln!("cell0: node {node_id} stopped");
     Ok(())
 }
 
 /// Serve one client until it hangs up or the server closes it.
-async fn connection(core: Shared, stream: TcpStream) {
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    let hangup = Arc::new(Notify::new());
+async fn connection(core: Shared, mut stream: TcpStream) {
+    let wake = Arc::new(Notify::new());
     let conn = {
         let mut c = lock(&core);
         let id = c.server.connect();
         c.peers.insert(
             id,
             Peer {
-                tx,
-                hangup: hangup.clone(),
+                queued: Vec::new(),
+                wake: wake.clone(),
+                hangup: false,
             },
         );
         id
     };
-    let writer = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            if wr.write_all(&batch).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    'serve: loop {
+    // Replies being written; swapped with the peer's queue so both
+    // buffers are reused and the request path allocates nothing.
+    let mut replies: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
         tokio::select! {
-            n = rd.read_buf(&mut buf) => match n {
-                Ok(0) | Err(_) => break 'serve,
+            // Cancel-safe: bytes read are in `buf` or still in the socket.
+            n = stream.read_buf(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
                 Ok(_) => {}
             },
-            _ = hangup.notified() => break 'serve,
+            _ = wake.notified() => {}
         }
-        let mut c = lock(&core);
-        let c = &mut *c;
-        loop {
-            let msize = c.server.msize(conn);
-            match ninep::frame::frame_len(&buf, msize) {
-                Ok(Some(n)) => {
-                    let frame = buf.split_to(n);
-                    c.server.handle(conn, &frame, &mut c.out);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    eprintln!("cell0: closing connection {}: {e}", conn.0);
-                    c.deliver();
-                    break 'serve;
+        let closing = {
+            let mut c = lock(&core);
+            let c = &mut *c;
+            let mut bad = false;
+            loop {
+                let msize = c.server.msize(conn);
+                match ninep::frame::frame_len(&buf, msize) {
+                    Ok(Some(n)) => {
+                        let frame = buf.split_to(n);
+                        c.server.handle(conn, &frame, &mut c.out);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        eprintln!("cell0: closing connection {}: {e}", conn.0);
+                        bad = true;
+                        break;
+                    }
                 }
             }
+            c.poll(Some(conn));
+            c.take(conn, &mut replies) || bad
+        };
+        if !replies.is_empty() {
+            if stream.write_all(&replies).await.is_err() {
+                break;
+            }
+            replies.clear();
         }
-        c.poll();
+        if closing {
+            break;
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
@@ -258,11 +298,10 @@ async fn connection(core: Shared, stream: TcpStream) {
         let mut c = lock(&core);
         let c = &mut *c;
         c.server.disconnect(conn, &mut c.out);
-        c.deliver();
+        c.deliver(Some(conn));
         c.peers.remove(&conn);
-        c.batches.remove(&conn);
     }
-    let _ = writer.await;
+    let _ = stream.shutdown().await;
 }
 
 /// Create the data directory, readable by its owner only.

@@ -60,12 +60,6 @@ pub struct Pending<'a> {
 impl Client {
     /// Connect to `addr`, negotiate `dialect`, and attach fid [`ROOT`].
     pub fn connect(addr: &str, dialect: Dialect) -> Result<Client> {
-        Client::connect_to(addr, dialect, "")
-    }
-
-    /// As [`Client::connect`], attaching the tree `aname` names (servers
-    /// such as diod export several; a Cell0 node has one, named "").
-    pub fn connect_to(addr: &str, dialect: Dialect, aname: &str) -> Result<Client> {
         let stream =
             TcpStream::connect(addr).map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
@@ -123,7 +117,7 @@ impl Client {
             fid: ROOT,
             afid: NOFID,
             uname: &uname,
-            aname,
+            aname: "",
             n_uname,
         })?;
         Ok(client)

@@ -1,0 +1,145 @@
+//! The servers the benchmark measures: a fresh Cell0 node and diod.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::conn::Conn;
+
+/// How long a server may take to accept its first connection.
+const START_WAIT: Duration = Duration::from_secs(15);
+
+/// A server under test.
+pub struct Target {
+    /// How the table names it.
+    pub name: &'static str,
+    /// Its 9P address.
+    pub addr: String,
+    /// What to attach.
+    pub aname: String,
+    /// The file the read case reads.
+    pub small: &'static str,
+    /// Whether messages go through channels (Cell0) or plain files (diod).
+    pub channels: bool,
+    /// The running server.
+    pub process: Process,
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+    /// Removed when the process is dropped.
+    pub dir: PathBuf,
+}
+
+impl Process {
+    /// Peak resident memory in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_addr() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+fn scratch_dir(base: &Path, what: &str) -> anyhow::Result<PathBuf> {
+    let dir = base.join(format!("cell0-bench-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Wait until `addr` answers a 9P attach of `aname`, or the process dies.
+fn wait_ready(p: &mut Process, addr: &str, aname: &str, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        if Conn::open(addr, aname).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = p.child.try_wait()? {
+            bail!("{name} exited before serving ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not answer on {addr} within {START_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn start_node() -> anyhow::Result<Target> {
+    let dir = scratch_dir(&std::env::temp_dir(), "node")?;
+    let addr = free_addr()?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a node")?;
+    let mut process = Process { child, dir };
+    wait_ready(&mut process, &addr, "", "the node")?;
+    Ok(Target {
+        name: "cell0",
+        addr,
+        aname: String::new(),
+        small: "status",
+        channels: true,
+        process,
+    })
+}
+
+pub fn start_diod() -> anyhow::Result<Target> {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = scratch_dir(&base, "diod")?;
+    // About the size of a node's /status.
+    std::fs::write(dir.join("status"), "x".repeat(150))?;
+    let addr = free_addr()?;
+    let child = Command::new("diod")
+        .args(["-f", "-n", "-L", "stderr", "-l", &addr, "-e"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = std::fs::remove_dir_all(&dir);
+            bail!("diod is not installed; the benchmark compares against it: apt-get install diod")
+        }
+        Err(e) => return Err(e).context("starting diod"),
+    };
+    let aname = dir.to_string_lossy().into_owned();
+    let mut process = Process { child, dir };
+    wait_ready(&mut process, &addr, &aname, "diod")?;
+    Ok(Target {
+        name: "diod",
+        addr,
+        aname,
+        small: "status",
+        channels: false,
+        process,
+    })
+}
