@@ -8,6 +8,6 @@ pub mod node;
 pub mod raw;
 pub mod shell;
 
-pub use node::{Mount, Node, cell0_bin};
+pub use node::{Mount, Node, cell0_bin, free_port, is_mounted};
 pub use raw::Raw;
 pub use shell::{output_within, require_tool, sh, sh_ok};

@@ -38,7 +38,8 @@ pub fn cell0_bin() -> PathBuf {
     .clone()
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind loopback")
         .local_addr()
@@ -158,6 +159,15 @@ impl Drop for Node {
     }
 }
 
+/// Whether the kernel lists `dir` (an absolute path) as a mount point.
+pub fn is_mounted(dir: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = dir.to_string_lossy().into_owned();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
 /// A FUSE mount of a node made by `cell0 mount`, unmounted when dropped.
 pub struct Mount {
     dir: TempDir,
@@ -200,11 +210,7 @@ impl Mount {
 
     /// Whether the kernel lists the mount point as mounted.
     pub fn is_mounted(&self) -> bool {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let p = self.path().to_string_lossy().into_owned();
-        mounts
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+        is_mounted(self.path())
     }
 }
 

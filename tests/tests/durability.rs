@@ -108,3 +108,32 @@ fn every_acknowledged_write_survives_sigkill() {
         );
     }
 }
+
+#[test]
+fn a_second_node_on_the_same_data_is_refused_and_changes_nothing() {
+    let node = Node::start();
+    assert!(node.cell0(&["mkdir", "/chan/mine"]).0);
+    let log_before = std::fs::read(node.data().join("wal/log")).unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = other.local_addr().unwrap().to_string();
+    drop(other);
+    let out = cell0_tests::output_within(
+        30,
+        std::process::Command::new(cell0_tests::cell0_bin())
+            .args(["serve", "--listen", &addr, "--data"])
+            .arg(node.data())
+            .stdin(std::process::Stdio::null()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "second node started: {err}");
+    assert!(
+        err.contains("in use by another node"),
+        "unclear refusal: {err}"
+    );
+    assert_eq!(
+        std::fs::read(node.data().join("wal/log")).unwrap(),
+        log_before
+    );
+    // The first node is unharmed.
+    assert!(node.cell0(&["ls", "/chan/mine"]).0);
+}
