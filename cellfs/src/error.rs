@@ -34,6 +34,8 @@ pub mod errno {
 pub enum Error {
     /// A name that is not in the directory walked.
     NotFound(String),
+    /// The object a fid stood for was removed after the fid reached it.
+    Removed(&'static str),
     /// An object of that name exists already.
     Exists(String),
     /// The fid names no file on this connection.
@@ -75,7 +77,7 @@ impl Error {
     pub fn errno(&self) -> u32 {
         use errno::*;
         match self {
-            Error::NotFound(_) => ENOENT,
+            Error::NotFound(_) | Error::Removed(_) => ENOENT,
             Error::Exists(_) => EEXIST,
             Error::UnknownFid(_) => EBADF,
             Error::FidInUse(_) => EBADF,
@@ -101,6 +103,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotFound(name) => write!(f, "'{name}' does not exist"),
+            Error::Removed(what) => write!(
+                f,
+                "the {what} was removed while this file was open; walk to it again"
+            ),
             Error::Exists(what) => write!(f, "{what} already exists"),
             Error::UnknownFid(fid) => write!(f, "unknown fid {fid}"),
             Error::FidInUse(fid) => write!(f, "fid {fid} already in use"),

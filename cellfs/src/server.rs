@@ -1086,7 +1086,7 @@ fn encode_reply(out: &mut Outbox, conn: ConnId, tag: u16, body: Body<'_>) {
 }
 
 fn gone() -> Error {
-    Error::NotFound(String::from("file (it was removed)"))
+    Error::Removed("file")
 }
 
 /// For requests whose failures are reported on `/events`: the fid they act
