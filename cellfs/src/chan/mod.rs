@@ -99,7 +99,7 @@ impl ChanDev {
         cx.state
             .chans
             .get(node.obj)
-            .ok_or_else(|| Error::Removed("channel"))
+            .ok_or(Error::Removed("channel"))
     }
 }
 
