@@ -51,9 +51,9 @@ impl fmt::Display for ClientError {
             ClientError::Closed(why) => write!(f, "connection to the node lost: {why}"),
             ClientError::Protocol(e) => write!(f, "9P protocol error: {e}"),
             ClientError::Server(e) => f.write_str(e),
-            ClientError::Errno(e) => {
-                let text = std::io::Error::from_raw_os_error(self.errno());
-                write!(f, "{text} (errno {e})")
+            // "Invalid argument (os error 22)": the text and the number.
+            ClientError::Errno(_) => {
+                write!(f, "{}", std::io::Error::from_raw_os_error(self.errno()))
             }
             ClientError::NotFound(name) => write!(f, "'{name}' does not exist"),
             ClientError::Flushed => f.write_str("request cancelled (Tflush)"),

@@ -187,12 +187,19 @@ impl CellFs {
         }
     }
 
+    /// Tunlinkat, or (for servers without it, like diod) a walk to the
+    /// name and Tremove, as Linux's own 9P client does.
     fn remove(&self, op: &str, parent: INodeNo, name: &OsStr, flags: u32) -> Result<(), Errno> {
         let (dir, dir_path) = self.inode(parent)?;
         let name = name.to_str().ok_or(Errno::ENOENT)?;
-        self.client
-            .unlinkat(dir, name, flags)
-            .map_err(|e| fail(op, &child_path(&dir_path, name), &e))
+        let r = match self.client.unlinkat(dir, name, flags) {
+            Err(e) if e.errno() == libc::EOPNOTSUPP => self
+                .client
+                .walk(dir, &[name])
+                .and_then(|fid| self.client.remove(fid)),
+            r => r,
+        };
+        r.map_err(|e| fail(op, &child_path(&dir_path, name), &e))
     }
 
     /// Apply `a` to `fid`. A truncation to 0 that the node refuses is

@@ -71,6 +71,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     }
     // The background server makes its own connection; this one only
     // proved that the node answers, so failures show here, not in a log.
+    let _ = client.clunk(crate::client::ROOT);
     drop(client);
     daemon::start(&addr, &args.aname, &dir)
 }
