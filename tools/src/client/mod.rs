@@ -29,6 +29,8 @@ mod error;
 mod fid;
 mod file;
 mod linux;
+#[cfg(test)]
+mod peer_tests;
 mod plan9;
 mod reply;
 mod tag;
