@@ -208,3 +208,24 @@ fn status_files_are_never_stale_and_files_have_their_kinds() {
     );
     assert!(m.sh_ok("df -P .").contains("cell0@"));
 }
+
+#[test]
+fn when_the_node_dies_readers_get_eio_and_the_mount_goes_away() {
+    let mut node = Server::node();
+    let m = Mount::new(&node.addr, "");
+    m.sh_ok("mkdir chan/p");
+    let out = node.dir.path().join("cat.out");
+    let mut cat = m.spawn(&["cat", "chan/p/data"], &out);
+    wait_for("the reader to park", || {
+        status(&m, "chan/p/status", "waiting") == "1"
+    });
+    node.crash();
+    assert_eq!(wait_exit(&mut cat).code(), Some(1));
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(said.contains("Input/output error"), "{said}");
+    wait_for("the mount to go away", || !m.is_mounted());
+    wait_for("the mount's server to exit", || {
+        matches!(proc_state(m.pid), None | Some('Z'))
+    });
+    assert!(m.log_text().contains("unmounting"), "{}", m.log_text());
+}

@@ -52,11 +52,17 @@ const TICK: Duration = Duration::from_millis(100);
 /// return once the mount is usable.
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let addr = args.addr.resolve();
-    let dir = std::fs::canonicalize(&args.dir).with_context(|| {
-        format!(
-            "mount point {}: create it first (mkdir -p)",
-            args.dir.display()
-        )
+    let dir = std::fs::canonicalize(&args.dir).map_err(|e| {
+        let shown = args.dir.display();
+        match e.raw_os_error() {
+            Some(libc::ENOTCONN) => anyhow::anyhow!(
+                "{shown}: a mount whose server is gone is still there; `cell0 umount {shown}` first"
+            ),
+            Some(libc::ENOENT) => {
+                anyhow::anyhow!("mount point {shown} does not exist: create it first (mkdir -p)")
+            }
+            _ => anyhow::anyhow!("mount point {shown}: {e}"),
+        }
     })?;
     anyhow::ensure!(
         dir.is_dir(),

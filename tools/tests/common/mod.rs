@@ -94,6 +94,12 @@ impl Server {
         Server { child, addr, dir }
     }
 
+    /// Kill the server with SIGKILL and reap it.
+    pub fn crash(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// The directory diod exports (its aname).
     pub fn export(&self) -> PathBuf {
         self.dir.path().join("export")
