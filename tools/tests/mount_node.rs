@@ -229,3 +229,17 @@ fn when_the_node_dies_readers_get_eio_and_the_mount_goes_away() {
     });
     assert!(m.log_text().contains("unmounting"), "{}", m.log_text());
 }
+
+#[test]
+fn long_directories_list_completely_across_several_readdirs() {
+    let node = Server::node();
+    let m = Mount::new(&node.addr, "");
+    m.sh_ok("mkdir chan/channel-with-a-longish-name-{1..300}");
+    let listed = m.sh_ok("ls chan");
+    let mut names: Vec<&str> = listed.lines().collect();
+    assert_eq!(names.len(), 300);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 300, "no entry listed twice");
+    assert_eq!(status(&m, "status", "channels"), "300");
+}
