@@ -1,307 +1,293 @@
 //! A 9P client for the `cell0` tool: the FUSE mount (9P2000.L) and the
 //! script verbs (9P2000, whose Rerror carries the node's message).
 //!
-//! One TCP connection carries many requests at once: callers on any thread
-//! send under a fresh tag and wait; a reader thread hands each reply to the
-//! caller waiting on its tag. A blocked read therefore holds up nobody else,
-//! and can be cancelled with Tflush.
+//! One TCP connection carries many requests at once. Callers on any thread
+//! send under a fresh tag; a reader thread hands each answer to whoever
+//! waits on its tag: a blocked caller ([`Client::call`], [`Pending`]) or a
+//! callback ([`Client::start_with`]). A blocked read therefore holds up
+//! nobody else, and [`Client::flush`] cancels it with Tflush.
+//!
+//! ```ignore
+//! let c = Client::connect("127.0.0.1:5640", ninep::Dialect::P2000)?;
+//! let fid = c.walk_path("/status")?;
+//! let opened = c.open(fid, mode::OREAD)?;
+//! let text = c.read_all(fid, opened.iounit)?;
+//! c.clunk(fid)?;
+//! ```
+//!
+//! Modules: [`conn`] the socket and reader thread, `tag` and `fid` the
+//! number pools, [`reply`] answers, `walk` paths, `file` reads and writes,
+//! `plan9` the 9P2000-only calls, `linux` the 9P2000.L-only calls.
 
+// This is the tool's client library: the mount, the verbs, the benchmark
+// and tests each use a different part of it, so parts unused by one build
+// of the binary are expected.
+#![allow(dead_code, unused_imports)]
+
+mod conn;
 mod error;
-mod ops;
+mod fid;
+mod file;
+mod linux;
+#[cfg(test)]
+mod peer_tests;
+mod plan9;
+mod reply;
+mod tag;
+mod walk;
 
+pub use conn::{Callback, MAX_IN_FLIGHT};
 pub use error::{ClientError, Result};
-pub use ops::read_data;
+pub use fid::ROOT;
+pub use linux::{AT_REMOVEDIR, DirEntry, SetAttr, setattr};
+pub use plan9::{OwnedStat, mode};
+pub use reply::Reply;
+pub use tag::RequestId;
+pub use walk::split_path;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use ninep::{Body, Dialect, Msg, NOFID, NOTAG};
+use ninep::{Body, Dialect, NOFID, Qid};
 
-/// The msize the client asks for.
+use conn::{Conn, Waiter};
+use fid::FidPool;
+
+/// The msize the client asks for: the node's maximum.
 pub const MSIZE: u32 = 1 << 20;
 
-/// The fid the client attaches the root to.
-pub const ROOT: u32 = 0;
-
-struct Waiting {
-    /// Callers waiting for the reply to a tag.
-    replies: HashMap<u16, SyncSender<Result<Vec<u8>>>>,
-    next_tag: u16,
-    /// Why the connection is gone, once it is.
-    broken: Option<String>,
-}
-
-struct FidPool {
-    next: u32,
-    free: Vec<u32>,
-}
-
-/// A connection to a node, attached to its root.
-pub struct Client {
-    writer: Mutex<TcpStream>,
-    waiting: Arc<Mutex<Waiting>>,
-    fids: Mutex<FidPool>,
-    /// The dialect both sides settled on.
+/// How to open a session.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// 9P2000 for the node's messages, 9P2000.L for errnos and Linux calls.
     pub dialect: Dialect,
-    /// The negotiated message size.
+    /// The tree to attach (cellfs ignores it; diod wants its export path).
+    pub aname: String,
+    /// The user name sent in Tattach.
+    pub uname: String,
+    /// The largest message to propose.
     pub msize: u32,
 }
 
-/// A request on its way: wait for it, or cancel it.
-pub struct Pending<'a> {
-    client: &'a Client,
-    tag: u16,
-    rx: Receiver<Result<Vec<u8>>>,
+impl Options {
+    /// Defaults for `dialect`: aname "", the login name, [`MSIZE`].
+    pub fn new(dialect: Dialect) -> Options {
+        Options {
+            dialect,
+            aname: String::new(),
+            uname: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "cell0".into()),
+            msize: MSIZE,
+        }
+    }
+}
+
+/// A session with a node, attached to its root as fid [`ROOT`].
+///
+/// Cheap to clone; clones share the connection, which closes when the last
+/// one is dropped.
+#[derive(Clone)]
+pub struct Client {
+    conn: Arc<Conn>,
+    fids: Arc<Mutex<FidPool>>,
+    root_qid: Qid,
+}
+
+/// What an open (or create) returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The file's qid.
+    pub qid: Qid,
+    /// The largest read or write to send in one message (never 0: the
+    /// node's iounit, else what the msize allows).
+    pub iounit: u32,
 }
 
 impl Client {
-    /// Connect to `addr`, negotiate `dialect`, and attach fid [`ROOT`].
+    /// Connect to `addr`, settle on `dialect` and attach the root with
+    /// default [`Options`].
     pub fn connect(addr: &str, dialect: Dialect) -> Result<Client> {
-        let stream =
-            TcpStream::connect(addr).map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
-        let reader = stream
-            .try_clone()
-            .map_err(|e| ClientError::Io(e.to_string()))?;
-        let waiting = Arc::new(Mutex::new(Waiting {
-            replies: HashMap::new(),
-            next_tag: 1,
-            broken: None,
-        }));
-        let w = waiting.clone();
-        std::thread::Builder::new()
-            .name("cell0-9p-reader".into())
-            .spawn(move || read_replies(reader, w))
-            .map_err(|e| ClientError::Io(e.to_string()))?;
-        let mut client = Client {
-            writer: Mutex::new(stream),
-            waiting,
-            fids: Mutex::new(FidPool {
-                next: ROOT + 1,
-                free: Vec::new(),
-            }),
-            dialect,
-            msize: MSIZE,
+        Client::connect_with(addr, &Options::new(dialect))
+    }
+
+    /// Connect to `addr` with `opts`: Tversion, then Tattach of [`ROOT`].
+    pub fn connect_with(addr: &str, opts: &Options) -> Result<Client> {
+        let refused = |reason: String| ClientError::Connect {
+            addr: addr.to_string(),
+            reason,
         };
-        let reply = client.rpc_tagged(
-            NOTAG,
-            &Body::Tversion {
-                msize: MSIZE,
-                version: dialect.version(),
-            },
-        )?;
-        match ninep::decode(&reply, Dialect::P2000).map(|m| m.body) {
-            Ok(Body::Rversion { msize, version }) if version == dialect.version() => {
-                client.msize = msize
+        let conn = Conn::open(addr, opts.dialect, opts.msize.max(4096))?;
+        let client = Client {
+            conn: Arc::new(conn),
+            fids: Arc::new(Mutex::new(FidPool::new())),
+            root_qid: Qid::default(),
+        };
+        let want = opts.dialect.version();
+        let reply = client
+            .call(&Body::Tversion {
+                msize: opts.msize,
+                version: want,
+            })
+            .map_err(|e| refused(format!("Tversion failed: {e}")))?;
+        let msize = match reply.body()? {
+            Body::Rversion { msize, version } if version == want => msize,
+            Body::Rversion { version, .. } => {
+                return Err(refused(format!("it speaks {version:?}, not {want}")));
             }
-            Ok(Body::Rversion { version, .. }) => {
-                return Err(ClientError::Protocol(format!(
-                    "node speaks {version}, not {}",
-                    dialect.version()
-                )));
-            }
-            other => {
-                return Err(ClientError::Protocol(format!(
-                    "bad Tversion answer: {other:?}"
-                )));
-            }
+            other => return Err(refused(format!("Tversion answered {other:?}"))),
+        };
+        if !(ninep::IOHDRSZ + 1..=opts.msize).contains(&msize) {
+            return Err(refused(format!("it offered an unusable msize {msize}")));
         }
-        let uname = std::env::var("USER").unwrap_or_else(|_| "cell0".into());
+        client.conn.set_msize(msize);
         // SAFETY: getuid(2) has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
-        let n_uname = (dialect == Dialect::L).then_some(uid);
-        client.call(&Body::Tattach {
+        let attach = Body::Tattach {
             fid: ROOT,
             afid: NOFID,
-            uname: &uname,
-            aname: "",
-            n_uname,
-        })?;
-        Ok(client)
-    }
-
-    /// The largest payload of one read or write.
-    pub fn iounit(&self) -> u32 {
-        self.msize - ninep::IOHDRSZ
-    }
-
-    /// A fid number not in use.
-    pub fn alloc_fid(&self) -> u32 {
-        let mut p = self.fids.lock().unwrap_or_else(|e| e.into_inner());
-        p.free.pop().unwrap_or_else(|| {
-            p.next += 1;
-            p.next
-        })
-    }
-
-    /// Return a fid number that the node no longer knows.
-    pub fn free_fid(&self, fid: u32) {
-        self.fids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .free
-            .push(fid);
-    }
-
-    /// Send a request; the answer comes to the returned [`Pending`].
-    pub fn start(&self, body: &Body<'_>) -> Result<Pending<'_>> {
-        let (tx, rx) = sync_channel(1);
-        let tag = {
-            let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(why) = &w.broken {
-                return Err(ClientError::Io(why.clone()));
-            }
-            let mut tag = w.next_tag;
-            while tag == NOTAG || w.replies.contains_key(&tag) {
-                tag = tag.wrapping_add(1);
-            }
-            w.next_tag = tag.wrapping_add(1);
-            w.replies.insert(tag, tx);
-            tag
+            uname: &opts.uname,
+            aname: &opts.aname,
+            n_uname: (opts.dialect == Dialect::L).then_some(uid),
         };
-        if let Err(e) = self.send(tag, body) {
-            self.waiting
+        let root_qid = match client.call(&attach) {
+            Ok(r) => match r.body()? {
+                Body::Rattach { qid } => qid,
+                other => return Err(reply::unexpected("attach", &other)),
+            },
+            Err(e) => {
+                let aname = &opts.aname;
+                return Err(refused(format!("attach of {aname:?} refused: {e}")));
+            }
+        };
+        Ok(Client { root_qid, ..client })
+    }
+
+    /// The dialect of this session.
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect()
+    }
+
+    /// The negotiated message size.
+    pub fn msize(&self) -> u32 {
+        self.conn.msize()
+    }
+
+    /// The largest payload one read or write message can carry.
+    pub fn iounit(&self) -> u32 {
+        self.msize() - ninep::IOHDRSZ
+    }
+
+    /// The qid of the attached root.
+    pub fn root_qid(&self) -> Qid {
+        self.root_qid
+    }
+
+    /// Why the connection is gone, or `None` while it works.
+    pub fn closed(&self) -> Option<String> {
+        self.conn.broken()
+    }
+
+    /// A fid number not in use (to walk to; [`Client::walk`] does this
+    /// itself).
+    pub fn alloc_fid(&self) -> Result<u32> {
+        let mut p = self.fids.lock().unwrap_or_else(|e| e.into_inner());
+        p.alloc()
+            .ok_or_else(|| ClientError::Protocol("every fid number is in use".into()))
+    }
+
+    /// Return a fid number the node no longer knows.
+    pub fn free_fid(&self, fid: u32) {
+        if fid != ROOT {
+            self.fids
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .replies
-                .remove(&tag);
-            return Err(e);
+                .free(fid);
         }
-        Ok(Pending {
-            client: self,
-            tag,
-            rx,
-        })
     }
 
-    fn send(&self, tag: u16, body: &Body<'_>) -> Result<()> {
-        let mut frame = Vec::new();
-        ninep::encode(
-            &Msg {
-                tag,
-                body: body.clone(),
-            },
-            &mut frame,
-        )
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(&frame)
-            .map_err(|e| ClientError::Io(e.to_string()))
-    }
-
-    /// Send under a fixed tag (Tversion's NOTAG) and wait.
-    fn rpc_tagged(&self, tag: u16, body: &Body<'_>) -> Result<Vec<u8>> {
-        let (tx, rx) = sync_channel(1);
-        self.waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replies
-            .insert(tag, tx);
-        self.send(tag, body)?;
-        rx.recv()
-            .map_err(|_| ClientError::Io("connection closed".into()))?
-    }
-
-    /// Send a request and wait for its answer; error replies become errors.
-    pub fn call(&self, body: &Body<'_>) -> Result<Vec<u8>> {
+    /// Send a request and wait for its answer; Rerror/Rlerror become
+    /// errors.
+    pub fn call(&self, body: &Body<'_>) -> Result<Reply> {
         self.start(body)?.wait()
+    }
+
+    /// Send a request without waiting; the answer comes to the returned
+    /// [`Pending`], which may be waited on from any thread.
+    pub fn start(&self, body: &Body<'_>) -> Result<Pending> {
+        let (tx, rx) = sync_channel(1);
+        match self.conn.send(body, Waiter::Channel(tx)) {
+            Some(id) => Ok(Pending {
+                client: self.clone(),
+                id,
+                rx,
+            }),
+            // The waiter was handed the reason.
+            None => Err(rx
+                .try_recv()
+                .ok()
+                .and_then(|r| r.err())
+                .unwrap_or_else(|| ClientError::Closed("request not sent".into()))),
+        }
+    }
+
+    /// Send a request; `done` runs on the reader thread with the answer,
+    /// exactly once (at once, on this thread, if it cannot be sent). `done`
+    /// must be quick and must not wait for another answer of this
+    /// connection. Returns the id to [`Client::flush`] it with, if sent.
+    pub fn start_with(
+        &self,
+        body: &Body<'_>,
+        done: impl FnOnce(Result<Reply>) + Send + 'static,
+    ) -> Option<RequestId> {
+        self.conn.send(body, Waiter::Callback(Box::new(done)))
+    }
+
+    /// Cancel request `id` with Tflush, without waiting. Its waiter gets
+    /// the original answer if the node sends it before Rflush (flush(5)),
+    /// else [`ClientError::Flushed`]. Nothing happens if it already ended.
+    pub fn flush(&self, id: RequestId) {
+        self.conn.flush(id);
     }
 }
 
-impl Pending<'_> {
+/// A request on its way: wait for it, or cancel it.
+pub struct Pending {
+    client: Client,
+    id: RequestId,
+    rx: Receiver<Result<Reply>>,
+}
+
+impl Pending {
+    /// The request's id (its tag on the wire).
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
     /// Wait for the answer.
-    pub fn wait(self) -> Result<Vec<u8>> {
-        let frame = self
-            .rx
+    pub fn wait(self) -> Result<Reply> {
+        self.rx
             .recv()
-            .map_err(|_| ClientError::Io("connection closed".into()))??;
-        check(frame, self.client.dialect)
+            .unwrap_or_else(|_| Err(ClientError::Closed("the reader thread ended".into())))
     }
 
     /// Wait up to `timeout`; `None` if nothing came yet.
-    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<Result<Vec<u8>>> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Reply>> {
         match self.rx.recv_timeout(timeout) {
-            Ok(r) => Some(r.and_then(|f| check(f, self.client.dialect))),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-            Err(_) => Some(Err(ClientError::Io("connection closed".into()))),
-        }
-    }
-
-    /// Cancel the request with Tflush. If its answer arrives first it is
-    /// returned (flush(5): such an answer must be honoured).
-    pub fn flush(self) -> Result<Vec<u8>> {
-        let flush = self.client.start(&Body::Tflush { oldtag: self.tag })?;
-        let rflush = flush.rx.recv();
-        match self.rx.try_recv() {
-            Ok(r) => r.and_then(|f| check(f, self.client.dialect)),
-            Err(_) => {
-                self.client
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .replies
-                    .remove(&self.tag);
-                rflush.map_err(|_| ClientError::Io("connection closed".into()))??;
-                Err(ClientError::Flushed)
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                Some(Err(ClientError::Closed("the reader thread ended".into())))
             }
         }
     }
-}
 
-/// Turn Rerror/Rlerror frames into errors.
-fn check(frame: Vec<u8>, dialect: Dialect) -> Result<Vec<u8>> {
-    let err = match ninep::decode(&frame, dialect) {
-        Ok(Msg {
-            body: Body::Rerror { ename },
-            ..
-        }) => Some(ClientError::Server(ename.to_string())),
-        Ok(Msg {
-            body: Body::Rlerror { ecode },
-            ..
-        }) => Some(ClientError::Errno(ecode)),
-        Ok(_) => None,
-        Err(e) => Some(ClientError::Protocol(format!("undecodable reply: {e}"))),
-    };
-    match err {
-        Some(e) => Err(e),
-        None => Ok(frame),
+    /// Cancel with Tflush and wait until the node confirms. Returns the
+    /// original answer if it came first, else [`ClientError::Flushed`].
+    pub fn flush(self) -> Result<Reply> {
+        self.client.flush(self.id);
+        self.wait()
     }
-}
-
-/// The reader thread: route every reply to the caller waiting on its tag.
-fn read_replies(mut stream: TcpStream, waiting: Arc<Mutex<Waiting>>) {
-    let why = loop {
-        let mut size = [0u8; 4];
-        if let Err(e) = stream.read_exact(&mut size) {
-            break format!("connection closed: {e}");
-        }
-        let n = u32::from_le_bytes(size) as usize;
-        if !(7..=MSIZE as usize + 64).contains(&n) {
-            break format!("reply of {n} bytes is not a 9P frame");
-        }
-        let mut frame = vec![0u8; n];
-        frame[..4].copy_from_slice(&size);
-        if let Err(e) = stream.read_exact(&mut frame[4..]) {
-            break format!("connection closed: {e}");
-        }
-        let tag = u16::from_le_bytes([frame[5], frame[6]]);
-        let tx = waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replies
-            .remove(&tag);
-        if let Some(tx) = tx {
-            let _ = tx.send(Ok(frame));
-        }
-    };
-    let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
-    for (_, tx) in w.replies.drain() {
-        let _ = tx.send(Err(ClientError::Io(why.clone())));
-    }
-    w.broken = Some(why);
 }

@@ -1,184 +1,309 @@
 //! The FUSE file system: each FUSE request becomes 9P2000.L requests.
 //!
-//! Inode numbers are qid paths plus one (the root's qid path is 0, FUSE's
-//! root inode is 1), so the same file always has the same inode. Each inode
-//! the kernel knows holds one walked fid; opens clone it. Every file is
-//! opened with direct I/O and every attribute has a zero TTL: the files are
-//! synthetic and change under the reader, so the page cache must never
-//! answer for the node.
+//! Every inode the kernel holds has one walked fid; every open file a fid
+//! of its own, cloned from it. Files are opened with direct I/O and every
+//! attribute and entry has a zero TTL: the files are synthetic and change
+//! under the reader, so the page cache must never answer for the node.
+//!
+//! Reads and writes do not wait on a FUSE worker: they go out with a
+//! callback that answers the kernel from the client's reader thread, so a
+//! read blocked on an empty channel holds up nothing else. Every error is
+//! logged with the operation and path; the errno goes to the caller as the
+//! node sent it.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
-use ninep::Attr;
+use ninep::{Attr, Body};
 
-use super::interrupt::signal_pending;
-use crate::client::{Client, ClientError, ROOT};
+use super::handle::{Handle, Handles};
+use super::inode::{InoMap, Inodes, Remembered, child_path};
+use super::interrupt::Watcher;
+use super::log::log;
+use crate::client::{AT_REMOVEDIR, Client, ClientError, ROOT, SetAttr, setattr};
 
+/// Attributes and entries are never cached: status files change all the
+/// time.
 const TTL: Duration = Duration::ZERO;
-/// How often a blocked read checks whether its reader was interrupted.
-const INTERRUPT_POLL: Duration = Duration::from_millis(50);
-const AT_REMOVEDIR: u32 = 0x200;
-
-struct Inode {
-    fid: u32,
-    nlookup: u64,
-}
+/// Bytes of directory entries asked for per Treaddir.
+const READDIR_COUNT: u32 = 32 * 1024;
+/// Open flags passed on to the node (access mode and the ones that change
+/// how the node writes); creation flags were handled by the kernel.
+const OPEN_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC;
 
 /// The mounted tree.
 pub struct CellFs {
-    client: Arc<Client>,
-    inodes: Mutex<HashMap<u64, Inode>>,
-}
-
-fn errno(e: &ClientError) -> Errno {
-    Errno::from_i32(e.errno())
-}
-
-fn ino_of(qid_path: u64) -> u64 {
-    qid_path.wrapping_add(1)
+    client: Client,
+    inos: InoMap,
+    inodes: Inodes,
+    handles: Handles,
+    watcher: Arc<Watcher>,
 }
 
 fn time(sec: u64, nsec: u64) -> SystemTime {
     UNIX_EPOCH + Duration::new(sec, nsec.min(999_999_999) as u32)
 }
 
-fn file_attr(a: &Attr) -> FileAttr {
-    let kind = if a.mode & 0o170000 == 0o040000 {
-        FileType::Directory
-    } else {
-        FileType::RegularFile
-    };
-    FileAttr {
-        ino: INodeNo(ino_of(a.qid.path)),
-        size: a.size,
-        blocks: a.blocks,
-        atime: time(a.atime_sec, a.atime_nsec),
-        mtime: time(a.mtime_sec, a.mtime_nsec),
-        ctime: time(a.ctime_sec, a.ctime_nsec),
-        crtime: time(a.mtime_sec, a.mtime_nsec),
-        kind,
-        perm: (a.mode & 0o7777) as u16,
-        nlink: a.nlink as u32,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
+fn since_epoch(t: SystemTime) -> (u64, u64) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs(), u64::from(d.subsec_nanos()))
+}
+
+/// The file type in a Linux mode (or the qid, if the node left it out).
+fn kind_of(a: &Attr) -> FileType {
+    match a.mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFREG => FileType::RegularFile,
+        _ if a.qid.ty.is_dir() => FileType::Directory,
+        _ => FileType::RegularFile,
     }
+}
+
+/// The file type of a readdir `d_type`.
+fn kind_of_dtype(ty: u8) -> FileType {
+    match ty {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_SOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// The errno for `e`, logged with what was being done where.
+fn fail(op: &str, path: &str, e: &ClientError) -> Errno {
+    log!("{op} {path}: {e}");
+    Errno::from_i32(e.errno())
 }
 
 impl CellFs {
     /// A file system over a client attached to the node's root.
-    pub fn new(client: Arc<Client>) -> CellFs {
-        let mut inodes = HashMap::new();
-        inodes.insert(
-            1,
-            Inode {
-                fid: ROOT,
-                nlookup: 1,
-            },
-        );
-        CellFs {
+    pub fn new(client: Client) -> std::io::Result<CellFs> {
+        let watcher = Watcher::start(client.clone())?;
+        Ok(CellFs {
+            inos: InoMap::new(client.root_qid().path),
             client,
-            inodes: Mutex::new(inodes),
+            inodes: Inodes::new(),
+            handles: Handles::default(),
+            watcher,
+        })
+    }
+
+    fn file_attr(&self, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(self.inos.ino(a.qid.path)),
+            size: a.size,
+            blocks: a.blocks,
+            atime: time(a.atime_sec, a.atime_nsec),
+            mtime: time(a.mtime_sec, a.mtime_nsec),
+            ctime: time(a.ctime_sec, a.ctime_nsec),
+            crtime: time(a.btime_sec, a.btime_nsec),
+            kind: kind_of(a),
+            perm: (a.mode & 0o7777) as u16,
+            nlink: u32::try_from(a.nlink).unwrap_or(u32::MAX),
+            uid: a.uid,
+            gid: a.gid,
+            rdev: u32::try_from(a.rdev).unwrap_or(0),
+            blksize: 4096,
+            flags: 0,
         }
     }
 
-    fn fid(&self, ino: INodeNo) -> Result<u32, Errno> {
-        let table = self.inodes.lock().unwrap_or_else(|e| e.into_inner());
-        table.get(&ino.0).map(|i| i.fid).ok_or(Errno::ESTALE)
+    /// The fid and path of inode `ino`.
+    fn inode(&self, ino: INodeNo) -> Result<(u32, Arc<str>), Errno> {
+        self.inodes.get(ino.0).ok_or(Errno::ESTALE)
     }
 
-    /// Walk `name` from `parent` and remember the inode (one more lookup).
-    fn lookup_attr(&self, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
+    /// Walk to `name` in `parent`, fetch its attributes and remember the
+    /// inode (one more lookup for the kernel to forget).
+    fn lookup_entry(&self, op: &str, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
+        let (dir, dir_path) = self.inode(parent)?;
+        // A 9P tree has only UTF-8 names: any other cannot exist.
         let name = name.to_str().ok_or(Errno::ENOENT)?;
-        let dir = self.fid(parent)?;
-        let fid = self.client.walk(dir, &[name]).map_err(|e| errno(&e))?;
+        let path = child_path(&dir_path, name);
+        let fid = match self.client.walk(dir, &[name]) {
+            Ok(fid) => fid,
+            // Looking up a name that is not there is how programs ask
+            // whether it exists: not worth a log line.
+            Err(e) if op == "lookup" && e.errno() == libc::ENOENT => return Err(Errno::ENOENT),
+            Err(e) => return Err(fail(op, &path, &e)),
+        };
         let attr = match self.client.getattr(fid) {
             Ok(a) => a,
             Err(e) => {
                 let _ = self.client.clunk(fid);
-                return Err(errno(&e));
+                return Err(fail(op, &path, &e));
             }
         };
-        let ino = ino_of(attr.qid.path);
-        let spare = {
-            let mut table = self.inodes.lock().unwrap_or_else(|e| e.into_inner());
-            match table.get_mut(&ino) {
-                Some(i) => {
-                    i.nlookup += 1;
-                    Some(fid)
-                }
-                None => {
-                    table.insert(ino, Inode { fid, nlookup: 1 });
-                    None
-                }
-            }
-        };
-        if let Some(fid) = spare {
-            let _ = self.client.clunk(fid);
+        let ino = self.inos.ino(attr.qid.path);
+        if let Remembered::Spare(spare) = self.inodes.remember(ino, fid, path) {
+            let _ = self.client.clunk(spare);
         }
-        Ok(file_attr(&attr))
+        Ok(self.file_attr(&attr))
     }
 
-    /// A fresh fid on `ino`, opened with `flags`.
-    fn open_fid(&self, ino: INodeNo, flags: u32) -> Result<u32, Errno> {
+    /// A fresh fid on inode `ino`, opened with `flags`; returns its handle.
+    fn open_handle(&self, op: &str, ino: INodeNo, flags: i32) -> Result<u64, Errno> {
+        let (fid0, path) = self.inode(ino)?;
         let fid = self
             .client
-            .walk(self.fid(ino)?, &[])
-            .map_err(|e| errno(&e))?;
-        match self.client.open(fid, flags & libc::O_ACCMODE as u32) {
-            Ok(_) => Ok(fid),
+            .walk(fid0, &[])
+            .map_err(|e| fail(op, &path, &e))?;
+        match self.client.lopen(fid, (flags & OPEN_FLAGS) as u32) {
+            Ok(opened) => Ok(self.handles.insert(Handle {
+                fid,
+                iounit: opened.iounit,
+                path,
+            })),
             Err(e) => {
                 let _ = self.client.clunk(fid);
-                Err(errno(&e))
+                Err(fail(op, &path, &e))
             }
         }
+    }
+
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
+        self.handles.get(fh.0).ok_or(Errno::EBADF)
+    }
+
+    fn close_handle(&self, fh: FileHandle) {
+        if let Some(h) = self.handles.remove(fh.0)
+            && let Err(e) = self.client.clunk(h.fid)
+        {
+            log!("close {}: {e}", h.path);
+        }
+    }
+
+    /// Tunlinkat, or (for servers without it, like diod) a walk to the
+    /// name and Tremove, as Linux's own 9P client does.
+    fn remove(&self, op: &str, parent: INodeNo, name: &OsStr, flags: u32) -> Result<(), Errno> {
+        let (dir, dir_path) = self.inode(parent)?;
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        let r = match self.client.unlinkat(dir, name, flags) {
+            Err(e) if e.errno() == libc::EOPNOTSUPP => self
+                .client
+                .walk(dir, &[name])
+                .and_then(|fid| self.client.remove(fid)),
+            r => r,
+        };
+        r.map_err(|e| fail(op, &child_path(&dir_path, name), &e))
+    }
+
+    /// Apply `a` to `fid`. A truncation to 0 that the node refuses is
+    /// accepted when the file is empty anyway (ctl and stream files have
+    /// length 0), so `echo x > ctl` works through O_TRUNC on any node.
+    fn set(&self, fid: u32, path: &str, a: &SetAttr) -> Result<(), Errno> {
+        let Err(e) = self.client.setattr(fid, a) else {
+            return Ok(());
+        };
+        let empty_already = a.valid & setattr::SIZE != 0
+            && a.size == 0
+            && self.client.getattr(fid).is_ok_and(|now| now.size == 0);
+        if !empty_already {
+            return Err(fail("setattr", path, &e));
+        }
+        let rest = SetAttr {
+            valid: a.valid & !setattr::SIZE,
+            ..*a
+        };
+        if rest.valid == 0 {
+            return Ok(());
+        }
+        self.client
+            .setattr(fid, &rest)
+            .map_err(|e| fail("setattr", path, &e))
     }
 }
 
+/// The Tsetattr for a FUSE setattr.
+fn set_attr(
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+) -> SetAttr {
+    let mut a = SetAttr::default();
+    if let Some(m) = mode {
+        a.valid |= setattr::MODE;
+        a.mode = m;
+    }
+    if let Some(u) = uid {
+        a.valid |= setattr::UID;
+        a.uid = u;
+    }
+    if let Some(g) = gid {
+        a.valid |= setattr::GID;
+        a.gid = g;
+    }
+    if let Some(s) = size {
+        a.valid |= setattr::SIZE;
+        a.size = s;
+    }
+    match atime {
+        Some(TimeOrNow::Now) => a.valid |= setattr::ATIME,
+        Some(TimeOrNow::SpecificTime(t)) => {
+            a.valid |= setattr::ATIME | setattr::ATIME_SET;
+            (a.atime_sec, a.atime_nsec) = since_epoch(t);
+        }
+        None => {}
+    }
+    match mtime {
+        Some(TimeOrNow::Now) => a.valid |= setattr::MTIME,
+        Some(TimeOrNow::SpecificTime(t)) => {
+            a.valid |= setattr::MTIME | setattr::MTIME_SET;
+            (a.mtime_sec, a.mtime_nsec) = since_epoch(t);
+        }
+        None => {}
+    }
+    a
+}
+
 impl Filesystem for CellFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // One FUSE write must fit in one Twrite, so that a write(2) of a
+        // message to a channel arrives as one message.
+        if let Err(max) = config.set_max_write(self.client.iounit()) {
+            let _ = config.set_max_write(max);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.lookup_attr(parent, name) {
+        match self.lookup_entry("lookup", parent, name) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        if ino.0 == 1 {
-            return;
-        }
-        let gone = {
-            let mut table = self.inodes.lock().unwrap_or_else(|e| e.into_inner());
-            match table.get_mut(&ino.0) {
-                Some(i) if i.nlookup <= nlookup => table.remove(&ino.0).map(|i| i.fid),
-                Some(i) => {
-                    i.nlookup -= nlookup;
-                    None
-                }
-                None => None,
-            }
-        };
-        if let Some(fid) = gone {
+        if let Some(fid) = self.inodes.forget(ino.0, nlookup) {
             let _ = self.client.clunk(fid);
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let r = self
-            .fid(ino)
-            .and_then(|fid| self.client.getattr(fid).map_err(|e| errno(&e)));
+        let r = self.inode(ino).and_then(|(fid, path)| {
+            self.client
+                .getattr(fid)
+                .map_err(|e| fail("getattr", &path, &e))
+        });
         match r {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
             Err(e) => reply.error(e),
         }
     }
@@ -191,8 +316,8 @@ impl Filesystem for CellFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -201,41 +326,38 @@ impl Filesystem for CellFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if mode.is_some() || uid.is_some() || gid.is_some() {
-            return reply.error(Errno::EPERM);
-        }
-        let r = self.fid(ino).and_then(|fid| {
-            if let Some(size) = size {
-                self.client.truncate(fid, size).map_err(|e| errno(&e))?;
+        let a = set_attr(mode, uid, gid, size, atime, mtime);
+        let r = self.inode(ino).and_then(|(fid, path)| {
+            if a.valid != 0 {
+                self.set(fid, &path, &a)?;
             }
-            self.client.getattr(fid).map_err(|e| errno(&e))
+            self.client
+                .getattr(fid)
+                .map_err(|e| fail("getattr", &path, &e))
         });
         match r {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
             Err(e) => reply.error(e),
         }
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let Some(n) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
-        };
-        let r = self
-            .fid(parent)
-            .and_then(|dir| {
-                self.client
-                    .mkdir(dir, n, mode & 0o7777, 0)
-                    .map_err(|e| errno(&e))
-            })
-            .and_then(|_| self.lookup_attr(parent, name));
+        let r = (|| {
+            let (dir, dir_path) = self.inode(parent)?;
+            let n = name.to_str().ok_or(Errno::EINVAL)?;
+            self.client
+                .mkdir(dir, n, mode & 0o7777, req.gid())
+                .map_err(|e| fail("mkdir", &child_path(&dir_path, n), &e))?;
+            self.lookup_entry("mkdir", parent, name)
+        })();
         match r {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
@@ -243,16 +365,22 @@ impl Filesystem for CellFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.remove(parent, name, 0, reply);
+        match self.remove("unlink", parent, name, 0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.remove(parent, name, AT_REMOVEDIR, reply);
+        match self.remove("rmdir", parent, name, AT_REMOVEDIR) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -260,27 +388,45 @@ impl Filesystem for CellFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let Some(n) = name.to_str() else {
-            return reply.error(Errno::EINVAL);
-        };
         let r = (|| {
+            let (dir, dir_path) = self.inode(parent)?;
+            let n = name.to_str().ok_or(Errno::EINVAL)?;
+            let path = child_path(&dir_path, n);
             let fid = self
                 .client
-                .walk(self.fid(parent)?, &[])
-                .map_err(|e| errno(&e))?;
-            if let Err(e) = self.client.lcreate(fid, n, flags as u32, mode & 0o7777, 0) {
-                let _ = self.client.clunk(fid);
-                return Err(errno(&e));
+                .walk(dir, &[])
+                .map_err(|e| fail("create", &path, &e))?;
+            let lflags =
+                (flags & (OPEN_FLAGS | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC)) as u32;
+            let opened = match self
+                .client
+                .lcreate(fid, n, lflags, mode & 0o7777, req.gid())
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = self.client.clunk(fid);
+                    return Err(fail("create", &path, &e));
+                }
+            };
+            let fh = self.handles.insert(Handle {
+                fid,
+                iounit: opened.iounit,
+                path,
+            });
+            match self.lookup_entry("create", parent, name) {
+                Ok(attr) => Ok((fh, attr)),
+                Err(e) => {
+                    self.close_handle(FileHandle(fh));
+                    Err(e)
+                }
             }
-            let attr = self.lookup_attr(parent, name)?;
-            Ok((fid, attr))
         })();
         match r {
-            Ok((fid, attr)) => reply.created(
+            Ok((fh, attr)) => reply.created(
                 &TTL,
                 &attr,
                 Generation(0),
-                FileHandle(u64::from(fid)),
+                FileHandle(fh),
                 FopenFlags::FOPEN_DIRECT_IO,
             ),
             Err(e) => reply.error(e),
@@ -288,8 +434,8 @@ impl Filesystem for CellFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_fid(ino, flags.0 as u32) {
-            Ok(fid) => reply.opened(FileHandle(u64::from(fid)), FopenFlags::FOPEN_DIRECT_IO),
+        match self.open_handle("open", ino, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => reply.error(e),
         }
     }
@@ -305,33 +451,40 @@ impl Filesystem for CellFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // A read may block until the node has something (a channel, the
-        // event stream), so it waits on its own thread, not a FUSE worker.
-        let client = self.client.clone();
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        // Watch the caller while the node keeps the read waiting (a
+        // request from the kernel itself has no caller: pid 0).
         let tid = req.pid();
-        std::thread::spawn(move || {
-            let body = ninep::Body::Tread {
-                fid: fh.0 as u32,
-                offset,
-                count: size.min(client.iounit()),
-            };
-            let pending = match client.start(&body) {
-                Ok(p) => p,
-                Err(e) => return reply.error(errno(&e)),
-            };
-            let result = loop {
-                if let Some(r) = pending.wait_timeout(INTERRUPT_POLL) {
-                    break r;
+        let key = (tid != 0).then(|| self.watcher.register(tid));
+        let watcher = self.watcher.clone();
+        let path = h.path.clone();
+        let body = Body::Tread {
+            fid: h.fid,
+            offset,
+            count: size.min(h.iounit),
+        };
+        let sent = self.client.start_with(&body, move |answer| {
+            if let Some(k) = key {
+                watcher.done(k);
+            }
+            match answer {
+                Ok(r) => match r.read_data() {
+                    Ok(d) => reply.data(&d[..d.len().min(size as usize)]),
+                    Err(e) => reply.error(fail("read", &path, &e)),
+                },
+                Err(ClientError::Flushed) => {
+                    log!("read {path}: the reader was interrupted; cancelled with Tflush");
+                    reply.error(Errno::EINTR);
                 }
-                if signal_pending(tid) {
-                    break pending.flush();
-                }
-            };
-            match result.and_then(|frame| crate::client::read_data(&frame, client.dialect)) {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(fail("read", &path, &e)),
             }
         });
+        if let (Some(k), Some(id)) = (key, sent) {
+            self.watcher.sent(k, id);
+        }
     }
 
     fn write(
@@ -346,13 +499,42 @@ impl Filesystem for CellFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.client.write(fh.0 as u32, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => {
-                eprintln!("cell0 mount: write failed: {e}; the node's message is on /events");
-                reply.error(errno(&e))
-            }
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        if data.len() > h.iounit as usize {
+            // Larger than the node takes at once (max_write is the msize's
+            // iounit, this file's is smaller): successive writes, here.
+            return match self.client.write_all(h.fid, offset, data, h.iounit) {
+                Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(e) => reply.error(fail("write", &h.path, &e)),
+            };
         }
+        let path = h.path.clone();
+        let body = Body::Twrite {
+            fid: h.fid,
+            offset,
+            data,
+        };
+        self.client.start_with(&body, move |answer| {
+            match answer.and_then(|r| r.write_count()) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(fail("write", &path, &e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes go straight to the node; nothing is buffered here.
+        reply.ok();
     }
 
     fn release(
@@ -365,18 +547,7 @@ impl Filesystem for CellFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _ = self.client.clunk(fh.0 as u32);
-        reply.ok();
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+        self.close_handle(fh);
         reply.ok();
     }
 
@@ -384,17 +555,24 @@ impl Filesystem for CellFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
+        fh: FileHandle,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Every write the node acknowledged is already durable.
-        reply.ok();
+        let r = self.handle(fh).and_then(|h| {
+            self.client
+                .fsync(h.fid, datasync)
+                .map_err(|e| fail("fsync", &h.path, &e))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_fid(ino, libc::O_RDONLY as u32) {
-            Ok(fid) => reply.opened(FileHandle(u64::from(fid)), FopenFlags::empty()),
+        match self.open_handle("opendir", ino, libc::O_RDONLY) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }
@@ -407,21 +585,22 @@ impl Filesystem for CellFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.client.readdir(fh.0 as u32, offset, 64 * 1024) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(&e)),
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
         };
-        for d in entries {
-            let kind = if d.ty == 4 {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            };
-            if reply.add(INodeNo(ino_of(d.qid.path)), d.offset, kind, &d.name) {
-                break;
+        match self.client.readdir(h.fid, offset, READDIR_COUNT) {
+            Ok(entries) => {
+                for d in entries {
+                    let ino = INodeNo(self.inos.ino(d.qid.path));
+                    if reply.add(ino, d.offset, kind_of_dtype(d.ty), &d.name) {
+                        break; // The kernel's buffer is full; it asks again.
+                    }
+                }
+                reply.ok();
             }
+            Err(e) => reply.error(fail("readdir", &h.path, &e)),
         }
-        reply.ok();
     }
 
     fn releasedir(
@@ -432,7 +611,7 @@ impl Filesystem for CellFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _ = self.client.clunk(fh.0 as u32);
+        self.close_handle(fh);
         reply.ok();
     }
 
@@ -441,22 +620,46 @@ impl Filesystem for CellFs {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(fail("statfs", "/", &e)),
         }
     }
 }
 
-impl CellFs {
-    fn remove(&self, parent: INodeNo, name: &OsStr, flags: u32, reply: ReplyEmpty) {
-        let Some(n) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_and_times_become_setattr_bits() {
+        let a = set_attr(None, None, None, Some(0), None, Some(TimeOrNow::Now));
+        assert_eq!(a.valid, setattr::SIZE | setattr::MTIME);
+        assert_eq!(a.size, 0);
+        let t = UNIX_EPOCH + Duration::new(5, 7);
+        let a = set_attr(
+            Some(0o644),
+            None,
+            None,
+            None,
+            Some(TimeOrNow::SpecificTime(t)),
+            None,
+        );
+        assert_eq!(a.valid, setattr::MODE | setattr::ATIME | setattr::ATIME_SET);
+        assert_eq!((a.mode, a.atime_sec, a.atime_nsec), (0o644, 5, 7));
+        assert_eq!(set_attr(None, None, None, None, None, None).valid, 0);
+    }
+
+    #[test]
+    fn file_types_come_from_the_mode_else_the_qid() {
+        let mut a = Attr {
+            mode: libc::S_IFDIR | 0o755,
+            ..Attr::default()
         };
-        let r = self
-            .fid(parent)
-            .and_then(|dir| self.client.unlinkat(dir, n, flags).map_err(|e| errno(&e)));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        assert_eq!(kind_of(&a), FileType::Directory);
+        a.mode = 0o644;
+        assert_eq!(kind_of(&a), FileType::RegularFile);
+        a.qid.ty = ninep::QidType::DIR;
+        assert_eq!(kind_of(&a), FileType::Directory);
+        assert_eq!(kind_of_dtype(libc::DT_DIR), FileType::Directory);
+        assert_eq!(kind_of_dtype(libc::DT_REG), FileType::RegularFile);
     }
 }

@@ -1,23 +1,33 @@
 //! `cell0 mount` / `cell0 umount`: the tree on the host's file system.
 //!
-//! `cell0 mount DIR` starts itself again as `cell0 mount --foreground` in
-//! its own process group (so the terminal's Ctrl-C does not reach it), with
-//! its output in a log file, and returns once the kernel lists DIR as
-//! mounted, as sshfs does. The foreground process is the FUSE server; it
-//! exits when DIR is unmounted, or unmounts on SIGINT/SIGTERM.
+//! `cell0 mount DIR` checks that the node answers, starts itself again as
+//! `cell0 mount --foreground` in a session of its own (so the terminal's
+//! Ctrl-C and hang-up do not reach it) with its output in a log file, and
+//! returns once the kernel lists DIR as mounted, as sshfs does. The
+//! foreground process is the FUSE server: it exits when DIR is unmounted,
+//! unmounts on SIGINT/SIGTERM, and unmounts itself if the node goes away.
 
+mod daemon;
+mod events;
 mod fs;
+mod handle;
+mod inode;
 mod interrupt;
+pub(crate) mod log;
+mod mountinfo;
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ninep::Dialect;
 
-use crate::client::Client;
+use crate::client::{Client, Options};
+use log::log;
+pub use mountinfo::is_mounted;
 
 /// Flags of `cell0 mount`.
 #[derive(clap::Args, Debug)]
@@ -29,20 +39,30 @@ pub struct MountArgs {
     /// Stay in the foreground instead of returning once mounted.
     #[arg(long)]
     pub foreground: bool,
+    /// The tree to attach: a Cell0 node ignores it; other 9P2000.L servers
+    /// (diod) want their export path.
+    #[arg(long, default_value = "")]
+    pub aname: String,
 }
 
-/// How long `cell0 mount` waits for the mount to appear.
-const MOUNT_WAIT: Duration = Duration::from_secs(15);
+/// How often the server checks that it is still mounted and connected.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Mount and serve (in the foreground), or start a background server and
 /// return once the mount is usable.
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let addr = args.addr.resolve();
-    let dir = std::fs::canonicalize(&args.dir).with_context(|| {
-        format!(
-            "mount point {}: create it first (mkdir -p)",
-            args.dir.display()
-        )
+    let dir = std::fs::canonicalize(&args.dir).map_err(|e| {
+        let shown = args.dir.display();
+        match e.raw_os_error() {
+            Some(libc::ENOTCONN) => anyhow::anyhow!(
+                "{shown}: a mount whose server is gone is still there; `cell0 umount {shown}` first"
+            ),
+            Some(libc::ENOENT) => {
+                anyhow::anyhow!("mount point {shown} does not exist: create it first (mkdir -p)")
+            }
+            _ => anyhow::anyhow!("mount point {shown}: {e}"),
+        }
     })?;
     anyhow::ensure!(
         dir.is_dir(),
@@ -51,119 +71,131 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(!is_mounted(&dir), "{} is already mounted", dir.display());
     check_fuse()?;
+    let client = connect(&addr, &args.aname)?;
     if args.foreground {
-        return serve(&addr, &dir);
+        return serve(client, &addr, &dir);
     }
-    // Fail here, with the reason, rather than in the background.
-    Client::connect(&addr, Dialect::L)
-        .with_context(|| format!("cannot reach a node at {addr} (start one with `cell0 serve`)"))?;
-    let log = log_path(&dir);
-    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["mount", "--foreground", "--addr", &addr])
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0)
-        .spawn()
-        .context("starting the mount process")?;
-    let deadline = Instant::now() + MOUNT_WAIT;
-    while !is_mounted(&dir) {
-        if let Some(status) = child.try_wait()? {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("the mount process exited ({status}):\n{text}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!(
-                "{} did not appear as mounted within {MOUNT_WAIT:?}; see {}",
-                dir.display(),
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    eprintln!(
-        "cell0: mounted {addr} on {} (log {})",
-        dir.display(),
-        log.display()
-    );
-    Ok(())
+    // The background server makes its own connection; this one only
+    // proved that the node answers, so failures show here, not in a log.
+    let _ = client.clunk(crate::client::ROOT);
+    drop(client);
+    daemon::start(&addr, &args.aname, &dir)
 }
 
-use std::os::unix::process::CommandExt as _;
+fn connect(addr: &str, aname: &str) -> anyhow::Result<Client> {
+    let opts = Options {
+        aname: aname.to_string(),
+        ..Options::new(Dialect::L)
+    };
+    Client::connect_with(addr, &opts)
+        .with_context(|| format!("mounting {addr} (is `cell0 serve` running there?)"))
+}
 
-fn serve(addr: &str, dir: &Path) -> anyhow::Result<()> {
-    let client = Client::connect(addr, Dialect::L)
-        .with_context(|| format!("cannot reach a node at {addr}"))?;
+/// Be the FUSE server until DIR is unmounted (or a signal or the loss of
+/// the node ends it).
+fn serve(client: Client, addr: &str, dir: &Path) -> anyhow::Result<()> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("cell0@{addr}")),
         fuser::MountOption::Subtype("cell0".into()),
         fuser::MountOption::NoAtime,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
     ];
     config.n_threads = Some(4);
-    let session = fuser::spawn_mount(fs::CellFs::new(Arc::new(client)), dir, &config)
+    events::follow(client.clone());
+    let fs = fs::CellFs::new(client.clone()).context("starting the mount's threads")?;
+    let session = fuser::spawn_mount(fs, dir, &config)
         .with_context(|| format!("mounting on {}", dir.display()))?;
-    eprintln!("cell0: serving {addr} on {}", dir.display());
+    log!(
+        "serving {addr} on {} (pid {})",
+        dir.display(),
+        std::process::id()
+    );
+    let why = wait_for_end(&session, &client)?;
+    match why {
+        End::Unmounted => {
+            let _ = session.join();
+            log!("{} was unmounted; exiting", dir.display());
+            Ok(())
+        }
+        End::Signal => {
+            log!("signalled: unmounting {}", dir.display());
+            session
+                .umount_and_join()
+                .with_context(|| format!("unmounting {}", dir.display()))
+        }
+        End::NodeGone(reason) => {
+            log!("{reason}: unmounting {}", dir.display());
+            let _ = session.umount_and_join();
+            bail!("{reason}")
+        }
+    }
+}
+
+enum End {
+    Unmounted,
+    Signal,
+    NodeGone(String),
+}
+
+fn wait_for_end(session: &fuser::BackgroundSession, client: &Client) -> anyhow::Result<End> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let stop = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok::<bool, std::io::Error>(true),
-                _ = term.recv() => return Ok(true),
-                _ = tick.tick() => if session.guard.is_finished() { return Ok(false) },
+                _ = int.recv() => return Ok(End::Signal),
+                _ = term.recv() => return Ok(End::Signal),
+                _ = hup.recv() => return Ok(End::Signal),
+                _ = tick.tick() => {
+                    if session.guard.is_finished() {
+                        return Ok(End::Unmounted);
+                    }
+                    if let Some(why) = client.closed() {
+                        return Ok(End::NodeGone(why));
+                    }
+                }
             }
         }
-    })?;
-    if stop {
-        session
-            .umount_and_join()
-            .with_context(|| format!("unmounting {}", dir.display()))?;
-    } else {
-        let _ = session.join();
-    }
-    eprintln!("cell0: unmounted {}", dir.display());
-    Ok(())
+    })
 }
 
-/// Unmount `dir`.
+/// Unmount `dir`: `fusermount3 -u`, else umount2(2) (as root).
 pub fn umount(dir: &Path) -> anyhow::Result<()> {
+    // A mount whose server died cannot be canonicalized (ENOTCONN); the
+    // path as given is then the best there is.
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     anyhow::ensure!(is_mounted(&dir), "{} is not mounted", dir.display());
-    let fusermount = Command::new("fusermount3").arg("-u").arg(&dir).status();
-    if !matches!(fusermount, Ok(s) if s.success()) {
-        let status = Command::new("umount")
-            .arg(&dir)
-            .status()
-            .context("running umount")?;
-        anyhow::ensure!(status.success(), "could not unmount {}", dir.display());
+    let fusermount = Command::new("fusermount3").arg("-u").arg(&dir).output();
+    if matches!(&fusermount, Ok(o) if o.status.success()) {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// Whether the kernel lists `dir` as a mount point.
-pub fn is_mounted(dir: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+    let path = CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", dir.display()))?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the
+    // call; umount2(2) only reads it.
+    if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    let fuse_said = match fusermount {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => format!("fusermount3: {e}"),
     };
-    let want = dir.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|p| unescape(p) == want))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    if err.raw_os_error() == Some(libc::EBUSY) {
+        bail!(
+            "{} is busy: a process has a file open or its directory there ({fuse_said})",
+            dir.display()
+        );
+    }
+    bail!("could not unmount {}: {err} ({fuse_said})", dir.display())
 }
 
 /// Check what a FUSE mount needs, saying how to get what is missing.
@@ -187,13 +219,4 @@ pub fn check_fuse() -> anyhow::Result<()> {
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
-}
-
-fn log_path(dir: &Path) -> PathBuf {
-    let name: String = dir
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    std::env::temp_dir().join(format!("cell0-mount{name}.log"))
 }

@@ -1,0 +1,267 @@
+//! Real parts for the tool's integration tests: a `cell0 serve` node, a
+//! diod server, a `cell0 mount`, and shell commands run in a mount.
+//! Everything is cleaned up when dropped; a missing tool fails the test
+//! with how to install it.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The `cell0` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cell0")
+}
+
+fn free_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// Wait until `cond` holds, failing with `what` after 10 s.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_listening(addr: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("server exited with {st}:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server process on a free loopback port.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: String,
+    /// Its scratch directory (data, export, log).
+    pub dir: TempDir,
+}
+
+impl Server {
+    /// A hosted node: `cell0 serve`.
+    pub fn node() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_addr();
+        let log = dir.path().join("server.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", &addr, "--data"])
+            .arg(dir.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("cell0 serve starts");
+        wait_listening(&addr, &mut child, &log);
+        Server { child, addr, dir }
+    }
+
+    /// diod (Debian's 9P2000.L server) exporting [`Server::export`].
+    pub fn diod() -> Server {
+        let diod = ["/usr/sbin/diod", "/usr/bin/diod"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("diod is not installed: apt-get install diod");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("export")).unwrap();
+        let addr = free_addr();
+        let log = dir.path().join("server.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(diod)
+            .args(["-f", "-n", "-L", "stderr", "-l", &addr, "-e"])
+            .arg(dir.path().join("export"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("diod starts");
+        wait_listening(&addr, &mut child, &log);
+        Server { child, addr, dir }
+    }
+
+    /// Kill the server with SIGKILL and reap it.
+    pub fn crash(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// The directory diod exports (its aname).
+    pub fn export(&self) -> PathBuf {
+        self.dir.path().join("export")
+    }
+
+    /// Run `cell0 ARGS --addr ADDR` with `stdin`; (success, stdout, stderr).
+    pub fn cell0(&self, args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(bin())
+            .args(args)
+            .args(["--addr", &self.addr])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cell0 runs");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `cell0 mount` of a server on a fresh directory, unmounted on drop.
+pub struct Mount {
+    dir: TempDir,
+    /// The background server's log, as `cell0 mount` printed it.
+    pub log: PathBuf,
+    /// The background server's pid, as `cell0 mount` printed it.
+    pub pid: u32,
+}
+
+impl Mount {
+    /// Mount the server at `addr` (attaching `aname`).
+    pub fn new(addr: &str, aname: &str) -> Mount {
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: modprobe fuse, apt-get install fuse3"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(bin())
+            .args(["mount", "--addr", addr, "--aname", aname])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("cell0 mount runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "cell0 mount failed:\n{stderr}");
+        let field = |key: &str| -> String {
+            let rest = &stderr[stderr
+                .find(key)
+                .unwrap_or_else(|| panic!("{key}: {stderr}"))
+                + key.len()..];
+            rest.split([',', ';', ')'])
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let m = Mount {
+            log: PathBuf::from(field(" log ")),
+            pid: field("server pid ").parse().unwrap(),
+            dir,
+        };
+        assert!(
+            m.is_mounted(),
+            "cell0 mount returned before the mount was there"
+        );
+        m
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the kernel lists the mount point.
+    pub fn is_mounted(&self) -> bool {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let p = self.path().to_string_lossy().into_owned();
+        info.lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    }
+
+    /// What the mount's server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Run `script` with bash in the mount.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs")
+    }
+
+    /// Run `script` in the mount; its stdout, or a panic with its stderr.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed ({}):\n{}\nmount log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start `argv` in the mount with default signal dispositions, its
+    /// output going to `out`.
+    pub fn spawn(&self, argv: &[&str], out: &Path) -> Child {
+        let f = std::fs::File::create(out).unwrap();
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let _ = Command::new(bin()).arg("umount").arg(self.path()).status();
+        }
+        if self.is_mounted() {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(self.path())
+                .status();
+        }
+    }
+}
+
+/// Send `sig` to `pid`.
+pub fn kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid of a process this test started; no memory
+    // is involved.
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig})");
+}
+
+/// The state letter of process `pid` (R, S, D, T, Z…), if it exists.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
