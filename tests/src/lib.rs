@@ -4,10 +4,12 @@
 //! Every helper fails loudly with what to do when a tool is missing; no test
 //! skips.
 
+pub mod kernel;
 pub mod node;
 pub mod raw;
 pub mod shell;
 
+pub use kernel::{QEMU_FAILURE, QEMU_SUCCESS, boot, kernel_image};
 pub use node::{Mount, Node, cell0_bin, free_port, is_mounted};
 pub use raw::Raw;
 pub use shell::{output_within, require_tool, sh, sh_ok};
