@@ -1,9 +1,9 @@
 //! Cell0's bare-metal x86_64 kernel.
 //!
 //! QEMU loads it with `-kernel` through its PVH note (see `boot.rs`); it
-//! sets up the console, exception handling and a heap, and (issue 3, in
-//! progress) will bring up PCI, virtio-net and TCP/IP to serve the same
-//! `cellfs` core as the hosted node. Command-line words (QEMU's
+//! sets up the console, exception handling and a heap, enumerates PCI,
+//! and (issue 3, in progress) will bring up virtio-net and TCP/IP to serve
+//! the same `cellfs` core as the hosted node. Command-line words (QEMU's
 //! `-append`) that the kernel reads:
 //!
 //! - `cell0.exit`: leave QEMU with status 33 once booted (tests use it);
@@ -24,6 +24,8 @@ mod boot;
 mod heap;
 #[cfg(target_os = "none")]
 mod idt;
+#[cfg(target_os = "none")]
+mod pci;
 #[cfg(target_os = "none")]
 mod qemu;
 #[cfg(target_os = "none")]
@@ -68,6 +70,21 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
         probe.len()
     );
     drop(probe);
+
+    let functions = pci::scan();
+    for f in &functions {
+        println!(
+            "pci: {} vendor {:04x} device {:04x} class {:04x}",
+            f.at, f.vendor, f.device, f.class
+        );
+    }
+    match functions.iter().find(|f| f.is_virtio_net()) {
+        Some(f) => println!("pci: {} functions; virtio-net at {}", functions.len(), f.at),
+        None => println!(
+            "pci: {} functions; no virtio-net device (start QEMU with -nic user,model=virtio-net-pci)",
+            functions.len()
+        ),
+    }
 
     let cmdline = info.cmdline();
     let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);

@@ -48,7 +48,8 @@ pub const QEMU_SUCCESS: i32 = 33;
 /// QEMU's status when the kernel stops on a panic or an exception.
 pub const QEMU_FAILURE: i32 = 35;
 
-/// Boot the kernel under QEMU (TCG, no display, console on stdout) with
+/// Boot the kernel under QEMU (TCG, no display, console on stdout, a
+/// virtio-net card on user networking) with
 /// `append` as its command line, and wait at most `secs` for it to stop.
 pub fn boot(append: &str, secs: u64) -> Output {
     crate::require_tool(
@@ -61,6 +62,7 @@ pub fn boot(append: &str, secs: u64) -> Output {
             .args(["-machine", "q35", "-accel", "tcg", "-m", "128M"])
             .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .args(["-nic", "user,model=virtio-net-pci"])
             .arg("-kernel")
             .arg(kernel_image())
             .args(["-append", append]),

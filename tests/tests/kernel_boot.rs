@@ -23,6 +23,8 @@ fn boots_through_every_stage_and_exits_cleanly() {
         "memory: 127 MiB of RAM in 2 regions",
         "interrupts: exception handlers installed",
         "heap: 8192 KiB",
+        "pci: 00:02.0 vendor 1af4 device 1000 class 0200",
+        "virtio-net at 00:02.0",
         "cell0 kernel: boot complete",
     ];
     let mut rest = text.as_str();
