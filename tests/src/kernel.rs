@@ -1,6 +1,6 @@
 //! The bare-metal kernel, built once per test run and booted under QEMU.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -10,31 +10,16 @@ pub fn kernel_image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root")
-                .to_path_buf();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
+            let target = crate::node::cargo_build(
+                &[
                     "--release",
                     "-p",
                     "cell0-kernel",
                     "--target",
                     "x86_64-unknown-none",
-                ])
-                .current_dir(&root)
-                .status()
-                .expect("cargo runs");
-            assert!(
-                status.success(),
-                "building the kernel failed (is the target installed? rustup target add x86_64-unknown-none)"
+                ],
+                "building the kernel failed (is the target installed? rustup target add x86_64-unknown-none)",
             );
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target"));
             let image = target.join("x86_64-unknown-none/release/cell0-kernel");
             assert!(image.exists(), "{} missing after build", image.display());
             image

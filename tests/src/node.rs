@@ -9,6 +9,26 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// Run `cargo build ARGS` in this workspace, failing the test with `why`
+/// if it fails, and return the target directory the build wrote to.
+pub fn cargo_build(args: &[&str], why: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet"])
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "{why}");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
 /// The `cell0` binary of this workspace, built once per test run so that a
 /// plain `cargo test` never exercises a stale binary.
 pub fn cell0_bin() -> PathBuf {
@@ -17,20 +37,7 @@ pub fn cell0_bin() -> PathBuf {
         if let Some(p) = std::env::var_os("CELL0_BIN") {
             return PathBuf::from(p);
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "cell0", "--bin", "cell0"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building cell0 failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
+        let target = cargo_build(&["-p", "cell0", "--bin", "cell0"], "building cell0 failed");
         let bin = target.join("debug").join("cell0");
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
