@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub unix_ms: u64,
     /// How many reads are blocked on each node.
     pub waiting: &'a dyn Waiting,
+    /// The boot ledger (`#E0` … `#E10`), empty on a node without one.
+    pub boot_proof: &'a str,
 }
 
 /// Counts the reads blocked on a node (for status files).
@@ -141,7 +143,11 @@ pub fn read_text(
 }
 
 /// Every device, indexed by [`Node::dev`]. The root device is first.
-pub const DEVICES: &[&dyn Device] = &[&crate::root::Root, &crate::chan::ChanDev];
+pub const DEVICES: &[&dyn Device] = &[
+    &crate::root::Root,
+    &crate::chan::ChanDev,
+    &crate::proof::ProofDev,
+];
 
 /// The device serving `node` (the root device for unknown numbers, which
 /// then finds no such node).

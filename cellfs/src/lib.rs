@@ -23,6 +23,7 @@ pub mod log;
 pub mod node;
 pub mod outbox;
 pub mod parked;
+pub mod proof;
 pub mod root;
 pub mod server;
 pub mod state;

@@ -38,6 +38,9 @@ pub struct Config {
     pub node_id: String,
     /// The largest msize the server agrees to (clients may ask for less).
     pub max_msize: u32,
+    /// The boot ledger shown at `/proof/boot` (the kernel's `#E` markers);
+    /// empty for a node that has none.
+    pub boot_proof: String,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
         Config {
             node_id: String::from("cell0"),
             max_msize: 1 << 20,
+            boot_proof: String::new(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl<C: Clock> World<C> {
             fids: self.fids,
             unix_ms: self.clock.unix_nanos() / 1_000_000,
             waiting: &self.parked,
+            boot_proof: &self.config.boot_proof,
         }
     }
 

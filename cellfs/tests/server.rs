@@ -96,6 +96,7 @@ impl Node {
         let config = Config {
             node_id: String::from("test"),
             max_msize: 65536,
+            ..Config::default()
         };
         let mut server = Server::new(config, log.clone(), clock);
         let mut out = Outbox::new();
@@ -827,7 +828,7 @@ fn nine_p2000_directory_reads_and_stat() {
         names.push(s.name.to_string());
         rest = &rest[used..];
     }
-    assert_eq!(names, ["ctl", "status", "events", "chan"]);
+    assert_eq!(names, ["ctl", "status", "events", "chan", "proof"]);
     // Offsets must continue where the last read ended.
     assert!(
         n.call(

@@ -14,7 +14,7 @@ fn shell_tools_use_the_tree() {
     let ls = sh_ok(d, "ls");
     assert_eq!(
         ls.split_whitespace().collect::<Vec<_>>(),
-        ["chan", "ctl", "events", "status"]
+        ["chan", "ctl", "events", "proof", "status"]
     );
     let status = sh_ok(d, "cat status");
     assert!(status.starts_with("node "), "{status}");

@@ -63,7 +63,7 @@ fn diod_clients_list_and_read() {
     // reads to the end, stops.
     assert!(node.cell0(&["write", "/chan/diod/ctl", "close"]).0);
     let ls = run(Command::new("diodls").args(["-t", "20", "-s", &node.addr, "-a", "/", "/"]));
-    for name in ["chan", "ctl", "events", "status"] {
+    for name in ["chan", "ctl", "events", "proof", "status"] {
         assert!(
             ls.lines()
                 .any(|l| l.trim() == name || l.ends_with(&format!(" {name}"))),

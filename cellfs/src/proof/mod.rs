@@ -1,0 +1,135 @@
+//! `/proof`: what this node can prove about itself. See proof(3).
+//!
+//! `boot` holds the boot ledger ([`boot::Ledger`]): the kernel's `#E0` …
+//! `#E10` markers; a hosted node, which Linux booted, has none and says so.
+
+pub mod boot;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::command::Command;
+use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::error::Error;
+use crate::node::Node;
+use crate::root;
+
+/// The proof device's number in [`dev::DEVICES`].
+pub const DEV: u8 = 2;
+const K_TOP: u8 = 0;
+const K_BOOT: u8 = 1;
+
+/// `/proof` itself.
+pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+const BOOT: Node = Node::new(DEV, K_BOOT, 0);
+
+/// What `/proof/boot` holds on a node that has no boot ledger.
+pub const NO_BOOT_PROOF: &str =
+    "# no boot proof: this node is a process that its host's kernel started\n";
+
+/// The `/proof` device.
+pub struct ProofDev;
+
+impl Device for ProofDev {
+    fn top(&self) -> Option<(&'static str, Node)> {
+        Some(("proof", TOP))
+    }
+
+    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+        let mtime = cx.unix_ms / 1000;
+        match node {
+            TOP => Some(Info {
+                name: "proof",
+                dir: true,
+                perm: 0o555,
+                length: 0,
+                version: 0,
+                mtime,
+            }),
+            BOOT => Some(Info {
+                name: "boot",
+                dir: false,
+                perm: 0o444,
+                length: boot_text(cx).len() as u64,
+                version: 0,
+                mtime,
+            }),
+            _ => None,
+        }
+    }
+
+    fn parent(&self, node: Node) -> Node {
+        if node == TOP { root::ROOT } else { TOP }
+    }
+
+    fn lookup(&self, _cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+        (dir == TOP && name == "boot").then_some(BOOT)
+    }
+
+    fn list(&self, _cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+        if dir == TOP {
+            out.push(BOOT);
+        }
+    }
+
+    fn open(&self, _cx: &Ctx<'_>, node: Node, _read: bool, write: bool) -> Result<Aux, Error> {
+        match node {
+            TOP if write => Err(Error::IsDir),
+            BOOT if write => Err(Error::Perm(String::from(
+                "/proof/boot is read-only: the kernel wrote it as it booted",
+            ))),
+            _ => Ok(Aux::None),
+        }
+    }
+
+    fn read(
+        &self,
+        cx: &Ctx<'_>,
+        node: Node,
+        aux: &mut Aux,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<ReadOutcome, Error> {
+        if node != BOOT {
+            return Err(Error::IsDir);
+        }
+        Ok(dev::read_text(aux, offset, count, out, || {
+            String::from(boot_text(cx))
+        }))
+    }
+
+    fn write(&self, _cx: &Ctx<'_>, _node: Node, _data: &[u8]) -> Result<Command, Error> {
+        Err(Error::Perm(String::from(
+            "/proof is read-only: proofs are made by the node, not written to it",
+        )))
+    }
+
+    fn create(
+        &self,
+        _cx: &Ctx<'_>,
+        _dir: Node,
+        name: &str,
+        _is_dir: bool,
+    ) -> Result<Command, Error> {
+        Err(Error::Perm(format!(
+            "cannot create '{name}' in /proof: it holds only the node's own proofs"
+        )))
+    }
+
+    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+        let name = if node == BOOT { "boot" } else { "proof" };
+        Err(Error::Perm(format!(
+            "cannot remove /proof/{name}: a proof is part of the node"
+        )))
+    }
+}
+
+fn boot_text<'a>(cx: &Ctx<'a>) -> &'a str {
+    if cx.boot_proof.is_empty() {
+        NO_BOOT_PROOF
+    } else {
+        cx.boot_proof
+    }
+}
