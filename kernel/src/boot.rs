@@ -13,7 +13,7 @@
 use core::arch::global_asm;
 
 /// Bytes of the boot stack.
-pub const STACK_SIZE: usize = 64 * 1024;
+pub const STACK_SIZE: usize = 256 * 1024;
 
 global_asm!(
     r#"
@@ -107,7 +107,12 @@ boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4096
-    .p2align 4
+    /* One page that the kernel's own page tables leave unmapped, so a
+     * stack overflow faults instead of overwriting what lies below. */
+    .p2align 12
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
 boot_stack:
     .skip {stack}
 boot_stack_top:

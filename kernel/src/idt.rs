@@ -4,8 +4,14 @@
 //! `extern "x86-interrupt"` is not stable) that pushes a dummy error code
 //! where the CPU pushes none, then the vector number, saves the
 //! general-purpose registers and calls [`exception`] with a pointer to
-//! them. Every exception is fatal for now: the report goes to the console
-//! and QEMU exits with the failure status.
+//! them. Every exception is fatal: the report goes to the console and
+//! QEMU exits with the failure status. Double faults and page faults run
+//! on their own stacks (see `gdt.rs`), so a stack overflow is reported.
+//!
+//! Device interrupts: vector 32 is the timer (IRQ 0 of the remapped
+//! 8259s, see `timer.rs`); its stub saves the registers the C ABI lets a
+//! callee clobber, calls [`crate::timer::interrupt`], and returns with
+//! `iretq`. Vectors 39 and 47 catch the PICs' spurious interrupts.
 
 use core::arch::global_asm;
 
@@ -47,7 +53,50 @@ exc_common:
     call {report}
     ud2
 
+irq_timer:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    /* 5 words of frame + 9 saved: rsp is 16-byte aligned for the call. */
+    cld
+    call {timer}
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq
+
+    /* A spurious IRQ 7 of the first PIC: no EOI is owed. */
+irq_spurious_master:
+    iretq
+
+    /* A spurious IRQ 15: the second PIC owes none, the first one does. */
+irq_spurious_slave:
+    push rax
+    mov al, 0x20
+    out 0x20, al
+    pop rax
+    iretq
+
     .section .rodata
+    .p2align 3
+    .global irq_stub_table
+irq_stub_table:
+    .quad irq_timer
+    .quad irq_spurious_master
+    .quad irq_spurious_slave
+
     .p2align 3
     .global exc_stub_table
 exc_stub_table:
@@ -56,12 +105,18 @@ exc_stub_table:
     .endr
 "#,
     report = sym exception,
+    timer = sym crate::timer::interrupt,
 );
 
 unsafe extern "C" {
     /// The entry stubs' addresses, by vector (defined above).
     static exc_stub_table: [u64; 32];
+    /// The device interrupt stubs: timer, spurious 7, spurious 15.
+    static irq_stub_table: [u64; 3];
 }
+
+/// The vector of the timer interrupt (IRQ 0 after remapping).
+pub const TIMER_VECTOR: usize = 32;
 
 /// What an entry stub saved, lowest address first.
 #[repr(C)]
@@ -115,11 +170,16 @@ impl Gate {
         reserved: 0,
     };
 
-    /// A present ring-0 interrupt gate to `addr` in the boot code segment.
+    /// The same gate, switching to interrupt stack `ist` (1 to 7).
+    fn on_stack(self, ist: u8) -> Gate {
+        Gate { ist, ..self }
+    }
+
+    /// A present ring-0 interrupt gate to `addr` in the kernel code segment.
     fn to(addr: u64) -> Gate {
         Gate {
             offset_low: addr as u16,
-            selector: 0x08,
+            selector: crate::gdt::KERNEL_CODE,
             ist: 0,
             attributes: 0x8E,
             offset_mid: (addr >> 16) as u16,
@@ -144,6 +204,13 @@ pub fn init() {
         for (gate, &stub) in gates.iter_mut().zip(stubs.iter()) {
             *gate = Gate::to(stub);
         }
+        gates[8] = gates[8].on_stack(crate::gdt::IST_DOUBLE_FAULT);
+        gates[14] = gates[14].on_stack(crate::gdt::IST_PAGE_FAULT);
+        // SAFETY: defined in the asm above, 3 addresses.
+        let irqs = unsafe { &irq_stub_table };
+        gates[TIMER_VECTOR] = Gate::to(irqs[0]);
+        gates[TIMER_VECTOR + 7] = Gate::to(irqs[1]);
+        gates[TIMER_VECTOR + 15] = Gate::to(irqs[2]);
         Idt(gates)
     });
     let ptr = DescriptorTablePointer {
@@ -200,10 +267,11 @@ extern "C" fn exception(f: &Frame) -> ! {
         f.rip
     );
     if f.vector == 14 {
-        crate::println!(
-            "  faulting address (cr2) {:#018x}",
-            x86_64::registers::control::Cr2::read_raw()
-        );
+        let cr2 = x86_64::registers::control::Cr2::read_raw();
+        crate::println!("  faulting address (cr2) {cr2:#018x}");
+        if crate::paging::is_stack_guard(cr2) {
+            crate::println!("  kernel stack overflow: the fault is in the stack's guard page");
+        }
     }
     crate::println!(
         "  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}",

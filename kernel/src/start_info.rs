@@ -105,6 +105,33 @@ impl StartInfo {
         }
     }
 
+    /// The memory map's raw bytes, as the loader wrote them (the boot
+    /// proof hashes them: the same machine gives the same map).
+    pub fn memmap_bytes(&self) -> &'static [u8] {
+        let map = self.memmap();
+        // SAFETY: the entries are plain integers, so viewing them as bytes
+        // is sound; the slice covers exactly the table.
+        unsafe { core::slice::from_raw_parts(map.as_ptr().cast(), core::mem::size_of_val(map)) }
+    }
+
+    /// Usable RAM regions: (physical start, bytes).
+    pub fn ram_regions(&self) -> impl Iterator<Item = (u64, u64)> {
+        self.memmap()
+            .iter()
+            .filter(|e| e.kind == RAM)
+            .map(|e| (e.addr, e.size))
+    }
+
+    /// The highest physical address the loader's own structures (this
+    /// hand-off, the command line, the memory map) reach: memory below it
+    /// must not be handed to the heap while they are still read.
+    pub fn loader_end(&self) -> u64 {
+        let raw = self.raw as *const Raw as u64 + core::mem::size_of::<Raw>() as u64;
+        let cmd = self.raw.cmdline_paddr + self.cmdline().len() as u64 + 1;
+        let map = self.raw.memmap_paddr + core::mem::size_of_val(self.memmap()) as u64;
+        raw.max(cmd).max(map)
+    }
+
     /// Usable RAM: (bytes, regions).
     pub fn ram(&self) -> (u64, usize) {
         self.memmap()
