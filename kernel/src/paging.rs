@@ -87,9 +87,11 @@ pub fn init(ram: &[(u64, u64)]) -> Summary {
                 .iter()
                 .any(|&(start, len)| start < addr + PAGE_2M && addr < start + len);
             let extra = if is_ram { Flags::empty() } else { DEVICE };
-            if addr == 0 || addr == guard & !(PAGE_2M - 1) {
-                // Split: 4 KiB pages, all but one.
-                let hole = if addr == 0 { 0 } else { guard };
+            let holes = [0, guard];
+            if holes.iter().any(|&h| h & !(PAGE_2M - 1) == addr) {
+                // Split into 4 KiB pages, leaving the holes out. The null
+                // page and the guard may share a 2 MiB page (the image
+                // sits at 1 MiB), hence the two tables.
                 let pt = if addr == 0 {
                     &mut t.first
                 } else {
@@ -97,7 +99,7 @@ pub fn init(ram: &[(u64, u64)]) -> Summary {
                 };
                 for (j, e) in pt.iter_mut().enumerate() {
                     let page = addr + j as u64 * 4096;
-                    if page != hole {
+                    if !holes.contains(&page) {
                         e.set_addr(PhysAddr::new(page), RW | extra);
                         s.pages_4k += 1;
                     }

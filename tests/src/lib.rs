@@ -9,7 +9,7 @@ pub mod node;
 pub mod raw;
 pub mod shell;
 
-pub use kernel::{QEMU_FAILURE, QEMU_SUCCESS, boot, kernel_image};
+pub use kernel::{QEMU_FAILURE, QEMU_SUCCESS, ServingKernel, boot, kernel_image, markers};
 pub use node::{Mount, Node, cell0_bin, free_port, is_mounted};
 pub use raw::Raw;
 pub use shell::{output_within, require_tool, sh, sh_ok};
