@@ -225,6 +225,16 @@ fn the_kernel_serves_cellfs_over_9p() {
     let got = reader.recv().expect("the parked read is answered");
     assert_eq!(reader.text(&got), "Rread later\n");
 
+    // A frame larger than the negotiated msize closes that connection
+    // only.
+    let mut bad = Raw::attached(&k.addr, Dialect::P2000);
+    bad.send_bytes(&(1u32 << 30).to_le_bytes());
+    assert!(
+        bad.recv().is_none(),
+        "an oversized frame must close the connection"
+    );
+    assert!(r.cat("/status").starts_with("Rread node kernel\n"));
+
     // Clients that hang up free their sockets for new ones.
     drop(others);
     drop(reader);
