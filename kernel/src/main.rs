@@ -265,14 +265,16 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     );
 
     let mut network = net::iface::Network::new(device, entropy::u64());
-    use net::iface::{ADDRESS, GATEWAY, PORT, PREFIX, SOCKETS};
+    use net::iface::{ADDRESS, GATEWAY, LISTENERS, MAX_SOCKETS, PORT, PREFIX};
     println!(
-        "network: {ADDRESS}/{PREFIX} via {GATEWAY}, {SOCKETS} sockets listening on tcp {PORT}"
+        "network: {ADDRESS}/{PREFIX} via {GATEWAY}, {LISTENERS} sockets listening on tcp {PORT} (at most {MAX_SOCKETS})"
     );
     mark(
         &mut ledger,
         Stage::Network,
-        &alloc::format!("ip={ADDRESS}/{PREFIX} gateway={GATEWAY} tcp={PORT} sockets={SOCKETS}"),
+        &alloc::format!(
+            "ip={ADDRESS}/{PREFIX} gateway={GATEWAY} tcp={PORT} listen={LISTENERS} max-sockets={MAX_SOCKETS}"
+        ),
     );
 
     let word = |w: &str| cmdline.split_ascii_whitespace().any(|x| x == w);

@@ -9,13 +9,16 @@
 //! A reply that does not fit waits in the connection's pending buffer;
 //! while that buffer is large the connection's requests are not read
 //! (back-pressure), and a client that lets it grow past [`MAX_PENDING`]
-//! is disconnected, as the hosted node does. When idle for a while the
+//! is disconnected, as the hosted node does. The socket pool grows and
+//! shrinks so that [`iface::LISTENERS`] sockets are always listening
+//! (smoltcp has no accept queue). When idle for a while the
 //! CPU halts until the next timer tick, so an idle kernel costs little
 //! and a busy one answers without waiting for a tick.
 
 use alloc::vec::Vec;
 
 use cellfs::{ConnId, MemLog, Outbox, Server};
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
 
 use crate::net::iface::{self, Network};
@@ -31,6 +34,12 @@ const PAUSE_READING: usize = 4 << 20;
 const MAX_PENDING: usize = 16 << 20;
 /// Ticks to keep polling without halting after the last activity.
 const SPIN_TICKS: u64 = 20;
+
+/// One socket of the pool and the client on it, if any.
+struct Slot {
+    handle: SocketHandle,
+    conn: Option<Conn>,
+}
 
 /// A connected client.
 struct Conn {
@@ -53,25 +62,30 @@ impl Conn {
 /// Serve until the machine stops.
 pub fn run(net: &mut Network, server: &mut KernelServer) -> ! {
     let mut out = Outbox::new();
-    let mut slots: Vec<Option<Conn>> = (0..iface::SOCKETS).map(|_| None).collect();
+    let mut slots: Vec<Slot> = net
+        .handles
+        .iter()
+        .map(|&handle| Slot { handle, conn: None })
+        .collect();
     let mut last_busy = timer::ticks();
     loop {
         let mut busy = net.poll();
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let sock = net.sockets.get_mut::<tcp::Socket>(net.handles[i]);
-            busy |= receive(sock, slot, server, &mut out);
+        for slot in &mut slots {
+            let sock = net.sockets.get_mut::<tcp::Socket>(slot.handle);
+            busy |= receive(sock, &mut slot.conn, server, &mut out);
         }
         server.poll(&mut out);
         busy |= !out.is_empty();
         deliver(&mut slots, &mut out);
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let sock = net.sockets.get_mut::<tcp::Socket>(net.handles[i]);
-            busy |= transmit(sock, slot, server, &mut out);
+        for slot in &mut slots {
+            let sock = net.sockets.get_mut::<tcp::Socket>(slot.handle);
+            busy |= transmit(sock, &mut slot.conn, server, &mut out);
         }
         // Disconnects may have produced replies for other connections.
         if !out.is_empty() {
             deliver(&mut slots, &mut out);
         }
+        busy |= keep_listening(net, &mut slots);
         if busy {
             // Push what was queued now rather than on the next turn.
             net.poll();
@@ -81,6 +95,49 @@ pub fn run(net: &mut Network, server: &mut KernelServer) -> ! {
             x86_64::instructions::interrupts::enable_and_hlt();
         }
     }
+}
+
+/// Keep [`iface::LISTENERS`] sockets listening: recycle closed ones, add
+/// sockets while under [`iface::MAX_SOCKETS`], and drop closed ones
+/// beyond what is needed (freeing their buffers). Whether anything
+/// changed.
+fn keep_listening(net: &mut Network, slots: &mut Vec<Slot>) -> bool {
+    let mut changed = false;
+    let mut listening = 0;
+    for slot in slots.iter() {
+        let sock = net.sockets.get_mut::<tcp::Socket>(slot.handle);
+        match sock.state() {
+            State::Listen => listening += 1,
+            // Both sides are done; free the socket now instead of after
+            // the TIME-WAIT delay.
+            State::TimeWait if slot.conn.is_none() => sock.abort(),
+            _ => {}
+        }
+    }
+    let mut i = 0;
+    while i < slots.len() {
+        let sock = net.sockets.get_mut::<tcp::Socket>(slots[i].handle);
+        if slots[i].conn.is_none() && sock.state() == State::Closed {
+            changed = true;
+            if listening < iface::LISTENERS {
+                sock.listen(iface::PORT)
+                    .expect("port 564 is a valid listen endpoint");
+                listening += 1;
+            } else {
+                net.sockets.remove(slots[i].handle);
+                slots.swap_remove(i);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    while listening < iface::LISTENERS && slots.len() < iface::MAX_SOCKETS {
+        let handle = net.sockets.add(iface::listener());
+        slots.push(Slot { handle, conn: None });
+        listening += 1;
+        changed = true;
+    }
+    changed
 }
 
 /// Accept, read and handle requests on one socket; whether anything
@@ -134,15 +191,15 @@ fn receive(
 
 /// Queue every reply in `out` for its connection and mark the ones the
 /// core closed.
-fn deliver(slots: &mut [Option<Conn>], out: &mut Outbox) {
-    let find = |slots: &mut [Option<Conn>], id: ConnId| -> Option<usize> {
+fn deliver(slots: &mut [Slot], out: &mut Outbox) {
+    let find = |slots: &mut [Slot], id: ConnId| -> Option<usize> {
         slots
             .iter()
-            .position(|s| s.as_ref().is_some_and(|c| c.id == id))
+            .position(|s| s.conn.as_ref().is_some_and(|c| c.id == id))
     };
     for (id, frame) in out.frames() {
         let Some(i) = find(slots, id) else { continue };
-        let c = slots[i].as_mut().expect("found above");
+        let c = slots[i].conn.as_mut().expect("found above");
         if c.waiting() + frame.len() > MAX_PENDING {
             crate::println!(
                 "9p: connection {} is not reading its replies; closing it",
@@ -155,7 +212,7 @@ fn deliver(slots: &mut [Option<Conn>], out: &mut Outbox) {
     }
     for &id in out.closes() {
         if let Some(i) = find(slots, id) {
-            slots[i].as_mut().expect("found above").closing = true;
+            slots[i].conn.as_mut().expect("found above").closing = true;
         }
     }
     out.clear();
@@ -201,19 +258,6 @@ fn transmit(
             }
             *slot = None;
             busy = true;
-        }
-    }
-    if slot.is_none() {
-        match sock.state() {
-            State::Closed => {
-                sock.listen(iface::PORT)
-                    .expect("port 564 is a valid listen endpoint");
-                busy = true;
-            }
-            // Both sides are done; free the socket for the next client
-            // now instead of after the TIME-WAIT delay.
-            State::TimeWait => sock.abort(),
-            _ => {}
         }
     }
     busy

@@ -1,6 +1,10 @@
 //! TCP/IP on the card: a `smoltcp` interface with a static address and a
-//! pool of TCP sockets all listening on the 9P port, so several clients
-//! can be connected at once.
+//! pool of TCP sockets listening on the 9P port. smoltcp has no accept
+//! queue: a socket that takes a connection stops listening, and a SYN
+//! that finds no listening socket is reset. So the serving loop keeps
+//! [`LISTENERS`] sockets listening at all times, adding one for each
+//! that is taken, up to [`MAX_SOCKETS`] (which bounds connections,
+//! including those still closing).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -20,8 +24,10 @@ pub const PREFIX: u8 = 24;
 pub const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 /// The 9P port.
 pub const PORT: u16 = 564;
-/// Clients that may be connected at once.
-pub const SOCKETS: usize = 8;
+/// Sockets kept listening: how many clients may arrive at once.
+pub const LISTENERS: usize = 8;
+/// Sockets in all (connected, closing and listening).
+pub const MAX_SOCKETS: usize = 32;
 /// Bytes of each socket's receive and send buffers.
 pub const SOCKET_BUF: usize = 256 * 1024;
 
@@ -33,7 +39,7 @@ pub struct Network {
     pub device: NetDevice,
     /// Every socket.
     pub sockets: SocketSet<'static>,
-    /// The listening pool, in slot order.
+    /// The sockets made at start, all listening.
     pub handles: Vec<SocketHandle>,
 }
 
@@ -70,7 +76,7 @@ impl Network {
             .add_default_ipv4_route(GATEWAY)
             .expect("room for one route");
         let mut sockets = SocketSet::new(Vec::new());
-        let handles = (0..SOCKETS).map(|_| sockets.add(listener())).collect();
+        let handles = (0..LISTENERS).map(|_| sockets.add(listener())).collect();
         Network {
             iface,
             device,
