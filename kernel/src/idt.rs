@@ -259,6 +259,7 @@ const NAMES: [&str; 32] = [
 
 /// Report an exception and stop: called by the entry stubs only.
 extern "C" fn exception(f: &Frame) -> ! {
+    crate::serial::seize();
     let name = NAMES.get(f.vector as usize).copied().unwrap_or("unknown");
     crate::println!(
         "EXCEPTION: {name} (vector {}) error {:#x} at rip {:#018x}",

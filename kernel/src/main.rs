@@ -333,6 +333,7 @@ fn recurse(depth: u64) -> u64 {
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    serial::seize();
     println!("PANIC: {info}");
     qemu::exit(qemu::Exit::Failure)
 }

@@ -70,6 +70,18 @@ pub fn init() {
     CONSOLE.lock().init();
 }
 
+/// Take the console for a last report: if the code that failed held the
+/// console lock, waiting for it would hang instead of reporting.
+pub fn seize() {
+    if CONSOLE.is_locked() {
+        // SAFETY: called only on the way to stopping the machine (an
+        // exception or a panic), on the only CPU: whoever held the lock
+        // will never run again, so breaking it cannot race with them.
+        unsafe { CONSOLE.force_unlock() };
+        crate::println!("");
+    }
+}
+
 #[doc(hidden)]
 pub fn print(args: fmt::Arguments<'_>) {
     use fmt::Write as _;
