@@ -18,8 +18,10 @@ unsafe extern "C" {
 pub fn region(ram: impl Iterator<Item = (u64, u64)>, loader_end: u64) -> Option<(u64, u64)> {
     let floor = (core::ptr::addr_of!(__kernel_end) as u64).max(loader_end);
     let floor = (floor + 4095) & !4095;
+    // Only the low 4 GiB are mapped at boot (see `paging.rs`).
+    const MAPPED: u64 = 4 << 30;
     ram.filter_map(|(start, len)| {
-        let end = (start + len) & !4095;
+        let end = (start + len).min(MAPPED) & !4095;
         let start = start.max(floor);
         (end > start).then_some((start, end - start))
     })
