@@ -37,7 +37,7 @@ fn boots_through_every_stage_and_exits_cleanly() {
         "#E7 pci ",
         "virtio: net device up, MAC 52:54:00:12:34:56",
         "#E8 virtio mac=52:54:00:12:34:56",
-        "#E9 network ip=10.0.2.15/24 gateway=10.0.2.2 tcp=564 listen=8 max-sockets=32",
+        "#E9 network ip=10.0.2.15/24 gateway=10.0.2.2 tcp=564 listen=16 max-sockets=32",
         "#E10 9p msize=1048576 dialects=9P2000,9P2000.L node=kernel",
         "cell0 kernel: boot complete",
     ];

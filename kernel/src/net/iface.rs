@@ -25,7 +25,7 @@ pub const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 /// The 9P port.
 pub const PORT: u16 = 564;
 /// Sockets kept listening: how many clients may arrive at once.
-pub const LISTENERS: usize = 8;
+pub const LISTENERS: usize = 16;
 /// Sockets in all (connected, closing and listening).
 pub const MAX_SOCKETS: usize = 32;
 /// Bytes of each socket's receive and send buffers.
