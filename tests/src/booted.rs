@@ -32,7 +32,7 @@ impl Booted {
     /// to `secs` for it to say it serves. Panics with its output if it
     /// exits or takes longer.
     pub fn start(secs: u64, configure: impl FnOnce(&mut Command)) -> Booted {
-        let b = Booted::spawn(configure);
+        let mut b = Booted::spawn(configure);
         b.wait_for(SERVING, secs);
         b
     }
@@ -94,9 +94,17 @@ impl Booted {
     }
 
     /// Wait until `cell0 boot` has printed `text`.
-    pub fn wait_for(&self, text: &str, secs: u64) {
+    pub fn wait_for(&mut self, text: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !self.said().contains(text) {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                self.child = None;
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "cell0 boot exited ({st}) before it printed {text:?}:\n{}",
+                    self.said()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "cell0 boot did not print {text:?} within {secs} s:\n{}\nconsole:\n{}",
