@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Drive a Cell0 node with p9fs, a 9P client this project did not write.
+"""Drive a Cell0 tree with p9fs, a 9P client this project did not write.
+
+Any server of the tree passes: the hosted node or the kernel.
 
 Usage: p9fs_check.py HOST PORT VERSION   (VERSION: 9P2000 or 9P2000.L)
 Prints one line per check; exits non-zero on the first failure.
@@ -15,7 +17,8 @@ def main():
     fs = P9FileSystem(host=host, port=port, username="p9fs", version=version)
 
     names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls("", detail=False))
-    assert names == ["chan", "ctl", "events", "status"], names
+    for want in ["chan", "ctl", "events", "proof", "status"]:
+        assert want in names, names
     print("ls /:", " ".join(names))
 
     def read(path, size=8192):
@@ -37,6 +40,10 @@ def main():
     status = read("status").decode()
     assert status.startswith("node "), status
     print("status:", status.splitlines()[0])
+
+    proof = read("proof/boot").decode()
+    assert proof and all(l.startswith("#") for l in proof.splitlines()), proof
+    print("proof/boot:", proof.splitlines()[0])
 
     chan = "chan/py" + version.replace(".", "")
     fs.mkdir(chan, create_parents=False)

@@ -33,27 +33,74 @@ fn every_page_renders_without_warnings() {
             pages += 1;
         }
     }
-    for required in ["man1/cell0.1", "man4/cellfs.4", "man3/chan.3"] {
+    for required in [
+        "man1/cell0.1",
+        "man4/cellfs.4",
+        "man3/chan.3",
+        "man3/proof.3",
+        "man8/kernel.8",
+    ] {
         assert!(
             man_dir().join(required).exists(),
             "man/{required} is missing"
         );
     }
-    assert!(pages >= 3);
+    assert!(pages >= 5);
 }
 
 #[test]
-fn man_l_renders_chan3() {
+fn man_l_renders_every_page() {
     require_tool("man", "apt-get install man-db");
-    let out = Command::new("man")
-        .arg("-l")
-        .arg(man_dir().join("man3/chan.3"))
-        .env("MANPAGER", "cat")
-        .env("PAGER", "cat")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("chan"));
+    for (page, word) in [
+        ("man3/chan.3", "chan"),
+        ("man3/proof.3", "boot ledger"),
+        ("man8/kernel.8", "PVH"),
+        ("man1/cell0.1", "verify-boot"),
+    ] {
+        let out = Command::new("man")
+            .arg("-l")
+            .arg(man_dir().join(page))
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "man -l {page}");
+        // man may hyphenate or embolden; look for the word as text.
+        let text = String::from_utf8_lossy(&out.stdout).replace("\u{2010}", "-");
+        assert!(text.contains(word), "man -l {page} lacks {word:?}:\n{text}");
+    }
+}
+
+#[test]
+fn the_boot_pages_cover_the_flags_and_stages() {
+    let cell0 = page("man1/cell0.1");
+    for flag in ["listen", "mount", "kernel", "mem", "console", "timeout"] {
+        assert!(
+            cell0.contains(&format!("\\-\\-{flag}")),
+            "cell0(1) does not document boot --{flag}"
+        );
+    }
+    assert!(cell0.contains("cell0 proof verify\\-boot"));
+    assert!(cell0.contains("cell0 boot"));
+    let proof = page("man3/proof.3");
+    for stage in cellfs::proof::boot::STAGES {
+        let marker = format!("#E{} {}", stage.number(), stage.name());
+        assert!(
+            proof.contains(&marker),
+            "proof(3) does not describe {marker}"
+        );
+    }
+    let kernel = page("man8/kernel.8");
+    for word in [
+        "cell0.exit",
+        "cell0.test=fault",
+        "10.0.2.15/24",
+        "564",
+        "PVH",
+    ] {
+        assert!(kernel.contains(word), "kernel(8) does not mention {word}");
+    }
 }
 
 fn page(path: &str) -> String {

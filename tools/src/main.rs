@@ -2,9 +2,12 @@
 //! verbs for scripts, and benchmarks. See cell0(1).
 
 mod bench;
+mod boot;
+mod child;
 mod client;
 mod config;
 mod mount;
+mod proof;
 mod serve;
 mod up;
 mod verbs;
@@ -95,6 +98,11 @@ enum Cmd {
         #[command(flatten)]
         addr: AddrArg,
     },
+    /// Boot the bare-metal kernel under QEMU, serving 9P (and mount it).
+    Boot(boot::BootArgs),
+    /// Check proofs offline.
+    #[command(subcommand)]
+    Proof(proof::ProofCmd),
     /// Measure ops/s and latency over 9P on loopback, against diod too.
     Bench(bench::BenchArgs),
 }
@@ -112,6 +120,8 @@ fn main() -> ExitCode {
         Cmd::Mkdir { path, addr } => verbs::mkdir(&addr.resolve(), &path),
         Cmd::Rm { path, addr } => verbs::rm(&addr.resolve(), &path),
         Cmd::Write { path, text, addr } => verbs::write(&addr.resolve(), &path, text.as_deref()),
+        Cmd::Boot(a) => boot::run(a),
+        Cmd::Proof(c) => proof::run(c),
         Cmd::Bench(a) => bench::run(a),
     };
     match result {

@@ -6,14 +6,14 @@
 //! process is left with a dead mount), then stop the node (which finishes
 //! its log writes).
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ninep::Dialect;
 
+use crate::child::{Running, Signals, WAIT, describe, own_group_dies_with_us, wait_until};
 use crate::client::Client;
 use crate::config::{DEFAULT_ADDR, default_data_dir};
 use crate::mount::{check_fuse, is_mounted};
@@ -30,51 +30,6 @@ pub struct UpArgs {
     /// Data directory [default: $XDG_DATA_HOME/cell0]
     #[arg(long)]
     pub data: Option<PathBuf>,
-}
-
-/// How long each child may take to start or to stop.
-const WAIT: Duration = Duration::from_secs(15);
-
-/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped,
-/// so an early error leaves nothing running.
-struct Running {
-    what: &'static str,
-    child: Child,
-}
-
-impl Running {
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// SIGTERM, wait up to [`WAIT`], then SIGKILL.
-    fn stop(&mut self) -> Option<ExitStatus> {
-        if let Some(s) = self.exited() {
-            return Some(s);
-        }
-        // SAFETY: kill(2) sends a signal to our own child, which has not
-        // been reaped (try_wait said so), so the pid is still ours.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Some(s) = self.exited() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "cell0: the {} did not stop within {WAIT:?}; killing it",
-            self.what
-        );
-        let _ = self.child.kill();
-        self.child.wait().ok()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Serve and mount until Ctrl-C (or SIGTERM), then unmount and stop.
@@ -97,35 +52,38 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let data = args.data.unwrap_or_else(default_data_dir);
     let exe = std::env::current_exe()?;
+    let mut signals = Signals::catch()?;
 
     let mut node = Running {
         what: "node",
-        child: Command::new(&exe)
-            .args(["serve", "--listen", &args.listen, "--data"])
-            .arg(&data)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .context("starting the node")?,
+        child: own_group_dies_with_us(
+            Command::new(&exe)
+                .args(["serve", "--listen", &args.listen, "--data"])
+                .arg(&data)
+                .stdin(Stdio::null()),
+        )
+        .spawn()
+        .context("starting the node")?,
     };
-    wait_until(&mut node, || {
+    wait_until(&mut node, WAIT, || {
         Client::connect(&args.listen, Dialect::L).is_ok()
     })?;
 
     let mut mount = Running {
         what: "mount",
-        child: Command::new(&exe)
-            .args(["mount", "--foreground", "--addr", &args.listen])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .context("starting the mount")?,
+        child: own_group_dies_with_us(
+            Command::new(&exe)
+                .args(["mount", "--foreground", "--addr", &args.listen])
+                .arg(&dir)
+                .stdin(Stdio::null()),
+        )
+        .spawn()
+        .context("starting the mount")?,
     };
-    wait_until(&mut mount, || is_mounted(&dir))?;
+    wait_until(&mut mount, WAIT, || is_mounted(&dir))?;
 
     print_hints(&args.dir, &args.listen, &data);
-    let why = wait_for_signal_or_exit(&mut node, &mut mount)?;
+    let why = wait_for_signal_or_exit(&mut signals, &mut [&mut node, &mut mount]);
 
     let mount_status = mount.stop();
     if is_mounted(&dir) {
@@ -147,56 +105,29 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 }
 
-fn describe(s: Option<ExitStatus>) -> String {
-    s.map_or_else(|| "unknown".into(), |s| s.to_string())
-}
-
-/// Poll `ready` until it holds; fail if the child exits or time runs out.
-fn wait_until(child: &mut Running, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while !ready() {
-        if let Some(status) = child.exited() {
-            bail!(
-                "the {} exited while starting ({status}); see its messages above",
-                child.what
-            );
-        }
-        if Instant::now() > deadline {
-            bail!("the {} did not start within {WAIT:?}", child.what);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-enum Stopped {
+/// Why the foreground wait ended.
+pub(crate) enum Stopped {
     /// Ctrl-C or SIGTERM.
     Signal,
     /// A child exited by itself.
     Exited(&'static str),
 }
 
-fn wait_for_signal_or_exit(node: &mut Running, mount: &mut Running) -> anyhow::Result<Stopped> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(Stopped::Signal),
-                _ = term.recv() => return Ok(Stopped::Signal),
-                _ = tick.tick() => {
-                    for c in [&mut *node, &mut *mount] {
-                        if c.exited().is_some() {
-                            return Ok(Stopped::Exited(c.what));
-                        }
-                    }
-                }
+/// Wait for Ctrl-C or SIGTERM, or for one of `children` to exit.
+pub(crate) fn wait_for_signal_or_exit(
+    signals: &mut Signals,
+    children: &mut [&mut Running],
+) -> Stopped {
+    loop {
+        if signals.caught_within(Duration::from_millis(200)) {
+            return Stopped::Signal;
+        }
+        for c in children.iter_mut() {
+            if c.exited().is_some() {
+                return Stopped::Exited(c.what);
             }
         }
-    })
+    }
 }
 
 fn print_hints(dir: &Path, addr: &str, data: &Path) {

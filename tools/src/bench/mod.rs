@@ -5,16 +5,21 @@
 //! file from tmpfs; the same client runs the same workload against both,
 //! with 1 and with many connections, each connection on its own thread
 //! issuing one request at a time. Figures are printed, never asserted.
+//!
+//! With `--addr` it starts nothing and measures the 9P server it is
+//! pointed at (the kernel under `cell0 boot`, say) alone.
 
 mod conn;
 mod floor;
 mod servers;
 mod workload;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use servers::Process;
 use workload::{Figures, Workload};
 
 /// Flags of `cell0 bench`.
@@ -26,6 +31,15 @@ pub struct BenchArgs {
     /// Connection counts to run each case with (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     pub conns: Vec<usize>,
+    /// Measure this 9P server instead of starting a node and diod.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// With --addr: the tree to attach.
+    #[arg(long, default_value = "", requires = "addr")]
+    pub aname: String,
+    /// With --addr: the small file the read case reads.
+    #[arg(long, default_value = "status", requires = "addr")]
+    pub file: String,
 }
 
 /// Run the benchmarks and print the figures.
@@ -35,6 +49,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         !args.conns.is_empty() && args.conns.iter().all(|&n| (1..=256).contains(&n)),
         "--conns takes connection counts from 1 to 256, such as 1,16"
     );
+    if let Some(addr) = &args.addr {
+        return run_against(&args, addr);
+    }
     let targets = [servers::start_node()?, servers::start_diod()?];
     println!(
         "cell0 bench: {} s per case; 9P2000.L over loopback TCP; one client thread per connection, one request at a time",
@@ -42,22 +59,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!(
         "cell0: a fresh node, its log in {} (each message fsynced before it is answered)",
-        targets[0].process.dir.display()
+        targets[0]
+            .process
+            .as_ref()
+            .map_or(Path::new(""), |p| &p.dir)
+            .display()
     );
     println!(
         "diod:  {} on tmpfs (writes are not fsynced)",
-        targets[1].process.dir.display()
+        targets[1]
+            .process
+            .as_ref()
+            .map_or(Path::new(""), |p| &p.dir)
+            .display()
     );
-    let (floor50, floor99) = floor::echo_round_trip().context("timing a TCP echo")?;
-    println!(
-        "floor: a bare TCP echo between two threads on loopback takes p50 {floor50:.1} µs, p99 {floor99:.1} µs"
-    );
-    println!("op = one pass of the case; rt = one 9P request and its reply");
-    println!();
-    println!(
-        "{:<32} {:<6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "case", "server", "conns", "ops/s", "op p50µs", "op p99µs", "rt/s", "rt p50µs"
-    );
+    print_floor_and_header()?;
     let mut ratios = Vec::new();
     for workload in [Workload::ReadSmall, Workload::Message] {
         for &conns in &args.conns {
@@ -80,7 +96,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     for t in &targets {
-        if let Some(kib) = t.process.peak_rss_kib() {
+        if let Some(kib) = t.process.as_ref().and_then(Process::peak_rss_kib) {
             println!(
                 "{} peak resident memory: {:.1} MiB",
                 t.name,
@@ -88,6 +104,46 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The same cases against a server that is already running.
+fn run_against(args: &BenchArgs, addr: &str) -> anyhow::Result<()> {
+    let t = servers::existing(addr, &args.aname, &args.file)?;
+    println!(
+        "cell0 bench: {} s per case; 9P2000.L to {addr}; one client thread per connection, one request at a time",
+        args.secs
+    );
+    if !t.channels {
+        println!("{addr} has no /chan: only the read case runs");
+    }
+    print_floor_and_header()?;
+    let workloads: &[Workload] = if t.channels {
+        &[Workload::ReadSmall, Workload::Message]
+    } else {
+        &[Workload::ReadSmall]
+    };
+    for &workload in workloads {
+        for &conns in &args.conns {
+            let f = workload::measure(&t, workload, conns, Duration::from_secs(args.secs))
+                .with_context(|| format!("{} against {addr}", workload.label()))?;
+            print_row(workload, t.name, conns, &f);
+        }
+    }
+    Ok(())
+}
+
+fn print_floor_and_header() -> anyhow::Result<()> {
+    let (floor50, floor99) = floor::echo_round_trip().context("timing a TCP echo")?;
+    println!(
+        "floor: a bare TCP echo between two threads on loopback takes p50 {floor50:.1} µs, p99 {floor99:.1} µs"
+    );
+    println!("op = one pass of the case; rt = one 9P request and its reply");
+    println!();
+    println!(
+        "{:<32} {:<6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "case", "server", "conns", "ops/s", "op p50µs", "op p99µs", "rt/s", "rt p50µs"
+    );
     Ok(())
 }
 

@@ -20,11 +20,11 @@ pub struct Target {
     /// What to attach.
     pub aname: String,
     /// The file the read case reads.
-    pub small: &'static str,
+    pub small: String,
     /// Whether messages go through channels (Cell0) or plain files (diod).
     pub channels: bool,
-    /// The running server.
-    pub process: Process,
+    /// The server, when the benchmark started it.
+    pub process: Option<Process>,
 }
 
 /// A child process killed when dropped.
@@ -82,6 +82,26 @@ fn wait_ready(p: &mut Process, addr: &str, aname: &str, name: &str) -> anyhow::R
     }
 }
 
+/// A server someone else runs at `addr`: the read case reads `small`;
+/// the message case runs if it has a Cell0 `/chan`.
+pub fn existing(addr: &str, aname: &str, small: &str) -> anyhow::Result<Target> {
+    let mut c = Conn::open(addr, aname)
+        .with_context(|| format!("attaching {addr} (is a 9P server listening there?)"))?;
+    c.walk(1, &[small])
+        .with_context(|| format!("{addr} has no /{small} to read (pick one with --file)"))?;
+    c.clunk(1)?;
+    let channels = c.walk(2, &["chan"]).is_ok();
+    Ok(Target {
+        name: "server",
+        addr: addr.to_string(),
+        aname: aname.to_string(),
+        small: small.to_string(),
+        channels,
+        process: None,
+    })
+}
+
+/// Start a fresh node on a free port, with a data directory of its own.
 pub fn start_node() -> anyhow::Result<Target> {
     let dir = scratch_dir(&std::env::temp_dir(), "node")?;
     let addr = free_addr()?;
@@ -99,12 +119,13 @@ pub fn start_node() -> anyhow::Result<Target> {
         name: "cell0",
         addr,
         aname: String::new(),
-        small: "status",
+        small: "status".into(),
         channels: true,
-        process,
+        process: Some(process),
     })
 }
 
+/// Start diod exporting a small file on tmpfs, on a free port.
 pub fn start_diod() -> anyhow::Result<Target> {
     let shm = Path::new("/dev/shm");
     let base = if shm.is_dir() {
@@ -138,8 +159,8 @@ pub fn start_diod() -> anyhow::Result<Target> {
         name: "diod",
         addr,
         aname,
-        small: "status",
+        small: "status".into(),
         channels: false,
-        process,
+        process: Some(process),
     })
 }

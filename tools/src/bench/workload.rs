@@ -91,11 +91,11 @@ pub fn measure(
         .into_iter()
         .map(|(mut c, name)| {
             let stop = stop.clone();
-            let (small, channels) = (t.small, t.channels);
+            let (small, channels) = (t.small.clone(), t.channels);
             std::thread::spawn(move || -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
                 c.record();
                 let ops = match workload {
-                    Workload::ReadSmall => read_loop(&mut c, small, &stop)?,
+                    Workload::ReadSmall => read_loop(&mut c, &small, &stop)?,
                     Workload::Message => message_loop(&mut c, &stop)?,
                 };
                 let round_trips = std::mem::take(&mut c.round_trips);

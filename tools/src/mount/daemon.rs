@@ -21,12 +21,7 @@ pub fn log_path(dir: &Path) -> PathBuf {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("cell0"))
-        .filter(|d| std::fs::create_dir_all(d).is_ok())
-        .unwrap_or_else(std::env::temp_dir);
-    base.join(format!("cell0-mount{name}.log"))
+    crate::config::runtime_dir().join(format!("cell0-mount{name}.log"))
 }
 
 /// Start `cell0 mount --foreground` detached, and return once `dir` is

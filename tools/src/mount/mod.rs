@@ -208,15 +208,10 @@ pub fn check_fuse() -> anyhow::Result<()> {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     // Root mounts with mount(2); anyone else needs the setuid helper.
-    if !root && !on_path("fusermount3") {
+    if !root && !crate::config::on_path("fusermount3") {
         bail!(
             "fusermount3 is missing, and mounting without root needs it: install fuse3 (apt-get install fuse3)"
         );
     }
     Ok(())
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }
