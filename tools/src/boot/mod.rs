@@ -123,7 +123,13 @@ pub fn run(args: BootArgs) -> anyhow::Result<()> {
             boot::hex(&v.head)
         ),
         Err(e) => {
-            eprintln!("cell0: warning: the console's boot markers are not a valid boot proof: {e}")
+            // A kernel whose own markers do not verify is not the image it
+            // claims to be (or is broken): do not hand it out to clients.
+            kernel.kill();
+            anyhow::bail!(
+                "the kernel's boot markers are not a valid boot proof: {e}; stopped QEMU (console: {})",
+                console_path.display()
+            );
         }
     }
     // From here on the console only goes to its file.
