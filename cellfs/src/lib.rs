@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod attr;
+pub mod cap;
 pub mod chan;
 pub mod clock;
 pub mod command;
