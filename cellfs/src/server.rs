@@ -15,6 +15,7 @@ use ninep::stat::{DMDIR, StatFs};
 use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID};
 
 use crate::attr;
+use crate::cap::NodeKey;
 use crate::chan::ChanCmd;
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
@@ -41,14 +42,24 @@ pub struct Config {
     /// The boot ledger shown at `/proof/boot` (the kernel's `#E` markers);
     /// empty for a node that has none.
     pub boot_proof: String,
+    /// The node's identity: it signs the capabilities the node mints, and
+    /// tokens whose first link it signed are trusted. See cap(3).
+    pub key: NodeKey,
+    /// Attaches without a capability are granted everything (`cell0
+    /// serve --insecure`). Never on by default.
+    pub insecure: bool,
 }
 
-impl Default for Config {
-    fn default() -> Self {
+impl Config {
+    /// The settings of node `node_id` with identity `key`: capabilities
+    /// required, msize up to 1 MiB, no boot proof.
+    pub fn new(node_id: &str, key: NodeKey) -> Config {
         Config {
-            node_id: String::from("cell0"),
+            node_id: String::from(node_id),
             max_msize: 1 << 20,
             boot_proof: String::new(),
+            key,
+            insecure: false,
         }
     }
 }

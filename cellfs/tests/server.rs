@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use cellfs::cap::NodeKey;
 use cellfs::{Config, ConnId, Entry, FixedClock, Index, Log, LogError, Outbox, Server};
 use ninep::{Body, Dialect, Msg, NOFID, NOTAG, Names};
 
@@ -94,9 +95,10 @@ impl Node {
             mono: 5_000_000_000,
         };
         let config = Config {
-            node_id: String::from("test"),
             max_msize: 65536,
-            ..Config::default()
+            // Capabilities have their own tests; these are about 9P.
+            insecure: true,
+            ..Config::new("test", NodeKey::from_seed(&[1; 32]))
         };
         let mut server = Server::new(config, log.clone(), clock);
         let mut out = Outbox::new();

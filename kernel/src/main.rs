@@ -291,9 +291,13 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
         recurse(0);
     }
 
+    let mut seed = [0u8; 32];
+    entropy::fill(&mut seed);
+    // Until the kernel hands out an owner token (issue 4), every attach
+    // is let in.
     let config = cellfs::Config {
-        node_id: "kernel".into(),
-        ..Default::default()
+        insecure: true,
+        ..cellfs::Config::new("kernel", cellfs::cap::NodeKey::from_seed(&seed))
     };
     mark(
         &mut ledger,

@@ -164,9 +164,15 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
         n.notify_one();
     };
     let (wal, replay) = Wal::open(&data.join("wal"), Box::new(on_commit))?;
+    // Until the node keeps its identity in the data directory (issue 4),
+    // it gets a fresh one at each start and lets every attach in.
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .context("reading /dev/urandom for the node key")?;
     let config = Config {
-        node_id: node_id.clone(),
-        ..Config::default()
+        insecure: true,
+        ..Config::new(&node_id, cellfs::cap::NodeKey::from_seed(&seed))
     };
     let mut server = Server::new(
         config,
