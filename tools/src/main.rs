@@ -3,9 +3,11 @@
 
 mod bench;
 mod boot;
+mod cap;
 mod child;
 mod client;
 mod config;
+mod identity;
 mod mount;
 mod proof;
 mod serve;
@@ -41,6 +43,22 @@ impl AddrArg {
     }
 }
 
+/// The flags every client of a node shares: where it is and which
+/// capability to present.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub addr: AddrArg,
+    /// The capability to present (a file holding `c0.…`, or `-` for
+    /// standard input) [default: DATA/owner.token if it exists]
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
+    /// The data directory whose owner token is the default
+    /// [default: $XDG_DATA_HOME/cell0]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a hosted node serving the tree over 9P on TCP.
@@ -59,35 +77,35 @@ enum Cmd {
         /// Path in the tree.
         path: String,
         #[command(flatten)]
-        addr: AddrArg,
+        node: ClientArgs,
     },
     /// Print a file (blocking files follow until interrupted).
     Cat {
         /// Path in the tree.
         path: String,
         #[command(flatten)]
-        addr: AddrArg,
+        node: ClientArgs,
     },
     /// Print a file's metadata.
     Stat {
         /// Path in the tree.
         path: String,
         #[command(flatten)]
-        addr: AddrArg,
+        node: ClientArgs,
     },
     /// Create a directory (an object, for trees where mkdir creates one).
     Mkdir {
         /// Path in the tree.
         path: String,
         #[command(flatten)]
-        addr: AddrArg,
+        node: ClientArgs,
     },
     /// Remove a file or an object directory.
     Rm {
         /// Path in the tree.
         path: String,
         #[command(flatten)]
-        addr: AddrArg,
+        node: ClientArgs,
     },
     /// Write TEXT (or standard input) to a file in one write.
     Write {
@@ -96,10 +114,13 @@ enum Cmd {
         /// What to write; standard input when absent.
         text: Option<String>,
         #[command(flatten)]
-        addr: AddrArg,
+        node: ClientArgs,
     },
     /// Boot the bare-metal kernel under QEMU, serving 9P (and mount it).
     Boot(boot::BootArgs),
+    /// Mint, attenuate, inspect and revoke capabilities (see cap(3)).
+    #[command(subcommand)]
+    Cap(cap::CapCmd),
     /// Check proofs offline.
     #[command(subcommand)]
     Proof(proof::ProofCmd),
@@ -114,12 +135,21 @@ fn main() -> ExitCode {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Umount { dir } => mount::umount(&dir),
         Cmd::Up(a) => up::run(a),
-        Cmd::Ls { path, addr } => verbs::ls(&addr.resolve(), &path),
-        Cmd::Cat { path, addr } => verbs::cat(&addr.resolve(), &path),
-        Cmd::Stat { path, addr } => verbs::stat(&addr.resolve(), &path),
-        Cmd::Mkdir { path, addr } => verbs::mkdir(&addr.resolve(), &path),
-        Cmd::Rm { path, addr } => verbs::rm(&addr.resolve(), &path),
-        Cmd::Write { path, text, addr } => verbs::write(&addr.resolve(), &path, text.as_deref()),
+        Cmd::Ls { path, node } => verbs::Node::from_args(&node).and_then(|n| verbs::ls(&n, &path)),
+        Cmd::Cat { path, node } => {
+            verbs::Node::from_args(&node).and_then(|n| verbs::cat(&n, &path))
+        }
+        Cmd::Stat { path, node } => {
+            verbs::Node::from_args(&node).and_then(|n| verbs::stat(&n, &path))
+        }
+        Cmd::Mkdir { path, node } => {
+            verbs::Node::from_args(&node).and_then(|n| verbs::mkdir(&n, &path))
+        }
+        Cmd::Rm { path, node } => verbs::Node::from_args(&node).and_then(|n| verbs::rm(&n, &path)),
+        Cmd::Write { path, text, node } => {
+            verbs::Node::from_args(&node).and_then(|n| verbs::write(&n, &path, text.as_deref()))
+        }
+        Cmd::Cap(c) => cap::run(c),
         Cmd::Boot(a) => boot::run(a),
         Cmd::Proof(c) => proof::run(c),
         Cmd::Bench(a) => bench::run(a),

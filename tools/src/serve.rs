@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// Data directory [default: $XDG_DATA_HOME/cell0]
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Let attaches without a capability in, with every right (loudly;
+    /// for experiments only).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Reply bytes that may wait for a connection before it is judged not to
@@ -136,11 +140,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(&args.listen, &data, None))
+    rt.block_on(serve(&args.listen, &data, args.insecure, None))
 }
 
-/// Serve on `listen` with data in `data` until a signal (or `stop`).
-pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyhow::Result<()> {
+/// Serve on `listen` with data in `data` until a signal (or `stop`);
+/// `insecure` lets attaches without a capability in.
+pub async fn serve(
+    listen: &str,
+    data: &Path,
+    insecure: bool,
+    stop: Option<Arc<Notify>>,
+) -> anyhow::Result<()> {
     create_data_dir(data)?;
     // Held until this function returns: two nodes appending to one log
     // would interleave their records.
@@ -164,15 +174,17 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
         n.notify_one();
     };
     let (wal, replay) = Wal::open(&data.join("wal"), Box::new(on_commit))?;
-    // Until the node keeps its identity in the data directory (issue 4),
-    // it gets a fresh one at each start and lets every attach in.
-    let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-        .context("reading /dev/urandom for the node key")?;
+    let key = crate::identity::load_or_create_key(data)?;
+    let owner = crate::identity::write_owner_token(data, &key, crate::identity::now())?;
+    if insecure {
+        eprintln!(
+            "cell0: WARNING: --insecure: this node lets in ANY client without a capability, \
+             with every right over the whole tree. Never use it on a network you do not control."
+        );
+    }
     let config = Config {
-        insecure: true,
-        ..Config::new(&node_id, cellfs::cap::NodeKey::from_seed(&seed))
+        insecure,
+        ..Config::new(&node_id, key)
     };
     let mut server = Server::new(
         config,
@@ -195,9 +207,10 @@ pub async fn serve(listen: &str, data: &Path, stop: Option<Arc<Notify>>) -> anyh
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "cell0: node {node_id} serving 9P on {addr}, data {} ({} log entries replayed)",
+        "cell0: node {node_id} serving 9P on {addr}, data {} ({} log entries replayed); owner token {}",
         data.display(),
-        replay.entries
+        replay.entries,
+        owner.display()
     );
     let _ = std::io::stderr().flush();
 

@@ -14,8 +14,9 @@ use anyhow::{Context, bail};
 use ninep::Dialect;
 
 use crate::child::{Running, Signals, WAIT, describe, own_group_dies_with_us, wait_until};
-use crate::client::Client;
+use crate::client::{Client, Options};
 use crate::config::{DEFAULT_ADDR, default_data_dir};
+use crate::identity::ClientToken;
 use crate::mount::{check_fuse, is_mounted};
 
 /// Flags of `cell0 up`.
@@ -30,6 +31,12 @@ pub struct UpArgs {
     /// Data directory [default: $XDG_DATA_HOME/cell0]
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Mount with this capability instead of the node's owner token.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
+    /// Run the node with `serve --insecure` (attaches need no capability).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Serve and mount until Ctrl-C (or SIGTERM), then unmount and stop.
@@ -51,6 +58,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let data = args.data.unwrap_or_else(default_data_dir);
+    // Read before anything starts, so a bad --token fails at once.
+    let mount_token = match &args.token {
+        Some(p) => Some(crate::identity::read_token(p)?.to_text()),
+        None => None,
+    };
     let exe = std::env::current_exe()?;
     let mut signals = Signals::catch()?;
 
@@ -60,26 +72,47 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             Command::new(&exe)
                 .args(["serve", "--listen", &args.listen, "--data"])
                 .arg(&data)
+                .args(args.insecure.then_some("--insecure"))
                 .stdin(Stdio::null()),
         )
         .spawn()
         .context("starting the node")?,
     };
     wait_until(&mut node, WAIT, || {
-        Client::connect(&args.listen, Dialect::L).is_ok()
+        // The node writes its owner token before it listens.
+        ClientToken::resolve(None, Some(&data)).is_ok_and(|t| {
+            let opts = Options::new(Dialect::L).with_token(&t);
+            Client::connect_with(&args.listen, &opts).is_ok()
+        })
     })?;
 
     let mut mount = Running {
         what: "mount",
         child: own_group_dies_with_us(
             Command::new(&exe)
-                .args(["mount", "--foreground", "--addr", &args.listen])
+                .args(["mount", "--foreground", "--addr", &args.listen, "--data"])
+                .arg(&data)
+                .args(
+                    mount_token
+                        .is_some()
+                        .then_some(["--token", "-"])
+                        .into_iter()
+                        .flatten(),
+                )
                 .arg(&dir)
-                .stdin(Stdio::null()),
+                .stdin(if mount_token.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                }),
         )
         .spawn()
         .context("starting the mount")?,
     };
+    if let (Some(mut stdin), Some(text)) = (mount.child.stdin.take(), &mount_token) {
+        use std::io::Write as _;
+        stdin.write_all(text.as_bytes())?;
+    }
     wait_until(&mut mount, WAIT, || is_mounted(&dir))?;
 
     print_hints(&args.dir, &args.listen, &data);
@@ -143,8 +176,12 @@ fn print_hints(dir: &Path, addr: &str, data: &Path) {
          \x20   echo hello > {d}/chan/alerts/data\n\
          \x20   cat {d}/events            # follows; errors of refused writes land here\n\
          \n\
+         The mount holds the node's owner token ({}/owner.token, every right);\n\
+         hand others narrower ones: cell0 cap attenuate --help, man -l man/man3/cap.3\n\
+         \n\
          Manual: man -l man/man1/cell0.1 (and man3/chan.3, man4/cellfs.4)\n\
          Press Ctrl-C to unmount and stop the node.\n",
+        data.display(),
         data.display()
     );
 }

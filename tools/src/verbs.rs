@@ -9,10 +9,31 @@ use std::io::{ErrorKind, Read, Write};
 use anyhow::{Context, bail};
 use ninep::Dialect;
 
-use crate::client::{Client, mode, split_path};
+use crate::client::{Client, Options, mode, split_path};
+use crate::identity::ClientToken;
 
-fn connect(addr: &str) -> anyhow::Result<Client> {
-    Ok(Client::connect(addr, Dialect::P2000)?)
+/// Where a verb goes and with which capability.
+pub struct Node {
+    /// The node's 9P address.
+    pub addr: String,
+    /// The token to present (`--token`, else the owner's).
+    pub token: ClientToken,
+}
+
+impl Node {
+    /// The node named by the shared client flags.
+    pub fn from_args(a: &crate::ClientArgs) -> anyhow::Result<Node> {
+        Ok(Node {
+            addr: a.addr.resolve(),
+            token: ClientToken::resolve(a.token.as_deref(), a.data.as_deref())?,
+        })
+    }
+}
+
+/// A 9P2000 session with `node`, attached with its token.
+pub fn connect(node: &Node) -> anyhow::Result<Client> {
+    let opts = Options::new(Dialect::P2000).with_token(&node.token);
+    Ok(Client::connect_with(&node.addr, &opts)?)
 }
 
 /// Split `path` into its parent and last name.
@@ -31,8 +52,8 @@ fn reader_gone(e: &std::io::Error) -> bool {
 }
 
 /// `cell0 ls PATH`: one name per line, directories with a trailing `/`.
-pub fn ls(addr: &str, path: &str) -> anyhow::Result<()> {
-    let c = connect(addr)?;
+pub fn ls(node: &Node, path: &str) -> anyhow::Result<()> {
+    let c = connect(node)?;
     let fid = c.walk_path(path).with_context(|| path.to_string())?;
     let listing = list(&c, fid);
     let _ = c.clunk(fid);
@@ -68,8 +89,8 @@ fn list(c: &Client, fid: u32) -> crate::client::Result<Vec<(String, bool)>> {
 
 /// `cell0 cat PATH`: print until end of file, each read as it comes
 /// (blocking files block, and follow).
-pub fn cat(addr: &str, path: &str) -> anyhow::Result<()> {
-    let c = connect(addr)?;
+pub fn cat(node: &Node, path: &str) -> anyhow::Result<()> {
+    let c = connect(node)?;
     let fid = c.walk_path(path).with_context(|| path.to_string())?;
     let r = copy_out(&c, fid).with_context(|| path.to_string());
     let _ = c.clunk(fid);
@@ -101,8 +122,8 @@ fn copy_out(c: &Client, fid: u32) -> anyhow::Result<()> {
 }
 
 /// `cell0 stat PATH`: `key value` lines.
-pub fn stat(addr: &str, path: &str) -> anyhow::Result<()> {
-    let c = connect(addr)?;
+pub fn stat(node: &Node, path: &str) -> anyhow::Result<()> {
+    let c = connect(node)?;
     let fid = c.walk_path(path).with_context(|| path.to_string())?;
     let s = c.stat(fid);
     let _ = c.clunk(fid);
@@ -126,9 +147,9 @@ pub fn stat(addr: &str, path: &str) -> anyhow::Result<()> {
 }
 
 /// `cell0 mkdir PATH`: Tcreate with DMDIR in the parent.
-pub fn mkdir(addr: &str, path: &str) -> anyhow::Result<()> {
+pub fn mkdir(node: &Node, path: &str) -> anyhow::Result<()> {
     let (parent, name) = parent_and_name(path)?;
-    let c = connect(addr)?;
+    let c = connect(node)?;
     let fid = c.walk_path(&parent).with_context(|| format!("/{parent}"))?;
     match c.create(fid, name, ninep::stat::DMDIR | 0o775, mode::OREAD) {
         Ok(_) => {
@@ -144,8 +165,8 @@ pub fn mkdir(addr: &str, path: &str) -> anyhow::Result<()> {
 }
 
 /// `cell0 rm PATH`: Tremove.
-pub fn rm(addr: &str, path: &str) -> anyhow::Result<()> {
-    let c = connect(addr)?;
+pub fn rm(node: &Node, path: &str) -> anyhow::Result<()> {
+    let c = connect(node)?;
     let fid = c.walk_path(path).with_context(|| path.to_string())?;
     c.remove(fid).with_context(|| path.to_string())
 }
@@ -168,9 +189,9 @@ fn payload(text: Option<&str>) -> anyhow::Result<Vec<u8>> {
 
 /// `cell0 write PATH [TEXT]`: one Twrite when it fits in the iounit, else
 /// successive writes.
-pub fn write(addr: &str, path: &str, text: Option<&str>) -> anyhow::Result<()> {
+pub fn write(node: &Node, path: &str, text: Option<&str>) -> anyhow::Result<()> {
     let data = payload(text)?;
-    let c = connect(addr)?;
+    let c = connect(node)?;
     let fid = c.walk_path(path).with_context(|| path.to_string())?;
     let r = c
         .open(fid, mode::OWRITE)

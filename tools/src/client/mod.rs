@@ -68,6 +68,13 @@ pub struct Options {
     pub uname: String,
     /// The largest message to propose.
     pub msize: u32,
+    /// A capability's text form (`c0.…`) to present with Tauth; see
+    /// cap(3).
+    pub token: Option<String>,
+    /// Whether the token was asked for (`--token`): if so a node that
+    /// refuses Tauth is an error; if not (the default owner token) the
+    /// client attaches without one, as servers with no auth (diod) want.
+    pub token_explicit: bool,
 }
 
 impl Options {
@@ -81,7 +88,16 @@ impl Options {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "cell0".into()),
             msize: MSIZE,
+            token: None,
+            token_explicit: false,
         }
+    }
+
+    /// These options presenting `token` (from [`crate::identity::ClientToken`]).
+    pub fn with_token(mut self, token: &crate::identity::ClientToken) -> Options {
+        self.token = token.text.clone();
+        self.token_explicit = token.explicit;
+        self
     }
 }
 
@@ -145,24 +161,69 @@ impl Client {
         client.conn.set_msize(msize);
         // SAFETY: getuid(2) has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
+        let afid = match &opts.token {
+            Some(token) => client
+                .authenticate(opts, uid, token)
+                .map_err(|e| refused(e.to_string()))?,
+            None => NOFID,
+        };
         let attach = Body::Tattach {
             fid: ROOT,
-            afid: NOFID,
+            afid,
             uname: &opts.uname,
             aname: &opts.aname,
             n_uname: (opts.dialect == Dialect::L).then_some(uid),
         };
-        let root_qid = match client.call(&attach) {
+        let attached = client.call(&attach);
+        if afid != NOFID {
+            // The attach holds the capability now; the afid has done its job.
+            let _ = client.clunk(afid);
+        }
+        let root_qid = match attached {
             Ok(r) => match r.body()? {
                 Body::Rattach { qid } => qid,
                 other => return Err(reply::unexpected("attach", &other)),
             },
             Err(e) => {
                 let aname = &opts.aname;
-                return Err(refused(format!("attach of {aname:?} refused: {e}")));
+                let with = if afid == NOFID { "" } else { " with the token" };
+                return Err(refused(format!("attach of {aname:?}{with} refused: {e}")));
             }
         };
         Ok(Client { root_qid, ..client })
+    }
+
+    /// Tauth, then write `token` to the afid at offset 0: the afid to
+    /// attach with, or NOFID if the node has no authentication and the
+    /// token was not asked for explicitly.
+    fn authenticate(&self, opts: &Options, uid: u32, token: &str) -> Result<u32> {
+        let afid = self.alloc_fid()?;
+        let auth = Body::Tauth {
+            afid,
+            uname: &opts.uname,
+            aname: &opts.aname,
+            n_uname: (opts.dialect == Dialect::L).then_some(uid),
+        };
+        match self.call(&auth) {
+            Ok(r) => match r.body()? {
+                Body::Rauth { .. } => {}
+                other => return Err(reply::unexpected("auth", &other)),
+            },
+            Err(e) => {
+                self.free_fid(afid);
+                if !opts.token_explicit {
+                    return Ok(NOFID);
+                }
+                return Err(ClientError::Protocol(format!(
+                    "it does not take a capability (Tauth refused: {e})"
+                )));
+            }
+        }
+        if let Err(e) = self.write(afid, 0, token.as_bytes()) {
+            let _ = self.clunk(afid);
+            return Err(ClientError::Server(format!("the token was refused: {e}")));
+        }
+        Ok(afid)
     }
 
     /// The dialect of this session.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::is_mounted;
+use crate::identity::ClientToken;
 
 /// How long `cell0 mount` waits for the mount to appear.
 const MOUNT_WAIT: Duration = Duration::from_secs(15);
@@ -26,14 +27,36 @@ pub fn log_path(dir: &Path) -> PathBuf {
 
 /// Start `cell0 mount --foreground` detached, and return once `dir` is
 /// mounted. If the child dies first, its log is the error.
-pub fn start(addr: &str, aname: &str, dir: &Path) -> anyhow::Result<()> {
+///
+/// An explicit token reaches the child on its standard input (never on
+/// its command line, which anyone may read); the default one it finds
+/// itself in the same data directory.
+pub fn start(
+    addr: &str,
+    aname: &str,
+    dir: &Path,
+    token: &ClientToken,
+    data: Option<&Path>,
+) -> anyhow::Result<()> {
     let log = log_path(dir);
     let out = std::fs::File::create(&log)
         .with_context(|| format!("creating the mount's log {}", log.display()))?;
     let mut cmd = Command::new(std::env::current_exe().context("finding the cell0 binary")?);
-    cmd.args(["mount", "--foreground", "--addr", addr, "--aname", aname])
-        .arg(dir)
-        .stdin(Stdio::null())
+    cmd.args(["mount", "--foreground", "--addr", addr, "--aname", aname]);
+    let piped = match (&token.text, token.explicit) {
+        (Some(_), true) => {
+            cmd.args(["--token", "-"]);
+            true
+        }
+        _ => {
+            if let Some(d) = data {
+                cmd.arg("--data").arg(d);
+            }
+            false
+        }
+    };
+    cmd.arg(dir)
+        .stdin(if piped { Stdio::piped() } else { Stdio::null() })
         .stdout(out.try_clone()?)
         .stderr(out);
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of the
@@ -47,6 +70,12 @@ pub fn start(addr: &str, aname: &str, dir: &Path) -> anyhow::Result<()> {
         });
     }
     let mut child = cmd.spawn().context("starting the mount process")?;
+    if let (Some(mut stdin), Some(text)) = (child.stdin.take(), &token.text) {
+        use std::io::Write as _;
+        stdin
+            .write_all(text.as_bytes())
+            .context("handing the token to the mount process")?;
+    }
     let deadline = Instant::now() + MOUNT_WAIT;
     while !is_mounted(dir) {
         if let Some(status) = child.try_wait()? {

@@ -26,6 +26,7 @@ use anyhow::{Context, bail};
 use ninep::Dialect;
 
 use crate::client::{Client, Options};
+use crate::identity::ClientToken;
 use log::log;
 pub use mountinfo::is_mounted;
 
@@ -35,7 +36,7 @@ pub struct MountArgs {
     /// Mount point.
     pub dir: PathBuf,
     #[command(flatten)]
-    pub addr: crate::AddrArg,
+    pub node: crate::ClientArgs,
     /// Stay in the foreground instead of returning once mounted.
     #[arg(long)]
     pub foreground: bool,
@@ -51,7 +52,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// Mount and serve (in the foreground), or start a background server and
 /// return once the mount is usable.
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
-    let addr = args.addr.resolve();
+    let addr = args.node.addr.resolve();
+    let token = ClientToken::resolve(args.node.token.as_deref(), args.node.data.as_deref())?;
     let dir = std::fs::canonicalize(&args.dir).map_err(|e| {
         let shown = args.dir.display();
         match e.raw_os_error() {
@@ -71,7 +73,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(!is_mounted(&dir), "{} is already mounted", dir.display());
     check_fuse()?;
-    let client = connect(&addr, &args.aname)?;
+    let client = connect(&addr, &args.aname, &token)?;
     if args.foreground {
         return serve(client, &addr, &dir);
     }
@@ -79,16 +81,31 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     // proved that the node answers, so failures show here, not in a log.
     let _ = client.clunk(crate::client::ROOT);
     drop(client);
-    daemon::start(&addr, &args.aname, &dir)
+    daemon::start(&addr, &args.aname, &dir, &token, args.node.data.as_deref())
 }
 
-fn connect(addr: &str, aname: &str) -> anyhow::Result<Client> {
+fn connect(addr: &str, aname: &str, token: &ClientToken) -> anyhow::Result<Client> {
     let opts = Options {
         aname: aname.to_string(),
-        ..Options::new(Dialect::L)
+        ..Options::new(Dialect::L).with_token(token)
     };
-    Client::connect_with(addr, &opts)
-        .with_context(|| format!("mounting {addr} (is `cell0 serve` running there?)"))
+    match Client::connect_with(addr, &opts) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            // 9P2000.L refusals carry only an errno; 9P2000 carries the
+            // node's reason ("token expired …"), so ask again for it.
+            let plain = Options {
+                dialect: Dialect::P2000,
+                ..opts
+            };
+            let e = match Client::connect_with(addr, &plain) {
+                Err(why @ crate::client::ClientError::Connect { .. }) => why,
+                _ => e,
+            };
+            Err(anyhow::Error::new(e)
+                .context(format!("mounting {addr} (is `cell0 serve` running there?)")))
+        }
+    }
 }
 
 /// Be the FUSE server until DIR is unmounted (or a signal or the loss of
