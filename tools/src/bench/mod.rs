@@ -10,6 +10,7 @@
 //! pointed at (the kernel under `cell0 boot`, say) alone.
 
 mod conn;
+mod enforce;
 mod floor;
 mod servers;
 mod workload;
@@ -37,6 +38,9 @@ pub struct BenchArgs {
     /// With --addr: the tree to attach.
     #[arg(long, default_value = "", requires = "addr")]
     pub aname: String,
+    /// With --addr: present this capability (as the aname word `token=`).
+    #[arg(long, value_name = "FILE", requires = "addr")]
+    pub token: Option<std::path::PathBuf>,
     /// With --addr: the small file the read case reads.
     #[arg(long, default_value = "status", requires = "addr")]
     pub file: String,
@@ -52,7 +56,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(addr) = &args.addr {
         return run_against(&args, addr);
     }
-    let targets = [servers::start_node()?, servers::start_diod()?];
+    let (node, owner) = servers::start_node()?;
+    let targets = [node, servers::start_diod()?];
     println!(
         "cell0 bench: {} s per case; 9P2000.L over loopback TCP; one client thread per connection, one request at a time",
         args.secs
@@ -95,6 +100,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             if conns == 1 { "" } else { "s" }
         );
     }
+    enforce::run(
+        &targets[0],
+        &owner,
+        &args.conns,
+        Duration::from_secs(args.secs),
+    )?;
+    println!();
     for t in &targets {
         if let Some(kib) = t.process.as_ref().and_then(Process::peak_rss_kib) {
             println!(
@@ -109,7 +121,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// The same cases against a server that is already running.
 fn run_against(args: &BenchArgs, addr: &str) -> anyhow::Result<()> {
-    let t = servers::existing(addr, &args.aname, &args.file)?;
+    let aname = match &args.token {
+        Some(p) => {
+            let t = crate::identity::read_token(p)?.to_text();
+            format!("{} token={t}", args.aname).trim().to_string()
+        }
+        None => args.aname.clone(),
+    };
+    let t = servers::existing(addr, &aname, &args.file)?;
     println!(
         "cell0 bench: {} s per case; 9P2000.L to {addr}; one client thread per connection, one request at a time",
         args.secs
@@ -147,7 +166,7 @@ fn print_floor_and_header() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_row(workload: Workload, server: &str, conns: usize, f: &Figures) {
+pub(crate) fn print_row(workload: Workload, server: &str, conns: usize, f: &Figures) {
     println!(
         "{:<32} {:<6} {:>5} {:>9.0} {:>9.1} {:>9.1} {:>9.0} {:>9.1}",
         workload.label(),

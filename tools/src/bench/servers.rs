@@ -27,6 +27,20 @@ pub struct Target {
     pub process: Option<Process>,
 }
 
+impl Target {
+    /// The same server, without owning its process.
+    pub fn clone_without_process(&self) -> Target {
+        Target {
+            name: self.name,
+            addr: self.addr.clone(),
+            aname: self.aname.clone(),
+            small: self.small.clone(),
+            channels: self.channels,
+            process: None,
+        }
+    }
+}
+
 /// A child process killed when dropped.
 pub struct Process {
     child: Child,
@@ -102,7 +116,7 @@ pub fn existing(addr: &str, aname: &str, small: &str) -> anyhow::Result<Target> 
 }
 
 /// Start a fresh node on a free port, with a data directory of its own.
-pub fn start_node() -> anyhow::Result<Target> {
+pub fn start_node() -> anyhow::Result<(Target, cellfs::cap::Token)> {
     let dir = scratch_dir(&std::env::temp_dir(), "node")?;
     let addr = free_addr()?;
     let child = Command::new(std::env::current_exe()?)
@@ -114,15 +128,41 @@ pub fn start_node() -> anyhow::Result<Target> {
         .spawn()
         .context("starting a node")?;
     let mut process = Process { child, dir };
-    wait_ready(&mut process, &addr, "", "the node")?;
-    Ok(Target {
-        name: "cell0",
-        addr,
-        aname: String::new(),
-        small: "status".into(),
-        channels: true,
-        process: Some(process),
-    })
+    let token = wait_owner_token(&mut process)?;
+    let owner = token.clone();
+    let aname = format!("token={}", token.to_text());
+    wait_ready(&mut process, &addr, &aname, "the node")?;
+    Ok((
+        Target {
+            name: "cell0",
+            addr,
+            aname,
+            small: "status".into(),
+            channels: true,
+            process: Some(process),
+        },
+        owner,
+    ))
+}
+
+/// The owner token a node started by the benchmark writes at start.
+fn wait_owner_token(p: &mut Process) -> anyhow::Result<cellfs::cap::Token> {
+    let path = crate::identity::owner_token_path(&p.dir);
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(t) = cellfs::cap::Token::from_text(text.trim())
+        {
+            return Ok(t);
+        }
+        if let Some(status) = p.child.try_wait()? {
+            bail!("the node exited before serving ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("the node wrote no {} within {START_WAIT:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Start diod exporting a small file on tmpfs, on a free port.

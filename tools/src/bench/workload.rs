@@ -128,9 +128,10 @@ pub fn measure(
 
 fn read_loop(c: &mut Conn, small: &str, stop: &AtomicBool) -> anyhow::Result<Vec<u64>> {
     let mut lat = Vec::with_capacity(1 << 16);
+    let names: Vec<&str> = small.split('/').filter(|n| !n.is_empty()).collect();
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
-        c.walk(FILE, &[small])?;
+        c.walk(FILE, &names)?;
         c.lopen(FILE, libc::O_RDONLY as u32)?;
         let n = c.read(FILE, 8192)?;
         c.clunk(FILE)?;

@@ -52,6 +52,22 @@ pub fn tail(path: &Path, n: usize) -> String {
         .join("\n")
 }
 
+/// The owner token a kernel prints on its console (`owner-token c0.…`),
+/// if `text` holds one (the last wins).
+pub fn owner_token(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("owner-token "))
+        .map(|t| t.trim().to_string())
+        .filter(|t| t.starts_with(cellfs::cap::token::TEXT_PREFIX))
+        .next_back()
+}
+
+/// Where the owner token read from console file `console` is kept: the
+/// same name with the extension `.token`.
+pub fn token_path(console: &Path) -> PathBuf {
+    console.with_extension("token")
+}
+
 /// Lines received so far, kept for the boot proof.
 pub struct Lines {
     rx: Receiver<String>,
@@ -89,6 +105,18 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_token_line_is_found() {
+        let text = "#E9 x\nowner-token c0.abc\n#E10 y\n";
+        assert_eq!(owner_token(text).as_deref(), Some("c0.abc"));
+        assert_eq!(owner_token("owner-token nonsense\n"), None);
+        assert_eq!(owner_token("#E10\n"), None);
+        assert_eq!(
+            token_path(Path::new("/run/cell0/cell0-boot-5641.log")),
+            Path::new("/run/cell0/cell0-boot-5641.token")
+        );
+    }
 
     #[test]
     fn only_the_e10_marker_means_serving() {

@@ -76,8 +76,19 @@ pub fn run(args: BootArgs) -> anyhow::Result<()> {
         .console
         .clone()
         .unwrap_or_else(|| console::default_path(listen.port()));
-    let file = std::fs::File::create(&console_path)
-        .with_context(|| format!("creating the console file {}", console_path.display()))?;
+    // The console carries the owner token: the owner's eyes only.
+    let file = {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&console_path)
+            .with_context(|| format!("creating the console file {}", console_path.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f
+    };
     let mut signals = Signals::catch()?;
 
     let mut cmd = qemu::command(&image, &args.mem, listen);
@@ -112,7 +123,8 @@ pub fn run(args: BootArgs) -> anyhow::Result<()> {
         eprintln!("cell0: interrupted while booting; stopped QEMU");
         return Ok(());
     }
-    wait_for_9p(&mut kernel, &args.listen, &console_path)?;
+    let token = owner_token(&mut lines, &console_path)?;
+    wait_for_9p(&mut kernel, &args.listen, &console_path, token.as_ref())?;
     println!(
         "kernel serving 9P on {listen} (console: {})",
         console_path.display()
@@ -136,7 +148,7 @@ pub fn run(args: BootArgs) -> anyhow::Result<()> {
     drop(lines);
 
     let mut mount = match &mount_dir {
-        Some(dir) => Some(start_mount(&args.listen, dir)?),
+        Some(dir) => Some(start_mount(&args.listen, dir, token.as_ref())?),
         None => None,
     };
     if let Some(dir) = &mount_dir {
@@ -258,17 +270,59 @@ fn wait_for_serving(
     }
 }
 
+/// The owner token the kernel printed (`owner-token c0.…`), kept in a
+/// 0600 file next to the console file, whose path is printed. A kernel
+/// that prints none (it predates capabilities) gets `None` and a warning.
+fn owner_token(lines: &mut Lines, console_path: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut text = console::owner_token(&lines.text);
+    // It may come right after the #E10 marker.
+    while text.is_none() && Instant::now() < deadline {
+        if lines.next(Duration::from_millis(100)).is_err() {
+            break;
+        }
+        text = console::owner_token(&lines.text);
+    }
+    let Some(text) = text else {
+        eprintln!("cell0: the kernel printed no owner-token line; attaching without a capability");
+        return Ok(None);
+    };
+    cellfs::cap::Token::from_text(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the kernel's owner-token line is not a token: {e} (console: {})",
+            console_path.display()
+        )
+    })?;
+    let path = console::token_path(console_path);
+    crate::identity::write_secret(&path, text.as_bytes())?;
+    println!("owner token: {}", path.display());
+    Ok(Some(path))
+}
+
 /// Wait until a 9P attach through the forwarded port succeeds.
-fn wait_for_9p(kernel: &mut Running, addr: &str, console_path: &Path) -> anyhow::Result<()> {
+fn wait_for_9p(
+    kernel: &mut Running,
+    addr: &str,
+    console_path: &Path,
+    token: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let opts = match token {
+        Some(p) => {
+            let t = crate::identity::ClientToken::resolve(Some(p), None)?;
+            crate::client::Options::new(Dialect::L).with_token(&t)
+        }
+        None => crate::client::Options::new(Dialect::L),
+    };
     let deadline = Instant::now() + WAIT;
     loop {
         // A connection forwarded to a guest that never answers would
         // block; try on a thread and give up on it after a while.
         let (tx, rx) = std::sync::mpsc::channel();
         let a = addr.to_string();
+        let o = opts.clone();
         std::thread::spawn(move || {
             let _ = tx.send(
-                Client::connect(&a, Dialect::L)
+                Client::connect_with(&a, &o)
                     .map(drop)
                     .map_err(|e| e.to_string()),
             );
@@ -298,13 +352,19 @@ fn wait_for_9p(kernel: &mut Running, addr: &str, console_path: &Path) -> anyhow:
 }
 
 /// `cell0 mount --foreground` of `addr` on `dir`, as `cell0 up` runs it.
-fn start_mount(addr: &str, dir: &Path) -> anyhow::Result<Running> {
+fn start_mount(addr: &str, dir: &Path, token: Option<&PathBuf>) -> anyhow::Result<Running> {
     let exe = std::env::current_exe().context("finding the cell0 binary")?;
     let mut mount = Running {
         what: "mount",
         child: own_group_dies_with_us(
             Command::new(exe)
                 .args(["mount", "--foreground", "--addr", addr])
+                .args(
+                    token
+                        .map(|t| [std::ffi::OsStr::new("--token"), t.as_os_str()])
+                        .into_iter()
+                        .flatten(),
+                )
                 .arg(dir)
                 .stdin(Stdio::null()),
         )
