@@ -3,7 +3,9 @@
 
 Any server of the tree passes: the hosted node or the kernel.
 
-Usage: p9fs_check.py HOST PORT VERSION   (VERSION: 9P2000 or 9P2000.L)
+Usage: p9fs_check.py HOST PORT VERSION [ANAME]
+  VERSION: 9P2000 or 9P2000.L; ANAME: what to attach, such as
+  "token=c0.…" to present a capability (see cap(3)).
 Prints one line per check; exits non-zero on the first failure.
 """
 import os
@@ -14,7 +16,8 @@ from p9fs import P9FileSystem
 
 def main():
     host, port, version = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    fs = P9FileSystem(host=host, port=port, username="p9fs", version=version)
+    aname = sys.argv[4] if len(sys.argv) > 4 else ""
+    fs = P9FileSystem(host=host, port=port, username="p9fs", version=version, aname=aname)
 
     names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls("", detail=False))
     for want in ["chan", "ctl", "events", "proof", "status"]:

@@ -37,6 +37,13 @@ impl Booted {
         b
     }
 
+    /// The owner token `cell0 boot` kept next to the console file, if the
+    /// kernel printed one (a kernel that predates capabilities does not).
+    pub fn token(&self) -> Option<PathBuf> {
+        let p = self.console.with_extension("token");
+        p.exists().then_some(p)
+    }
+
     /// Run `cell0 boot` as [`Booted::start`] does, without waiting.
     pub fn spawn(configure: impl FnOnce(&mut Command)) -> Booted {
         let dir = tempfile::tempdir().expect("tempdir");

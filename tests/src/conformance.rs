@@ -15,9 +15,10 @@ use crate::{Mount, cell0_bin, output_within, require_tool, sh, sh_ok};
 /// The names every Cell0 root holds.
 pub const ROOT_NAMES: [&str; 5] = ["chan", "ctl", "events", "proof", "status"];
 
-/// Every shell-tool check through one FUSE mount of `addr`.
-pub fn fuse_suite(addr: &str) {
-    let m = Mount::new(addr);
+/// Every shell-tool check through one FUSE mount of `addr`, made with
+/// `token` (a token file; `None` for a server that takes none).
+pub fn fuse_suite(addr: &str, token: Option<&Path>) {
+    let m = Mount::with_token(addr, token);
     let d = m.path();
     tree(d);
     channel_round_trip(d);
@@ -200,12 +201,15 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-/// `cell0 ARGS --addr ADDR`; returns (success, stdout, stderr).
-pub fn cell0(addr: &str, args: &[&str]) -> (bool, String, String) {
-    let out = output_within(
-        60,
-        Command::new(cell0_bin()).args(args).args(["--addr", addr]),
-    );
+/// `cell0 ARGS --addr ADDR [--token FILE]`; returns (success, stdout,
+/// stderr).
+pub fn cell0(addr: &str, token: Option<&Path>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(cell0_bin());
+    cmd.args(args).args(["--addr", addr]);
+    if let Some(t) = token {
+        cmd.arg("--token").arg(t);
+    }
+    let out = output_within(60, &mut cmd);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -214,15 +218,28 @@ pub fn cell0(addr: &str, args: &[&str]) -> (bool, String, String) {
 }
 
 /// The p9fs checks (tests/clients/p9fs_check.py) in both dialects.
-pub fn p9fs_suite(addr: &str) {
-    p9fs(addr, "9P2000");
-    p9fs(addr, "9P2000.L");
+pub fn p9fs_suite(addr: &str, token: Option<&Path>) {
+    p9fs(addr, "9P2000", token);
+    p9fs(addr, "9P2000.L", token);
+}
+
+/// The aname that carries `token` (a token file): `token=c0.…`, or "" for
+/// none.
+pub fn token_aname(token: Option<&Path>) -> String {
+    match token {
+        Some(t) => {
+            let text = std::fs::read_to_string(t)
+                .unwrap_or_else(|e| panic!("reading token file {}: {e}", t.display()));
+            format!("token={}", text.trim())
+        }
+        None => String::new(),
+    }
 }
 
 /// The p9fs checks in `version` (`9P2000` or `9P2000.L`): ls of the root,
 /// /status, /proof/boot, a channel made, written, read, a bad ctl verb
 /// refused, the channel removed.
-pub fn p9fs(addr: &str, version: &str) {
+pub fn p9fs(addr: &str, version: &str, token: Option<&Path>) {
     require_tool("python3", "apt-get install python3");
     let ok = Command::new("python3")
         .args(["-c", "import p9fs"])
@@ -237,22 +254,31 @@ pub fn p9fs(addr: &str, version: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/p9fs_check.py");
     let out = run(Command::new("python3")
         .arg(script)
-        .args([host, port, version]));
+        .args([host, port, version])
+        .arg(token_aname(token)));
     assert!(out.contains(&format!("p9fs {version} ok")), "{out}");
 }
 
 /// diod's `diodls` and `diodcat` (9P2000.L) list the root and read
 /// /status, /proof/boot and a closed channel's message to its end.
-pub fn diod_suite(addr: &str) {
+pub fn diod_suite(addr: &str, token: Option<&Path>) {
     require_tool("diodls", "apt-get install diod");
     require_tool("diodcat", "apt-get install diod");
     let ok = |r: (bool, String, String)| assert!(r.0, "cell0 failed: {}{}", r.1, r.2);
-    ok(cell0(addr, &["mkdir", "/chan/diod"]));
-    ok(cell0(addr, &["write", "/chan/diod/data", "via diodcat"]));
+    ok(cell0(addr, token, &["mkdir", "/chan/diod"]));
+    ok(cell0(
+        addr,
+        token,
+        &["write", "/chan/diod/data", "via diodcat"],
+    ));
     // A closed channel gives end of file once drained, so diodcat, which
     // reads to the end, stops.
-    ok(cell0(addr, &["write", "/chan/diod/ctl", "close"]));
-    let ls = run(Command::new("diodls").args(["-t", "20", "-s", addr, "-a", "/", "/"]));
+    ok(cell0(addr, token, &["write", "/chan/diod/ctl", "close"]));
+    let aname = match token {
+        Some(_) => token_aname(token),
+        None => "/".to_string(),
+    };
+    let ls = run(Command::new("diodls").args(["-t", "20", "-s", addr, "-a", &aname, "/"]));
     for name in ROOT_NAMES {
         assert!(
             ls.lines()
@@ -260,12 +286,13 @@ pub fn diod_suite(addr: &str) {
             "diodls shows {ls}"
         );
     }
-    let diodcat =
-        |path: &str| run(Command::new("diodcat").args(["-t", "20", "-s", addr, "-a", "/", path]));
+    let diodcat = |path: &str| {
+        run(Command::new("diodcat").args(["-t", "20", "-s", addr, "-a", &aname, path]))
+    };
     let status = diodcat("status");
     assert!(status.starts_with("node "), "{status}");
     let proof = diodcat("proof/boot");
     assert!(proof.starts_with('#'), "{proof}");
     assert_eq!(diodcat("chan/diod/data"), "via diodcat\n");
-    ok(cell0(addr, &["rm", "/chan/diod"]));
+    ok(cell0(addr, token, &["rm", "/chan/diod"]));
 }

@@ -31,6 +31,42 @@ pub struct FakeQemu {
     pub ledger: Ledger,
 }
 
+/// Make `data` a node data directory with a fixed key, and return the
+/// owner token that key mints (as `cell0 serve` will write it).
+fn owner_token(data: &Path) -> String {
+    use cellfs::cap::{Claims, NodeKey, Rights};
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(data)
+        .unwrap();
+    let seed = [0x5a; 32];
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(data.join("node.key"))
+        .unwrap();
+    writeln!(f, "{}", cellfs::cap::hex(&seed)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    NodeKey::from_seed(&seed)
+        .mint(Claims {
+            id: 0,
+            holder: "owner".into(),
+            scope: "/".into(),
+            rights: Rights::ALL,
+            not_before: 0,
+            expires: now + 3600,
+        })
+        .unwrap()
+        .to_text()
+}
+
 impl FakeQemu {
     /// Make a stand-in that behaves as `script` says.
     pub fn new(script: Script) -> FakeQemu {
@@ -53,8 +89,15 @@ impl FakeQemu {
             ledger.record(*stage, facts).expect("a valid ledger");
         }
         let console = dir.path().join("console.txt");
+        let data = dir.path().join("data");
+        // The node behind the fake has a known key, so the fake can print
+        // its owner token on the console as the kernel does.
+        let owner = owner_token(&data);
         let text: String = match script {
-            Script::Serve => format!("SeaBIOS (fake)\r\n{}", ledger.text().replace('\n', "\r\n")),
+            Script::Serve => format!(
+                "SeaBIOS (fake)\r\n{}owner-token {owner}\r\n",
+                ledger.text().replace('\n', "\r\n")
+            ),
             Script::PanicEarly | Script::Hang => {
                 let keep = if script == Script::Hang { 1 } else { 4 };
                 let mut t: String = ledger
@@ -70,7 +113,6 @@ impl FakeQemu {
             }
         };
         std::fs::write(&console, text).unwrap();
-        let data = dir.path().join("data");
         let tail = match script {
             Script::Serve => format!(
                 "exec '{}' serve --listen \"$fwd\" --data '{}' >/dev/null 2>&1",

@@ -76,6 +76,11 @@ impl Node {
         node
     }
 
+    /// The owner token the node wrote in its data directory.
+    pub fn owner_token(&self) -> PathBuf {
+        self.data().join("owner.token")
+    }
+
     /// The node's data directory.
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -145,7 +150,8 @@ impl Node {
     pub fn cell0(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(cell0_bin())
             .args(args)
-            .args(["--addr", &self.addr])
+            .args(["--addr", &self.addr, "--data"])
+            .arg(self.data())
             .stdin(Stdio::null())
             .output()
             .expect("cell0 runs");
@@ -181,33 +187,53 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Mount the node at `addr` on a fresh directory.
+    /// Mount the node at `addr` on a fresh directory (with the default
+    /// token, if any).
     pub fn new(addr: &str) -> Mount {
+        Mount::with_token(addr, None)
+    }
+
+    /// Mount the node at `addr` with `--token TOKEN` on a fresh directory.
+    pub fn with_token(addr: &str, token: Option<&Path>) -> Mount {
+        let m = Mount::try_with_token(addr, token);
+        match m {
+            Ok(m) => m,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Mount::with_token`], or what `cell0 mount` said if it failed.
+    pub fn try_with_token(addr: &str, token: Option<&Path>) -> Result<Mount, String> {
         crate::require_tool("fusermount3", "apt-get install fuse3");
         assert!(
             Path::new("/dev/fuse").exists(),
             "/dev/fuse is missing: load the fuse module (modprobe fuse)"
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new(cell0_bin())
-            .args(["mount", "--addr", addr])
+        let mut cmd = Command::new(cell0_bin());
+        cmd.args(["mount", "--addr", addr]);
+        if let Some(t) = token {
+            cmd.arg("--token").arg(t);
+        }
+        let out = cmd
             .arg(dir.path())
             .stdin(Stdio::null())
             .output()
             .expect("cell0 mount runs");
-        assert!(
-            out.status.success(),
-            "cell0 mount failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "cell0 mount failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let m = Mount { dir };
         assert!(
             m.is_mounted(),
             "cell0 mount returned but {} is not mounted",
             m.path().display()
         );
-        m
+        Ok(m)
     }
 
     /// The mount point.

@@ -91,8 +91,8 @@ fn boot_waits_for_e10_checks_the_proof_mounts_and_stops_on_ctrl_c() {
 fn boot_without_mount_serves_the_conformance_suite() {
     let fake = FakeQemu::new(Script::Serve);
     let mut b = Booted::start(60, with_fake(&fake));
-    conformance::fuse_suite(&b.addr);
-    conformance::diod_suite(&b.addr);
+    conformance::fuse_suite(&b.addr, b.token().as_deref());
+    conformance::diod_suite(&b.addr, b.token().as_deref());
     let st = b.interrupt();
     assert!(st.success(), "{}", b.said());
     assert_nothing_left(&b);

@@ -51,12 +51,13 @@ fn the_kernel_passes_the_conformance_suite() {
         "{said}"
     );
 
-    conformance::fuse_suite(&b.addr);
-    conformance::p9fs_suite(&b.addr);
-    conformance::diod_suite(&b.addr);
+    conformance::fuse_suite(&b.addr, b.token().as_deref());
+    conformance::p9fs_suite(&b.addr, b.token().as_deref());
+    conformance::diod_suite(&b.addr, b.token().as_deref());
 
     // /proof/boot holds the markers the console showed, and verifies.
-    let (ok, proof, err) = conformance::cell0(&b.addr, &["cat", "/proof/boot"]);
+    let (ok, proof, err) =
+        conformance::cell0(&b.addr, b.token().as_deref(), &["cat", "/proof/boot"]);
     assert!(ok, "{err}");
     let served = verify(&proof).unwrap_or_else(|e| panic!("/proof/boot: {e}\n{proof}"));
     let console = std::fs::read_to_string(&b.console).unwrap();

@@ -13,7 +13,7 @@ fn shell_tools_work_through_a_mount_of_diod() {
     std::fs::write(export.join("hello.txt"), "hello\n").unwrap();
     std::fs::create_dir(export.join("sub")).unwrap();
     std::fs::write(export.join("sub/inner"), "inner\n").unwrap();
-    let m = Mount::new(&diod.addr, &export.to_string_lossy());
+    let m = Mount::new(&diod, &export.to_string_lossy());
 
     let ls = m.sh_ok("ls");
     assert_eq!(
@@ -65,7 +65,7 @@ fn shell_tools_work_through_a_mount_of_diod() {
 fn large_files_are_cut_into_iounit_sized_reads_and_writes() {
     let diod = Server::diod();
     let export = diod.export();
-    let m = Mount::new(&diod.addr, &export.to_string_lossy());
+    let m = Mount::new(&diod, &export.to_string_lossy());
     let src = diod.dir.path().join("random.bin");
     let bytes: Vec<u8> = (0..700_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -79,7 +79,7 @@ fn large_files_are_cut_into_iounit_sized_reads_and_writes() {
 #[test]
 fn umount_unmounts_and_the_background_server_exits() {
     let diod = Server::diod();
-    let m = Mount::new(&diod.addr, &diod.export().to_string_lossy());
+    let m = Mount::new(&diod, &diod.export().to_string_lossy());
     assert!(
         common::proc_state(m.pid).is_some(),
         "the mount's server runs"

@@ -100,6 +100,12 @@ impl Server {
         self.child.wait().unwrap();
     }
 
+    /// A node's data directory (its owner token is the clients' default);
+    /// for diod, a directory that does not exist (so no token).
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The directory diod exports (its aname).
     pub fn export(&self) -> PathBuf {
         self.dir.path().join("export")
@@ -110,7 +116,8 @@ impl Server {
         use std::io::Write;
         let mut child = Command::new(bin())
             .args(args)
-            .args(["--addr", &self.addr])
+            .args(["--addr", &self.addr, "--data"])
+            .arg(self.data())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -143,15 +150,18 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Mount the server at `addr` (attaching `aname`).
-    pub fn new(addr: &str, aname: &str) -> Mount {
+    /// Mount `server` (attaching `aname`) with the token in its data
+    /// directory, if it has one.
+    pub fn new(server: &Server, aname: &str) -> Mount {
+        let addr = &server.addr;
         assert!(
             Path::new("/dev/fuse").exists(),
             "/dev/fuse is missing: modprobe fuse, apt-get install fuse3"
         );
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(bin())
-            .args(["mount", "--addr", addr, "--aname", aname])
+            .args(["mount", "--addr", addr, "--aname", aname, "--data"])
+            .arg(server.data())
             .arg(dir.path())
             .stdin(Stdio::null())
             .output()
