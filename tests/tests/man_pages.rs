@@ -36,6 +36,7 @@ fn every_page_renders_without_warnings() {
     for required in [
         "man1/cell0.1",
         "man4/cellfs.4",
+        "man3/cap.3",
         "man3/chan.3",
         "man3/proof.3",
         "man8/kernel.8",
@@ -52,6 +53,7 @@ fn every_page_renders_without_warnings() {
 fn man_l_renders_every_page() {
     require_tool("man", "apt-get install man-db");
     for (page, word) in [
+        ("man3/cap.3", "attenuate"),
         ("man3/chan.3", "chan"),
         ("man3/proof.3", "boot ledger"),
         ("man8/kernel.8", "PVH"),
@@ -105,6 +107,43 @@ fn the_boot_pages_cover_the_flags_and_stages() {
 
 fn page(path: &str) -> String {
     std::fs::read_to_string(man_dir().join(path)).unwrap()
+}
+
+#[test]
+fn cap_page_covers_the_format_the_tree_and_the_verbs() {
+    let cap = page("man3/cap.3");
+    for needle in [
+        "next_key",
+        "proof",
+        "c0.",
+        "/cap/ctl",
+        "/cap/revoked",
+        "/cap/key",
+        "mint scope=",
+        "revoke",
+        "Tauth",
+        "token=c0.",
+        "EACCES",
+        "node.key",
+        "owner.token",
+        "owner\\-token",
+        "cell0 cap attenuate",
+        "\\-\\-token agent.token",
+    ] {
+        assert!(cap.contains(needle), "cap(3) does not mention {needle}");
+    }
+    let cell0 = page("man1/cell0.1");
+    for needle in [
+        "\\-\\-token",
+        "\\-\\-insecure",
+        "cell0 cap mint",
+        "cell0 cap inspect",
+        "cell0 cap revoke",
+        "owner.token",
+    ] {
+        assert!(cell0.contains(needle), "cell0(1) does not mention {needle}");
+    }
+    assert!(page("man8/kernel.8").contains("owner\\-token"));
 }
 
 #[test]
