@@ -58,8 +58,7 @@ pub fn owner_token(text: &str) -> Option<String> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("owner-token "))
         .map(|t| t.trim().to_string())
-        .filter(|t| t.starts_with(cellfs::cap::token::TEXT_PREFIX))
-        .next_back()
+        .rfind(|t| t.starts_with(cellfs::cap::token::TEXT_PREFIX))
 }
 
 /// Where the owner token read from console file `console` is kept: the
