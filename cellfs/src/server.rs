@@ -386,7 +386,16 @@ impl<L: Log, C: Clock> Server<L, C> {
         let tag = msg.tag;
         match msg.body {
             Body::Tversion { msize, version } => self.version(conn, tag, msize, version, out),
-            Body::Tauth { afid, .. } => {
+            Body::Tauth { afid, aname, .. } => {
+                // A client that carries its token in the aname, or any
+                // client of an insecure node, needs no auth fid: say so,
+                // as clients that always try Tauth first expect.
+                let in_aname = aname
+                    .split_ascii_whitespace()
+                    .any(|w| w.starts_with("token="));
+                if in_aname || self.world.config.insecure {
+                    return Err(Error::NoAuth);
+                }
                 let c = self.conn(conn)?;
                 c.fids.check_free(afid)?;
                 c.fids
@@ -667,13 +676,16 @@ impl<L: Log, C: Clock> Server<L, C> {
             let Access::Auth(slot) = &f.access else {
                 return Err(Error::Protocol(format!("fid {afid} is not an auth fid")));
             };
-            let Some(grant) = slot.clone() else {
+            let slot = slot.clone();
+            if let Some(grant) = slot {
+                self.world.check(&grant)?;
+                return Ok(grant);
+            }
+            if token.is_none() {
                 return Err(Error::Unauthorized(format!(
                     "auth fid {afid} holds no valid capability: write a token (c0.…) to it first"
                 )));
-            };
-            self.world.check(&grant)?;
-            return Ok(grant);
+            }
         }
         if let Some(text) = token {
             return Ok(Arc::new(self.world.verify(text)?));

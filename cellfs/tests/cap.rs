@@ -334,7 +334,20 @@ fn attach_through_the_aname_and_without_a_token() {
     );
     let other = n.attach_aname(c, 0, "/etc");
     assert!(other.starts_with("Rerror"), "{other}");
-    let a = n.attach_aname(c, 0, &format!("/ token={}", owner().to_text()));
+    // A client that always tries Tauth first, with its token in the aname,
+    // is told no auth fid is needed, and attaches with the aname.
+    let aname = format!("/ token={}", owner().to_text());
+    let t = n.call(
+        c,
+        Body::Tauth {
+            afid: 5,
+            uname: "u",
+            aname: &aname,
+            n_uname: None,
+        },
+    );
+    assert!(t.starts_with("Rerror authentication not required"), "{t}");
+    let a = n.attach_aname(c, 0, &aname);
     assert_eq!(a, "Rattach");
     // 9P2000.L gets EACCES.
     n.dialect = Dialect::L;
