@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::cap::CapCmd;
 use crate::chan::ChanCmd;
 use crate::events::Kind;
 use crate::node::Node;
@@ -20,6 +21,8 @@ pub enum Command {
     Root(RootCmd),
     /// Channels.
     Chan(ChanCmd),
+    /// Capabilities: mints and revocations.
+    Cap(CapCmd),
 }
 
 impl Command {

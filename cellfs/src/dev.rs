@@ -9,6 +9,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::cap::{Grant, NodeKey};
 use crate::command::Command;
 use crate::error::Error;
 use crate::events::Events;
@@ -35,6 +36,11 @@ pub struct Ctx<'a> {
     pub waiting: &'a dyn Waiting,
     /// The boot ledger (`#E0` … `#E10`), empty on a node without one.
     pub boot_proof: &'a str,
+    /// The node's key (it signs what `/cap/ctl` mints).
+    pub key: &'a NodeKey,
+    /// The capability of the fid the request came on, if any (devices
+    /// check the admin right against it).
+    pub grant: Option<&'a Grant>,
 }
 
 /// Counts the reads blocked on a node (for status files).
@@ -147,6 +153,7 @@ pub const DEVICES: &[&dyn Device] = &[
     &crate::root::Root,
     &crate::chan::ChanDev,
     &crate::proof::ProofDev,
+    &crate::cap::CapDev,
 ];
 
 /// The device serving `node` (the root device for unknown numbers, which

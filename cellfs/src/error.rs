@@ -4,6 +4,7 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::cap::{CapError, Right, Rights};
 use crate::log::LogError;
 
 /// Linux errno values used on the wire in 9P2000.L.
@@ -70,6 +71,26 @@ pub enum Error {
     Protocol(String),
     /// The log could not commit the change; nothing was applied.
     Log(LogError),
+    /// The capability presented or held is not valid (now): bad, expired,
+    /// not yet valid or revoked.
+    Cap(CapError),
+    /// No usable capability at attach (the text says what is missing).
+    Unauthorized(String),
+    /// The fid's capability lacks the right an operation needs.
+    Denied {
+        /// The operation (`read`, `write`, `create`, `remove`, …).
+        op: &'static str,
+        /// The file it was tried on.
+        path: String,
+        /// The capability's holder.
+        holder: String,
+        /// The capability's scope.
+        scope: String,
+        /// What it grants.
+        rights: Rights,
+        /// What was missing.
+        right: Right,
+    },
 }
 
 impl Error {
@@ -95,6 +116,7 @@ impl Error {
             Error::Protocol(_) => EPROTO,
             Error::Log(LogError::Full) => EAGAIN,
             Error::Log(_) => EIO,
+            Error::Cap(_) | Error::Unauthorized(_) | Error::Denied { .. } => EACCES,
         }
     }
 }
@@ -123,6 +145,20 @@ impl fmt::Display for Error {
             Error::Unsupported(what) => write!(f, "{what} is not supported by cell0"),
             Error::NoAuth => f.write_str("authentication not required: attach with afid NOFID"),
             Error::Log(e) => write!(f, "{e}; nothing was changed"),
+            Error::Cap(e) => write!(f, "{e}"),
+            Error::Unauthorized(why) => f.write_str(why),
+            Error::Denied {
+                op,
+                path,
+                holder,
+                scope,
+                rights,
+                right,
+            } => write!(
+                f,
+                "{op} {path}: capability '{holder}' (scope {scope}, rights {rights}) lacks the {} right",
+                right.name()
+            ),
         }
     }
 }
@@ -130,5 +166,11 @@ impl fmt::Display for Error {
 impl From<LogError> for Error {
     fn from(e: LogError) -> Self {
         Error::Log(e)
+    }
+}
+
+impl From<CapError> for Error {
+    fn from(e: CapError) -> Self {
+        Error::Cap(e)
     }
 }

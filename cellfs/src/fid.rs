@@ -1,6 +1,9 @@
 //! Fids: a connection's handles on files.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+
+use crate::cap::Grant;
 
 use crate::dev::Aux;
 use crate::error::Error;
@@ -66,11 +69,30 @@ pub struct DirCursor {
     pub index: usize,
 }
 
+/// What a fid may do: an auth fid waiting for (or holding) a verified
+/// capability, or an attached fid with its capability and scope root.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// An auth fid (Tauth): the grant of the token written to it, if any.
+    Auth(Option<Arc<Grant>>),
+    /// A fid descended from an attach: the capability it was attached
+    /// with (verified once, shared by every fid walked from it) and the
+    /// node of its scope, which is its root (`..` there stays there).
+    Attached {
+        /// The verified capability.
+        grant: Arc<Grant>,
+        /// The scope's node.
+        root: Node,
+    },
+}
+
 /// One fid.
 #[derive(Debug)]
 pub struct Fid {
     /// The file it points at.
     pub node: Node,
+    /// Its capability.
+    pub access: Access,
     /// Set once opened; walks are refused after that.
     pub open: Option<Mode>,
     /// The device's per-open memory (text snapshot, stream cursor).
@@ -84,10 +106,11 @@ pub struct Fid {
 }
 
 impl Fid {
-    /// A fresh, unopened fid on `node`.
-    pub fn new(node: Node) -> Fid {
+    /// A fresh, unopened fid on `node` with `access`.
+    pub fn new(node: Node, access: Access) -> Fid {
         Fid {
             node,
+            access,
             open: None,
             aux: Aux::None,
             dir: DirCursor::default(),

@@ -216,7 +216,7 @@ fn render_status(cx: &Ctx<'_>) -> String {
     let st = cx.state;
     let _ = write!(
         s,
-        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nqueued {}\napplied {}\nevents {}\n",
+        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nqueued {}\napplied {}\nevents {}\nkey {}\n",
         cx.node_id,
         crate::VERSION,
         cx.uptime_secs,
@@ -226,6 +226,7 @@ fn render_status(cx: &Ctx<'_>) -> String {
         st.chans.queued(),
         st.applied,
         cx.events.total(),
+        crate::cap::hex(&cx.key.public()),
     );
     s
 }

@@ -9,13 +9,14 @@
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use ninep::stat::{DMDIR, StatFs};
-use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID};
+use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID, Qid, QidType};
 
 use crate::attr;
-use crate::cap::NodeKey;
+use crate::cap::{Grant, NodeKey, Right, Rights, Token};
 use crate::chan::ChanCmd;
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
@@ -23,7 +24,7 @@ use crate::conn::Conn;
 use crate::dev::{Ctx, ReadOutcome, device};
 use crate::error::Error;
 use crate::events::{Events, Kind};
-use crate::fid::{Fid, Mode, ORCLOSE};
+use crate::fid::{Access, Fid, Mode, ORCLOSE};
 use crate::log::{Entry, Index, Log};
 use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
@@ -77,9 +78,60 @@ struct World<C> {
     parked: ParkedReads,
     connections: usize,
     fids: usize,
+    /// Token chains verified so far (each attach verifies once).
+    verifications: u64,
 }
 
+/// What an attach without a capability gets on an insecure node.
+fn insecure_grant() -> Grant {
+    Grant {
+        issuer: [0; 32],
+        ids: Vec::new(),
+        holder: String::from("insecure"),
+        scope: String::from("/"),
+        rights: Rights::ALL,
+        not_before: 0,
+        expires: u64::MAX,
+    }
+}
+
+/// The message of an attach with no capability.
+pub const NEED_CAP: &str =
+    "attach needs a capability: write a token to an auth fid or pass token=… in aname; see cap(3)";
+
+/// The qid path of auth fids (no file has it: devices stay below 2^56·4).
+const AUTH_PATH: u64 = u64::MAX;
+
 impl<C: Clock> World<C> {
+    fn now_secs(&self) -> u64 {
+        self.clock.unix_nanos() / 1_000_000_000
+    }
+
+    /// Whether `g` may still be used: not revoked, not expired. Cheap.
+    fn check(&self, g: &Grant) -> Result<(), Error> {
+        let caps = &self.state.caps;
+        g.check(self.now_secs(), |id| caps.is_revoked(id))
+            .map_err(Error::Cap)
+    }
+
+    /// Verify a token's whole chain against this node's key (the expensive
+    /// part, done once per attach) and check it is usable now.
+    fn verify(&mut self, text: &str) -> Result<Grant, Error> {
+        let token = Token::from_text(text)?;
+        self.verifications += 1;
+        let me = self.config.key.public();
+        let grant = token.verify(|k| *k == me)?;
+        self.check(&grant)?;
+        Ok(grant)
+    }
+
+    fn ctx_as<'a>(&'a self, grant: &'a Grant) -> Ctx<'a> {
+        Ctx {
+            grant: Some(grant),
+            ..self.ctx()
+        }
+    }
+
     fn ctx(&self) -> Ctx<'_> {
         let now = self.clock.monotonic_nanos();
         Ctx {
@@ -92,6 +144,8 @@ impl<C: Clock> World<C> {
             unix_ms: self.clock.unix_nanos() / 1_000_000,
             waiting: &self.parked,
             boot_proof: &self.config.boot_proof,
+            key: &self.config.key,
+            grant: None,
         }
     }
 
@@ -163,6 +217,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             parked: ParkedReads::default(),
             connections: 0,
             fids: 0,
+            verifications: 0,
         };
         world.event(
             Kind::Start,
@@ -184,6 +239,12 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// The committed state (for tests and diagnostics).
     pub fn state(&self) -> &State {
         &self.world.state
+    }
+
+    /// How many token chains this server has verified (once per attach
+    /// with a capability; never per operation).
+    pub fn verifications(&self) -> u64 {
+        self.world.verifications
     }
 
     /// The log, for drivers that need to reach their own implementation.
@@ -325,25 +386,45 @@ impl<L: Log, C: Clock> Server<L, C> {
         let tag = msg.tag;
         match msg.body {
             Body::Tversion { msize, version } => self.version(conn, tag, msize, version, out),
-            Body::Tauth { .. } => Err(Error::NoAuth),
+            Body::Tauth { afid, aname, .. } => {
+                // A client that carries its token in the aname, or any
+                // client of an insecure node, needs no auth fid: say so,
+                // as clients that always try Tauth first expect.
+                let in_aname = aname
+                    .split_ascii_whitespace()
+                    .any(|w| w.starts_with("token="));
+                if in_aname || self.world.config.insecure {
+                    return Err(Error::NoAuth);
+                }
+                let c = self.conn(conn)?;
+                c.fids.check_free(afid)?;
+                c.fids
+                    .insert(afid, Fid::new(root::ROOT, Access::Auth(None)));
+                self.world.fids += 1;
+                let aqid = Qid {
+                    ty: QidType::AUTH,
+                    version: 0,
+                    path: AUTH_PATH,
+                };
+                self.reply(conn, tag, Body::Rauth { aqid }, out);
+                Ok(())
+            }
             Body::Tattach {
                 fid, afid, aname, ..
             } => {
-                if afid != NOFID {
-                    return Err(Error::Protocol(String::from(
-                        "no authentication is needed: use afid NOFID",
-                    )));
-                }
-                if !aname.is_empty() && aname != "/" {
-                    return Err(Error::NotFound(format!(
-                        "aname {aname}; attach to \"\" or \"/\""
-                    )));
-                }
+                self.conn(conn)?.fids.check_free(fid)?;
+                let grant = self.attach_grant(conn, afid, aname)?;
+                let root = walk::resolve(&self.world.ctx(), &grant.scope).ok_or_else(|| {
+                    Error::Unauthorized(format!(
+                        "capability scope {} does not exist on this node",
+                        grant.scope
+                    ))
+                })?;
+                let qid = self.qid(root)?;
                 let c = self.conn(conn)?;
-                c.fids.check_free(fid)?;
-                c.fids.insert(fid, Fid::new(root::ROOT));
+                c.fids
+                    .insert(fid, Fid::new(root, Access::Attached { grant, root }));
                 self.world.fids += 1;
-                let qid = self.qid(root::ROOT)?;
                 self.reply(conn, tag, Body::Rattach { qid }, out);
                 Ok(())
             }
@@ -356,20 +437,23 @@ impl<L: Log, C: Clock> Server<L, C> {
                 newfid,
                 wnames,
             } => {
+                let (start, grant, root) = self.access(conn, fid)?;
                 let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
-                let from = c.fids.get(fid)?;
-                if from.open.is_some() {
+                if c.fids.get(fid)?.open.is_some() {
                     return Err(Error::FidOpen);
                 }
-                let start = from.node;
                 if newfid != fid {
                     c.fids.check_free(newfid)?;
                 }
-                let ctx = self.world.ctx();
-                let walked = walk::walk(&ctx, start, &wnames)?;
+                let ctx = self.world.ctx_as(&grant);
+                let walked = walk::walk(&ctx, root, start, &wnames)?;
                 if walked.qids.len() == wnames.len() {
                     let node = walked.node;
-                    if c.fids.insert(newfid, Fid::new(node)) {
+                    let access = Access::Attached {
+                        grant: grant.clone(),
+                        root,
+                    };
+                    if c.fids.insert(newfid, Fid::new(node, access)) {
                         self.world.fids += 1;
                     }
                 }
@@ -411,19 +495,31 @@ impl<L: Log, C: Clock> Server<L, C> {
                 self.create(conn, tag, dfid, name, true, CreateHow::Mkdir)
             }
             Body::Tread { fid, offset, count } => self.read(conn, tag, fid, offset, count, out),
-            Body::Twrite { fid, data, .. } => {
+            Body::Twrite {
+                fid, offset, data, ..
+            } => {
+                if self.is_auth(conn, fid)? {
+                    return self.auth_write(conn, tag, fid, offset, data, out);
+                }
+                let (node, grant, _) = self.access(conn, fid)?;
                 let f = self.conn(conn)?.fids.get(fid)?;
                 if !f.open.is_some_and(|m| m.write) {
                     return Err(Error::NotOpenFor("writing"));
                 }
-                let node = f.node;
-                let cmd = device(node).write(&self.world.ctx(), node, data)?;
+                self.need(&grant, node, Right::Write, "write")?;
+                let cmd = device(node).write(&self.world.ctx_as(&grant), node, data)?;
                 let count = data.len() as u32;
                 self.propose(cmd, conn, tag, Then::Write { fid, count })
             }
             Body::Tclunk { fid } => {
                 let f = self.take_fid(conn, fid)?;
-                if f.rclose {
+                let allowed = match &f.access {
+                    Access::Attached { grant, .. } => {
+                        self.world.check(grant).is_ok() && grant.rights.has(Right::Remove)
+                    }
+                    Access::Auth(_) => false,
+                };
+                if f.rclose && allowed {
                     // Remove-on-close: best effort, nobody to tell.
                     if let Ok(Some(cmd)) = device(f.node).remove(&self.world.ctx(), f.node) {
                         let _ = self.propose(cmd, conn, tag, Then::Quiet);
@@ -434,7 +530,17 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Ok(())
             }
             Body::Tremove { fid } => {
+                // remove(5): the fid is clunked even if the remove fails.
+                let checked = self.access(conn, fid);
                 let f = self.take_fid(conn, fid)?;
+                let (node, grant, root) = checked?;
+                if node == root {
+                    return Err(Error::Perm(format!(
+                        "remove {}: cannot remove the root of the capability's scope",
+                        walk::path_of(&self.world.ctx(), node)
+                    )));
+                }
+                self.need(&grant, node, Right::Remove, "remove")?;
                 self.remove(conn, tag, f.node, false, out)
             }
             Body::Tunlinkat {
@@ -443,9 +549,12 @@ impl<L: Log, C: Clock> Server<L, C> {
                 flags,
             } => {
                 const AT_REMOVEDIR: u32 = 0x200;
-                let dir = self.conn(conn)?.fids.get(dirfid)?.node;
-                let ctx = self.world.ctx();
-                let node = walk::lookup(&ctx, dir, name)?;
+                let (dir, grant, root) = self.access(conn, dirfid)?;
+                walk::check_name(name)?;
+                let ctx = self.world.ctx_as(&grant);
+                let node = walk::lookup(&ctx, root, dir, name)?;
+                self.need(&grant, node, Right::Remove, "remove")?;
+                let ctx = self.world.ctx_as(&grant);
                 let is_dir = device(node).info(&ctx, node).is_some_and(|i| i.dir);
                 if flags & AT_REMOVEDIR != 0 && !is_dir {
                     return Err(Error::NotDir);
@@ -456,7 +565,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 self.remove(conn, tag, node, true, out)
             }
             Body::Tstat { fid } => {
-                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
                 let info = device(node).info(&ctx, node).ok_or_else(gone)?;
                 let stat = attr::stat(node, &info);
@@ -464,7 +573,8 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Ok(())
             }
             Body::Twstat { fid, stat } => {
-                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let (node, grant, _) = self.access(conn, fid)?;
+                self.need(&grant, node, Right::Write, "wstat")?;
                 let ctx = self.world.ctx();
                 let info = device(node).info(&ctx, node).ok_or_else(gone)?;
                 let keeps = |v: u32| v == u32::MAX;
@@ -482,7 +592,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Ok(())
             }
             Body::Tgetattr { fid, .. } => {
-                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
                 let info = device(node).info(&ctx, node).ok_or_else(gone)?;
                 let attr = attr::getattr(node, &info);
@@ -494,7 +604,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             } => {
                 const MODE_UID_GID: u32 = 0x7;
                 const SIZE: u32 = 0x8;
-                let node = self.conn(conn)?.fids.get(fid)?.node;
+                let (node, grant, _) = self.access(conn, fid)?;
+                self.need(&grant, node, Right::Write, "setattr")?;
                 let ctx = self.world.ctx();
                 let info = device(node).info(&ctx, node).ok_or_else(gone)?;
                 if valid & MODE_UID_GID != 0 {
@@ -512,7 +623,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 self.readdir(conn, tag, fid, offset, count, out)
             }
             Body::Tstatfs { fid } => {
-                self.conn(conn)?.fids.get(fid)?;
+                self.access(conn, fid)?;
                 let statfs = StatFs {
                     ty: 0x0102_1997,
                     bsize: 4096,
@@ -524,7 +635,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             Body::Tfsync { fid, .. } => {
                 // Every acknowledged write is already durable.
-                self.conn(conn)?.fids.get(fid)?;
+                self.access(conn, fid)?;
                 self.reply(conn, tag, Body::Rfsync, out);
                 Ok(())
             }
@@ -542,6 +653,129 @@ impl<L: Log, C: Clock> Server<L, C> {
                 other.msg_type()
             ))),
         }
+    }
+
+    /// The capability an attach presents: the grant verified when the
+    /// token was written to `afid`, or the `token=…` word of `aname`; on an
+    /// insecure node, none is needed.
+    fn attach_grant(&mut self, conn: ConnId, afid: u32, aname: &str) -> Result<Arc<Grant>, Error> {
+        let mut token = None;
+        for word in aname.split_ascii_whitespace() {
+            match word.strip_prefix("token=") {
+                Some(t) => token = Some(t),
+                None if word == "/" => {}
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "aname {aname}; attach to \"\" or \"/\", optionally with token=c0.…"
+                    )));
+                }
+            }
+        }
+        if afid != NOFID {
+            let f = self.conn(conn)?.fids.get(afid)?;
+            let Access::Auth(slot) = &f.access else {
+                return Err(Error::Protocol(format!("fid {afid} is not an auth fid")));
+            };
+            let slot = slot.clone();
+            if let Some(grant) = slot {
+                self.world.check(&grant)?;
+                return Ok(grant);
+            }
+            if token.is_none() {
+                return Err(Error::Unauthorized(format!(
+                    "auth fid {afid} holds no valid capability: write a token (c0.…) to it first"
+                )));
+            }
+        }
+        if let Some(text) = token {
+            return Ok(Arc::new(self.world.verify(text)?));
+        }
+        if self.world.config.insecure {
+            return Ok(Arc::new(insecure_grant()));
+        }
+        Err(Error::Unauthorized(String::from(NEED_CAP)))
+    }
+
+    /// A token written to auth fid `fid`: verified now, kept for the attach.
+    fn auth_write(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        fid: u32,
+        offset: u64,
+        data: &[u8],
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        if offset != 0 {
+            return Err(Error::Invalid(String::from(
+                "write the whole token to the auth fid at offset 0",
+            )));
+        }
+        let text = core::str::from_utf8(data)
+            .map_err(|_| Error::Cap(crate::cap::CapError::Encoding("it is not UTF-8")))?;
+        let grant = Arc::new(self.world.verify(text)?);
+        let f = self.conn(conn)?.fids.get_mut(fid)?;
+        f.access = Access::Auth(Some(grant));
+        let count = data.len() as u32;
+        self.reply(conn, tag, Body::Rwrite { count }, out);
+        Ok(())
+    }
+
+    /// Whether `fid` is an auth fid.
+    fn is_auth(&mut self, conn: ConnId, fid: u32) -> Result<bool, Error> {
+        Ok(matches!(
+            self.conn(conn)?.fids.get(fid)?.access,
+            Access::Auth(_)
+        ))
+    }
+
+    /// An attached fid's node, capability and scope root, once the
+    /// capability is checked to be still valid (not revoked or expired).
+    fn access(&self, conn: ConnId, fid: u32) -> Result<(Node, Arc<Grant>, Node), Error> {
+        let f = self
+            .conns
+            .get(&conn)
+            .ok_or(Error::UnknownFid(fid))?
+            .fids
+            .get(fid)?;
+        match &f.access {
+            Access::Attached { grant, root } => {
+                self.world.check(grant)?;
+                Ok((f.node, grant.clone(), *root))
+            }
+            Access::Auth(_) => Err(Error::Protocol(format!(
+                "fid {fid} is an auth fid: attach with it, then use the attached fid"
+            ))),
+        }
+    }
+
+    /// Refuse `op` on `node` unless `grant` holds `right`.
+    fn need(&self, grant: &Grant, node: Node, right: Right, op: &'static str) -> Result<(), Error> {
+        if grant.rights.has(right) {
+            return Ok(());
+        }
+        let path = walk::path_of(&self.world.ctx(), node);
+        Err(denied(grant, op, path, right))
+    }
+
+    /// Refuse `op` on `name` in `dir` unless `grant` holds `right`.
+    fn need_in(
+        &self,
+        grant: &Grant,
+        dir: Node,
+        name: &str,
+        right: Right,
+        op: &'static str,
+    ) -> Result<(), Error> {
+        if grant.rights.has(right) {
+            return Ok(());
+        }
+        let mut path = walk::path_of(&self.world.ctx(), dir);
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(name);
+        Err(denied(grant, op, path, right))
     }
 
     fn version(
@@ -618,17 +852,39 @@ impl<L: Log, C: Clock> Server<L, C> {
         mode: Mode,
         rclose: bool,
     ) -> Result<ninep::Qid, Error> {
-        let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
-        let f = c.fids.get_mut(fid)?;
-        if f.open.is_some() {
+        if self.is_auth(conn, fid)? {
+            let f = self.conn(conn)?.fids.get_mut(fid)?;
+            f.open = Some(mode);
+            return Ok(Qid {
+                ty: QidType::AUTH,
+                version: 0,
+                path: AUTH_PATH,
+            });
+        }
+        let (node, grant, _) = self.access(conn, fid)?;
+        if self.conn(conn)?.fids.get(fid)?.open.is_some() {
             return Err(Error::FidOpen);
         }
-        let ctx = self.world.ctx();
-        let node = f.node;
-        let info = device(node).info(&ctx, node).ok_or_else(gone)?;
-        if info.dir && mode.write {
-            return Err(Error::IsDir);
+        {
+            let ctx = self.world.ctx_as(&grant);
+            let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+            if info.dir && mode.write {
+                return Err(Error::IsDir);
+            }
         }
+        if mode.read {
+            self.need(&grant, node, Right::Read, "read")?;
+        }
+        if mode.write {
+            self.need(&grant, node, Right::Write, "write")?;
+        }
+        if rclose {
+            self.need(&grant, node, Right::Remove, "remove")?;
+        }
+        let ctx = self.world.ctx_as(&grant);
+        let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+        let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
+        let f = c.fids.get_mut(fid)?;
         f.aux = device(node).open(&ctx, node, mode.read, mode.write)?;
         f.open = Some(mode);
         f.rclose = rclose;
@@ -644,12 +900,14 @@ impl<L: Log, C: Clock> Server<L, C> {
         is_dir: bool,
         how: CreateHow,
     ) -> Result<(), Error> {
+        let (dir, grant, _) = self.access(conn, fid)?;
         let f = self.conn(conn)?.fids.get(fid)?;
         if matches!(how, CreateHow::Create(_) | CreateHow::Lcreate(_)) && f.open.is_some() {
             return Err(Error::FidOpen);
         }
-        let dir = f.node;
-        let ctx = self.world.ctx();
+        walk::check_name(name)?;
+        self.need_in(&grant, dir, name, Right::Create, "create")?;
+        let ctx = self.world.ctx_as(&grant);
         let info = device(dir).info(&ctx, dir).ok_or_else(gone)?;
         if !info.dir {
             return Err(Error::NotDir);
@@ -695,6 +953,12 @@ impl<L: Log, C: Clock> Server<L, C> {
         out: &mut Outbox,
     ) -> Result<(), Error> {
         let iounit = self.iounit(conn);
+        if self.is_auth(conn, fid)? {
+            // Reading an auth fid returns nothing: the client only writes.
+            encode_reply(out, conn, tag, Body::Rread { data: &[] });
+            return Ok(());
+        }
+        let (_, grant, _) = self.access(conn, fid)?;
         let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
         let f = c.fids.get_mut(fid)?;
         if !f.open.is_some_and(|m| m.read) {
@@ -702,7 +966,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         let count = count.min(iounit);
         let node = f.node;
-        let ctx = self.world.ctx();
+        let ctx = self.world.ctx_as(&grant);
         let dev = device(node);
         let info = dev.info(&ctx, node).ok_or_else(gone)?;
         self.read_buf.clear();
@@ -786,12 +1050,13 @@ impl<L: Log, C: Clock> Server<L, C> {
         out: &mut Outbox,
     ) -> Result<(), Error> {
         let count = count.min(self.iounit(conn)) as usize;
+        let (_, grant, _) = self.access(conn, fid)?;
         let f = self.conn(conn)?.fids.get(fid)?;
         if !f.open.is_some_and(|m| m.read) {
             return Err(Error::NotOpenFor("reading"));
         }
         let node = f.node;
-        let ctx = self.world.ctx();
+        let ctx = self.world.ctx_as(&grant);
         let dev = device(node);
         if !dev.info(&ctx, node).ok_or_else(gone)?.dir {
             return Err(Error::NotDir);
@@ -991,7 +1256,8 @@ impl<L: Log, C: Clock> Server<L, C> {
                             .get_mut(&conn)
                             .and_then(|c| c.fids.get_mut(fid).ok())
                         {
-                            *f = Fid::new(node);
+                            let access = f.access.clone();
+                            *f = Fid::new(node, access);
                             f.open = Some(mode);
                         }
                         if matches!(how, CreateHow::Create(_)) {
@@ -1098,6 +1364,17 @@ fn encode_reply(out: &mut Outbox, conn: ConnId, tag: u16, body: Body<'_>) {
             },
         };
         let _ = out.push_with(conn, |buf| ninep::encode(&fallback, buf));
+    }
+}
+
+fn denied(grant: &Grant, op: &'static str, path: String, right: Right) -> Error {
+    Error::Denied {
+        op,
+        path,
+        holder: grant.holder.clone(),
+        scope: grant.scope.clone(),
+        rights: grant.rights,
+        right,
     }
 }
 

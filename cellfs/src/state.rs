@@ -1,5 +1,6 @@
 //! The committed state: what the log's commands add up to.
 
+use crate::cap::Caps;
 use crate::chan::Chans;
 use crate::command::{Applied, Command};
 use crate::error::Error;
@@ -13,6 +14,8 @@ pub struct State {
     pub applied: Index,
     /// The channels.
     pub chans: Chans,
+    /// Minted capabilities and revoked ids.
+    pub caps: Caps,
 }
 
 impl State {
@@ -23,6 +26,7 @@ impl State {
         match cmd {
             Command::Root(c) => root::apply(c),
             Command::Chan(c) => self.chans.apply(c),
+            Command::Cap(c) => self.caps.apply(c),
         }
     }
 }

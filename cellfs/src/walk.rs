@@ -42,8 +42,9 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The entry `name` of `dir`: `..` is the parent (the root's is the root).
-pub fn lookup(ctx: &Ctx<'_>, dir: Node, name: &str) -> Result<Node, Error> {
+/// The entry `name` of `dir`: `..` is the parent, except at `root` (the
+/// fid's scope, or the tree's root), whose parent is itself.
+pub fn lookup(ctx: &Ctx<'_>, root: Node, dir: Node, name: &str) -> Result<Node, Error> {
     let dev = device(dir);
     let info = dev
         .info(ctx, dir)
@@ -52,22 +53,43 @@ pub fn lookup(ctx: &Ctx<'_>, dir: Node, name: &str) -> Result<Node, Error> {
         return Err(Error::NotDir);
     }
     if name == ".." {
-        return Ok(dev.parent(dir));
+        return Ok(if dir == root || dir == root::ROOT {
+            dir
+        } else {
+            dev.parent(dir)
+        });
     }
-    if name.is_empty() || name == "." || name.len() > MAX_NAME || name.contains(['/', '\0']) {
+    if name.is_empty() {
+        return Err(Error::BadName(String::from(
+            "a walk cannot hold an empty name",
+        )));
+    }
+    if name.len() > MAX_NAME {
+        return Err(Error::BadName(alloc::format!(
+            "a name is at most {MAX_NAME} bytes; this one has {}",
+            name.len()
+        )));
+    }
+    if name.contains(['/', '\0']) {
+        return Err(Error::BadName(String::from(
+            "a walked name cannot hold '/' or NUL: walk one name at a time",
+        )));
+    }
+    if name == "." {
         return Err(Error::NotFound(String::from(name)));
     }
     dev.lookup(ctx, dir, name)
         .ok_or_else(|| Error::NotFound(String::from(name)))
 }
 
-/// Walk `names` from `start`. Per walk(5): an error only if the first name
-/// fails; otherwise as many qids as names that could be walked.
-pub fn walk(ctx: &Ctx<'_>, start: Node, names: &[&str]) -> Result<Walked, Error> {
+/// Walk `names` from `start`, never above `root`. Per walk(5): an error
+/// only if the first name fails; otherwise as many qids as names that could
+/// be walked.
+pub fn walk(ctx: &Ctx<'_>, root: Node, start: Node, names: &[&str]) -> Result<Walked, Error> {
     let mut qids = Qids::new();
     let mut node = start;
     for (i, name) in names.iter().enumerate() {
-        match lookup(ctx, node, name) {
+        match lookup(ctx, root, node, name) {
             Ok(next) => {
                 let info = device(next)
                     .info(ctx, next)
@@ -108,4 +130,17 @@ pub fn path_of(ctx: &Ctx<'_>, node: Node) -> String {
         path.push('/');
     }
     path
+}
+
+/// The node at the normalised absolute `path` (a capability's scope), or
+/// `None` if it does not exist (or is not a directory on the way).
+pub fn resolve(ctx: &Ctx<'_>, path: &str) -> Option<Node> {
+    let mut node = root::ROOT;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        if name == ".." || name == "." {
+            return None;
+        }
+        node = lookup(ctx, root::ROOT, node, name).ok()?;
+    }
+    Some(node)
 }

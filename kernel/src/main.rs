@@ -293,12 +293,9 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
 
     let mut seed = [0u8; 32];
     entropy::fill(&mut seed);
-    // Until the kernel hands out an owner token (issue 4), every attach
-    // is let in.
-    let config = cellfs::Config {
-        insecure: true,
-        ..cellfs::Config::new("kernel", cellfs::cap::NodeKey::from_seed(&seed))
-    };
+    // Every attach needs a capability; the owner token printed below is
+    // the first one (see kernel(8) and cap(3)).
+    let config = cellfs::Config::new("kernel", cellfs::cap::NodeKey::from_seed(&seed));
     mark(
         &mut ledger,
         Stage::Serving,
@@ -312,6 +309,22 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
         boot_proof: ledger.text().into(),
         ..config
     };
+    // The owner's capability: everything, for ten years from the RTC's
+    // now. Not part of the boot proof: it is a secret for whoever reads
+    // the console (`cell0 boot` does).
+    let now = cellfs::Clock::unix_nanos(&timer::KernelClock) / 1_000_000_000;
+    let owner = config.key.mint(cellfs::cap::Claims {
+        id: 0,
+        holder: "owner".into(),
+        scope: "/".into(),
+        rights: cellfs::cap::Rights::ALL,
+        not_before: 0,
+        expires: now + 10 * 365 * 86_400,
+    });
+    match owner {
+        Ok(token) => println!("owner-token {}", token.to_text()),
+        Err(e) => println!("cap: cannot mint the owner token: {e}"),
+    }
     println!("cell0 kernel: boot complete");
     if word("cell0.exit") {
         qemu::exit(qemu::Exit::Success);

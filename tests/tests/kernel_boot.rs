@@ -5,7 +5,7 @@
 
 use cell0_tests::{QEMU_FAILURE, QEMU_SUCCESS, Raw, ServingKernel, boot, markers};
 use cellfs::proof::boot::verify;
-use ninep::{Body, Dialect, Names};
+use ninep::{Body, Dialect, NOFID, NOTAG, Names};
 
 fn console(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).replace('\r', "")
@@ -39,6 +39,7 @@ fn boots_through_every_stage_and_exits_cleanly() {
         "#E8 virtio mac=52:54:00:12:34:56",
         "#E9 network ip=10.0.2.15/24 gateway=10.0.2.2 tcp=564 listen=16 max-sockets=32",
         "#E10 9p msize=1048576 dialects=9P2000,9P2000.L node=kernel",
+        "\nowner-token c0.",
         "cell0 kernel: boot complete",
     ];
     let mut rest = text.as_str();
@@ -122,6 +123,44 @@ fn open(r: &mut Raw, newfid: u32, path: &str, mode: u8) {
     assert_eq!(r.text(&o), "Ropen", "open {path}");
 }
 
+/// The owner token the kernel printed on its console (`owner-token c0.…`).
+fn owner_token(k: &ServingKernel) -> String {
+    let console = k.console();
+    console
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("owner-token "))
+        .unwrap_or_else(|| panic!("no owner-token line on the console:\n{console}"))
+        .to_string()
+}
+
+/// A raw 9P connection to the kernel, attached with its owner token passed
+/// in the aname (`token=c0.…`).
+fn attach(k: &ServingKernel, dialect: Dialect) -> Raw {
+    let mut r = Raw::connect(&k.addr);
+    let v = r.rpc(
+        NOTAG,
+        Body::Tversion {
+            msize: 65536,
+            version: dialect.version(),
+        },
+    );
+    r.dialect = dialect;
+    assert_eq!(r.text(&v), "Rversion");
+    let aname = format!("token={}", owner_token(k));
+    let a = r.rpc(
+        1,
+        Body::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "test",
+            aname: &aname,
+            n_uname: (dialect == Dialect::L).then_some(0),
+        },
+    );
+    assert_eq!(r.text(&a), "Rattach");
+    r
+}
+
 fn write(r: &mut Raw, fid: u32, data: &[u8]) -> String {
     let w = r.rpc(
         6,
@@ -141,7 +180,34 @@ fn the_kernel_serves_cellfs_over_9p() {
         "kernel: #E10 {} ms after QEMU started",
         k.boot_time.as_millis()
     );
-    let mut r = Raw::attached(&k.addr, Dialect::P2000);
+    let mut r = attach(&k, Dialect::P2000);
+
+    // Without a capability, the kernel refuses the attach.
+    let mut anon = Raw::connect(&k.addr);
+    let v = anon.rpc(
+        NOTAG,
+        Body::Tversion {
+            msize: 65536,
+            version: "9P2000",
+        },
+    );
+    assert_eq!(anon.text(&v), "Rversion");
+    let a = anon.rpc(
+        1,
+        Body::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "test",
+            aname: "",
+            n_uname: None,
+        },
+    );
+    assert!(
+        anon.text(&a)
+            .starts_with("Rerror attach needs a capability"),
+        "{}",
+        anon.text(&a)
+    );
 
     let status = r.cat("/status");
     assert!(status.starts_with("Rread node kernel\n"), "{status}");
@@ -187,7 +253,7 @@ fn the_kernel_serves_cellfs_over_9p() {
     assert!(e.starts_with("Rerror ") && e.contains("qoss"), "{e}");
 
     // Several clients at once, each on its own socket.
-    let mut others: Vec<Raw> = (0..4).map(|_| Raw::attached(&k.addr, Dialect::L)).collect();
+    let mut others: Vec<Raw> = (0..4).map(|_| attach(&k, Dialect::L)).collect();
     for o in &mut others {
         let s = o.cat("/status");
         assert!(s.starts_with("Rread node kernel\n"), "{s}");
@@ -227,7 +293,7 @@ fn the_kernel_serves_cellfs_over_9p() {
 
     // A frame larger than the negotiated msize closes that connection
     // only.
-    let mut bad = Raw::attached(&k.addr, Dialect::P2000);
+    let mut bad = attach(&k, Dialect::P2000);
     bad.send_bytes(&(1u32 << 30).to_le_bytes());
     assert!(
         bad.recv().is_none(),
@@ -239,7 +305,7 @@ fn the_kernel_serves_cellfs_over_9p() {
     drop(others);
     drop(reader);
     for _ in 0..10 {
-        let mut c = Raw::attached(&k.addr, Dialect::P2000);
+        let mut c = attach(&k, Dialect::P2000);
         assert!(c.cat("/status").starts_with("Rread node kernel\n"));
     }
     assert!(k.running(), "QEMU stopped:\n{}", k.console());

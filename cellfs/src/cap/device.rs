@@ -1,0 +1,440 @@
+//! `/cap`: the node's key, revoked ids, and the capabilities it minted.
+//! See cap(3).
+//!
+//! `/cap/ctl` takes `mint scope=PATH rights=LETTERS ttl=DURATION
+//! holder=NAME` and `revoke ID`; each minted capability is `/cap/N/` with
+//! `token`, `status` and `ctl` (`revoke`).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use super::state::{CapCmd, CapOp};
+use super::token::{Claims, Grant, check_holder};
+use super::{Right, Rights, scope};
+use crate::command::Command;
+use crate::ctl::{self, Verb};
+use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::error::Error;
+use crate::node::{MAX_OBJ, Node};
+use crate::root;
+
+/// The cap device's number in [`dev::DEVICES`].
+pub const DEV: u8 = 3;
+const K_TOP: u8 = 0;
+const K_KEY: u8 = 1;
+const K_REVOKED: u8 = 2;
+const K_CTL: u8 = 3;
+const K_DIR: u8 = 4;
+const K_TOKEN: u8 = 5;
+const K_STATUS: u8 = 6;
+const K_NCTL: u8 = 7;
+
+/// `/cap` itself.
+pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+
+const TOP_FILES: [(&str, u8, u32); 3] = [
+    ("ctl", K_CTL, 0o220),
+    ("key", K_KEY, 0o444),
+    ("revoked", K_REVOKED, 0o444),
+];
+
+const CAP_FILES: [(&str, u8, u32); 3] = [
+    ("ctl", K_NCTL, 0o220),
+    ("status", K_STATUS, 0o444),
+    ("token", K_TOKEN, 0o400),
+];
+
+/// The verbs of `/cap/ctl`.
+pub const CTL_VERBS: &[Verb] = &[
+    Verb {
+        name: "mint",
+        min_args: 0,
+        max_args: 0,
+        keys: &["scope", "rights", "ttl", "holder"],
+        usage: "mint scope=PATH rights=LETTERS ttl=DURATION holder=NAME",
+    },
+    Verb {
+        name: "revoke",
+        min_args: 1,
+        max_args: 1,
+        keys: &[],
+        usage: "revoke ID",
+    },
+];
+
+/// The verbs of `/cap/N/ctl`.
+pub const CAP_CTL_VERBS: &[Verb] = &[Verb {
+    name: "revoke",
+    min_args: 0,
+    max_args: 0,
+    keys: &[],
+    usage: "revoke",
+}];
+
+/// The longest ttl a mint accepts: ten years, in seconds.
+pub const MAX_TTL: u64 = 10 * 365 * 86_400;
+
+/// Parse a ttl: a whole number with `s`, `m`, `h` or `d` (bare digits are
+/// seconds), more than 0 and at most [`MAX_TTL`].
+pub fn parse_ttl(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "ttl=\"{text}\" is not a duration: a whole number and s, m, h or d (300s, 5m, 2h, 7d)"
+        )
+    };
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = n.saturating_mul(mult);
+    if secs == 0 {
+        return Err(format!(
+            "ttl=\"{text}\": a capability must last more than 0s"
+        ));
+    }
+    if secs > MAX_TTL {
+        return Err(format!(
+            "ttl=\"{text}\" is longer than ten years ({MAX_TTL}s)"
+        ));
+    }
+    Ok(secs)
+}
+
+fn dir_node(n: u64) -> Node {
+    Node::new(DEV, K_DIR, n)
+}
+
+/// Whether the caller may administer `target_scope`: the admin right over
+/// a scope containing it.
+fn need_admin(cx: &Ctx<'_>, op: &str, target_scope: &str) -> Result<(), Error> {
+    let Some(g) = cx.grant else {
+        return Err(Error::Unauthorized(format!(
+            "{op}: no capability to check the admin right against"
+        )));
+    };
+    if !g.rights.has(Right::Admin) {
+        return Err(denied(g, op, Right::Admin));
+    }
+    if !scope::contains(&g.scope, target_scope) {
+        return Err(Error::Unauthorized(format!(
+            "{op}: capability '{}' (scope {}) does not reach scope {target_scope}",
+            g.holder, g.scope
+        )));
+    }
+    Ok(())
+}
+
+fn denied(g: &Grant, op: &str, right: Right) -> Error {
+    Error::Denied {
+        op: "admin",
+        path: String::from(op),
+        holder: g.holder.clone(),
+        scope: g.scope.clone(),
+        rights: g.rights,
+        right,
+    }
+}
+
+fn render_status(cx: &Ctx<'_>, n: u64) -> Option<String> {
+    let t = cx.state.caps.minted(n)?;
+    let c = t.claims();
+    let now = cx.unix_ms / 1000;
+    let state = if t
+        .links
+        .iter()
+        .any(|l| cx.state.caps.is_revoked(l.claims.id))
+    {
+        "revoked"
+    } else if now >= c.expires {
+        "expired"
+    } else if now < c.not_before {
+        "pending"
+    } else {
+        "valid"
+    };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "id {}\nholder {}\nscope {}\nrights {}\nnot_before {}\nexpires {}\nstate {state}\n",
+        c.id, c.holder, c.scope, c.rights, c.not_before, c.expires
+    );
+    Some(s)
+}
+
+/// The `/cap` device.
+pub struct CapDev;
+
+impl CapDev {
+    fn mint(cx: &Ctx<'_>, line: &ctl::CtlLine<'_>, id: u64) -> Result<CapOp, Error> {
+        let inv = |why: String| Error::Invalid(format!("/cap/ctl: mint: {why}"));
+        let need = |key: &str| {
+            line.get(key)
+                .ok_or_else(|| inv(format!("{key}= is missing; usage: {}", CTL_VERBS[0].usage)))
+        };
+        let scope = scope::normalize(need("scope")?).map_err(|e| inv(format!("{e}")))?;
+        let rights = Rights::parse(need("rights")?).map_err(|c| {
+            inv(format!(
+                "'{c}' is not a right; rights are letters of r (read), w (write), c (create), d (remove), a (admin)"
+            ))
+        })?;
+        let ttl = parse_ttl(need("ttl")?).map_err(inv)?;
+        let holder = need("holder")?;
+        check_holder(holder).map_err(|e| inv(format!("{e}")))?;
+        need_admin(cx, "mint", &scope)?;
+        if let Some(g) = cx.grant
+            && !rights.within(g.rights)
+        {
+            return Err(Error::Unauthorized(format!(
+                "mint: rights {rights} are not within capability '{}' rights {}",
+                g.holder, g.rights
+            )));
+        }
+        let now = cx.unix_ms / 1000;
+        let mut expires = now.saturating_add(ttl);
+        if let Some(g) = cx.grant {
+            expires = expires.min(g.expires);
+        }
+        let claims = Claims {
+            id,
+            holder: String::from(holder),
+            scope,
+            rights,
+            not_before: now,
+            expires,
+        };
+        let token = cx.key.mint(claims).map_err(|e| inv(format!("{e}")))?;
+        Ok(CapOp::Mint(token))
+    }
+
+    fn revoke(cx: &Ctx<'_>, id: u64) -> Result<CapOp, Error> {
+        match cx.state.caps.minted(id) {
+            Some(t) => need_admin(cx, "revoke", &t.claims().scope)?,
+            None => need_admin(cx, "revoke", "/")?,
+        }
+        Ok(CapOp::Revoke(id))
+    }
+}
+
+impl Device for CapDev {
+    fn top(&self) -> Option<(&'static str, Node)> {
+        Some(("cap", TOP))
+    }
+
+    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+        let mtime = cx.unix_ms / 1000;
+        let file = |name: &'static str, perm: u32| Info {
+            name,
+            dir: false,
+            perm,
+            length: 0,
+            version: cx.state.applied as u32,
+            mtime,
+        };
+        match node.kind {
+            K_TOP if node.obj == 0 => Some(Info {
+                name: "cap",
+                dir: true,
+                perm: 0o555,
+                length: 0,
+                version: 0,
+                mtime,
+            }),
+            K_KEY | K_REVOKED | K_CTL if node.obj == 0 => {
+                let f = TOP_FILES.iter().find(|f| f.1 == node.kind)?;
+                Some(file(f.0, f.2))
+            }
+            K_DIR => Some(Info {
+                name: cx.state.caps.name(node.obj)?,
+                dir: true,
+                perm: 0o555,
+                length: 0,
+                version: 0,
+                mtime,
+            }),
+            K_TOKEN | K_STATUS | K_NCTL => {
+                cx.state.caps.minted(node.obj)?;
+                let f = CAP_FILES.iter().find(|f| f.1 == node.kind)?;
+                Some(file(f.0, f.2))
+            }
+            _ => None,
+        }
+    }
+
+    fn parent(&self, node: Node) -> Node {
+        match node.kind {
+            K_TOP => root::ROOT,
+            K_TOKEN | K_STATUS | K_NCTL => dir_node(node.obj),
+            _ => TOP,
+        }
+    }
+
+    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+        match dir.kind {
+            K_TOP => {
+                if let Some(f) = TOP_FILES.iter().find(|f| f.0 == name) {
+                    return Some(Node::new(DEV, f.1, 0));
+                }
+                let n: u64 = name.parse().ok()?;
+                // Only the canonical spelling names it ("01" does not).
+                if n > MAX_OBJ || cx.state.caps.name(n)? != name {
+                    return None;
+                }
+                Some(dir_node(n))
+            }
+            K_DIR => {
+                cx.state.caps.minted(dir.obj)?;
+                let f = CAP_FILES.iter().find(|f| f.0 == name)?;
+                Some(Node::new(DEV, f.1, dir.obj))
+            }
+            _ => None,
+        }
+    }
+
+    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+        match dir.kind {
+            K_TOP => {
+                out.extend(TOP_FILES.iter().map(|f| Node::new(DEV, f.1, 0)));
+                out.extend(cx.state.caps.ids().map(dir_node));
+            }
+            K_DIR if cx.state.caps.minted(dir.obj).is_some() => {
+                out.extend(CAP_FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
+            }
+            _ => {}
+        }
+    }
+
+    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+        match node.kind {
+            K_TOP | K_DIR if write => Err(Error::IsDir),
+            K_CTL | K_NCTL if read => Err(Error::Perm(String::from("cap ctl is write-only"))),
+            K_KEY | K_REVOKED | K_STATUS | K_TOKEN if write => Err(Error::Perm(String::from(
+                "this /cap file is read-only; write verbs to /cap/ctl or /cap/N/ctl",
+            ))),
+            K_TOKEN => {
+                let scope = cx
+                    .state
+                    .caps
+                    .minted(node.obj)
+                    .map_or_else(|| String::from("/"), |t| t.claims().scope.clone());
+                need_admin(cx, &format!("read /cap/{}/token", node.obj), &scope)?;
+                Ok(Aux::None)
+            }
+            _ => Ok(Aux::None),
+        }
+    }
+
+    fn read(
+        &self,
+        cx: &Ctx<'_>,
+        node: Node,
+        aux: &mut Aux,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<ReadOutcome, Error> {
+        let text = match node.kind {
+            K_KEY => format!("{}\n", super::hex(&cx.key.public())),
+            K_REVOKED => {
+                let mut s = String::new();
+                for id in cx.state.caps.revoked() {
+                    let _ = writeln!(s, "{id}");
+                }
+                s
+            }
+            K_STATUS => render_status(cx, node.obj).ok_or(Error::Removed("capability"))?,
+            K_TOKEN => {
+                let t = cx
+                    .state
+                    .caps
+                    .minted(node.obj)
+                    .ok_or(Error::Removed("capability"))?;
+                need_admin(
+                    cx,
+                    &format!("read /cap/{}/token", node.obj),
+                    &t.claims().scope,
+                )?;
+                format!("{}\n", t.to_text())
+            }
+            K_CTL | K_NCTL => return Err(Error::Perm(String::from("cap ctl is write-only"))),
+            _ => return Err(Error::IsDir),
+        };
+        Ok(dev::read_text(aux, offset, count, out, || text))
+    }
+
+    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+        let mut ops = Vec::new();
+        match node.kind {
+            K_CTL => {
+                let lines = ctl::parse("/cap/ctl", CTL_VERBS, data)?;
+                let mut next = cx.state.caps.next_id();
+                for line in &lines {
+                    match line.verb {
+                        "mint" => {
+                            ops.push(Self::mint(cx, line, next)?);
+                            next += 1;
+                        }
+                        _ => {
+                            let arg = line.args[0];
+                            let id = arg.parse().map_err(|_| {
+                                Error::Invalid(format!(
+                                    "/cap/ctl: revoke: \"{arg}\" is not a capability id (a whole number)"
+                                ))
+                            })?;
+                            ops.push(Self::revoke(cx, id)?);
+                        }
+                    }
+                }
+            }
+            K_NCTL => {
+                let object = format!("/cap/{}/ctl", node.obj);
+                ctl::parse(&object, CAP_CTL_VERBS, data)?;
+                cx.state
+                    .caps
+                    .minted(node.obj)
+                    .ok_or(Error::Removed("capability"))?;
+                ops.push(Self::revoke(cx, node.obj)?);
+            }
+            _ => {
+                return Err(Error::Perm(String::from(
+                    "only /cap/ctl and /cap/N/ctl can be written",
+                )));
+            }
+        }
+        Ok(Command::Cap(CapCmd(ops)))
+    }
+
+    fn create(
+        &self,
+        _cx: &Ctx<'_>,
+        _dir: Node,
+        name: &str,
+        _is_dir: bool,
+    ) -> Result<Command, Error> {
+        Err(Error::Perm(format!(
+            "cannot create '{name}' in /cap: mint capabilities by writing to /cap/ctl"
+        )))
+    }
+
+    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+        match node.kind {
+            // An object's own files: accepted, nothing changes (rm -r).
+            K_TOKEN | K_STATUS | K_NCTL => Ok(None),
+            _ => Err(Error::Perm(String::from(
+                "capabilities are not removed: revoke them with 'revoke' on their ctl",
+            ))),
+        }
+    }
+}
