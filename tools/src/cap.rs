@@ -319,12 +319,10 @@ fn mint(node: &Node, scope: &str, rights: &str, ttl: u64, holder: &str) -> anyho
     let verb = format!("mint scope={scope} rights={rights} ttl={ttl}s holder={holder}");
     let fid = c.walk_path("/cap/ctl").context("/cap/ctl")?;
     let answer = (|| -> anyhow::Result<Option<String>> {
-        let opened = c.open(fid, mode::ORDWR)?;
+        // /cap/ctl is write-only: the new capability is found in /cap.
+        c.open(fid, mode::OWRITE)?;
         c.write(fid, 0, verb.as_bytes())?;
-        // A node may answer on the same fid with the new number or token.
-        Ok(c.read_all(fid, opened.iounit)
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
+        Ok(None)
     })()
     .with_context(|| format!("/cap/ctl: {verb}"));
     let _ = c.clunk(fid);
