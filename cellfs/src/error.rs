@@ -143,7 +143,9 @@ impl fmt::Display for Error {
             | Error::Protocol(why) => f.write_str(why),
             Error::BadName(why) => write!(f, "bad name: {why}"),
             Error::Unsupported(what) => write!(f, "{what} is not supported by cell0"),
-            Error::NoAuth => f.write_str("authentication not required: attach with afid NOFID"),
+            Error::NoAuth => f.write_str(
+                "authentication not required: attach with afid NOFID and token=c0.… in aname (or Tauth with aname auth=cap); see cap(3)",
+            ),
             Error::Log(e) => write!(f, "{e}; nothing was changed"),
             Error::Cap(e) => write!(f, "{e}"),
             Error::Unauthorized(why) => f.write_str(why),

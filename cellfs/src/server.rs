@@ -96,6 +96,10 @@ fn insecure_grant() -> Grant {
 }
 
 /// The message of an attach with no capability.
+/// The word a Tauth's aname carries to open an auth fid for a token (see
+/// cap(3)); without it, Tauth answers that no authentication is needed.
+pub const AUTH_WORD: &str = "auth=cap";
+
 pub const NEED_CAP: &str =
     "attach needs a capability: write a token to an auth fid or pass token=… in aname; see cap(3)";
 
@@ -387,13 +391,14 @@ impl<L: Log, C: Clock> Server<L, C> {
         match msg.body {
             Body::Tversion { msize, version } => self.version(conn, tag, msize, version, out),
             Body::Tauth { afid, aname, .. } => {
-                // A client that carries its token in the aname, or any
-                // client of an insecure node, needs no auth fid: say so,
-                // as clients that always try Tauth first expect.
-                let in_aname = aname
-                    .split_ascii_whitespace()
-                    .any(|w| w.starts_with("token="));
-                if in_aname || self.world.config.insecure {
+                // An auth fid is opened only for a client that asks for
+                // the capability protocol by name. Clients that always try
+                // Tauth first and give up on an Rauth they cannot follow
+                // (py9p, diod's) are told none is needed, and attach with
+                // their token in the aname; so is every client of an
+                // insecure node.
+                let asks = aname.split_ascii_whitespace().any(|w| w == AUTH_WORD);
+                if !asks || self.world.config.insecure {
                     return Err(Error::NoAuth);
                 }
                 let c = self.conn(conn)?;
@@ -663,7 +668,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         for word in aname.split_ascii_whitespace() {
             match word.strip_prefix("token=") {
                 Some(t) => token = Some(t),
-                None if word == "/" => {}
+                None if word == "/" || word == AUTH_WORD => {}
                 None => {
                     return Err(Error::NotFound(format!(
                         "aname {aname}; attach to \"\" or \"/\", optionally with token=c0.…"

@@ -81,6 +81,11 @@ impl Node {
         self.data().join("owner.token")
     }
 
+    /// An attach aname that carries the owner token (`token=c0.…`).
+    pub fn aname(&self) -> String {
+        crate::conformance::token_aname(Some(&self.owner_token()))
+    }
+
     /// The node's data directory.
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")

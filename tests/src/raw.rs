@@ -28,8 +28,9 @@ impl Raw {
         }
     }
 
-    /// Connect, negotiate `dialect`, attach fid 0 to the root.
-    pub fn attached(addr: &str, dialect: Dialect) -> Raw {
+    /// Connect, negotiate `dialect`, attach fid 0 with `aname` (which
+    /// carries the capability: `token=c0.…`).
+    pub fn attached(addr: &str, dialect: Dialect, aname: &str) -> Raw {
         let mut r = Raw::connect(addr);
         let v = r.rpc(
             NOTAG,
@@ -47,7 +48,7 @@ impl Raw {
                 fid: 0,
                 afid: NOFID,
                 uname: "test",
-                aname: "",
+                aname,
                 n_uname,
             },
         );

@@ -13,7 +13,7 @@ fn channels_and_undelivered_messages_survive_restart() {
     assert!(node.cell0(&["write", "/chan/keep/data", "first"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "second"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "third"]).0);
-    let mut r = Raw::attached(&node.addr, Dialect::P2000);
+    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
     assert_eq!(r.cat("chan/keep/data"), "Rread first\n");
     drop(r);
     node.restart();
@@ -22,7 +22,7 @@ fn channels_and_undelivered_messages_survive_restart() {
         ok && ls.lines().any(|l| l.trim_end_matches('/') == "keep"),
         "{ls}"
     );
-    let mut r = Raw::attached(&node.addr, Dialect::P2000);
+    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
     assert_eq!(r.cat("chan/keep/data"), "Rread second\n");
     assert_eq!(r.cat("chan/keep/data"), "Rread third\n");
     assert!(r.cat("chan/keep/status").contains("queued 0\n"));
@@ -36,9 +36,10 @@ fn every_acknowledged_write_survives_sigkill() {
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let addr = node.addr.clone();
+            let aname = node.aname();
             let acked = acked.clone();
             std::thread::spawn(move || {
-                let mut r = Raw::attached(&addr, Dialect::P2000);
+                let mut r = Raw::attached(&addr, Dialect::P2000, &aname);
                 assert_eq!(r.walk(1, "chan/log/data"), "Rwalk");
                 let f = r.rpc(3, Body::Topen { fid: 1, mode: 1 });
                 assert_eq!(r.text(&f), "Ropen");
@@ -74,7 +75,7 @@ fn every_acknowledged_write_survives_sigkill() {
         .flat_map(|w| w.join().unwrap())
         .collect();
     assert!(acknowledged.len() >= 200);
-    let mut r = Raw::attached(&node.addr, Dialect::P2000);
+    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
     let status = r.cat("chan/log/status");
     let queued: usize = status
         .lines()

@@ -31,7 +31,10 @@ fn verbs_list_create_write_read_and_remove() {
     let root = ok(&node, &["ls", "/"]);
     let mut names: Vec<&str> = root.lines().collect();
     names.sort();
-    assert_eq!(names, ["chan/", "ctl", "events", "proof/", "status"]);
+    assert_eq!(
+        names,
+        ["cap/", "chan/", "ctl", "events", "proof/", "status"]
+    );
     assert!(ok(&node, &["cat", "/status"]).starts_with("node "));
 
     ok(&node, &["mkdir", "/chan/v"]);

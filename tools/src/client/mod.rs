@@ -198,10 +198,12 @@ impl Client {
     /// token was not asked for explicitly.
     fn authenticate(&self, opts: &Options, uid: u32, token: &str) -> Result<u32> {
         let afid = self.alloc_fid()?;
+        // The node opens an auth fid only when asked for capabilities.
+        let aname = format!("{} {}", opts.aname, cellfs::server::AUTH_WORD);
         let auth = Body::Tauth {
             afid,
             uname: &opts.uname,
-            aname: &opts.aname,
+            aname: aname.trim_start(),
             n_uname: (opts.dialect == Dialect::L).then_some(uid),
         };
         match self.call(&auth) {

@@ -98,14 +98,22 @@ fn connect(addr: &str, aname: &str, token: &ClientToken) -> anyhow::Result<Clien
                 dialect: Dialect::P2000,
                 ..opts
             };
+            // Only a refusal of the attach itself is worth showing: a
+            // server that speaks 9P2000.L alone (diod) refuses the version.
             let e = match Client::connect_with(addr, &plain) {
-                Err(why @ crate::client::ClientError::Connect { .. }) => why,
+                Err(why) if is_attach_refusal(&why) => why,
                 _ => e,
             };
             Err(anyhow::Error::new(e)
                 .context(format!("mounting {addr} (is `cell0 serve` running there?)")))
         }
     }
+}
+
+/// Whether `e` is a node refusing an attach (rather than, say, a version
+/// it does not speak).
+fn is_attach_refusal(e: &crate::client::ClientError) -> bool {
+    matches!(e, crate::client::ClientError::Connect { reason, .. } if !reason.starts_with("Tversion"))
 }
 
 /// Be the FUSE server until DIR is unmounted (or a signal or the loss of
