@@ -683,6 +683,7 @@ fn mint_and_revoke_through_cap_ctl_survive_replay() {
         ),
         ("mint scope=/chan rights=r ttl=5m\n", "holder= is missing"),
         ("revoke x\n", "not a capability id"),
+        ("revoke 0\n", "the owner capability cannot be revoked"),
     ] {
         let r = n.put(o, "cap/ctl", line);
         assert!(r.starts_with("Rerror") && r.contains(want), "{line}: {r}");

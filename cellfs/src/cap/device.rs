@@ -77,6 +77,9 @@ pub const CAP_CTL_VERBS: &[Verb] = &[Verb {
 pub const MAX_TTL: u64 = 10 * 365 * 86_400;
 
 /// Parse a ttl: a whole number with `s`, `m`, `h` or `d` (bare digits are
+/// The id of the owner capability, which the node mints for itself.
+pub const OWNER_ID: u64 = 0;
+
 /// seconds), more than 0 and at most [`MAX_TTL`].
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     let bad = || {
@@ -220,6 +223,13 @@ impl CapDev {
     }
 
     fn revoke(cx: &Ctx<'_>, id: u64) -> Result<CapOp, Error> {
+        // The owner token is minted afresh (id 0) at every start: revoking
+        // it would lock every owner out for good.
+        if id == OWNER_ID {
+            return Err(Error::Invalid(String::from(
+                "revoke 0: the owner capability cannot be revoked; to retire it, stop the node and replace its node.key",
+            )));
+        }
         match cx.state.caps.minted(id) {
             Some(t) => need_admin(cx, "revoke", &t.claims().scope)?,
             None => need_admin(cx, "revoke", "/")?,
