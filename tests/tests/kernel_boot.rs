@@ -136,29 +136,7 @@ fn owner_token(k: &ServingKernel) -> String {
 /// A raw 9P connection to the kernel, attached with its owner token passed
 /// in the aname (`token=c0.…`).
 fn attach(k: &ServingKernel, dialect: Dialect) -> Raw {
-    let mut r = Raw::connect(&k.addr);
-    let v = r.rpc(
-        NOTAG,
-        Body::Tversion {
-            msize: 65536,
-            version: dialect.version(),
-        },
-    );
-    r.dialect = dialect;
-    assert_eq!(r.text(&v), "Rversion");
-    let aname = format!("token={}", owner_token(k));
-    let a = r.rpc(
-        1,
-        Body::Tattach {
-            fid: 0,
-            afid: NOFID,
-            uname: "test",
-            aname: &aname,
-            n_uname: (dialect == Dialect::L).then_some(0),
-        },
-    );
-    assert_eq!(r.text(&a), "Rattach");
-    r
+    Raw::attached(&k.addr, dialect, &format!("token={}", owner_token(k)))
 }
 
 fn write(r: &mut Raw, fid: u32, data: &[u8]) -> String {

@@ -174,29 +174,10 @@ fn parse_rights(letters: &str) -> anyhow::Result<Rights> {
     })
 }
 
-/// `300s`, `5m`, `2h`, `7d` or a bare number of seconds, in seconds.
+/// `300s`, `5m`, `2h`, `7d` or a bare number of seconds, in seconds: the
+/// node's own rule for `mint ttl=`, so the tool and the node agree.
 pub fn parse_ttl(text: &str) -> anyhow::Result<u64> {
-    let bad = || {
-        anyhow::anyhow!(
-            "ttl {text:?}: expected a number of seconds with a unit, such as 300s, 5m, 2h, 7d"
-        )
-    };
-    let t = text.trim();
-    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(bad()),
-    };
-    let secs = n.checked_mul(mult).ok_or_else(bad)?;
-    anyhow::ensure!(secs > 0, "ttl {text:?}: must be longer than 0 seconds");
-    Ok(secs)
+    cellfs::cap::device::parse_ttl(text.trim()).map_err(anyhow::Error::msg)
 }
 
 /// The narrower token `cell0 cap attenuate` makes; every field absent

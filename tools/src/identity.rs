@@ -68,20 +68,8 @@ fn create_key(path: &Path) -> anyhow::Result<NodeKey> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
         .context("reading /dev/urandom for the node key")?;
-    // Written under a temporary name (created 0600, exclusively) and
-    // renamed, so a crash never leaves a half-written key behind.
-    let tmp = path.with_extension("key.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    writeln!(f, "{}", cellfs::cap::hex(&seed))?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("creating {}", path.display()))?;
+    // A crash never leaves a half-written key behind.
+    write_secret(path, cellfs::cap::hex(&seed).as_bytes())?;
     Ok(NodeKey::from_seed(&seed))
 }
 

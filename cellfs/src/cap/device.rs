@@ -76,10 +76,10 @@ pub const CAP_CTL_VERBS: &[Verb] = &[Verb {
 /// The longest ttl a mint accepts: ten years, in seconds.
 pub const MAX_TTL: u64 = 10 * 365 * 86_400;
 
-/// Parse a ttl: a whole number with `s`, `m`, `h` or `d` (bare digits are
 /// The id of the owner capability, which the node mints for itself.
 pub const OWNER_ID: u64 = 0;
 
+/// Parse a ttl: a whole number with `s`, `m`, `h` or `d` (bare digits are
 /// seconds), more than 0 and at most [`MAX_TTL`].
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     let bad = || {
@@ -355,16 +355,26 @@ impl Device for CapDev {
         count: u32,
         out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, Error> {
-        let text = match node.kind {
-            K_KEY => format!("{}\n", super::hex(&cx.key.public())),
-            K_REVOKED => {
+        // Checks first; the text itself is rendered only when read_text
+        // takes a new snapshot (at offset 0), not on every later read.
+        let mut text =
+            |render: &dyn Fn() -> String| Ok(dev::read_text(aux, offset, count, out, render));
+        match node.kind {
+            K_KEY => text(&|| format!("{}\n", super::hex(&cx.key.public()))),
+            K_REVOKED => text(&|| {
                 let mut s = String::new();
                 for id in cx.state.caps.revoked() {
                     let _ = writeln!(s, "{id}");
                 }
                 s
+            }),
+            K_STATUS => {
+                cx.state
+                    .caps
+                    .minted(node.obj)
+                    .ok_or(Error::Removed("capability"))?;
+                text(&|| render_status(cx, node.obj).unwrap_or_default())
             }
-            K_STATUS => render_status(cx, node.obj).ok_or(Error::Removed("capability"))?,
             K_TOKEN => {
                 let t = cx
                     .state
@@ -376,12 +386,11 @@ impl Device for CapDev {
                     &format!("read /cap/{}/token", node.obj),
                     &t.claims().scope,
                 )?;
-                format!("{}\n", t.to_text())
+                text(&|| format!("{}\n", t.to_text()))
             }
-            K_CTL | K_NCTL => return Err(Error::Perm(String::from("cap ctl is write-only"))),
-            _ => return Err(Error::IsDir),
-        };
-        Ok(dev::read_text(aux, offset, count, out, || text))
+            K_CTL | K_NCTL => Err(Error::Perm(String::from("cap ctl is write-only"))),
+            _ => Err(Error::IsDir),
+        }
     }
 
     fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
