@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::cap::CapCmd;
 use crate::chan::ChanCmd;
 use crate::events::Kind;
+use crate::log::Change;
 use crate::node::Node;
+use crate::raft::Membership;
 use crate::root::RootCmd;
 
 /// One mutation, as logged.
@@ -23,6 +25,12 @@ pub enum Command {
     Chan(ChanCmd),
     /// Capabilities: mints and revocations.
     Cap(CapCmd),
+    /// A committed cluster configuration (the replicated log's own
+    /// entries, so that every node's state knows its members).
+    Members(Membership),
+    /// A membership or leadership change for the log itself (`/raft/ctl`);
+    /// handed to [`crate::Log::change`], never applied.
+    Raft(Change),
 }
 
 impl Command {

@@ -114,7 +114,8 @@ impl Error {
             Error::Unsupported(_) => EOPNOTSUPP,
             Error::NoAuth => ENOENT,
             Error::Protocol(_) => EPROTO,
-            Error::Log(LogError::Full) => EAGAIN,
+            Error::Log(LogError::Full | LogError::NoLeader) => EAGAIN,
+            Error::Log(LogError::Refused(_)) => EINVAL,
             Error::Log(_) => EIO,
             Error::Cap(_) | Error::Unauthorized(_) | Error::Denied { .. } => EACCES,
         }

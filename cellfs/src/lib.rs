@@ -25,6 +25,7 @@ pub mod node;
 pub mod outbox;
 pub mod parked;
 pub mod proof;
+pub mod raft;
 pub mod root;
 pub mod server;
 pub mod state;
@@ -33,7 +34,9 @@ pub mod walk;
 pub use clock::{Clock, FixedClock};
 pub use command::Command;
 pub use error::Error;
-pub use log::{Entry, Index, Log, LogError, MemLog};
+pub use log::{
+    Change, Commit, Entry, Index, Log, LogError, LogStatus, MemLog, ProposalId, Snapshot, Term,
+};
 pub use outbox::{ConnId, Outbox};
 pub use server::{Config, Server};
 

@@ -40,6 +40,11 @@ impl ParkedReads {
         self.by_node.remove(&node).unwrap_or_default()
     }
 
+    /// Every node some read is parked on.
+    pub fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
+        self.by_node.keys().copied()
+    }
+
     /// Remove the reads that `pick` selects, wherever they wait.
     pub fn remove_where(&mut self, mut pick: impl FnMut(&ParkedRead) -> bool) -> Vec<ParkedRead> {
         let mut gone = Vec::new();

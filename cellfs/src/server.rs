@@ -25,7 +25,7 @@ use crate::dev::{Ctx, ReadOutcome, device};
 use crate::error::Error;
 use crate::events::{Events, Kind};
 use crate::fid::{Access, Fid, Mode, ORCLOSE};
-use crate::log::{Entry, Index, Log};
+use crate::log::{Commit, Entry, Log, ProposalId, Snapshot};
 use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::{ParkedRead, ParkedReads};
@@ -200,9 +200,9 @@ pub struct Server<L: Log, C: Clock> {
     log: L,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: u64,
-    inflight: BTreeMap<Index, Waiter>,
+    inflight: BTreeMap<ProposalId, Waiter>,
     wakes: Vec<Node>,
-    committed: Vec<Entry>,
+    committed: Vec<Commit>,
     read_buf: Vec<u8>,
     nodes: Vec<Node>,
 }
@@ -1127,9 +1127,12 @@ impl<L: Log, C: Clock> Server<L, C> {
     }
 
     fn propose(&mut self, cmd: Command, conn: ConnId, tag: u16, then: Then) -> Result<(), Error> {
-        let index = self.log.propose(cmd.encode())?;
+        let proposal = match cmd {
+            Command::Raft(change) => self.log.change(change)?,
+            cmd => self.log.propose(cmd.encode())?,
+        };
         self.inflight.insert(
-            index,
+            proposal,
             Waiter {
                 conn,
                 tag,
@@ -1157,11 +1160,67 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.apply_committed(out);
         }
+        if self.log.wants_snapshot() {
+            let state = &self.world.state;
+            self.log.save_snapshot(Snapshot {
+                index: state.applied,
+                term: state.applied_term,
+                data: state.encode(),
+            });
+        }
     }
 
     fn apply_committed(&mut self, out: &mut Outbox) {
         let mut committed = core::mem::take(&mut self.committed);
-        for entry in committed.drain(..) {
+        for commit in committed.drain(..) {
+            match commit {
+                Commit::Entry { entry, proposal } => self.apply_entry(entry, proposal, out),
+                Commit::Snapshot(snap) => self.install(snap),
+                Commit::Done { proposal, result } => {
+                    if let Some(w) = self.inflight.remove(&proposal) {
+                        let result = result.map(|()| Applied::default()).map_err(Error::Log);
+                        self.complete(w, None, result, out);
+                    }
+                }
+            }
+        }
+        self.committed = committed;
+        self.run_wakes(out);
+    }
+
+    /// Replace the state with a snapshot's, and let every parked read look
+    /// again at the new state.
+    fn install(&mut self, snap: Snapshot) {
+        match State::decode(&snap.data) {
+            Some(state) => {
+                self.world.state = state;
+                self.world.state.applied = snap.index;
+                self.world.state.applied_term = snap.term;
+                let parked: Vec<Node> = self.world.parked.nodes().collect();
+                self.wakes.extend(parked);
+                self.wakes.push(root::EVENTS);
+                self.world.event(
+                    Kind::Start,
+                    &format!("state replaced by a snapshot through entry {}", snap.index),
+                );
+            }
+            None => self.world.event(
+                Kind::Error,
+                &format!(
+                    "snapshot through entry {} is not a state; kept the state as it was",
+                    snap.index
+                ),
+            ),
+        }
+    }
+
+    fn apply_entry(&mut self, entry: Entry, proposal: Option<ProposalId>, out: &mut Outbox) {
+        {
+            self.world
+                .state
+                .chain
+                .push(entry.index, entry.term, entry.origin, &entry.data);
+            self.world.state.applied_term = entry.term;
             let result = match Command::decode(&entry.data) {
                 Some(cmd) => self.world.state.apply(entry.index, &cmd),
                 None => {
@@ -1181,19 +1240,17 @@ impl<L: Log, C: Clock> Server<L, C> {
                 }
                 self.wakes.extend_from_slice(&applied.wake);
             }
-            if let Some(w) = self.inflight.remove(&entry.index) {
-                self.complete(w, &entry, result, out);
+            if let Some(w) = proposal.and_then(|p| self.inflight.remove(&p)) {
+                self.complete(w, Some(&entry), result, out);
             }
         }
-        self.committed = committed;
-        self.run_wakes(out);
     }
 
     /// Answer the request whose command was just applied.
     fn complete(
         &mut self,
         w: Waiter,
-        entry: &Entry,
+        entry: Option<&Entry>,
         result: Result<Applied, Error>,
         out: &mut Outbox,
     ) {
@@ -1288,14 +1345,21 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     /// A channel message was taken for a reader that is gone: put it back,
     /// through the log like every change, so that it is not lost.
-    fn restore_undelivered(&mut self, w: &Waiter, entry: &Entry, result: Result<Applied, Error>) {
+    fn restore_undelivered(
+        &mut self,
+        w: &Waiter,
+        entry: Option<&Entry>,
+        result: Result<Applied, Error>,
+    ) {
         let (Then::Read { .. }, Ok(applied)) = (&w.then, result) else {
             return;
         };
         let Some(data) = applied.data.filter(|d| !d.is_empty()) else {
             return;
         };
-        let Some(Command::Chan(ChanCmd::Take { name, .. })) = Command::decode(&entry.data) else {
+        let Some(Command::Chan(ChanCmd::Take { name, .. })) =
+            entry.and_then(|e| Command::decode(&e.data))
+        else {
             return;
         };
         let cmd = Command::Chan(ChanCmd::Unread {
@@ -1303,10 +1367,10 @@ impl<L: Log, C: Clock> Server<L, C> {
             data,
             more: applied.more,
         });
-        if let Ok(index) = self.log.propose(cmd.encode()) {
+        if let Ok(proposal) = self.log.propose(cmd.encode()) {
             let then = Then::Quiet;
             self.inflight.insert(
-                index,
+                proposal,
                 Waiter {
                     conn: w.conn,
                     tag: w.tag,

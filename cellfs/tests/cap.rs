@@ -5,14 +5,16 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use cellfs::cap::{Claims, NodeKey, Rights, Token};
-use cellfs::{Clock, Config, ConnId, Entry, Index, Log, LogError, Outbox, Server};
+use cellfs::{
+    Clock, Commit, Config, ConnId, Entry, Index, Log, LogError, Outbox, ProposalId, Server,
+};
 use ninep::{Body, Dialect, Msg, NOFID, Names, Qid};
 
 const NOW: u64 = 1_700_000_000;
 
 /// A log that commits at once and keeps every entry, to replay.
 /// Durable entries, and those committed but not yet taken.
-type Entries = (Vec<Vec<u8>>, Vec<Entry>);
+type Entries = (Vec<Vec<u8>>, Vec<Commit>);
 
 #[derive(Clone, Default)]
 struct TestLog(Rc<RefCell<Entries>>);
@@ -23,9 +25,14 @@ impl TestLog {
         let ready =
             d.0.iter()
                 .enumerate()
-                .map(|(i, data)| Entry {
-                    index: i as Index + 1,
-                    data: data.clone(),
+                .map(|(i, data)| Commit::Entry {
+                    entry: Entry {
+                        index: i as Index + 1,
+                        term: 1,
+                        origin: 0,
+                        data: data.clone(),
+                    },
+                    proposal: None,
                 })
                 .collect();
         TestLog(Rc::new(RefCell::new((d.0.clone(), ready))))
@@ -33,15 +40,23 @@ impl TestLog {
 }
 
 impl Log for TestLog {
-    fn propose(&mut self, data: Vec<u8>) -> Result<Index, LogError> {
+    fn propose(&mut self, data: Vec<u8>) -> Result<ProposalId, LogError> {
         let mut d = self.0.borrow_mut();
         d.0.push(data.clone());
         let index = d.0.len() as Index;
-        d.1.push(Entry { index, data });
+        d.1.push(Commit::Entry {
+            entry: Entry {
+                index,
+                term: 1,
+                origin: 0,
+                data,
+            },
+            proposal: Some(index),
+        });
         Ok(index)
     }
 
-    fn take_committed(&mut self, out: &mut Vec<Entry>) {
+    fn take_committed(&mut self, out: &mut Vec<Commit>) {
         out.append(&mut self.0.borrow_mut().1);
     }
 }

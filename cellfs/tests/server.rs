@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use cellfs::cap::NodeKey;
-use cellfs::{Config, ConnId, Entry, FixedClock, Index, Log, LogError, Outbox, Server};
+use cellfs::{
+    Commit, Config, ConnId, Entry, FixedClock, Index, Log, LogError, Outbox, ProposalId, Server,
+};
 use ninep::{Body, Dialect, Msg, NOFID, NOTAG, Names};
 
 /// A log the test controls: it keeps every committed entry (to replay into
@@ -13,7 +15,7 @@ use ninep::{Body, Dialect, Msg, NOFID, NOTAG, Names};
 struct Disk {
     durable: Vec<Vec<u8>>,
     pending: Vec<Vec<u8>>,
-    ready: Vec<Entry>,
+    ready: Vec<Commit>,
     hold: bool,
 }
 
@@ -27,7 +29,15 @@ impl TestLog {
         for data in pending {
             d.durable.push(data.clone());
             let index = d.durable.len() as Index;
-            d.ready.push(Entry { index, data });
+            d.ready.push(Commit::Entry {
+                entry: Entry {
+                    index,
+                    term: 1,
+                    origin: 0,
+                    data,
+                },
+                proposal: Some(index),
+            });
         }
     }
 
@@ -38,9 +48,14 @@ impl TestLog {
             .durable
             .iter()
             .enumerate()
-            .map(|(i, data)| Entry {
-                index: i as Index + 1,
-                data: data.clone(),
+            .map(|(i, data)| Commit::Entry {
+                entry: Entry {
+                    index: i as Index + 1,
+                    term: 1,
+                    origin: 0,
+                    data: data.clone(),
+                },
+                proposal: None,
             })
             .collect();
         TestLog(Rc::new(RefCell::new(Disk {
@@ -52,7 +67,7 @@ impl TestLog {
 }
 
 impl Log for TestLog {
-    fn propose(&mut self, data: Vec<u8>) -> Result<Index, LogError> {
+    fn propose(&mut self, data: Vec<u8>) -> Result<ProposalId, LogError> {
         let mut d = self.0.borrow_mut();
         d.pending.push(data);
         let index = (d.durable.len() + d.pending.len()) as Index;
@@ -63,7 +78,7 @@ impl Log for TestLog {
         Ok(index)
     }
 
-    fn take_committed(&mut self, out: &mut Vec<Entry>) {
+    fn take_committed(&mut self, out: &mut Vec<Commit>) {
         out.append(&mut self.0.borrow_mut().ready);
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
-use cellfs::{Entry, Index, Log, LogError};
+use cellfs::{Commit, Entry, Index, Log, LogError, ProposalId};
 
 /// Bytes before each payload: len[4] crc32[4].
 const HEADER: usize = 8;
@@ -46,6 +46,8 @@ struct Queues {
     closing: bool,
     /// Index of the last durable entry.
     durable: Index,
+    /// Entries found at open (nobody here proposed them).
+    replayed: Index,
 }
 
 struct Shared {
@@ -96,6 +98,7 @@ impl Wal {
             q: Mutex::new(Queues {
                 committed: entries.into(),
                 durable: next,
+                replayed: next,
                 ..Queues::default()
             }),
             work: Condvar::new(),
@@ -144,7 +147,7 @@ impl Drop for Wal {
 }
 
 impl Log for Wal {
-    fn propose(&mut self, data: Vec<u8>) -> Result<Index, LogError> {
+    fn propose(&mut self, data: Vec<u8>) -> Result<ProposalId, LogError> {
         let mut q = self.shared.q.lock().map_err(|_| LogError::Closed)?;
         if q.closing {
             return Err(LogError::Closed);
@@ -155,15 +158,21 @@ impl Log for Wal {
         self.next += 1;
         q.pending.push(Entry {
             index: self.next,
+            term: 1,
+            origin: 0,
             data,
         });
         self.shared.work.notify_one();
         Ok(self.next)
     }
 
-    fn take_committed(&mut self, out: &mut Vec<Entry>) {
+    fn take_committed(&mut self, out: &mut Vec<Commit>) {
         if let Ok(mut q) = self.shared.q.lock() {
-            out.extend(q.committed.drain(..));
+            let replayed = q.replayed;
+            out.extend(q.committed.drain(..).map(|entry| Commit::Entry {
+                proposal: (entry.index > replayed).then_some(entry.index),
+                entry,
+            }));
         }
     }
 }
@@ -267,6 +276,8 @@ fn read_records(file: &mut File, path: &Path) -> anyhow::Result<(Vec<Entry>, u64
         }
         entries.push(Entry {
             index: entries.len() as Index + 1,
+            term: 1,
+            origin: 0,
             data: payload.to_vec(),
         });
         at += end;
@@ -294,7 +305,7 @@ mod tests {
         let (mut wal, replay) = Wal::open(dir, Box::new(|| {})).unwrap();
         let mut got = Vec::new();
         wal.take_committed(&mut got);
-        (wal, replay, got)
+        (wal, replay, entries(got))
     }
 
     fn wait_committed(wal: &mut Wal, n: usize) -> Vec<Entry> {
@@ -306,7 +317,17 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        got
+        entries(got)
+    }
+
+    fn entries(commits: Vec<Commit>) -> Vec<Entry> {
+        commits
+            .into_iter()
+            .filter_map(|c| match c {
+                Commit::Entry { entry, .. } => Some(entry),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]

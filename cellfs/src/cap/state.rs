@@ -26,7 +26,7 @@ pub enum CapOp {
 }
 
 /// Minted capabilities (by mint number, which is their id) and revoked ids.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Caps {
     minted: BTreeMap<u64, (String, Token)>,
     revoked: BTreeSet<u64>,

@@ -52,7 +52,7 @@ pub enum ChanOp {
 }
 
 /// One channel.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Chan {
     /// Its name under `/chan`.
     pub name: String,
@@ -94,7 +94,7 @@ impl Chan {
 }
 
 /// Every channel, by name and by number.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Chans {
     by_name: BTreeMap<String, u64>,
     by_id: BTreeMap<u64, Chan>,

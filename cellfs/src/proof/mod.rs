@@ -4,6 +4,7 @@
 //! `#E10` markers; a hosted node, which Linux booted, has none and says so.
 
 pub mod boot;
+pub mod chain;
 
 use alloc::format;
 use alloc::string::String;

@@ -1,0 +1,114 @@
+//! Messages between replicas, as the transport carries them (`postcard`).
+//!
+//! The sender is not in the message: the transport authenticated the
+//! connection by the peer's key and hands each message over with its id.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::log::{Change, Index, Term};
+use crate::raft::storage::{SnapshotMeta, Stored};
+
+/// One message from one replica to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// RequestVote.
+    Vote {
+        /// The candidate's term.
+        term: Term,
+        /// Its last log entry's term and index.
+        last_term: Term,
+        /// Ditto.
+        last_index: Index,
+        /// The election was started by a leadership transfer, so a
+        /// follower that hears from a leader votes anyway.
+        transfer: bool,
+    },
+    /// The answer to [`Msg::Vote`].
+    VoteReply {
+        /// The voter's term.
+        term: Term,
+        /// Whether it voted for the candidate.
+        granted: bool,
+    },
+    /// AppendEntries (a heartbeat when `entries` is empty).
+    Append {
+        /// The leader's term.
+        term: Term,
+        /// The leader's commit index.
+        commit: Index,
+        /// The entry before `entries`.
+        prev_term: Term,
+        /// Ditto.
+        prev_index: Index,
+        /// The entries, with their bodies.
+        entries: Vec<Stored>,
+    },
+    /// The answer to [`Msg::Append`]: the follower's last entry.
+    AppendReply {
+        /// The follower's term.
+        term: Term,
+        /// Its last log entry's term and index.
+        last_term: Term,
+        /// Ditto.
+        last_index: Index,
+    },
+    /// InstallSnapshot, in one message.
+    Snapshot {
+        /// The leader's term.
+        term: Term,
+        /// What it covers.
+        meta: SnapshotMeta,
+        /// The encoded state.
+        data: Vec<u8>,
+    },
+    /// Start an election now (leadership transfer).
+    TimeoutNow {
+        /// The leader's term.
+        term: Term,
+    },
+    /// A follower's proposal, for the leader to append.
+    Forward {
+        /// The follower's proposal id.
+        seq: u64,
+        /// The encoded command.
+        data: Vec<u8>,
+    },
+    /// A follower's membership or leadership change, for the leader.
+    ForwardChange {
+        /// The follower's proposal id.
+        seq: u64,
+        /// The change.
+        change: Change,
+    },
+    /// The leader could not take a forwarded proposal; nothing was
+    /// appended, so the follower may send it again elsewhere.
+    Refuse {
+        /// The follower's proposal id.
+        seq: u64,
+        /// Who the refusing node thinks leads, if anyone.
+        leader: Option<u64>,
+        /// Set when the change itself is wrong (not worth retrying).
+        why: Option<alloc::string::String>,
+    },
+    /// A forwarded change that has no entry of its own finished.
+    ChangeDone {
+        /// The follower's proposal id.
+        seq: u64,
+        /// The error, if it failed.
+        error: Option<alloc::string::String>,
+    },
+}
+
+impl Msg {
+    /// The bytes the transport sends.
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding an in-memory message into a growable buffer cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// A message back from the wire; `None` if the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Msg> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
