@@ -34,6 +34,8 @@ pub struct Ctx<'a> {
     pub unix_ms: u64,
     /// How many reads are blocked on each node.
     pub waiting: &'a dyn Waiting,
+    /// The replicated log's view of the cluster (`/raft`).
+    pub raft: &'a crate::log::LogStatus,
     /// The boot ledger (`#E0` … `#E10`), empty on a node without one.
     pub boot_proof: &'a str,
     /// The node's key (it signs what `/cap/ctl` mints).

@@ -25,7 +25,7 @@ use crate::dev::{Ctx, ReadOutcome, device};
 use crate::error::Error;
 use crate::events::{Events, Kind};
 use crate::fid::{Access, Fid, Mode, ORCLOSE};
-use crate::log::{Commit, Entry, Log, ProposalId, Snapshot};
+use crate::log::{Commit, Entry, Log, LogStatus, ProposalId, Snapshot};
 use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::{ParkedRead, ParkedReads};
@@ -80,6 +80,8 @@ struct World<C> {
     fids: usize,
     /// Token chains verified so far (each attach verifies once).
     verifications: u64,
+    /// The log's view of the cluster as of the last poll, for `/raft`.
+    raft: LogStatus,
 }
 
 /// What an attach without a capability gets on an insecure node.
@@ -147,6 +149,7 @@ impl<C: Clock> World<C> {
             fids: self.fids,
             unix_ms: self.clock.unix_nanos() / 1_000_000,
             waiting: &self.parked,
+            raft: &self.raft,
             boot_proof: &self.config.boot_proof,
             key: &self.config.key,
             grant: None,
@@ -222,6 +225,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             connections: 0,
             fids: 0,
             verifications: 0,
+            raft: LogStatus::default(),
         };
         world.event(
             Kind::Start,
@@ -1160,6 +1164,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.apply_committed(out);
         }
+        self.world.raft = self.log.status();
         if self.log.wants_snapshot() {
             let state = &self.world.state;
             self.log.save_snapshot(Snapshot {
@@ -1221,7 +1226,9 @@ impl<L: Log, C: Clock> Server<L, C> {
                 .chain
                 .push(entry.index, entry.term, entry.origin, &entry.data);
             self.world.state.applied_term = entry.term;
-            let result = match Command::decode(&entry.data) {
+            let cmd = Command::decode(&entry.data);
+            self.world.state.journal.push(&entry, cmd.as_ref());
+            let result = match cmd {
                 Some(cmd) => self.world.state.apply(entry.index, &cmd),
                 None => {
                     self.world.state.applied = entry.index;

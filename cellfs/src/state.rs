@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::log::{Index, Term};
 use crate::proof::chain::Chain;
 use crate::raft::Membership;
+use crate::raft::journal::Journal;
 use crate::root;
 
 /// Everything the log has built. Only [`State::apply`] changes it (and
@@ -30,6 +31,8 @@ pub struct State {
     /// The cluster's latest committed configuration (empty on a node whose
     /// log is not replicated).
     pub membership: Membership,
+    /// The committed entries, for `/raft/log`.
+    pub journal: Journal,
 }
 
 impl State {

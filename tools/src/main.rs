@@ -10,6 +10,7 @@ mod config;
 mod identity;
 mod mount;
 mod proof;
+mod raft;
 mod serve;
 mod up;
 mod verbs;

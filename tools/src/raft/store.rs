@@ -1,0 +1,1 @@
+//! Segment-file storage for the replica (being written).

@@ -1,0 +1,1 @@
+//! The TCP transport between nodes (being written).
