@@ -1,0 +1,235 @@
+//! The replica on its own: a small perfect network, step by step. The
+//! seeded fault-injecting simulation of whole nodes is `raft_sim`.
+
+use cellfs::raft::{MemStorage, Member, Msg, Options, Replica};
+use cellfs::{Change, Commit, LogError};
+
+fn member(id: u64) -> Member {
+    Member {
+        id,
+        addr: format!("sim:{id}"),
+        key: [id as u8; 32],
+    }
+}
+
+struct Net {
+    now: u64,
+    nodes: Vec<Option<Replica<MemStorage>>>,
+    commits: Vec<Vec<Commit>>,
+}
+
+impl Net {
+    fn new(n: u64) -> Net {
+        let members: Vec<Member> = (1..=n).map(member).collect();
+        let nodes = (1..=n)
+            .map(|id| {
+                Some(
+                    Replica::open(Options::new(id), &members, MemStorage::default(), 0, true)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        Net {
+            now: 0,
+            nodes,
+            commits: (0..n).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    fn node(&mut self, id: u64) -> &mut Replica<MemStorage> {
+        self.nodes[id as usize - 1].as_mut().unwrap()
+    }
+
+    /// Advance time by `ms`, delivering every message at once.
+    fn run(&mut self, ms: u64) {
+        for _ in 0..ms {
+            self.now += 1;
+            let mut moved = true;
+            while moved {
+                moved = false;
+                let mut msgs = Vec::new();
+                for (i, n) in self.nodes.iter_mut().enumerate() {
+                    let Some(n) = n else { continue };
+                    n.tick(self.now);
+                    let mut out = Vec::new();
+                    n.take_messages(&mut out);
+                    n.take_committed(&mut self.commits[i]);
+                    msgs.extend(out.into_iter().map(|(to, m)| (i as u64 + 1, to, m)));
+                }
+                for (from, to, m) in msgs {
+                    moved = true;
+                    let bytes = m.encode();
+                    if let Some(Some(n)) = self.nodes.get_mut(to as usize - 1) {
+                        n.receive(from, Msg::decode(&bytes).unwrap());
+                    }
+                }
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .flatten()
+            .find(|n| n.status().role == "leader")
+            .map(|n| n.status().id)
+    }
+
+    fn entries(&self, id: u64) -> Vec<Vec<u8>> {
+        self.commits[id as usize - 1]
+            .iter()
+            .filter_map(|c| match c {
+                Commit::Entry { entry, .. } if entry.data.starts_with(b"cmd") => {
+                    Some(entry.data.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_node_alone_commits_and_replays() {
+    let mut net = Net::new(1);
+    net.run(5);
+    assert_eq!(net.leader(), Some(1));
+    let p = net.node(1).propose(b"cmd one".to_vec()).unwrap();
+    net.run(1);
+    let mine = net.commits[0].iter().any(
+        |c| matches!(c, Commit::Entry { proposal: Some(q), entry } if *q == p && entry.data == b"cmd one"),
+    );
+    assert!(mine, "{:?}", net.commits[0]);
+    // Restart from storage: the entry is reported again, unasked.
+    let storage = net.nodes[0].take().unwrap().into_storage();
+    net.nodes[0] =
+        Some(Replica::open(Options::new(1), &[member(1)], storage, net.now, true).unwrap());
+    net.commits[0].clear();
+    net.run(5);
+    assert_eq!(net.entries(1), vec![b"cmd one".to_vec()]);
+}
+
+#[test]
+fn three_nodes_elect_commit_and_forward() {
+    let mut net = Net::new(3);
+    net.run(2000);
+    let leader = net.leader().expect("a leader within 2 s");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    net.node(leader).propose(b"cmd a".to_vec()).unwrap();
+    let p = net.node(follower).propose(b"cmd b".to_vec()).unwrap();
+    // Followers learn the commit index from the next heartbeat.
+    net.run(200);
+    for id in 1..=3 {
+        assert_eq!(
+            net.entries(id),
+            vec![b"cmd a".to_vec(), b"cmd b".to_vec()],
+            "node {id}"
+        );
+    }
+    let answered = net.commits[follower as usize - 1]
+        .iter()
+        .any(|c| matches!(c, Commit::Entry { proposal: Some(q), .. } if *q == p));
+    assert!(
+        answered,
+        "the forwarded proposal is answered on the node that made it"
+    );
+}
+
+#[test]
+fn a_leader_that_dies_is_replaced_and_nothing_committed_is_lost() {
+    let mut net = Net::new(3);
+    net.run(2000);
+    let old = net.leader().unwrap();
+    for i in 0..10 {
+        net.node(old)
+            .propose(format!("cmd {i}").into_bytes())
+            .unwrap();
+    }
+    net.run(20);
+    net.nodes[old as usize - 1] = None;
+    net.run(2000);
+    let new = net.leader().expect("a new leader");
+    assert_ne!(new, old);
+    net.node(new).propose(b"cmd after".to_vec()).unwrap();
+    net.run(50);
+    let want: Vec<Vec<u8>> = (0..10)
+        .map(|i| format!("cmd {i}").into_bytes())
+        .chain([b"cmd after".to_vec()])
+        .collect();
+    assert_eq!(net.entries(new), want);
+}
+
+#[test]
+fn transfer_snapshot_and_catch_up_by_snapshot() {
+    let mut net = Net::new(3);
+    net.run(2000);
+    let leader = net.leader().unwrap();
+    let target = (1..=3).find(|&i| i != leader).unwrap();
+    let p = net
+        .node(leader)
+        .change(Change::Transfer { id: target })
+        .unwrap();
+    net.run(1000);
+    assert_eq!(net.leader(), Some(target));
+    let done = net.commits[leader as usize - 1]
+        .iter()
+        .any(|c| matches!(c, Commit::Done { proposal, result: Ok(()) } if *proposal == p));
+    assert!(done);
+    // Take node 3 (or another follower) away, commit, snapshot, bring it back.
+    let lagger = (1..=3).find(|&i| i != target).unwrap();
+    let storage = net.nodes[lagger as usize - 1]
+        .take()
+        .unwrap()
+        .into_storage();
+    for i in 0..5 {
+        net.node(target)
+            .propose(format!("cmd {i}").into_bytes())
+            .unwrap();
+    }
+    net.run(50);
+    let snap = net.node(target).change(Change::Snapshot).unwrap();
+    assert!(net.node(target).wants_snapshot());
+    let applied = net.commits[target as usize - 1]
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            Commit::Entry { entry, .. } => Some((entry.index, entry.term)),
+            _ => None,
+        })
+        .unwrap();
+    net.node(target).save_snapshot(cellfs::Snapshot {
+        index: applied.0,
+        term: applied.1,
+        data: b"the state".to_vec(),
+    });
+    net.run(1);
+    assert!(
+        net.commits[target as usize - 1]
+            .iter()
+            .any(|c| matches!(c, Commit::Done { proposal, result: Ok(()) } if *proposal == snap))
+    );
+    assert_eq!(net.node(target).status().snapshot_index, applied.0);
+    let members: Vec<Member> = (1..=3).map(member).collect();
+    net.nodes[lagger as usize - 1] =
+        Some(Replica::open(Options::new(lagger), &members, storage, net.now, true).unwrap());
+    net.run(3000);
+    let got_snapshot = net.commits[lagger as usize - 1]
+        .iter()
+        .any(|c| matches!(c, Commit::Snapshot(s) if s.data == b"the state"));
+    assert!(got_snapshot, "the lagging node catches up by snapshot");
+}
+
+#[test]
+fn bad_changes_are_refused() {
+    let mut net = Net::new(1);
+    net.run(5);
+    assert!(matches!(
+        net.node(1).change(Change::Remove { id: 0 }),
+        Err(LogError::Refused(_))
+    ));
+    let p = net.node(1).change(Change::Remove { id: 1 }).unwrap();
+    net.run(1);
+    let refused = net.commits[0]
+        .iter()
+        .any(|c| matches!(c, Commit::Done { proposal, result: Err(LogError::Refused(_)) } if *proposal == p));
+    assert!(refused, "{:?}", net.commits[0]);
+}
