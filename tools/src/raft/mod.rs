@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cellfs::raft::{Member, Msg, Options, Replica, Storage};
+use cellfs::raft::{Member, Msg, Replica, Storage};
 use cellfs::{Change, Commit, Log, LogError, LogStatus, ProposalId, Snapshot};
 
 /// Called after each batch the Raft thread hands back.
@@ -38,6 +38,28 @@ pub struct Alone;
 impl Wire for Alone {
     fn send(&self, _to: u64, _frame: Vec<u8>) {}
     fn set_members(&self, _members: &[Member]) {}
+}
+
+impl Wire for transport::Transport {
+    fn send(&self, to: u64, frame: Vec<u8>) {
+        transport::Transport::send(self, to, frame);
+    }
+
+    fn set_members(&self, members: &[Member]) {
+        self.directory().set(
+            members
+                .iter()
+                .filter(|m| m.id != self.id())
+                .map(|m| {
+                    let peer = transport::Peer {
+                        addr: m.addr.clone(),
+                        key: m.key,
+                    };
+                    (m.id, peer)
+                })
+                .collect(),
+        );
+    }
 }
 
 /// Most inputs waiting for the Raft thread before proposals say Full.

@@ -330,6 +330,12 @@ impl Transport {
     pub fn id(&self) -> u64 {
         self.inner.me
     }
+
+    /// The peers it talks to (the Raft thread updates it as membership
+    /// changes).
+    pub fn directory(&self) -> &Directory {
+        &self.inner.dir
+    }
 }
 
 impl Inner {
