@@ -178,7 +178,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(&args.listen, &data, args.insecure, &args.cluster, None))
+    rt.block_on(serve(
+        &args.listen,
+        &data,
+        args.insecure,
+        &args.cluster,
+        None,
+    ))
 }
 
 /// Serve on `listen` with data in `data` until a signal (or `stop`);
@@ -254,7 +260,10 @@ pub async fn serve(
         // The add commits only once this node's transport and replica are
         // running (they are): the leader reaches it while the write waits.
         tokio::task::block_in_place(|| sponsor.add(&me))?;
-        eprintln!("cell0: node {node_id} joined the cluster as raft id {}", me.id);
+        eprintln!(
+            "cell0: node {node_id} joined the cluster as raft id {}",
+            me.id
+        );
     }
     let _ = std::io::stderr().flush();
 
@@ -331,15 +340,18 @@ fn open_log(
             let sponsor = Sponsor::connect(addr, &token)?;
             let mut members = sponsor.members()?;
             if members.iter().any(|m| m.id == me.id) {
-                anyhow::bail!("--join {addr}: raft id {} is taken there; pick another --id", me.id);
+                anyhow::bail!(
+                    "--join {addr}: raft id {} is taken there; pick another --id",
+                    me.id
+                );
             }
             members.push(me.clone());
             (members, false, Some(sponsor))
         }
         None => (vec![me.clone()], true, None),
     };
-    let replica = Replica::open(opts, &members, storage, 0, bootstrap)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let replica =
+        Replica::open(opts, &members, storage, 0, bootstrap).map_err(|e| anyhow::anyhow!("{e}"))?;
     let status = replica.status();
     let held = status.last_index;
     // A node that already holds a log is a member already: no joining.

@@ -61,10 +61,15 @@ impl Sponsor {
             };
             let (Some(id), Some(addr), Some(key)) = (field("id"), field("addr"), field("key"))
             else {
-                bail!("--join {}: /raft/peers/{name} lacks id, addr or key", self.addr);
+                bail!(
+                    "--join {}: /raft/peers/{name} lacks id, addr or key",
+                    self.addr
+                );
             };
             members.push(Member {
-                id: id.parse().with_context(|| format!("/raft/peers/{name}: id"))?,
+                id: id
+                    .parse()
+                    .with_context(|| format!("/raft/peers/{name}: id"))?,
                 addr: addr.to_string(),
                 key: parse_hex32(key).with_context(|| format!("/raft/peers/{name}: key"))?,
             });

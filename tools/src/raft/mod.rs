@@ -257,7 +257,9 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
                 },
                 Input::Receive(from, frame) => match Msg::decode(&frame) {
                     Some(m) => r.receive(from, m),
-                    None => eprintln!("cell0: raft: node {from} sent a frame that is not a message; ignored"),
+                    None => eprintln!(
+                        "cell0: raft: node {from} sent a frame that is not a message; ignored"
+                    ),
                 },
                 Input::Snapshot(s) => r.save_snapshot(s),
             }
@@ -276,7 +278,10 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
                     proposal: proposal.and_then(|p| ids.remove(&p)),
                 },
                 Commit::Done { proposal, result } => match ids.remove(&proposal) {
-                    Some(id) => Commit::Done { proposal: id, result },
+                    Some(id) => Commit::Done {
+                        proposal: id,
+                        result,
+                    },
                     None => continue,
                 },
                 c @ Commit::Snapshot(_) => c,
