@@ -37,6 +37,10 @@ fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> Duration {
     start.elapsed()
 }
 
+fn node(nodes: &[Option<Server>], i: usize) -> &Server {
+    nodes[i].as_ref().unwrap()
+}
+
 fn head(node: &Server, token: &str) -> Option<u64> {
     cat(node, token, "/proof/head").and_then(|t| field(&t, "index")?.parse().ok())
 }
@@ -75,7 +79,6 @@ fn three_nodes_survive_the_loss_of_their_leader() {
             ],
         )));
     }
-    let node = |nodes: &Vec<Option<Server>>, i: usize| -> &Server { nodes[i].as_ref().unwrap() };
     wait("three members", 10, || {
         cat(node(&nodes, 0), &token, "/raft/status")
             .is_some_and(|s| field(&s, "members").as_deref() == Some("3"))

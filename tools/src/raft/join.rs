@@ -42,8 +42,26 @@ impl Sponsor {
         Ok(String::from_utf8_lossy(&r?).into_owned())
     }
 
-    /// The cluster's members as its `/raft/peers` lists them.
+    /// The cluster's members as its `/raft/peers` lists them, waiting up
+    /// to ten seconds for a node that is still starting to list any.
     pub fn members(&self) -> anyhow::Result<Vec<Member>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let members = self.members_now()?;
+            if !members.is_empty() {
+                return Ok(members);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "--join {}: that node lists no raft members; is it a cluster node?",
+                    self.addr
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn members_now(&self) -> anyhow::Result<Vec<Member>> {
         let listing = {
             let c = &self.client;
             let fid = c.walk_path("/raft/peers")?;
@@ -74,17 +92,30 @@ impl Sponsor {
                 key: parse_hex32(key).with_context(|| format!("/raft/peers/{name}: key"))?,
             });
         }
-        if members.is_empty() {
-            bail!(
-                "--join {}: that node lists no raft members; is it a cluster node?",
-                self.addr
-            );
-        }
         Ok(members)
     }
 
     /// Ask the cluster to add `me`; returns once the change committed.
+    /// A cluster busy with another change (or an election) is asked again
+    /// for up to ten seconds.
     pub fn add(&self, me: &Member) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.add_once(me) {
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && ["under way", "no raft leader"]
+                            .iter()
+                            .any(|w| format!("{e:#}").contains(w)) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn add_once(&self, me: &Member) -> anyhow::Result<()> {
         let line = format!(
             "add id={} addr={} key={}\n",
             me.id,
