@@ -302,6 +302,9 @@ pub async fn serve(
     Ok(())
 }
 
+/// A node to ask for membership, and who to ask it for.
+type Joining = (Sponsor, Member);
+
 /// Open the replicated log under `data/raft`: a new cluster of one, a
 /// restart from what storage holds, or (with `--join`) an empty replica
 /// that the sponsor's cluster is then asked to add. Returns the log, how
@@ -311,7 +314,7 @@ fn open_log(
     key: &cellfs::cap::NodeKey,
     cluster: &ClusterArgs,
     notify: crate::raft::Notify,
-) -> anyhow::Result<(RaftLog, u64, Option<(Sponsor, Member)>)> {
+) -> anyhow::Result<(RaftLog, u64, Option<Joining>)> {
     let legacy = data.join("wal").join("log");
     if std::fs::metadata(&legacy).is_ok_and(|m| m.len() > 0) && !data.join("raft").exists() {
         anyhow::bail!(
