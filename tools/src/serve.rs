@@ -239,7 +239,19 @@ pub async fn serve(
         },
     );
     let mut out = Outbox::new();
-    server.poll(&mut out);
+    // Serve nobody until what storage held is applied (a node alone
+    // re-elects itself at once; a cluster node waits for its leader, but
+    // not forever: a cluster that is down must not keep it from starting).
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        server.poll(&mut out);
+        let status = cellfs::Log::status(server.log_mut());
+        if status.commit >= replayed || Instant::now() > deadline {
+            server.poll(&mut out);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let core: Shared = Arc::new(Mutex::new(Core {
         server,
         out,
