@@ -125,12 +125,25 @@ fn open(r: &mut Raw, newfid: u32, path: &str, mode: u8) {
 
 /// The owner token the kernel printed on its console (`owner-token c0.…`).
 fn owner_token(k: &ServingKernel) -> String {
-    let console = k.console();
-    console
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("owner-token "))
-        .unwrap_or_else(|| panic!("no owner-token line on the console:\n{console}"))
-        .to_string()
+    // The line follows #E10; the console copy may not have caught up yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let console = k.console();
+        let token = console.lines().find_map(|l| {
+            l.strip_suffix('\n')
+                .unwrap_or(l)
+                .strip_prefix("owner-token ")
+                .filter(|_| console.contains(&format!("{l}\n")))
+        });
+        if let Some(t) = token {
+            return t.trim_end().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no owner-token line on the console:\n{console}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A raw 9P connection to the kernel, attached with its owner token passed
