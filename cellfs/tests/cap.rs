@@ -1,65 +1,17 @@
 //! Capabilities enforced by the server core: attach, scope, rights,
 //! revocation, the /cap tree and replay. See cap(3).
 
-use std::cell::{Cell, RefCell};
+mod common;
+
+use std::cell::Cell;
 use std::rc::Rc;
 
 use cellfs::cap::{Claims, NodeKey, Rights, Token};
-use cellfs::{
-    Clock, Commit, Config, ConnId, Entry, Index, Log, LogError, Outbox, ProposalId, Server,
-};
+use cellfs::{Clock, Config, ConnId, Outbox, Server};
+use common::TestLog;
 use ninep::{Body, Dialect, Msg, NOFID, Names, Qid};
 
 const NOW: u64 = 1_700_000_000;
-
-/// A log that commits at once and keeps every entry, to replay.
-/// Durable entries, and those committed but not yet taken.
-type Entries = (Vec<Vec<u8>>, Vec<Commit>);
-
-#[derive(Clone, Default)]
-struct TestLog(Rc<RefCell<Entries>>);
-
-impl TestLog {
-    fn reopened(&self) -> TestLog {
-        let d = self.0.borrow();
-        let ready =
-            d.0.iter()
-                .enumerate()
-                .map(|(i, data)| Commit::Entry {
-                    entry: Entry {
-                        index: i as Index + 1,
-                        term: 1,
-                        origin: 0,
-                        data: data.clone(),
-                    },
-                    proposal: None,
-                })
-                .collect();
-        TestLog(Rc::new(RefCell::new((d.0.clone(), ready))))
-    }
-}
-
-impl Log for TestLog {
-    fn propose(&mut self, data: Vec<u8>) -> Result<ProposalId, LogError> {
-        let mut d = self.0.borrow_mut();
-        d.0.push(data.clone());
-        let index = d.0.len() as Index;
-        d.1.push(Commit::Entry {
-            entry: Entry {
-                index,
-                term: 1,
-                origin: 0,
-                data,
-            },
-            proposal: Some(index),
-        });
-        Ok(index)
-    }
-
-    fn take_committed(&mut self, out: &mut Vec<Commit>) {
-        out.append(&mut self.0.borrow_mut().1);
-    }
-}
 
 /// A clock the test moves (Unix seconds).
 #[derive(Clone)]

@@ -3,46 +3,14 @@
 //! consistent text, the head is signed by the node, and a node restored
 //! from a snapshot serves the same chain under its own key.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+mod common;
 
 use cellfs::cap::NodeKey;
 use cellfs::proof::chain::{self, unhex};
 use cellfs::proof::head::Head;
-use cellfs::{
-    Commit, Config, ConnId, Entry, FixedClock, Index, Log, LogError, Outbox, ProposalId, Server,
-    Snapshot,
-};
+use cellfs::{Commit, Config, ConnId, FixedClock, Index, Outbox, Server, Snapshot};
+use common::TestLog;
 use ninep::{Body, Msg, NOFID, NOTAG, Names};
-
-/// Every proposal's bytes, and the commits not yet taken.
-type Disk = (Vec<Vec<u8>>, Vec<Commit>);
-
-/// A log that commits every proposal at once (term 2) and keeps the bytes.
-#[derive(Clone, Default)]
-struct TestLog(Rc<RefCell<Disk>>);
-
-impl Log for TestLog {
-    fn propose(&mut self, data: Vec<u8>) -> Result<ProposalId, LogError> {
-        let mut d = self.0.borrow_mut();
-        d.0.push(data.clone());
-        let index = d.0.len() as Index;
-        d.1.push(Commit::Entry {
-            entry: Entry {
-                index,
-                term: 2,
-                origin: 0,
-                data,
-            },
-            proposal: Some(index),
-        });
-        Ok(index)
-    }
-
-    fn take_committed(&mut self, out: &mut Vec<Commit>) {
-        out.append(&mut self.0.borrow_mut().1);
-    }
-}
 
 struct Node {
     server: Server<TestLog, FixedClock>,
@@ -169,7 +137,7 @@ impl Node {
 
 #[test]
 fn an_empty_chain_serves_a_signed_genesis_head() {
-    let mut n = Node::new(1, TestLog::default());
+    let mut n = Node::new(1, TestLog::with_term(2));
     assert_eq!(n.cat("/proof/chain", 100), "");
     let head = n.cat("/proof/head", 8192);
     let v = chain::verify("", &head, Some(&NodeKey::from_seed(&[1; 32]).public())).unwrap();
@@ -179,7 +147,7 @@ fn an_empty_chain_serves_a_signed_genesis_head() {
 #[test]
 fn the_chain_covers_every_entry_and_survives_a_snapshot() {
     let key = NodeKey::from_seed(&[1; 32]);
-    let mut n = Node::new(1, TestLog::default());
+    let mut n = Node::new(1, TestLog::with_term(2));
     n.mkdir("/chan", "x");
     assert_eq!(n.put("/chan/x/data", "hello"), "Rwrite");
     assert_eq!(n.put("/chan/x/data", "world"), "Rwrite");
@@ -207,7 +175,7 @@ fn the_chain_covers_every_entry_and_survives_a_snapshot() {
         }
         text.push_str(&piece);
     }
-    let entries = n.log.0.borrow().0.clone();
+    let entries = n.log.entries();
     assert_eq!(text.lines().count(), entries.len() - 1, "{text}");
 
     let chain_text = n.cat("/proof/chain", 13);
@@ -233,8 +201,8 @@ fn the_chain_covers_every_entry_and_survives_a_snapshot() {
 
     // A node restored from a snapshot serves the same chain, with every
     // entry's bytes, and signs the head with its own key.
-    let log = TestLog::default();
-    log.0.borrow_mut().1.push(Commit::Snapshot(Snapshot {
+    let log = TestLog::with_term(2);
+    log.push(Commit::Snapshot(Snapshot {
         index: v.head.index,
         term: 2,
         data: n.server.state().encode(),

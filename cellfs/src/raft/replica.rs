@@ -794,6 +794,12 @@ impl<S: Storage> Replica<S> {
             self.leader = leader;
         }
         // Nothing was appended: it is safe to send again elsewhere.
+        self.reroute(seq, pending);
+    }
+
+    /// Route a waiting proposal again: update where it stands, or forget
+    /// it when routing already reported it failed.
+    fn reroute(&mut self, seq: ProposalId, pending: Pending) {
         match self.route(seq, pending) {
             Some(stage) => {
                 if let Some(w) = self.waiting.get_mut(&seq) {
@@ -996,16 +1002,7 @@ impl<S: Storage> Replica<S> {
             let Stage::Queued(pending) = core::mem::replace(&mut w.stage, Stage::Running) else {
                 continue;
             };
-            match self.route(seq, pending) {
-                Some(stage) => {
-                    if let Some(w) = self.waiting.get_mut(&seq) {
-                        w.stage = stage;
-                    }
-                }
-                None => {
-                    self.waiting.remove(&seq);
-                }
-            }
+            self.reroute(seq, pending);
         }
     }
 

@@ -211,6 +211,25 @@ impl Log for RaftLog {
     }
 }
 
+/// Remember the replica's name for the server's proposal `id`, or report
+/// at once that the replica refused it.
+fn proposed(
+    id: ProposalId,
+    result: Result<ProposalId, LogError>,
+    ids: &mut HashMap<ProposalId, ProposalId>,
+    commits: &mut Vec<Commit>,
+) {
+    match result {
+        Ok(seq) => {
+            ids.insert(seq, id);
+        }
+        Err(e) => commits.push(Commit::Done {
+            proposal: id,
+            result: Err(e),
+        }),
+    }
+}
+
 /// The Raft thread.
 fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, notify: Notify) {
     let start = Instant::now();
@@ -237,24 +256,8 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
         };
         for input in inputs {
             match input {
-                Input::Propose(id, data) => match r.propose(data) {
-                    Ok(seq) => {
-                        ids.insert(seq, id);
-                    }
-                    Err(e) => commits.push(Commit::Done {
-                        proposal: id,
-                        result: Err(e),
-                    }),
-                },
-                Input::Change(id, change) => match r.change(change) {
-                    Ok(seq) => {
-                        ids.insert(seq, id);
-                    }
-                    Err(e) => commits.push(Commit::Done {
-                        proposal: id,
-                        result: Err(e),
-                    }),
-                },
+                Input::Propose(id, data) => proposed(id, r.propose(data), &mut ids, &mut commits),
+                Input::Change(id, change) => proposed(id, r.change(change), &mut ids, &mut commits),
                 Input::Receive(from, frame) => match Msg::decode(&frame) {
                     Some(m) => r.receive(from, m),
                     None => eprintln!(

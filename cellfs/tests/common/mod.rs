@@ -1,0 +1,97 @@
+//! A log for tests that drive a `Server` directly: it commits every
+//! proposal at once, keeps every command's bytes (to replay them, as a
+//! restart would), and lets a test queue commits of its own.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use cellfs::{Commit, Entry, Index, Log, LogError, ProposalId, Term};
+
+#[derive(Default)]
+struct Disk {
+    term: Term,
+    /// Every proposal's bytes, in order.
+    entries: Vec<Vec<u8>>,
+    /// Commits not yet taken by the server.
+    ready: Vec<Commit>,
+}
+
+/// The log; clones share it, so a test keeps a handle on the server's.
+#[derive(Clone)]
+pub struct TestLog(Rc<RefCell<Disk>>);
+
+impl Default for TestLog {
+    fn default() -> TestLog {
+        TestLog::with_term(1)
+    }
+}
+
+impl TestLog {
+    /// A log whose entries all carry `term`.
+    pub fn with_term(term: Term) -> TestLog {
+        TestLog(Rc::new(RefCell::new(Disk {
+            term,
+            ..Disk::default()
+        })))
+    }
+
+    /// A log holding what this one holds, reported again as a restart
+    /// replays it (nobody's proposals).
+    pub fn reopened(&self) -> TestLog {
+        let d = self.0.borrow();
+        let ready = d
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, data)| Commit::Entry {
+                entry: Entry {
+                    index: i as Index + 1,
+                    term: d.term,
+                    origin: 0,
+                    data: data.clone(),
+                },
+                proposal: None,
+            })
+            .collect();
+        TestLog(Rc::new(RefCell::new(Disk {
+            term: d.term,
+            entries: d.entries.clone(),
+            ready,
+        })))
+    }
+
+    /// Every proposal's bytes so far.
+    pub fn entries(&self) -> Vec<Vec<u8>> {
+        self.0.borrow().entries.clone()
+    }
+
+    /// Hand the server `commit` at its next poll.
+    pub fn push(&self, commit: Commit) {
+        self.0.borrow_mut().ready.push(commit);
+    }
+}
+
+impl Log for TestLog {
+    fn propose(&mut self, data: Vec<u8>) -> Result<ProposalId, LogError> {
+        let mut d = self.0.borrow_mut();
+        d.entries.push(data.clone());
+        let index = d.entries.len() as Index;
+        let term = d.term;
+        d.ready.push(Commit::Entry {
+            entry: Entry {
+                index,
+                term,
+                origin: 0,
+                data,
+            },
+            proposal: Some(index),
+        });
+        Ok(index)
+    }
+
+    fn take_committed(&mut self, out: &mut Vec<Commit>) {
+        out.append(&mut self.0.borrow_mut().ready);
+    }
+}
