@@ -673,8 +673,12 @@ impl<S: Storage> Replica<S> {
         }
         let current = self.node.current_term().get();
         if term >= current {
+            let changed = self.leader != Some(from);
             self.leader = Some(from);
             self.leader_contact = Some(self.now);
+            if changed {
+                self.abandon_sent();
+            }
         }
         self.engine(Message::AppendEntriesCall {
             from: NodeId::new(from),
@@ -823,6 +827,7 @@ impl<S: Storage> Replica<S> {
         if self.node.current_term() != before && !matches!(msg, Message::AppendEntriesCall { .. }) {
             self.leader = None;
             self.leader_contact = None;
+            self.abandon_sent();
         }
     }
 
@@ -838,6 +843,7 @@ impl<S: Storage> Replica<S> {
             if !self.is_leader() {
                 self.leader = None;
                 self.leader_contact = None;
+                self.abandon_sent();
             }
             self.reset_timer();
         }
@@ -867,6 +873,27 @@ impl<S: Storage> Replica<S> {
             self.finish_transfer(Err(format!(
                 "raft: node {target} did not take over in time; this node still leads"
             )));
+        }
+    }
+
+    /// Proposals handed to a node that no longer leads for us may or may
+    /// not be in the log: answer them now rather than at their deadline,
+    /// so a client retries as soon as a new leader is known. Sending them
+    /// again could append them twice.
+    fn abandon_sent(&mut self) {
+        let leader = self.leader;
+        let lost: Vec<ProposalId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| matches!(w.stage, Stage::Sent { to, .. } if Some(to) != leader))
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in lost {
+            self.waiting.remove(&seq);
+            self.commits.push(Commit::Done {
+                proposal: seq,
+                result: Err(LogError::Unknown),
+            });
         }
     }
 
@@ -949,7 +976,10 @@ impl<S: Storage> Replica<S> {
             self.reset_timer();
         }
         if self.is_leader() {
-            self.leader = Some(self.me());
+            if self.leader != Some(self.me()) {
+                self.leader = Some(self.me());
+                self.abandon_sent();
+            }
         } else if self.transfer.is_some() {
             let target = self.transfer.as_ref().map(|t| t.target);
             let result = if self.leader == target || self.leader.is_none() {
