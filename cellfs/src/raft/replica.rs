@@ -67,6 +67,14 @@ impl Options {
 /// follows in later ones.
 const MAX_APPEND_BYTES: usize = 1 << 20;
 
+/// Proposal ids are the boot count (high bits) and a counter (low bits).
+const SEQ_BITS: u32 = 40;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+/// How many recent entries' proposals a replica remembers to drop
+/// duplicated forwards.
+const SEEN_KEPT: usize = 65_536;
+
 /// A snapshot is sent to a lagging follower at most this often.
 const SNAPSHOT_RESEND_MS: u64 = 1_000;
 
@@ -137,6 +145,8 @@ pub struct Replica<S: Storage> {
     snapshot_asked: Vec<ProposalId>,
     snapshot_sent: BTreeMap<u64, u64>,
     transfer: Option<Transfer>,
+    /// Proposals (origin, id) in recent entries, and where.
+    seen: BTreeMap<(u64, u64), Index>,
     commits: Vec<Commit>,
     outbox: Vec<(u64, Msg)>,
 }
@@ -175,7 +185,11 @@ impl<S: Storage> Replica<S> {
         now_ms: u64,
         bootstrap: bool,
     ) -> Result<Replica<S>, StorageError> {
-        let loaded = storage.load()?;
+        let mut loaded = storage.load()?;
+        // A new boot, durable before any proposal id of it is handed out.
+        loaded.hard.boot += 1;
+        storage.save_hard_state(&loaded.hard)?;
+        storage.sync()?;
         let id = NodeId::new(opts.id);
         let mut directory: BTreeMap<u64, Member> =
             members.iter().map(|m| (m.id, m.clone())).collect();
@@ -242,16 +256,22 @@ impl<S: Storage> Replica<S> {
             leader_contact: None,
             last_contact: BTreeMap::new(),
             campaign_transfer: false,
-            next_seq: 0,
+            next_seq: loaded.hard.boot << SEQ_BITS,
             waiting: BTreeMap::new(),
             delivered,
             since_snapshot: 0,
             snapshot_asked: Vec::new(),
             snapshot_sent: BTreeMap::new(),
             transfer: None,
+            seen: BTreeMap::new(),
             commits,
             outbox: Vec::new(),
         };
+        let recent: Vec<(Index, Body)> =
+            r.bodies.iter().map(|(&i, (_, b))| (i, b.clone())).collect();
+        for (i, b) in recent {
+            r.note_seen(i, &b);
+        }
         r.reset_timer();
         Ok(r)
     }
@@ -348,6 +368,17 @@ impl<S: Storage> Replica<S> {
         if self.waiting.len() >= self.opts.max_pending {
             return Err(LogError::Full);
         }
+        if (self.next_seq + 1) & SEQ_MASK == 0 {
+            // This boot's ids are used up: start another boot.
+            self.hard.boot += 1;
+            let saved = self.storage.save_hard_state(&self.hard);
+            if let Err(e) = saved.and_then(|()| self.storage.sync()) {
+                let why = e.0.clone();
+                self.fail(e);
+                return Err(LogError::Storage(why));
+            }
+            self.next_seq = self.hard.boot << SEQ_BITS;
+        }
         self.next_seq += 1;
         Ok(self.next_seq)
     }
@@ -434,10 +465,9 @@ impl<S: Storage> Replica<S> {
                 if at == LogPosition::INVALID {
                     return Err(LogError::NoLeader);
                 }
-                self.bodies.insert(
-                    at.index.get(),
-                    (at.term.get(), Body::Command { origin, seq, data }),
-                );
+                let body = Body::Command { origin, seq, data };
+                self.note_seen(at.index.get(), &body);
+                self.bodies.insert(at.index.get(), (at.term.get(), body));
                 Ok(Some(at))
             }
             Pending::Change(change) => self.lead_change(origin, seq, change),
@@ -519,18 +549,13 @@ impl<S: Storage> Replica<S> {
                 "raft: the engine refused the change now; try again",
             ));
         }
-        let membership = self.membership(&new);
-        self.bodies.insert(
-            at.index.get(),
-            (
-                at.term.get(),
-                Body::Config {
-                    membership,
-                    origin,
-                    seq,
-                },
-            ),
-        );
+        let body = Body::Config {
+            membership: self.membership(&new),
+            origin,
+            seq,
+        };
+        self.note_seen(at.index.get(), &body);
+        self.bodies.insert(at.index.get(), (at.term.get(), body));
         Ok(Some(at))
     }
 
@@ -744,6 +769,11 @@ impl<S: Storage> Replica<S> {
     }
 
     fn forwarded(&mut self, from: u64, seq: u64, pending: Pending) {
+        if self.seen.contains_key(&(from, seq)) {
+            // A copy of a forward already in the log: it answers itself
+            // when that entry commits.
+            return;
+        }
         if !self.is_leader() || self.transfer.is_some() {
             let leader = self.leader.filter(|&l| l != from);
             self.outbox.push((
@@ -943,6 +973,7 @@ impl<S: Storage> Replica<S> {
                     let hard = HardState {
                         term: self.node.current_term().get(),
                         voted_for: self.node.voted_for().map(|n| n.get()),
+                        boot: self.hard.boot,
                     };
                     if hard != self.hard {
                         self.hard = hard;
@@ -1107,11 +1138,28 @@ impl<S: Storage> Replica<S> {
         }
         let after = entries.prev_position().index.get();
         self.storage.append(after, &stored)?;
-        self.bodies.retain(|&i, _| i <= after);
+        drop(self.bodies.split_off(&(after + 1)));
         for s in stored {
+            self.note_seen(s.index, &s.body);
             self.bodies.insert(s.index, (s.term, s.body));
         }
         Ok(())
+    }
+
+    /// Remember which proposal `body` carries, so a copy of its forward
+    /// that arrives later (a network duplicate) is not appended again.
+    fn note_seen(&mut self, index: Index, body: &Body) {
+        let (Body::Command { origin, seq, .. } | Body::Config { origin, seq, .. }) = body else {
+            return;
+        };
+        if *origin == 0 {
+            return;
+        }
+        self.seen.insert((*origin, *seq), index);
+        if self.seen.len() > 2 * SEEN_KEPT {
+            let keep_from = index.saturating_sub(SEEN_KEPT as u64);
+            self.seen.retain(|_, &mut i| i >= keep_from);
+        }
     }
 
     fn body_at(&self, index: Index, term: Term) -> Option<Body> {

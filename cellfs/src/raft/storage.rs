@@ -21,6 +21,10 @@ pub struct HardState {
     pub term: Term,
     /// Whom it voted for in that term.
     pub voted_for: Option<u64>,
+    /// How many times the replica has been opened: its proposal ids carry
+    /// it, so an id is never reused after a restart (an entry proposed
+    /// before the crash must not answer a proposal made after it).
+    pub boot: u64,
 }
 
 /// One member of the cluster: how to reach it and how to know it.

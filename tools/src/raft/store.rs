@@ -700,7 +700,18 @@ fn read_hard(path: &Path) -> Result<HardState, StorageError> {
         return Err(bad("not one whole record (damaged)"));
     }
     let (start, end) = recs.spans[0];
-    postcard::from_bytes(bytes.get(start..end).unwrap_or_default())
+    let payload = bytes.get(start..end).unwrap_or_default();
+    postcard::from_bytes(payload)
+        .or_else(|e| {
+            // Written before the boot count existed: term and vote only.
+            postcard::from_bytes::<(u64, Option<u64>)>(payload)
+                .map(|(term, voted_for)| HardState {
+                    term,
+                    voted_for,
+                    boot: 0,
+                })
+                .map_err(|_| e)
+        })
         .map_err(|e| bad(&format!("does not decode ({e})")))
 }
 
@@ -912,6 +923,7 @@ mod tests {
         let hard = HardState {
             term: 4,
             voted_for: Some(2),
+            boot: 3,
         };
         {
             let mut s = SegmentStore::open(dir.path()).unwrap();
@@ -943,6 +955,26 @@ mod tests {
         );
         // A second load reads the disk again and agrees.
         assert_eq!(s.load().unwrap(), l);
+    }
+
+    #[test]
+    fn a_hard_state_from_before_the_boot_count_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = Vec::new();
+        encode_record(
+            &postcard::to_allocvec(&(7u64, Some(3u64))).unwrap(),
+            &mut rec,
+        );
+        fs::write(dir.path().join("hardstate"), rec).unwrap();
+        let hard = read_hard(&dir.path().join("hardstate")).unwrap();
+        assert_eq!(
+            hard,
+            HardState {
+                term: 7,
+                voted_for: Some(3),
+                boot: 0
+            }
+        );
     }
 
     #[test]
@@ -1262,6 +1294,7 @@ mod tests {
                         let h = HardState {
                             term,
                             voted_for: (rnd(2) == 0).then(|| rnd(5)),
+                            boot: rnd(4),
                         };
                         s.save_hard_state(&h).unwrap();
                         m.save_hard_state(&h).unwrap();
