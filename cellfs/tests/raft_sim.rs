@@ -63,6 +63,8 @@ pub trait SimLog: Log + Sized {
     fn sim_crash(&mut self) -> Self::Disk;
     /// The stored log: the snapshot's index, then (index, term, body).
     fn sim_log(&mut self) -> (u64, Vec<(u64, u64, Vec<u8>)>);
+    /// A message's bytes in words, for traces.
+    fn sim_describe(bytes: &[u8]) -> String;
     /// Why the replica stopped, if it did.
     fn sim_failed(&self) -> Option<String>;
 }
@@ -154,4 +156,35 @@ fn a_seed_replays_exactly() {
     let a = format!("{:?}", run(7, false));
     let b = format!("{:?}", run(7, false));
     assert_eq!(a, b);
+}
+
+/// Replay `seed` and fail with its trace command if a checker fires.
+fn must_pass(seed: u64) {
+    if let Err(e) = run(seed, false) {
+        panic!(
+            "seed {seed} failed: {e}\nreplay with\n  CELL0_SIM_SEED={seed} cargo test -p cellfs --test raft_sim -- --nocapture"
+        );
+    }
+}
+
+/// FAILS on the replica as first written (found by this simulation): a
+/// `Forward` that the network delivers twice is appended twice by the
+/// leader, so one write lands twice in the channel (`c1.3`, forwarded by
+/// n2 to n1 at 191 ms, is received by two readers). Forwarded proposals
+/// need deduplicating by (origin, seq).
+#[test]
+fn replica_bug_duplicated_forward_is_appended_twice_seed_3() {
+    must_pass(3);
+}
+
+/// FAILS on the replica as first written (found by this simulation):
+/// proposal ids restart from 1 when a replica restarts, so an entry that
+/// an earlier life of the node proposed, reported again as the restarted
+/// node catches up, is taken for the new proposal with the same id. Here
+/// entry 6 (n1's take, seq 2, which gave `c1.0` to client 1 at 225 ms) is
+/// re-applied by the restarted n1 at 3571 ms and answers client 0's new
+/// take (also seq 2, whose own entry is 9): `c1.0` is received twice.
+#[test]
+fn replica_bug_proposal_ids_reused_after_restart_seed_312() {
+    must_pass(312);
 }

@@ -192,7 +192,11 @@ pub fn linearizable(ops: &[Op], rest: &[Vec<u8>], end: u64) -> Result<(), String
                 db.response,
                 show(a),
                 inv_a,
-                if inv_a > end { ", i.e. left queued" } else { "" }
+                if inv_a > end {
+                    ", i.e. left queued"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -232,7 +236,13 @@ impl Safety {
     /// State-machine safety: node `id` has applied the entry at `index`
     /// (term, chain hash through it). Every node must apply the same
     /// entry at an index; the chain hash covers all before it.
-    pub fn applied(&mut self, id: u64, index: u64, term: u64, hash: [u8; 32]) -> Result<(), String> {
+    pub fn applied(
+        &mut self,
+        id: u64,
+        index: u64,
+        term: u64,
+        hash: [u8; 32],
+    ) -> Result<(), String> {
         let max = self.max_term;
         let e = self.committed.entry(index).or_insert((term, hash, max));
         if (e.0, e.1) != (term, hash) {
@@ -249,7 +259,13 @@ impl Safety {
     /// Leader completeness: the log of the new leader of `term` (entries as
     /// (index, term) after `snap`) holds every entry committed in an
     /// earlier term.
-    pub fn new_leader(&self, id: u64, term: u64, snap: u64, log: &[(u64, u64)]) -> Result<(), String> {
+    pub fn new_leader(
+        &self,
+        id: u64,
+        term: u64,
+        snap: u64,
+        log: &[(u64, u64)],
+    ) -> Result<(), String> {
         let by_index: BTreeMap<u64, u64> = log.iter().copied().collect();
         for (&index, &(t, _, seen)) in self.committed.range(snap + 1..) {
             if seen >= term {
@@ -268,10 +284,13 @@ impl Safety {
     }
 }
 
+/// One node's stored log: its id, and (index, term, encoded body) entries.
+pub type NodeLog = (u64, Vec<(u64, u64, Vec<u8>)>);
+
 /// Log matching over the logs of every node: (index, term, body bytes).
 /// If two logs hold an entry with the same index and term, they hold the
 /// same entry there and the same entries before it.
-pub fn log_matching(logs: &[(u64, Vec<(u64, u64, Vec<u8>)>)]) -> Result<(), String> {
+pub fn log_matching(logs: &[NodeLog]) -> Result<(), String> {
     for (i, (a_id, a)) in logs.iter().enumerate() {
         for (b_id, b) in &logs[i + 1..] {
             let bmap: BTreeMap<u64, (u64, &[u8])> =
@@ -333,7 +352,10 @@ mod tests {
         assert!(linearizable(&bad, &[b"a".to_vec()], 10).is_err());
         let lost = [send("a", 0, 1)];
         assert!(linearizable(&lost, &[], 10).is_err());
-        let maybe = [send("a", 0, 1), op(OpKind::Take, 2, u64::MAX, Outcome::Pending)];
+        let maybe = [
+            send("a", 0, 1),
+            op(OpKind::Take, 2, u64::MAX, Outcome::Pending),
+        ];
         assert!(linearizable(&maybe, &[], 10).is_ok());
         let twice = [send("a", 0, 1), take("a", 2, 3)];
         assert!(linearizable(&twice, &[b"a".to_vec()], 10).is_err());

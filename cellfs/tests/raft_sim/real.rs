@@ -65,6 +65,19 @@ impl SimLog for Replica<MemStorage> {
         (snap, entries)
     }
 
+    fn sim_describe(bytes: &[u8]) -> String {
+        match Msg::decode(bytes) {
+            Some(Msg::Forward { seq, data }) => {
+                format!("Forward seq {seq} {:?}", cellfs::Command::decode(&data))
+            }
+            Some(m) => {
+                let s = format!("{m:?}");
+                s.chars().take(60).collect()
+            }
+            None => String::from("undecodable"),
+        }
+    }
+
     fn sim_failed(&self) -> Option<String> {
         self.failed().map(|e| e.to_string())
     }

@@ -11,9 +11,9 @@ use cellfs::cap::NodeKey;
 use cellfs::{Clock, Config, ConnId, Outbox, Server};
 use ninep::{Body, Msg, NOFID, NOTAG, Names};
 
-use crate::SimLog;
 use super::check::{self, Op, OpKind, Outcome, Safety};
 use super::rng::Rng;
+use crate::SimLog;
 
 /// A node's clock: simulated milliseconds, shared with the simulator.
 struct SimClock(Rc<Cell<u64>>);
@@ -74,7 +74,7 @@ impl Params {
             jump: pick(rng, &[0.0, 0.002, 0.008]),
             snapshot_every: [4, 16, 10_000][rng.index(3)],
             clients: rng.range(2, 4) as usize,
-            chaos_ms: 2_000,
+            chaos_ms: 3_000,
         }
     }
 }
@@ -341,6 +341,10 @@ impl<R: SimLog> Sim<R> {
             } else {
                 1
             };
+            if copies == 2 && self.trace {
+                let what = R::sim_describe(&bytes);
+                self.say(|| format!("network duplicates n{from} -> n{to}: {what}"));
+            }
             for _ in 0..copies {
                 self.seq += 1;
                 let at = self.now + self.rng.range(1, self.p.max_delay);
@@ -591,7 +595,10 @@ impl<R: SimLog> Sim<R> {
             };
             let mut frame = Vec::new();
             ninep::encode(&Msg { tag: OP_TAG, body }, &mut frame).expect("encode");
-            let server = self.nodes[i].server.as_mut().expect("connected to a live node");
+            let server = self.nodes[i]
+                .server
+                .as_mut()
+                .expect("connected to a live node");
             server.handle(conn, &frame, &mut self.out);
             self.collect(i);
         }
@@ -674,7 +681,11 @@ impl<R: SimLog> Sim<R> {
             self.clients[ci].busy = Busy::Idle;
             if self.trace {
                 let o = &self.ops[op];
-                self.say(|| format!("client {ci}: {} -> {:?}", show_kind(&o.kind), o.outcome));
+                let got = match &o.outcome {
+                    Outcome::Ok(Some(v)) => format!("got {}", String::from_utf8_lossy(v)),
+                    other => format!("{other:?}"),
+                };
+                self.say(|| format!("client {ci}: {} -> {got}", show_kind(&o.kind)));
             }
         }
     }
@@ -721,6 +732,9 @@ impl<R: SimLog> Sim<R> {
                     ));
                 }
                 n.last_link = l.index;
+                if trace {
+                    println!("{now:>6} n{id} applies {} (term {})", l.index, l.term);
+                }
                 self.safety.applied(id, l.index, l.term, l.hash)?;
             }
             n.checked = links.len();
@@ -827,6 +841,21 @@ impl<R: SimLog> Sim<R> {
                     ));
                 }
                 Some(_) => {}
+            }
+        }
+        if self.trace {
+            let (id, log) = &logs[0];
+            println!("n{id}'s log at the end:");
+            for (index, term, body) in log {
+                let body: Option<cellfs::raft::Body> = postcard::from_bytes(body).ok();
+                let what = match &body {
+                    Some(cellfs::raft::Body::Command { origin, seq, data }) => format!(
+                        "from n{origin} seq {seq}: {:?}",
+                        cellfs::Command::decode(data)
+                    ),
+                    other => format!("{other:?}"),
+                };
+                println!("  {index} term {term} {what}");
             }
         }
         check::log_matching(&logs)?;
