@@ -156,6 +156,7 @@ pub const DEVICES: &[&dyn Device] = &[
     &crate::chan::ChanDev,
     &crate::proof::ProofDev,
     &crate::cap::CapDev,
+    &crate::raft::device::RaftDev,
 ];
 
 /// The device serving `node` (the root device for unknown numbers, which

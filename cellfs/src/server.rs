@@ -120,13 +120,17 @@ impl<C: Clock> World<C> {
             .map_err(Error::Cap)
     }
 
-    /// Verify a token's whole chain against this node's key (the expensive
+    /// Verify a token's whole chain against this node's key or a cluster
+    /// member's (the expensive
     /// part, done once per attach) and check it is usable now.
     fn verify(&mut self, text: &str) -> Result<Grant, Error> {
         let token = Token::from_text(text)?;
         self.verifications += 1;
         let me = self.config.key.public();
-        let grant = token.verify(|k| *k == me)?;
+        // Any member of the cluster may have minted it: they all hold the
+        // same state, and their keys are in the committed configuration.
+        let members = &self.state.membership.members;
+        let grant = token.verify(|k| *k == me || members.iter().any(|m| m.key == *k))?;
         self.check(&grant)?;
         Ok(grant)
     }

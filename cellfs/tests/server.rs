@@ -845,7 +845,10 @@ fn nine_p2000_directory_reads_and_stat() {
         names.push(s.name.to_string());
         rest = &rest[used..];
     }
-    assert_eq!(names, ["ctl", "status", "events", "chan", "proof", "cap"]);
+    assert_eq!(
+        names,
+        ["ctl", "status", "events", "chan", "proof", "cap", "raft"]
+    );
     // Offsets must continue where the last read ended.
     assert!(
         n.call(

@@ -14,7 +14,6 @@ mod raft;
 mod serve;
 mod up;
 mod verbs;
-mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

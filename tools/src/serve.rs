@@ -18,12 +18,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::BytesMut;
+use cellfs::raft::{Member, Options, Replica};
 use cellfs::{Clock, Config, ConnId, Outbox, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::wal::Wal;
+use crate::raft::join::Sponsor;
+use crate::raft::store::SegmentStore;
+use crate::raft::transport::{Directory, Transport};
+use crate::raft::{Alone, RaftLog};
 
 /// Flags of `cell0 serve`.
 #[derive(clap::Args, Debug)]
@@ -38,6 +42,40 @@ pub struct ServeArgs {
     /// for experiments only).
     #[arg(long)]
     pub insecure: bool,
+    /// Cluster membership.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// How a node finds its cluster. See raft(3).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// This node's Raft id; each node of a cluster has its own.
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    /// Listen for the other nodes of a cluster on HOST:PORT; without it
+    /// the node is a cluster of one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub raft: Option<String>,
+    /// Join the cluster of the node that serves 9P on HOST:PORT instead
+    /// of starting a new one (needs --raft).
+    #[arg(long, value_name = "HOST:PORT", requires = "raft")]
+    pub join: Option<String>,
+    /// Capability for --join (admin over /raft there): a file, or - for
+    /// standard input.
+    #[arg(long, value_name = "FILE")]
+    pub join_token: Option<PathBuf>,
+}
+
+impl Default for ClusterArgs {
+    fn default() -> ClusterArgs {
+        ClusterArgs {
+            id: 1,
+            raft: None,
+            join: None,
+            join_token: None,
+        }
+    }
 }
 
 /// Reply bytes that may wait for a connection before it is judged not to
@@ -72,7 +110,7 @@ struct Peer {
 
 /// Everything behind the one lock.
 struct Core {
-    server: Server<Wal, SysClock>,
+    server: Server<RaftLog, SysClock>,
     out: Outbox,
     peers: HashMap<ConnId, Peer>,
 }
@@ -140,7 +178,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(&args.listen, &data, args.insecure, None))
+    rt.block_on(serve(
+        &args.listen,
+        &data,
+        args.insecure,
+        &args.cluster,
+        None,
+    ))
 }
 
 /// Serve on `listen` with data in `data` until a signal (or `stop`);
@@ -149,6 +193,7 @@ pub async fn serve(
     listen: &str,
     data: &Path,
     insecure: bool,
+    cluster: &ClusterArgs,
     stop: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
     create_data_dir(data)?;
@@ -173,8 +218,8 @@ pub async fn serve(
         }
         n.notify_one();
     };
-    let (wal, replay) = Wal::open(&data.join("wal"), Box::new(on_commit))?;
     let key = crate::identity::load_or_create_key(data)?;
+    let (log, replayed, sponsor) = open_log(data, &key, cluster, Box::new(on_commit))?;
     let owner = crate::identity::write_owner_token(data, &key, crate::identity::now())?;
     if insecure {
         eprintln!(
@@ -188,13 +233,25 @@ pub async fn serve(
     };
     let mut server = Server::new(
         config,
-        wal,
+        log,
         SysClock {
             start: Instant::now(),
         },
     );
     let mut out = Outbox::new();
-    server.poll(&mut out);
+    // Serve nobody until what storage held is applied (a node alone
+    // re-elects itself at once; a cluster node waits for its leader, but
+    // not forever: a cluster that is down must not keep it from starting).
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        server.poll(&mut out);
+        let status = cellfs::Log::status(server.log_mut());
+        if status.commit >= replayed || Instant::now() > deadline {
+            server.poll(&mut out);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let core: Shared = Arc::new(Mutex::new(Core {
         server,
         out,
@@ -207,11 +264,19 @@ pub async fn serve(
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "cell0: node {node_id} serving 9P on {addr}, data {} ({} log entries replayed); owner token {}",
+        "cell0: node {node_id} serving 9P on {addr}, data {} ({replayed} log entries replayed); owner token {}",
         data.display(),
-        replay.entries,
         owner.display()
     );
+    if let Some((sponsor, me)) = sponsor {
+        // The add commits only once this node's transport and replica are
+        // running (they are): the leader reaches it while the write waits.
+        tokio::task::block_in_place(|| sponsor.add(&me))?;
+        eprintln!(
+            "cell0: node {node_id} joined the cluster as raft id {}",
+            me.id
+        );
+    }
     let _ = std::io::stderr().flush();
 
     // Commits finish on the log's thread; answer their requests here.
@@ -247,6 +312,83 @@ pub async fn serve(
     core.poll(None);
     eprintln!("cell0: node {node_id} stopped");
     Ok(())
+}
+
+/// A node to ask for membership, and who to ask it for.
+type Joining = (Sponsor, Member);
+
+/// Open the replicated log under `data/raft`: a new cluster of one, a
+/// restart from what storage holds, or (with `--join`) an empty replica
+/// that the sponsor's cluster is then asked to add. Returns the log, how
+/// many entries storage held, and the sponsor to ask.
+fn open_log(
+    data: &Path,
+    key: &cellfs::cap::NodeKey,
+    cluster: &ClusterArgs,
+    notify: crate::raft::Notify,
+) -> anyhow::Result<(RaftLog, u64, Option<Joining>)> {
+    let legacy = data.join("wal").join("log");
+    if std::fs::metadata(&legacy).is_ok_and(|m| m.len() > 0) && !data.join("raft").exists() {
+        anyhow::bail!(
+            "{} holds the log of a cell0 from before raft; this version keeps its log in {} \
+             and does not read the old one: move the data directory aside to start afresh",
+            legacy.display(),
+            data.join("raft").display()
+        );
+    }
+    if cluster.id == 0 {
+        anyhow::bail!("--id 0: raft ids start at 1");
+    }
+    let storage = SegmentStore::open(&data.join("raft")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let me = Member {
+        id: cluster.id,
+        addr: cluster.raft.clone().unwrap_or_default(),
+        key: key.public(),
+    };
+    let mut opts = Options::new(cluster.id);
+    opts.seed = u64::from_le_bytes(key.public()[..8].try_into().unwrap_or_default())
+        ^ crate::identity::now();
+    let (members, bootstrap, sponsor) = match &cluster.join {
+        Some(addr) => {
+            let token = crate::identity::ClientToken::resolve(cluster.join_token.as_deref(), None)
+                .context("--join needs --join-token FILE: a capability with admin over /raft on that node")?;
+            let sponsor = Sponsor::connect(addr, &token)?;
+            let mut members = sponsor.members()?;
+            if members.iter().any(|m| m.id == me.id) {
+                anyhow::bail!(
+                    "--join {addr}: raft id {} is taken there; pick another --id",
+                    me.id
+                );
+            }
+            members.push(me.clone());
+            (members, false, Some(sponsor))
+        }
+        None => (vec![me.clone()], true, None),
+    };
+    let replica =
+        Replica::open(opts, &members, storage, 0, bootstrap).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = replica.status();
+    let held = status.last_index;
+    // A node that already holds a log is a member already: no joining.
+    let sponsor = sponsor.filter(|_| held == 0 && status.snapshot_index == 0);
+    let inbox = RaftLog::inbox();
+    let log = match &cluster.raft {
+        Some(listen) => {
+            let i = inbox.clone();
+            let transport = Transport::start(
+                &tokio::runtime::Handle::current(),
+                listen.as_str(),
+                cluster.id,
+                key.clone(),
+                Directory::default(),
+                Arc::new(move |from, frame| i.deliver(from, frame)),
+            )
+            .with_context(|| format!("--raft {listen}"))?;
+            RaftLog::start(replica, transport, inbox, notify)?
+        }
+        None => RaftLog::start(replica, Alone, inbox, notify)?,
+    };
+    Ok((log, held, sponsor.map(|s| (s, me))))
 }
 
 /// Serve one client until it hangs up or the server closes it.

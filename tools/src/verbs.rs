@@ -71,7 +71,7 @@ pub fn ls(node: &Node, path: &str) -> anyhow::Result<()> {
 
 /// The names in directory `fid` (or the file's own name), and whether
 /// each is a directory.
-fn list(c: &Client, fid: u32) -> crate::client::Result<Vec<(String, bool)>> {
+pub fn list(c: &Client, fid: u32) -> crate::client::Result<Vec<(String, bool)>> {
     let st = c.stat(fid)?;
     if !st.is_dir() {
         return Ok(vec![(st.name, false)]);

@@ -192,7 +192,9 @@ fn status_files_are_never_stale_and_files_have_their_kinds() {
     let listing = m.sh_ok("ls -p");
     assert_eq!(
         listing.split_whitespace().collect::<Vec<_>>(),
-        ["cap/", "chan/", "ctl", "events", "proof/", "status"]
+        [
+            "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
+        ]
     );
     assert_eq!(status(&m, "status", "channels"), "0");
     m.sh_ok("mkdir chan/a chan/b");

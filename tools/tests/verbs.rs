@@ -33,7 +33,9 @@ fn verbs_list_create_write_read_and_remove() {
     names.sort();
     assert_eq!(
         names,
-        ["cap/", "chan/", "ctl", "events", "proof/", "status"]
+        [
+            "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
+        ]
     );
     assert!(ok(&node, &["cat", "/status"]).starts_with("node "));
 

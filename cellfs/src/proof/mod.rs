@@ -2,14 +2,19 @@
 //!
 //! `boot` holds the boot ledger ([`boot::Ledger`]): the kernel's `#E0` …
 //! `#E10` markers; a hosted node, which Linux booted, has none and says so.
+//! `chain` is the hash chain over every committed entry, one line per entry
+//! with its command bytes ([`chain`]); `head` its last link signed by the
+//! node's key ([`head`]).
 
 pub mod boot;
 pub mod chain;
+pub mod head;
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use self::head::Head;
 use crate::command::Command;
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
@@ -20,10 +25,17 @@ use crate::root;
 pub const DEV: u8 = 2;
 const K_TOP: u8 = 0;
 const K_BOOT: u8 = 1;
+const K_CHAIN: u8 = 2;
+const K_HEAD: u8 = 3;
 
 /// `/proof` itself.
 pub const TOP: Node = Node::new(DEV, K_TOP, 0);
 const BOOT: Node = Node::new(DEV, K_BOOT, 0);
+const CHAIN: Node = Node::new(DEV, K_CHAIN, 0);
+const HEAD: Node = Node::new(DEV, K_HEAD, 0);
+
+/// The files of `/proof`, in listing order.
+const FILES: [(&str, Node); 3] = [("boot", BOOT), ("chain", CHAIN), ("head", HEAD)];
 
 /// What `/proof/boot` holds on a node that has no boot ledger.
 pub const NO_BOOT_PROOF: &str =
@@ -56,6 +68,16 @@ impl Device for ProofDev {
                 version: 0,
                 mtime,
             }),
+            // Rendered on read, like /cap's files: the length is 0 (read
+            // to the end), the version moves with the chain.
+            CHAIN | HEAD => Some(Info {
+                name: if node == CHAIN { "chain" } else { "head" },
+                dir: false,
+                perm: 0o444,
+                length: 0,
+                version: cx.state.chain.head().0 as u32,
+                mtime,
+            }),
             _ => None,
         }
     }
@@ -65,12 +87,15 @@ impl Device for ProofDev {
     }
 
     fn lookup(&self, _cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
-        (dir == TOP && name == "boot").then_some(BOOT)
+        if dir != TOP {
+            return None;
+        }
+        FILES.iter().find(|f| f.0 == name).map(|f| f.1)
     }
 
     fn list(&self, _cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
         if dir == TOP {
-            out.push(BOOT);
+            out.extend(FILES.iter().map(|f| f.1));
         }
     }
 
@@ -79,6 +104,9 @@ impl Device for ProofDev {
             TOP if write => Err(Error::IsDir),
             BOOT if write => Err(Error::Perm(String::from(
                 "/proof/boot is read-only: the kernel wrote it as it booted",
+            ))),
+            CHAIN | HEAD if write => Err(Error::Perm(String::from(
+                "/proof/chain and /proof/head are read-only: the node computes them as entries commit",
             ))),
             _ => Ok(Aux::None),
         }
@@ -93,11 +121,19 @@ impl Device for ProofDev {
         count: u32,
         out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, Error> {
-        if node != BOOT {
+        // Each read at offset 0 renders afresh: O(size of the whole log)
+        // for the chain.
+        let render = || match node {
+            BOOT => Some(String::from(boot_text(cx))),
+            CHAIN => Some(cx.state.chain.render()),
+            HEAD => Some(Head::sign(&cx.state.chain, cx.key).render()),
+            _ => None,
+        };
+        if !matches!(node, BOOT | CHAIN | HEAD) {
             return Err(Error::IsDir);
         }
         Ok(dev::read_text(aux, offset, count, out, || {
-            String::from(boot_text(cx))
+            render().unwrap_or_default()
         }))
     }
 
@@ -120,7 +156,7 @@ impl Device for ProofDev {
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
-        let name = if node == BOOT { "boot" } else { "proof" };
+        let name = FILES.iter().find(|f| f.1 == node).map_or("proof", |f| f.0);
         Err(Error::Perm(format!(
             "cannot remove /proof/{name}: a proof is part of the node"
         )))

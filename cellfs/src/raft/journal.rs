@@ -1,18 +1,350 @@
-//! `/raft/log`: one line per committed entry (being written).
+//! `/raft/log`: one line per committed entry, and the names of the Raft
+//! ids that `/raft/peers` shows.
+//!
+//! Each committed entry is kept as `INDEX TERM ORIGIN COMMAND`, the
+//! command rendered in the syntax that made it ([`render`]): `mkdir
+//! /chan/alerts`, `write /chan/alerts/data 5 bytes`, `/chan/alerts/ctl
+//! close`, `/cap/ctl revoke 3`, `members voters=1,2,3`. Message payloads
+//! are never kept, only their length. The journal is part of the committed
+//! state (and of its snapshots), so it keeps only the latest
+//! [`MAX_LINES`] entries.
 
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write;
 use serde::{Deserialize, Serialize};
 
+use crate::cap::CapOp;
+use crate::chan::{ChanCmd, ChanOp};
 use crate::command::Command;
-use crate::log::Entry;
+use crate::log::{Change, Entry, Index, Term};
+use crate::raft::Membership;
+use crate::root::RootOp;
+
+/// How many of the latest committed entries `/raft/log` keeps.
+pub const MAX_LINES: usize = 4096;
+
+/// Longest `note` text kept in a line, in bytes (longer is cut, with `…`).
+pub const MAX_NOTE: usize = 64;
+
+/// One committed entry as `/raft/log` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    /// Its index in the log.
+    pub index: Index,
+    /// The term it was appended in.
+    pub term: Term,
+    /// The Raft id of the node it was proposed on.
+    pub origin: u64,
+    /// The command, in ctl syntax ([`render`]).
+    pub command: String,
+}
 
 /// The committed entries as `/raft/log` shows them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Journal {}
+pub struct Journal {
+    /// The latest entries, oldest first.
+    lines: VecDeque<Line>,
+    /// The decimal name of every Raft id a committed configuration has
+    /// named: `/raft/peers/ID` borrows its directory entry from here.
+    names: BTreeMap<u64, String>,
+}
 
 impl Journal {
     /// Record a committed entry (`cmd` is `None` when its bytes are not a
     /// command).
     pub fn push(&mut self, entry: &Entry, cmd: Option<&Command>) {
-        let _ = (entry, cmd);
+        let command = match cmd {
+            Some(c) => render(c),
+            None if entry.data.is_empty() => String::from("noop"),
+            None => format!("undecodable {} bytes", entry.data.len()),
+        };
+        if let Some(Command::Members(m)) = cmd {
+            self.name_members(m);
+        }
+        if self.lines.len() >= MAX_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(Line {
+            index: entry.index,
+            term: entry.term,
+            origin: entry.origin,
+            command,
+        });
+    }
+
+    /// The kept entries, oldest first.
+    pub fn lines(&self) -> impl Iterator<Item = &Line> + '_ {
+        self.lines.iter()
+    }
+
+    /// The whole of `/raft/log`: one `INDEX TERM ORIGIN COMMAND` line per
+    /// kept entry.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            let _ = writeln!(s, "{} {} {} {}", l.index, l.term, l.origin, l.command);
+        }
+        s
+    }
+
+    /// The decimal name of Raft id `id`, if a committed configuration has
+    /// named it.
+    pub fn name(&self, id: u64) -> Option<&str> {
+        self.names.get(&id).map(String::as_str)
+    }
+
+    fn name_members(&mut self, m: &Membership) {
+        let ids = m
+            .voters
+            .iter()
+            .chain(&m.new_voters)
+            .chain(&m.non_voters)
+            .copied()
+            .chain(m.members.iter().map(|x| x.id));
+        for id in ids {
+            self.names.entry(id).or_insert_with(|| id.to_string());
+        }
+    }
+}
+
+/// A command in the syntax of the write that made it, on one line.
+///
+/// Files written with ctl verbs read `PATH VERB…` (several lines of one
+/// write joined by `; `); other changes read like the shell command that
+/// made them: `mkdir /chan/NAME`, `rm /chan/NAME`, `write
+/// /chan/NAME/data N bytes`, `read /chan/NAME/data max=N`. A configuration
+/// reads `members voters=1,2,3` (with `new_voters=` during a joint
+/// configuration and `non_voters=` when there are any).
+pub fn render(cmd: &Command) -> String {
+    let mut s = String::new();
+    match cmd {
+        Command::Root(r) => {
+            s.push_str("/ctl ");
+            let ops: Vec<String> =
+                r.0.iter()
+                    .map(|op| match op {
+                        RootOp::Note(text) => format!("note {}", cut(text, MAX_NOTE)),
+                        RootOp::Sync => String::from("sync"),
+                    })
+                    .collect();
+            s.push_str(&ops.join("; "));
+        }
+        Command::Chan(c) => render_chan(&mut s, c),
+        Command::Cap(c) => {
+            s.push_str("/cap/ctl ");
+            let ops: Vec<String> =
+                c.0.iter()
+                    .map(|op| match op {
+                        CapOp::Mint(t) => {
+                            let c = t.claims();
+                            format!(
+                                "mint id={} holder={} scope={} rights={} not_before={} expires={}",
+                                c.id, c.holder, c.scope, c.rights, c.not_before, c.expires
+                            )
+                        }
+                        CapOp::Revoke(id) => format!("revoke {id}"),
+                    })
+                    .collect();
+            s.push_str(&ops.join("; "));
+        }
+        Command::Members(m) => {
+            let _ = write!(s, "members voters={}", ids(&m.voters));
+            if !m.new_voters.is_empty() {
+                let _ = write!(s, " new_voters={}", ids(&m.new_voters));
+            }
+            if !m.non_voters.is_empty() {
+                let _ = write!(s, " non_voters={}", ids(&m.non_voters));
+            }
+        }
+        Command::Raft(c) => {
+            s.push_str("/raft/ctl ");
+            match c {
+                Change::Add { id, addr, key } => {
+                    let _ = write!(s, "add id={id} addr={addr} key={}", crate::cap::hex(key));
+                }
+                Change::Remove { id } => {
+                    let _ = write!(s, "remove id={id}");
+                }
+                Change::Transfer { id } => {
+                    let _ = write!(s, "transfer id={id}");
+                }
+                Change::Snapshot => s.push_str("snapshot"),
+            }
+        }
+    }
+    // One entry, one line, whatever the names held.
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn render_chan(s: &mut String, c: &ChanCmd) {
+    let _ = match c {
+        ChanCmd::Create { name, .. } => write!(s, "mkdir /chan/{name}"),
+        ChanCmd::Remove { name } => write!(s, "rm /chan/{name}"),
+        ChanCmd::Send { name, data } => {
+            write!(s, "write /chan/{name}/data {} bytes", data.len())
+        }
+        ChanCmd::Take { name, max } => write!(s, "read /chan/{name}/data max={max}"),
+        ChanCmd::Unread { name, data, more } => write!(
+            s,
+            "unread /chan/{name}/data {} bytes{}",
+            data.len(),
+            if *more { " more" } else { "" }
+        ),
+        ChanCmd::Ctl { name, ops } => {
+            let ops: Vec<&str> = ops
+                .iter()
+                .map(|op| match op {
+                    ChanOp::Clear => "clear",
+                    ChanOp::Close => "close",
+                    ChanOp::Open => "open",
+                })
+                .collect();
+            write!(s, "/chan/{name}/ctl {}", ops.join("; "))
+        }
+    };
+}
+
+/// `1,2,3` (or `-` for none).
+fn ids(ids: &[u64]) -> String {
+    if ids.is_empty() {
+        return String::from("-");
+    }
+    let v: Vec<String> = ids.iter().map(u64::to_string).collect();
+    v.join(",")
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…`
+/// when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return String::from(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::root::RootCmd;
+
+    fn entry(index: Index, cmd: &Command) -> Entry {
+        Entry {
+            index,
+            term: 2,
+            origin: 3,
+            data: cmd.encode(),
+        }
+    }
+
+    #[test]
+    fn every_command_renders_on_one_line() {
+        let cases = [
+            (
+                Command::Chan(ChanCmd::Create {
+                    name: "a".into(),
+                    at: 1,
+                }),
+                "mkdir /chan/a",
+            ),
+            (
+                Command::Chan(ChanCmd::Send {
+                    name: "a".into(),
+                    data: b"hello".to_vec(),
+                }),
+                "write /chan/a/data 5 bytes",
+            ),
+            (
+                Command::Chan(ChanCmd::Take {
+                    name: "a".into(),
+                    max: 10,
+                }),
+                "read /chan/a/data max=10",
+            ),
+            (
+                Command::Chan(ChanCmd::Unread {
+                    name: "a".into(),
+                    data: b"xy".to_vec(),
+                    more: true,
+                }),
+                "unread /chan/a/data 2 bytes more",
+            ),
+            (
+                Command::Chan(ChanCmd::Ctl {
+                    name: "a".into(),
+                    ops: alloc::vec![ChanOp::Close, ChanOp::Open],
+                }),
+                "/chan/a/ctl close; open",
+            ),
+            (
+                Command::Chan(ChanCmd::Remove { name: "a".into() }),
+                "rm /chan/a",
+            ),
+            (
+                Command::Root(RootCmd(alloc::vec![
+                    RootOp::Note("hi\nthere".into()),
+                    RootOp::Sync
+                ])),
+                "/ctl note hi?there; sync",
+            ),
+            (
+                Command::Cap(crate::cap::CapCmd(alloc::vec![CapOp::Revoke(4)])),
+                "/cap/ctl revoke 4",
+            ),
+            (
+                Command::Members(Membership {
+                    voters: alloc::vec![1, 2],
+                    new_voters: alloc::vec![2, 3],
+                    ..Membership::default()
+                }),
+                "members voters=1,2 new_voters=2,3",
+            ),
+            (
+                Command::Raft(Change::Transfer { id: 2 }),
+                "/raft/ctl transfer id=2",
+            ),
+            (Command::Raft(Change::Snapshot), "/raft/ctl snapshot"),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(render(&cmd), want);
+        }
+        let long = "x".repeat(100);
+        let r = render(&Command::Root(RootCmd(alloc::vec![RootOp::Note(long)])));
+        assert_eq!(r, format!("/ctl note {}…", "x".repeat(MAX_NOTE)));
+    }
+
+    #[test]
+    fn keeps_the_latest_lines_and_names_members() {
+        let mut j = Journal::default();
+        let sync = Command::Root(RootCmd(alloc::vec![RootOp::Sync]));
+        for i in 1..=(MAX_LINES as u64 + 2) {
+            j.push(&entry(i, &sync), Some(&sync));
+        }
+        assert_eq!(j.lines().count(), MAX_LINES);
+        assert_eq!(j.lines().next().map(|l| l.index), Some(3));
+        let m = Command::Members(Membership {
+            voters: alloc::vec![7],
+            ..Membership::default()
+        });
+        j.push(&entry(99, &m), Some(&m));
+        assert_eq!(j.name(7), Some("7"));
+        assert_eq!(j.name(8), None);
+        assert!(j.text().ends_with("99 2 3 members voters=7\n"));
+        let raw = Entry {
+            index: 100,
+            term: 2,
+            origin: 0,
+            data: alloc::vec![0xff; 3],
+        };
+        j.push(&raw, None);
+        assert!(j.text().ends_with("100 2 0 undecodable 3 bytes\n"));
     }
 }

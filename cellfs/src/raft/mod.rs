@@ -9,6 +9,7 @@
 //! disruptive elections (a follower that heard from its leader recently
 //! does not vote for a stranger; see raft(3)).
 
+pub mod device;
 pub mod journal;
 pub mod replica;
 pub mod storage;

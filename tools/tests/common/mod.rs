@@ -55,12 +55,23 @@ pub struct Server {
 impl Server {
     /// A hosted node: `cell0 serve`.
     pub fn node() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = free_addr();
+        Server::node_with(tempfile::tempdir().unwrap(), None, &[])
+    }
+
+    /// A hosted node in `dir` (a restart, when it held one before), on
+    /// `addr` or a free port, with extra `serve` flags.
+    pub fn node_with(dir: TempDir, addr: Option<String>, extra: &[&str]) -> Server {
+        let addr = addr.unwrap_or_else(free_addr);
         let log = dir.path().join("server.log");
-        let out = std::fs::File::create(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", &addr, "--data"])
+            .args(["serve", "--listen", &addr])
+            .args(extra)
+            .arg("--data")
             .arg(dir.path().join("data"))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -92,6 +103,19 @@ impl Server {
             .expect("diod starts");
         wait_listening(&addr, &mut child, &log);
         Server { child, addr, dir }
+    }
+
+    /// A free loopback address (for a node's raft transport).
+    pub fn free_addr() -> String {
+        free_addr()
+    }
+
+    /// Stop the process (SIGKILL) and give back its directory, to start
+    /// it again.
+    pub fn kill_keep(mut self) -> (TempDir, String) {
+        self.crash();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, self.addr.clone())
     }
 
     /// Kill the server with SIGKILL and reap it.
