@@ -167,24 +167,24 @@ fn must_pass(seed: u64) {
     }
 }
 
-/// FAILS on the replica as first written (found by this simulation): a
-/// `Forward` that the network delivers twice is appended twice by the
-/// leader, so one write lands twice in the channel (`c1.3`, forwarded by
-/// n2 to n1 at 191 ms, is received by two readers). Forwarded proposals
-/// need deduplicating by (origin, seq).
+/// Regression (found by this simulation): a `Forward` that the network
+/// delivered twice was appended twice by the leader, so one write landed
+/// twice in the channel (`c1.3`, forwarded by n2 to n1 at 191 ms, was
+/// received by two readers). The leader now drops forwards of proposals
+/// already in its log, by (origin, proposal id).
 #[test]
-fn replica_bug_duplicated_forward_is_appended_twice_seed_3() {
+fn a_duplicated_forward_is_appended_once_seed_3() {
     must_pass(3);
 }
 
-/// FAILS on the replica as first written (found by this simulation):
-/// proposal ids restart from 1 when a replica restarts, so an entry that
-/// an earlier life of the node proposed, reported again as the restarted
-/// node catches up, is taken for the new proposal with the same id. Here
-/// entry 6 (n1's take, seq 2, which gave `c1.0` to client 1 at 225 ms) is
-/// re-applied by the restarted n1 at 3571 ms and answers client 0's new
-/// take (also seq 2, whose own entry is 9): `c1.0` is received twice.
+/// Regression (found by this simulation): proposal ids restarted from 1
+/// when a replica restarted, so an entry that an earlier life of the node
+/// proposed, reported again as the restarted node caught up, was taken for
+/// the new proposal with the same id (entry 6, n1's take with id 2, was
+/// re-applied by the restarted n1 at 3571 ms and answered client 0's new
+/// take, also id 2: `c1.0` was received twice). Ids now carry the boot
+/// count that the hard state keeps.
 #[test]
-fn replica_bug_proposal_ids_reused_after_restart_seed_312() {
+fn proposal_ids_are_not_reused_after_a_restart_seed_312() {
     must_pass(312);
 }
