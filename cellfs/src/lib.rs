@@ -35,7 +35,8 @@ pub use clock::{Clock, FixedClock};
 pub use command::Command;
 pub use error::Error;
 pub use log::{
-    Change, Commit, Entry, Index, Log, LogError, LogStatus, MemLog, ProposalId, Snapshot, Term,
+    Change, Commit, Entry, Index, Log, LogError, LogStatus, MemLog, ProposalId, ReadGate, Snapshot,
+    Term,
 };
 pub use outbox::{ConnId, Outbox};
 pub use server::{Config, Server};

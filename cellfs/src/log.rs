@@ -173,6 +173,15 @@ pub struct LogStatus {
     pub peers: Vec<PeerStatus>,
 }
 
+/// When a linearizable read may be served; see [`Log::read`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadGate {
+    /// At once, from the state applied so far.
+    Now,
+    /// When this proposal is reported done.
+    Wait(ProposalId),
+}
+
 /// A replicated or write-ahead log of commands.
 pub trait Log {
     /// Hand a command to the log and return the name of the proposal. It
@@ -186,6 +195,14 @@ pub trait Log {
         Err(LogError::Refused(String::from(
             "this node's log is not replicated: raft changes are not available",
         )))
+    }
+
+    /// Ask to serve a read linearizably: [`ReadGate::Now`] when the state
+    /// already applied holds every write acknowledged so far (a node
+    /// alone); otherwise a name that a [`Commit::Done`] reports, in the
+    /// commit stream after every entry the read must see.
+    fn read(&mut self) -> Result<ReadGate, LogError> {
+        Ok(ReadGate::Now)
     }
 
     /// Move everything committed since the last call into `out`, in order

@@ -8,7 +8,8 @@ use crate::dev::Waiting;
 use crate::node::Node;
 use crate::outbox::ConnId;
 
-/// A read that found nothing and waits for its node to change.
+/// A Tread: who asked, for what. Kept while the read waits for its node
+/// to change (it found nothing yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParkedRead {
     /// Who asked.

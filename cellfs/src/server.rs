@@ -25,7 +25,7 @@ use crate::dev::{Ctx, ReadOutcome, device};
 use crate::error::Error;
 use crate::events::{Events, Kind};
 use crate::fid::{Access, Fid, Mode, ORCLOSE};
-use crate::log::{Commit, Entry, Log, LogStatus, ProposalId, Snapshot};
+use crate::log::{Commit, Entry, Log, LogStatus, ProposalId, ReadGate, Snapshot};
 use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::{ParkedRead, ParkedReads};
@@ -507,7 +507,16 @@ impl<L: Log, C: Clock> Server<L, C> {
             Body::Tmkdir { dfid, name, .. } => {
                 self.create(conn, tag, dfid, name, true, CreateHow::Mkdir)
             }
-            Body::Tread { fid, offset, count } => self.read(conn, tag, fid, offset, count, out),
+            Body::Tread { fid, offset, count } => {
+                let req = ParkedRead {
+                    conn,
+                    tag,
+                    fid,
+                    offset,
+                    count,
+                };
+                self.read(req, false, out)
+            }
             Body::Twrite {
                 fid, offset, data, ..
             } => {
@@ -956,15 +965,18 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    fn read(
-        &mut self,
-        conn: ConnId,
-        tag: u16,
-        fid: u32,
-        offset: u64,
-        count: u32,
-        out: &mut Outbox,
-    ) -> Result<(), Error> {
+    /// Answer Tread. A file read from its start is linearizable: unless
+    /// `fresh` (the state is already known to be recent enough), it waits
+    /// for the log to confirm that this node has applied every write
+    /// acknowledged anywhere before it began (raft(3) READS).
+    fn read(&mut self, req: ParkedRead, fresh: bool, out: &mut Outbox) -> Result<(), Error> {
+        let ParkedRead {
+            conn,
+            tag,
+            fid,
+            offset,
+            count,
+        } = req;
         let iounit = self.iounit(conn);
         if self.is_auth(conn, fid)? {
             // Reading an auth fid returns nothing: the client only writes.
@@ -1018,6 +1030,24 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         if count == 0 {
             encode_reply(out, conn, tag, Body::Rread { data: &[] });
+            return Ok(());
+        }
+        if !fresh
+            && offset == 0
+            && let ReadGate::Wait(proposal) = self.log.read()?
+        {
+            c.live_tags.insert(tag);
+            let then = Then::Read { fid, offset, count };
+            self.inflight.insert(
+                proposal,
+                Waiter {
+                    conn,
+                    tag,
+                    then,
+                    flushes: Vec::new(),
+                    cancelled: false,
+                },
+            );
             return Ok(());
         }
         match dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)? {
@@ -1305,9 +1335,17 @@ impl<L: Log, C: Clock> Server<L, C> {
             Then::Write { count, .. } => self.reply(conn, tag, Body::Rwrite { count }, out),
             Then::Read { fid, offset, count } => match applied.data {
                 Some(data) => encode_reply(out, conn, tag, Body::Rread { data: &data }),
-                // Someone else got there first: wait for the next change.
+                // A confirmed read (see `read`), or a take someone else got
+                // to first (which waits for the next change): read now.
                 None => {
-                    if let Err(e) = self.read(conn, tag, fid, offset, count, out) {
+                    let req = ParkedRead {
+                        conn,
+                        tag,
+                        fid,
+                        offset,
+                        count,
+                    };
+                    if let Err(e) = self.read(req, true, out) {
                         self.reply_err(conn, tag, &e, out);
                     }
                 }
@@ -1404,7 +1442,9 @@ impl<L: Log, C: Clock> Server<L, C> {
                 if let Ok(f) = c.fids.get_mut(r.fid) {
                     f.parked = f.parked.saturating_sub(1);
                 }
-                if let Err(e) = self.read(r.conn, r.tag, r.fid, r.offset, r.count, out) {
+                // Woken by a change applied after the read began: what it
+                // reads now is at least as fresh as a confirmation gives.
+                if let Err(e) = self.read(r, true, out) {
                     self.reply_err(r.conn, r.tag, &e, out);
                 }
             }

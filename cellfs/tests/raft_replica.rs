@@ -2,7 +2,7 @@
 //! seeded fault-injecting simulation of whole nodes is `raft_sim`.
 
 use cellfs::raft::{MemStorage, Member, Msg, Options, Replica};
-use cellfs::{Change, Commit, LogError};
+use cellfs::{Change, Commit, LogError, ReadGate};
 
 fn member(id: u64) -> Member {
     Member {
@@ -232,4 +232,72 @@ fn bad_changes_are_refused() {
         .iter()
         .any(|c| matches!(c, Commit::Done { proposal, result: Err(LogError::Refused(_)) } if *proposal == p));
     assert!(refused, "{:?}", net.commits[0]);
+}
+
+#[test]
+fn reads_are_confirmed_by_a_majority_and_see_every_acknowledged_write() {
+    let mut net = Net::new(3);
+    net.run(2000);
+    let leader = net.leader().unwrap();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    // Not alone, so not at once: the leader asks a majority first.
+    let ReadGate::Wait(r) = net.node(leader).read().unwrap() else {
+        panic!("a leader of three reads at once");
+    };
+    net.run(1);
+    let done =
+        |c: &Commit, r| matches!(c, Commit::Done { proposal, result: Ok(()) } if *proposal == r);
+    assert!(net.commits[leader as usize - 1].iter().any(|c| done(c, r)));
+    // A write committed on the leader; the follower has not heard the new
+    // commit index yet (the next heartbeat brings it), but a read there
+    // must see the write: the read is answered only after it.
+    net.node(leader).propose(b"cmd w".to_vec()).unwrap();
+    net.run(1);
+    let fc = follower as usize - 1;
+    net.commits[fc].clear();
+    let ReadGate::Wait(r) = net.node(follower).read().unwrap() else {
+        panic!("a follower reads at once");
+    };
+    net.run(2);
+    let at = |pred: &dyn Fn(&Commit) -> bool| net.commits[fc].iter().position(pred);
+    let write = at(&|c| matches!(c, Commit::Entry { entry, .. } if entry.data == b"cmd w"));
+    let read = at(&|c| done(c, r));
+    assert!(
+        write.is_some() && read.is_some() && write < read,
+        "the write comes before the read: {:?}",
+        net.commits[fc]
+    );
+    // A leader cut off from the others cannot confirm a read, so it
+    // never answers one from stale state.
+    let mut old = net.nodes[leader as usize - 1].take().unwrap();
+    let ReadGate::Wait(r) = old.read().unwrap() else {
+        panic!("a cut-off leader reads at once");
+    };
+    let mut got = Vec::new();
+    for ms in 1..=6000 {
+        old.tick(net.now + ms);
+        old.take_messages(&mut Vec::new());
+        old.take_committed(&mut got);
+    }
+    let answers: Vec<&Commit> = got
+        .iter()
+        .filter(|c| matches!(c, Commit::Done { proposal, .. } if *proposal == r))
+        .collect();
+    assert!(
+        matches!(
+            answers[..],
+            [Commit::Done {
+                result: Err(LogError::NoLeader),
+                ..
+            }]
+        ),
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn a_node_alone_reads_at_once() {
+    let mut net = Net::new(1);
+    net.run(5);
+    assert_eq!(net.node(1).read(), Ok(ReadGate::Now));
 }

@@ -95,6 +95,22 @@ fn three_nodes_survive_the_loss_of_their_leader() {
         write(node(&nodes, i), &token, "/chan/t/data", &format!("m{i}")).unwrap();
         acked += 1;
     }
+    // Reads are linearizable: a write acknowledged by one node is seen
+    // by a read on any other that begins after it, without waiting.
+    for i in 0..3 {
+        write(node(&nodes, i), &token, "/chan/t/data", &format!("r{i}")).unwrap();
+        acked += 1;
+        let other = node(&nodes, (i + 1) % 3);
+        let s = cat(other, &token, "/chan/t/status").unwrap();
+        let sent: u64 = field(&s, "sent").unwrap().parse().unwrap();
+        assert_eq!(
+            sent,
+            acked,
+            "node {} reads what node {} wrote",
+            (i + 1) % 3 + 1,
+            i + 1
+        );
+    }
     let status = cat(node(&nodes, 2), &token, "/raft/status").unwrap();
     let leader: usize = field(&status, "leader").unwrap().parse::<usize>().unwrap() - 1;
     // Kill the leader; the others elect a new one and take writes.

@@ -20,7 +20,8 @@ use noraft::{
 
 use crate::command::Command;
 use crate::log::{
-    Change, Commit, Entry, Index, Log, LogError, LogStatus, PeerStatus, ProposalId, Snapshot, Term,
+    Change, Commit, Entry, Index, Log, LogError, LogStatus, PeerStatus, ProposalId, ReadGate,
+    Snapshot, Term,
 };
 use crate::raft::storage::{
     Body, HardState, Member, Membership, SnapshotMeta, Storage, StorageError, Stored,
@@ -89,12 +90,30 @@ enum Stage {
     Local { at: LogPosition },
     /// A change this node is carrying out itself (a snapshot, a transfer).
     Running,
+    /// A read this node, leading, is confirming (see [`LeaderRead`]).
+    Reading,
+    /// A read that may be served once everything through `index` is
+    /// delivered.
+    ReadAt { index: Index },
 }
 
 #[derive(Clone, Debug)]
 enum Pending {
     Data(Vec<u8>),
     Change(Change),
+    Read,
+}
+
+/// A read the leader confirms with a heartbeat round (the thesis' §6.4
+/// ReadIndex): the commit index when it was asked, valid once a majority
+/// has answered an append of a round sent after that.
+#[derive(Debug)]
+struct LeaderRead {
+    /// This node's read, or a follower's (origin, request id).
+    who: Option<(u64, u64)>,
+    seq: u64,
+    /// (round, index) once the leader has committed an entry of its term.
+    at: Option<(u64, Index)>,
 }
 
 #[derive(Debug)]
@@ -147,6 +166,17 @@ pub struct Replica<S: Storage> {
     transfer: Option<Transfer>,
     /// Proposals (origin, id) in recent entries, and where.
     seen: BTreeMap<(u64, u64), Index>,
+    /// Reads this leader is confirming.
+    reads: Vec<LeaderRead>,
+    /// The round the next heartbeat for reads carries; the last one sent;
+    /// whether one is due.
+    read_round: u64,
+    read_sent: u64,
+    read_due: bool,
+    /// Per follower, the highest round it echoed in this term.
+    read_acks: BTreeMap<u64, u64>,
+    /// As follower: the latest round heard from the leader, and its term.
+    read_echo: (Term, u64),
     commits: Vec<Commit>,
     outbox: Vec<(u64, Msg)>,
 }
@@ -264,6 +294,12 @@ impl<S: Storage> Replica<S> {
             snapshot_sent: BTreeMap::new(),
             transfer: None,
             seen: BTreeMap::new(),
+            reads: Vec::new(),
+            read_round: 1,
+            read_sent: 0,
+            read_due: false,
+            read_acks: BTreeMap::new(),
+            read_echo: (0, 0),
             commits,
             outbox: Vec::new(),
         };
@@ -422,9 +458,37 @@ impl<S: Storage> Replica<S> {
         Ok(seq)
     }
 
+    /// Ask for a linearizable read; see [`Log::read`].
+    pub fn read(&mut self) -> Result<ReadGate, LogError> {
+        if self.reads_locally() {
+            return Ok(ReadGate::Now);
+        }
+        let seq = self.new_seq()?;
+        let deadline = self.now + self.opts.proposal_timeout_ms;
+        if let Some(stage) = self.route(seq, Pending::Read) {
+            self.waiting.insert(seq, Waiting { deadline, stage });
+        }
+        Ok(ReadGate::Wait(seq))
+    }
+
+    /// Whether reads may be served from what was applied without asking
+    /// anyone: this node leads and is the only voter, so no write can be
+    /// acknowledged anywhere before this node has applied it.
+    pub fn reads_locally(&self) -> bool {
+        self.is_leader() && self.solo_voter()
+    }
+
     /// Append a proposal here if leading, else hand it to the leader.
     /// `None` when it already failed (reported as [`Commit::Done`]).
     fn route(&mut self, seq: u64, pending: Pending) -> Option<Stage> {
+        if self.is_leader() && matches!(pending, Pending::Read) {
+            self.reads.push(LeaderRead {
+                who: None,
+                seq,
+                at: None,
+            });
+            return Some(Stage::Reading);
+        }
         if self.is_leader() {
             let me = self.me();
             return match self.lead(me, seq, pending) {
@@ -471,6 +535,8 @@ impl<S: Storage> Replica<S> {
                 Ok(Some(at))
             }
             Pending::Change(change) => self.lead_change(origin, seq, change),
+            // Reads never reach here: `route` and `read_asked` take them.
+            Pending::Read => Ok(None),
         }
     }
 
@@ -606,16 +672,38 @@ impl<S: Storage> Replica<S> {
                 prev_term,
                 prev_index,
                 entries,
-            } => self.receive_append(from, term, commit, pos(prev_term, prev_index), entries),
+                read,
+            } => {
+                if term >= self.node.current_term().get() {
+                    let (t, r) = self.read_echo;
+                    self.read_echo = (term, if t == term { r.max(read) } else { read });
+                }
+                self.receive_append(from, term, commit, pos(prev_term, prev_index), entries)
+            }
             Msg::AppendReply {
                 term,
                 last_term,
                 last_index,
-            } => self.engine(Message::AppendEntriesReply {
-                from: NodeId::new(from),
-                term: noraft::Term::new(term),
-                last_position: pos(last_term, last_index),
-            }),
+                read,
+            } => {
+                if self.is_leader() && term == self.node.current_term().get() {
+                    let acked = self.read_acks.entry(from).or_default();
+                    *acked = (*acked).max(read);
+                }
+                self.engine(Message::AppendEntriesReply {
+                    from: NodeId::new(from),
+                    term: noraft::Term::new(term),
+                    last_position: pos(last_term, last_index),
+                })
+            }
+            Msg::Read { seq } => self.read_asked(from, seq),
+            Msg::ReadIndex { seq, index } => {
+                if let Some(w) = self.waiting.get_mut(&seq)
+                    && matches!(w.stage, Stage::Sent { to, pending: Pending::Read } if to == from)
+                {
+                    w.stage = Stage::ReadAt { index };
+                }
+            }
             Msg::Snapshot { term, meta, data } => self.receive_snapshot(from, term, meta, data),
             Msg::TimeoutNow { term } => {
                 if term == self.node.current_term().get() && !self.is_leader() {
@@ -805,6 +893,108 @@ impl<S: Storage> Replica<S> {
         }
     }
 
+    /// A follower's read: confirm it like this node's own, or point the
+    /// follower elsewhere.
+    fn read_asked(&mut self, from: u64, seq: u64) {
+        if !self.is_leader() || self.transfer.is_some() {
+            let leader = self.leader.filter(|&l| l != from);
+            self.outbox.push((
+                from,
+                Msg::Refuse {
+                    seq,
+                    leader,
+                    why: None,
+                },
+            ));
+            return;
+        }
+        self.reads.push(LeaderRead {
+            who: Some((from, seq)),
+            seq,
+            at: None,
+        });
+    }
+
+    /// Give reads that lack one a round, once this leader has committed an
+    /// entry of its own term (before that its commit index may be behind
+    /// what an earlier leader acknowledged), and ask for a heartbeat.
+    fn start_reads(&mut self) {
+        if self.reads.is_empty() || !self.is_leader() {
+            return;
+        }
+        let commit = self.node.commit_index();
+        let term = self.node.current_term();
+        if self.node.log().entries().get_term(commit) != Some(term) {
+            return;
+        }
+        let round = self.read_round;
+        for r in self.reads.iter_mut().filter(|r| r.at.is_none()) {
+            r.at = Some((round, commit.get()));
+            self.read_due = true;
+        }
+        if self.read_due {
+            self.read_due = false;
+            self.read_sent = round;
+            self.read_round += 1;
+            self.node.heartbeat();
+        }
+    }
+
+    /// Whether a majority (of each side of a joint configuration) has
+    /// echoed `round` or a later one.
+    fn round_confirmed(&self, round: u64) -> bool {
+        let me = self.me();
+        let config = self.node.config();
+        let majority = |set: &alloc::collections::BTreeSet<NodeId>| {
+            let yes = set
+                .iter()
+                .filter(|n| {
+                    n.get() == me || self.read_acks.get(&n.get()).is_some_and(|&r| r >= round)
+                })
+                .count();
+            yes > set.len() / 2
+        };
+        majority(&config.voters) && (config.new_voters.is_empty() || majority(&config.new_voters))
+    }
+
+    /// Answer the reads whose round a majority confirmed; hand the reads
+    /// of a leader that lost office to the new one.
+    fn finish_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        if !self.is_leader() {
+            for r in core::mem::take(&mut self.reads) {
+                // A follower's read goes unanswered: it asks again when
+                // it sees the leader change.
+                if r.who.is_none() {
+                    self.reroute(r.seq, Pending::Read);
+                }
+            }
+            return;
+        }
+        let mut i = 0;
+        while i < self.reads.len() {
+            let Some((round, index)) = self.reads[i].at else {
+                i += 1;
+                continue;
+            };
+            if !self.round_confirmed(round) {
+                i += 1;
+                continue;
+            }
+            let r = self.reads.swap_remove(i);
+            match r.who {
+                Some((origin, seq)) => self.outbox.push((origin, Msg::ReadIndex { seq, index })),
+                None => {
+                    if let Some(w) = self.waiting.get_mut(&r.seq) {
+                        w.stage = Stage::ReadAt { index };
+                    }
+                }
+            }
+        }
+    }
+
     fn refused(&mut self, from: u64, seq: u64, leader: Option<u64>, why: Option<String>) {
         let Some(w) = self.waiting.get_mut(&seq) else {
             return;
@@ -887,7 +1077,13 @@ impl<S: Storage> Replica<S> {
         for seq in expired {
             if let Some(w) = self.waiting.remove(&seq) {
                 let error = match w.stage {
-                    Stage::Queued(_) => LogError::NoLeader,
+                    Stage::Queued(_)
+                    | Stage::Reading
+                    | Stage::ReadAt { .. }
+                    | Stage::Sent {
+                        pending: Pending::Read,
+                        ..
+                    } => LogError::NoLeader,
                     _ => LogError::Unknown,
                 };
                 self.commits.push(Commit::Done {
@@ -912,13 +1108,22 @@ impl<S: Storage> Replica<S> {
     /// again could append them twice.
     fn abandon_sent(&mut self) {
         let leader = self.leader;
-        let lost: Vec<ProposalId> = self
+        let lost: Vec<(ProposalId, bool)> = self
             .waiting
             .iter()
-            .filter(|(_, w)| matches!(w.stage, Stage::Sent { to, .. } if Some(to) != leader))
-            .map(|(&s, _)| s)
+            .filter_map(|(&s, w)| match &w.stage {
+                Stage::Sent { to, pending } if Some(*to) != leader => {
+                    Some((s, matches!(pending, Pending::Read)))
+                }
+                _ => None,
+            })
             .collect();
-        for seq in lost {
+        for (seq, read) in lost {
+            if read {
+                // A read changes nothing: ask again, wherever leads now.
+                self.reroute(seq, Pending::Read);
+                continue;
+            }
             self.waiting.remove(&seq);
             self.commits.push(Commit::Done {
                 proposal: seq,
@@ -962,6 +1167,7 @@ impl<S: Storage> Replica<S> {
             self.fail_waiting();
             return;
         }
+        self.start_reads();
         let mut wrote = false;
         let mut sends: Vec<(Option<u64>, Message)> = Vec::new();
         let mut snapshots: Vec<u64> = Vec::new();
@@ -1031,6 +1237,7 @@ impl<S: Storage> Replica<S> {
         }
         self.drive_transfer();
         self.check_local_proposals();
+        self.finish_reads();
         self.deliver();
     }
 
@@ -1196,6 +1403,7 @@ impl<S: Storage> Replica<S> {
                 term: term.get(),
                 last_term: last_position.term.get(),
                 last_index: last_position.index.get(),
+                read: self.read_echo.1,
             },
             Message::AppendEntriesCall {
                 term,
@@ -1230,6 +1438,7 @@ impl<S: Storage> Replica<S> {
                     prev_term: prev.term.get(),
                     prev_index: prev.index.get(),
                     entries: out,
+                    read: self.read_sent,
                 }
             }
         };
@@ -1304,6 +1513,20 @@ impl<S: Storage> Replica<S> {
             });
             self.delivered = index;
             self.since_snapshot += 1;
+        }
+        let delivered = self.delivered;
+        let ready: Vec<ProposalId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| matches!(w.stage, Stage::ReadAt { index } if index <= delivered))
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in ready {
+            self.waiting.remove(&seq);
+            self.commits.push(Commit::Done {
+                proposal: seq,
+                result: Ok(()),
+            });
         }
     }
 
@@ -1465,6 +1688,7 @@ fn forward(seq: u64, pending: &Pending) -> Msg {
             seq,
             change: change.clone(),
         },
+        Pending::Read => Msg::Read { seq },
     }
 }
 
@@ -1475,6 +1699,10 @@ impl<S: Storage> Log for Replica<S> {
 
     fn change(&mut self, change: Change) -> Result<ProposalId, LogError> {
         Replica::change(self, change)
+    }
+
+    fn read(&mut self) -> Result<ReadGate, LogError> {
+        Replica::read(self)
     }
 
     fn take_committed(&mut self, out: &mut Vec<Commit>) {

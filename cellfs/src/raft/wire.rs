@@ -43,6 +43,8 @@ pub enum Msg {
         prev_index: Index,
         /// The entries, with their bodies.
         entries: Vec<Stored>,
+        /// The leader's latest read round (see [`Msg::AppendReply`]).
+        read: u64,
     },
     /// The answer to [`Msg::Append`]: the follower's last entry.
     AppendReply {
@@ -52,6 +54,10 @@ pub enum Msg {
         last_term: Term,
         /// Ditto.
         last_index: Index,
+        /// The highest read round the follower has seen from this leader
+        /// in this term: a majority echoing a round proves the leader
+        /// still led after the reads of that round were asked.
+        read: u64,
     },
     /// InstallSnapshot, in one message.
     Snapshot {
@@ -90,6 +96,20 @@ pub enum Msg {
         leader: Option<u64>,
         /// Set when the change itself is wrong (not worth retrying).
         why: Option<alloc::string::String>,
+    },
+    /// A follower asks the leader for a read index (a linearizable read).
+    Read {
+        /// The follower's request id.
+        seq: u64,
+    },
+    /// The leader's answer to [`Msg::Read`]: once the follower has applied
+    /// through `index`, its state holds every write acknowledged before
+    /// the read was asked.
+    ReadIndex {
+        /// The follower's request id.
+        seq: u64,
+        /// The leader's commit index when the read was asked.
+        index: Index,
     },
     /// A forwarded change that has no entry of its own finished.
     ChangeDone {

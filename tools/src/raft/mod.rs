@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cellfs::raft::{Member, Msg, Replica, Storage};
-use cellfs::{Change, Commit, Log, LogError, LogStatus, ProposalId, Snapshot};
+use cellfs::{Change, Commit, Log, LogError, LogStatus, ProposalId, ReadGate, Snapshot};
 
 /// Called after each batch the Raft thread hands back.
 pub type Notify = Box<dyn Fn() + Send + Sync>;
@@ -68,6 +68,7 @@ const MAX_INPUTS: usize = 65_536;
 enum Input {
     Propose(ProposalId, Vec<u8>),
     Change(ProposalId, Change),
+    Read(ProposalId),
     Receive(u64, Vec<u8>),
     Snapshot(Snapshot),
 }
@@ -78,6 +79,12 @@ struct Queues {
     commits: Vec<Commit>,
     status: LogStatus,
     wants_snapshot: bool,
+    /// The replica may serve reads from what was applied (it leads
+    /// alone): set by the thread after each batch. It can only turn false
+    /// through a change this same thread appends and publishes before it
+    /// could grant any vote, so reads served on a stale `true` are still
+    /// linearizable.
+    reads_locally: bool,
     closing: bool,
     stopped: bool,
 }
@@ -191,6 +198,13 @@ impl Log for RaftLog {
         self.push(|id| Input::Change(id, change))
     }
 
+    fn read(&mut self) -> Result<ReadGate, LogError> {
+        if lock(&self.shared).reads_locally {
+            return Ok(ReadGate::Now);
+        }
+        self.push(Input::Read).map(ReadGate::Wait)
+    }
+
     fn take_committed(&mut self, out: &mut Vec<Commit>) {
         out.append(&mut lock(&self.shared).commits);
     }
@@ -258,6 +272,14 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
             match input {
                 Input::Propose(id, data) => proposed(id, r.propose(data), &mut ids, &mut commits),
                 Input::Change(id, change) => proposed(id, r.change(change), &mut ids, &mut commits),
+                Input::Read(id) => match r.read() {
+                    Ok(ReadGate::Wait(seq)) => proposed(id, Ok(seq), &mut ids, &mut commits),
+                    Ok(ReadGate::Now) => commits.push(Commit::Done {
+                        proposal: id,
+                        result: Ok(()),
+                    }),
+                    Err(e) => proposed(id, Err(e), &mut ids, &mut commits),
+                },
                 Input::Receive(from, frame) => match Msg::decode(&frame) {
                     Some(m) => r.receive(from, m),
                     None => eprintln!(
@@ -302,6 +324,7 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
             q.commits.append(&mut commits);
             q.status = r.status();
             q.wants_snapshot = q.wants_snapshot || r.wants_snapshot();
+            q.reads_locally = r.reads_locally();
             if failed.is_some() || closing {
                 q.stopped = true;
             }
