@@ -171,6 +171,8 @@ pub struct LogStatus {
     pub snapshot_index: Index,
     /// Every member, this node included.
     pub peers: Vec<PeerStatus>,
+    /// The log's files and syncs (zeroes for a log kept in memory).
+    pub storage: crate::raft::StorageUsage,
 }
 
 /// When a linearizable read may be served; see [`Log::read`].

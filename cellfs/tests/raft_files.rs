@@ -357,7 +357,10 @@ fn status_and_log_follow_committed_changes() {
             "applied",
             "last_index",
             "snapshot_index",
-            "members"
+            "members",
+            "log_files",
+            "log_bytes",
+            "syncs"
         ]
     );
     assert_eq!(field(&status, "role"), "leader");

@@ -358,6 +358,12 @@ pub fn status_text(cx: &Ctx<'_>) -> String {
         r.snapshot_index,
         listed(cx).len()
     );
+    let u = &r.storage;
+    let _ = write!(
+        s,
+        "log_files {}\nlog_bytes {}\nsyncs {}\n",
+        u.files, u.bytes, u.syncs
+    );
     s
 }
 

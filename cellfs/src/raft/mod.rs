@@ -18,6 +18,6 @@ pub mod wire;
 pub use replica::{Options, Replica};
 pub use storage::{
     Body, HardState, Loaded, MemStorage, Member, Membership, SnapshotMeta, Storage, StorageError,
-    Stored,
+    StorageUsage, Stored,
 };
 pub use wire::Msg;

@@ -1665,6 +1665,7 @@ impl<S: Storage> Replica<S> {
             last_index: self.node.log().last_position().index.get(),
             snapshot_index: self.node.log().snapshot_position().index.get(),
             peers,
+            storage: self.storage.usage(),
         }
     }
 }

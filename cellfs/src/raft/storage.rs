@@ -136,6 +136,23 @@ pub trait Storage {
     /// Replace the snapshot, atomically and durably before returning, and
     /// drop the entries it covers (entries after it stay).
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError>;
+    /// How much the log takes and how often it was synced, for
+    /// `/raft/status` (zeroes where the storage does not count).
+    fn usage(&self) -> StorageUsage {
+        StorageUsage::default()
+    }
+}
+
+/// What `/raft/status` tells of a replica's storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// Files holding log entries.
+    pub files: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// Syncs (fsyncs of the log) since the node started: writes per sync
+    /// is the batching that group commit achieved.
+    pub syncs: u64,
 }
 
 /// One image of what [`MemStorage`] holds.

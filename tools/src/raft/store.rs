@@ -36,7 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cellfs::Index;
-use cellfs::raft::{HardState, Loaded, SnapshotMeta, Storage, StorageError, Stored};
+use cellfs::raft::{HardState, Loaded, SnapshotMeta, Storage, StorageError, StorageUsage, Stored};
 
 /// Size at which a segment is closed and a new one begun: large enough
 /// that segment files stay few, small enough that a snapshot soon frees
@@ -88,6 +88,8 @@ pub struct SegmentStore {
     /// `hard_dirty`).
     hard: HardState,
     hard_dirty: bool,
+    /// Segment fsyncs so far.
+    syncs: u64,
     /// The last index the snapshot covers (0 without one).
     snap_index: Index,
     /// Segments (by first index) written since the last sync.
@@ -161,6 +163,7 @@ impl SegmentStore {
             ends: VecDeque::new(),
             hard: HardState::default(),
             hard_dirty: false,
+            syncs: 0,
             snap_index: 0,
             dirty: BTreeSet::new(),
             log_dir_dirty: false,
@@ -378,6 +381,7 @@ impl SegmentStore {
                 seg.file
                     .sync_data()
                     .map_err(|e| io_err(&seg.path, "syncing", &e))?;
+                self.syncs += 1;
             }
         }
         if self.log_dir_dirty {
@@ -479,6 +483,15 @@ impl Storage for SegmentStore {
         self.check()?;
         let r = self.sync_inner();
         self.poison(r)
+    }
+
+    fn usage(&self) -> StorageUsage {
+        let s = self.stats();
+        StorageUsage {
+            files: s.segments as u64,
+            bytes: s.bytes,
+            syncs: self.syncs,
+        }
     }
 
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
