@@ -293,6 +293,15 @@ fn reads_are_confirmed_by_a_majority_and_see_every_acknowledged_write() {
         ),
         "{answers:?}"
     );
+    // Check-quorum: it takes no write either, and says so at once.
+    assert_eq!(old.status().role, "leader");
+    let p = old.propose(b"cmd late".to_vec()).unwrap();
+    let mut got = Vec::new();
+    old.take_committed(&mut got);
+    assert!(
+        matches!(got[..], [Commit::Done { proposal, result: Err(LogError::NoLeader) }] if proposal == p),
+        "{got:?}"
+    );
 }
 
 #[test]

@@ -523,6 +523,12 @@ impl<S: Storage> Replica<S> {
         if self.transfer.is_some() {
             return Err(LogError::NoLeader);
         }
+        if !self.heard_majority(self.opts.election_ms.1) {
+            // Check-quorum: a leader cut off from most voters would only
+            // hold the proposal until it timed out; say at once that there
+            // is no leader to take it (nothing was appended).
+            return Err(LogError::NoLeader);
+        }
         match pending {
             Pending::Data(data) => {
                 let at = self.node.propose_command();
@@ -735,22 +741,27 @@ impl<S: Storage> Replica<S> {
         let min = self.opts.election_ms.0;
         if self.is_leader() {
             // A leader that hears from a majority keeps its office.
-            let config = self.node.config();
-            let voters: Vec<NodeId> = config.voters.iter().copied().collect();
-            let heard = voters
-                .iter()
-                .filter(|n| {
-                    n.get() == self.me()
-                        || self
-                            .last_contact
-                            .get(&n.get())
-                            .is_some_and(|&t| self.now.saturating_sub(t) < min)
-                })
-                .count();
-            return heard > voters.len() / 2;
+            return self.heard_majority(min);
         }
         self.leader_contact
             .is_some_and(|t| self.now.saturating_sub(t) < min)
+    }
+
+    /// Whether this node heard from a majority of the voters (itself
+    /// included) within the last `ms`.
+    fn heard_majority(&self, ms: u64) -> bool {
+        let voters = &self.node.config().voters;
+        let heard = voters
+            .iter()
+            .filter(|n| {
+                n.get() == self.me()
+                    || self
+                        .last_contact
+                        .get(&n.get())
+                        .is_some_and(|&t| self.now.saturating_sub(t) < ms)
+            })
+            .count();
+        heard > voters.len() / 2
     }
 
     fn receive_append(
