@@ -188,3 +188,11 @@ fn a_duplicated_forward_is_appended_once_seed_3() {
 fn proposal_ids_are_not_reused_after_a_restart_seed_312() {
     must_pass(312);
 }
+
+/// Regression (found by a 30,000-seed run): two appends between flushes,
+/// the second cutting the log before the first's entries, tripped the
+/// engine's merge of pending appends (an assertion in `noraft`).
+#[test]
+fn an_append_that_cuts_below_pending_entries_is_written_in_order_seed_21206() {
+    must_pass(21206);
+}

@@ -143,8 +143,9 @@ pub struct Replica<S: Storage> {
     /// Term and body of every entry in the engine's log, by index.
     bodies: BTreeMap<Index, (Term, Body)>,
     /// Bodies that came in appends since the last flush, for the entries
-    /// the engine takes from them.
-    incoming: BTreeMap<Index, (Term, Body)>,
+    /// the engine takes from them, by (index, term): appends from two
+    /// leaders may carry different entries at one index.
+    incoming: BTreeMap<(Index, Term), Body>,
     /// Address and key of every node this replica has heard of.
     directory: BTreeMap<u64, Member>,
     /// The latest snapshot, for followers that fell behind.
@@ -787,13 +788,25 @@ impl<S: Storage> Replica<S> {
         for s in &entries {
             engine_entries.push(engine_entry(s));
         }
+        // The engine merges the entries it appends until the next flush,
+        // and cannot merge an append that cuts its log before the start
+        // of what it holds pending: write the pending ones out first.
+        if self
+            .node
+            .actions()
+            .append_log_entries
+            .as_ref()
+            .is_some_and(|p| prev_index < p.prev_position().index.get())
+        {
+            self.flush();
+        }
         for s in entries {
             if let Body::Config { membership, .. } = &s.body {
                 for m in &membership.members {
                     self.directory.entry(m.id).or_insert_with(|| m.clone());
                 }
             }
-            self.incoming.insert(s.index, (s.term, s.body));
+            self.incoming.insert((s.index, s.term), s.body);
         }
         let current = self.node.current_term().get();
         if term >= current {
@@ -1382,10 +1395,14 @@ impl<S: Storage> Replica<S> {
 
     fn body_at(&self, index: Index, term: Term) -> Option<Body> {
         self.incoming
-            .get(&index)
-            .or_else(|| self.bodies.get(&index))
-            .filter(|(t, _)| *t == term)
-            .map(|(_, b)| b.clone())
+            .get(&(index, term))
+            .or_else(|| {
+                self.bodies
+                    .get(&index)
+                    .filter(|(t, _)| *t == term)
+                    .map(|(_, b)| b)
+            })
+            .cloned()
     }
 
     fn send_engine(&mut self, to: Option<u64>, m: Message) {
