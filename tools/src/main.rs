@@ -128,7 +128,8 @@ enum Cmd {
     /// Check proofs offline.
     #[command(subcommand)]
     Proof(proof::ProofCmd),
-    /// Measure ops/s and latency over 9P on loopback, against diod too.
+    /// Measure ops/s and latency over 9P on loopback, against diod too;
+    /// `bench raft`: replicated commits on clusters, against etcd.
     Bench(bench::BenchArgs),
 }
 

@@ -75,6 +75,17 @@ impl Layout {
         Ok(Layout::with_addrs(dir, addrs))
     }
 
+    /// `n` nodes on loopback ports that were free a moment ago (for
+    /// benchmarks and tests, which must not collide with anything).
+    pub fn free_ports(n: usize, dir: &Path) -> anyhow::Result<Layout> {
+        check_count(n)?;
+        let mut free = crate::config::free_loopback_addrs(2 * n)?.into_iter();
+        let addrs = (0..n)
+            .map_while(|_| Some((free.next()?, free.next()?)))
+            .collect();
+        Ok(Layout::with_addrs(dir, addrs))
+    }
+
     fn with_addrs(dir: &Path, addrs: Vec<(String, String)>) -> Layout {
         let nodes = addrs
             .into_iter()
@@ -142,5 +153,14 @@ mod tests {
         assert!(Layout::consecutive(3, d, "h", 5651, 5652).is_err());
         assert!(Layout::consecutive(3, d, "h", 65535, 5751).is_err());
         assert!(Layout::consecutive(3, d, "h", 5651, 5654).is_ok());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let l = Layout::free_ports(3, Path::new("/d")).unwrap();
+        let mut all: Vec<&String> = l.nodes.iter().flat_map(|n| [&n.addr, &n.raft]).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 6);
     }
 }

@@ -107,6 +107,19 @@ impl LocalCluster {
         &self.token
     }
 
+    /// `/raft/status` of node `id`, read with [`LocalCluster::token`].
+    pub fn status(&self, id: u64) -> anyhow::Result<RaftStatus> {
+        let n = self.node(id)?;
+        RaftStatus::read(&n.addr, &self.client_token()?)
+    }
+
+    /// The node that leads now, as node 1 sees it.
+    pub fn leader(&self) -> anyhow::Result<&NodeSpec> {
+        let id = self.status(1)?.number("leader");
+        self.node(id)
+            .with_context(|| format!("node 1 names no leader (leader {id})"))
+    }
+
     /// Nodes that exited since the last call, with their exit statuses.
     pub fn exits(&mut self) -> Vec<(u64, ExitStatus)> {
         let mut out = Vec::new();
