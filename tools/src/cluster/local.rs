@@ -227,8 +227,25 @@ impl LocalCluster {
                 );
             }
             if Instant::now() > deadline {
+                // The likely cause when restarting: a cluster grown
+                // larger earlier, whose majority these nodes are not.
+                // (A restarted node's /raft/status counts no members
+                // until it applies its log again, so the directory tells.)
+                let more = (want as usize + 1..=super::layout::MAX_NODES)
+                    .filter(|j| holds_log(&self.layout.dir.join(format!("node{j}"))))
+                    .count();
+                let hint = if more > 0 {
+                    let all = want as usize + more;
+                    format!(
+                        ": {} holds {more} more nodes' logs, so these {want} may be no majority of \
+                         their cluster; start them all (cell0 cluster up {all})",
+                        self.layout.dir.display()
+                    )
+                } else {
+                    String::new()
+                };
                 bail!(
-                    "the cluster did not form within {WAIT:?} (every node a member, with a leader); \
+                    "the cluster did not form within {WAIT:?} (every node a member, with a leader){hint}; \
                      see the nodes' logs in {}",
                     self.layout.dir.display()
                 );
