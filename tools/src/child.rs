@@ -63,6 +63,19 @@ impl Drop for Running {
     }
 }
 
+/// Stop every child: SIGTERM to all of them first, so they shut down side
+/// by side (nodes of one cluster each wait on the others otherwise), then
+/// wait for each as [`Running::stop`] does; their exit statuses in order.
+pub fn stop_all(children: &mut [Running]) -> Vec<Option<ExitStatus>> {
+    for c in children.iter_mut() {
+        if c.exited().is_none() {
+            // SAFETY: as in `stop`: our own child, not yet reaped.
+            unsafe { libc::kill(c.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+    children.iter_mut().map(Running::stop).collect()
+}
+
 /// Put the child in a process group of its own (so the terminal's Ctrl-C
 /// reaches only us, and we stop it in order) and have the kernel kill it
 /// if we die without stopping it, so it is never left behind.

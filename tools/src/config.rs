@@ -44,3 +44,15 @@ pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }
+
+/// `n` distinct loopback addresses whose ports were free a moment ago,
+/// for servers a command starts for itself (benchmarks, tests). Every
+/// listener is held until all are picked, so no port comes twice.
+pub fn free_loopback_addrs(n: usize) -> std::io::Result<Vec<String>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .collect()
+}

@@ -6,6 +6,7 @@ mod boot;
 mod cap;
 mod child;
 mod client;
+mod cluster;
 mod config;
 mod identity;
 mod mount;
@@ -72,6 +73,9 @@ enum Cmd {
     },
     /// Start a node with default settings and mount it (default ./cell).
     Up(up::UpArgs),
+    /// Run a Raft cluster of nodes on this machine (see raft(3)).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// List a directory.
     Ls {
         /// Path in the tree.
@@ -124,7 +128,8 @@ enum Cmd {
     /// Check proofs offline.
     #[command(subcommand)]
     Proof(proof::ProofCmd),
-    /// Measure ops/s and latency over 9P on loopback, against diod too.
+    /// Measure ops/s and latency over 9P on loopback, against diod too;
+    /// `bench raft`: replicated commits on clusters, against etcd.
     Bench(bench::BenchArgs),
 }
 
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
         Cmd::Mount(a) => mount::run(a),
         Cmd::Umount { dir } => mount::umount(&dir),
         Cmd::Up(a) => up::run(a),
+        Cmd::Cluster(c) => cluster::run(c),
         Cmd::Ls { path, node } => verbs::Node::from_args(&node).and_then(|n| verbs::ls(&n, &path)),
         Cmd::Cat { path, node } => {
             verbs::Node::from_args(&node).and_then(|n| verbs::cat(&n, &path))

@@ -340,6 +340,11 @@ fn open_log(
         anyhow::bail!("--id 0: raft ids start at 1");
     }
     let storage = SegmentStore::open(&data.join("raft")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A node whose storage holds a log was a member already: it restarts
+    // from that log, which names its cluster, so a --join left on its
+    // command line (a script that always passes one) asks nothing of the
+    // sponsor, which may well be down at the same time.
+    let holds_log = storage.stats().last_index > 0;
     let me = Member {
         id: cluster.id,
         addr: cluster.raft.clone().unwrap_or_default(),
@@ -349,19 +354,31 @@ fn open_log(
     opts.seed = u64::from_le_bytes(key.public()[..8].try_into().unwrap_or_default())
         ^ crate::identity::now();
     let (members, bootstrap, sponsor) = match &cluster.join {
+        Some(_) if holds_log => {
+            eprintln!(
+                "cell0: --join ignored: {} holds this node's raft log; it restarts as the member it is",
+                data.join("raft").display()
+            );
+            (vec![me.clone()], false, None)
+        }
         Some(addr) => {
             let token = crate::identity::ClientToken::resolve(cluster.join_token.as_deref(), None)
                 .context("--join needs --join-token FILE: a capability with admin over /raft on that node")?;
             let sponsor = Sponsor::connect(addr, &token)?;
             let mut members = sponsor.members()?;
-            if members.iter().any(|m| m.id == me.id) {
-                anyhow::bail!(
+            match members.iter().find(|m| m.id == me.id) {
+                // Added before, but stopped before the leader sent it
+                // anything: it is a member, and waits for the log.
+                Some(m) if m.key == me.key && m.addr == me.addr => (members, false, None),
+                Some(_) => anyhow::bail!(
                     "--join {addr}: raft id {} is taken there; pick another --id",
                     me.id
-                );
+                ),
+                None => {
+                    members.push(me.clone());
+                    (members, false, Some(sponsor))
+                }
             }
-            members.push(me.clone());
-            (members, false, Some(sponsor))
         }
         None => (vec![me.clone()], true, None),
     };

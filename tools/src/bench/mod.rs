@@ -8,10 +8,14 @@
 //!
 //! With `--addr` it starts nothing and measures the 9P server it is
 //! pointed at (the kernel under `cell0 boot`, say) alone.
+//!
+//! `cell0 bench raft` measures something else: replicated commits on
+//! Cell0 clusters against an etcd cluster (see [`raft`]).
 
 mod conn;
 mod enforce;
 mod floor;
+mod raft;
 mod servers;
 mod workload;
 
@@ -23,9 +27,20 @@ use anyhow::Context;
 use servers::Process;
 use workload::{Figures, Workload};
 
+/// What `cell0 bench` measures besides its 9P cases.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    /// Commit latency and throughput of Cell0 clusters, and of etcd.
+    Raft,
+}
+
 /// Flags of `cell0 bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// Without it: 9P operations against a node and diod. `raft`: commits
+    /// on Cell0 clusters against an etcd cluster.
+    #[arg(value_enum)]
+    pub case: Option<Case>,
     /// Seconds each case runs.
     #[arg(long, default_value_t = 3)]
     pub secs: u64,
@@ -44,11 +59,32 @@ pub struct BenchArgs {
     /// With --addr: the small file the read case reads.
     #[arg(long, default_value = "status", requires = "addr")]
     pub file: String,
+    /// With raft: writer counts to run each case with (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,64", requires = "case")]
+    pub writers: Vec<usize>,
+    /// With raft: Cell0 cluster sizes to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,3", requires = "case")]
+    pub nodes: Vec<usize>,
+    /// With raft: leave etcd out (it is needed otherwise).
+    #[arg(long, requires = "case")]
+    pub no_etcd: bool,
 }
 
 /// Run the benchmarks and print the figures.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.secs > 0, "--secs must be at least 1");
+    if args.case == Some(Case::Raft) {
+        anyhow::ensure!(
+            args.addr.is_none(),
+            "bench raft starts its own clusters; --addr is for the 9P cases"
+        );
+        return raft::run(&raft::Plan {
+            span: Duration::from_secs(args.secs),
+            writers: args.writers,
+            nodes: args.nodes,
+            etcd: !args.no_etcd,
+        });
+    }
     anyhow::ensure!(
         !args.conns.is_empty() && args.conns.iter().all(|&n| (1..=256).contains(&n)),
         "--conns takes connection counts from 1 to 256, such as 1,16"

@@ -49,6 +49,16 @@ pub struct Process {
 }
 
 impl Process {
+    /// Own `child`, whose scratch directory is `dir`.
+    pub fn new(child: Child, dir: PathBuf) -> Process {
+        Process { child, dir }
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Peak resident memory in KiB, from /proc.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -72,7 +82,9 @@ fn free_addr() -> anyhow::Result<String> {
     Ok(l.local_addr()?.to_string())
 }
 
-fn scratch_dir(base: &Path, what: &str) -> anyhow::Result<PathBuf> {
+/// A fresh directory `BASE/cell0-bench-WHAT-PID`, emptied if a run that
+/// died left it behind.
+pub fn scratch_dir(base: &Path, what: &str) -> anyhow::Result<PathBuf> {
     let dir = base.join(format!("cell0-bench-{what}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -299,3 +299,60 @@ pub fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
+
+/// Run `cell0 ARGS` with no standard input; (success, stdout, stderr).
+pub fn run_cell0(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cell0 runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The first of `len` consecutive loopback ports that were all free a
+/// moment ago (for commands that number their ports from a base).
+pub fn free_port_run(len: u16) -> u16 {
+    // Start somewhere that differs between concurrent test processes.
+    let mut base = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    for _ in 0..200 {
+        let held: Vec<TcpListener> = (0..len)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == len as usize {
+            return base;
+        }
+        base = if base > 60_000 {
+            20_000
+        } else {
+            base + len + 7
+        };
+    }
+    panic!("no {len} consecutive free ports on loopback");
+}
+
+/// The pids of the live children of process `pid`, from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the comm may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
