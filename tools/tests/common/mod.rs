@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod cluster;
+
 /// The `cell0` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cell0")
@@ -258,11 +260,16 @@ impl Mount {
     }
 
     /// Start `argv` in the mount with default signal dispositions, its
-    /// output going to `out`.
+    /// output going to `out`. It leads a process group of its own whose
+    /// parent (this test) is in another group of the same session: a
+    /// group that is orphaned (as when the tests run from a detached
+    /// script) has stop signals discarded, and Ctrl-Z tests would hang.
     pub fn spawn(&self, argv: &[&str], out: &Path) -> Child {
+        use std::os::unix::process::CommandExt;
         let f = std::fs::File::create(out).unwrap();
         Command::new(argv[0])
             .args(&argv[1..])
+            .process_group(0)
             .current_dir(self.path())
             .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
