@@ -167,6 +167,8 @@ pub struct Replica<S: Storage> {
     transfer: Option<Transfer>,
     /// Proposals (origin, id) in recent entries, and where.
     seen: BTreeMap<(u64, u64), Index>,
+    /// A pre-vote under way: the term asked about and who granted it.
+    prevote: Option<(Term, alloc::collections::BTreeSet<u64>)>,
     /// Reads this leader is confirming.
     reads: Vec<LeaderRead>,
     /// The round the next heartbeat for reads carries; the last one sent;
@@ -295,6 +297,7 @@ impl<S: Storage> Replica<S> {
             snapshot_sent: BTreeMap::new(),
             transfer: None,
             seen: BTreeMap::new(),
+            prevote: None,
             reads: Vec::new(),
             read_round: 1,
             read_sent: 0,
@@ -668,6 +671,24 @@ impl<S: Storage> Replica<S> {
                     last_position: pos(last_term, last_index),
                 });
             }
+            Msg::PreVote {
+                term,
+                last_term,
+                last_index,
+            } => {
+                let granted = self.would_vote(term, last_term, last_index);
+                self.outbox
+                    .push((from, Msg::PreVoteReply { term, granted }));
+            }
+            Msg::PreVoteReply { term, granted } => {
+                if granted
+                    && let Some((t, yes)) = &mut self.prevote
+                    && *t == term
+                {
+                    yes.insert(from);
+                    self.check_prevote();
+                }
+            }
             Msg::VoteReply { term, granted } => self.engine(Message::RequestVoteReply {
                 from: NodeId::new(from),
                 term: noraft::Term::new(term),
@@ -810,6 +831,7 @@ impl<S: Storage> Replica<S> {
         }
         let current = self.node.current_term().get();
         if term >= current {
+            self.prevote = None;
             let changed = self.leader != Some(from);
             self.leader = Some(from);
             self.leader_contact = Some(self.now);
@@ -1083,7 +1105,11 @@ impl<S: Storage> Replica<S> {
         self.now = self.now.max(now_ms);
         if self.now >= self.deadline {
             self.campaign_transfer = false;
-            self.node.handle_election_timeout();
+            if self.is_leader() || self.solo_voter() {
+                self.node.handle_election_timeout();
+            } else {
+                self.start_prevote();
+            }
             if !self.is_leader() {
                 self.leader = None;
                 self.leader_contact = None;
@@ -1154,6 +1180,66 @@ impl<S: Storage> Replica<S> {
                 result: Err(LogError::Unknown),
             });
         }
+    }
+
+    /// Ask the voters whether they would elect this node in the next
+    /// term; the election itself starts only when a majority would.
+    fn start_prevote(&mut self) {
+        let term = self.node.current_term().get() + 1;
+        let last = self.node.log().last_position();
+        let mut granted = alloc::collections::BTreeSet::new();
+        granted.insert(self.me());
+        self.prevote = Some((term, granted));
+        let config = self.node.config();
+        let voters: Vec<u64> = config
+            .voters
+            .iter()
+            .chain(config.new_voters.iter())
+            .map(|n| n.get())
+            .filter(|&n| n != self.me())
+            .collect();
+        for to in voters {
+            self.outbox.push((
+                to,
+                Msg::PreVote {
+                    term,
+                    last_term: last.term.get(),
+                    last_index: last.index.get(),
+                },
+            ));
+        }
+        self.check_prevote();
+    }
+
+    /// Start the election if a majority (of each side of a joint
+    /// configuration) granted the pre-vote.
+    fn check_prevote(&mut self) {
+        let Some((term, granted)) = &self.prevote else {
+            return;
+        };
+        if *term != self.node.current_term().get() + 1 || self.is_leader() {
+            self.prevote = None;
+            return;
+        }
+        let config = self.node.config();
+        let majority = |set: &alloc::collections::BTreeSet<NodeId>| {
+            set.iter().filter(|n| granted.contains(&n.get())).count() > set.len() / 2
+        };
+        if majority(&config.voters)
+            && (config.new_voters.is_empty() || majority(&config.new_voters))
+        {
+            self.prevote = None;
+            self.node.handle_election_timeout();
+        }
+    }
+
+    /// Whether this node would vote for a candidate in `term` whose log
+    /// ends at (`last_term`, `last_index`); asking changes nothing here.
+    fn would_vote(&self, term: Term, last_term: Term, last_index: Index) -> bool {
+        let mine = self.node.log().last_position();
+        term > self.node.current_term().get()
+            && !self.leader_is_alive()
+            && (last_term, last_index) >= (mine.term.get(), mine.index.get())
     }
 
     fn finish_transfer(&mut self, result: Result<(), String>) {

@@ -24,6 +24,26 @@ pub enum Msg {
         /// follower that hears from a leader votes anyway.
         transfer: bool,
     },
+    /// Pre-vote: would the receiver vote for the sender in `term`? Asking
+    /// changes nobody's term, so a node that cannot reach a majority never
+    /// raises the cluster's term (the thesis' §9.6).
+    PreVote {
+        /// The term the sender would campaign in.
+        term: Term,
+        /// Its last log entry's term and index.
+        last_term: Term,
+        /// Ditto.
+        last_index: Index,
+    },
+    /// The answer to [`Msg::PreVote`].
+    PreVoteReply {
+        /// The term asked about.
+        term: Term,
+        /// Whether the receiver would vote: it has not heard a leader
+        /// within the election timeout and the sender's log is as
+        /// up to date as its own.
+        granted: bool,
+    },
     /// The answer to [`Msg::Vote`].
     VoteReply {
         /// The voter's term.
