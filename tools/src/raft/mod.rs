@@ -318,11 +318,14 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
             members = now;
         }
         let failed = r.failed().map(|e| e.0.clone());
-        let had = !commits.is_empty();
+        let mut had = !commits.is_empty();
         {
             let mut q = lock(&shared);
             q.commits.append(&mut commits);
             q.status = r.status();
+            // A `snapshot` asked for commits nothing: the server must be
+            // woken to take it, or the write waits for the next commit.
+            had |= r.wants_snapshot() && !q.wants_snapshot;
             q.wants_snapshot = q.wants_snapshot || r.wants_snapshot();
             q.reads_locally = r.reads_locally();
             if failed.is_some() || closing {
