@@ -138,9 +138,13 @@ impl Server {
     }
 
     /// Run `cell0 ARGS --addr ADDR` with `stdin`; (success, stdout, stderr).
+    /// A command still running after [`CLIENT_LIMIT`] is killed and fails,
+    /// so that a server that never answers fails the test instead of
+    /// hanging it.
     pub fn cell0(&self, args: &[&str], stdin: &[u8]) -> (bool, String, String) {
         use std::io::Write;
-        let mut child = Command::new(bin())
+        let mut child = Command::new("timeout")
+            .args(["-s", "KILL", CLIENT_LIMIT, bin()])
             .args(args)
             .args(["--addr", &self.addr, "--data"])
             .arg(self.data())
@@ -307,9 +311,15 @@ pub fn proc_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// Run `cell0 ARGS` with no standard input; (success, stdout, stderr).
+/// How long a client command may take before a test gives up on it
+/// (`timeout(1)`'s syntax).
+pub const CLIENT_LIMIT: &str = "120s";
+
+/// Run `cell0 ARGS` with no standard input, killed after
+/// [`CLIENT_LIMIT`]; (success, stdout, stderr).
 pub fn run_cell0(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", CLIENT_LIMIT, bin()])
         .args(args)
         .stdin(Stdio::null())
         .output()
