@@ -157,6 +157,15 @@ fn verb_tables_match_the_manuals() {
             v.name
         );
     }
+    let raft = page("man3/raft.3");
+    for v in cellfs::raft::device::CTL_VERBS {
+        assert!(
+            raft.contains(&format!(".BI \"{} ", v.name))
+                || raft.contains(&format!(".B {}\n", v.name)),
+            "raft(3) does not document ctl verb {}",
+            v.name
+        );
+    }
     let cellfs_page = page("man4/cellfs.4");
     for v in cellfs::root::CTL_VERBS {
         assert!(
