@@ -376,8 +376,17 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     /// Put a failed change on `/events`, so a FUSE user, who only sees an
     /// errno, can read the whole message.
+    /// A ctl error already names its file; it is not named twice.
     fn error_event(&mut self, subject: &str, e: &Error) {
-        self.world.event(Kind::Error, &format!("{subject}: {e}"));
+        let text = e.to_string();
+        let named = text
+            .strip_prefix(subject)
+            .is_some_and(|rest| rest.starts_with(": "));
+        if named {
+            self.world.event(Kind::Error, &text);
+        } else {
+            self.world.event(Kind::Error, &format!("{subject}: {text}"));
+        }
         self.wakes.push(root::EVENTS);
     }
 

@@ -773,6 +773,44 @@ fn bad_ctl_changes_nothing_and_reaches_events() {
 }
 
 #[test]
+fn an_error_that_names_its_file_is_not_named_twice_on_events() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    assert_eq!(n.open(c, 1, "events", 0), "Ropen");
+    assert!(
+        n.send(
+            c,
+            50,
+            Body::Tread {
+                fid: 1,
+                offset: 0,
+                count: 4096
+            }
+        )
+        .is_empty()
+    );
+    assert_eq!(n.open(c, 2, "ctl", 1), "Ropen");
+    let r = n.send(
+        c,
+        51,
+        Body::Twrite {
+            fid: 2,
+            offset: 0,
+            data: b"sink\n",
+        },
+    );
+    let event = r
+        .iter()
+        .find(|r| r.tag == 50)
+        .map(|r| r.text.clone())
+        .expect("the parked events read is answered");
+    assert!(
+        event.ends_with(" error /ctl: unknown verb \"sink\"; expected note, sync\n"),
+        "{event}"
+    );
+}
+
+#[test]
 fn removing_a_channel_ends_its_parked_reads() {
     let mut n = Node::new();
     let c = n.client(Dialect::P2000);
