@@ -16,6 +16,9 @@ struct Net {
     now: u64,
     nodes: Vec<Option<Replica<MemStorage>>>,
     commits: Vec<Vec<Commit>>,
+    /// A node cut off from the others: what it sends and what is sent to
+    /// it is lost.
+    cut: Option<u64>,
 }
 
 impl Net {
@@ -33,6 +36,7 @@ impl Net {
             now: 0,
             nodes,
             commits: (0..n).map(|_| Vec::new()).collect(),
+            cut: None,
         }
     }
 
@@ -57,6 +61,9 @@ impl Net {
                     msgs.extend(out.into_iter().map(|(to, m)| (i as u64 + 1, to, m)));
                 }
                 for (from, to, m) in msgs {
+                    if self.cut == Some(from) || self.cut == Some(to) {
+                        continue;
+                    }
                     moved = true;
                     let bytes = m.encode();
                     if let Some(Some(n)) = self.nodes.get_mut(to as usize - 1) {
@@ -156,6 +163,29 @@ fn a_leader_that_dies_is_replaced_and_nothing_committed_is_lost() {
         .chain([b"cmd after".to_vec()])
         .collect();
     assert_eq!(net.entries(new), want);
+}
+
+#[test]
+fn a_node_cut_off_and_let_back_in_does_not_depose_the_leader() {
+    let mut net = Net::new(3);
+    net.run(2000);
+    let leader = net.leader().unwrap();
+    let term = net.node(leader).status().term;
+    let away = (1..=3).find(|&i| i != leader).unwrap();
+    net.cut = Some(away);
+    // Many election timeouts: it asks for pre-votes nobody hears, and
+    // never campaigns, so its term stays.
+    net.run(5000);
+    assert_eq!(net.node(away).status().term, term);
+    net.node(leader)
+        .propose(b"cmd while away".to_vec())
+        .unwrap();
+    net.run(50);
+    net.cut = None;
+    net.run(2000);
+    assert_eq!(net.leader(), Some(leader), "the leader kept its office");
+    assert_eq!(net.node(leader).status().term, term);
+    assert_eq!(net.entries(away), vec![b"cmd while away".to_vec()]);
 }
 
 #[test]
