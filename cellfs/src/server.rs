@@ -201,6 +201,19 @@ struct Waiter {
     cancelled: bool,
 }
 
+impl Waiter {
+    /// Request `tag` of `conn`, answered by `then` once it commits.
+    fn new(conn: ConnId, tag: u16, then: Then) -> Waiter {
+        Waiter {
+            conn,
+            tag,
+            then,
+            flushes: Vec::new(),
+            cancelled: false,
+        }
+    }
+}
+
 /// The 9P server core of one node.
 pub struct Server<L: Log, C: Clock> {
     world: World<C>,
@@ -1047,16 +1060,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         {
             c.live_tags.insert(tag);
             let then = Then::Read { fid, offset, count };
-            self.inflight.insert(
-                proposal,
-                Waiter {
-                    conn,
-                    tag,
-                    then,
-                    flushes: Vec::new(),
-                    cancelled: false,
-                },
-            );
+            self.inflight.insert(proposal, Waiter::new(conn, tag, then));
             return Ok(());
         }
         match dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)? {
@@ -1178,16 +1182,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             Command::Raft(change) => self.log.change(change)?,
             cmd => self.log.propose(cmd.encode())?,
         };
-        self.inflight.insert(
-            proposal,
-            Waiter {
-                conn,
-                tag,
-                then,
-                flushes: Vec::new(),
-                cancelled: false,
-            },
-        );
+        self.inflight.insert(proposal, Waiter::new(conn, tag, then));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.live_tags.insert(tag);
         }
@@ -1426,17 +1421,11 @@ impl<L: Log, C: Clock> Server<L, C> {
             more: applied.more,
         });
         if let Ok(proposal) = self.log.propose(cmd.encode()) {
-            let then = Then::Quiet;
-            self.inflight.insert(
-                proposal,
-                Waiter {
-                    conn: w.conn,
-                    tag: w.tag,
-                    then,
-                    flushes: Vec::new(),
-                    cancelled: true,
-                },
-            );
+            let quiet = Waiter {
+                cancelled: true,
+                ..Waiter::new(w.conn, w.tag, Then::Quiet)
+            };
+            self.inflight.insert(proposal, quiet);
         }
     }
 

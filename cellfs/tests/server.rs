@@ -724,24 +724,27 @@ fn a_reader_gone_before_commit_loses_no_message() {
     assert_eq!(n.read(c2, 1), "Rread precious");
 }
 
+/// Open `/events` on fid 1 and leave a read parked there under tag 50.
+fn park_events_read(n: &mut Node, c: ConnId) {
+    assert_eq!(n.open(c, 1, "events", 0), "Ropen");
+    let r = n.send(
+        c,
+        50,
+        Body::Tread {
+            fid: 1,
+            offset: 0,
+            count: 4096,
+        },
+    );
+    assert!(r.is_empty(), "{r:?}");
+}
+
 #[test]
 fn bad_ctl_changes_nothing_and_reaches_events() {
     let mut n = Node::new();
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "alerts");
-    assert_eq!(n.open(c, 1, "events", 0), "Ropen");
-    assert!(
-        n.send(
-            c,
-            50,
-            Body::Tread {
-                fid: 1,
-                offset: 0,
-                count: 4096
-            }
-        )
-        .is_empty()
-    );
+    park_events_read(&mut n, c);
     assert_eq!(n.open(c, 2, "chan/alerts/ctl", 1), "Ropen");
     let r = n.send(
         c,
@@ -776,19 +779,7 @@ fn bad_ctl_changes_nothing_and_reaches_events() {
 fn an_error_that_names_its_file_is_not_named_twice_on_events() {
     let mut n = Node::new();
     let c = n.client(Dialect::P2000);
-    assert_eq!(n.open(c, 1, "events", 0), "Ropen");
-    assert!(
-        n.send(
-            c,
-            50,
-            Body::Tread {
-                fid: 1,
-                offset: 0,
-                count: 4096
-            }
-        )
-        .is_empty()
-    );
+    park_events_read(&mut n, c);
     assert_eq!(n.open(c, 2, "ctl", 1), "Ropen");
     let r = n.send(
         c,

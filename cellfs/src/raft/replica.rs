@@ -908,16 +908,7 @@ impl<S: Storage> Replica<S> {
             // when that entry commits.
             return;
         }
-        if !self.is_leader() || self.transfer.is_some() {
-            let leader = self.leader.filter(|&l| l != from);
-            self.outbox.push((
-                from,
-                Msg::Refuse {
-                    seq,
-                    leader,
-                    why: None,
-                },
-            ));
+        if self.sent_elsewhere(from, seq) {
             return;
         }
         match self.lead(from, seq, pending) {
@@ -939,19 +930,28 @@ impl<S: Storage> Replica<S> {
         }
     }
 
+    /// When this node cannot take `from`'s request `seq` (it does not
+    /// lead, or is handing over), refuse it, naming the leader it knows.
+    fn sent_elsewhere(&mut self, from: u64, seq: u64) -> bool {
+        if self.is_leader() && self.transfer.is_none() {
+            return false;
+        }
+        let leader = self.leader.filter(|&l| l != from);
+        self.outbox.push((
+            from,
+            Msg::Refuse {
+                seq,
+                leader,
+                why: None,
+            },
+        ));
+        true
+    }
+
     /// A follower's read: confirm it like this node's own, or point the
     /// follower elsewhere.
     fn read_asked(&mut self, from: u64, seq: u64) {
-        if !self.is_leader() || self.transfer.is_some() {
-            let leader = self.leader.filter(|&l| l != from);
-            self.outbox.push((
-                from,
-                Msg::Refuse {
-                    seq,
-                    leader,
-                    why: None,
-                },
-            ));
+        if self.sent_elsewhere(from, seq) {
             return;
         }
         self.reads.push(LeaderRead {
