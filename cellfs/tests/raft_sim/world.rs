@@ -471,6 +471,18 @@ impl<R: SimLog> Sim<R> {
     }
 
     /// A connection to node `i` with fid 0 attached to the root.
+    /// Attach to a node picked at random among those up.
+    fn attach_anywhere(&mut self) -> Option<(usize, ConnId)> {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].server.is_some())
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let i = live[self.rng.index(live.len())];
+        Some((i, self.attach(i)?))
+    }
+
     fn attach(&mut self, i: usize) -> Option<ConnId> {
         let conn = self.nodes[i].server.as_mut()?.connect();
         let v = self.call(
@@ -498,14 +510,12 @@ impl<R: SimLog> Sim<R> {
     }
 
     fn begin_setup(&mut self) {
-        let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].server.is_some())
-            .collect();
-        if live.is_empty() || self.now % 50 > 5 {
+        if self.now % 50 > 5 {
             return;
         }
-        let i = live[self.rng.index(live.len())];
-        let Some(conn) = self.attach(i) else { return };
+        let Some((i, conn)) = self.attach_anywhere() else {
+            return;
+        };
         let w = self.call(
             i,
             conn,
@@ -605,15 +615,10 @@ impl<R: SimLog> Sim<R> {
     }
 
     fn connect(&mut self, ci: usize) {
-        let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].server.is_some())
-            .collect();
         self.clients[ci].retry_at = self.now + 20;
-        if live.is_empty() {
+        let Some((i, conn)) = self.attach_anywhere() else {
             return;
-        }
-        let i = live[self.rng.index(live.len())];
-        let Some(conn) = self.attach(i) else { return };
+        };
         let w = self.call(
             i,
             conn,
