@@ -90,7 +90,7 @@ pub fn blocking_read(d: &Path) {
     sh_ok(d, "mkdir chan/pipe");
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("received");
-    let mut reader = Command::new("bash")
+    let mut reader = crate::shell::default_signals(&mut Command::new("bash"))
         .arg("-c")
         .arg(format!("exec cat chan/pipe/data > {}", out.display()))
         .current_dir(d)

@@ -26,6 +26,24 @@ pub fn sh_ok(dir: &Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Give the program `cmd` starts the default action for the signals
+/// tests send it. A shell that runs a job in the background without job
+/// control (a CI runner's, `nohup`) sets SIGINT and SIGQUIT to ignored,
+/// exec keeps them ignored, and a test's Ctrl-C would then do nothing.
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // signal(2) is async-signal-safe and changes only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGTSTP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Panic, saying how to install it, unless `tool` is on PATH.
 pub fn require_tool(tool: &str, install: &str) {
     let found = Command::new("bash")

@@ -271,7 +271,7 @@ impl Mount {
     pub fn spawn(&self, argv: &[&str], out: &Path) -> Child {
         use std::os::unix::process::CommandExt;
         let f = std::fs::File::create(out).unwrap();
-        Command::new(argv[0])
+        default_signals(&mut Command::new(argv[0]))
             .args(&argv[1..])
             .process_group(0)
             .current_dir(self.path())
@@ -303,6 +303,24 @@ pub fn kill(pid: u32, sig: i32) {
     // is involved.
     let r = unsafe { libc::kill(pid as i32, sig) };
     assert_eq!(r, 0, "kill({pid}, {sig})");
+}
+
+/// Give the program `cmd` starts the default action for the signals
+/// tests send it: a shell that runs a job in the background without job
+/// control (a CI runner's) leaves SIGINT and SIGQUIT ignored, and exec
+/// keeps them so.
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // signal(2) is async-signal-safe and changes only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGTSTP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The state letter of process `pid` (R, S, D, T, Z…), if it exists.
