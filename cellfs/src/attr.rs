@@ -1,6 +1,6 @@
 //! File metadata in the shapes each dialect wants.
 
-use ninep::stat::{DMDIR, GETATTR_BASIC};
+use ninep::stat::{DMAPPEND, DMDIR, GETATTR_BASIC};
 use ninep::{Attr, Qid, QidType, Stat};
 
 use crate::dev::Info;
@@ -12,8 +12,12 @@ pub const OWNER: &str = "cell0";
 /// The qid of `node` as described by `info`.
 pub fn qid(node: Node, info: &Info<'_>) -> Qid {
     Qid {
+        // A message file (perm has DMAPPEND) says so in its qid, so a
+        // client knows each write is one message and must not be split.
         ty: if info.dir {
             QidType::DIR
+        } else if info.perm & DMAPPEND != 0 {
+            QidType::APPEND
         } else {
             QidType::FILE
         },
@@ -49,7 +53,7 @@ pub fn getattr(node: Node, info: &Info<'_>) -> Attr {
     Attr {
         valid: GETATTR_BASIC,
         qid: qid(node, info),
-        mode: info.perm | if info.dir { S_IFDIR } else { S_IFREG },
+        mode: (info.perm & 0o7777) | if info.dir { S_IFDIR } else { S_IFREG },
         uid: 0,
         gid: 0,
         nlink: if info.dir { 2 } else { 1 },

@@ -53,8 +53,9 @@ impl Command {
 pub struct Applied {
     /// Bytes handed to the proposer (a received channel message).
     pub data: Option<Vec<u8>>,
-    /// `data` is the first part of a longer message.
-    pub more: bool,
+    /// The channel message a consumer group's read took (to give it back
+    /// if its reader is gone before it is delivered).
+    pub taken: Option<u64>,
     /// The node an applied create made.
     pub created: Option<Node>,
     /// Nodes whose blocked readers should try again.

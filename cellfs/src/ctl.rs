@@ -88,18 +88,24 @@ pub fn parse<'a>(object: &str, table: &[Verb], text: &'a [u8]) -> Result<Vec<Ctl
 
 fn parse_line<'a>(object: &str, table: &[Verb], line: &'a str) -> Result<CtlLine<'a>, Error> {
     let mut words = line.split_ascii_whitespace();
-    let word = words.next().unwrap_or_default();
+    let first = words.next().unwrap_or_default();
+    // `full=block` is short for `full full=block`: a verb whose one key
+    // is its own name may be written as that key alone.
+    let (word, inline) = match first.split_once('=') {
+        Some((k, v)) if table.iter().any(|t| t.name == k && t.keys.contains(&k)) => (k, Some(v)),
+        _ => (first, None),
+    };
     let Some(verb) = table.iter().find(|v| v.name == word) else {
         return Err(Error::Invalid(format!(
             "{object}: unknown verb \"{word}\"; expected {}",
             verb_list(table)
         )));
     };
-    let rest = line[word.len()..].trim_start();
+    let rest = line[first.len()..].trim_start();
     let mut parsed = CtlLine {
         verb: verb.name,
         args: Vec::new(),
-        kv: Vec::new(),
+        kv: inline.map(|v| (verb.name, v)).into_iter().collect(),
         rest,
     };
     if verb.max_args == usize::MAX {
@@ -146,6 +152,27 @@ fn usage_error(object: &str, verb: &Verb, what: &str) -> Error {
         "{object}: {}: {what}; usage: {}",
         verb.name, verb.usage
     ))
+}
+
+/// A duration in seconds from `N`, `Ns`, `Nm`, `Nh` or `Nd` (a whole
+/// number, then an optional unit); `None` for anything else or past
+/// `u64::MAX` seconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// `a, b, c`: the verbs of a table, for messages and manual checks.
@@ -226,6 +253,25 @@ mod tests {
         );
         let line = parse("x", TABLE, b"qos rate=fast").unwrap();
         assert!(line[0].get_u64("x", "rate").is_err());
+    }
+
+    #[test]
+    fn a_verb_that_is_its_own_key_can_be_written_as_key_value() {
+        const T: &[Verb] = &[Verb {
+            name: "full",
+            min_args: 0,
+            max_args: 0,
+            keys: &["full"],
+            usage: "full=block|refuse",
+        }];
+        let v = parse("x", T, b"full=block").unwrap();
+        assert_eq!((v[0].verb, v[0].get("full")), ("full", Some("block")));
+        let v = parse("x", T, b"full full=refuse").unwrap();
+        assert_eq!(v[0].get("full"), Some("refuse"));
+        assert!(
+            parse("x", TABLE, b"close=now").is_err(),
+            "only for such verbs"
+        );
     }
 
     #[test]

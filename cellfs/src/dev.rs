@@ -40,6 +40,8 @@ pub struct Ctx<'a> {
     pub boot_proof: &'a str,
     /// The node's key (it signs what `/cap/ctl` mints).
     pub key: &'a NodeKey,
+    /// This node's own counters and QoS buckets for channels.
+    pub chan_local: &'a crate::chan::qos::Local,
     /// The capability of the fid the request came on, if any (devices
     /// check the admin right against it).
     pub grant: Option<&'a Grant>,
@@ -49,6 +51,8 @@ pub struct Ctx<'a> {
 pub trait Waiting {
     /// Reads parked on `node`.
     fn waiting(&self, node: Node) -> usize;
+    /// Writes parked on `node` (waiting for room).
+    fn blocked(&self, node: Node) -> usize;
 }
 
 /// What the server needs to know of a file to stat it or build its qid.
@@ -79,6 +83,12 @@ pub enum Aux {
     Text(String),
     /// A stream position (the next `/events` sequence number).
     Cursor(u64),
+    /// A channel reader's position: the next message, and how many of its
+    /// bytes (or of its `msgs` line) were read already.
+    Seq { next: u64, off: usize },
+    /// What is left of a message taken whole for this fid (a consumer
+    /// group's) that its read was too small for.
+    Rest(Vec<u8>),
 }
 
 /// How a read went.

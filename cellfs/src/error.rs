@@ -60,6 +60,12 @@ pub enum Error {
     Again(String),
     /// The object is closed for writing.
     Closed(String),
+    /// The write is larger than the object takes in one message.
+    TooBig(String),
+    /// The object cannot take the write yet and its policy is to make the
+    /// writer wait: the server parks the request until the object changes
+    /// (a client only sees it, as EAGAIN, if it cannot be parked).
+    WouldBlock(String),
     /// A name that breaks the naming rules.
     BadName(String),
     /// The request is valid 9P but this server does not do it.
@@ -110,6 +116,8 @@ impl Error {
             Error::Invalid(_) => EINVAL,
             Error::Again(_) => EAGAIN,
             Error::Closed(_) => EPIPE,
+            Error::TooBig(_) => EMSGSIZE,
+            Error::WouldBlock(_) => EAGAIN,
             Error::BadName(_) => EINVAL,
             Error::Unsupported(_) => EOPNOTSUPP,
             Error::NoAuth => ENOENT,
@@ -141,6 +149,8 @@ impl fmt::Display for Error {
             | Error::Invalid(why)
             | Error::Again(why)
             | Error::Closed(why)
+            | Error::TooBig(why)
+            | Error::WouldBlock(why)
             | Error::Protocol(why) => f.write_str(why),
             Error::BadName(why) => write!(f, "bad name: {why}"),
             Error::Unsupported(what) => write!(f, "{what} is not supported by cell0"),

@@ -1,7 +1,7 @@
 //! Requests that wait: reads parked until their file changes, and requests
 //! waiting for their command to commit.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::dev::Waiting;
@@ -24,13 +24,67 @@ pub struct ParkedRead {
     pub count: u32,
 }
 
-/// Parked reads, by the node they wait on.
-#[derive(Debug, Default)]
-pub struct ParkedReads {
-    by_node: BTreeMap<Node, Vec<ParkedRead>>,
+/// A Twrite that waits for room (a full channel whose policy is to make
+/// writers wait), holding its bytes until it can be proposed.
+#[derive(Debug)]
+pub struct ParkedWrite {
+    /// Who asked.
+    pub conn: ConnId,
+    /// Under which tag.
+    pub tag: u16,
+    /// On which fid.
+    pub fid: u32,
+    /// What to write.
+    pub data: Vec<u8>,
 }
 
-impl ParkedReads {
+/// Most bytes parked writes may hold together; past it a writer that
+/// would wait is refused with EAGAIN instead.
+pub const MAX_PARKED_WRITE_BYTES: usize = 64 << 20;
+
+/// Parked requests, by the node they wait on.
+#[derive(Debug, Default)]
+pub struct Parked {
+    by_node: BTreeMap<Node, Vec<ParkedRead>>,
+    writes: BTreeMap<Node, VecDeque<ParkedWrite>>,
+    write_bytes: usize,
+}
+
+impl Parked {
+    /// Park `write` on `node` behind the writes already waiting there;
+    /// handed back if parked writes already hold too much.
+    pub fn park_write(&mut self, node: Node, write: ParkedWrite) -> Result<(), ParkedWrite> {
+        if self.write_bytes + write.data.len() > MAX_PARKED_WRITE_BYTES {
+            return Err(write);
+        }
+        self.write_bytes += write.data.len();
+        self.writes.entry(node).or_default().push_back(write);
+        Ok(())
+    }
+
+    /// Every write parked on `node`, oldest first.
+    pub fn take_writes(&mut self, node: Node) -> VecDeque<ParkedWrite> {
+        let writes = self.writes.remove(&node).unwrap_or_default();
+        self.write_bytes -= writes.iter().map(|w| w.data.len()).sum::<usize>();
+        writes
+    }
+
+    /// Remove the writes that `pick` selects, wherever they wait.
+    pub fn remove_writes_where(
+        &mut self,
+        mut pick: impl FnMut(&ParkedWrite) -> bool,
+    ) -> Vec<ParkedWrite> {
+        let mut gone = Vec::new();
+        for writes in self.writes.values_mut() {
+            let (out, keep): (Vec<_>, Vec<_>) = writes.drain(..).partition(|w| pick(w));
+            writes.extend(keep);
+            gone.extend(out);
+        }
+        self.writes.retain(|_, w| !w.is_empty());
+        self.write_bytes -= gone.iter().map(|w| w.data.len()).sum::<usize>();
+        gone
+    }
+
     /// Park `read` on `node`.
     pub fn park(&mut self, node: Node, read: ParkedRead) {
         self.by_node.entry(node).or_default().push(read);
@@ -64,8 +118,12 @@ impl ParkedReads {
     }
 }
 
-impl Waiting for ParkedReads {
+impl Waiting for Parked {
     fn waiting(&self, node: Node) -> usize {
         self.by_node.get(&node).map_or(0, Vec::len)
+    }
+
+    fn blocked(&self, node: Node) -> usize {
+        self.writes.get(&node).map_or(0, VecDeque::len)
     }
 }

@@ -216,14 +216,14 @@ fn render_status(cx: &Ctx<'_>) -> String {
     let st = cx.state;
     let _ = write!(
         s,
-        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nqueued {}\napplied {}\nevents {}\nkey {}\n",
+        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nretained {}\napplied {}\nevents {}\nkey {}\n",
         cx.node_id,
         crate::VERSION,
         cx.uptime_secs,
         cx.connections,
         cx.fids,
         st.chans.len(),
-        st.chans.queued(),
+        st.chans.retained(),
         st.applied,
         cx.events.total(),
         crate::cap::hex(&cx.key.public()),

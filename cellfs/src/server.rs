@@ -28,7 +28,7 @@ use crate::fid::{Access, Fid, Mode, ORCLOSE};
 use crate::log::{Commit, Entry, Log, LogStatus, ProposalId, ReadGate, Snapshot};
 use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
-use crate::parked::{ParkedRead, ParkedReads};
+use crate::parked::{Parked, ParkedRead, ParkedWrite};
 use crate::root;
 use crate::state::State;
 use crate::walk;
@@ -75,7 +75,9 @@ struct World<C> {
     started: u64,
     state: State,
     events: Events,
-    parked: ParkedReads,
+    parked: Parked,
+    /// Channel counters and QoS buckets of this node.
+    chan_local: crate::chan::qos::Local,
     connections: usize,
     fids: usize,
     /// Token chains verified so far (each attach verifies once).
@@ -156,6 +158,7 @@ impl<C: Clock> World<C> {
             raft: &self.raft,
             boot_proof: &self.config.boot_proof,
             key: &self.config.key,
+            chan_local: &self.chan_local,
             grant: None,
         }
     }
@@ -238,7 +241,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             started,
             state: State::default(),
             events: Events::default(),
-            parked: ParkedReads::default(),
+            parked: Parked::default(),
+            chan_local: Default::default(),
             connections: 0,
             fids: 0,
             verifications: 0,
@@ -318,6 +322,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         c.fids.clear();
         c.live_tags.clear();
         self.world.parked.remove_where(|r| r.conn == conn);
+        self.world.parked.remove_writes_where(|w| w.conn == conn);
         for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
             w.cancelled = true;
         }
@@ -551,9 +556,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                     return Err(Error::NotOpenFor("writing"));
                 }
                 self.need(&grant, node, Right::Write, "write")?;
-                let cmd = device(node).write(&self.world.ctx_as(&grant), node, data)?;
-                let count = data.len() as u32;
-                self.propose(cmd, conn, tag, Then::Write { fid, count })
+                self.write(conn, tag, fid, node, &grant, data)
             }
             Body::Tclunk { fid } => {
                 let f = self.take_fid(conn, fid)?;
@@ -874,6 +877,15 @@ impl<L: Log, C: Clock> Server<L, C> {
         let c = self.conn(conn)?;
         let f = c.fids.remove(fid).ok_or(Error::UnknownFid(fid))?;
         self.world.fids -= 1;
+        let writes = self
+            .world
+            .parked
+            .remove_writes_where(|w| w.conn == conn && w.fid == fid);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for w in writes {
+                c.live_tags.remove(&w.tag);
+            }
+        }
         if f.parked > 0 {
             let gone = self
                 .world
@@ -1152,12 +1164,19 @@ impl<L: Log, C: Clock> Server<L, C> {
             .world
             .parked
             .remove_where(|r| r.conn == conn && r.tag == oldtag);
+        let writes = self
+            .world
+            .parked
+            .remove_writes_where(|w| w.conn == conn && w.tag == oldtag);
         if let Some(c) = self.conns.get_mut(&conn) {
             for r in &parked {
                 c.live_tags.remove(&r.tag);
                 if let Ok(f) = c.fids.get_mut(r.fid) {
                     f.parked = f.parked.saturating_sub(1);
                 }
+            }
+            for w in &writes {
+                c.live_tags.remove(&w.tag);
             }
         }
         // A request already proposed will be answered when it commits (its
@@ -1338,7 +1357,20 @@ impl<L: Log, C: Clock> Server<L, C> {
         match then {
             Then::Write { count, .. } => self.reply(conn, tag, Body::Rwrite { count }, out),
             Then::Read { fid, offset, count } => match applied.data {
-                Some(data) => encode_reply(out, conn, tag, Body::Rread { data: &data }),
+                Some(mut data) => {
+                    // A message taken whole for this fid: what the read
+                    // has no room for waits on the fid for its next read.
+                    let rest = data.split_off(data.len().min(count as usize));
+                    if !rest.is_empty()
+                        && let Some(f) = self
+                            .conns
+                            .get_mut(&conn)
+                            .and_then(|c| c.fids.get_mut(fid).ok())
+                    {
+                        f.aux = crate::dev::Aux::Rest(rest);
+                    }
+                    encode_reply(out, conn, tag, Body::Rread { data: &data })
+                }
                 // A confirmed read (see `read`), or a take someone else got
                 // to first (which waits for the next change): read now.
                 None => {
@@ -1407,19 +1439,15 @@ impl<L: Log, C: Clock> Server<L, C> {
         let (Then::Read { .. }, Ok(applied)) = (&w.then, result) else {
             return;
         };
-        let Some(data) = applied.data.filter(|d| !d.is_empty()) else {
+        let Some(seq) = applied.taken else {
             return;
         };
-        let Some(Command::Chan(ChanCmd::Take { name, .. })) =
+        let Some(Command::Chan(ChanCmd::Take { name, group })) =
             entry.and_then(|e| Command::decode(&e.data))
         else {
             return;
         };
-        let cmd = Command::Chan(ChanCmd::Unread {
-            name,
-            data,
-            more: applied.more,
-        });
+        let cmd = Command::Chan(ChanCmd::Unread { name, group, seq });
         if let Ok(proposal) = self.log.propose(cmd.encode()) {
             let quiet = Waiter {
                 cancelled: true,
@@ -1432,6 +1460,12 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// Retry the reads parked on every node that changed.
     fn run_wakes(&mut self, out: &mut Outbox) {
         while let Some(node) = self.wakes.pop() {
+            for w in self.world.parked.take_writes(node) {
+                if let Some(c) = self.conns.get_mut(&w.conn) {
+                    c.live_tags.remove(&w.tag);
+                }
+                self.retry_write(w, out);
+            }
             for r in self.world.parked.take(node) {
                 let Some(c) = self.conns.get_mut(&r.conn) else {
                     continue;
@@ -1446,6 +1480,58 @@ impl<L: Log, C: Clock> Server<L, C> {
                     self.reply_err(r.conn, r.tag, &e, out);
                 }
             }
+        }
+    }
+
+    /// Propose what a write to `node` stands for; a write the object makes
+    /// wait (a full channel with `full=block`) is parked on `node` with
+    /// its bytes and tried again when `node` changes.
+    fn write(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        fid: u32,
+        node: Node,
+        grant: &Grant,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let count = data.len() as u32;
+        match device(node).write(&self.world.ctx_as(grant), node, data) {
+            Ok(cmd) => self.propose(cmd, conn, tag, Then::Write { fid, count }),
+            Err(Error::WouldBlock(why)) => {
+                let w = ParkedWrite {
+                    conn,
+                    tag,
+                    fid,
+                    data: data.to_vec(),
+                };
+                self.world
+                    .parked
+                    .park_write(node, w)
+                    .map_err(|_| Error::Again(why))?;
+                self.conn(conn)?.live_tags.insert(tag);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Try a parked write again (its node changed).
+    fn retry_write(&mut self, w: ParkedWrite, out: &mut Outbox) {
+        let ParkedWrite {
+            conn,
+            tag,
+            fid,
+            data,
+        } = w;
+        let attempt = self.access(conn, fid).and_then(|(node, grant, _)| {
+            self.need(&grant, node, Right::Write, "write")?;
+            self.write(conn, tag, fid, node, &grant, &data)
+        });
+        if let Err(e) = attempt {
+            let subject = self.fid_path(conn, fid, None);
+            self.error_event(&subject, &e);
+            self.reply_err(conn, tag, &e, out);
         }
     }
 

@@ -373,12 +373,14 @@ fn status_and_log_follow_committed_changes() {
     assert_eq!(
         log,
         "1 1 0 mkdir /chan/x\n\
-         2 1 0 write /chan/x/data 5 bytes\n\
+         2 1 0 write /chan/x/data 5 bytes sender=owner\n\
          3 1 0 /chan/x/ctl close; open\n\
          4 1 0 /ctl note deploy done\n"
     );
-    // A receive is a committed change too; the payload never shows.
-    assert_eq!(n.open(o, 93, "chan/x/data", 0), "Ropen");
+    // A consumer group's receive is a committed change too; the payload
+    // never shows.
+    assert_eq!(n.put(o, "chan/x/ctl", "group g"), "Rwrite");
+    assert_eq!(n.open(o, 93, "chan/x/groups/g", 0), "Ropen");
     let got = n.call(
         o,
         Body::Tread {
@@ -389,7 +391,7 @@ fn status_and_log_follow_committed_changes() {
     );
     assert_eq!(got, "Rread hello");
     let log = n.cat(o, "raft/log");
-    assert!(log.ends_with("5 1 0 read /chan/x/data max=4096\n"), "{log}");
+    assert!(log.ends_with("6 1 0 read /chan/x/groups/g\n"), "{log}");
     assert!(!log.contains("hello"));
 }
 

@@ -258,6 +258,13 @@ impl Node {
         text
     }
 
+    /// Make consumer group `group` on channel `chan` (fid 81).
+    fn group(&mut self, c: ConnId, chan: &str, group: &str) {
+        assert_eq!(self.open(c, 81, &format!("chan/{chan}/ctl"), 1), "Ropen");
+        assert_eq!(self.write(c, 81, &format!("group {group}")), "Rwrite");
+        assert_eq!(self.call(c, 6, Body::Tclunk { fid: 81 }), "Rclunk");
+    }
+
     fn mkchan(&mut self, c: ConnId, name: &str) {
         let w = self.walk(c, 0, 80, "chan");
         assert_eq!(w, "Rwalk");
@@ -539,7 +546,7 @@ fn channels_mkdir_write_read_remove() {
         names.push(d.name.to_string());
         rest = &rest[used..];
     }
-    assert_eq!(names, ["ctl", "data", "status"]);
+    assert_eq!(names, ["ctl", "data", "groups", "msgs", "status"]);
     // Removing an object's own file changes nothing; removing the
     // directory removes the channel.
     assert_eq!(n.walk(c, 0, 4, "chan/alerts"), "Rwalk");
@@ -662,7 +669,7 @@ fn flush_cancels_a_parked_read_and_the_message_stays() {
     );
     assert_eq!(n.call(c, 41, Body::Tflush { oldtag: 40 }), "Rflush");
     assert_eq!(n.write(c, 1, "kept"), "Rwrite");
-    assert!(n.cat(c, "chan/x/status").contains("queued 1"));
+    assert!(n.cat(c, "chan/x/status").contains("retained 1"));
     assert_eq!(n.read(c, 1), "Rread kept");
 }
 
@@ -671,15 +678,17 @@ fn flush_of_a_committing_read_follows_its_answer() {
     let mut n = Node::new();
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "x");
+    n.group(c, "x", "g");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
     assert_eq!(n.write(c, 1, "m"), "Rwrite");
+    assert_eq!(n.open(c, 2, "chan/x/groups/g", 0), "Ropen");
     n.log.0.borrow_mut().hold = true;
     assert!(
         n.send(
             c,
             40,
             Body::Tread {
-                fid: 1,
+                fid: 2,
                 offset: 0,
                 count: 100
             }
@@ -697,15 +706,17 @@ fn a_reader_gone_before_commit_loses_no_message() {
     let mut n = Node::new();
     let c = n.client(Dialect::P2000);
     n.mkchan(c, "x");
+    n.group(c, "x", "g");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
     assert_eq!(n.write(c, 1, "precious"), "Rwrite");
+    assert_eq!(n.open(c, 2, "chan/x/groups/g", 0), "Ropen");
     n.log.0.borrow_mut().hold = true;
     assert!(
         n.send(
             c,
             40,
             Body::Tread {
-                fid: 1,
+                fid: 2,
                 offset: 0,
                 count: 100
             }
@@ -720,8 +731,8 @@ fn a_reader_gone_before_commit_loses_no_message() {
     n.log.0.borrow_mut().hold = false;
     n.poll();
     let c2 = n.client(Dialect::P2000);
-    assert_eq!(n.open(c2, 1, "chan/x/data", 0), "Ropen");
-    assert_eq!(n.read(c2, 1), "Rread precious");
+    assert_eq!(n.open(c2, 1, "chan/x/groups/g", 0), "Ropen");
+    assert_eq!(n.read(c2, 1), "Rread precious", "given back to the group");
 }
 
 /// Open `/events` on fid 1 and leave a read parked there under tag 50.
@@ -760,12 +771,12 @@ fn bad_ctl_changes_nothing_and_reaches_events() {
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[0].1.starts_with("Rread 2 "), "{texts:?}");
     assert!(
-        texts[0].1.ends_with(" error /chan/alerts/ctl: chan alerts: unknown verb \"qoss\"; expected clear, close, open\n"),
+        texts[0].1.ends_with(" error /chan/alerts/ctl: chan alerts: unknown verb \"qoss\"; expected clear, close, open, retain, qos, full, group, ungroup, connect, disconnect\n"),
         "{texts:?}"
     );
     assert_eq!(
         texts[1].1,
-        "Rerror chan alerts: unknown verb \"qoss\"; expected clear, close, open"
+        "Rerror chan alerts: unknown verb \"qoss\"; expected clear, close, open, retain, qos, full, group, ungroup, connect, disconnect"
     );
     assert!(
         n.cat(c, "chan/alerts/status").contains("state open"),
@@ -844,9 +855,13 @@ fn state_is_rebuilt_from_the_log() {
     let mut again = Node::with_log(n.log.reopened());
     let c = again.client(Dialect::P2000);
     let status = again.cat(c, "status");
-    assert!(status.contains("channels 2\nqueued 2\n"), "{status}");
+    assert!(status.contains("channels 2\nretained 3\n"), "{status}");
     assert_eq!(again.open(c, 1, "chan/a/data", 0), "Ropen");
-    assert_eq!(again.read(c, 1), "Rread 2");
+    assert_eq!(
+        again.read(c, 1),
+        "Rread 1",
+        "a new reader starts at the oldest retained"
+    );
 }
 
 #[test]
@@ -927,4 +942,103 @@ fn node_ctl_notes_and_syncs() {
         n.write(c, 2, "reboot")
             .starts_with("Rerror /ctl: unknown verb \"reboot\"; expected note, sync")
     );
+}
+
+#[test]
+fn every_reader_sees_every_message_and_a_late_one_starts_at_the_oldest_retained() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
+    assert_eq!(n.open(c, 2, "chan/x/data", 0), "Ropen");
+    assert_eq!(n.open(c, 3, "chan/x/data", 0), "Ropen");
+    for m in ["a", "b"] {
+        assert_eq!(n.write(c, 1, m), "Rwrite");
+    }
+    for fid in [2, 3] {
+        assert_eq!(n.read(c, fid), "Rread a");
+        assert_eq!(n.read(c, fid), "Rread b");
+    }
+    assert_eq!(n.open(c, 4, "chan/x/data", 0), "Ropen");
+    assert_eq!(
+        n.read(c, 4),
+        "Rread a",
+        "a late reader starts at the oldest retained"
+    );
+    let status = n.cat(c, "chan/x/status");
+    assert!(
+        status.contains("sent 2\n") && status.contains("delivered 5\n"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_writer_to_a_full_blocking_channel_waits_for_its_group_and_can_be_flushed() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 9, "chan/x/ctl", 1), "Ropen");
+    assert_eq!(
+        n.write(c, 9, "retain count=1\nfull=block\ngroup g"),
+        "Rwrite"
+    );
+    assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
+    assert_eq!(n.open(c, 2, "chan/x/groups/g", 0), "Ropen");
+    assert_eq!(n.write(c, 1, "one"), "Rwrite");
+    let two = Body::Twrite {
+        fid: 1,
+        offset: 0,
+        data: b"two",
+    };
+    assert!(n.send(c, 40, two).is_empty(), "the writer waits");
+    assert!(n.cat(c, "chan/x/status").contains("blocked 1\n"));
+    let r: Vec<(u16, String)> = n
+        .send(
+            c,
+            41,
+            Body::Tread {
+                fid: 2,
+                offset: 0,
+                count: 100,
+            },
+        )
+        .into_iter()
+        .map(|r| (r.tag, r.text))
+        .collect();
+    assert!(r.contains(&(41, "Rread one".to_string())), "{r:?}");
+    assert!(
+        r.contains(&(40, "Rwrite".to_string())),
+        "taking made room: {r:?}"
+    );
+    assert_eq!(n.read(c, 2), "Rread two");
+    // A waiting write that is flushed is never sent.
+    assert_eq!(n.write(c, 1, "three"), "Rwrite");
+    let four = Body::Twrite {
+        fid: 1,
+        offset: 0,
+        data: b"four",
+    };
+    assert!(n.send(c, 42, four).is_empty());
+    assert_eq!(n.call(c, 43, Body::Tflush { oldtag: 42 }), "Rflush");
+    assert_eq!(n.read(c, 2), "Rread three");
+    let status = n.cat(c, "chan/x/status");
+    assert!(
+        status.contains("sent 3\n") && status.contains("blocked 0\n"),
+        "{status}"
+    );
+}
+
+#[test]
+fn msgs_shows_each_message_with_its_stamp_and_a_good_signature() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
+    assert_eq!(n.write(c, 1, "hi"), "Rwrite");
+    assert_eq!(n.open(c, 2, "chan/x/msgs", 0), "Ropen");
+    let line = n.read(c, 2);
+    assert!(line.starts_with("Rread seq=1 time="), "{line}");
+    for want in [" chan=x ", " verified=yes ", " len=2 data=6869\n"] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
 }

@@ -87,22 +87,7 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
             "ttl=\"{text}\" is not a duration: a whole number and s, m, h or d (300s, 5m, 2h, 7d)"
         )
     };
-    let (digits, unit) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
-        _ => (text, 's'),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let mult = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return Err(bad()),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let secs = n.saturating_mul(mult);
+    let secs = crate::ctl::parse_duration(text).ok_or_else(bad)?;
     if secs == 0 {
         return Err(format!(
             "ttl=\"{text}\": a capability must last more than 0s"

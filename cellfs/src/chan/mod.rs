@@ -1,12 +1,20 @@
-//! `/chan`: channels. `mkdir /chan/NAME` makes one; each has `ctl`, `data`
-//! and `status`. See chan(3).
+//! `/chan`: channels. `mkdir /chan/NAME` makes one; each has `ctl`,
+//! `data`, `msgs`, `status` and a `groups` directory; `/chan/graph` lists
+//! the connections between them. See chan(3).
 //!
-//! This is the basic channel of the spine: an ordered, bounded, durable
-//! queue whose reads consume. Signing, QoS and routing grow here later.
+//! A channel is a bounded, replicated log of signed messages. Each reader
+//! of `data` or `msgs` has its own cursor (fan-out); a consumer group's
+//! file hands each message to one of its readers.
 
-mod queue;
+mod ctl;
+pub mod msg;
+pub mod qos;
+mod state;
 
-pub use queue::{Chan, ChanCmd, ChanOp, Chans, MAX_BYTES, MAX_MESSAGES};
+pub use ctl::CTL_VERBS;
+pub use state::{
+    Chan, ChanCmd, ChanOp, Chans, DEFAULT_RETAIN, Full, Group, MAX_BYTES, MAX_GROUPS, MAX_RETAIN,
+};
 
 use alloc::format;
 use alloc::string::String;
@@ -14,11 +22,12 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::command::Command;
-use crate::ctl::{self, Verb};
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
 use crate::node::Node;
 use crate::root;
+
+use msg::Unsigned;
 
 /// The channel device's number in [`dev::DEVICES`].
 pub const DEV: u8 = 1;
@@ -27,40 +36,27 @@ const K_DIR: u8 = 1;
 const K_CTL: u8 = 2;
 const K_DATA: u8 = 3;
 const K_STATUS: u8 = 4;
+const K_MSGS: u8 = 5;
+const K_GROUPS: u8 = 6;
+const K_GROUP: u8 = 7;
+const K_GRAPH: u8 = 8;
 
 /// `/chan` itself.
 pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+/// `/chan/graph`.
+pub const GRAPH: Node = Node::new(DEV, K_GRAPH, 0);
 
-/// The files of every channel directory: name, kind, permissions.
-const FILES: [(&str, u8, u32); 3] = [
+/// The name `/chan/graph` takes, which no channel can have.
+pub const GRAPH_NAME: &str = "graph";
+
+/// The entries of every channel directory: name, kind, permissions.
+const FILES: [(&str, u8, u32); 5] = [
     ("ctl", K_CTL, 0o220),
-    ("data", K_DATA, 0o660),
+    // Append-only: each write is one message (see attr::qid).
+    ("data", K_DATA, ninep::stat::DMAPPEND | 0o660),
+    ("groups", K_GROUPS, 0o555),
+    ("msgs", K_MSGS, 0o444),
     ("status", K_STATUS, 0o444),
-];
-
-/// The verbs of a channel's `ctl`.
-pub const CTL_VERBS: &[Verb] = &[
-    Verb {
-        name: "clear",
-        min_args: 0,
-        max_args: 0,
-        keys: &[],
-        usage: "clear",
-    },
-    Verb {
-        name: "close",
-        min_args: 0,
-        max_args: 0,
-        keys: &[],
-        usage: "close",
-    },
-    Verb {
-        name: "open",
-        min_args: 0,
-        max_args: 0,
-        keys: &[],
-        usage: "open",
-    },
 ];
 
 /// Longest channel name.
@@ -74,8 +70,26 @@ fn data_node(id: u64) -> Node {
     Node::new(DEV, K_DATA, id)
 }
 
-/// Check a new channel's name: 1–64 of `[A-Za-z0-9._-]`, not starting with
-/// a dot.
+fn msgs_node(id: u64) -> Node {
+    Node::new(DEV, K_MSGS, id)
+}
+
+fn group_node(id: u64, group: u16) -> Node {
+    Node::new(DEV, K_GROUP, (u64::from(group) << 32) | id)
+}
+
+/// The channel number of any node of the device (group files carry the
+/// group's number above it).
+fn chan_id(node: Node) -> u64 {
+    node.obj & u64::from(u32::MAX)
+}
+
+fn group_id(node: Node) -> u16 {
+    (node.obj >> 32) as u16
+}
+
+/// Check a new channel's (or group's) name: 1–64 of `[A-Za-z0-9._-]`, not
+/// starting with a dot.
 pub fn check_name(name: &str) -> Result<(), Error> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if name.is_empty()
@@ -98,8 +112,31 @@ impl ChanDev {
     fn chan<'a>(cx: &Ctx<'a>, node: Node) -> Result<&'a Chan, Error> {
         cx.state
             .chans
-            .get(node.obj)
+            .get(chan_id(node))
             .ok_or(Error::Removed("channel"))
+    }
+
+    fn group(chan: &Chan, node: Node) -> Option<(&str, &Group)> {
+        let gid = group_id(node);
+        chan.groups
+            .iter()
+            .find(|(_, g)| g.id == gid)
+            .map(|(n, g)| (n.as_str(), g))
+    }
+}
+
+/// Whether `cx`'s node trusts messages signed by `key`: its own, or a
+/// member of its cluster's.
+fn trusted(cx: &Ctx<'_>, key: &crate::cap::PublicKey) -> bool {
+    *key == cx.key.public() || cx.state.membership.members.iter().any(|m| m.key == *key)
+}
+
+/// A fan-out reader's position: the next message and how much of it was
+/// read already.
+fn cursor(aux: &mut Aux, chan: &Chan) -> (u64, usize) {
+    match aux {
+        Aux::Seq { next, off } => (*next, *off),
+        _ => (chan.first(), 0),
     }
 }
 
@@ -109,24 +146,27 @@ impl Device for ChanDev {
     }
 
     fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
-        if node == TOP {
-            let mtime = cx.unix_ms / 1000;
-            return Some(Info {
-                name: "chan",
-                dir: true,
-                perm: 0o755,
-                length: 0,
-                version: 0,
-                mtime,
-            });
+        let fixed = |name, dir, perm| Info {
+            name,
+            dir,
+            perm,
+            length: 0,
+            version: 0,
+            mtime: cx.unix_ms / 1000,
+        };
+        match node.kind {
+            K_TOP => return Some(fixed("chan", true, 0o755)),
+            K_GRAPH => return Some(fixed(GRAPH_NAME, false, 0o444)),
+            _ => {}
         }
-        let chan = cx.state.chans.get(node.obj)?;
+        let chan = cx.state.chans.get(chan_id(node))?;
         let (name, dir, perm) = match node.kind {
             K_DIR => (chan.name.as_str(), true, 0o755),
+            K_GROUP => (Self::group(chan, node)?.0, false, 0o444),
             kind => FILES
                 .iter()
                 .find(|f| f.1 == kind)
-                .map(|f| (f.0, false, f.2))?,
+                .map(|f| (f.0, kind == K_GROUPS, f.2))?,
         };
         Some(Info {
             name,
@@ -141,13 +181,15 @@ impl Device for ChanDev {
     fn parent(&self, node: Node) -> Node {
         match node.kind {
             K_TOP => root::ROOT,
-            K_DIR => TOP,
+            K_DIR | K_GRAPH => TOP,
+            K_GROUP => Node::new(DEV, K_GROUPS, chan_id(node)),
             _ => dir_node(node.obj),
         }
     }
 
     fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
         match dir.kind {
+            K_TOP if name == GRAPH_NAME => Some(GRAPH),
             K_TOP => cx.state.chans.id(name).map(dir_node),
             K_DIR => {
                 cx.state.chans.get(dir.obj)?;
@@ -156,28 +198,53 @@ impl Device for ChanDev {
                     .find(|f| f.0 == name)
                     .map(|f| Node::new(DEV, f.1, dir.obj))
             }
+            K_GROUPS => {
+                let g = cx.state.chans.get(dir.obj)?.groups.get(name)?;
+                Some(group_node(dir.obj, g.id))
+            }
             _ => None,
         }
     }
 
     fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
         match dir.kind {
-            K_TOP => out.extend(cx.state.chans.ids().map(dir_node)),
+            K_TOP => {
+                out.push(GRAPH);
+                out.extend(cx.state.chans.ids().map(dir_node));
+            }
             K_DIR if cx.state.chans.get(dir.obj).is_some() => {
                 out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
+            }
+            K_GROUPS => {
+                if let Some(c) = cx.state.chans.get(dir.obj) {
+                    out.extend(c.groups.values().map(|g| group_node(dir.obj, g.id)));
+                }
             }
             _ => {}
         }
     }
 
     fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
-        if node.kind != K_TOP {
-            Self::chan(cx, node)?;
+        if matches!(node.kind, K_TOP | K_GRAPH) {
+            return match (node.kind, write) {
+                (K_TOP, true) => Err(Error::IsDir),
+                (_, true) => Err(Error::Perm(String::from("/chan/graph is read-only"))),
+                _ => Ok(Aux::None),
+            };
         }
+        let chan = Self::chan(cx, node)?;
         match node.kind {
-            K_TOP | K_DIR if write => Err(Error::IsDir),
+            K_DIR | K_GROUPS if write => Err(Error::IsDir),
             K_CTL if read => Err(Error::Perm(String::from("chan ctl is write-only"))),
-            K_STATUS if write => Err(Error::Perm(String::from("chan status is read-only"))),
+            K_STATUS | K_MSGS | K_GROUP if write => Err(Error::Perm(format!(
+                "chan {}: only data and ctl can be written",
+                chan.name
+            ))),
+            // A reader starts at the oldest message still retained.
+            K_DATA | K_MSGS => Ok(Aux::Seq {
+                next: chan.first(),
+                off: 0,
+            }),
             _ => Ok(Aux::None),
         }
     }
@@ -191,30 +258,81 @@ impl Device for ChanDev {
         count: u32,
         out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, Error> {
+        if node.kind == K_GRAPH {
+            return Ok(dev::read_text(aux, offset, count, out, || {
+                let mut s = String::new();
+                for (from, to) in cx.state.chans.edges() {
+                    let _ = writeln!(s, "{from} {to}");
+                }
+                s
+            }));
+        }
+        let id = chan_id(node);
         let chan = Self::chan(cx, node)?;
         match node.kind {
             K_STATUS => Ok(dev::read_text(aux, offset, count, out, || {
-                let mut s = String::with_capacity(128);
-                let _ = write!(
-                    s,
-                    "name {}\nstate {}\nqueued {}\nbytes {}\nsent {}\nreceived {}\nwaiting {}\ncreated {}\n",
-                    chan.name,
-                    if chan.open { "open" } else { "closed" },
-                    chan.queue.len(),
-                    chan.bytes,
-                    chan.sent,
-                    chan.received,
-                    cx.waiting.waiting(data_node(node.obj)),
-                    chan.created,
-                );
-                s
+                status(cx, id, chan)
             })),
-            K_DATA if chan.queue.is_empty() && chan.open => Ok(ReadOutcome::Block),
-            K_DATA if chan.queue.is_empty() => Ok(ReadOutcome::Done),
-            K_DATA => Ok(ReadOutcome::Propose(Command::Chan(ChanCmd::Take {
-                name: chan.name.clone(),
-                max: count,
-            }))),
+            K_DATA | K_MSGS => {
+                let (mut next, mut off) = cursor(aux, chan);
+                if next < chan.first() {
+                    // Retention dropped what this reader had not read yet.
+                    cx.chan_local.missed(id, chan.first() - next);
+                    (next, off) = (chan.first(), 0);
+                }
+                let Some(m) = chan.get(next) else {
+                    *aux = Aux::Seq { next, off };
+                    return Ok(if chan.open {
+                        ReadOutcome::Block
+                    } else {
+                        ReadOutcome::Done
+                    });
+                };
+                let line;
+                let whole: &[u8] = if node.kind == K_DATA {
+                    &m.data
+                } else {
+                    let mut l = String::with_capacity(256 + 2 * m.data.len());
+                    let verdict = msg::verify(&m.stamp, &m.data, |k| trusted(cx, k));
+                    msg::push_line(&mut l, m, verdict);
+                    line = l;
+                    line.as_bytes()
+                };
+                let rest = whole.get(off..).unwrap_or_default();
+                let n = rest.len().min(count as usize);
+                out.extend_from_slice(&rest[..n]);
+                if n == rest.len() {
+                    (next, off) = (next + 1, 0);
+                    if node.kind == K_DATA {
+                        cx.chan_local.delivered(id, 1);
+                    }
+                } else {
+                    off += n;
+                }
+                *aux = Aux::Seq { next, off };
+                Ok(ReadOutcome::Done)
+            }
+            K_GROUP => {
+                if let Aux::Rest(rest) = aux
+                    && !rest.is_empty()
+                {
+                    let n = rest.len().min(count as usize);
+                    out.extend(rest.drain(..n));
+                    return Ok(ReadOutcome::Done);
+                }
+                let (group, g) = Self::group(chan, node).ok_or(Error::Removed("group"))?;
+                if chan.pending(g) == 0 {
+                    return Ok(if chan.open {
+                        ReadOutcome::Block
+                    } else {
+                        ReadOutcome::Done
+                    });
+                }
+                Ok(ReadOutcome::Propose(Command::Chan(ChanCmd::Take {
+                    name: chan.name.clone(),
+                    group: String::from(group),
+                })))
+            }
             _ => Err(Error::Perm(format!(
                 "chan {}: ctl is write-only",
                 chan.name
@@ -224,7 +342,7 @@ impl Device for ChanDev {
 
     fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
         let chan = Self::chan(cx, node)?;
-        let name = chan.name.clone();
+        let name = &chan.name;
         match node.kind {
             K_DATA => {
                 // An empty message would read as end of file.
@@ -236,24 +354,48 @@ impl Device for ChanDev {
                 if let Some(e) = chan.refuse_send(data.len()) {
                     return Err(e);
                 }
+                let Some(g) = cx.grant else {
+                    return Err(Error::Unauthorized(format!(
+                        "chan {name}: a message needs a sender: attach with a capability"
+                    )));
+                };
+                if !cx
+                    .chan_local
+                    .admit(chan_id(node), &g.holder, chan.qos, cx.unix_ms)
+                {
+                    let q = chan.qos.unwrap_or(qos::Qos { rate: 0, burst: 0 });
+                    return Err(Error::Again(format!(
+                        "chan {name}: sender {} is over its limit (qos rate={}/s burst={}); try again later",
+                        g.holder, q.rate, q.burst
+                    )));
+                }
+                let stamp = alloc::boxed::Box::new(
+                    Unsigned {
+                        chan: name,
+                        time_ms: cx.unix_ms,
+                        sender: &g.holder,
+                        cap: g.ids.last().copied().unwrap_or_default(),
+                        intent: format!("{}@{}", g.rights, g.scope),
+                    }
+                    .sign(cx.key, data),
+                );
                 Ok(Command::Chan(ChanCmd::Send {
-                    name,
+                    name: name.clone(),
+                    stamp,
                     data: data.to_vec(),
                 }))
             }
             K_CTL => {
-                let object = format!("chan {name}");
-                let ops = ctl::parse(&object, CTL_VERBS, data)?
-                    .iter()
-                    .map(|l| match l.verb {
-                        "clear" => ChanOp::Clear,
-                        "close" => ChanOp::Close,
-                        _ => ChanOp::Open,
-                    })
-                    .collect();
-                Ok(Command::Chan(ChanCmd::Ctl { name, ops }))
+                let ops = ctl::parse(name, data)?;
+                cx.state.chans.check_ops(name, &ops)?;
+                Ok(Command::Chan(ChanCmd::Ctl {
+                    name: name.clone(),
+                    ops,
+                }))
             }
-            _ => Err(Error::Perm(format!("chan {name}: status is read-only"))),
+            _ => Err(Error::Perm(format!(
+                "chan {name}: only data and ctl can be written"
+            ))),
         }
     }
 
@@ -261,7 +403,7 @@ impl Device for ChanDev {
         if dir.kind != K_TOP {
             let chan = Self::chan(cx, dir)?;
             return Err(Error::Perm(format!(
-                "chan {}: cannot create '{name}': a channel has only ctl, data and status",
+                "chan {}: cannot create '{name}': make groups with 'group NAME' on its ctl",
                 chan.name
             )));
         }
@@ -271,6 +413,11 @@ impl Device for ChanDev {
             )));
         }
         check_name(name)?;
+        if name == GRAPH_NAME {
+            return Err(Error::Exists(String::from(
+                "/chan/graph (it lists connections; no channel can be called graph)",
+            )));
+        }
         if cx.state.chans.id(name).is_some() {
             return Err(Error::Exists(format!("chan {name}")));
         }
@@ -281,9 +428,9 @@ impl Device for ChanDev {
     }
 
     fn remove(&self, cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
-        if node.kind == K_TOP {
+        if matches!(node.kind, K_TOP | K_GRAPH) {
             return Err(Error::Perm(String::from(
-                "cannot remove /chan: it is part of the node",
+                "cannot remove /chan or /chan/graph: they are part of the node",
             )));
         }
         let chan = Self::chan(cx, node)?;
@@ -291,7 +438,86 @@ impl Device for ChanDev {
             K_DIR => Some(Command::Chan(ChanCmd::Remove {
                 name: chan.name.clone(),
             })),
+            K_GROUP => {
+                let (group, _) = Self::group(chan, node).ok_or(Error::Removed("group"))?;
+                Some(Command::Chan(ChanCmd::Ctl {
+                    name: chan.name.clone(),
+                    ops: alloc::vec![ChanOp::Ungroup(String::from(group))],
+                }))
+            }
             _ => None,
         })
     }
+}
+
+/// The text of a channel's `status` file (see chan(3) STATUS).
+fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
+    let local = cx.chan_local.get(id);
+    let taken: u64 = chan.groups.values().map(|g| g.taken).sum();
+    let mut s = String::with_capacity(512);
+    let _ = write!(
+        s,
+        "name {}\nstate {}\nretained {}\nbytes {}\nfirst {}\nnext {}\nsent {}\nsent_bytes {}\ndelivered {}\ndropped {}\nrefused {}\nmissed {}\nretain count={} age={}s\n",
+        chan.name,
+        if chan.open { "open" } else { "closed" },
+        chan.msgs.len(),
+        chan.bytes,
+        chan.first(),
+        chan.next,
+        chan.sent,
+        chan.sent_bytes,
+        local.delivered + taken,
+        chan.dropped,
+        local.refused,
+        local.missed,
+        chan.retain_count,
+        chan.retain_age,
+    );
+    match chan.qos {
+        Some(q) => {
+            let _ = writeln!(s, "qos rate={} burst={}", q.rate, q.burst);
+        }
+        None => s.push_str("qos off\n"),
+    }
+    let _ = write!(
+        s,
+        "full {}\nwaiting {}\nblocked {}\ncreated {}\n",
+        chan.full.word(),
+        cx.waiting.waiting(data_node(id)) + cx.waiting.waiting(msgs_node(id)),
+        cx.waiting.blocked(data_node(id)),
+        chan.created,
+    );
+    for (name, g) in &chan.groups {
+        let _ = writeln!(
+            s,
+            "group {name} next={} pending={} taken={} waiting={}",
+            g.next.max(chan.first()),
+            chan.pending(g),
+            g.taken,
+            cx.waiting.waiting(group_node(id, g.id)),
+        );
+    }
+    // Senders with messages through, then those only ever refused here.
+    let refused_only = local
+        .senders
+        .keys()
+        .filter(|n| !chan.senders.contains_key(*n))
+        .map(|n| (n, &0));
+    for (name, sent) in chan.senders.iter().chain(refused_only) {
+        let l = local.senders.get(name);
+        let tokens = match (chan.qos, l.and_then(|l| l.bucket)) {
+            (Some(q), Some(b)) => {
+                let m = b.tokens_milli(q, cx.unix_ms);
+                format!("{}.{:03}", m / 1000, m % 1000)
+            }
+            (Some(q), None) => format!("{}.000", q.burst),
+            (None, _) => String::from("-"),
+        };
+        let _ = writeln!(
+            s,
+            "sender {name} sent={sent} tokens={tokens} refused={}",
+            l.map_or(0, |l| l.refused)
+        );
+    }
+    s
 }

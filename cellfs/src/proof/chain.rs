@@ -125,7 +125,7 @@ fn push_line(out: &mut String, l: &Link) {
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Append the lower-case hex of `bytes`.
-fn push_hex(out: &mut String, bytes: &[u8]) {
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
     out.reserve(bytes.len() * 2);
     for b in bytes {
         out.push(DIGITS[usize::from(b >> 4)] as char);

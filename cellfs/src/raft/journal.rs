@@ -185,25 +185,18 @@ fn render_chan(s: &mut String, c: &ChanCmd) {
     let _ = match c {
         ChanCmd::Create { name, .. } => write!(s, "mkdir /chan/{name}"),
         ChanCmd::Remove { name } => write!(s, "rm /chan/{name}"),
-        ChanCmd::Send { name, data } => {
-            write!(s, "write /chan/{name}/data {} bytes", data.len())
-        }
-        ChanCmd::Take { name, max } => write!(s, "read /chan/{name}/data max={max}"),
-        ChanCmd::Unread { name, data, more } => write!(
+        ChanCmd::Send { name, stamp, data } => write!(
             s,
-            "unread /chan/{name}/data {} bytes{}",
+            "write /chan/{name}/data {} bytes sender={}",
             data.len(),
-            if *more { " more" } else { "" }
+            stamp.sender
         ),
+        ChanCmd::Take { name, group } => write!(s, "read /chan/{name}/groups/{group}"),
+        ChanCmd::Unread { name, group, seq } => {
+            write!(s, "unread /chan/{name}/groups/{group} seq={seq}")
+        }
         ChanCmd::Ctl { name, ops } => {
-            let ops: Vec<&str> = ops
-                .iter()
-                .map(|op| match op {
-                    ChanOp::Clear => "clear",
-                    ChanOp::Close => "close",
-                    ChanOp::Open => "open",
-                })
-                .collect();
+            let ops: Vec<String> = ops.iter().map(ChanOp::describe).collect();
             write!(s, "/chan/{name}/ctl {}", ops.join("; "))
         }
     };
@@ -258,31 +251,41 @@ mod tests {
             (
                 Command::Chan(ChanCmd::Send {
                     name: "a".into(),
+                    stamp: alloc::boxed::Box::new(
+                        crate::chan::msg::Unsigned {
+                            chan: "a",
+                            time_ms: 1,
+                            sender: "alice",
+                            cap: 3,
+                            intent: "w@/chan/a".into(),
+                        }
+                        .sign(&crate::cap::NodeKey::from_seed(&[1; 32]), b"hello"),
+                    ),
                     data: b"hello".to_vec(),
                 }),
-                "write /chan/a/data 5 bytes",
+                "write /chan/a/data 5 bytes sender=alice",
             ),
             (
                 Command::Chan(ChanCmd::Take {
                     name: "a".into(),
-                    max: 10,
+                    group: "w".into(),
                 }),
-                "read /chan/a/data max=10",
+                "read /chan/a/groups/w",
             ),
             (
                 Command::Chan(ChanCmd::Unread {
                     name: "a".into(),
-                    data: b"xy".to_vec(),
-                    more: true,
+                    group: "w".into(),
+                    seq: 4,
                 }),
-                "unread /chan/a/data 2 bytes more",
+                "unread /chan/a/groups/w seq=4",
             ),
             (
                 Command::Chan(ChanCmd::Ctl {
                     name: "a".into(),
-                    ops: alloc::vec![ChanOp::Close, ChanOp::Open],
+                    ops: alloc::vec![ChanOp::Close, ChanOp::Connect("b".into())],
                 }),
-                "/chan/a/ctl close; open",
+                "/chan/a/ctl close; connect b",
             ),
             (
                 Command::Chan(ChanCmd::Remove { name: "a".into() }),

@@ -148,6 +148,8 @@ pub struct Sim<R: SimLog> {
     msgs: Vec<(u64, Vec<u8>)>,
     /// The setup's connection and whether the channel exists yet.
     setup: Option<(usize, u64, ConnId)>,
+    /// The channel exists; its consumer group may not yet.
+    made_chan: bool,
     made: bool,
     /// Counters for the summary.
     pub stats: Stats,
@@ -200,6 +202,7 @@ impl<R: SimLog> Sim<R> {
             frames: Vec::new(),
             msgs: Vec::new(),
             setup: None,
+            made_chan: false,
             made: false,
             stats: Stats::default(),
         };
@@ -530,6 +533,9 @@ impl<R: SimLog> Sim<R> {
             return;
         }
         self.setup = Some((i, self.nodes[i].life, conn));
+        if self.made_chan {
+            return self.make_group(i, conn);
+        }
         if let Some(r) = self.call(
             i,
             conn,
@@ -545,13 +551,56 @@ impl<R: SimLog> Sim<R> {
         }
     }
 
+    /// The second step of the setup: the consumer group the clients'
+    /// takes read (`group g` on /chan/q/ctl).
+    fn make_group(&mut self, i: usize, conn: ConnId) {
+        let w = self.call(
+            i,
+            conn,
+            3,
+            Body::Twalk {
+                fid: 0,
+                newfid: 2,
+                wnames: Names::from_slice(&["chan", "q", "ctl"]).expect("names"),
+            },
+        );
+        let o = match w.as_deref().map(kind).as_deref() {
+            Some("Rwalk") => self.call(i, conn, 4, Body::Topen { fid: 2, mode: 1 }),
+            _ => None,
+        };
+        if o.as_deref().map(kind).as_deref() != Some("Ropen") {
+            self.setup = None;
+            return;
+        }
+        if let Some(r) = self.call(
+            i,
+            conn,
+            SETUP_TAG,
+            Body::Twrite {
+                fid: 2,
+                offset: 0,
+                data: b"group g",
+            },
+        ) {
+            self.frames.push((i, conn, r));
+        }
+    }
+
     fn setup_reply(&mut self, f: &[u8]) {
         let k = kind(f);
-        self.say(|| format!("setup: mkdir /chan/q: {k}"));
-        if k == "Rcreate" || k.contains("exists") {
-            self.made = true;
+        let ok = k == "Rcreate" || k == "Rwrite" || k.contains("exists");
+        if self.made_chan {
+            self.say(|| format!("setup: group g: {k}"));
+            self.made |= ok;
+            self.setup = None;
+            return;
         }
-        self.setup = None;
+        self.say(|| format!("setup: mkdir /chan/q: {k}"));
+        self.made_chan = ok;
+        match self.setup {
+            Some((i, _, conn)) if ok => self.make_group(i, conn),
+            _ => self.setup = None,
+        }
     }
 
     /// Clients connect, and send a new operation when idle.
@@ -598,7 +647,7 @@ impl<R: SimLog> Sim<R> {
                     data: v,
                 },
                 OpKind::Take => Body::Tread {
-                    fid: 1,
+                    fid: 2,
                     offset: 0,
                     count: 4096,
                 },
@@ -630,7 +679,24 @@ impl<R: SimLog> Sim<R> {
             },
         );
         let o = match w.as_deref().map(kind).as_deref() {
-            Some("Rwalk") => self.call(i, conn, 3, Body::Topen { fid: 1, mode: 2 }),
+            Some("Rwalk") => self.call(i, conn, 3, Body::Topen { fid: 1, mode: 1 }),
+            _ => None,
+        };
+        let g = match o.as_deref().map(kind).as_deref() {
+            Some("Ropen") => self.call(
+                i,
+                conn,
+                4,
+                Body::Twalk {
+                    fid: 0,
+                    newfid: 2,
+                    wnames: Names::from_slice(&["chan", "q", "groups", "g"]).expect("names"),
+                },
+            ),
+            _ => None,
+        };
+        let o = match g.as_deref().map(kind).as_deref() {
+            Some("Rwalk") => self.call(i, conn, 5, Body::Topen { fid: 2, mode: 0 }),
             _ => None,
         };
         if o.as_deref().map(kind).as_deref() != Some("Ropen") {
@@ -869,7 +935,18 @@ impl<R: SimLog> Sim<R> {
         let rest: Vec<Vec<u8>> = chans
             .id("q")
             .and_then(|id| chans.get(id))
-            .map(|c| c.queue.iter().cloned().collect())
+            .and_then(|c| {
+                let g = c.groups.get("g")?;
+                let seqs = g
+                    .redeliver
+                    .iter()
+                    .copied()
+                    .chain(g.next.max(c.first())..c.next);
+                Some(
+                    seqs.filter_map(|s| c.get(s).map(|m| m.data.clone()))
+                        .collect(),
+                )
+            })
             .unwrap_or_default();
         self.stats.applied = server.state().applied;
         check::linearizable(&self.ops, &rest, self.now)?;
