@@ -1460,11 +1460,21 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// Retry the reads parked on every node that changed.
     fn run_wakes(&mut self, out: &mut Outbox) {
         while let Some(node) = self.wakes.pop() {
-            for w in self.world.parked.take_writes(node) {
+            // Writers wait in line: the first one that is proposed (or
+            // still has no room) keeps the rest parked behind it, since
+            // the room it takes is not committed yet. The others go on
+            // when its message applies, which wakes this node again.
+            let mut writes = self.world.parked.take_writes(node);
+            while let Some(w) = writes.pop_front() {
                 if let Some(c) = self.conns.get_mut(&w.conn) {
                     c.live_tags.remove(&w.tag);
                 }
-                self.retry_write(w, out);
+                if self.retry_write(w, out) {
+                    for rest in writes.drain(..) {
+                        // They were parked a moment ago, so they fit.
+                        let _ = self.world.parked.park_write(node, rest);
+                    }
+                }
             }
             for r in self.world.parked.take(node) {
                 let Some(c) = self.conns.get_mut(&r.conn) else {
@@ -1516,8 +1526,9 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    /// Try a parked write again (its node changed).
-    fn retry_write(&mut self, w: ParkedWrite, out: &mut Outbox) {
+    /// Try a parked write again (its node changed); true if it was
+    /// proposed or parked again, false if it failed and was answered.
+    fn retry_write(&mut self, w: ParkedWrite, out: &mut Outbox) -> bool {
         let ParkedWrite {
             conn,
             tag,
@@ -1528,10 +1539,14 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.need(&grant, node, Right::Write, "write")?;
             self.write(conn, tag, fid, node, &grant, &data)
         });
-        if let Err(e) = attempt {
-            let subject = self.fid_path(conn, fid, None);
-            self.error_event(&subject, &e);
-            self.reply_err(conn, tag, &e, out);
+        match attempt {
+            Ok(()) => true,
+            Err(e) => {
+                let subject = self.fid_path(conn, fid, None);
+                self.error_event(&subject, &e);
+                self.reply_err(conn, tag, &e, out);
+                false
+            }
         }
     }
 

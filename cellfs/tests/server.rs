@@ -1042,3 +1042,49 @@ fn msgs_shows_each_message_with_its_stamp_and_a_good_signature() {
         assert!(line.contains(want), "{want} in {line}");
     }
 }
+
+#[test]
+fn writers_waiting_for_room_go_one_at_a_time_and_none_is_refused() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 9, "chan/x/ctl", 1), "Ropen");
+    assert_eq!(
+        n.write(c, 9, "retain count=1\nfull=block\ngroup g"),
+        "Rwrite"
+    );
+    assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
+    assert_eq!(n.open(c, 2, "chan/x/groups/g", 0), "Ropen");
+    assert_eq!(n.write(c, 1, "m0"), "Rwrite");
+    for (tag, m) in [(40u16, "m1"), (41, "m2"), (42, "m3")] {
+        let w = Body::Twrite {
+            fid: 1,
+            offset: 0,
+            data: m.as_bytes(),
+        };
+        assert!(n.send(c, tag, w).is_empty(), "{m} waits");
+    }
+    for (i, want) in ["m0", "m1", "m2", "m3"].iter().enumerate() {
+        let r: Vec<(u16, String)> = n
+            .send(
+                c,
+                50,
+                Body::Tread {
+                    fid: 2,
+                    offset: 0,
+                    count: 100,
+                },
+            )
+            .into_iter()
+            .map(|r| (r.tag, r.text))
+            .collect();
+        assert!(r.contains(&(50, format!("Rread {want}"))), "{r:?}");
+        if i < 3 {
+            assert!(
+                r.contains(&(40 + i as u16, "Rwrite".to_string())),
+                "the next writer in line goes on: {r:?}"
+            );
+            assert!(r.iter().all(|(_, t)| !t.starts_with("Rerror")), "{r:?}");
+        }
+    }
+}
