@@ -50,14 +50,17 @@ def main():
 
     chan = "chan/py" + version.replace(".", "")
     fs.mkdir(chan, create_parents=False)
-    files = sorted(os.path.basename(p) for p in fs.ls(chan, detail=False))
-    assert files == ["ctl", "data", "status"], files
+    files = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls(chan, detail=False))
+    assert files == ["ctl", "data", "groups", "msgs", "status"], files
     print("mkdir", chan, "->", " ".join(files))
 
     assert write(chan + "/data", b"from p9fs") == 9
     got = read(chan + "/data")
     assert got == b"from p9fs", got
     print("data round trip:", got.decode())
+    line = read(chan + "/msgs").decode()
+    assert line.startswith("seq=1 ") and " verified=yes " in line, line
+    print("msgs:", line.split(" verified=")[0][:60], "... verified=yes")
 
     try:
         write(chan + "/ctl", b"qoss rate=1\n")

@@ -55,7 +55,7 @@ pub fn tree(d: &Path) {
         sh_ok(d, "ls chan/tree")
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["ctl", "data", "status"]
+        ["ctl", "data", "groups", "msgs", "status"]
     );
     let again = sh(d, "mkdir chan/tree");
     assert!(
@@ -66,16 +66,23 @@ pub fn tree(d: &Path) {
     assert_eq!(channels(), before);
 }
 
-/// `echo hi > chan/NAME/data` queues a message that a read gives back,
-/// one message per read; `rm -r` removes the channel.
+/// `echo hi > chan/NAME/data` sends a message that every reader gets, one
+/// message per read, from the oldest retained; `rm -r` removes the channel.
 pub fn channel_round_trip(d: &Path) {
     sh_ok(d, "mkdir chan/alerts");
     sh_ok(d, "echo hi > chan/alerts/data");
     sh_ok(d, "echo world > chan/alerts/data");
-    assert!(sh_ok(d, "cat chan/alerts/status").contains("queued 2\n"));
+    assert!(sh_ok(d, "cat chan/alerts/status").contains("retained 2\n"));
     assert_eq!(sh_ok(d, "head -c 3 chan/alerts/data"), "hi\n");
-    assert_eq!(sh_ok(d, "head -n 1 chan/alerts/data"), "world\n");
-    assert!(sh_ok(d, "cat chan/alerts/status").contains("queued 0\n"));
+    assert_eq!(sh_ok(d, "head -n 2 chan/alerts/data"), "hi\nworld\n");
+    assert_eq!(
+        sh_ok(d, "head -n 2 chan/alerts/data"),
+        "hi\nworld\n",
+        "reading does not consume: every reader sees every message"
+    );
+    let status = sh_ok(d, "cat chan/alerts/status");
+    assert!(status.contains("sent 2\n"), "{status}");
+    assert!(sh_ok(d, "head -n 1 chan/alerts/msgs").contains(" verified=yes "));
     sh_ok(d, "rm -r chan/alerts");
     let left = sh_ok(d, "ls chan");
     assert!(
@@ -123,9 +130,12 @@ pub fn blocking_read(d: &Path) {
         assert!(Instant::now() < deadline, "cat did not end on SIGINT");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Nothing was lost by the interrupted read: a new message still arrives.
+    // Nothing was lost by the interrupted read: a new reader gets all.
     sh_ok(d, "echo four > chan/pipe/data");
-    assert_eq!(sh_ok(d, "head -n1 chan/pipe/data"), "four\n");
+    assert_eq!(
+        sh_ok(d, "head -n4 chan/pipe/data"),
+        "one\ntwo\nthree\nfour\n"
+    );
     sh_ok(d, "rm -r chan/pipe");
 }
 
@@ -157,8 +167,7 @@ pub fn bad_ctl(d: &Path) {
         before,
         "the valid first line was not applied"
     );
-    let want =
-        "error /chan/badctl/ctl: chan badctl: unknown verb \"qoss\"; expected clear, close, open";
+    let want = "error /chan/badctl/ctl: chan badctl: unknown verb \"qoss\"; expected clear, close, open, retain, qos, full, group, ungroup, connect, disconnect";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = std::fs::read_to_string(&events).unwrap_or_default();

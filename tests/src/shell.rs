@@ -4,13 +4,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Run `script` with bash in `dir`; return its output whatever its status.
+/// A script still running after two minutes is killed with everything it
+/// started, so a read that blocks fails the test instead of hanging it.
 pub fn sh(dir: &Path, script: &str) -> Output {
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .expect("bash runs")
+    output_within(
+        120,
+        Command::new("bash").arg("-c").arg(script).current_dir(dir),
+    )
 }
 
 /// Run `script` and return its stdout; panic with stderr if it fails.
@@ -66,7 +66,12 @@ pub fn output_within(secs: u64, cmd: &mut Command) -> Output {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
+    use std::os::unix::process::CommandExt;
+
+    // Its own process group, so that a timeout kills what it started too
+    // (a grandchild holding the pipes would otherwise keep us waiting).
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -92,7 +97,8 @@ pub fn output_within(secs: u64, cmd: &mut Command) -> Output {
             break status;
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            // SAFETY: kill(2) of the process group this child leads.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let status = child.wait().expect("wait for killed child");
             eprintln!("{cmd:?} was still running after {secs} s and was killed");
             break status;

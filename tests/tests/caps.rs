@@ -140,7 +140,7 @@ fn a_read_only_channel_mount_sees_only_its_channel() {
     // The root is the channel: its files, nothing of the rest of the tree.
     let ls = sh_ok(d, "ls");
     let names: Vec<&str> = ls.split_whitespace().collect();
-    assert_eq!(names, ["ctl", "data", "status"], "{ls}");
+    assert_eq!(names, ["ctl", "data", "groups", "msgs", "status"], "{ls}");
     assert!(sh(d, "ls chan").status.code() != Some(0));
     // Read works.
     assert_eq!(sh_ok(d, "head -c 4 data"), "fire");
@@ -307,7 +307,7 @@ fn p9fs_attaches_with_a_token_in_the_aname_and_stays_in_scope() {
          import os\n\
          fs = P9FileSystem(host={host:?}, port={port}, username='p9fs', version='9P2000.L', aname={aname:?})\n\
          names = sorted(os.path.basename(p.rstrip('/')) for p in fs.ls('', detail=False))\n\
-         assert names == ['ctl', 'data', 'status'], names\n\
+         assert names == ['ctl', 'data', 'groups', 'msgs', 'status'], names\n\
          for bad in ['chan', 'status/../../chan']:\n\
          \x20   try:\n\
          \x20       fs.ls(bad, detail=False)\n\

@@ -7,14 +7,15 @@ use cell0_tests::{Node, Raw};
 use ninep::{Body, Dialect};
 
 #[test]
-fn channels_and_undelivered_messages_survive_restart() {
+fn channels_messages_and_group_cursors_survive_restart() {
     let mut node = Node::start();
     assert!(node.cell0(&["mkdir", "/chan/keep"]).0);
+    assert!(node.cell0(&["write", "/chan/keep/ctl", "group g"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "first"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "second"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "third"]).0);
     let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
-    assert_eq!(r.cat("chan/keep/data"), "Rread first\n");
+    assert_eq!(r.cat("chan/keep/groups/g"), "Rread first\n");
     drop(r);
     node.restart();
     let (ok, ls, _) = node.cell0(&["ls", "/chan"]);
@@ -23,9 +24,16 @@ fn channels_and_undelivered_messages_survive_restart() {
         "{ls}"
     );
     let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
-    assert_eq!(r.cat("chan/keep/data"), "Rread second\n");
-    assert_eq!(r.cat("chan/keep/data"), "Rread third\n");
-    assert!(r.cat("chan/keep/status").contains("queued 0\n"));
+    // The group goes on where it was; a new reader of data sees all.
+    assert_eq!(r.cat("chan/keep/groups/g"), "Rread second\n");
+    assert_eq!(r.cat("chan/keep/groups/g"), "Rread third\n");
+    assert_eq!(r.cat("chan/keep/data"), "Rread first\n");
+    let status = r.cat("chan/keep/status");
+    assert!(status.contains("retained 3\n"), "{status}");
+    assert!(
+        status.contains("group g next=4 pending=0 taken=3"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -79,12 +87,12 @@ fn every_acknowledged_write_survives_sigkill() {
     let status = r.cat("chan/log/status");
     let queued: usize = status
         .lines()
-        .find_map(|l| l.strip_prefix("queued "))
+        .find_map(|l| l.strip_prefix("retained "))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{status}"));
     assert!(
         queued >= acknowledged.len(),
-        "{queued} queued but {} acknowledged",
+        "{queued} retained but {} acknowledged",
         acknowledged.len()
     );
     let mut got = std::collections::HashSet::new();

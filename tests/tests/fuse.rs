@@ -21,7 +21,7 @@ fn shell_tools_use_the_tree() {
     );
     conformance::tree(d);
     conformance::channel_round_trip(d);
-    assert_eq!(sh_ok(d, "ls chan"), "");
+    assert_eq!(sh_ok(d, "ls chan"), "graph\n", "only /chan/graph is left");
 }
 
 #[test]

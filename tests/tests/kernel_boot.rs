@@ -266,6 +266,16 @@ fn the_kernel_serves_cellfs_over_9p() {
     assert_eq!(reader.text(&w), "Rwalk");
     let o = reader.rpc(3, Body::Tlopen { fid: 20, flags: 0 });
     assert_eq!(reader.text(&o), "Rlopen");
+    // A new reader starts at the oldest retained message.
+    let first = reader.rpc(
+        8,
+        Body::Tread {
+            fid: 20,
+            offset: 0,
+            count: 4096,
+        },
+    );
+    assert_eq!(reader.text(&first), "Rread hello from the host\n");
     reader.send(
         9,
         Body::Tread {

@@ -169,7 +169,7 @@ fn three_nodes_come_up_share_writes_stop_and_come_back() {
     let up = Up::start(3, dir.path(), port);
     assert_eq!(up.field(2, "/raft/status", "members").as_deref(), Some("3"));
     wait_for("the channel to be back on node 2", || {
-        up.field(2, "/chan/seen/status", "queued").as_deref() == Some("1")
+        up.field(2, "/chan/seen/status", "retained").as_deref() == Some("1")
     });
     up.stop();
 }

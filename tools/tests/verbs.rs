@@ -40,14 +40,14 @@ fn verbs_list_create_write_read_and_remove() {
     assert!(ok(&node, &["cat", "/status"]).starts_with("node "));
 
     ok(&node, &["mkdir", "/chan/v"]);
-    assert_eq!(ok(&node, &["ls", "/chan"]), "v/\n");
+    assert_eq!(ok(&node, &["ls", "/chan"]), "graph\nv/\n");
     assert_eq!(ok(&node, &["ls", "/chan/v/status"]), "status\n");
 
     ok(&node, &["write", "/chan/v/data", "hello"]);
     let (success, _, err) = node.cell0(&["write", "/chan/v/data"], b"from stdin");
     assert!(success, "{err}");
     let st = ok(&node, &["cat", "/chan/v/status"]);
-    assert_eq!(value(&st, "queued"), "2");
+    assert_eq!(value(&st, "retained"), "2");
     // "hello\n" (a newline added, like echo) and "from stdin" as read.
     assert_eq!(value(&st, "bytes"), "16");
 
@@ -60,7 +60,7 @@ fn verbs_list_create_write_read_and_remove() {
     assert_eq!(value(&ok(&node, &["stat", "/chan/v/data"]), "type"), "file");
 
     ok(&node, &["rm", "/chan/v"]);
-    assert_eq!(ok(&node, &["ls", "/chan"]), "");
+    assert_eq!(ok(&node, &["ls", "/chan"]), "graph\n");
 }
 
 #[test]
