@@ -228,6 +228,17 @@ pub struct Server<L: Log, C: Clock> {
     committed: Vec<Commit>,
     read_buf: Vec<u8>,
     nodes: Vec<Node>,
+    /// Channel messages accepted this turn, waiting to be signed together
+    /// and proposed (see [`crate::chan::msg::sign_batch`]).
+    unsigned: Vec<Unsigned>,
+}
+
+/// A channel message accepted but not yet signed and proposed.
+struct Unsigned {
+    cmd: Command,
+    conn: ConnId,
+    tag: u16,
+    then: Then,
 }
 
 impl<L: Log, C: Clock> Server<L, C> {
@@ -262,6 +273,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             committed: Vec::new(),
             read_buf: Vec::new(),
             nodes: Vec::new(),
+            unsigned: Vec::new(),
         }
     }
 
@@ -323,6 +335,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         c.live_tags.clear();
         self.world.parked.remove_where(|r| r.conn == conn);
         self.world.parked.remove_writes_where(|w| w.conn == conn);
+        self.unsigned.retain(|u| u.conn != conn);
         for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
             w.cancelled = true;
         }
@@ -1179,6 +1192,17 @@ impl<L: Log, C: Clock> Server<L, C> {
                 c.live_tags.remove(&w.tag);
             }
         }
+        // A message not signed yet is not sent at all.
+        if let Some(i) = self
+            .unsigned
+            .iter()
+            .position(|u| u.conn == conn && u.tag == oldtag)
+        {
+            self.unsigned.remove(i);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.live_tags.remove(&oldtag);
+            }
+        }
         // A request already proposed will be answered when it commits (its
         // effect cannot be taken back); per flush(5) the Rflush follows it.
         let waiting = self
@@ -1215,6 +1239,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         // Answering one batch can propose more (a woken read's receive); a
         // log that commits at once has those ready straight away.
         loop {
+            self.sign_and_propose(out);
             self.log.take_committed(&mut self.committed);
             if self.committed.is_empty() {
                 break;
@@ -1230,6 +1255,34 @@ impl<L: Log, C: Clock> Server<L, C> {
                 data: state.encode(),
             });
         }
+    }
+
+    /// Sign this turn's channel messages with one signature and propose
+    /// them, in the order they came.
+    fn sign_and_propose(&mut self, out: &mut Outbox) {
+        if self.unsigned.is_empty() {
+            return;
+        }
+        let mut pending = core::mem::take(&mut self.unsigned);
+        let mut batch: Vec<(&mut crate::chan::msg::Stamp, &[u8])> = pending
+            .iter_mut()
+            .filter_map(|u| match &mut u.cmd {
+                Command::Chan(ChanCmd::Send { stamp, data, .. }) => Some((&mut **stamp, &data[..])),
+                _ => None,
+            })
+            .collect();
+        crate::chan::msg::sign_batch(&self.world.config.key, &mut batch);
+        drop(batch);
+        for u in pending.drain(..) {
+            if let Some(c) = self.conns.get_mut(&u.conn) {
+                c.live_tags.remove(&u.tag);
+            }
+            if let Err(e) = self.propose(u.cmd, u.conn, u.tag, u.then) {
+                self.reply_err(u.conn, u.tag, &e, out);
+            }
+        }
+        // Keep the buffer for the next turn.
+        self.unsigned = pending;
     }
 
     fn apply_committed(&mut self, out: &mut Outbox) {
@@ -1507,6 +1560,17 @@ impl<L: Log, C: Clock> Server<L, C> {
     ) -> Result<(), Error> {
         let count = data.len() as u32;
         match device(node).write(&self.world.ctx_as(grant), node, data) {
+            Ok(cmd @ Command::Chan(ChanCmd::Send { .. })) => {
+                self.conn(conn)?.live_tags.insert(tag);
+                let then = Then::Write { fid, count };
+                self.unsigned.push(Unsigned {
+                    cmd,
+                    conn,
+                    tag,
+                    then,
+                });
+                Ok(())
+            }
             Ok(cmd) => self.propose(cmd, conn, tag, Then::Write { fid, count }),
             Err(Error::WouldBlock(why)) => {
                 let w = ParkedWrite {

@@ -369,6 +369,8 @@ impl Device for ChanDev {
                         g.holder, q.rate, q.burst
                     )));
                 }
+                // Signed by the server with the rest of this turn's
+                // messages (msg::sign_batch) before it is proposed.
                 let stamp = alloc::boxed::Box::new(
                     Unsigned {
                         chan: name,
@@ -377,7 +379,7 @@ impl Device for ChanDev {
                         cap: g.ids.last().copied().unwrap_or_default(),
                         intent: format!("{}@{}", g.rights, g.scope),
                     }
-                    .sign(cx.key, data),
+                    .stamp(cx.key.public()),
                 );
                 Ok(Command::Chan(ChanCmd::Send {
                     name: name.clone(),

@@ -7,11 +7,19 @@
 //! stores the same bytes and any reader anywhere can check them later.
 //! The channel's sequence number is given when the log orders the
 //! message, after signing; it is shown beside the stamp, not inside it.
+//!
+//! A signature costs far more than the rest of a write, so the node signs
+//! the messages it accepted in one turn together: each message's hash is
+//! a leaf of a Merkle tree, the node signs the root, and each message
+//! keeps its leaf's position and the sibling hashes up to the root (none
+//! for a batch of one). Checking one message needs only itself.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use serde::{Deserialize, Serialize};
+
+use sha2::{Digest, Sha256};
 
 use crate::cap::token::verify_signature;
 use crate::cap::{NodeKey, PublicKey};
@@ -35,9 +43,15 @@ pub struct Stamp {
     pub intent: String,
     /// The public key of the node that accepted and signed it.
     pub node: PublicKey,
-    /// The ed25519 signature over [`signed_bytes`], in two halves (serde
-    /// has no 64-byte arrays).
+    /// The ed25519 signature over the root of its batch (see
+    /// [`root_message`]), in two halves (serde has no 64-byte arrays).
     pub sig: [[u8; 32]; 2],
+    /// Its leaf's position in the batch.
+    pub leaf: u32,
+    /// How many messages the batch signed.
+    pub batch: u32,
+    /// The sibling hashes from its leaf up to the root.
+    pub path: Vec<[u8; 32]>,
 }
 
 /// One message as a channel holds it.
@@ -51,9 +65,10 @@ pub struct Message {
     pub data: Vec<u8>,
 }
 
-/// What the signature of a message covers: a domain word, every stamp
-/// field but the signature, and the payload, length-prefixed (postcard).
-pub fn signed_bytes(stamp: &Stamp, data: &[u8]) -> Vec<u8> {
+/// The leaf hash of a message: sha256 over a domain word, every stamp
+/// field but the signature and its path, and the payload (postcard,
+/// length-prefixed).
+pub fn leaf_hash(stamp: &Stamp, data: &[u8]) -> [u8; 32] {
     let fields = (
         "cell0-msg-1",
         stamp.chan.as_str(),
@@ -64,8 +79,53 @@ pub fn signed_bytes(stamp: &Stamp, data: &[u8]) -> Vec<u8> {
         &stamp.node,
         data,
     );
+    let mut h = Sha256::new();
     // Serialising strings, integers and bytes into a Vec cannot fail.
-    postcard::to_allocvec(&fields).unwrap_or_default()
+    h.update(postcard::to_allocvec(&fields).unwrap_or_default());
+    h.finalize().into()
+}
+
+fn parent(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// What the node signs for a batch of `n` messages whose Merkle root is
+/// `root` (the count is signed too, so a path cannot claim another shape).
+pub fn root_message(root: &[u8; 32], n: u32) -> [u8; 48] {
+    let mut m = [0; 48];
+    m[..12].copy_from_slice(b"cell0-msgs-1");
+    m[12..16].copy_from_slice(&n.to_le_bytes());
+    m[16..].copy_from_slice(root);
+    m
+}
+
+/// The root that leaf `index` of a batch of `n` reaches through `path`;
+/// `None` if the path does not fit that shape. The last node of a level
+/// of odd length is carried up unpaired.
+fn root_of(leaf: [u8; 32], mut index: u32, n: u32, path: &[[u8; 32]]) -> Option<[u8; 32]> {
+    if index >= n {
+        return None;
+    }
+    let mut h = leaf;
+    let mut len = n;
+    let mut sibs = path.iter();
+    while len > 1 {
+        if index ^ 1 < len {
+            let sib = sibs.next()?;
+            h = if index & 1 == 0 {
+                parent(&h, sib)
+            } else {
+                parent(sib, &h)
+            };
+        }
+        index >>= 1;
+        len = len.div_ceil(2);
+    }
+    sibs.next().is_none().then_some(h)
 }
 
 /// The fields of a stamp before signing.
@@ -83,20 +143,67 @@ pub struct Unsigned<'a> {
 }
 
 impl Unsigned<'_> {
-    /// Stamp `data` with these fields and sign it with `key`.
-    pub fn sign(self, key: &NodeKey, data: &[u8]) -> Stamp {
-        let mut stamp = Stamp {
+    /// The stamp these fields make for a message accepted by `node`, to
+    /// be signed with [`sign_batch`].
+    pub fn stamp(self, node: PublicKey) -> Stamp {
+        Stamp {
             chan: String::from(self.chan),
             time_ms: self.time_ms,
             sender: String::from(self.sender),
             cap: self.cap,
             intent: self.intent,
-            node: key.public(),
+            node,
             sig: [[0; 32]; 2],
-        };
-        let sig = key.sign(&signed_bytes(&stamp, data));
-        stamp.sig = split(&sig);
+            leaf: 0,
+            batch: 1,
+            path: Vec::new(),
+        }
+    }
+
+    /// Stamp `data` with these fields and sign it alone with `key`.
+    pub fn sign(self, key: &NodeKey, data: &[u8]) -> Stamp {
+        let mut stamp = self.stamp(key.public());
+        sign_batch(key, &mut [(&mut stamp, data)]);
         stamp
+    }
+}
+
+/// Sign a batch of stamped messages with one signature: fill in each
+/// stamp's signature, leaf position and path.
+pub fn sign_batch(key: &NodeKey, batch: &mut [(&mut Stamp, &[u8])]) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut level: Vec<[u8; 32]> = batch.iter().map(|(s, d)| leaf_hash(s, d)).collect();
+    let mut paths: Vec<Vec<[u8; 32]>> = alloc::vec![Vec::new(); batch.len()];
+    // Which node of the current level each leaf is under.
+    let mut at: Vec<usize> = (0..batch.len()).collect();
+    while level.len() > 1 {
+        for (path, i) in paths.iter_mut().zip(at.iter_mut()) {
+            let sib = *i ^ 1;
+            if sib < level.len() {
+                path.push(level[sib]);
+            }
+            *i /= 2;
+        }
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    parent(&p[0], &p[1])
+                } else {
+                    p[0]
+                }
+            })
+            .collect();
+    }
+    let n = batch.len() as u32;
+    let sig = split(&key.sign(&root_message(&level[0], n)));
+    for (i, ((stamp, _), path)) in batch.iter_mut().zip(paths).enumerate() {
+        stamp.sig = sig;
+        stamp.leaf = i as u32;
+        stamp.batch = n;
+        stamp.path = path;
     }
 }
 
@@ -138,7 +245,12 @@ impl Verdict {
 
 /// Check `data` against `stamp`; `trusted` says which signing nodes count.
 pub fn verify(stamp: &Stamp, data: &[u8], trusted: impl Fn(&PublicKey) -> bool) -> Verdict {
-    if !verify_signature(&stamp.node, &signed_bytes(stamp, data), &joined(&stamp.sig)) {
+    let root = root_of(leaf_hash(stamp, data), stamp.leaf, stamp.batch, &stamp.path);
+    let good = root.is_some_and(|root| {
+        let signed = root_message(&root, stamp.batch);
+        verify_signature(&stamp.node, &signed, &joined(&stamp.sig))
+    });
+    if !good {
         Verdict::BadSignature
     } else if !trusted(&stamp.node) {
         Verdict::UnknownSigner
@@ -159,6 +271,13 @@ pub fn push_line(out: &mut String, msg: &Message, verdict: Verdict) {
     push_hex(out, &s.node);
     out.push_str(" sig=");
     push_hex(out, &joined(&s.sig));
+    let _ = write!(out, " batch={}/{} path=", s.leaf, s.batch);
+    if s.path.is_empty() {
+        out.push('-');
+    }
+    for h in &s.path {
+        push_hex(out, h);
+    }
     let _ = write!(
         out,
         " verified={} len={} data=",
@@ -176,9 +295,10 @@ pub struct BadLine(pub String);
 /// A message back from its `msgs` line (the `verified=` word is ignored:
 /// whoever reads the line checks for themselves).
 pub fn parse_line(line: &str) -> Result<Message, BadLine> {
-    let mut fields: [Option<&str>; 11] = [None; 11];
-    const KEYS: [&str; 11] = [
+    let mut fields: [Option<&str>; 13] = [None; 13];
+    const KEYS: [&str; 13] = [
         "seq", "time", "chan", "sender", "cap", "intent", "node", "sig", "verified", "len", "data",
+        "batch", "path",
     ];
     for word in line.split_ascii_whitespace() {
         let (k, v) = word
@@ -200,6 +320,24 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
     if num(9)? != data.len() as u64 {
         return Err(BadLine(String::from("len does not match data")));
     }
+    let (leaf, batch) = get(11)?
+        .split_once('/')
+        .and_then(|(l, n)| Some((parse_decimal(l)?, parse_decimal(n)?)))
+        .and_then(|(l, n)| Some((u32::try_from(l).ok()?, u32::try_from(n).ok()?)))
+        .ok_or_else(|| BadLine(String::from("batch is not LEAF/COUNT")))?;
+    let path = match get(12)? {
+        "-" => Vec::new(),
+        hex => unhex(hex)
+            .filter(|b| b.len() % 32 == 0)
+            .ok_or_else(|| BadLine(String::from("path is not hex hashes")))?
+            .chunks(32)
+            .map(|c| {
+                let mut h = [0; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect(),
+    };
     let sig: [u8; 64] = unhex(get(7)?)
         .and_then(|s| s.try_into().ok())
         .ok_or_else(|| BadLine(String::from("sig is not 128 hex digits")))?;
@@ -214,6 +352,9 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
             node: unhex32(get(6)?)
                 .ok_or_else(|| BadLine(String::from("node is not 64 hex digits")))?,
             sig: split(&sig),
+            leaf,
+            batch,
+            path,
         },
         data,
     })
@@ -272,6 +413,57 @@ mod tests {
             verify(&later.stamp, &later.data, |k| *k == me),
             Verdict::BadSignature
         );
+    }
+
+    #[test]
+    fn every_message_of_a_batch_verifies_alone_and_a_wrong_path_does_not() {
+        let key = NodeKey::from_seed(&[6; 32]);
+        let me = key.public();
+        for n in 1..=9u32 {
+            let datas: Vec<Vec<u8>> = (0..n).map(|i| alloc::vec![i as u8; 3]).collect();
+            let mut stamps: Vec<Stamp> = (0..n)
+                .map(|i| {
+                    Unsigned {
+                        chan: "a",
+                        time_ms: u64::from(i),
+                        sender: "s",
+                        cap: 0,
+                        intent: String::from("w@/"),
+                    }
+                    .stamp(me)
+                })
+                .collect();
+            let mut batch: Vec<(&mut Stamp, &[u8])> = stamps
+                .iter_mut()
+                .zip(datas.iter())
+                .map(|(s, d)| (s, d.as_slice()))
+                .collect();
+            sign_batch(&key, &mut batch);
+            for (s, d) in stamps.iter().zip(&datas) {
+                assert_eq!(
+                    verify(s, d, |k| *k == me),
+                    Verdict::Yes,
+                    "n={n} leaf={}",
+                    s.leaf
+                );
+                let msg = Message {
+                    seq: 1,
+                    stamp: s.clone(),
+                    data: d.clone(),
+                };
+                let mut line = String::new();
+                push_line(&mut line, &msg, Verdict::Yes);
+                assert_eq!(parse_line(line.trim_end()).unwrap(), msg);
+                let mut moved = s.clone();
+                moved.leaf = (moved.leaf + 1) % n;
+                if n > 1 {
+                    assert_ne!(verify(&moved, d, |k| *k == me), Verdict::Yes, "n={n}");
+                }
+                let mut resized = s.clone();
+                resized.batch += 1;
+                assert_ne!(verify(&resized, d, |k| *k == me), Verdict::Yes, "n={n}");
+            }
+        }
     }
 
     #[test]
