@@ -1088,3 +1088,23 @@ fn writers_waiting_for_room_go_one_at_a_time_and_none_is_refused() {
         }
     }
 }
+
+#[test]
+fn lines_of_text_come_several_to_a_read_and_other_messages_alone() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
+    for m in ["l1\n", "l2\n", "bin", "l3\n"] {
+        assert_eq!(n.write(c, 1, m), "Rwrite");
+    }
+    assert_eq!(n.open(c, 2, "chan/x/data", 0), "Ropen");
+    assert_eq!(n.read(c, 2), "Rread l1\nl2\n");
+    assert_eq!(
+        n.read(c, 2),
+        "Rread bin",
+        "a message that is not a line keeps its bounds"
+    );
+    assert_eq!(n.read(c, 2), "Rread l3\n");
+    assert!(n.cat(c, "chan/x/status").contains("delivered 4\n"));
+}

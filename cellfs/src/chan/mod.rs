@@ -304,7 +304,8 @@ impl Device for ChanDev {
                 if n == rest.len() {
                     (next, off) = (next + 1, 0);
                     if node.kind == K_DATA {
-                        cx.chan_local.delivered(id, 1);
+                        let more = more_lines(chan, &mut next, out, count as usize);
+                        cx.chan_local.delivered(id, 1 + more);
                     }
                 } else {
                     off += n;
@@ -450,6 +451,27 @@ impl Device for ChanDev {
             _ => None,
         })
     }
+}
+
+/// After a whole message that is a line of text (it ends in a newline),
+/// append the following messages that are lines too, while they fit in
+/// `count`: a reader of text gets many lines per read, and still one
+/// message per line. Any other message is read alone, so its bounds are
+/// kept. Returns how many were added; `next` moves past them.
+fn more_lines(chan: &Chan, next: &mut u64, out: &mut Vec<u8>, count: usize) -> u64 {
+    let mut added = 0;
+    if !out.ends_with(b"\n") {
+        return 0;
+    }
+    while let Some(m) = chan.get(*next) {
+        if !m.data.ends_with(b"\n") || out.len() + m.data.len() > count {
+            break;
+        }
+        out.extend_from_slice(&m.data);
+        *next += 1;
+        added += 1;
+    }
+    added
 }
 
 /// The text of a channel's `status` file (see chan(3) STATUS).
