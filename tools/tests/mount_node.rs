@@ -246,3 +246,28 @@ fn long_directories_list_completely_across_several_readdirs() {
     assert_eq!(names.len(), 300, "no entry listed twice");
     assert_eq!(status(&m, "status", "channels"), "300");
 }
+
+#[test]
+fn a_writer_waiting_for_room_ends_on_sigint_and_sends_nothing() {
+    let node = Server::node();
+    let m = Mount::new(&node, "");
+    m.sh_ok("mkdir chan/f");
+    m.sh_ok("env printf 'retain count=1\\nfull=block\\ngroup g\\n' > chan/f/ctl");
+    m.sh_ok("echo one > chan/f/data");
+    let out = node.dir.path().join("writer.out");
+    let mut writer = m.spawn(&["bash", "-c", "echo two > chan/f/data"], &out);
+    wait_for("the writer to wait for room", || {
+        status(&m, "chan/f/status", "blocked") == "1"
+    });
+    kill(writer.id(), libc::SIGINT);
+    let st = wait_exit(&mut writer);
+    assert!(!st.success(), "{st:?}");
+    assert_eq!(status(&m, "chan/f/status", "blocked"), "0");
+    assert_eq!(status(&m, "chan/f/status", "sent"), "1", "nothing was sent");
+    assert!(
+        m.log_text()
+            .contains("the writer was interrupted; cancelled with Tflush"),
+        "{}",
+        m.log_text()
+    );
+}

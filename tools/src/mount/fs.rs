@@ -489,7 +489,7 @@ impl Filesystem for CellFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -511,18 +511,34 @@ impl Filesystem for CellFs {
                 Err(e) => reply.error(fail("write", &h.path, &e)),
             };
         }
+        // A write can wait on the node too (a full channel with
+        // full=block): watch its caller as a read's, so that Ctrl-C or
+        // kill cancels it with Tflush instead of leaving it unkillable.
+        let tid = req.pid();
+        let key = (tid != 0).then(|| self.watcher.register(tid));
+        let watcher = self.watcher.clone();
         let path = h.path.clone();
         let body = Body::Twrite {
             fid: h.fid,
             offset,
             data,
         };
-        self.client.start_with(&body, move |answer| {
+        let sent = self.client.start_with(&body, move |answer| {
+            if let Some(k) = key {
+                watcher.done(k);
+            }
             match answer.and_then(|r| r.write_count()) {
                 Ok(n) => reply.written(n),
+                Err(ClientError::Flushed) => {
+                    log!("write {path}: the writer was interrupted; cancelled with Tflush");
+                    reply.error(Errno::EINTR);
+                }
                 Err(e) => reply.error(fail("write", &path, &e)),
             }
         });
+        if let (Some(k), Some(id)) = (key, sent) {
+            self.watcher.sent(k, id);
+        }
     }
 
     fn flush(
