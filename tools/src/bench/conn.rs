@@ -150,4 +150,10 @@ impl Conn {
         self.rpc(Body::Tclunk { fid })?;
         Ok(())
     }
+
+    /// The attached socket, for a caller that goes on to keep several
+    /// requests in flight (tag 1 is free again: no request is pending).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
 }

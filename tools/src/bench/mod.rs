@@ -10,8 +10,11 @@
 //! pointed at (the kernel under `cell0 boot`, say) alone.
 //!
 //! `cell0 bench raft` measures something else: replicated commits on
-//! Cell0 clusters against an etcd cluster (see [`raft`]).
+//! Cell0 clusters against an etcd cluster (see [`raft`]); `cell0 bench
+//! chan`, messages through one channel to many readers against Redis
+//! pub/sub (see [`chan`]).
 
+mod chan;
 mod conn;
 mod enforce;
 mod floor;
@@ -32,13 +35,17 @@ use workload::{Figures, Workload};
 pub enum Case {
     /// Commit latency and throughput of Cell0 clusters, and of etcd.
     Raft,
+    /// Messages through one channel, 1→1, 16→16 and 1→16, and through
+    /// Redis pub/sub.
+    Chan,
 }
 
 /// Flags of `cell0 bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Without it: 9P operations against a node and diod. `raft`: commits
-    /// on Cell0 clusters against an etcd cluster.
+    /// on Cell0 clusters against an etcd cluster. `chan`: messages through
+    /// a channel, fanned out to every reader, against Redis pub/sub.
     #[arg(value_enum)]
     pub case: Option<Case>,
     /// Seconds each case runs.
@@ -84,6 +91,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             nodes: args.nodes,
             etcd: !args.no_etcd,
         });
+    }
+    if args.case == Some(Case::Chan) {
+        anyhow::ensure!(
+            args.addr.is_none(),
+            "bench chan starts its own node; --addr is for the 9P cases"
+        );
+        return chan::run(Duration::from_secs(args.secs));
     }
     anyhow::ensure!(
         !args.conns.is_empty() && args.conns.iter().all(|&n| (1..=256).contains(&n)),

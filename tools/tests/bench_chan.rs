@@ -1,0 +1,58 @@
+//! `cell0 bench chan` runs every case against the node and Redis and
+//! prints a figure for each. Timings are never asserted: only that figures
+//! are produced, and that losses are printed as a count.
+
+mod common;
+
+use common::run_cell0;
+
+#[test]
+fn bench_chan_prints_a_row_per_case_and_system_and_the_ratios() {
+    let (ok, out, err) = run_cell0(&["bench", "chan", "--secs", "1"]);
+    assert!(
+        ok,
+        "cell0 bench chan failed (Redis comes from: apt-get install redis-server):\n{err}\n{out}"
+    );
+    let mut rows = Vec::new();
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // A row: the system, then writers→readers.
+        let [system @ ("cell0" | "redis"), case, figures @ ..] = words.as_slice() else {
+            continue;
+        };
+        if !case.contains('→') {
+            continue;
+        }
+        let [sent, delivered, rate, p50, p99, lost] = figures else {
+            panic!("sent, delivered, delivered/s, p50, p99, lost: {line}");
+        };
+        for f in [sent, delivered, rate, p50, p99] {
+            let v: f64 = f.parse().unwrap_or_else(|_| panic!("{f:?} in {line}"));
+            assert!(v > 0.0, "a figure that is not positive: {line}");
+        }
+        let lost: u64 = lost
+            .parse()
+            .unwrap_or_else(|_| panic!("{lost:?} in {line}"));
+        let (sent, delivered): (u64, u64) = (sent.parse().unwrap(), delivered.parse().unwrap());
+        let readers: u64 = case.rsplit('→').next().unwrap().parse().unwrap();
+        // Every delivery due is either made or counted lost.
+        assert_eq!(delivered + lost, sent * readers, "{line}");
+        rows.push(format!("{system} {case}"));
+    }
+    for system in ["cell0", "redis"] {
+        for case in ["1→1", "16→16", "1→16"] {
+            let want = format!("{system} {case}");
+            assert!(rows.contains(&want), "no row for {want}:\n{out}");
+        }
+    }
+    for case in ["1→1:", "16→16:", "1→16:"] {
+        let ratio = out
+            .lines()
+            .find(|l| l.starts_with("cell0/redis,") && l.contains(case))
+            .unwrap_or_else(|| panic!("no ratio line for {case}\n{out}"));
+        assert!(
+            ratio.contains("throughput") && ratio.contains("p99"),
+            "{ratio}"
+        );
+    }
+}
