@@ -21,7 +21,7 @@ use crate::chan::ChanCmd;
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
 use crate::conn::Conn;
-use crate::dev::{Ctx, ReadOutcome, device};
+use crate::dev::{Ctx, ReadOutcome, Waiting, device};
 use crate::error::Error;
 use crate::events::{Events, Kind};
 use crate::fid::{Access, Fid, Mode, ORCLOSE};
@@ -1529,7 +1529,15 @@ impl<L: Log, C: Clock> Server<L, C> {
                     }
                 }
             }
+            // A fid whose read blocked again will block for its other
+            // reads parked here too (nothing changes while they are
+            // retried): they stay parked without being read again.
+            let mut blocked: Vec<(ConnId, u32)> = Vec::new();
             for r in self.world.parked.take(node) {
+                if blocked.contains(&(r.conn, r.fid)) {
+                    self.world.parked.park(node, r);
+                    continue;
+                }
                 let Some(c) = self.conns.get_mut(&r.conn) else {
                     continue;
                 };
@@ -1539,8 +1547,12 @@ impl<L: Log, C: Clock> Server<L, C> {
                 }
                 // Woken by a change applied after the read began: what it
                 // reads now is at least as fresh as a confirmation gives.
+                let before = self.world.parked.waiting(node);
                 if let Err(e) = self.read(r, true, out) {
                     self.reply_err(r.conn, r.tag, &e, out);
+                }
+                if self.world.parked.waiting(node) > before {
+                    blocked.push((r.conn, r.fid));
                 }
             }
         }
