@@ -31,9 +31,10 @@ pub const RETAIN: &str = "retain count=65536";
 /// fill), which timed the reader's round trips more than the channel.
 pub const READS: usize = 32;
 
-/// How many bytes each Tread asks for: more than a message, so a reply
-/// that held anything but one whole message would show.
-const READ_COUNT: u32 = 256;
+/// How many bytes each Tread asks for: room for 64 messages, which come
+/// several to a read because each is a line (the reader splits them; a
+/// reply that is not whole messages shows as bytes no writer sent).
+const READ_COUNT: u32 = 64 * MESSAGE as u32;
 
 /// The longest a writer waits for an Rwrite before giving up on the node.
 const ANSWER_WAIT: Duration = Duration::from_secs(30);
@@ -179,6 +180,9 @@ pub struct Cell0Receiver {
     inbuf: InBuf,
     /// Tags whose Tread was answered and is not sent again yet.
     owed: Vec<u16>,
+    /// Messages of the last Rread not handed out yet (lines come several
+    /// to a read), as a range of `inbuf`.
+    pending: std::ops::Range<usize>,
 }
 
 impl Cell0Receiver {
@@ -192,6 +196,7 @@ impl Cell0Receiver {
             out: Vec::with_capacity(READS * 32),
             inbuf: InBuf::new(),
             owed: (1..=READS as u16).collect(),
+            pending: 0..0,
         };
         r.send_owed()?;
         Ok(r)
@@ -217,6 +222,12 @@ impl Cell0Receiver {
 impl Receiver for Cell0Receiver {
     fn recv(&mut self) -> anyhow::Result<Option<&[u8]>> {
         loop {
+            if !self.pending.is_empty() {
+                let start = self.pending.start;
+                let end = (start + MESSAGE).min(self.pending.end);
+                self.pending.start = end;
+                return Ok(Some(self.inbuf.at(start..end)));
+            }
             if let Some(r) = next_frame(&mut self.inbuf)? {
                 let end = r.end;
                 let msg = ninep::decode(self.inbuf.at(r), Dialect::L)
@@ -228,7 +239,8 @@ impl Receiver for Cell0Receiver {
                 // so a burst of answers costs one write.
                 self.owed.push(msg.tag);
                 let len = data.len();
-                return Ok(Some(self.inbuf.at(end - len..end)));
+                self.pending = end - len..end;
+                continue;
             }
             if !self.owed.is_empty() {
                 self.send_owed()?;

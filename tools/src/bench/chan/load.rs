@@ -199,6 +199,8 @@ fn write_until<S: Sender>(
     stop: &AtomicBool,
 ) -> anyhow::Result<u64> {
     let mut msg = [b'm'; MESSAGE];
+    // A line: a Cell0 reader gets as many as fit in one read (chan(3)).
+    msg[MESSAGE - 1] = b'\n';
     let (mut seq, mut unanswered) = (0u64, 0usize);
     while !stop.load(Ordering::Relaxed) {
         while unanswered < WINDOW {
