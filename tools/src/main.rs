@@ -4,6 +4,7 @@
 mod bench;
 mod boot;
 mod cap;
+mod chan;
 mod child;
 mod client;
 mod cluster;
@@ -128,6 +129,9 @@ enum Cmd {
     /// Check proofs offline.
     #[command(subcommand)]
     Proof(proof::ProofCmd),
+    /// Check channel messages offline (see chan(3)).
+    #[command(subcommand)]
+    Chan(chan::ChanCmd),
     /// Measure ops/s and latency over 9P on loopback, against diod too;
     /// `bench raft`: replicated commits on clusters, against etcd.
     Bench(bench::BenchArgs),
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
         Cmd::Cap(c) => cap::run(c),
         Cmd::Boot(a) => boot::run(a),
         Cmd::Proof(c) => proof::run(c),
+        Cmd::Chan(c) => chan::run(c),
         Cmd::Bench(a) => bench::run(a),
     };
     match result {

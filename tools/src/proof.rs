@@ -69,7 +69,8 @@ pub fn chain_summary(v: &chain::Verified) -> String {
     )
 }
 
-fn read_log(path: &PathBuf) -> anyhow::Result<String> {
+/// The text of `path` (`-`: standard input), odd bytes replaced.
+pub fn read_log(path: &PathBuf) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
         std::io::stdin()
