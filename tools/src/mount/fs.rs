@@ -20,7 +20,7 @@ use fuser::{
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
-use ninep::{Attr, Body};
+use ninep::{Attr, Body, QidType};
 
 use super::handle::{Handle, Handles};
 use super::inode::{InoMap, Inodes, Remembered, child_path};
@@ -37,6 +37,11 @@ const READDIR_COUNT: u32 = 32 * 1024;
 /// how the node writes); creation flags were handled by the kernel.
 const OPEN_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC;
 
+/// The page size the kernel splits writes by.
+const PAGE: usize = 4096;
+/// The kernel's default limit on pages per FUSE request.
+const KERNEL_MAX_PAGES: u32 = 256;
+
 /// The mounted tree.
 pub struct CellFs {
     client: Client,
@@ -44,6 +49,9 @@ pub struct CellFs {
     inodes: Inodes,
     handles: Handles,
     watcher: Arc<Watcher>,
+    /// The largest write to a message file that the kernel is sure to
+    /// hand over in one piece (set at init; see `init`).
+    max_message: std::sync::atomic::AtomicU32,
 }
 
 fn time(sec: u64, nsec: u64) -> SystemTime {
@@ -99,6 +107,7 @@ impl CellFs {
             inodes: Inodes::new(),
             handles: Handles::default(),
             watcher,
+            max_message: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -167,6 +176,7 @@ impl CellFs {
                 fid,
                 iounit: opened.iounit,
                 path,
+                message: opened.qid.ty.0 & QidType::APPEND.0 != 0,
             })),
             Err(e) => {
                 let _ = self.client.clunk(fid);
@@ -275,11 +285,27 @@ fn set_attr(
 
 impl Filesystem for CellFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // One FUSE write must fit in one Twrite, so that a write(2) of a
-        // message to a channel arrives as one message.
-        if let Err(max) = config.set_max_write(self.client.iounit()) {
+        // A FUSE write may be a little larger than one Twrite, so that a
+        // write(2) of a message too large for one reaches `write` whole
+        // and is refused there rather than split by the kernel into
+        // several messages.
+        let iounit = self.client.iounit();
+        let want =
+            u32::try_from((iounit as usize).next_multiple_of(PAGE) + PAGE).unwrap_or(u32::MAX);
+        let mut max_write = want;
+        if let Err(max) = config.set_max_write(want) {
+            max_write = max;
             let _ = config.set_max_write(max);
         }
+        // The kernel cuts a write into requests of at most max_pages pages
+        // of the caller's buffer (256 pages at most by default), so a
+        // buffer that does not start on a page boundary loses up to a
+        // page: anything above one page less than that may arrive in
+        // pieces, each too small to be refused.
+        let pages = max_write.min(KERNEL_MAX_PAGES * PAGE as u32);
+        let whole = pages.saturating_sub(PAGE as u32).min(iounit);
+        self.max_message
+            .store(whole, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -412,6 +438,7 @@ impl Filesystem for CellFs {
                 fid,
                 iounit: opened.iounit,
                 path,
+                message: opened.qid.ty.0 & QidType::APPEND.0 != 0,
             });
             match self.lookup_entry("create", parent, name) {
                 Ok(attr) => Ok((fh, attr)),
@@ -503,6 +530,20 @@ impl Filesystem for CellFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
+        let max_message = self
+            .max_message
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(h.iounit);
+        if h.message && data.len() > max_message as usize {
+            // One write is one message, and this one is larger than one
+            // can be here: refuse it rather than send it in parts.
+            log!(
+                "write {}: {} bytes is more than one message holds ({max_message}); refused",
+                h.path,
+                data.len(),
+            );
+            return reply.error(Errno::EMSGSIZE);
+        }
         if data.len() > h.iounit as usize {
             // Larger than the node takes at once (max_write is the msize's
             // iounit, this file's is smaller): successive writes, here.

@@ -16,6 +16,9 @@ pub struct Handle {
     pub iounit: u32,
     /// Where the file is, for messages.
     pub path: Arc<str>,
+    /// Its qid says append-only: each write is one message (a channel's
+    /// data), so a write is never split.
+    pub message: bool,
 }
 
 /// Open files by handle.
@@ -58,6 +61,7 @@ mod tests {
             fid: 9,
             iounit: 100,
             path: Arc::from("/status"),
+            message: false,
         });
         assert_eq!(fh, 9);
         assert_eq!(t.get(9).unwrap().iounit, 100);
