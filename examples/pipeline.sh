@@ -10,10 +10,12 @@
 # `cell0 serve & mkdir -p cell && cell0 mount cell`.
 #
 # Channel semantics this relies on: each write(2) to data is one message;
-# each read receives the next message and removes it from the channel; a read
-# blocks while the channel is empty and open; once the channel is closed
-# (`close` on its ctl) readers drain what is queued and then see end of file.
-# Because messages wait in the channel, the stages may start in any order.
+# a reader gets every message, from the oldest still retained, in order (a
+# channel is a log: reading removes nothing); a read blocks at the end of an
+# open channel; once the channel is closed (`close` on its ctl) readers get
+# what is left and then end of file. Because messages stay in the channel,
+# the stages may start in any order. (To share a channel's messages among
+# several workers instead, read a consumer group: see chan(3).)
 set -euo pipefail
 
 tree=${1:-./cell}
@@ -47,8 +49,8 @@ pids+=($!)
 
 # Stage: receive from raw, send upper-cased to upper, one message per line.
 # cat is not useless here: bash's `read` on a file that looks regular reads
-# ahead and seeks back over what it did not use, and a seek cannot put back a
-# message that a read consumed; from a pipe it takes one byte at a time. Each
+# ahead and seeks back over what it did not use, and a channel's data is a
+# stream that cannot seek; from a pipe it takes one byte at a time. Each
 # echo opens data, writes once and closes: one message.
 {
   # shellcheck disable=SC2002
