@@ -58,10 +58,14 @@ pub fn run(cmd: ProofCmd) -> anyhow::Result<()> {
     }
 }
 
-/// `ok: N entries, head INDEX HASH signed by KEY`.
+/// `ok: N entries, head INDEX HASH signed by KEY`, with `after base INDEX
+/// HASH` when the copy starts from a base line.
 pub fn chain_summary(v: &chain::Verified) -> String {
+    let base = v.base.map_or(String::new(), |b| {
+        format!(" after base {} {}", b.index, boot::hex(&b.hash))
+    });
     format!(
-        "ok: {} entries, head {} {} signed by {}",
+        "ok: {} entries{base}, head {} {} signed by {}",
         v.entries,
         v.head.index,
         boot::hex(&v.head.hash),

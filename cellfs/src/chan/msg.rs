@@ -62,6 +62,7 @@ pub struct Message {
     /// Who, when, under what; signed.
     pub stamp: Stamp,
     /// The payload, exactly as written.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

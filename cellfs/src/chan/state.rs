@@ -78,6 +78,7 @@ pub enum ChanCmd {
     Send {
         name: String,
         stamp: Box<Stamp>,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// A read of a consumer group's file: take the group's next message.

@@ -15,9 +15,13 @@
 //! INDEX and TERM in decimal (no sign, no leading zeros), HASH the link as
 //! 64 lower-case hex digits, DATA the entry's command bytes in lower-case
 //! hex (`-` when there are none), fields separated by one space, every line
-//! ended by `\n`. The file alone is enough to recompute every link;
-//! [`verify`] checks it against a signed head ([`super::head`]).
+//! ended by `\n`. The node keeps only the latest links ([`KEEP_LINKS`],
+//! [`KEEP_BYTES`]); once it has dropped older ones the file starts with
+//! the last dropped link as `INDEX TERM HASH base`, which the first entry
+//! chains from. The file alone is enough to recompute every link it
+//! holds; [`verify`] checks it against a signed head ([`super::head`]).
 
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -29,11 +33,18 @@ use super::head::{Head, HeadError};
 use crate::cap::PublicKey;
 use crate::log::{Index, Term};
 
+/// How many of the latest links the chain keeps.
+pub const KEEP_LINKS: usize = 65_536;
+
+/// How many command bytes the kept links may hold together. The chain is
+/// part of the committed state, so it is in every snapshot: bounding it
+/// bounds the snapshots.
+pub const KEEP_BYTES: usize = 8 << 20;
+
 /// One committed entry's place in the chain.
 ///
 /// It keeps the entry's command bytes, so that `/proof/chain` can be checked
-/// offline even for entries a snapshot has since replaced: the chain holds
-/// the whole log in memory (until compaction learns to drop a prefix).
+/// offline even for entries a snapshot has since replaced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// The entry's index.
@@ -45,13 +56,33 @@ pub struct Link {
     /// The chain hash through it.
     pub hash: [u8; 32],
     /// The entry's command bytes.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
-/// The chain so far.
+/// The last link the chain no longer keeps: the latest ones chain from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    /// Its index.
+    pub index: Index,
+    /// Its term.
+    pub term: Term,
+    /// The chain hash through it.
+    pub hash: [u8; 32],
+}
+
+/// The chain so far: its latest links (at most [`KEEP_LINKS`] of them,
+/// holding at most [`KEEP_BYTES`] of commands, and always the last), and
+/// the base they chain from once older links were dropped.
+///
+/// What is dropped depends only on the entries, so every node of a
+/// cluster keeps the same links.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chain {
-    links: Vec<Link>,
+    base: Option<Base>,
+    links: VecDeque<Link>,
+    /// The command bytes of `links`.
+    bytes: usize,
 }
 
 /// The hash that follows `prev` for an entry.
@@ -65,41 +96,86 @@ pub fn next_hash(prev: &[u8; 32], index: Index, term: Term, data: &[u8]) -> [u8;
 }
 
 impl Chain {
-    /// Extend the chain by a committed entry.
+    /// Extend the chain by a committed entry, dropping the oldest links
+    /// beyond the bounds.
     pub fn push(&mut self, index: Index, term: Term, origin: u64, data: &[u8]) {
-        let prev = self.links.last().map_or([0; 32], |l| l.hash);
+        let prev = self.head().1;
         let hash = next_hash(&prev, index, term, data);
-        self.links.push(Link {
+        self.links.push_back(Link {
             index,
             term,
             origin,
             hash,
             data: data.to_vec(),
         });
+        self.bytes += data.len();
+        while self.links.len() > 1
+            && (self.links.len() > KEEP_LINKS || self.bytes > KEEP_BYTES)
+            && let Some(old) = self.links.pop_front()
+        {
+            self.bytes -= old.data.len();
+            self.base = Some(Base {
+                index: old.index,
+                term: old.term,
+                hash: old.hash,
+            });
+        }
     }
 
-    /// The last link's index and hash (0 and zeros when empty).
+    /// The last link's index and hash (the base's when no link is kept,
+    /// 0 and zeros when the chain is empty).
     pub fn head(&self) -> (Index, [u8; 32]) {
-        self.links
-            .last()
-            .map_or((0, [0; 32]), |l| (l.index, l.hash))
+        match (self.links.back(), &self.base) {
+            (Some(l), _) => (l.index, l.hash),
+            (None, Some(b)) => (b.index, b.hash),
+            (None, None) => (0, [0; 32]),
+        }
     }
 
-    /// Every link, oldest first.
-    pub fn links(&self) -> &[Link] {
-        &self.links
+    /// The link the kept ones chain from, once older ones were dropped.
+    pub fn base(&self) -> Option<&Base> {
+        self.base.as_ref()
     }
 
-    /// The text of `/proof/chain`: one [`line`] per link, oldest first.
-    /// Rendering is linear in the size of the whole log.
+    /// The kept links, oldest first.
+    pub fn links(&self) -> impl ExactSizeIterator<Item = &Link> + DoubleEndedIterator {
+        self.links.iter()
+    }
+
+    /// The kept links after `index`, oldest first.
+    pub fn links_after(&self, index: Index) -> impl DoubleEndedIterator<Item = &Link> {
+        let from = self.links.partition_point(|l| l.index <= index);
+        self.links.range(from..)
+    }
+
+    /// The text of `/proof/chain`: the [`base_line`] when older links were
+    /// dropped, then one [`line`] per kept link, oldest first.
     pub fn render(&self) -> String {
         let size: usize = self.links.iter().map(|l| 64 + 2 * l.data.len() + 48).sum();
-        let mut out = String::with_capacity(size);
+        let mut out = String::with_capacity(size + 128);
+        if let Some(b) = &self.base {
+            push_base_line(&mut out, b);
+        }
         for l in &self.links {
             push_line(&mut out, l);
         }
         out
     }
+}
+
+/// The first line of `/proof/chain` once older links were dropped:
+/// `INDEX TERM HASH base`.
+pub fn base_line(base: &Base) -> String {
+    let mut out = String::new();
+    push_base_line(&mut out, base);
+    out
+}
+
+fn push_base_line(out: &mut String, b: &Base) {
+    use core::fmt::Write as _;
+    let _ = write!(out, "{} {} ", b.index, b.term);
+    push_hex(out, &b.hash);
+    out.push_str(" base\n");
 }
 
 /// One line of `/proof/chain`: `INDEX TERM HASH DATA\n`.
@@ -170,8 +246,10 @@ pub fn parse_decimal(text: &str) -> Option<u64> {
 /// What [`verify`] found in a good chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
-    /// How many entries the chain holds.
+    /// How many entries the chain holds (its base line not counted).
     pub entries: usize,
+    /// The base line the entries chain from, if the file has one.
+    pub base: Option<Base>,
     /// The signed head.
     pub head: Head,
 }
@@ -179,7 +257,8 @@ pub struct Verified {
 /// What is wrong with an entry of an exported chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// The line is not `INDEX TERM HASH DATA` in the one spelling allowed.
+    /// The line is not `INDEX TERM HASH DATA` (or, first, `INDEX TERM
+    /// HASH base`) in the one spelling allowed.
     Malformed(&'static str),
     /// The index does not increase, or the term decreases.
     Order,
@@ -272,6 +351,28 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
     })
 }
 
+/// A base line, `INDEX TERM HASH base`; `None` when `text` is not one
+/// (it may still be an entry line).
+fn parse_base(text: &str) -> Option<Result<Base, &'static str>> {
+    let rest = text.strip_suffix(" base")?;
+    let mut fields = rest.split(' ');
+    let (Some(i), Some(t), Some(h), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Some(Err("a base line is INDEX TERM HASH base"));
+    };
+    let parsed = (|| {
+        let index = parse_decimal(i).ok_or("the index is not a decimal number")?;
+        if index == 0 {
+            return Err("index 0 is the genesis, not a base");
+        }
+        let term = parse_decimal(t).ok_or("the term is not a decimal number")?;
+        let hash = unhex32(h).ok_or("the hash is not 64 lower-case hex digits")?;
+        Ok(Base { index, term, hash })
+    })();
+    Some(parsed)
+}
+
 /// The index a line claims, if its first field reads as one.
 fn claimed_index(text: &str) -> Index {
     text.split(' ').next().and_then(parse_decimal).unwrap_or(0)
@@ -279,7 +380,8 @@ fn claimed_index(text: &str) -> Index {
 
 /// Check an exported `/proof/chain` and `/proof/head`: every line
 /// well-formed, indexes increasing and terms not decreasing, every hash
-/// recomputed from the one before (32 zero bytes before the first), the
+/// recomputed from the one before (the base line's, or 32 zero bytes
+/// before the first when the file has none), the
 /// head naming the last entry, its signature valid under the key it names
 /// (and that key `key`, when given). The error names the first entry that
 /// fails.
@@ -312,20 +414,36 @@ pub fn verify(chain: &str, head: &str, key: Option<&PublicKey>) -> Result<Verifi
     };
     let mut prev_hash = [0u8; 32];
     let mut prev: Option<(Index, Term)> = None;
+    let malformed = |n: usize, text: &str, why| ChainError {
+        line: n + 1,
+        index: claimed_index(text),
+        fault: Fault::Malformed(why),
+    };
+    // A base line may open the file; entry lines are numbered after it.
+    let mut base = None;
+    let mut first = 0;
+    if let Some(text) = lines.first()
+        && let Some(b) = parse_base(text)
+    {
+        let b = b.map_err(|why| malformed(0, text, why))?;
+        prev_hash = b.hash;
+        prev = Some((b.index, b.term));
+        base = Some(b);
+        first = 1;
+    }
     let mut parsed: Vec<Parsed> = Vec::with_capacity(lines.len());
     // Parse and order-check everything first, so a hash fault can look at
     // the line after it.
-    for (n, text) in lines.iter().enumerate() {
-        let p = parse_line(text).map_err(|why| ChainError {
-            line: n + 1,
-            index: claimed_index(text),
-            fault: Fault::Malformed(why),
-        })?;
+    for (n, text) in lines.iter().enumerate().skip(first) {
+        if parse_base(text).is_some() {
+            return Err(malformed(n, text, "a base line can only be the first"));
+        }
+        let p = parse_line(text).map_err(|why| malformed(n, text, why))?;
         parsed.push(p);
     }
     for (n, p) in parsed.iter().enumerate() {
         let err = |fault| ChainError {
-            line: n + 1,
+            line: first + n + 1,
             index: p.index,
             fault,
         };
@@ -361,7 +479,8 @@ pub fn verify(chain: &str, head: &str, key: Option<&PublicKey>) -> Result<Verifi
         return Err(head_at(line, index, HeadError::Signature));
     }
     Ok(Verified {
-        entries: lines.len(),
+        entries: parsed.len(),
+        base,
         head: h,
     })
 }
@@ -386,11 +505,11 @@ mod tests {
         let (a, b) = (sample(), sample());
         assert_eq!(a, b);
         let first = next_hash(&[0; 32], 1, 1, b"mkdir x");
-        assert_eq!(a.links()[0].hash, first);
+        assert_eq!(a.links().next().unwrap().hash, first);
         assert_eq!(a.head().0, 5);
         let mut c = Chain::default();
         c.push(1, 1, 0, b"mkdir y");
-        assert_ne!(c.links()[0].hash, first);
+        assert_ne!(c.links().next().unwrap().hash, first);
     }
 
     #[test]
@@ -401,13 +520,16 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(
             lines[0],
-            format!("1 1 {} 6d6b6469722078", crate::cap::hex(&c.links()[0].hash))
+            format!(
+                "1 1 {} 6d6b6469722078",
+                crate::cap::hex(&c.links().next().unwrap().hash)
+            )
         );
         assert!(lines[1].ends_with(" -"), "{}", lines[1]);
         assert!(lines[2].starts_with("5 2 "));
         assert!(lines[2].ends_with(" 77726974652000ff"));
         assert!(text.ends_with('\n'));
-        assert_eq!(line(&c.links()[2]), format!("{}\n", lines[2]));
+        assert_eq!(line(c.links().nth(2).unwrap()), format!("{}\n", lines[2]));
         assert_eq!(Chain::default().render(), "");
     }
 
@@ -481,14 +603,14 @@ mod tests {
 
         // The hash of entry 1 changed.
         let mut ls = lines.clone();
-        let h = &c.links()[0].hash;
+        let h = &c.links().next().unwrap().hash;
         ls[0] = ls[0].replace(&crate::cap::hex(h), &crate::cap::hex(&[9; 32]));
         let e = verify(&join(&ls), &head, None).unwrap_err();
         assert_eq!((e.line, e.index, e.fault), (1, 1, Fault::Hash), "{e}");
 
         // The last hash changed: the head no longer chains from it.
         let mut ls = lines.clone();
-        let h = &c.links()[2].hash;
+        let h = &c.links().nth(2).unwrap().hash;
         ls[2] = ls[2].replace(&crate::cap::hex(h), &crate::cap::hex(&[9; 32]));
         let e = verify(&join(&ls), &head, None).unwrap_err();
         assert_eq!((e.line, e.index, e.fault), (3, 5, Fault::Hash), "{e}");
@@ -519,6 +641,62 @@ mod tests {
         let e = verify(&chain, &forged.render(), None).unwrap_err();
         assert_eq!(e.fault, Fault::Head(HeadError::Signature));
         assert!(e.to_string().contains("line 3 (entry 5)"), "{e}");
+    }
+
+    #[test]
+    fn old_links_are_dropped_and_the_rest_still_verifies_from_the_base() {
+        let key = NodeKey::from_seed(&[7; 32]);
+        let mut full = Vec::new();
+        let mut c = Chain::default();
+        let big = alloc::vec![7u8; KEEP_BYTES / 4];
+        for i in 1..=10u64 {
+            c.push(i, 1, 0, &big);
+            full.push(c.head());
+        }
+        // Four links fill KEEP_BYTES exactly: they are kept, and the base
+        // is the sixth link.
+        assert_eq!(c.links().len(), 4);
+        assert!(c.bytes <= KEEP_BYTES);
+        let base = *c.base().unwrap();
+        assert_eq!((base.index, base.hash), full[5]);
+        assert_eq!(c.head(), full[9]);
+        let chain = c.render();
+        assert!(chain.starts_with(&base_line(&base)));
+        assert!(base_line(&base).ends_with(" base\n"));
+        let head = Head::sign(&c, &key).render();
+        let v = verify(&chain, &head, Some(&key.public())).unwrap();
+        assert_eq!((v.entries, v.base), (4, Some(base)));
+
+        // The copy decoded from a snapshot drops the same way.
+        let mut back: Chain = postcard::from_bytes(&postcard::to_allocvec(&c).unwrap()).unwrap();
+        back.push(11, 1, 0, b"x");
+        c.push(11, 1, 0, b"x");
+        assert_eq!(back, c);
+
+        // A changed base hash breaks the first entry after it; a base line
+        // anywhere but first is refused.
+        let mut bad = chain.clone();
+        let h = crate::cap::hex(&base.hash);
+        bad = bad.replacen(&h, &crate::cap::hex(&[1; 32]), 1);
+        let e = verify(&bad, &head, None).unwrap_err();
+        assert_eq!((e.line, e.index), (2, 7), "{e}");
+        let mut lines: Vec<&str> = chain.lines().collect();
+        lines.swap(0, 1);
+        let moved: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let e = verify(&moved, &head, None).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(matches!(e.fault, Fault::Malformed(_)), "{e}");
+    }
+
+    #[test]
+    fn a_count_of_links_bounds_the_chain_too() {
+        let mut c = Chain::default();
+        for i in 1..=(KEEP_LINKS as u64 + 5) {
+            c.push(i, 1, 0, b"");
+        }
+        assert_eq!(c.links().len(), KEEP_LINKS);
+        assert_eq!(c.base().unwrap().index, 5);
+        assert_eq!(c.links().next().unwrap().index, 6);
     }
 
     #[test]

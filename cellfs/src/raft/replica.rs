@@ -39,8 +39,13 @@ pub struct Options {
     pub election_ms: (u64, u64),
     /// Seed of the election-timeout randomness (deterministic runs).
     pub seed: u64,
-    /// Ask for a snapshot after this many entries since the last one.
+    /// Ask for a snapshot after at least this many entries since the last
+    /// one, and (with `snapshot_by_size`) at least its size in command
+    /// bytes.
     pub snapshot_every: u64,
+    /// Wait for the log since the last snapshot to outgrow it before
+    /// taking the next (off only in tests that want snapshots often).
+    pub snapshot_by_size: bool,
     /// Most proposals waiting for commit before `propose` says Full.
     pub max_pending: usize,
     /// How long a proposal may wait for its commit before it is reported
@@ -50,7 +55,8 @@ pub struct Options {
 
 impl Options {
     /// The defaults for node `id`: heartbeats every 50 ms, elections after
-    /// 300–600 ms of silence, a snapshot every 10,000 entries.
+    /// 300–600 ms of silence, a snapshot every 10,000 entries once they
+    /// outweigh the last one.
     pub fn new(id: u64) -> Options {
         Options {
             id,
@@ -58,6 +64,7 @@ impl Options {
             election_ms: (300, 600),
             seed: id,
             snapshot_every: 10_000,
+            snapshot_by_size: true,
             max_pending: 65_536,
             proposal_timeout_ms: 5_000,
         }
@@ -162,6 +169,8 @@ pub struct Replica<S: Storage> {
     waiting: BTreeMap<ProposalId, Waiting>,
     delivered: Index,
     since_snapshot: u64,
+    /// The bytes of the commands delivered since the last snapshot.
+    since_snapshot_bytes: usize,
     snapshot_asked: Vec<ProposalId>,
     snapshot_sent: BTreeMap<u64, u64>,
     transfer: Option<Transfer>,
@@ -293,6 +302,7 @@ impl<S: Storage> Replica<S> {
             waiting: BTreeMap::new(),
             delivered,
             since_snapshot: 0,
+            since_snapshot_bytes: 0,
             snapshot_asked: Vec::new(),
             snapshot_sent: BTreeMap::new(),
             transfer: None,
@@ -899,6 +909,7 @@ impl<S: Storage> Replica<S> {
         }));
         self.delivered = meta.index;
         self.since_snapshot = 0;
+        self.since_snapshot_bytes = 0;
         self.snapshot = Some((meta, data));
     }
 
@@ -1614,6 +1625,7 @@ impl<S: Storage> Replica<S> {
                 } => (*origin, *seq, Command::Members(membership.clone()).encode()),
                 Body::Command { origin, seq, data } => (*origin, *seq, data.clone()),
             };
+            let data_len = data.len();
             let proposal =
                 (origin == self.me() && self.waiting.remove(&seq).is_some()).then_some(seq);
             self.commits.push(Commit::Entry {
@@ -1627,6 +1639,7 @@ impl<S: Storage> Replica<S> {
             });
             self.delivered = index;
             self.since_snapshot += 1;
+            self.since_snapshot_bytes += data_len;
         }
         let delivered = self.delivered;
         let ready: Vec<ProposalId> = self
@@ -1656,9 +1669,17 @@ impl<S: Storage> Replica<S> {
         out.append(&mut self.commits);
     }
 
-    /// Whether a snapshot is due; see [`Log::wants_snapshot`].
+    /// Whether a snapshot is due (see [`Log::wants_snapshot`]): asked for,
+    /// or `snapshot_every` entries applied since the last one whose
+    /// commands add up to at least that snapshot's size. The second rule
+    /// keeps the cost of snapshots below the cost of the log itself however
+    /// large the state grows; snapshotting a large state every few
+    /// thousand small entries would spend most of the node's time there.
     pub fn wants_snapshot(&self) -> bool {
-        !self.snapshot_asked.is_empty() || self.since_snapshot >= self.opts.snapshot_every
+        let last = self.snapshot.as_ref().map_or(0, |(_, data)| data.len());
+        !self.snapshot_asked.is_empty()
+            || (self.since_snapshot >= self.opts.snapshot_every
+                && (!self.opts.snapshot_by_size || self.since_snapshot_bytes >= last))
     }
 
     /// Keep a snapshot of the state and drop the log it covers.
@@ -1682,6 +1703,7 @@ impl<S: Storage> Replica<S> {
                 .is_some_and(|(m, _)| m.index >= snap.index)
         {
             self.since_snapshot = 0;
+            self.since_snapshot_bytes = 0;
             return Ok(());
         }
         if snap.index > self.delivered {
@@ -1717,6 +1739,7 @@ impl<S: Storage> Replica<S> {
         }
         self.bodies.retain(|&i, _| i > snap.index);
         self.since_snapshot = 0;
+        self.since_snapshot_bytes = 0;
         self.snapshot = Some((meta, snap.data));
         Ok(())
     }

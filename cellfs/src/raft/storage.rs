@@ -74,6 +74,7 @@ pub enum Body {
         /// That node's proposal id.
         seq: u64,
         /// The encoded [`crate::Command`].
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
 }

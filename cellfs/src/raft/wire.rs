@@ -86,6 +86,7 @@ pub enum Msg {
         /// What it covers.
         meta: SnapshotMeta,
         /// The encoded state.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Start an election now (leadership transfer).
@@ -98,6 +99,7 @@ pub enum Msg {
         /// The follower's proposal id.
         seq: u64,
         /// The encoded command.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// A follower's membership or leadership change, for the leader.

@@ -18,6 +18,9 @@ impl SimLog for Replica<MemStorage> {
         let mut opts = Options::new(id);
         opts.seed = seed;
         opts.snapshot_every = snapshot_every;
+        // Small counts are there to snapshot often; the default count
+        // keeps the size rule too, as a node does.
+        opts.snapshot_by_size = snapshot_every >= 10_000;
         let members: Vec<Member> = ids
             .iter()
             .map(|&i| Member {

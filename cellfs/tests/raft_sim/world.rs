@@ -90,8 +90,7 @@ struct Node<R: SimLog> {
     restart_at: u64,
     /// Bumped at every restart (connections die with a life).
     life: u64,
-    /// Chain links already checked in this life, and the last index.
-    checked: usize,
+    /// The index of the last chain link checked in this life.
     last_link: u64,
     applied: u64,
     /// Partition group.
@@ -218,7 +217,6 @@ impl<R: SimLog> Sim<R> {
                 offset: 0,
                 restart_at: 0,
                 life: 0,
-                checked: 0,
                 last_link: 0,
                 applied: 0,
                 group: 0,
@@ -286,7 +284,6 @@ impl<R: SimLog> Sim<R> {
         );
         let mut server = Server::new(Self::config(n.id), log, SimClock(n.clock.clone()));
         n.life += 1;
-        n.checked = 0;
         n.last_link = 0;
         n.applied = 0;
         self.out.clear();
@@ -791,24 +788,33 @@ impl<R: SimLog> Sim<R> {
                 ));
             }
             n.applied = state.applied;
-            let links = state.chain.links();
-            if links.len() < n.checked {
+            let chain = &state.chain;
+            if chain.head().0 < n.last_link {
                 return Err(format!("node {id}'s chain got shorter"));
             }
-            for l in &links[n.checked..] {
-                if l.index <= n.last_link {
+            if let Some(b) = chain.base()
+                && b.index > n.last_link
+            {
+                return Err(format!(
+                    "node {id}'s chain dropped links through {} before they were checked (last {})",
+                    b.index, n.last_link
+                ));
+            }
+            let mut prev = n.last_link;
+            for l in chain.links_after(n.last_link) {
+                if l.index <= prev {
                     return Err(format!(
                         "node {id}'s chain goes back: entry {} after {}",
-                        l.index, n.last_link
+                        l.index, prev
                     ));
                 }
-                n.last_link = l.index;
+                prev = l.index;
                 if trace {
                     println!("{now:>6} n{id} applies {} (term {})", l.index, l.term);
                 }
                 self.safety.applied(id, l.index, l.term, l.hash)?;
             }
-            n.checked = links.len();
+            n.last_link = prev;
         }
         Ok(())
     }
