@@ -36,9 +36,12 @@ pub enum Command {
 impl Command {
     /// The bytes that go into the log.
     pub fn encode(&self) -> Vec<u8> {
+        // Sized once: growing from empty reallocates several times per
+        // message on the write path.
+        let size = postcard::experimental::serialized_size(self).unwrap_or(0);
         // Serialising an in-memory enum of strings and byte vectors to a
         // growable buffer cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
+        postcard::to_extend(self, Vec::with_capacity(size)).unwrap_or_default()
     }
 
     /// A command back from the log; `None` if the bytes are not one.

@@ -101,6 +101,8 @@ pub struct SegmentStore {
     failed: Option<String>,
     /// What open read, for the first `load`, so the log is read once.
     cached: Option<Loaded>,
+    /// The records of an append, kept between appends for its capacity.
+    buf: Vec<u8>,
 }
 
 /// Numbers about the store, for status output.
@@ -169,6 +171,7 @@ impl SegmentStore {
             log_dir_dirty: false,
             failed: None,
             cached: None,
+            buf: Vec::new(),
         };
         let loaded = store.recover()?;
         store.cached = Some(loaded);
@@ -346,33 +349,45 @@ impl SegmentStore {
                 self.remove_segments_from(0)?;
             }
         }
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.buf);
         for e in entries {
-            let payload = postcard::to_allocvec(e)
+            // Each record goes straight into the write buffer: header room
+            // first, the entry serialised after it, the header filled in.
+            let start = buf.len();
+            buf.extend_from_slice(&[0; RECORD_HEADER]);
+            buf = postcard::to_extend(e, buf)
                 .map_err(|err| StorageError(format!("encoding entry {}: {err}", e.index)))?;
-            if payload.len() > MAX_RECORD {
+            let payload_len = buf.len() - start - RECORD_HEADER;
+            if payload_len > MAX_RECORD {
+                buf.truncate(start);
+                self.buf = buf;
                 return Err(StorageError(format!(
-                    "entry {} is {} bytes, more than the {MAX_RECORD} a record may hold",
-                    e.index,
-                    payload.len()
+                    "entry {} is {payload_len} bytes, more than the {MAX_RECORD} a record may hold",
+                    e.index
                 )));
             }
+            seal_record(&mut buf[start..]);
             let full = self
                 .segments
                 .last()
-                .is_none_or(|s| s.len + buf.len() as u64 >= self.segment_bytes);
+                .is_none_or(|s| s.len + start as u64 >= self.segment_bytes);
             if full {
+                // The record opens the next segment; what precedes it
+                // closes this one.
+                let record = buf.split_off(start);
                 self.flush(&mut buf)?;
                 self.roll(e.index)?;
+                buf.extend_from_slice(&record);
             }
-            encode_record(&payload, &mut buf);
             let Some(seg) = self.segments.last_mut() else {
                 return Err(StorageError("no segment to write to".into()));
             };
             self.ends.push_back(seg.len + buf.len() as u64);
             seg.count += 1;
         }
-        self.flush(&mut buf)
+        let flushed = self.flush(&mut buf);
+        self.buf = buf;
+        flushed
     }
 
     fn sync_inner(&mut self) -> Result<(), StorageError> {
@@ -547,14 +562,27 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError
 }
 
 /// Append one record for `payload` to `out`.
-fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+/// A record's header: its payload's length and CRC-32, 4 bytes each.
+const RECORD_HEADER: usize = 8;
+
+/// Fill in the header of `record`, whose payload follows [`RECORD_HEADER`]
+/// bytes of room (see [`encode_record`]).
+fn seal_record(record: &mut [u8]) {
+    let (header, payload) = record.split_at_mut(RECORD_HEADER);
     let len = (payload.len() as u32).to_le_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
     h.update(payload);
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&h.finalize().to_le_bytes());
+    header[..4].copy_from_slice(&len);
+    header[4..].copy_from_slice(&h.finalize().to_le_bytes());
+}
+
+/// Append a record holding `payload` to `out`.
+fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER]);
     out.extend_from_slice(payload);
+    seal_record(&mut out[start..]);
 }
 
 /// The records of one segment file: where each starts and ends, and
