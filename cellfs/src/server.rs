@@ -231,6 +231,8 @@ pub struct Server<L: Log, C: Clock> {
     /// Channel messages accepted this turn, waiting to be signed together
     /// and proposed (see [`crate::chan::msg::sign_batch`]).
     unsigned: Vec<Unsigned>,
+    /// Sender numbers given to messages not yet seen applied.
+    numbering: crate::chan::nth::Numbering,
 }
 
 /// A channel message accepted but not yet signed and proposed.
@@ -274,6 +276,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             read_buf: Vec::new(),
             nodes: Vec::new(),
             unsigned: Vec::new(),
+            numbering: Default::default(),
         }
     }
 
@@ -1264,10 +1267,17 @@ impl<L: Log, C: Clock> Server<L, C> {
             return;
         }
         let mut pending = core::mem::take(&mut self.unsigned);
+        let chans = &self.world.state.chans;
+        self.numbering
+            .forget_applied(chans, self.inflight.is_empty());
+        let numbering = &mut self.numbering;
         let mut batch: Vec<(&mut crate::chan::msg::Stamp, &[u8])> = pending
             .iter_mut()
             .filter_map(|u| match &mut u.cmd {
-                Command::Chan(ChanCmd::Send { stamp, data, .. }) => Some((&mut **stamp, &data[..])),
+                Command::Chan(ChanCmd::Send { name, stamp, data }) => {
+                    numbering.number(chans, name, stamp);
+                    Some((&mut **stamp, &data[..]))
+                }
                 _ => None,
             })
             .collect();

@@ -54,6 +54,13 @@ fn field(status: &str, key: &str) -> String {
         .to_string()
 }
 
+/// The value of `key=` in a msgs line.
+fn field_eq<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
 fn mounted(node: &Node) -> Mount {
     Mount::with_token(&node.addr, Some(&node.owner_token()))
 }
@@ -287,6 +294,9 @@ fn msgs_lines_verify_offline_and_a_changed_one_is_named() {
     let text = sh_ok(d, "head -n 2 chan/s/msgs");
     assert_eq!(text.matches(" verified=yes ").count(), 2, "{text}");
     assert!(text.contains(" sender=owner "), "{text}");
+    // The sender's own numbers, signed with the rest.
+    let nths: Vec<&str> = text.lines().map(|l| field_eq(l, "nth")).collect();
+    assert_eq!(nths, ["1", "2"], "{text}");
     let scratch = tempfile::tempdir().unwrap();
     let saved = scratch.path().join("msgs");
     std::fs::write(&saved, &text).unwrap();

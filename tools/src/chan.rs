@@ -40,7 +40,8 @@ pub fn run(cmd: ChanCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One `ok seq=N sender=… node=…` line per message of `text`, or the
+/// One `ok seq=N sender=… nth=N intent=… node=…` line per message of
+/// `text`, or the
 /// first that does not verify, named by its line and seq.
 fn verify_lines(text: &str, keys: &[PublicKey]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -53,9 +54,10 @@ fn verify_lines(text: &str, keys: &[PublicKey]) -> Result<Vec<String>, String> {
         let trusted = |k: &PublicKey| keys.is_empty() || keys.contains(k);
         match msg::verify(&m.stamp, &m.data, trusted) {
             Verdict::Yes => out.push(format!(
-                "ok seq={} sender={} intent={} node={}",
+                "ok seq={} sender={} nth={} intent={} node={}",
                 m.seq,
                 m.stamp.sender,
+                m.stamp.nth,
                 m.stamp.intent,
                 hex(&m.stamp.node)
             )),

@@ -8,12 +8,14 @@
 
 mod ctl;
 pub mod msg;
+pub mod nth;
 pub mod qos;
 mod state;
 
 pub use ctl::CTL_VERBS;
 pub use state::{
     Chan, ChanCmd, ChanOp, Chans, DEFAULT_RETAIN, Full, Group, MAX_BYTES, MAX_GROUPS, MAX_RETAIN,
+    MAX_SENDERS, Sender,
 };
 
 use alloc::format;
@@ -526,8 +528,9 @@ fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
         .senders
         .keys()
         .filter(|n| !chan.senders.contains_key(*n))
-        .map(|n| (n, &0));
-    for (name, sent) in chan.senders.iter().chain(refused_only) {
+        .map(|n| (n, Sender::default()));
+    let through = chan.senders.iter().map(|(n, s)| (n, *s));
+    for (name, sender) in through.chain(refused_only) {
         let l = local.senders.get(name);
         let tokens = match (chan.qos, l.and_then(|l| l.bucket)) {
             (Some(q), Some(b)) => {
@@ -539,7 +542,9 @@ fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
         };
         let _ = writeln!(
             s,
-            "sender {name} sent={sent} tokens={tokens} refused={}",
+            "sender {name} sent={} nth={} tokens={tokens} refused={}",
+            sender.sent,
+            sender.last,
             l.map_or(0, |l| l.refused)
         );
     }

@@ -5,8 +5,12 @@
 //! capability and intent, when, into which channel) and signs stamp and
 //! payload with its ed25519 key before proposing it, so every replica
 //! stores the same bytes and any reader anywhere can check them later.
-//! The channel's sequence number is given when the log orders the
-//! message, after signing; it is shown beside the stamp, not inside it.
+//! The stamp carries the sender's own sequence number in the channel
+//! (`nth`: 1 for its first message there, then increasing), so a reader
+//! can tell that none of a sender's messages was dropped, repeated or
+//! reordered on the way. The channel's position (`seq`) is given when the
+//! log orders the message, after signing; it is shown beside the stamp,
+//! and the proof chain over the log vouches for it.
 //!
 //! A signature costs far more than the rest of a write, so the node signs
 //! the messages it accepted in one turn together: each message's hash is
@@ -36,6 +40,9 @@ pub struct Stamp {
     pub time_ms: u64,
     /// The holder named by the writer's capability.
     pub sender: String,
+    /// The sender's sequence number in `chan`: greater than that of any
+    /// message of the sender the channel took before.
+    pub nth: u64,
     /// The id of that capability (its last link).
     pub cap: u64,
     /// The intent it was sent under: the capability's rights and scope,
@@ -67,14 +74,15 @@ pub struct Message {
 }
 
 /// The leaf hash of a message: sha256 over a domain word, every stamp
-/// field but the signature and its path, and the payload (postcard,
-/// length-prefixed).
+/// field but the signature and its batch position and path, and the
+/// payload (postcard, length-prefixed).
 pub fn leaf_hash(stamp: &Stamp, data: &[u8]) -> [u8; 32] {
     let fields = (
-        "cell0-msg-1",
+        "cell0-msg-2",
         stamp.chan.as_str(),
         stamp.time_ms,
         stamp.sender.as_str(),
+        stamp.nth,
         stamp.cap,
         stamp.intent.as_str(),
         &stamp.node,
@@ -145,12 +153,13 @@ pub struct Unsigned<'a> {
 
 impl Unsigned<'_> {
     /// The stamp these fields make for a message accepted by `node`, to
-    /// be signed with [`sign_batch`].
+    /// be numbered (`nth`, 1 until then) and signed with [`sign_batch`].
     pub fn stamp(self, node: PublicKey) -> Stamp {
         Stamp {
             chan: String::from(self.chan),
             time_ms: self.time_ms,
             sender: String::from(self.sender),
+            nth: 1,
             cap: self.cap,
             intent: self.intent,
             node,
@@ -266,8 +275,8 @@ pub fn push_line(out: &mut String, msg: &Message, verdict: Verdict) {
     let s = &msg.stamp;
     let _ = write!(
         out,
-        "seq={} time={} chan={} sender={} cap={} intent={} node=",
-        msg.seq, s.time_ms, s.chan, s.sender, s.cap, s.intent
+        "seq={} time={} chan={} sender={} nth={} cap={} intent={} node=",
+        msg.seq, s.time_ms, s.chan, s.sender, s.nth, s.cap, s.intent
     );
     push_hex(out, &s.node);
     out.push_str(" sig=");
@@ -296,10 +305,10 @@ pub struct BadLine(pub String);
 /// A message back from its `msgs` line (the `verified=` word is ignored:
 /// whoever reads the line checks for themselves).
 pub fn parse_line(line: &str) -> Result<Message, BadLine> {
-    let mut fields: [Option<&str>; 13] = [None; 13];
-    const KEYS: [&str; 13] = [
+    let mut fields: [Option<&str>; 14] = [None; 14];
+    const KEYS: [&str; 14] = [
         "seq", "time", "chan", "sender", "cap", "intent", "node", "sig", "verified", "len", "data",
-        "batch", "path",
+        "batch", "path", "nth",
     ];
     for word in line.split_ascii_whitespace() {
         let (k, v) = word
@@ -348,6 +357,7 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
             chan: String::from(get(2)?),
             time_ms: num(1)?,
             sender: String::from(get(3)?),
+            nth: num(13)?,
             cap: num(4)?,
             intent: String::from(get(5)?),
             node: unhex32(get(6)?)
@@ -408,10 +418,16 @@ mod tests {
             verify(&other.stamp, &other.data, |k| *k == me),
             Verdict::BadSignature
         );
-        let mut later = back;
+        let mut later = back.clone();
         later.stamp.time_ms += 1;
         assert_eq!(
             verify(&later.stamp, &later.data, |k| *k == me),
+            Verdict::BadSignature
+        );
+        let mut renumbered = back;
+        renumbered.stamp.nth += 1;
+        assert_eq!(
+            verify(&renumbered.stamp, &renumbered.data, |k| *k == me),
             Verdict::BadSignature
         );
     }

@@ -26,6 +26,9 @@ pub const MAX_BYTES: u64 = 64 << 20;
 pub const MAX_GROUPS: usize = 64;
 /// Most connections out of one channel.
 pub const MAX_EDGES: usize = 64;
+/// Most senders a channel keeps counts for; past it, the one heard from
+/// least recently is forgotten.
+pub const MAX_SENDERS: usize = 4096;
 /// Longest `age=` (ten years, in seconds).
 pub const MAX_AGE: u64 = 10 * 365 * 86_400;
 /// Channels are numbered below 2^32, so a group file's node can carry the
@@ -189,8 +192,20 @@ pub struct Chan {
     last_group: u16,
     /// Channels every message is forwarded into.
     pub to: Vec<String>,
-    /// Messages written per sender.
-    pub senders: BTreeMap<String, u64>,
+    /// What it knows of each sender, by holder name.
+    pub senders: BTreeMap<String, Sender>,
+}
+
+/// What a channel knows of one sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// Its messages in the channel, forwarded copies included.
+    pub sent: u64,
+    /// The highest `nth` of those written to the channel itself: the
+    /// next must be higher.
+    pub last: u64,
+    /// When the latest arrived (milliseconds since the Unix epoch).
+    pub last_ms: u64,
 }
 
 impl Chan {
@@ -289,7 +304,7 @@ impl Chan {
             self.pop_front();
         }
         let len = data.len() as u64;
-        *self.senders.entry(stamp.sender.clone()).or_default() += 1;
+        self.count_sender(&stamp);
         self.msgs.push_back(Message {
             seq: self.next,
             stamp,
@@ -301,6 +316,33 @@ impl Chan {
         self.sent_bytes += len;
         self.expire();
         self.version = self.version.wrapping_add(1);
+    }
+
+    /// Count a message of `stamp.sender`, forgetting the sender heard from
+    /// least recently when there are too many.
+    fn count_sender(&mut self, stamp: &Stamp) {
+        if !self.senders.contains_key(&stamp.sender) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self
+                .senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_ms)
+                .map(|(name, _)| name.clone());
+            if let Some(name) = oldest {
+                self.senders.remove(&name);
+            }
+        }
+        let direct = stamp.chan == self.name;
+        let s = self.senders.entry(stamp.sender.clone()).or_default();
+        s.sent += 1;
+        s.last_ms = s.last_ms.max(stamp.time_ms);
+        if direct {
+            s.last = s.last.max(stamp.nth);
+        }
+    }
+
+    /// The `nth` the next message `sender` writes here must pass.
+    pub fn last_nth(&self, sender: &str) -> u64 {
+        self.senders.get(sender).map_or(0, |s| s.last)
     }
 
     /// Drop messages older than `retain_age` as of the newest message's
@@ -515,6 +557,15 @@ impl Chans {
             }
             ChanCmd::Send { name, stamp, data } => {
                 let (id, chan) = self.find_mut(name)?;
+                let last = chan.last_nth(&stamp.sender);
+                if stamp.nth <= last {
+                    // Numbered by another node that accepted a message of
+                    // the same sender at the same time.
+                    return Err(Error::Again(format!(
+                        "chan {name}: {}'s message {} does not follow its message {last} (the same sender writes here through another node at once); write it again",
+                        stamp.sender, stamp.nth
+                    )));
+                }
                 if let Some(e) = chan.refuse_send(data.len()) {
                     // A writer that would wait was checked before its
                     // proposal; one that lost a race to the last room
@@ -677,15 +728,19 @@ mod tests {
         String::from(x)
     }
 
-    fn stamp(chan: &str, sender: &str, time_ms: u64, data: &[u8]) -> Stamp {
-        Unsigned {
+    fn numbered(chan: &str, sender: &str, nth: u64, time_ms: u64, data: &[u8]) -> Stamp {
+        let key = NodeKey::from_seed(&[9; 32]);
+        let mut stamp = Unsigned {
             chan,
             time_ms,
             sender,
             cap: 1,
             intent: s("w@/"),
         }
-        .sign(&NodeKey::from_seed(&[9; 32]), data)
+        .stamp(key.public());
+        stamp.nth = nth;
+        msg::sign_batch(&key, &mut [(&mut stamp, data)]);
+        stamp
     }
 
     fn send(c: &mut Chans, name: &str, data: &str) -> Result<Applied, Error> {
@@ -693,9 +748,13 @@ mod tests {
     }
 
     fn send_at(c: &mut Chans, name: &str, data: &str, t: u64) -> Result<Applied, Error> {
+        let nth = c
+            .id(name)
+            .and_then(|id| c.get(id))
+            .map_or(1, |ch| ch.last_nth("alice") + 1);
         c.apply(&ChanCmd::Send {
             name: s(name),
-            stamp: Box::new(stamp(name, "alice", t, data.as_bytes())),
+            stamp: Box::new(numbered(name, "alice", nth, t, data.as_bytes())),
             data: data.as_bytes().to_vec(),
         })
     }
