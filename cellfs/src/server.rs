@@ -202,7 +202,14 @@ struct Waiter {
     flushes: Vec<u16>,
     /// The connection reset or went away: apply, but answer nobody.
     cancelled: bool,
+    /// Times a channel message was numbered again after a later one of
+    /// its sender overtook it (see [`MAX_RENUMBER`]).
+    renumbered: u8,
 }
+
+/// How often a channel message is numbered again before its writer is told
+/// to try again (EAGAIN).
+const MAX_RENUMBER: u8 = 8;
 
 impl Waiter {
     /// Request `tag` of `conn`, answered by `then` once it commits.
@@ -213,6 +220,7 @@ impl Waiter {
             then,
             flushes: Vec::new(),
             cancelled: false,
+            renumbered: 0,
         }
     }
 }
@@ -241,6 +249,8 @@ struct Unsigned {
     conn: ConnId,
     tag: u16,
     then: Then,
+    /// See [`Waiter::renumbered`].
+    renumbered: u8,
 }
 
 impl<L: Log, C: Clock> Server<L, C> {
@@ -1224,6 +1234,17 @@ impl<L: Log, C: Clock> Server<L, C> {
     }
 
     fn propose(&mut self, cmd: Command, conn: ConnId, tag: u16, then: Then) -> Result<(), Error> {
+        self.propose_id(cmd, conn, tag, then).map(|_| ())
+    }
+
+    /// [`Self::propose`], giving the proposal's id.
+    fn propose_id(
+        &mut self,
+        cmd: Command,
+        conn: ConnId,
+        tag: u16,
+        then: Then,
+    ) -> Result<ProposalId, Error> {
         let proposal = match cmd {
             Command::Raft(change) => self.log.change(change)?,
             cmd => self.log.propose(cmd.encode())?,
@@ -1232,7 +1253,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.live_tags.insert(tag);
         }
-        Ok(())
+        Ok(proposal)
     }
 
     /// Apply whatever the log has committed since the last call and answer
@@ -1268,8 +1289,9 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         let mut pending = core::mem::take(&mut self.unsigned);
         let chans = &self.world.state.chans;
+        let me = self.world.config.key.public();
         self.numbering
-            .forget_applied(chans, self.inflight.is_empty());
+            .forget_applied(chans, &me, self.inflight.is_empty());
         let numbering = &mut self.numbering;
         let mut batch: Vec<(&mut crate::chan::msg::Stamp, &[u8])> = pending
             .iter_mut()
@@ -1287,8 +1309,13 @@ impl<L: Log, C: Clock> Server<L, C> {
             if let Some(c) = self.conns.get_mut(&u.conn) {
                 c.live_tags.remove(&u.tag);
             }
-            if let Err(e) = self.propose(u.cmd, u.conn, u.tag, u.then) {
-                self.reply_err(u.conn, u.tag, &e, out);
+            match self.propose_id(u.cmd, u.conn, u.tag, u.then) {
+                Ok(p) => {
+                    if let Some(w) = self.inflight.get_mut(&p) {
+                        w.renumbered = u.renumbered;
+                    }
+                }
+                Err(e) => self.reply_err(u.conn, u.tag, &e, out),
             }
         }
         // Keep the buffer for the next turn.
@@ -1348,8 +1375,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.world.state.applied_term = entry.term;
             let cmd = Command::decode(&entry.data);
             self.world.state.journal.push(&entry, cmd.as_ref());
-            let result = match cmd {
-                Some(cmd) => self.world.state.apply(entry.index, &cmd),
+            let result = match &cmd {
+                Some(cmd) => self.world.state.apply(entry.index, cmd),
                 None => {
                     self.world.state.applied = entry.index;
                     Err(Error::Protocol(format!(
@@ -1367,10 +1394,47 @@ impl<L: Log, C: Clock> Server<L, C> {
                 }
                 self.wakes.extend_from_slice(&applied.wake);
             }
-            if let Some(w) = proposal.and_then(|p| self.inflight.remove(&p)) {
-                self.complete(w, Some(&entry), result, out);
-            }
+            let Some(w) = proposal.and_then(|p| self.inflight.remove(&p)) else {
+                return;
+            };
+            let w = match (result.is_err(), cmd) {
+                (true, Some(Command::Chan(send @ ChanCmd::Send { .. }))) => {
+                    match self.renumber(w, send) {
+                        Ok(()) => return,
+                        Err(w) => w,
+                    }
+                }
+                (_, _) => w,
+            };
+            self.complete(w, Some(&entry), result, out);
         }
+    }
+
+    /// Sign and propose again a channel message the log refused because a
+    /// later one of its sender through this node applied first;
+    /// the waiter back if that is not why, or it was tried often enough,
+    /// or nobody waits for it any more.
+    fn renumber(&mut self, w: Waiter, send: ChanCmd) -> Result<(), Waiter> {
+        let ChanCmd::Send { name, stamp, .. } = &send else {
+            return Err(w);
+        };
+        let chans = &self.world.state.chans;
+        let taken = chans
+            .id(name)
+            .and_then(|id| chans.get(id))
+            .is_some_and(|c| stamp.nth <= c.last_nth(&stamp.sender, &stamp.node));
+        let live = !w.cancelled && w.flushes.is_empty() && self.conns.contains_key(&w.conn);
+        if !taken || !live || w.renumbered >= MAX_RENUMBER {
+            return Err(w);
+        }
+        self.unsigned.push(Unsigned {
+            cmd: Command::Chan(send),
+            conn: w.conn,
+            tag: w.tag,
+            then: w.then,
+            renumbered: w.renumbered + 1,
+        });
+        Ok(())
     }
 
     /// Answer the request whose command was just applied.
@@ -1590,6 +1654,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                     conn,
                     tag,
                     then,
+                    renumbered: 0,
                 });
                 Ok(())
             }

@@ -55,3 +55,55 @@ fn a_message_signed_on_one_node_verifies_on_another() {
     assert!(!other.status.success(), "node 3 did not sign it");
     assert!(String::from_utf8_lossy(&other.stderr).contains("seq 1: signed by"));
 }
+
+#[test]
+fn one_sender_writing_through_two_nodes_at_once_gets_increasing_numbers() {
+    let c = Cluster::start(3);
+    let token = c.token.clone();
+    assert!(
+        c.node(0)
+            .cell0(&["mkdir", "/chan/two", "--token", &token], b"")
+            .0
+    );
+    wait("node 3 to have the channel", 20, || {
+        cat(c.node(2), &token, "/chan/two/status").is_some()
+    });
+    // The same holder writes through node 1 and node 3 at the same time:
+    // each node numbers its own stream of the sender's messages, so the
+    // two never compete for a number.
+    const EACH: usize = 40;
+    std::thread::scope(|s| {
+        for n in [0, 2] {
+            let (c, token) = (&c, &token);
+            s.spawn(move || {
+                for i in 0..EACH {
+                    write(c.node(n), token, "/chan/two/data", &format!("n{n} {i}")).unwrap();
+                }
+            });
+        }
+    });
+    write(c.node(0), &token, "/chan/two/ctl", "close").unwrap();
+    wait("node 2 to apply every message", 20, || {
+        cat(c.node(1), &token, "/chan/two/status").is_some_and(|s| s.contains("state closed"))
+    });
+    let msgs = cat(c.node(1), &token, "/chan/two/msgs").unwrap();
+    let mut streams: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for l in msgs.lines() {
+        assert!(l.contains(" verified=yes "), "{l}");
+        let field = |key: &str| {
+            l.split(' ')
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("no {key} in {l}"))
+        };
+        let nth: u64 = field("nth").parse().unwrap();
+        streams
+            .entry(field("node").to_string())
+            .or_default()
+            .push(nth);
+    }
+    assert_eq!(streams.len(), 2, "{msgs}");
+    let every: Vec<u64> = (1..=EACH as u64).collect();
+    for (node, nths) in &streams {
+        assert_eq!(nths, &every, "node {node}");
+    }
+}

@@ -528,9 +528,9 @@ fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
         .senders
         .keys()
         .filter(|n| !chan.senders.contains_key(*n))
-        .map(|n| (n, Sender::default()));
-    let through = chan.senders.iter().map(|(n, s)| (n, *s));
-    for (name, sender) in through.chain(refused_only) {
+        .map(|n| (n, 0));
+    let through = chan.senders.iter().map(|(n, s)| (n, s.sent));
+    for (name, sent) in through.chain(refused_only) {
         let l = local.senders.get(name);
         let tokens = match (chan.qos, l.and_then(|l| l.bucket)) {
             (Some(q), Some(b)) => {
@@ -542,9 +542,8 @@ fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
         };
         let _ = writeln!(
             s,
-            "sender {name} sent={} nth={} tokens={tokens} refused={}",
-            sender.sent,
-            sender.last,
+            "sender {name} sent={} tokens={tokens} refused={}",
+            sent,
             l.map_or(0, |l| l.refused)
         );
     }

@@ -6,9 +6,9 @@
 //! payload with its ed25519 key before proposing it, so every replica
 //! stores the same bytes and any reader anywhere can check them later.
 //! The stamp carries the sender's own sequence number in the channel
-//! (`nth`: 1 for its first message there, then increasing), so a reader
-//! can tell that none of a sender's messages was dropped, repeated or
-//! reordered on the way. The channel's position (`seq`) is given when the
+//! through the node that accepted it (`nth`: 1 for the first, then one
+//! more each time; see [`super::nth`]), so a reader can tell that none of
+//! a sender's messages was dropped, repeated or reordered on the way. The channel's position (`seq`) is given when the
 //! log orders the message, after signing; it is shown beside the stamp,
 //! and the proof chain over the log vouches for it.
 //!
@@ -40,8 +40,9 @@ pub struct Stamp {
     pub time_ms: u64,
     /// The holder named by the writer's capability.
     pub sender: String,
-    /// The sender's sequence number in `chan`: greater than that of any
-    /// message of the sender the channel took before.
+    /// The sender's sequence number in `chan` through `node`: greater
+    /// than that of any message of the sender the channel took before
+    /// through the same node.
     pub nth: u64,
     /// The id of that capability (its last link).
     pub cap: u64,

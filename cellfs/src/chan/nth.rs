@@ -1,18 +1,20 @@
 //! Numbering a sender's messages (`nth` in their stamps) before they are
 //! signed.
 //!
-//! A message must carry a number above every earlier one of its sender in
-//! the channel, and it is signed before the log orders it, so the node
-//! numbers it from the committed state plus what it has itself numbered
-//! and not yet seen applied. Two nodes numbering messages of one sender
-//! into one channel at once can pick the same number; the log applies the
-//! first and refuses the second (EAGAIN), which chan(3) documents.
+//! A message must carry a number above every earlier one of its sender
+//! that the same node accepted into the channel: each node numbers its
+//! own stream of each sender, so nodes never compete for a number. It is
+//! signed before the log orders it, so the node numbers it from the
+//! committed state plus what it has itself numbered and not yet seen
+//! applied. A message the log refuses as overtaken (proposed again after
+//! a later one when the leader changed) is numbered again by the server.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use super::msg::Stamp;
 use super::state::Chans;
+use crate::cap::PublicKey;
 
 /// The numbers this node gave that the committed state may not show yet,
 /// by channel and sender.
@@ -22,12 +24,13 @@ pub struct Numbering {
 }
 
 impl Numbering {
-    /// Give `stamp` (for channel `chan`) its sender's next number.
+    /// Give `stamp` (for channel `chan`, accepted by this node,
+    /// `stamp.node`) its sender's next number.
     pub fn number(&mut self, chans: &Chans, chan: &str, stamp: &mut Stamp) {
         let applied = chans
             .id(chan)
             .and_then(|id| chans.get(id))
-            .map_or(0, |c| c.last_nth(&stamp.sender));
+            .map_or(0, |c| c.last_nth(&stamp.sender, &stamp.node));
         let senders = match self.given.get_mut(chan) {
             Some(s) => s,
             None => self.given.entry(String::from(chan)).or_default(),
@@ -43,14 +46,14 @@ impl Numbering {
     /// Forget the numbers the committed state has caught up with (or
     /// everything, when nothing of this node's is in flight: a number
     /// given to a proposal that failed leaves a gap, never a repeat).
-    pub fn forget_applied(&mut self, chans: &Chans, nothing_in_flight: bool) {
+    pub fn forget_applied(&mut self, chans: &Chans, me: &PublicKey, nothing_in_flight: bool) {
         if nothing_in_flight {
             self.given.clear();
             return;
         }
         self.given.retain(|chan, senders| {
             let c = chans.id(chan).and_then(|id| chans.get(id));
-            senders.retain(|sender, given| c.is_some_and(|c| c.last_nth(sender) < *given));
+            senders.retain(|sender, given| c.is_some_and(|c| c.last_nth(sender, me) < *given));
             !senders.is_empty()
         });
     }
@@ -110,7 +113,8 @@ mod tests {
                 data: alloc::vec![1],
             })
             .unwrap();
-        n.forget_applied(&chans, false);
+        let me = NodeKey::from_seed(&[3; 32]).public();
+        n.forget_applied(&chans, &me, false);
         assert_eq!(n.len(), 2);
         // A repeated number is refused and changes nothing.
         let e = chans
@@ -123,7 +127,7 @@ mod tests {
         assert!(e.to_string().contains("does not follow"), "{e}");
         assert_eq!(chans.get(chans.id("c").unwrap()).unwrap().msgs.len(), 1);
         // Nothing in flight: forgotten, and numbering goes on from the log.
-        n.forget_applied(&chans, true);
+        n.forget_applied(&chans, &me, true);
         assert!(n.is_empty());
         let mut a3 = stamp("a");
         n.number(&chans, "c", &mut a3);

@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::cap::PublicKey;
 use crate::command::Applied;
 use crate::error::Error;
 use crate::events::Kind;
@@ -197,13 +198,13 @@ pub struct Chan {
 }
 
 /// What a channel knows of one sender.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sender {
     /// Its messages in the channel, forwarded copies included.
     pub sent: u64,
-    /// The highest `nth` of those written to the channel itself: the
-    /// next must be higher.
-    pub last: u64,
+    /// Per node that accepted them, the highest `nth` of those written to
+    /// the channel itself: that node's next must be higher.
+    pub last: Vec<(PublicKey, u64)>,
     /// When the latest arrived (milliseconds since the Unix epoch).
     pub last_ms: u64,
 }
@@ -336,13 +337,20 @@ impl Chan {
         s.sent += 1;
         s.last_ms = s.last_ms.max(stamp.time_ms);
         if direct {
-            s.last = s.last.max(stamp.nth);
+            match s.last.iter_mut().find(|(node, _)| *node == stamp.node) {
+                Some((_, n)) => *n = (*n).max(stamp.nth),
+                None => s.last.push((stamp.node, stamp.nth)),
+            }
         }
     }
 
-    /// The `nth` the next message `sender` writes here must pass.
-    pub fn last_nth(&self, sender: &str) -> u64 {
-        self.senders.get(sender).map_or(0, |s| s.last)
+    /// The `nth` the next message of `sender` accepted by `node` must
+    /// pass.
+    pub fn last_nth(&self, sender: &str, node: &PublicKey) -> u64 {
+        self.senders
+            .get(sender)
+            .and_then(|s| s.last.iter().find(|(k, _)| k == node))
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Drop messages older than `retain_age` as of the newest message's
@@ -557,12 +565,12 @@ impl Chans {
             }
             ChanCmd::Send { name, stamp, data } => {
                 let (id, chan) = self.find_mut(name)?;
-                let last = chan.last_nth(&stamp.sender);
+                let last = chan.last_nth(&stamp.sender, &stamp.node);
                 if stamp.nth <= last {
-                    // Numbered by another node that accepted a message of
-                    // the same sender at the same time.
+                    // Overtaken: the node proposed it again after a later
+                    // one (a change of leader) and numbers it again.
                     return Err(Error::Again(format!(
-                        "chan {name}: {}'s message {} does not follow its message {last} (the same sender writes here through another node at once); write it again",
+                        "chan {name}: {}'s message {} does not follow its message {last} through the same node; write it again",
                         stamp.sender, stamp.nth
                     )));
                 }
@@ -748,10 +756,9 @@ mod tests {
     }
 
     fn send_at(c: &mut Chans, name: &str, data: &str, t: u64) -> Result<Applied, Error> {
-        let nth = c
-            .id(name)
-            .and_then(|id| c.get(id))
-            .map_or(1, |ch| ch.last_nth("alice") + 1);
+        let nth = c.id(name).and_then(|id| c.get(id)).map_or(1, |ch| {
+            ch.last_nth("alice", &NodeKey::from_seed(&[9; 32]).public()) + 1
+        });
         c.apply(&ChanCmd::Send {
             name: s(name),
             stamp: Box::new(numbered(name, "alice", nth, t, data.as_bytes())),
