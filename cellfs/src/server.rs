@@ -1569,7 +1569,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         let Some(seq) = applied.taken else {
             return;
         };
-        let Some(Command::Chan(ChanCmd::Take { name, group })) =
+        let Some(Command::Chan(ChanCmd::Take { name, group, .. })) =
             entry.and_then(|e| Command::decode(&e.data))
         else {
             return;

@@ -124,6 +124,16 @@ fn a_late_reader_sees_what_is_retained_and_a_group_of_two_splits_the_work() {
     sh_ok(d, "for i in 1 2 3 4 5; do echo m$i > chan/late/data; done");
     assert_eq!(sh_ok(d, "head -n 3 chan/late/data"), "m3\nm4\nm5\n");
 
+    // Past its age, a message is gone for a reader that comes later,
+    // though nothing was written since.
+    sh_ok(
+        d,
+        "mkdir chan/aged && echo 'retain age=2s' > chan/aged/ctl && echo stale > chan/aged/data && echo close > chan/aged/ctl",
+    );
+    assert_eq!(sh_ok(d, "cat chan/aged/data"), "stale\n");
+    std::thread::sleep(Duration::from_millis(2_200));
+    assert_eq!(sh_ok(d, "cat chan/aged/data"), "");
+
     sh_ok(d, "mkdir chan/jobs && echo 'group w' > chan/jobs/ctl");
     let scratch = tempfile::tempdir().unwrap();
     let (o1, o2) = (scratch.path().join("w1"), scratch.path().join("w2"));

@@ -282,6 +282,15 @@ impl Device for ChanDev {
                     cx.chan_local.missed(id, chan.first() - next);
                     (next, off) = (chan.first(), 0);
                 }
+                // Messages past their age are skipped, though the log
+                // drops them only at the next write or group take.
+                let from = next;
+                while off == 0 && chan.get(next).is_some_and(|m| chan.expired(m, cx.unix_ms)) {
+                    next += 1;
+                }
+                if next > from {
+                    cx.chan_local.missed(id, next - from);
+                }
                 let Some(m) = chan.get(next) else {
                     *aux = Aux::Seq { next, off };
                     return Ok(if chan.open {
@@ -334,6 +343,7 @@ impl Device for ChanDev {
                 Ok(ReadOutcome::Propose(Command::Chan(ChanCmd::Take {
                     name: chan.name.clone(),
                     group: String::from(group),
+                    now_ms: cx.unix_ms,
                 })))
             }
             _ => Err(Error::Perm(format!(

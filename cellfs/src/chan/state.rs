@@ -85,8 +85,14 @@ pub enum ChanCmd {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// A read of a consumer group's file: take the group's next message.
-    Take { name: String, group: String },
+    /// A read of a consumer group's file: take the group's next message
+    /// (after dropping what is older than the channel's age as of
+    /// `now_ms`, the reading node's clock).
+    Take {
+        name: String,
+        group: String,
+        now_ms: u64,
+    },
     /// Give back message `seq`, taken for a group reader that went away
     /// before it was delivered.
     Unread {
@@ -315,7 +321,7 @@ impl Chan {
         self.bytes += len;
         self.sent += 1;
         self.sent_bytes += len;
-        self.expire();
+        self.expire_at(self.newest_ms());
         self.version = self.version.wrapping_add(1);
     }
 
@@ -353,17 +359,22 @@ impl Chan {
             .map_or(0, |(_, n)| *n)
     }
 
-    /// Drop messages older than `retain_age` as of the newest message's
-    /// time (the log's clock, so every node drops the same ones).
-    fn expire(&mut self) {
-        let Some(newest) = self.msgs.back().map(|m| m.stamp.time_ms) else {
-            return;
-        };
-        if self.retain_age == 0 {
-            return;
-        }
-        let cutoff = newest.saturating_sub(self.retain_age.saturating_mul(1000));
-        while self.msgs.front().is_some_and(|m| m.stamp.time_ms < cutoff) {
+    /// The time stamped on the newest message (0 when there is none).
+    fn newest_ms(&self) -> u64 {
+        self.msgs.back().map_or(0, |m| m.stamp.time_ms)
+    }
+
+    /// Whether `m` is older than `retain_age` at `now_ms`.
+    pub fn expired(&self, m: &Message, now_ms: u64) -> bool {
+        self.retain_age != 0
+            && m.stamp.time_ms < now_ms.saturating_sub(self.retain_age.saturating_mul(1000))
+    }
+
+    /// Drop messages older than `retain_age` as of `now_ms`, a time the
+    /// log holds (a message's stamp, a take's clock), so every node drops
+    /// the same ones.
+    fn expire_at(&mut self, now_ms: u64) {
+        while self.msgs.front().is_some_and(|m| self.expired(m, now_ms)) {
             let seq = self.first();
             if self.pending_from().is_some_and(|p| p <= seq) {
                 self.dropped += 1;
@@ -587,8 +598,15 @@ impl Chans {
                 chan.readers(id, &mut done.wake);
                 self.forward(name, stamp, data, &mut done);
             }
-            ChanCmd::Take { name, group } => {
+            ChanCmd::Take {
+                name,
+                group,
+                now_ms,
+            } => {
                 let (id, chan) = self.find_mut(name)?;
+                if chan.groups.contains_key(group) {
+                    chan.expire_at(*now_ms);
+                }
                 let first = chan.first();
                 let next = chan.next;
                 let g = chan
@@ -701,7 +719,7 @@ fn apply_op(chan: &mut Chan, op: &ChanOp) {
             while chan.msgs.len() > chan.retain_count as usize && chan.first() < protect {
                 chan.pop_front();
             }
-            chan.expire();
+            chan.expire_at(chan.newest_ms());
         }
         ChanOp::Qos(q) => chan.qos = *q,
         ChanOp::Full(f) => chan.full = *f,
@@ -774,6 +792,7 @@ mod tests {
         c.apply(&ChanCmd::Take {
             name: s(name),
             group: s(group),
+            now_ms: 0,
         })
         .unwrap()
         .data
@@ -827,6 +846,21 @@ mod tests {
         send_at(&mut c, "a", "old", 1_000).unwrap();
         send_at(&mut c, "a", "new", 12_000).unwrap();
         assert_eq!(chan(&c, "a").first(), 2);
+        // With no more writes, a group take drops by the taker's clock.
+        ctl(&mut c, "a", vec![ChanOp::Group(s("w"))]).unwrap();
+        let m = chan(&c, "a").get(2).unwrap().clone();
+        assert!(!chan(&c, "a").expired(&m, 21_999));
+        assert!(chan(&c, "a").expired(&m, 22_001));
+        let got = c
+            .apply(&ChanCmd::Take {
+                name: s("a"),
+                group: s("w"),
+                now_ms: 30_000,
+            })
+            .unwrap();
+        assert_eq!((got.data, got.taken), (None, None));
+        assert_eq!(chan(&c, "a").msgs.len(), 0);
+        assert_eq!(chan(&c, "a").dropped, 1, "the group had not taken it");
     }
 
     #[test]
@@ -844,6 +878,7 @@ mod tests {
             .apply(&ChanCmd::Take {
                 name: s("a"),
                 group: s("w"),
+                now_ms: 0,
             })
             .unwrap();
         assert_eq!((got.data, got.taken), (Some(b"after".to_vec()), Some(2)));

@@ -191,7 +191,7 @@ fn render_chan(s: &mut String, c: &ChanCmd) {
             data.len(),
             stamp.sender
         ),
-        ChanCmd::Take { name, group } => write!(s, "read /chan/{name}/groups/{group}"),
+        ChanCmd::Take { name, group, .. } => write!(s, "read /chan/{name}/groups/{group}"),
         ChanCmd::Unread { name, group, seq } => {
             write!(s, "unread /chan/{name}/groups/{group} seq={seq}")
         }
@@ -269,6 +269,7 @@ mod tests {
                 Command::Chan(ChanCmd::Take {
                     name: "a".into(),
                     group: "w".into(),
+                    now_ms: 5,
                 }),
                 "read /chan/a/groups/w",
             ),
