@@ -1385,6 +1385,12 @@ impl<L: Log, C: Clock> Server<L, C> {
                     )))
                 }
             };
+            if let (Ok(_), Some(Command::Chan(ChanCmd::Remove { .. }))) = (&result, &cmd) {
+                let chans = &self.world.state.chans;
+                self.world
+                    .chan_local
+                    .forget_removed(|id| chans.get(id).is_some());
+            }
             if let Ok(applied) = &result {
                 for (kind, text) in &applied.events {
                     self.world.event(*kind, text);

@@ -133,9 +133,9 @@ impl Local {
         self.chans.borrow().get(&id).cloned().unwrap_or_default()
     }
 
-    /// Forget channel `id` (removed).
-    pub fn forget(&self, id: u64) {
-        self.chans.borrow_mut().remove(&id);
+    /// Forget the channels that no longer exist (after a remove).
+    pub fn forget_removed(&self, exists: impl Fn(u64) -> bool) {
+        self.chans.borrow_mut().retain(|&id, _| exists(id));
     }
 }
 
@@ -168,5 +168,15 @@ mod tests {
             !l.admit(1, "a", q, t),
             "a clock that goes back earns nothing"
         );
+    }
+
+    #[test]
+    fn removed_channels_are_forgotten() {
+        let l = Local::default();
+        l.delivered(1, 2);
+        l.delivered(2, 3);
+        l.forget_removed(|id| id == 2);
+        assert_eq!(l.get(1).delivered, 0);
+        assert_eq!(l.get(2).delivered, 3);
     }
 }
