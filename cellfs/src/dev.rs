@@ -86,9 +86,10 @@ pub enum Aux {
     /// A channel reader's position: the next message, and how many of its
     /// bytes (or of its `msgs` line) were read already.
     Seq { next: u64, off: usize },
-    /// What is left of a message taken whole for this fid (a consumer
-    /// group's) that its read was too small for.
-    Rest(Vec<u8>),
+    /// What is left of message `seq`, taken whole for this fid (a
+    /// consumer group's), that its read was too small for. Given back to
+    /// the group if the fid goes before it is read.
+    Rest { seq: u64, data: Vec<u8> },
 }
 
 /// How a read went.

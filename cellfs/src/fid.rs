@@ -166,6 +166,11 @@ impl Fids {
         self.map.is_empty()
     }
 
+    /// Every fid, by number.
+    pub fn iter(&self) -> impl Iterator<Item = &Fid> {
+        self.map.values()
+    }
+
     /// Drop every fid.
     pub fn clear(&mut self) {
         self.map.clear();

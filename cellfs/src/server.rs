@@ -344,7 +344,13 @@ impl<L: Log, C: Clock> Server<L, C> {
             return;
         };
         self.world.fids -= c.fids.len();
-        c.fids.clear();
+        let fids = core::mem::take(&mut c.fids);
+        for f in fids.iter() {
+            self.give_back(f);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.live_tags.clear();
         self.world.parked.remove_where(|r| r.conn == conn);
         self.world.parked.remove_writes_where(|w| w.conn == conn);
@@ -903,6 +909,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         let c = self.conn(conn)?;
         let f = c.fids.remove(fid).ok_or(Error::UnknownFid(fid))?;
         self.world.fids -= 1;
+        self.give_back(&f);
         let writes = self
             .world
             .parked
@@ -1495,12 +1502,13 @@ impl<L: Log, C: Clock> Server<L, C> {
                     // has no room for waits on the fid for its next read.
                     let rest = data.split_off(data.len().min(count as usize));
                     if !rest.is_empty()
+                        && let Some(seq) = applied.taken
                         && let Some(f) = self
                             .conns
                             .get_mut(&conn)
                             .and_then(|c| c.fids.get_mut(fid).ok())
                     {
-                        f.aux = crate::dev::Aux::Rest(rest);
+                        f.aux = crate::dev::Aux::Rest { seq, data: rest };
                     }
                     encode_reply(out, conn, tag, Body::Rread { data: &data })
                 }
@@ -1585,6 +1593,27 @@ impl<L: Log, C: Clock> Server<L, C> {
             let quiet = Waiter {
                 cancelled: true,
                 ..Waiter::new(w.conn, w.tag, Then::Quiet)
+            };
+            self.inflight.insert(proposal, quiet);
+        }
+    }
+
+    /// A consumer group's message that `f` took but did not read to the
+    /// end goes back to its group (see [`crate::chan::give_back`]).
+    fn give_back(&mut self, f: &Fid) {
+        let crate::dev::Aux::Rest { seq, data } = &f.aux else {
+            return;
+        };
+        if data.is_empty() {
+            return;
+        }
+        let Some(cmd) = crate::chan::give_back(&self.world.state.chans, f.node, *seq) else {
+            return;
+        };
+        if let Ok(proposal) = self.log.propose(cmd.encode()) {
+            let quiet = Waiter {
+                cancelled: true,
+                ..Waiter::new(ConnId(0), 0, Then::Quiet)
             };
             self.inflight.insert(proposal, quiet);
         }

@@ -735,6 +735,39 @@ fn a_reader_gone_before_commit_loses_no_message() {
     assert_eq!(n.read(c2, 1), "Rread precious", "given back to the group");
 }
 
+#[test]
+fn a_group_message_read_in_part_by_a_fid_that_goes_is_given_back_whole() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    n.mkchan(c, "x");
+    n.group(c, "x", "g");
+    assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
+    assert_eq!(n.write(c, 1, "precious cargo"), "Rwrite");
+    assert_eq!(n.open(c, 2, "chan/x/groups/g", 0), "Ropen");
+    let small = |n: &mut Node, fid| {
+        n.call(
+            c,
+            40,
+            Body::Tread {
+                fid,
+                offset: 0,
+                count: 8,
+            },
+        )
+    };
+    assert_eq!(small(&mut n, 2), "Rread precious");
+    // The reader goes with " cargo" unread: the message was not delivered.
+    assert_eq!(n.call(c, 6, Body::Tclunk { fid: 2 }), "Rclunk");
+    n.poll();
+    assert_eq!(n.open(c, 3, "chan/x/groups/g", 0), "Ropen");
+    assert_eq!(n.read(c, 3), "Rread precious cargo", "given back whole");
+    // Read to the end, nothing is given back.
+    assert_eq!(n.call(c, 6, Body::Tclunk { fid: 3 }), "Rclunk");
+    n.poll();
+    let status = n.cat(c, "chan/x/status");
+    assert!(status.contains("pending=0 taken=1"), "{status}");
+}
+
 /// Open `/events` on fid 1 and leave a read parked there under tag 50.
 fn park_events_read(n: &mut Node, c: ConnId) {
     assert_eq!(n.open(c, 1, "events", 0), "Ropen");

@@ -127,6 +127,22 @@ impl ChanDev {
     }
 }
 
+/// What gives message `seq` back to the group whose file is `node`, when
+/// the fid it was taken for goes before reading all of it: the message
+/// was not delivered, so another member gets it whole.
+pub fn give_back(chans: &Chans, node: Node, seq: u64) -> Option<Command> {
+    if node.dev != DEV || node.kind != K_GROUP {
+        return None;
+    }
+    let chan = chans.get(chan_id(node))?;
+    let (group, _) = ChanDev::group(chan, node)?;
+    Some(Command::Chan(ChanCmd::Unread {
+        name: chan.name.clone(),
+        group: String::from(group),
+        seq,
+    }))
+}
+
 /// Whether `cx`'s node trusts messages signed by `key`: its own, or a
 /// member of its cluster's.
 fn trusted(cx: &Ctx<'_>, key: &crate::cap::PublicKey) -> bool {
@@ -325,11 +341,11 @@ impl Device for ChanDev {
                 Ok(ReadOutcome::Done)
             }
             K_GROUP => {
-                if let Aux::Rest(rest) = aux
-                    && !rest.is_empty()
+                if let Aux::Rest { data, .. } = aux
+                    && !data.is_empty()
                 {
-                    let n = rest.len().min(count as usize);
-                    out.extend(rest.drain(..n));
+                    let n = data.len().min(count as usize);
+                    out.extend(data.drain(..n));
                     return Ok(ReadOutcome::Done);
                 }
                 let (group, g) = Self::group(chan, node).ok_or(Error::Removed("group"))?;
