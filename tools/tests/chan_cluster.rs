@@ -107,3 +107,40 @@ fn one_sender_writing_through_two_nodes_at_once_gets_increasing_numbers() {
         assert_eq!(nths, &every, "node {node}");
     }
 }
+
+#[test]
+fn a_sender_writing_through_two_nodes_gets_its_rate_once() {
+    let c = Cluster::start(3);
+    let token = c.token.clone();
+    assert!(
+        c.node(0)
+            .cell0(&["mkdir", "/chan/q", "--token", &token], b"")
+            .0
+    );
+    write(c.node(0), &token, "/chan/q/ctl", "qos rate=1 burst=5").unwrap();
+    wait("node 3 to have the limit", 20, || {
+        cat(c.node(2), &token, "/chan/q/status").is_some_and(|s| s.contains("qos rate=1 burst=5"))
+    });
+    // Ten writes, five through each node: each node's own bucket lets its
+    // five through; the log holds the sender to five, plus one for each
+    // second the writes take (well under one here; three allowed for a
+    // loaded machine).
+    let mut accepted = 0;
+    for i in 0..10 {
+        let node = c.node(if i % 2 == 0 { 0 } else { 2 });
+        if write(node, &token, "/chan/q/data", &format!("m{i}")).is_ok() {
+            accepted += 1;
+        }
+    }
+    assert!((5..=8).contains(&accepted), "{accepted} of 10 accepted");
+    let status = cat(c.node(0), &token, "/chan/q/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("sender owner "))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(line.contains(&format!(" sent={accepted} ")), "{status}");
+    assert!(
+        line.ends_with(&format!(" limited={}", 10 - accepted)),
+        "{status}"
+    );
+}

@@ -554,9 +554,9 @@ fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
         .senders
         .keys()
         .filter(|n| !chan.senders.contains_key(*n))
-        .map(|n| (n, 0));
-    let through = chan.senders.iter().map(|(n, s)| (n, s.sent));
-    for (name, sent) in through.chain(refused_only) {
+        .map(|n| (n, 0, 0));
+    let through = chan.senders.iter().map(|(n, s)| (n, s.sent, s.limited));
+    for (name, sent, limited) in through.chain(refused_only) {
         let l = local.senders.get(name);
         let tokens = match (chan.qos, l.and_then(|l| l.bucket)) {
             (Some(q), Some(b)) => {
@@ -568,7 +568,7 @@ fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
         };
         let _ = writeln!(
             s,
-            "sender {name} sent={} tokens={tokens} refused={}",
+            "sender {name} sent={} tokens={tokens} refused={} limited={limited}",
             sent,
             l.map_or(0, |l| l.refused)
         );

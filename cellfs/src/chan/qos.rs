@@ -1,10 +1,13 @@
 //! Quality of service: token buckets on a channel's senders, and the
 //! counters a node keeps for itself about its channels.
 //!
-//! The limit (`ctl qos rate=R burst=B`) is committed state; the buckets
-//! are kept by the node a sender writes through, which refuses a write
-//! over the limit before it reaches the log, so a flood costs the cluster
-//! nothing. Reads by fan-out readers are also this node's own business.
+//! The limit (`ctl qos rate=R burst=B`) is committed state. Each sender
+//! has two buckets: one kept by the node it writes through, which refuses
+//! a write over the limit before it reaches the log, so a flood costs the
+//! cluster nothing; and one in the channel's committed state, filled by
+//! the times stamped on the messages, which holds the sender to the limit
+//! across every node it writes through. Reads by fan-out readers are this
+//! node's own business.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -25,7 +28,7 @@ pub struct Qos {
 }
 
 /// One sender's bucket, in thousandths of a message.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     milli: u64,
     at_ms: u64,
@@ -33,7 +36,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket at time `now_ms`.
-    fn full(qos: Qos, now_ms: u64) -> Bucket {
+    pub fn full(qos: Qos, now_ms: u64) -> Bucket {
         Bucket {
             milli: u64::from(qos.burst) * 1000,
             at_ms: now_ms,
@@ -46,6 +49,17 @@ impl Bucket {
         let earned = now_ms.saturating_sub(self.at_ms) * u64::from(qos.rate);
         self.milli = (self.milli + earned).min(u64::from(qos.burst) * 1000);
         self.at_ms = self.at_ms.max(now_ms);
+    }
+
+    /// Take one message's token at `now_ms`; false when there is none.
+    pub fn take(&mut self, qos: Qos, now_ms: u64) -> bool {
+        self.refill(qos, now_ms);
+        if self.milli >= 1000 {
+            self.milli -= 1000;
+            true
+        } else {
+            false
+        }
     }
 
     /// Tokens in it now, in thousandths.
@@ -107,9 +121,7 @@ impl Local {
                 }),
         };
         let bucket = s.bucket.get_or_insert_with(|| Bucket::full(qos, now_ms));
-        bucket.refill(qos, now_ms);
-        if bucket.milli >= 1000 {
-            bucket.milli -= 1000;
+        if bucket.take(qos, now_ms) {
             true
         } else {
             s.refused += 1;

@@ -14,7 +14,7 @@ use crate::events::Kind;
 use crate::node::Node;
 
 use super::msg::{Message, Stamp};
-use super::qos::Qos;
+use super::qos::{Bucket, Qos};
 use super::{data_node, dir_node, group_node, msgs_node};
 
 /// Messages a new channel retains.
@@ -213,6 +213,12 @@ pub struct Sender {
     pub last: Vec<(PublicKey, u64)>,
     /// When the latest arrived (milliseconds since the Unix epoch).
     pub last_ms: u64,
+    /// Its bucket under the channel's QoS across the cluster, filled by
+    /// the times stamped on its messages.
+    pub bucket: Option<Bucket>,
+    /// Its messages the log refused for going over that bucket (each had
+    /// passed the bucket of the node it wrote through).
+    pub limited: u64,
 }
 
 impl Chan {
@@ -328,7 +334,22 @@ impl Chan {
     /// Count a message of `stamp.sender`, forgetting the sender heard from
     /// least recently when there are too many.
     fn count_sender(&mut self, stamp: &Stamp) {
-        if !self.senders.contains_key(&stamp.sender) && self.senders.len() >= MAX_SENDERS {
+        let direct = stamp.chan == self.name;
+        let s = self.sender_mut(&stamp.sender);
+        s.sent += 1;
+        s.last_ms = s.last_ms.max(stamp.time_ms);
+        if direct {
+            match s.last.iter_mut().find(|(node, _)| *node == stamp.node) {
+                Some((_, n)) => *n = (*n).max(stamp.nth),
+                None => s.last.push((stamp.node, stamp.nth)),
+            }
+        }
+    }
+
+    /// What the channel knows of `sender`, made if new (forgetting the
+    /// sender heard from least recently when there are too many).
+    fn sender_mut(&mut self, sender: &str) -> &mut Sender {
+        if !self.senders.contains_key(sender) && self.senders.len() >= MAX_SENDERS {
             let oldest = self
                 .senders
                 .iter()
@@ -338,16 +359,24 @@ impl Chan {
                 self.senders.remove(&name);
             }
         }
-        let direct = stamp.chan == self.name;
-        let s = self.senders.entry(stamp.sender.clone()).or_default();
-        s.sent += 1;
-        s.last_ms = s.last_ms.max(stamp.time_ms);
-        if direct {
-            match s.last.iter_mut().find(|(node, _)| *node == stamp.node) {
-                Some((_, n)) => *n = (*n).max(stamp.nth),
-                None => s.last.push((stamp.node, stamp.nth)),
-            }
+        self.senders.entry(String::from(sender)).or_default()
+    }
+
+    /// Take a token from `stamp.sender`'s cluster-wide bucket at the
+    /// stamped time; false (and counted) when it is empty.
+    fn admit(&mut self, stamp: &Stamp) -> bool {
+        let Some(qos) = self.qos else {
+            return true;
+        };
+        let s = self.sender_mut(&stamp.sender);
+        let bucket = s
+            .bucket
+            .get_or_insert_with(|| Bucket::full(qos, stamp.time_ms));
+        if bucket.take(qos, stamp.time_ms) {
+            return true;
         }
+        s.limited += 1;
+        false
     }
 
     /// The `nth` the next message of `sender` accepted by `node` must
@@ -594,6 +623,20 @@ impl Chans {
                         e => e,
                     });
                 }
+                if !chan.admit(stamp) {
+                    // Within the limit on its node, over it across the
+                    // cluster (it writes through several nodes at once).
+                    // The refusal is counted, on every node alike.
+                    chan.version = chan.version.wrapping_add(1);
+                    return Err(Error::Again(format!(
+                        "chan {name}: sender {} is over its limit across the cluster ({}); try again later",
+                        stamp.sender,
+                        chan.qos.map_or(String::new(), |q| format!(
+                            "qos rate={}/s burst={}",
+                            q.rate, q.burst
+                        ))
+                    )));
+                }
                 chan.push((**stamp).clone(), data.clone());
                 chan.readers(id, &mut done.wake);
                 self.forward(name, stamp, data, &mut done);
@@ -721,7 +764,13 @@ fn apply_op(chan: &mut Chan, op: &ChanOp) {
             }
             chan.expire_at(chan.newest_ms());
         }
-        ChanOp::Qos(q) => chan.qos = *q,
+        ChanOp::Qos(q) => {
+            chan.qos = *q;
+            // Buckets sized for the old limit start over, full.
+            for s in chan.senders.values_mut() {
+                s.bucket = None;
+            }
+        }
         ChanOp::Full(f) => chan.full = *f,
         ChanOp::Group(g) => {
             // check_ops made sure a number is left.
@@ -829,6 +878,36 @@ mod tests {
         assert_eq!((a.first(), a.next, a.msgs.len(), a.bytes), (3, 6, 3, 3));
         assert_eq!(a.get(4).unwrap().data, b"4");
         assert!(a.get(2).is_none() && a.get(6).is_none());
+    }
+
+    #[test]
+    fn the_log_holds_a_sender_to_its_rate_across_nodes() {
+        let mut c = chans(&["a"]);
+        let q = crate::chan::qos::Qos { rate: 1, burst: 2 };
+        ctl(&mut c, "a", vec![ChanOp::Qos(Some(q))]).unwrap();
+        // Three at once pass each node's own bucket (written through
+        // different nodes): the log lets two through.
+        send_at(&mut c, "a", "1", 5_000).unwrap();
+        send_at(&mut c, "a", "2", 5_000).unwrap();
+        let e = send_at(&mut c, "a", "3", 5_000).unwrap_err();
+        assert!(
+            e.to_string().contains("over its limit across the cluster"),
+            "{e}"
+        );
+        let s = &chan(&c, "a").senders["alice"];
+        assert_eq!((s.sent, s.limited), (2, 1));
+        assert_eq!(chan(&c, "a").msgs.len(), 2);
+        // A second later it has earned one more.
+        send_at(&mut c, "a", "3", 6_000).unwrap();
+        assert!(send_at(&mut c, "a", "4", 6_000).is_err());
+        // A new limit starts every bucket over, full.
+        let q = crate::chan::qos::Qos { rate: 1, burst: 3 };
+        ctl(&mut c, "a", vec![ChanOp::Qos(Some(q))]).unwrap();
+        for i in 0..3 {
+            send_at(&mut c, "a", &format!("r{i}"), 6_000).unwrap();
+        }
+        assert!(send_at(&mut c, "a", "r3", 6_000).is_err());
+        assert_eq!(chan(&c, "a").senders["alice"].limited, 3);
     }
 
     #[test]
