@@ -116,8 +116,12 @@ impl Inbox {
     pub fn deliver(&self, from: u64, frame: Vec<u8>) {
         let mut q = lock(&self.shared);
         if q.inputs.len() < MAX_INPUTS {
+            // See `RaftLog::push`: only an empty queue needs a wake-up.
+            let idle = q.inputs.is_empty();
             q.inputs.push(Input::Receive(from, frame));
-            self.shared.work.notify_one();
+            if idle {
+                self.shared.work.notify_one();
+            }
         }
     }
 }
@@ -177,8 +181,14 @@ impl RaftLog {
             return Err(LogError::Full);
         }
         self.next += 1;
+        // The thread takes every input at once, and waits only when there
+        // are none: a queue that held some already has its wake-up coming
+        // (a notify is a syscall, once per message otherwise).
+        let idle = q.inputs.is_empty();
         q.inputs.push(make(self.next));
-        self.shared.work.notify_one();
+        if idle {
+            self.shared.work.notify_one();
+        }
         Ok(self.next)
     }
 }
