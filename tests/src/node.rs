@@ -45,13 +45,23 @@ pub fn cell0_bin() -> PathBuf {
     .clone()
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, below Linux's ephemeral
+/// range (a free port there can be taken by an outgoing connection before
+/// the node binds it), never the same twice in this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind loopback")
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 700) * 16 + 4;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + k) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 /// A hosted node (`cell0 serve`) with its own data directory.

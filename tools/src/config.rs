@@ -1,6 +1,7 @@
 //! Defaults every subcommand shares: addresses and the data directory.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Where a hosted node listens and clients dial unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5640";
@@ -48,10 +49,34 @@ pub fn on_path(tool: &str) -> bool {
 /// `n` distinct loopback addresses whose ports were free a moment ago,
 /// for servers a command starts for itself (benchmarks, tests). Every
 /// listener is held until all are picked, so no port comes twice.
+///
+/// The ports are below Linux's ephemeral range (32768 and up by default):
+/// a free port there can be taken by any outgoing connection — and a node
+/// retrying its peers makes many — before the node given it binds it.
 pub fn free_loopback_addrs(n: usize) -> std::io::Result<Vec<String>> {
-    let held = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Start somewhere that differs between processes, and never hand out
+    // the same port twice in one.
+    let start = (std::process::id() % 700) * 16;
+    let mut held = Vec::new();
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + k) % SPAN) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            if held.len() == n {
+                break;
+            }
+        }
+    }
+    if held.len() < n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free loopback ports between 20000 and 32000",
+        ));
+    }
     held.iter()
         .map(|l| l.local_addr().map(|a| a.to_string()))
         .collect()

@@ -19,9 +19,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cell0")
 }
 
+/// A loopback address free now, below Linux's ephemeral range (a free
+/// port there can be taken by an outgoing connection before the node
+/// binds it), never the same twice in this process.
 fn free_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 700) * 16 + 8;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + k) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 /// Wait until `cond` holds, failing with `what` after 10 s.
@@ -352,8 +366,11 @@ pub fn run_cell0(args: &[&str]) -> (bool, String, String) {
 /// The first of `len` consecutive loopback ports that were all free a
 /// moment ago (for commands that number their ports from a base).
 pub fn free_port_run(len: u16) -> u16 {
-    // Start somewhere that differs between concurrent test processes.
-    let mut base = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    // Start somewhere that differs between concurrent test processes,
+    // and stay below Linux's ephemeral range (32768 and up by default):
+    // a port there that is free now can be taken by any outgoing
+    // connection before the node binds it.
+    let mut base = 20_000 + (std::process::id() % 700) as u16 * 16;
     for _ in 0..200 {
         let held: Vec<TcpListener> = (0..len)
             .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
@@ -361,7 +378,7 @@ pub fn free_port_run(len: u16) -> u16 {
         if held.len() == len as usize {
             return base;
         }
-        base = if base > 60_000 {
+        base = if base + len + 7 >= 32_000 {
             20_000
         } else {
             base + len + 7
