@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::AgentCmd;
 use crate::cap::CapCmd;
 use crate::chan::ChanCmd;
 use crate::events::Kind;
@@ -31,6 +32,9 @@ pub enum Command {
     /// A membership or leadership change for the log itself (`/raft/ctl`);
     /// handed to [`crate::Log::change`], never applied.
     Raft(Change),
+    /// Agents. Last, so that logs written before agents existed still
+    /// decode (postcard numbers variants in order).
+    Agent(AgentCmd),
 }
 
 impl Command {

@@ -168,6 +168,7 @@ pub const DEVICES: &[&dyn Device] = &[
     &crate::proof::ProofDev,
     &crate::cap::CapDev,
     &crate::raft::device::RaftDev,
+    &crate::agent::AgentDev,
 ];
 
 /// The device serving `node` (the root device for unknown numbers, which

@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod agent;
 pub mod attr;
 pub mod cap;
 pub mod chan;

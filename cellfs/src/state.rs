@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::Agents;
 use crate::cap::Caps;
 use crate::chan::Chans;
 use crate::command::{Applied, Command};
@@ -33,6 +34,8 @@ pub struct State {
     pub membership: Membership,
     /// The committed entries, for `/raft/log`.
     pub journal: Journal,
+    /// The agents.
+    pub agents: Agents,
 }
 
 impl State {
@@ -44,6 +47,7 @@ impl State {
             Command::Root(c) => root::apply(c),
             Command::Chan(c) => self.chans.apply(c),
             Command::Cap(c) => self.caps.apply(c),
+            Command::Agent(c) => self.agents.apply(c),
             Command::Raft(_) => Err(Error::Invalid(String::from(
                 "a raft change is made by the log, not applied as a command",
             ))),

@@ -924,7 +924,9 @@ fn nine_p2000_directory_reads_and_stat() {
     }
     assert_eq!(
         names,
-        ["ctl", "status", "events", "chan", "proof", "cap", "raft"]
+        [
+            "ctl", "status", "events", "chan", "proof", "cap", "raft", "agent"
+        ]
     );
     // Offsets must continue where the last read ended.
     assert!(

@@ -194,7 +194,7 @@ fn status_files_are_never_stale_and_files_have_their_kinds() {
     assert_eq!(
         listing.split_whitespace().collect::<Vec<_>>(),
         [
-            "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
+            "agent/", "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
         ]
     );
     assert_eq!(status(&m, "status", "channels"), "0");

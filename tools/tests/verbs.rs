@@ -34,7 +34,7 @@ fn verbs_list_create_write_read_and_remove() {
     assert_eq!(
         names,
         [
-            "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
+            "agent/", "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
         ]
     );
     assert!(ok(&node, &["cat", "/status"]).starts_with("node "));

@@ -225,7 +225,7 @@ fn join(halves: &[[u8; 32]; 2]) -> Signature {
 /// A secret derived from `secret` for `purpose` and `data`: keys and ids
 /// are derived, not drawn, so the core needs no randomness and an
 /// outsider cannot predict them without the secret.
-fn derive(secret: &[u8; 32], purpose: &[u8], data: &[u8]) -> [u8; 32] {
+pub(crate) fn derive(secret: &[u8; 32], purpose: &[u8], data: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"cell0 derive v1");
     h.update(purpose);

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{AgentCmd, AgentOp};
 use crate::cap::CapOp;
 use crate::chan::{ChanCmd, ChanOp};
 use crate::command::Command;
@@ -115,7 +116,8 @@ impl Journal {
 /// Files written with ctl verbs read `PATH VERB…` (several lines of one
 /// write joined by `; `); other changes read like the shell command that
 /// made them: `mkdir /chan/NAME`, `rm /chan/NAME`, `write
-/// /chan/NAME/data N bytes`, `read /chan/NAME/data max=N`. A configuration
+/// /chan/NAME/data N bytes`, `read /chan/NAME/data max=N`, `mkdir
+/// /agent/NAME key=HEX` (the new agent's public key). A configuration
 /// reads `members voters=1,2,3` (with `new_voters=` during a joint
 /// configuration and `non_voters=` when there are any).
 pub fn render(cmd: &Command) -> String {
@@ -133,6 +135,7 @@ pub fn render(cmd: &Command) -> String {
             s.push_str(&ops.join("; "));
         }
         Command::Chan(c) => render_chan(&mut s, c),
+        Command::Agent(c) => render_agent(&mut s, c),
         Command::Cap(c) => {
             s.push_str("/cap/ctl ");
             let ops: Vec<String> =
@@ -198,6 +201,32 @@ fn render_chan(s: &mut String, c: &ChanCmd) {
         ChanCmd::Ctl { name, ops } => {
             let ops: Vec<String> = ops.iter().map(ChanOp::describe).collect();
             write!(s, "/chan/{name}/ctl {}", ops.join("; "))
+        }
+    };
+}
+
+/// An agent's public key is shown where it is made (never its seed); an
+/// `exec` line is cut like a note, since arguments can be long.
+fn render_agent(s: &mut String, c: &AgentCmd) {
+    let _ = match c {
+        AgentCmd::Create { name, seed, .. } => write!(
+            s,
+            "mkdir /agent/{name} key={}",
+            crate::cap::hex(&seed.public())
+        ),
+        AgentCmd::Remove { name } => write!(s, "rm /agent/{name}"),
+        AgentCmd::Ctl { name, ops, .. } => {
+            let ops: Vec<String> = ops
+                .iter()
+                .map(|op| match op {
+                    AgentOp::Exec(_) => cut(&op.describe(), MAX_NOTE),
+                    AgentOp::Spawn { seed, .. } => {
+                        format!("{} key={}", op.describe(), crate::cap::hex(&seed.public()))
+                    }
+                    _ => op.describe(),
+                })
+                .collect();
+            write!(s, "/agent/{name}/ctl {}", ops.join("; "))
         }
     };
 }
@@ -323,6 +352,48 @@ mod tests {
         let long = "x".repeat(100);
         let r = render(&Command::Root(RootCmd(alloc::vec![RootOp::Note(long)])));
         assert_eq!(r, format!("/ctl note {}…", "x".repeat(MAX_NOTE)));
+    }
+
+    #[test]
+    fn agent_commands_render_without_secrets() {
+        use crate::agent::{Exec, Seed};
+        let seed = Seed([5; 32]);
+        let key = crate::cap::hex(&seed.public());
+        let create = Command::Agent(AgentCmd::Create {
+            name: "a".into(),
+            seed: seed.clone(),
+            at: 1,
+        });
+        assert_eq!(render(&create), format!("mkdir /agent/a key={key}"));
+        let rm = Command::Agent(AgentCmd::Remove { name: "a".into() });
+        assert_eq!(render(&rm), "rm /agent/a");
+        let ctl = Command::Agent(AgentCmd::Ctl {
+            name: "a".into(),
+            ops: alloc::vec![
+                AgentOp::Exec(Exec {
+                    path: "/bin/w".into(),
+                    args: alloc::vec!["x".repeat(100)],
+                }),
+                AgentOp::Env {
+                    key: "TOKEN".into(),
+                    value: Some("secret".into()),
+                },
+                AgentOp::Start,
+                AgentOp::Spawn {
+                    child: "b".into(),
+                    seed,
+                    intent: alloc::vec::Vec::new(),
+                },
+            ],
+            at: 2,
+        });
+        let line = render(&ctl);
+        assert!(line.starts_with("/agent/a/ctl exec /bin/w xxx"), "{line}");
+        assert!(
+            line.ends_with(&format!("…; env TOKEN=…; start; spawn b none key={key}")),
+            "{line}"
+        );
+        assert!(!line.contains("secret"));
     }
 
     #[test]

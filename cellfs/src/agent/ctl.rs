@@ -1,0 +1,460 @@
+//! An agent's ctl verbs and how their lines become [`AgentOp`]s.
+//!
+//! Parsing checks syntax and ranges only. What depends on the state (a
+//! sub-agent's name being free, intents staying within parents') is
+//! checked by [`super::Agents::check_ops`]; what depends on the writer
+//! (its capability, the node's key for a new seed) by the device.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::cap::scope;
+use crate::ctl::{self, CtlLine, Verb};
+use crate::error::Error;
+
+use super::check_name;
+use super::intent::{self, Intent};
+use super::state::{AgentOp, Exec, LimitChange, Restart};
+
+/// Most arguments of `exec`.
+pub const MAX_ARGS: usize = 256;
+/// Longest `exec` line after the verb, in bytes.
+pub const MAX_EXEC: usize = 4096;
+/// Longest environment variable name, in bytes.
+pub const MAX_ENV_KEY: usize = 255;
+/// Longest environment value, in bytes.
+pub const MAX_ENV_VALUE: usize = 4096;
+/// Highest `cpu=`: percent of one CPU, so 100 CPUs.
+pub const MAX_CPU: u64 = 10_000;
+/// Lowest `mem=`: 1 MiB (less cannot start a process).
+pub const MIN_MEM: u64 = 1 << 20;
+/// Highest `mem=`: 1 TiB.
+pub const MAX_MEM: u64 = 1 << 40;
+/// Highest `pids=`.
+pub const MAX_PIDS: u64 = 65_536;
+/// Highest restart `max=`.
+pub const MAX_RESTARTS: u64 = 1000;
+/// Longest restart `window=`: seven days, in seconds.
+pub const MAX_WINDOW: u64 = 7 * 86_400;
+
+/// A verb that takes the rest of its line as words of its own syntax.
+const fn words(name: &'static str, usage: &'static str) -> Verb {
+    Verb {
+        name,
+        min_args: 1,
+        max_args: usize::MAX,
+        keys: &[],
+        usage,
+    }
+}
+
+/// A verb of `key=value` arguments only.
+const fn keyed(name: &'static str, keys: &'static [&'static str], usage: &'static str) -> Verb {
+    Verb {
+        name,
+        min_args: 0,
+        max_args: 0,
+        keys,
+        usage,
+    }
+}
+
+/// The verbs of an agent's `ctl`.
+pub const CTL_VERBS: &[Verb] = &[
+    words("exec", "exec PATH [ARG…]"),
+    words("env", "env KEY=VALUE (KEY= removes it)"),
+    words("intent", "intent RIGHTS PATH [RIGHTS PATH…] | intent none"),
+    keyed(
+        "limit",
+        &["cpu", "mem", "pids"],
+        "limit [cpu=PERCENT] [mem=SIZE] [pids=N]",
+    ),
+    keyed(
+        "restart",
+        &["policy", "max", "window"],
+        "restart [policy=always|on-failure|never] [max=N] [window=DURATION]",
+    ),
+    keyed("start", &[], "start"),
+    keyed("stop", &[], "stop"),
+    keyed("kill", &[], "kill"),
+    words("spawn", "spawn CHILD [RIGHTS PATH…]"),
+];
+
+/// One parsed line: an op, or a spawn that the device completes with a
+/// key seed and, when no intent was named, the parent's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete op.
+    Op(AgentOp),
+    /// `spawn CHILD [RIGHTS PATH…]`.
+    Spawn {
+        /// The sub-agent's name.
+        child: String,
+        /// Its intent, if named.
+        intent: Option<Intent>,
+    },
+}
+
+/// The lines of a ctl write to agent `name`, every line checked.
+pub fn parse(name: &str, data: &[u8]) -> Result<Vec<Line>, Error> {
+    let object = format!("agent {name}");
+    ctl::parse(&object, CTL_VERBS, data)?
+        .iter()
+        .map(|l| line(&object, l))
+        .collect()
+}
+
+fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
+    let inv = |what: String| Error::Invalid(format!("{object}: {}: {what}", l.verb));
+    let words: Vec<&str> = l.rest.split_ascii_whitespace().collect();
+    Ok(Line::Op(match l.verb {
+        "exec" => AgentOp::Exec(exec(&words, l.rest).map_err(inv)?),
+        "env" => env(l.rest).map_err(inv)?,
+        "intent" => AgentOp::Intent(intent::parse(&words).map_err(inv)?),
+        "limit" => AgentOp::Limit(limit(object, l)?),
+        "restart" => restart(object, l)?,
+        "start" => AgentOp::Start,
+        "stop" => AgentOp::Stop,
+        "kill" => AgentOp::Kill,
+        _ => {
+            let child = words.first().copied().unwrap_or_default();
+            check_name(child).map_err(|e| inv(e.to_string()))?;
+            let intent = match &words[1..] {
+                [] => None,
+                pairs => Some(intent::parse(pairs).map_err(inv)?),
+            };
+            return Ok(Line::Spawn {
+                child: String::from(child),
+                intent,
+            });
+        }
+    }))
+}
+
+/// `exec PATH [ARG…]`: a clean absolute path (whether it exists is for
+/// the runner, on the host that runs it), then arguments split at white
+/// space, without control characters.
+fn exec(words: &[&str], rest: &str) -> Result<Exec, String> {
+    let path = words.first().copied().unwrap_or_default();
+    if rest.len() > MAX_EXEC {
+        return Err(format!("the line is longer than {MAX_EXEC} bytes"));
+    }
+    if words.len().saturating_sub(1) > MAX_ARGS {
+        return Err(format!("at most {MAX_ARGS} arguments"));
+    }
+    let clean =
+        path.len() > 1 && path.starts_with('/') && path[1..].split('/').all(scope::check_name);
+    if !clean {
+        return Err(format!(
+            "\"{}\" is not a program's absolute path (such as /usr/bin/worker; no '.', '..' or empty names)",
+            path.escape_debug()
+        ));
+    }
+    if let Some(a) = words.iter().find(|w| w.chars().any(char::is_control)) {
+        return Err(format!(
+            "\"{}\" holds a control character",
+            a.escape_debug()
+        ));
+    }
+    Ok(Exec {
+        path: String::from(path),
+        args: words[1..].iter().map(|w| String::from(*w)).collect(),
+    })
+}
+
+/// `env KEY=VALUE`: the value is the rest of the line, trimmed; an empty
+/// one removes the variable.
+fn env(rest: &str) -> Result<AgentOp, String> {
+    let Some((key, value)) = rest.split_once('=') else {
+        return Err(format!(
+            "\"{}\": expected KEY=VALUE (KEY= removes KEY)",
+            rest.escape_debug()
+        ));
+    };
+    let mut chars = key.chars();
+    let good_key = key.len() <= MAX_ENV_KEY
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !good_key {
+        return Err(format!(
+            "\"{}\" is not a variable name: a letter or _, then letters, digits or _ (at most {MAX_ENV_KEY})",
+            key.escape_debug()
+        ));
+    }
+    if value.len() > MAX_ENV_VALUE {
+        return Err(format!(
+            "{key}: the value is longer than {MAX_ENV_VALUE} bytes"
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{key}: the value holds a control character"));
+    }
+    Ok(AgentOp::Env {
+        key: String::from(key),
+        value: (!value.is_empty()).then(|| String::from(value)),
+    })
+}
+
+/// A size in bytes from digits and an optional `K`, `M`, `G` or `T`
+/// (powers of 1024, either case); `None` for anything else or past
+/// `u64::MAX`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return None,
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// A size as [`parse_size`] reads it, in the largest unit that divides
+/// it: `256M`, `1G`, `1536K`, `1000`.
+pub fn size_word(bytes: u64) -> String {
+    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}")
+}
+
+/// The value of limit `key`: not given, `max` (no limit), or a number
+/// `read` makes of it within `lo..=hi`.
+fn bound(
+    object: &str,
+    l: &CtlLine<'_>,
+    key: &str,
+    (lo, hi): (u64, u64),
+    read: fn(&str) -> Option<u64>,
+    range: &str,
+) -> Result<Option<Option<u64>>, Error> {
+    match l.get(key) {
+        None => Ok(None),
+        Some("max") => Ok(Some(None)),
+        Some(v) => match read(v) {
+            Some(n) if (lo..=hi).contains(&n) => Ok(Some(Some(n))),
+            _ => Err(Error::Invalid(format!(
+                "{object}: {}: {key}=\"{v}\" is out of range: {range}, or max for no limit",
+                l.verb
+            ))),
+        },
+    }
+}
+
+fn limit(object: &str, l: &CtlLine<'_>) -> Result<LimitChange, Error> {
+    if l.kv.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{object}: limit: say cpu=, mem=, pids= or several; usage: limit [cpu=PERCENT] [mem=SIZE] [pids=N]"
+        )));
+    }
+    let number = |v: &str| v.parse().ok();
+    let cpu = bound(
+        object,
+        l,
+        "cpu",
+        (1, MAX_CPU),
+        number,
+        "1 to 10000 percent of one CPU",
+    )?;
+    let mem = bound(
+        object,
+        l,
+        "mem",
+        (MIN_MEM, MAX_MEM),
+        parse_size,
+        "1M to 1T (a size in bytes, or with K, M, G or T)",
+    )?;
+    let pids = bound(object, l, "pids", (1, MAX_PIDS), number, "1 to 65536")?;
+    // Each fits: the bounds are far below u32::MAX.
+    let small = |v: Option<Option<u64>>| v.map(|o| o.map(|n| n as u32));
+    Ok(LimitChange {
+        cpu: small(cpu),
+        mem,
+        pids: small(pids),
+    })
+}
+
+fn restart(object: &str, l: &CtlLine<'_>) -> Result<AgentOp, Error> {
+    let inv = |what: String| Error::Invalid(format!("{object}: restart: {what}"));
+    if l.kv.is_empty() {
+        return Err(inv(String::from(
+            "say policy=, max=, window= or several; usage: restart [policy=always|on-failure|never] [max=N] [window=DURATION]",
+        )));
+    }
+    let restart = match l.get("policy") {
+        None => None,
+        Some(w) => Some(Restart::parse(w).ok_or_else(|| {
+            inv(format!(
+                "policy=\"{w}\": expected always, on-failure or never"
+            ))
+        })?),
+    };
+    let max = match l.get_u64(object, "max")? {
+        Some(n) if !(1..=MAX_RESTARTS).contains(&n) => {
+            return Err(inv(format!(
+                "max={n} is out of range: 1 to {MAX_RESTARTS} restarts"
+            )));
+        }
+        m => m.map(|n| n as u32),
+    };
+    let window = match l.get("window") {
+        None => None,
+        Some(w) => Some(
+            ctl::parse_duration(w)
+                .filter(|s| (1..=MAX_WINDOW).contains(s))
+                .ok_or_else(|| {
+                    inv(format!(
+                        "window=\"{w}\" is not a duration from 1s to 7d (90s, 10m, 2h, 1d)"
+                    ))
+                })?,
+        ),
+    };
+    Ok(AgentOp::Restart {
+        restart,
+        max,
+        window,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn ok(text: &str) -> Vec<Line> {
+        parse("a", text.as_bytes()).unwrap()
+    }
+
+    fn op(text: &str) -> AgentOp {
+        match ok(text).pop() {
+            Some(Line::Op(op)) => op,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        parse("a", text.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_lines_become_ops() {
+        assert_eq!(
+            op("exec /usr/bin/worker --queue jobs"),
+            AgentOp::Exec(Exec {
+                path: String::from("/usr/bin/worker"),
+                args: vec![String::from("--queue"), String::from("jobs")],
+            })
+        );
+        assert_eq!(
+            op("env GREETING=hello  world"),
+            AgentOp::Env {
+                key: String::from("GREETING"),
+                value: Some(String::from("hello  world")),
+            }
+        );
+        assert_eq!(
+            op("env GREETING="),
+            AgentOp::Env {
+                key: String::from("GREETING"),
+                value: None,
+            }
+        );
+        assert_eq!(
+            op("limit cpu=50 mem=256M pids=max"),
+            AgentOp::Limit(LimitChange {
+                cpu: Some(Some(50)),
+                mem: Some(Some(256 << 20)),
+                pids: Some(None),
+            })
+        );
+        assert_eq!(
+            op("restart policy=on-failure window=2m"),
+            AgentOp::Restart {
+                restart: Some(Restart::OnFailure),
+                max: None,
+                window: Some(120),
+            }
+        );
+        assert_eq!(op("intent none"), AgentOp::Intent(Intent::new()));
+        assert_eq!(
+            ok("spawn w1\nspawn w2 r /chan/jobs"),
+            vec![
+                Line::Spawn {
+                    child: String::from("w1"),
+                    intent: None
+                },
+                Line::Spawn {
+                    child: String::from("w2"),
+                    intent: Some(intent::parse(&["r", "/chan/jobs"]).unwrap()),
+                },
+            ]
+        );
+        assert_eq!(ok("start\nstop\nkill").len(), 3);
+    }
+
+    #[test]
+    fn bad_lines_name_the_agent_the_word_and_what_was_expected() {
+        assert_eq!(
+            err("exex /bin/x"),
+            "agent a: unknown verb \"exex\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn"
+        );
+        assert!(err("exec bin/x").contains("\"bin/x\" is not a program's absolute path"));
+        assert!(err("exec /bin/../x").contains("absolute path"));
+        assert!(err("exec /").contains("absolute path"));
+        assert!(err("exec").contains("missing text; usage: exec PATH"));
+        assert!(err(&format!("exec /x {}", "a ".repeat(300))).contains("at most 256"));
+        assert!(err("env NOEQUALS").contains("expected KEY=VALUE"));
+        assert!(err("env 1X=y").contains("\"1X\" is not a variable name"));
+        assert!(err("env A-B=y").contains("not a variable name"));
+        assert!(err("intent rw").contains("expected RIGHTS PATH pairs"));
+        assert!(err("intent rq /chan").contains("'q' is not a right"));
+        assert!(err("limit").contains("say cpu=, mem=, pids="));
+        assert!(err("limit cpu=0").contains("cpu=\"0\" is out of range: 1 to 10000"));
+        assert!(err("limit cpu=10001").contains("out of range"));
+        assert!(err("limit mem=12").contains("mem=\"12\" is out of range: 1M to 1T"));
+        assert!(err("limit mem=2P").contains("out of range"));
+        assert!(err("limit pids=lots").contains("pids=\"lots\" is out of range"));
+        assert!(err("limit disk=1").contains("unknown key \"disk\"; expected cpu, mem, pids"));
+        assert!(err("restart").contains("say policy="));
+        assert!(err("restart policy=sometimes").contains("expected always, on-failure or never"));
+        assert!(err("restart max=0").contains("max=0 is out of range"));
+        assert!(err("restart max=x").contains("not a whole number"));
+        assert!(err("restart window=0").contains("not a duration from 1s to 7d"));
+        assert!(err("restart window=8d").contains("not a duration"));
+        assert!(err("start now").contains("unexpected argument \"now\""));
+        assert!(err("spawn ../x").contains("bad name"));
+        assert!(err("spawn w rw").contains("expected RIGHTS PATH pairs"));
+        assert!(
+            err("start\nbogus").contains("\"bogus\""),
+            "one bad line fails all"
+        );
+    }
+
+    #[test]
+    fn sizes_read_and_print_back() {
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("77"), Some(77));
+        assert_eq!(parse_size("1X"), None);
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+        for n in [1 << 20, 256 << 20, 1 << 40, 1536 << 10, 1000] {
+            assert_eq!(parse_size(&size_word(n)), Some(n));
+        }
+        assert_eq!(size_word(256 << 20), "256M");
+    }
+}

@@ -1,0 +1,410 @@
+//! `/agent`: agents. `mkdir /agent/NAME` makes one, with its own ed25519
+//! identity; each has `ctl`, `status`, `intent`, `key`, `log`, `trace`
+//! and `children`. See agent(3).
+//!
+//! This is the replicated half of an agent: identity, declared intent,
+//! program, environment, limits, restart policy and the state it is
+//! wanted in, all committed through the log. No process is started yet;
+//! the runner that starts and supervises them reads this state.
+
+mod ctl;
+pub mod intent;
+mod state;
+
+pub use ctl::{CTL_VERBS, parse_size, size_word};
+pub use state::{
+    Agent, AgentCmd, AgentOp, Agents, Exec, LimitChange, Limits, MAX_AGENTS, MAX_ENV, Phase,
+    Policy, Restart, Seed, Want,
+};
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::cap::{Right, scope};
+use crate::command::Command;
+use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::error::Error;
+use crate::node::Node;
+use crate::root;
+
+use ctl::Line;
+use intent::Reach;
+
+/// The agent device's number in [`dev::DEVICES`].
+pub const DEV: u8 = 5;
+const K_TOP: u8 = 0;
+const K_DIR: u8 = 1;
+const K_CTL: u8 = 2;
+const K_STATUS: u8 = 3;
+const K_INTENT: u8 = 4;
+const K_KEY: u8 = 5;
+const K_LOG: u8 = 6;
+const K_TRACE: u8 = 7;
+const K_CHILDREN: u8 = 8;
+
+/// `/agent` itself.
+pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+
+/// The entries of every agent directory: name, kind, permissions.
+const FILES: [(&str, u8, u32); 7] = [
+    ("children", K_CHILDREN, 0o444),
+    ("ctl", K_CTL, 0o220),
+    ("intent", K_INTENT, 0o444),
+    ("key", K_KEY, 0o444),
+    ("log", K_LOG, 0o444),
+    ("status", K_STATUS, 0o444),
+    ("trace", K_TRACE, 0o444),
+];
+
+fn dir_node(id: u64) -> Node {
+    Node::new(DEV, K_DIR, id)
+}
+
+/// Check a new agent's name: the rule of channel names (1–64 of
+/// `[A-Za-z0-9._-]`, not starting with a dot), so a name is safe in a
+/// path, a shell word and a cgroup.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    crate::chan::check_name(name).map_err(|_| {
+        Error::BadName(format!(
+            "agent \"{}\": names are 1-{} of A-Z a-z 0-9 . _ - and do not start with '.'",
+            name.escape_debug(),
+            crate::chan::MAX_NAME
+        ))
+    })
+}
+
+/// A new agent's key seed: derived from this node's secret, the agent's
+/// name, the node's clock and the next agent number, so it is secret,
+/// differs for every agent made, and is carried in the command so every
+/// node holds the same key.
+fn new_seed(cx: &Ctx<'_>, name: &str, n: u64) -> Seed {
+    let mut data = Vec::with_capacity(name.len() + 17);
+    data.extend_from_slice(name.as_bytes());
+    // The name's end, so that no name and number run into another's.
+    data.push(0);
+    data.extend_from_slice(&cx.unix_ms.to_le_bytes());
+    data.extend_from_slice(&n.to_le_bytes());
+    Seed(crate::cap::token::derive(
+        &cx.key.seed(),
+        b"agent seed",
+        &data,
+    ))
+}
+
+/// Refuse an intent wider than the capability the write came with.
+fn within_grant(cx: &Ctx<'_>, object: &str, intent: &[Reach]) -> Result<(), Error> {
+    let Some(g) = cx.grant else {
+        return Err(Error::Unauthorized(format!(
+            "{object}: an intent needs a capability to be checked against: attach with one"
+        )));
+    };
+    match intent::beyond_grant(intent, g) {
+        None => Ok(()),
+        Some(r) => Err(Error::Unauthorized(format!(
+            "{object}: \"{r}\" is beyond capability '{}' (scope {}, rights {}); an intent may not be wider than the capability that declares it",
+            g.holder, g.scope, g.rights
+        ))),
+    }
+}
+
+/// Refuse a spawn unless the writer could `mkdir /agent/CHILD` itself.
+fn may_create(cx: &Ctx<'_>, object: &str, child: &str) -> Result<(), Error> {
+    let path = format!("/agent/{child}");
+    let Some(g) = cx.grant else {
+        return Err(Error::Unauthorized(format!(
+            "{object}: spawn {child}: no capability to check the create right against"
+        )));
+    };
+    if !g.rights.has(Right::Create) {
+        return Err(Error::Denied {
+            op: "create",
+            path,
+            holder: g.holder.clone(),
+            scope: g.scope.clone(),
+            rights: g.rights,
+            right: Right::Create,
+        });
+    }
+    if !scope::contains(&g.scope, &path) {
+        return Err(Error::Unauthorized(format!(
+            "{object}: spawn {child}: capability '{}' (scope {}) does not reach {path}",
+            g.holder, g.scope
+        )));
+    }
+    Ok(())
+}
+
+/// The agent device.
+pub struct AgentDev;
+
+impl AgentDev {
+    fn agent<'a>(cx: &Ctx<'a>, node: Node) -> Result<&'a Agent, Error> {
+        cx.state.agents.get(node.obj).ok_or(Error::Removed("agent"))
+    }
+
+    /// The ops of a ctl write: each spawn given a fresh key seed and,
+    /// when it named none, the intent its parent holds at that line;
+    /// every intent checked against the writer's capability.
+    fn ops(cx: &Ctx<'_>, agent: &Agent, data: &[u8]) -> Result<Vec<AgentOp>, Error> {
+        let object = format!("agent {}", agent.name);
+        let mut current = agent.intent.clone();
+        let mut next = cx.state.agents.next_id();
+        let mut ops = Vec::new();
+        for line in ctl::parse(&agent.name, data)? {
+            let op = match line {
+                Line::Op(op) => op,
+                Line::Spawn { child, intent } => {
+                    may_create(cx, &object, &child)?;
+                    let seed = new_seed(cx, &child, next);
+                    next += 1;
+                    AgentOp::Spawn {
+                        intent: intent.unwrap_or_else(|| current.clone()),
+                        child,
+                        seed,
+                    }
+                }
+            };
+            match &op {
+                AgentOp::Intent(i) => {
+                    within_grant(cx, &format!("{object}: intent"), i)?;
+                    current = i.clone();
+                }
+                AgentOp::Spawn { child, intent, .. } => {
+                    within_grant(cx, &format!("{object}: spawn {child}"), intent)?;
+                }
+                _ => {}
+            }
+            ops.push(op);
+        }
+        Ok(ops)
+    }
+}
+
+impl Device for AgentDev {
+    fn top(&self) -> Option<(&'static str, Node)> {
+        Some(("agent", TOP))
+    }
+
+    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+        if node.kind == K_TOP {
+            return Some(Info {
+                name: "agent",
+                dir: true,
+                perm: 0o755,
+                length: 0,
+                version: 0,
+                mtime: cx.unix_ms / 1000,
+            });
+        }
+        let agent = cx.state.agents.get(node.obj)?;
+        let (name, dir, perm) = match node.kind {
+            K_DIR => (agent.name.as_str(), true, 0o755),
+            kind => FILES
+                .iter()
+                .find(|f| f.1 == kind)
+                .map(|f| (f.0, false, f.2))?,
+        };
+        Some(Info {
+            name,
+            dir,
+            perm,
+            length: 0,
+            version: agent.version,
+            mtime: agent.changed,
+        })
+    }
+
+    fn parent(&self, node: Node) -> Node {
+        match node.kind {
+            K_TOP => root::ROOT,
+            K_DIR => TOP,
+            _ => dir_node(node.obj),
+        }
+    }
+
+    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+        match dir.kind {
+            K_TOP => cx.state.agents.id(name).map(dir_node),
+            K_DIR => {
+                cx.state.agents.get(dir.obj)?;
+                FILES
+                    .iter()
+                    .find(|f| f.0 == name)
+                    .map(|f| Node::new(DEV, f.1, dir.obj))
+            }
+            _ => None,
+        }
+    }
+
+    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+        match dir.kind {
+            K_TOP => out.extend(cx.state.agents.ids().map(dir_node)),
+            K_DIR if cx.state.agents.get(dir.obj).is_some() => {
+                out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
+            }
+            _ => {}
+        }
+    }
+
+    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+        if node.kind == K_TOP {
+            return if write {
+                Err(Error::IsDir)
+            } else {
+                Ok(Aux::None)
+            };
+        }
+        let agent = Self::agent(cx, node)?;
+        match node.kind {
+            K_DIR if write => Err(Error::IsDir),
+            K_CTL if read => Err(Error::Perm(format!(
+                "agent {}: ctl is write-only",
+                agent.name
+            ))),
+            K_CTL | K_DIR => Ok(Aux::None),
+            _ if write => Err(Error::Perm(format!(
+                "agent {}: only ctl can be written",
+                agent.name
+            ))),
+            _ => Ok(Aux::None),
+        }
+    }
+
+    fn read(
+        &self,
+        cx: &Ctx<'_>,
+        node: Node,
+        aux: &mut Aux,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<ReadOutcome, Error> {
+        if node.kind == K_TOP {
+            return Err(Error::IsDir);
+        }
+        let agent = Self::agent(cx, node)?;
+        let mut text =
+            |render: &dyn Fn() -> String| Ok(dev::read_text(aux, offset, count, out, render));
+        match node.kind {
+            K_STATUS => text(&|| status(agent)),
+            K_INTENT => text(&|| {
+                let mut s = String::new();
+                for r in &agent.intent {
+                    let _ = writeln!(s, "{r}");
+                }
+                s
+            }),
+            K_KEY => text(&|| format!("{}\n", crate::cap::hex(&agent.key))),
+            K_CHILDREN => text(&|| {
+                let mut s = String::new();
+                for c in &agent.children {
+                    let _ = writeln!(s, "{c}");
+                }
+                s
+            }),
+            // Nothing runs yet, so nothing is logged or traced.
+            K_LOG | K_TRACE => text(&String::new),
+            K_CTL => Err(Error::Perm(format!(
+                "agent {}: ctl is write-only",
+                agent.name
+            ))),
+            _ => Err(Error::IsDir),
+        }
+    }
+
+    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+        if node.kind == K_TOP {
+            return Err(Error::IsDir);
+        }
+        let agent = Self::agent(cx, node)?;
+        if node.kind != K_CTL {
+            return Err(Error::Perm(format!(
+                "agent {}: only ctl can be written",
+                agent.name
+            )));
+        }
+        let ops = Self::ops(cx, agent, data)?;
+        cx.state.agents.check_ops(&agent.name, &ops)?;
+        Ok(Command::Agent(AgentCmd::Ctl {
+            name: agent.name.clone(),
+            ops,
+            at: cx.unix_ms / 1000,
+        }))
+    }
+
+    fn create(&self, cx: &Ctx<'_>, dir: Node, name: &str, is_dir: bool) -> Result<Command, Error> {
+        if dir.kind != K_TOP {
+            let agent = Self::agent(cx, dir)?;
+            return Err(Error::Perm(format!(
+                "agent {}: cannot create '{name}': make sub-agents with 'spawn {name}' on its ctl",
+                agent.name
+            )));
+        }
+        if !is_dir {
+            return Err(Error::Perm(format!(
+                "cannot create file '{name}' in /agent: make an agent with mkdir /agent/{name}"
+            )));
+        }
+        check_name(name)?;
+        if cx.state.agents.id(name).is_some() {
+            return Err(Error::Exists(format!("agent {name}")));
+        }
+        Ok(Command::Agent(AgentCmd::Create {
+            name: String::from(name),
+            seed: new_seed(cx, name, cx.state.agents.next_id()),
+            at: cx.unix_ms / 1000,
+        }))
+    }
+
+    fn remove(&self, cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+        if node.kind == K_TOP {
+            return Err(Error::Perm(String::from(
+                "cannot remove /agent: it is part of the node",
+            )));
+        }
+        let agent = Self::agent(cx, node)?;
+        if node.kind != K_DIR {
+            // An agent's own files: accepted, nothing changes (rm -r).
+            return Ok(None);
+        }
+        cx.state.agents.check_remove(&agent.name)?;
+        Ok(Some(Command::Agent(AgentCmd::Remove {
+            name: agent.name.clone(),
+        })))
+    }
+}
+
+/// The text of an agent's `status` file (see agent(3) STATUS). `pid`,
+/// `node`, `restarts` and `last-exit` are what a runner will report;
+/// none runs yet.
+fn status(agent: &Agent) -> String {
+    let mut s = String::with_capacity(320);
+    let env: Vec<&str> = agent.env.keys().map(String::as_str).collect();
+    let p = &agent.policy;
+    let _ = write!(
+        s,
+        "name {}\nstate {}\nwant {}\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\n",
+        agent.name,
+        agent.phase.word(),
+        agent.want.word(),
+        agent.since,
+        agent.created,
+        agent.parent.as_deref().unwrap_or("-"),
+        agent
+            .exec
+            .as_ref()
+            .map_or_else(|| String::from("-"), |e| format!("{e}")),
+        if env.is_empty() {
+            String::from("-")
+        } else {
+            env.join(" ")
+        },
+        p.restart.word(),
+        p.max,
+        p.window,
+        agent.limits.words(),
+    );
+    s
+}

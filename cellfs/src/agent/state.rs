@@ -1,0 +1,901 @@
+//! The committed state of agents and how commands change it.
+//!
+//! Everything here is what the log says: identity (the key seed the
+//! proposing node derived), intent, program, environment, limits,
+//! restart policy and the state the agent is wanted in. No process runs
+//! yet; `phase` is what is known of the agent, which the runner will
+//! extend with what it reports.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+use crate::cap::{NodeKey, PublicKey};
+use crate::command::Applied;
+use crate::error::Error;
+use crate::events::Kind;
+use crate::node::MAX_OBJ;
+
+use super::ctl::size_word;
+use super::dir_node;
+use super::intent::{self, Intent};
+
+/// Most agents one tree holds.
+pub const MAX_AGENTS: usize = 4096;
+/// Most environment variables one agent holds.
+pub const MAX_ENV: usize = 128;
+
+/// The secret seed of an agent's ed25519 key. It travels in the command
+/// that makes the agent, so every node derives the same key; it is kept
+/// for the runner and never rendered (not even by `Debug`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seed(pub [u8; 32]);
+
+impl fmt::Debug for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Seed(secret)")
+    }
+}
+
+impl Seed {
+    /// The public key of the agent this seed makes.
+    pub fn public(&self) -> PublicKey {
+        NodeKey::from_seed(&self.0).public()
+    }
+}
+
+/// When an agent's process is started again after it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restart {
+    /// Whatever its exit.
+    Always,
+    /// Only after a non-zero exit or a signal.
+    OnFailure,
+    /// Never: it stays exited.
+    Never,
+}
+
+impl Restart {
+    /// The word for it in ctl and status.
+    pub fn word(self) -> &'static str {
+        match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::Never => "never",
+        }
+    }
+
+    /// The policy a word names.
+    pub fn parse(word: &str) -> Option<Restart> {
+        [Restart::Always, Restart::OnFailure, Restart::Never]
+            .into_iter()
+            .find(|r| r.word() == word)
+    }
+}
+
+/// The restart policy: `restart`, at most `max` restarts within `window`
+/// seconds (past that the runner gives up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// When to restart.
+    pub restart: Restart,
+    /// Most restarts within the window.
+    pub max: u32,
+    /// The window, in seconds.
+    pub window: u64,
+}
+
+impl Default for Policy {
+    /// Nothing restarts unless asked: `never max=5 window=60s`.
+    fn default() -> Policy {
+        Policy {
+            restart: Restart::Never,
+            max: 5,
+            window: 60,
+        }
+    }
+}
+
+/// Resource limits; `None` is no limit (`max`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU time, in percent of one CPU.
+    pub cpu: Option<u32>,
+    /// Memory, in bytes.
+    pub mem: Option<u64>,
+    /// Processes and threads.
+    pub pids: Option<u32>,
+}
+
+/// A `limit` line: for each key given, the new limit (`None`: `max`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitChange {
+    /// `cpu=`, if given.
+    pub cpu: Option<Option<u32>>,
+    /// `mem=`, if given.
+    pub mem: Option<Option<u64>>,
+    /// `pids=`, if given.
+    pub pids: Option<Option<u32>>,
+}
+
+/// How a limit reads: the number, or `max` for none.
+fn limit_word<T: fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| String::from("max"), |n| format!("{n}"))
+}
+
+fn mem_word(v: Option<u64>) -> String {
+    v.map_or_else(|| String::from("max"), size_word)
+}
+
+impl Limits {
+    /// `cpu=… mem=… pids=…`, as status shows them.
+    pub fn words(&self) -> String {
+        format!(
+            "cpu={} mem={} pids={}",
+            limit_word(self.cpu),
+            mem_word(self.mem),
+            limit_word(self.pids)
+        )
+    }
+}
+
+/// The state an agent is wanted in (what `start`, `stop` and `kill`
+/// last said).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Want {
+    /// Not running (`stop`: TERM, then KILL after a grace period).
+    Stopped,
+    /// Running (`start`).
+    Running,
+    /// Not running, ended at once (`kill`).
+    Killed,
+}
+
+impl Want {
+    /// Its word in status.
+    pub fn word(self) -> &'static str {
+        match self {
+            Want::Stopped => "stopped",
+            Want::Running => "running",
+            Want::Killed => "killed",
+        }
+    }
+}
+
+/// What is known of an agent. Without a runner, that is only what was
+/// asked of it; the runner adds the states it reports (`running`,
+/// `exited`, `crashloop`, `halted-drift`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Made, never started.
+    Created,
+    /// Wanted running; no runner has started it yet.
+    Pending,
+    /// Stopped or killed.
+    Stopped,
+}
+
+impl Phase {
+    /// Its word in status.
+    pub fn word(self) -> &'static str {
+        match self {
+            Phase::Created => "created",
+            Phase::Pending => "pending",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+/// The program an agent runs: an absolute path and its arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    /// The program, an absolute path on the host that runs it.
+    pub path: String,
+    /// Its arguments (after the program's own name).
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for Exec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An agent mutation, as logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentCmd {
+    /// `mkdir /agent/NAME`, with the new agent's key seed, at a Unix time
+    /// in seconds.
+    Create { name: String, seed: Seed, at: u64 },
+    /// Removing `/agent/NAME`.
+    Remove { name: String },
+    /// The lines of one `ctl` write, applied together, at a Unix time in
+    /// seconds (the proposer's clock: `since` comes from it).
+    Ctl {
+        name: String,
+        ops: Vec<AgentOp>,
+        at: u64,
+    },
+}
+
+/// One line of an agent's ctl write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentOp {
+    /// The program to run.
+    Exec(Exec),
+    /// Set an environment variable, or remove it (`None`).
+    Env { key: String, value: Option<String> },
+    /// Replace the declared intent.
+    Intent(Intent),
+    /// Change some limits.
+    Limit(LimitChange),
+    /// Change some of the restart policy.
+    Restart {
+        restart: Option<Restart>,
+        max: Option<u32>,
+        window: Option<u64>,
+    },
+    /// Want it running.
+    Start,
+    /// Want it stopped (TERM, then KILL).
+    Stop,
+    /// Want it killed (KILL now).
+    Kill,
+    /// Make a sub-agent with its own key seed and an intent within this
+    /// agent's (the parent's, when none was named, resolved by the
+    /// proposer so the log holds what was checked).
+    Spawn {
+        child: String,
+        seed: Seed,
+        intent: Intent,
+    },
+}
+
+impl AgentOp {
+    /// How the op reads on `/events` and in `/raft/log`. Environment
+    /// values are left out (they may hold credentials), and so is the seed.
+    pub fn describe(&self) -> String {
+        match self {
+            AgentOp::Exec(e) => format!("exec {e}"),
+            AgentOp::Env {
+                key,
+                value: Some(_),
+            } => format!("env {key}=…"),
+            AgentOp::Env { key, value: None } => format!("env {key}="),
+            AgentOp::Intent(i) => format!("intent {}", intent::words(i)),
+            AgentOp::Limit(c) => {
+                let mut s = String::from("limit");
+                if let Some(v) = c.cpu {
+                    s.push_str(&format!(" cpu={}", limit_word(v)));
+                }
+                if let Some(v) = c.mem {
+                    s.push_str(&format!(" mem={}", mem_word(v)));
+                }
+                if let Some(v) = c.pids {
+                    s.push_str(&format!(" pids={}", limit_word(v)));
+                }
+                s
+            }
+            AgentOp::Restart {
+                restart,
+                max,
+                window,
+            } => {
+                let mut s = String::from("restart");
+                if let Some(r) = restart {
+                    s.push_str(&format!(" policy={}", r.word()));
+                }
+                if let Some(m) = max {
+                    s.push_str(&format!(" max={m}"));
+                }
+                if let Some(w) = window {
+                    s.push_str(&format!(" window={w}s"));
+                }
+                s
+            }
+            AgentOp::Start => String::from("start"),
+            AgentOp::Stop => String::from("stop"),
+            AgentOp::Kill => String::from("kill"),
+            AgentOp::Spawn { child, intent, .. } => {
+                format!("spawn {child} {}", intent::words(intent))
+            }
+        }
+    }
+}
+
+/// One agent.
+#[derive(Serialize, Deserialize)]
+pub struct Agent {
+    /// Its name under `/agent`.
+    pub name: String,
+    /// The agent that spawned it, if one did.
+    pub parent: Option<String>,
+    /// The sub-agents it spawned that still exist.
+    pub children: BTreeSet<String>,
+    /// Its key's secret seed (for the runner; never rendered).
+    pub seed: Seed,
+    /// Its public key.
+    pub key: PublicKey,
+    /// The program it runs, once set.
+    pub exec: Option<Exec>,
+    /// Its environment.
+    pub env: BTreeMap<String, String>,
+    /// What it means to touch.
+    pub intent: Intent,
+    /// Its resource limits.
+    pub limits: Limits,
+    /// Its restart policy.
+    pub policy: Policy,
+    /// What it was last asked to be.
+    pub want: Want,
+    /// What is known of it.
+    pub phase: Phase,
+    /// When `phase` last changed (Unix seconds).
+    pub since: u64,
+    /// When it was made (Unix seconds).
+    pub created: u64,
+    /// When anything of it last changed (Unix seconds; its files' mtime).
+    pub changed: u64,
+    /// Bumped on every change (the qid version of its files).
+    pub version: u32,
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The seed stays out of debug output, like a token's proof.
+        f.debug_struct("Agent")
+            .field("name", &self.name)
+            .field("parent", &self.parent)
+            .field("want", &self.want)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    fn new(name: &str, seed: &Seed, at: u64, parent: Option<&str>, intent: Intent) -> Agent {
+        Agent {
+            name: String::from(name),
+            parent: parent.map(String::from),
+            children: BTreeSet::new(),
+            key: seed.public(),
+            seed: seed.clone(),
+            exec: None,
+            env: BTreeMap::new(),
+            intent,
+            limits: Limits::default(),
+            policy: Policy::default(),
+            want: Want::Stopped,
+            phase: Phase::Created,
+            since: at,
+            created: at,
+            changed: at,
+            version: 0,
+        }
+    }
+
+    fn set_phase(&mut self, phase: Phase, at: u64) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.since = at;
+        }
+    }
+}
+
+/// Every agent, by name and by number.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Agents {
+    by_name: BTreeMap<String, u64>,
+    by_id: BTreeMap<u64, Agent>,
+    last_id: u64,
+}
+
+impl Agents {
+    /// How many agents exist.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The agent numbered `id`.
+    pub fn get(&self, id: u64) -> Option<&Agent> {
+        self.by_id.get(&id)
+    }
+
+    /// The number of the agent called `name`.
+    pub fn id(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The agent called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Agent> {
+        self.id(name).and_then(|id| self.get(id))
+    }
+
+    /// Agent numbers in name order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_name.values().copied()
+    }
+
+    /// The number the next agent made gets (a proposer mixes it into a
+    /// new key's seed, so two agents of one name made one after the
+    /// other get different keys).
+    pub fn next_id(&self) -> u64 {
+        self.last_id + 1
+    }
+
+    fn find(&self, name: &str) -> Result<&Agent, Error> {
+        self.by_name(name)
+            .ok_or_else(|| Error::NotFound(format!("/agent/{name}")))
+    }
+
+    fn find_mut(&mut self, name: &str) -> Result<&mut Agent, Error> {
+        let id = self
+            .id(name)
+            .ok_or_else(|| Error::NotFound(format!("/agent/{name}")))?;
+        self.by_id
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(format!("/agent/{name}")))
+    }
+
+    /// Why `n` more agents cannot be made now, if they cannot.
+    fn refuse_more(&self, name: &str, n: usize) -> Option<Error> {
+        if self.len() + n > MAX_AGENTS || self.last_id + n as u64 > MAX_OBJ {
+            return Some(Error::Again(format!(
+                "agent {name}: a tree holds at most {MAX_AGENTS} agents; remove one first"
+            )));
+        }
+        None
+    }
+
+    /// Check that agent `name` may be removed: it has no sub-agents (so
+    /// none is orphaned) and is not wanted running.
+    pub fn check_remove(&self, name: &str) -> Result<(), Error> {
+        let agent = self.find(name)?;
+        if !agent.children.is_empty() {
+            let names: Vec<&str> = agent.children.iter().map(String::as_str).collect();
+            return Err(Error::Perm(format!(
+                "agent {name}: it has sub-agents ({}); remove them first",
+                names.join(", ")
+            )));
+        }
+        if agent.want == Want::Running {
+            return Err(Error::Perm(format!(
+                "agent {name}: it is wanted running; write 'stop' or 'kill' to its ctl first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Check every op of a ctl write against the state before any is
+    /// applied, so that a write is taken whole or not at all.
+    pub fn check_ops(&self, name: &str, ops: &[AgentOp]) -> Result<(), Error> {
+        let agent = self.find(name)?;
+        let parent = match &agent.parent {
+            Some(p) => Some(self.find(p)?),
+            None => None,
+        };
+        let mut has_exec = agent.exec.is_some();
+        let mut intent: &Intent = &agent.intent;
+        let mut env: BTreeSet<&str> = agent.env.keys().map(String::as_str).collect();
+        // Sub-agents, those spawned earlier in this write included, whose
+        // intents this one's must keep covering.
+        let mut children: Vec<(&str, &Intent)> = agent
+            .children
+            .iter()
+            .filter_map(|c| self.by_name(c).map(|a| (c.as_str(), &a.intent)))
+            .collect();
+        let mut spawned = 0;
+        for op in ops {
+            match op {
+                AgentOp::Exec(_) => has_exec = true,
+                AgentOp::Env {
+                    key,
+                    value: Some(_),
+                } => {
+                    env.insert(key.as_str());
+                    if env.len() > MAX_ENV {
+                        return Err(Error::Again(format!(
+                            "agent {name}: env {key}: an agent holds at most {MAX_ENV} variables; remove one with 'env KEY='"
+                        )));
+                    }
+                }
+                AgentOp::Env { key, value: None } => {
+                    env.remove(key.as_str());
+                }
+                AgentOp::Intent(new) => {
+                    if let Some(p) = parent
+                        && let Some(r) = intent::first_outside(new, &p.intent)
+                    {
+                        return Err(Error::Perm(format!(
+                            "agent {name}: intent: \"{r}\" is wider than the intent of its parent {} ({}); a sub-agent's intent must be within its parent's",
+                            p.name,
+                            intent::words(&p.intent)
+                        )));
+                    }
+                    for (child, held) in &children {
+                        if let Some(r) = intent::first_outside(held, new) {
+                            return Err(Error::Perm(format!(
+                                "agent {name}: intent: its sub-agent {child} holds \"{r}\", which the new intent does not cover; narrow {child}'s intent or remove it first"
+                            )));
+                        }
+                    }
+                    intent = new;
+                }
+                AgentOp::Start if !has_exec => {
+                    return Err(Error::Invalid(format!(
+                        "agent {name}: start: there is no program to run; write 'exec PATH [ARG…]' first"
+                    )));
+                }
+                AgentOp::Spawn {
+                    child,
+                    intent: wanted,
+                    ..
+                } => {
+                    if self.id(child).is_some()
+                        || children.iter().any(|(c, _)| *c == child.as_str())
+                    {
+                        return Err(Error::Exists(format!("agent {name}: spawn: agent {child}")));
+                    }
+                    spawned += 1;
+                    if let Some(e) = self.refuse_more(child, spawned) {
+                        return Err(e);
+                    }
+                    if let Some(r) = intent::first_outside(wanted, intent) {
+                        return Err(Error::Perm(format!(
+                            "agent {name}: spawn {child}: \"{r}\" is wider than {name}'s intent ({}); a sub-agent's intent must be within its parent's",
+                            intent::words(intent)
+                        )));
+                    }
+                    children.push((child, wanted));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, name: &str, seed: &Seed, at: u64, parent: Option<&str>, i: Intent) -> u64 {
+        self.last_id += 1;
+        let id = self.last_id;
+        self.by_name.insert(String::from(name), id);
+        self.by_id.insert(id, Agent::new(name, seed, at, parent, i));
+        id
+    }
+
+    /// Apply one agent command: all of it or, on error, none.
+    pub fn apply(&mut self, cmd: &AgentCmd) -> Result<Applied, Error> {
+        let mut done = Applied::default();
+        match cmd {
+            AgentCmd::Create { name, seed, at } => {
+                if self.by_name.contains_key(name) {
+                    return Err(Error::Exists(format!("agent {name}")));
+                }
+                if let Some(e) = self.refuse_more(name, 1) {
+                    return Err(e);
+                }
+                let id = self.insert(name, seed, *at, None, Intent::new());
+                done.created = Some(dir_node(id));
+                done.events.push((Kind::Create, format!("/agent/{name}")));
+            }
+            AgentCmd::Remove { name } => {
+                self.check_remove(name)?;
+                if let Some(id) = self.by_name.remove(name)
+                    && let Some(agent) = self.by_id.remove(&id)
+                    && let Some(parent) = agent.parent
+                    && let Ok(p) = self.find_mut(&parent)
+                {
+                    p.children.remove(name);
+                    p.version = p.version.wrapping_add(1);
+                }
+                done.events.push((Kind::Remove, format!("/agent/{name}")));
+            }
+            AgentCmd::Ctl { name, ops, at } => {
+                self.check_ops(name, ops)?;
+                for op in ops {
+                    if let AgentOp::Spawn {
+                        child,
+                        seed,
+                        intent,
+                    } = op
+                    {
+                        self.insert(child, seed, *at, Some(name), intent.clone());
+                        self.find_mut(name)?.children.insert(child.clone());
+                        done.events.push((Kind::Create, format!("/agent/{child}")));
+                    } else {
+                        apply_op(self.find_mut(name)?, op, *at);
+                    }
+                    done.events
+                        .push((Kind::Ctl, format!("agent {name}: {}", op.describe())));
+                }
+                let agent = self.find_mut(name)?;
+                agent.changed = *at;
+                agent.version = agent.version.wrapping_add(1);
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// One ctl op on one agent (checked by [`Agents::check_ops`]); spawns are
+/// applied by the caller, since they make another agent.
+fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
+    match op {
+        AgentOp::Exec(e) => agent.exec = Some(e.clone()),
+        AgentOp::Env {
+            key,
+            value: Some(v),
+        } => {
+            agent.env.insert(key.clone(), v.clone());
+        }
+        AgentOp::Env { key, value: None } => {
+            agent.env.remove(key);
+        }
+        AgentOp::Intent(i) => agent.intent = i.clone(),
+        AgentOp::Limit(c) => {
+            let l = &mut agent.limits;
+            l.cpu = c.cpu.unwrap_or(l.cpu);
+            l.mem = c.mem.unwrap_or(l.mem);
+            l.pids = c.pids.unwrap_or(l.pids);
+        }
+        AgentOp::Restart {
+            restart,
+            max,
+            window,
+        } => {
+            let p = &mut agent.policy;
+            p.restart = restart.unwrap_or(p.restart);
+            p.max = max.unwrap_or(p.max);
+            p.window = window.unwrap_or(p.window);
+        }
+        AgentOp::Start => {
+            agent.want = Want::Running;
+            agent.set_phase(Phase::Pending, at);
+        }
+        AgentOp::Stop | AgentOp::Kill => {
+            agent.want = if *op == AgentOp::Kill {
+                Want::Killed
+            } else {
+                Want::Stopped
+            };
+            // One never started stays `created`: nothing ran to stop.
+            if agent.phase != Phase::Created {
+                agent.set_phase(Phase::Stopped, at);
+            }
+        }
+        AgentOp::Spawn { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::intent::parse;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    fn s(x: &str) -> String {
+        String::from(x)
+    }
+
+    fn intent(words: &str) -> Intent {
+        let w: Vec<&str> = words.split_whitespace().collect();
+        parse(&w).unwrap()
+    }
+
+    fn agents(names: &[&str]) -> Agents {
+        let mut a = Agents::default();
+        for (i, n) in names.iter().enumerate() {
+            a.apply(&AgentCmd::Create {
+                name: s(n),
+                seed: Seed([i as u8; 32]),
+                at: 10,
+            })
+            .unwrap();
+        }
+        a
+    }
+
+    fn ctl(a: &mut Agents, name: &str, ops: Vec<AgentOp>) -> Result<Applied, Error> {
+        a.apply(&AgentCmd::Ctl {
+            name: s(name),
+            ops,
+            at: 20,
+        })
+    }
+
+    fn spawn(child: &str, i: &str) -> AgentOp {
+        AgentOp::Spawn {
+            child: s(child),
+            seed: Seed([9; 32]),
+            intent: intent(i),
+        }
+    }
+
+    fn exec() -> AgentOp {
+        AgentOp::Exec(Exec {
+            path: s("/bin/true"),
+            args: vec![],
+        })
+    }
+
+    #[test]
+    fn two_replicas_applying_the_same_commands_hold_the_same_keys() {
+        let cmds = [
+            AgentCmd::Create {
+                name: s("a"),
+                seed: Seed([3; 32]),
+                at: 1,
+            },
+            AgentCmd::Ctl {
+                name: s("a"),
+                ops: vec![spawn("b", "none")],
+                at: 2,
+            },
+        ];
+        let (mut x, mut y) = (Agents::default(), Agents::default());
+        for c in &cmds {
+            x.apply(c).unwrap();
+            y.apply(c).unwrap();
+        }
+        for n in ["a", "b"] {
+            let (ka, kb) = (x.by_name(n).unwrap().key, y.by_name(n).unwrap().key);
+            assert_eq!(ka, kb);
+        }
+        assert_eq!(x.by_name("a").unwrap().key, Seed([3; 32]).public());
+        assert_ne!(x.by_name("a").unwrap().key, x.by_name("b").unwrap().key);
+        let dbg = alloc::format!("{:?} {:?}", cmds[0], x.by_name("a").unwrap());
+        assert!(!dbg.contains("3, 3"), "the seed is never printed: {dbg}");
+    }
+
+    #[test]
+    fn start_stop_kill_set_want_and_phase_with_since() {
+        let mut a = agents(&["a"]);
+        let e = ctl(&mut a, "a", vec![AgentOp::Start]).unwrap_err();
+        assert!(e.to_string().contains("no program to run"), "{e}");
+        ctl(&mut a, "a", vec![exec(), AgentOp::Start]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.want, x.phase, x.since),
+            (Want::Running, Phase::Pending, 20)
+        );
+        a.apply(&AgentCmd::Ctl {
+            name: s("a"),
+            ops: vec![AgentOp::Kill],
+            at: 30,
+        })
+        .unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.want, x.phase, x.since),
+            (Want::Killed, Phase::Stopped, 30)
+        );
+        let mut b = agents(&["b"]);
+        ctl(&mut b, "b", vec![AgentOp::Stop]).unwrap();
+        let x = b.by_name("b").unwrap();
+        assert_eq!((x.phase, x.since), (Phase::Created, 10), "never started");
+    }
+
+    #[test]
+    fn a_bad_op_anywhere_changes_nothing() {
+        let mut a = agents(&["a"]);
+        let ops = vec![
+            AgentOp::Env {
+                key: s("K"),
+                value: Some(s("v")),
+            },
+            exec(),
+            spawn("b", "none"),
+            spawn("b", "none"),
+        ];
+        assert!(matches!(ctl(&mut a, "a", ops), Err(Error::Exists(_))));
+        let x = a.by_name("a").unwrap();
+        assert!(x.env.is_empty() && x.exec.is_none() && x.children.is_empty());
+        assert_eq!((a.len(), x.version), (1, 0));
+    }
+
+    #[test]
+    fn a_sub_agent_is_never_wider_than_its_parent() {
+        let mut a = agents(&["p"]);
+        ctl(&mut a, "p", vec![AgentOp::Intent(intent("rw /chan"))]).unwrap();
+        let e = ctl(&mut a, "p", vec![spawn("c", "rwc /chan/x")]).unwrap_err();
+        assert!(e.to_string().contains("wider than p's intent"), "{e}");
+        assert!(a.by_name("c").is_none());
+        ctl(&mut a, "p", vec![spawn("c", "r /chan/x")]).unwrap();
+        let c = a.by_name("c").unwrap();
+        assert_eq!(c.parent.as_deref(), Some("p"));
+        assert_eq!(intent::words(&c.intent), "r /chan/x");
+        assert!(a.by_name("p").unwrap().children.contains("c"));
+        // The child may not widen itself, nor the parent narrow below it.
+        let e = ctl(&mut a, "c", vec![AgentOp::Intent(intent("r /cap"))]).unwrap_err();
+        assert!(e.to_string().contains("parent p"), "{e}");
+        let e = ctl(&mut a, "p", vec![AgentOp::Intent(intent("r /cap"))]).unwrap_err();
+        assert!(e.to_string().contains("sub-agent c"), "{e}");
+        // Nor spawn and narrow in one write.
+        let e = ctl(
+            &mut a,
+            "p",
+            vec![spawn("d", "w /chan/y"), AgentOp::Intent(intent("r /chan"))],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("sub-agent d"), "{e}");
+        assert!(a.by_name("d").is_none());
+        ctl(&mut a, "c", vec![AgentOp::Intent(intent("r /chan/x/y"))]).unwrap();
+    }
+
+    #[test]
+    fn removal_refuses_parents_and_wanted_agents_and_unlinks_children() {
+        let mut a = agents(&["p"]);
+        ctl(&mut a, "p", vec![spawn("c", "none")]).unwrap();
+        let e = a.apply(&AgentCmd::Remove { name: s("p") }).unwrap_err();
+        assert!(e.to_string().contains("sub-agents (c)"), "{e}");
+        ctl(&mut a, "c", vec![exec(), AgentOp::Start]).unwrap();
+        let e = a.apply(&AgentCmd::Remove { name: s("c") }).unwrap_err();
+        assert!(e.to_string().contains("wanted running"), "{e}");
+        ctl(&mut a, "c", vec![AgentOp::Stop]).unwrap();
+        a.apply(&AgentCmd::Remove { name: s("c") }).unwrap();
+        assert!(a.by_name("p").unwrap().children.is_empty());
+        a.apply(&AgentCmd::Remove { name: s("p") }).unwrap();
+        assert!(a.is_empty());
+        let e = a.apply(&AgentCmd::Remove { name: s("p") }).unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)));
+    }
+
+    #[test]
+    fn env_limits_and_policy_change_only_what_is_named() {
+        let mut a = agents(&["a"]);
+        ctl(
+            &mut a,
+            "a",
+            vec![
+                AgentOp::Env {
+                    key: s("K"),
+                    value: Some(s("v")),
+                },
+                AgentOp::Limit(LimitChange {
+                    cpu: Some(Some(50)),
+                    ..LimitChange::default()
+                }),
+                AgentOp::Restart {
+                    restart: Some(Restart::Always),
+                    max: None,
+                    window: None,
+                },
+            ],
+        )
+        .unwrap();
+        ctl(
+            &mut a,
+            "a",
+            vec![
+                AgentOp::Env {
+                    key: s("K"),
+                    value: None,
+                },
+                AgentOp::Limit(LimitChange {
+                    mem: Some(Some(1 << 30)),
+                    ..LimitChange::default()
+                }),
+            ],
+        )
+        .unwrap();
+        let x = a.by_name("a").unwrap();
+        assert!(x.env.is_empty());
+        assert_eq!(x.limits.words(), "cpu=50 mem=1G pids=max");
+        assert_eq!(
+            (x.policy.restart, x.policy.max, x.policy.window),
+            (Restart::Always, 5, 60)
+        );
+    }
+}

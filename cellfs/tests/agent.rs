@@ -1,0 +1,556 @@
+//! Agents through the server core: mkdir, ctl verbs, the files, spawn,
+//! removal, capabilities bounding intents, and replay. See agent(3).
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use cellfs::cap::{Claims, NodeKey, Rights, Token};
+use cellfs::{Clock, Config, ConnId, Outbox, Server};
+use common::TestLog;
+use ninep::{Body, Dialect, Msg, NOFID, Names};
+
+const NOW: u64 = 1_700_000_000;
+
+/// A clock the test moves (Unix seconds).
+#[derive(Clone)]
+struct TestClock(Rc<Cell<u64>>);
+
+impl Clock for TestClock {
+    fn unix_nanos(&self) -> u64 {
+        self.0.get() * 1_000_000_000
+    }
+    fn monotonic_nanos(&self) -> u64 {
+        self.0.get() * 1_000_000_000
+    }
+}
+
+fn key() -> NodeKey {
+    NodeKey::from_seed(&[7; 32])
+}
+
+struct Node {
+    server: Server<TestLog, TestClock>,
+    log: TestLog,
+    time: Rc<Cell<u64>>,
+    out: Outbox,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node::with(TestLog::default(), key())
+    }
+
+    fn with(log: TestLog, key: NodeKey) -> Node {
+        let time = Rc::new(Cell::new(NOW));
+        let config = Config::new("test", key);
+        let mut server = Server::new(config, log.clone(), TestClock(time.clone()));
+        let mut out = Outbox::new();
+        server.poll(&mut out);
+        Node {
+            server,
+            log,
+            time,
+            out,
+        }
+    }
+
+    fn frames(&mut self, conn: ConnId, body: Body<'_>) -> Vec<Vec<u8>> {
+        let mut frame = Vec::new();
+        ninep::encode(&Msg { tag: 1, body }, &mut frame).unwrap();
+        self.out.clear();
+        self.server.handle(conn, &frame, &mut self.out);
+        self.server.poll(&mut self.out);
+        self.out.frames().map(|(_, f)| f.to_vec()).collect()
+    }
+
+    fn call(&mut self, conn: ConnId, body: Body<'_>) -> String {
+        let frames = self.frames(conn, body);
+        assert_eq!(frames.len(), 1);
+        let msg = ninep::decode(&frames[0], Dialect::P2000).unwrap();
+        match &msg.body {
+            Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
+            Body::Rerror { ename } => format!("Rerror {ename}"),
+            other => format!("{:?}", other.msg_type()),
+        }
+    }
+
+    /// A connection attached (fid 0) with `token`.
+    fn client(&mut self, token: &Token) -> ConnId {
+        let c = self.server.connect();
+        let v = self.call(
+            c,
+            Body::Tversion {
+                msize: 8192,
+                version: "9P2000",
+            },
+        );
+        assert_eq!(v, "Rversion");
+        let aname = format!("token={}", token.to_text());
+        let a = self.call(
+            c,
+            Body::Tattach {
+                fid: 0,
+                afid: NOFID,
+                uname: "u",
+                aname: &aname,
+                n_uname: None,
+            },
+        );
+        assert_eq!(a, "Rattach");
+        c
+    }
+
+    fn walk(&mut self, c: ConnId, newfid: u32, path: &str) -> String {
+        let mut wnames = Names::new();
+        for p in path.split('/').filter(|p| !p.is_empty()) {
+            wnames.push(p).unwrap();
+        }
+        self.call(
+            c,
+            Body::Twalk {
+                fid: 0,
+                newfid,
+                wnames,
+            },
+        )
+    }
+
+    /// Walk to `path` into `fid` and open it with `mode`; the error if
+    /// either fails (the fid is then free again).
+    fn open(&mut self, c: ConnId, fid: u32, path: &str, mode: u8) -> String {
+        let w = self.walk(c, fid, path);
+        if w != "Rwalk" {
+            return w;
+        }
+        let o = self.call(c, Body::Topen { fid, mode });
+        if o != "Ropen" {
+            self.call(c, Body::Tclunk { fid });
+        }
+        o
+    }
+
+    fn cat(&mut self, c: ConnId, path: &str) -> String {
+        let o = self.open(c, 90, path, 0);
+        if o != "Ropen" {
+            return o;
+        }
+        let text = self.call(
+            c,
+            Body::Tread {
+                fid: 90,
+                offset: 0,
+                count: 4096,
+            },
+        );
+        self.call(c, Body::Tclunk { fid: 90 });
+        text.strip_prefix("Rread ")
+            .map_or(text.clone(), String::from)
+    }
+
+    /// Write `text` to the file at `path`.
+    fn put(&mut self, c: ConnId, path: &str, text: &str) -> String {
+        let o = self.open(c, 91, path, 1);
+        if o != "Ropen" {
+            return o;
+        }
+        let w = self.call(
+            c,
+            Body::Twrite {
+                fid: 91,
+                offset: 0,
+                data: text.as_bytes(),
+            },
+        );
+        self.call(c, Body::Tclunk { fid: 91 });
+        w
+    }
+
+    fn mkdir(&mut self, c: ConnId, dir: &str, name: &str) -> String {
+        assert_eq!(self.walk(c, 80, dir), "Rwalk");
+        let r = self.call(
+            c,
+            Body::Tcreate {
+                fid: 80,
+                name,
+                perm: ninep::stat::DMDIR | 0o755,
+                mode: 0,
+            },
+        );
+        self.call(c, Body::Tclunk { fid: 80 });
+        r
+    }
+
+    fn rm(&mut self, c: ConnId, path: &str) -> String {
+        let w = self.walk(c, 81, path);
+        if w != "Rwalk" {
+            return w;
+        }
+        // Tremove clunks the fid whatever the outcome.
+        self.call(c, Body::Tremove { fid: 81 })
+    }
+
+    /// The names in directory `path`.
+    fn ls(&mut self, c: ConnId, path: &str) -> Vec<String> {
+        assert_eq!(self.open(c, 92, path, 0), "Ropen");
+        let frames = self.frames(
+            c,
+            Body::Tread {
+                fid: 92,
+                offset: 0,
+                count: 8192,
+            },
+        );
+        let Body::Rread { data } = ninep::decode(&frames[0], Dialect::P2000).unwrap().body else {
+            panic!("ls {path}")
+        };
+        let mut names = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (s, used) = ninep::decode::decode_stat(rest).unwrap();
+            names.push(s.name.to_string());
+            rest = &rest[used..];
+        }
+        self.call(c, Body::Tclunk { fid: 92 });
+        names
+    }
+
+    /// The value of `key` in the status file at `path`.
+    fn stat_of(&mut self, c: ConnId, path: &str, key: &str) -> String {
+        let text = self.cat(c, path);
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_string()
+    }
+}
+
+fn claims(id: u64, holder: &str, scope: &str, rights: &str) -> Claims {
+    Claims {
+        id,
+        holder: holder.into(),
+        scope: scope.into(),
+        rights: Rights::parse(rights).unwrap(),
+        not_before: NOW - 10,
+        expires: NOW + 3600,
+    }
+}
+
+fn owner() -> Token {
+    key().mint(claims(0, "owner", "/", "rwcda")).unwrap()
+}
+
+/// A node with an owner connection.
+fn setup() -> (Node, ConnId) {
+    let mut n = Node::new();
+    let o = n.client(&owner());
+    (n, o)
+}
+
+#[test]
+fn mkdir_makes_an_agent_with_its_files_and_key() {
+    let (mut n, o) = setup();
+    assert!(n.ls(o, "/").contains(&"agent".to_string()));
+    assert_eq!(n.mkdir(o, "agent", "a"), "Rcreate");
+    assert_eq!(n.ls(o, "agent"), ["a"]);
+    assert_eq!(
+        n.ls(o, "agent/a"),
+        ["children", "ctl", "intent", "key", "log", "status", "trace"]
+    );
+    let status = n.cat(o, "agent/a/status");
+    assert_eq!(
+        status,
+        format!(
+            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=max mem=max pids=max\n"
+        )
+    );
+    let k = n.cat(o, "agent/a/key");
+    assert_eq!(k.len(), 65, "{k}");
+    assert!(k.ends_with('\n'));
+    assert!(
+        k[..64]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    for empty in ["intent", "log", "trace", "children"] {
+        assert_eq!(n.cat(o, &format!("agent/a/{empty}")), "", "{empty}");
+    }
+    // A second agent gets another key; the same name again is refused.
+    assert_eq!(n.mkdir(o, "agent", "b"), "Rcreate");
+    assert_ne!(n.cat(o, "agent/b/key"), k);
+    assert_eq!(n.mkdir(o, "agent", "a"), "Rerror agent a already exists");
+    let bad = n.mkdir(o, "agent", ".hidden");
+    assert!(
+        bad.starts_with("Rerror bad name: agent \".hidden\""),
+        "{bad}"
+    );
+    // The journal shows the public key, never the seed.
+    let log = n.cat(o, "raft/log");
+    assert!(
+        log.contains(&format!("mkdir /agent/a key={}", &k[..64])),
+        "{log}"
+    );
+}
+
+#[test]
+fn ctl_verbs_show_in_status_and_intent() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "w");
+    n.time.set(NOW + 5);
+    let w = n.put(
+        o,
+        "agent/w/ctl",
+        "exec /usr/bin/worker --queue jobs\nenv QUEUE=jobs\nenv HOME=/tmp\nintent rw /chan/jobs r /cap\nlimit cpu=50 mem=256M pids=64\nrestart policy=on-failure max=3 window=2m\nstart\n",
+    );
+    assert_eq!(w, "Rwrite");
+    let s = n.cat(o, "agent/w/status");
+    for line in [
+        "state pending\n",
+        "want running\n",
+        &format!("since {}\n", NOW + 5),
+        &format!("created {NOW}\n"),
+        "exec /usr/bin/worker --queue jobs\n",
+        "env HOME QUEUE\n",
+        "policy on-failure max=3 window=120s\n",
+        "limits cpu=50 mem=256M pids=64\n",
+    ] {
+        assert!(s.contains(line), "{line:?} in {s}");
+    }
+    assert!(
+        !s.contains("jobs\nenv QUEUE=jobs"),
+        "env values are not shown"
+    );
+    assert_eq!(n.cat(o, "agent/w/intent"), "r /cap\nrw /chan/jobs\n");
+    n.time.set(NOW + 9);
+    assert_eq!(n.put(o, "agent/w/ctl", "env QUEUE=\nkill"), "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/w/status", "state"), "stopped");
+    assert_eq!(n.stat_of(o, "agent/w/status", "want"), "killed");
+    assert_eq!(
+        n.stat_of(o, "agent/w/status", "since"),
+        (NOW + 9).to_string()
+    );
+    assert_eq!(n.stat_of(o, "agent/w/status", "env"), "HOME");
+    assert_eq!(n.put(o, "agent/w/ctl", "limit cpu=max"), "Rwrite");
+    assert_eq!(
+        n.stat_of(o, "agent/w/status", "limits"),
+        "cpu=max mem=256M pids=64"
+    );
+    let log = n.cat(o, "raft/log");
+    assert!(
+        log.contains("/agent/w/ctl exec /usr/bin/worker --queue jobs; env QUEUE=…; env HOME=…; intent r /cap rw /chan/jobs;"),
+        "{log}"
+    );
+    assert!(log.contains("/agent/w/ctl env QUEUE=; kill"), "{log}");
+}
+
+#[test]
+fn bad_input_is_refused_whole_and_changes_nothing() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    let before = n.cat(o, "agent/a/status");
+    let entries = n.log.entries().len();
+    for (write, error) in [
+        (
+            "exec /bin/x\nqoss",
+            "Rerror agent a: unknown verb \"qoss\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn",
+        ),
+        (
+            "exec bin/x",
+            "Rerror agent a: exec: \"bin/x\" is not a program's absolute path",
+        ),
+        (
+            "exec /bin/x\nlimit cpu=0",
+            "Rerror agent a: limit: cpu=\"0\" is out of range: 1 to 10000 percent of one CPU, or max for no limit",
+        ),
+        (
+            "limit mem=10",
+            "Rerror agent a: limit: mem=\"10\" is out of range: 1M to 1T",
+        ),
+        (
+            "restart policy=maybe",
+            "Rerror agent a: restart: policy=\"maybe\": expected always, on-failure or never",
+        ),
+        (
+            "env 9LIVES=x",
+            "Rerror agent a: env: \"9LIVES\" is not a variable name",
+        ),
+        (
+            "intent rwx /chan",
+            "Rerror agent a: intent: \"rwx\": 'x' is not a right",
+        ),
+        (
+            "env A=b\nstart",
+            "Rerror agent a: start: there is no program to run; write 'exec PATH [ARG…]' first",
+        ),
+        ("spawn a", "Rerror agent a: spawn: agent a already exists"),
+        (
+            "spawn x\nspawn x",
+            "Rerror agent a: spawn: agent x already exists",
+        ),
+    ] {
+        let got = n.put(o, "agent/a/ctl", write);
+        assert!(got.starts_with(error), "{write:?}: {got}");
+    }
+    assert_eq!(n.cat(o, "agent/a/status"), before);
+    assert_eq!(n.ls(o, "agent"), ["a"]);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    // Files other than ctl are read-only; ctl is write-only; nothing but
+    // agents can be made.
+    assert!(
+        n.put(o, "agent/a/status", "x")
+            .starts_with("Rerror agent a: only ctl")
+    );
+    assert!(
+        n.cat(o, "agent/a/ctl")
+            .starts_with("Rerror agent a: ctl is write-only")
+    );
+    let f = n.mkdir(o, "agent/a", "x");
+    assert!(f.contains("make sub-agents with 'spawn x'"), "{f}");
+}
+
+#[test]
+fn spawn_makes_a_narrower_child_and_removal_keeps_no_orphans() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "boss");
+    assert_eq!(n.put(o, "agent/boss/ctl", "intent rw /chan"), "Rwrite");
+    assert_eq!(
+        n.put(o, "agent/boss/ctl", "spawn w1\nspawn w2 r /chan/jobs"),
+        "Rwrite"
+    );
+    assert_eq!(n.ls(o, "agent"), ["boss", "w1", "w2"]);
+    assert_eq!(n.cat(o, "agent/boss/children"), "w1\nw2\n");
+    assert_eq!(n.cat(o, "agent/w1/intent"), "rw /chan\n", "the parent's");
+    assert_eq!(n.cat(o, "agent/w2/intent"), "r /chan/jobs\n");
+    assert_eq!(n.stat_of(o, "agent/w2/status", "parent"), "boss");
+    let keys: Vec<String> = ["boss", "w1", "w2"]
+        .iter()
+        .map(|a| n.cat(o, &format!("agent/{a}/key")))
+        .collect();
+    assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2]);
+    // Wider than the parent: refused, nothing made.
+    let wide = n.put(o, "agent/boss/ctl", "spawn w3 rw /cap");
+    assert!(
+        wide.starts_with(
+            "Rerror agent boss: spawn w3: \"rw /cap\" is wider than boss's intent (rw /chan)"
+        ),
+        "{wide}"
+    );
+    let up = n.put(o, "agent/w2/ctl", "intent rwc /chan/jobs");
+    assert!(
+        up.contains("wider than the intent of its parent boss"),
+        "{up}"
+    );
+    let narrow = n.put(o, "agent/boss/ctl", "intent r /chan");
+    assert!(
+        narrow.contains("its sub-agent w1 holds \"rw /chan\""),
+        "{narrow}"
+    );
+    assert_eq!(n.ls(o, "agent"), ["boss", "w1", "w2"]);
+    // A parent goes only after its children; rm -r of a child's files
+    // changes nothing.
+    let busy = n.rm(o, "agent/boss");
+    assert!(
+        busy.starts_with("Rerror agent boss: it has sub-agents (w1, w2); remove them first"),
+        "{busy}"
+    );
+    assert_eq!(n.rm(o, "agent/w1/status"), "Rremove");
+    assert_eq!(n.put(o, "agent/w2/ctl", "exec /bin/true\nstart"), "Rwrite");
+    let running = n.rm(o, "agent/w2");
+    assert!(
+        running.contains("wanted running; write 'stop'"),
+        "{running}"
+    );
+    assert_eq!(n.put(o, "agent/w2/ctl", "stop"), "Rwrite");
+    assert_eq!(n.rm(o, "agent/w1"), "Rremove");
+    assert_eq!(n.rm(o, "agent/w2"), "Rremove");
+    assert_eq!(n.cat(o, "agent/boss/children"), "");
+    assert_eq!(n.rm(o, "agent/boss"), "Rremove");
+    assert!(n.ls(o, "agent").is_empty());
+    assert!(n.rm(o, "agent").starts_with("Rerror cannot remove /agent"));
+}
+
+#[test]
+fn an_intent_is_never_wider_than_the_writers_capability() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    // Reaches everything, but may only read and write.
+    let rw = key().mint(claims(1, "alice", "/", "rw")).unwrap();
+    let c = n.client(&rw);
+    assert_eq!(n.put(c, "agent/a/ctl", "intent rw /chan/jobs"), "Rwrite");
+    let wide = n.put(c, "agent/a/ctl", "intent rwc /chan/jobs");
+    assert_eq!(
+        wide,
+        "Rerror agent a: intent: \"rwc /chan/jobs\" is beyond capability 'alice' (scope /, rights rw); an intent may not be wider than the capability that declares it"
+    );
+    // Spawning is creating: it needs the create right, as mkdir would.
+    let spawn = n.put(c, "agent/a/ctl", "spawn b");
+    assert!(spawn.contains("lacks the create right"), "{spawn}");
+    // Scoped to the agent itself: an intent outside that scope is refused.
+    let own = key().mint(claims(2, "a", "/agent/a", "rwc")).unwrap();
+    let d = n.client(&own);
+    let out = n.put(d, "ctl", "intent r /chan/jobs");
+    assert!(
+        out.contains("is beyond capability 'a' (scope /agent/a"),
+        "{out}"
+    );
+    assert_eq!(n.put(d, "ctl", "intent r /agent/a"), "Rwrite");
+    let spawn = n.put(d, "ctl", "spawn b");
+    assert!(spawn.contains("does not reach /agent/b"), "{spawn}");
+    assert_eq!(n.cat(o, "agent/a/intent"), "r /agent/a\n");
+}
+
+#[test]
+fn agents_survive_replay_with_the_same_keys_on_every_replica() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "p");
+    n.put(
+        o,
+        "agent/p/ctl",
+        "exec /bin/sleep 60\nintent r /chan\nspawn c\nstart",
+    );
+    let files = |n: &mut Node, c: ConnId| -> Vec<String> {
+        [
+            "p/status",
+            "p/key",
+            "p/intent",
+            "p/children",
+            "c/key",
+            "c/status",
+        ]
+        .iter()
+        .map(|f| n.cat(c, &format!("agent/{f}")))
+        .collect()
+    };
+    let before = files(&mut n, o);
+    // A restart of this node, and a replica with another key, apply the
+    // same log: the same agents, with the same keys.
+    for node_key in [key(), NodeKey::from_seed(&[8; 32])] {
+        let mut m = Node::with(n.log.reopened(), node_key.clone());
+        let t = node_key.mint(claims(0, "owner", "/", "rwcda")).unwrap();
+        let c = m.client(&t);
+        assert_eq!(files(&mut m, c), before);
+    }
+}
+
+#[test]
+fn the_manual_lists_every_verb() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/man3/agent.3"),
+    )
+    .expect("man/man3/agent.3");
+    for v in cellfs::agent::CTL_VERBS {
+        assert!(
+            page.contains(&format!(".BI \"{} ", v.name))
+                || page.contains(&format!(".B {}\n", v.name)),
+            "agent(3) does not document ctl verb {}",
+            v.name
+        );
+    }
+    for file in ["ctl", "status", "intent", "key", "log", "trace", "children"] {
+        assert!(
+            page.contains(&format!(".B {file}\n")),
+            "agent(3) lacks {file}"
+        );
+    }
+}
