@@ -216,7 +216,7 @@ fn render_status(cx: &Ctx<'_>) -> String {
     let st = cx.state;
     let _ = write!(
         s,
-        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nretained {}\napplied {}\nevents {}\nkey {}\n",
+        "node {}\nversion {}\nuptime {}\nconnections {}\nfids {}\nchannels {}\nretained {}\nagents {}\napplied {}\nevents {}\nkey {}\n",
         cx.node_id,
         crate::VERSION,
         cx.uptime_secs,
@@ -224,6 +224,7 @@ fn render_status(cx: &Ctx<'_>) -> String {
         cx.fids,
         st.chans.len(),
         st.chans.retained(),
+        st.agents.len(),
         st.applied,
         cx.events.total(),
         crate::cap::hex(&cx.key.public()),
