@@ -134,8 +134,12 @@ pub trait Storage {
     fn append(&mut self, after: Index, entries: &[Stored]) -> Result<(), StorageError>;
     /// Make everything written so far durable.
     fn sync(&mut self) -> Result<(), StorageError>;
-    /// Replace the snapshot, atomically and durably before returning, and
-    /// drop the entries it covers (entries after it stay).
+    /// Replace the snapshot atomically, and drop the entries it covers
+    /// (entries after it stay). A store may finish writing it after
+    /// returning, as long as it drops no covered entry before the new
+    /// snapshot is durable: a crash then finds the previous snapshot and
+    /// every entry after it. Snapshots hold committed entries only, so no
+    /// commit rests on one being durable.
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError>;
     /// How much the log takes and how often it was synced, for
     /// `/raft/status` (zeroes where the storage does not count).

@@ -103,6 +103,17 @@ pub struct SegmentStore {
     cached: Option<Loaded>,
     /// The records of an append, kept between appends for its capacity.
     buf: Vec<u8>,
+    /// A snapshot being written on a thread of its own (see
+    /// [`SegmentStore::settle`]).
+    writing: Option<Writing>,
+}
+
+/// A snapshot file being written in the background.
+struct Writing {
+    /// The last index it covers.
+    index: Index,
+    /// The writer: done when its file is durable in place.
+    thread: std::thread::JoinHandle<Result<(), StorageError>>,
 }
 
 /// Numbers about the store, for status output.
@@ -172,6 +183,7 @@ impl SegmentStore {
             failed: None,
             cached: None,
             buf: Vec::new(),
+            writing: None,
         };
         let loaded = store.recover()?;
         store.cached = Some(loaded);
@@ -345,7 +357,9 @@ impl SegmentStore {
                 }
             } else {
                 // Nothing on disk is kept (all of it is after `after`, or
-                // covered by the snapshot and before a new start).
+                // covered by the snapshot and before a new start), once
+                // that snapshot is durable.
+                self.settle_snapshot(true)?;
                 self.remove_segments_from(0)?;
             }
         }
@@ -415,9 +429,41 @@ impl SegmentStore {
     }
 
     /// Delete the segments whose entries the snapshot covers entirely.
-    fn drop_covered(&mut self) -> Result<(), StorageError> {
+    /// Finish the snapshot being written, waiting for it if `wait`: once
+    /// its file is durable, the segments it covers go. Until then they
+    /// stay, so a crash finds the previous snapshot and every entry after
+    /// it; anything that would delete segments otherwise waits first.
+    fn settle_snapshot(&mut self, wait: bool) -> Result<(), StorageError> {
+        let done = self
+            .writing
+            .as_ref()
+            .is_some_and(|w| wait || w.thread.is_finished());
+        if !done {
+            return Ok(());
+        }
+        let Some(w) = self.writing.take() else {
+            return Ok(());
+        };
+        let written = w.thread.join().unwrap_or_else(|_| {
+            Err(StorageError(format!(
+                "{}: the thread writing the snapshot failed",
+                self.dir.display()
+            )))
+        });
+        self.poison(written)?;
+        let r = self.drop_covered(w.index);
+        self.poison(r)
+    }
+
+    /// Wait for the snapshot being written, if any (for tests and a clean
+    /// stop).
+    pub fn settle(&mut self) -> Result<(), StorageError> {
+        self.settle_snapshot(true)
+    }
+
+    fn drop_covered(&mut self, covered: Index) -> Result<(), StorageError> {
         while let Some(seg) = self.segments.first() {
-            if seg.first + seg.count > self.snap_index.saturating_add(1) {
+            if seg.first + seg.count > covered.saturating_add(1) {
                 break;
             }
             let seg = self.segments.remove(0);
@@ -432,12 +478,21 @@ impl SegmentStore {
     }
 }
 
+impl Drop for SegmentStore {
+    fn drop(&mut self) {
+        // A stopping node leaves its last snapshot in place; a failure
+        // here was already reported or changes nothing on disk.
+        let _ = self.settle_snapshot(true);
+    }
+}
+
 impl Storage for SegmentStore {
     fn load(&mut self) -> Result<Loaded, StorageError> {
         self.check()?;
         if let Some(l) = self.cached.take() {
             return Ok(l);
         }
+        self.settle_snapshot(true)?;
         let r = self.recover();
         self.poison(r)
     }
@@ -496,6 +551,7 @@ impl Storage for SegmentStore {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.check()?;
+        self.settle_snapshot(false)?;
         let r = self.sync_inner();
         self.poison(r)
     }
@@ -512,12 +568,24 @@ impl Storage for SegmentStore {
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         self.check()?;
         self.cached = None;
+        // One at a time: the file has one name.
+        self.settle_snapshot(true)?;
         let bytes = encode_snapshot(meta, data)?;
-        let r = write_atomic(&self.dir, "snapshot", &bytes);
-        self.poison(r)?;
+        // Writing and syncing a large state takes long; the log's thread
+        // goes on appending meanwhile. The covered segments stay until the
+        // file is in place (see `settle_snapshot`).
+        let dir = self.dir.clone();
+        let thread = std::thread::Builder::new()
+            .name(String::from("cell0-snapshot"))
+            .spawn(move || write_atomic(&dir, "snapshot", &bytes))
+            .map_err(|e| io_err(&self.dir, "starting the snapshot writer", &e));
+        let thread = self.poison(thread)?;
+        self.writing = Some(Writing {
+            index: meta.index,
+            thread,
+        });
         self.snap_index = meta.index;
-        let r = self.drop_covered();
-        self.poison(r)
+        Ok(())
     }
 }
 
@@ -1209,6 +1277,7 @@ mod tests {
             .unwrap()
             .clone();
         s.save_snapshot(&meta(20, 1), b"s20").unwrap();
+        s.settle().unwrap();
         let after = segment_files(dir.path());
         assert_eq!(after[0], holding);
         assert!(after.len() < before.len());
@@ -1220,6 +1289,7 @@ mod tests {
         assert_eq!(l.snapshot.unwrap().0, meta(20, 1));
         // A snapshot past the end drops everything; the log goes on after it.
         s.save_snapshot(&meta(50, 3), b"s50").unwrap();
+        s.settle().unwrap();
         assert!(segment_files(dir.path()).is_empty());
         s.append(50, &entries(51, 52, 3)).unwrap();
         s.sync().unwrap();
