@@ -42,6 +42,9 @@ pub struct Ctx<'a> {
     pub key: &'a NodeKey,
     /// This node's own counters and QoS buckets for channels.
     pub chan_local: &'a crate::chan::qos::Local,
+    /// This node's own record of its agents' recent operations and
+    /// caught drifts.
+    pub agent_local: &'a crate::agent::Local,
     /// The capability of the fid the request came on, if any (devices
     /// check the admin right against it).
     pub grant: Option<&'a Grant>,

@@ -27,6 +27,8 @@ pub enum Kind {
     Error,
     /// The node started (or replayed its log).
     Start,
+    /// An agent was halted for an operation outside its intent.
+    Drift,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Note => "note",
             Kind::Error => "error",
             Kind::Start => "start",
+            Kind::Drift => "drift",
         }
     }
 }

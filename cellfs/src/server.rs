@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use ninep::stat::{DMDIR, StatFs};
 use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID, Qid, QidType};
 
+use crate::agent;
 use crate::attr;
 use crate::cap::{Grant, NodeKey, Right, Rights, Token};
 use crate::chan::ChanCmd;
@@ -78,6 +79,8 @@ struct World<C> {
     parked: Parked,
     /// Channel counters and QoS buckets of this node.
     chan_local: crate::chan::qos::Local,
+    /// This node's record of its agents (recent operations, drifts).
+    agent_local: crate::agent::Local,
     connections: usize,
     fids: usize,
     /// Token chains verified so far (each attach verifies once).
@@ -159,6 +162,7 @@ impl<C: Clock> World<C> {
             boot_proof: &self.config.boot_proof,
             key: &self.config.key,
             chan_local: &self.chan_local,
+            agent_local: &self.agent_local,
             grant: None,
         }
     }
@@ -183,6 +187,9 @@ enum Then {
     Remove { path: String, unlinkat: bool },
     /// Nothing to answer (a remove-on-clunk).
     Quiet,
+    /// Nothing to answer: the halt of an agent caught drifting, kept to
+    /// be proposed again if the log fails it.
+    Drift(alloc::boxed::Box<agent::Caught>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -266,6 +273,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             events: Events::default(),
             parked: Parked::default(),
             chan_local: Default::default(),
+            agent_local: Default::default(),
             connections: 0,
             fids: 0,
             verifications: 0,
@@ -402,6 +410,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.reply_err(conn, tag, &e, out);
         }
         self.run_wakes(out);
+        self.propose_drifts();
     }
 
     /// The path a fid points at, with `name` appended: for messages.
@@ -486,6 +495,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             } => {
                 self.conn(conn)?.fids.check_free(fid)?;
                 let grant = self.attach_grant(conn, afid, aname)?;
+                // An agent that is gone or halted cannot attach either.
+                agent::guard::acting(&self.world.ctx_as(&grant))?;
                 let root = walk::resolve(&self.world.ctx(), &grant.scope).ok_or_else(|| {
                     Error::Unauthorized(format!(
                         "capability scope {} does not exist on this node",
@@ -588,17 +599,22 @@ impl<L: Log, C: Clock> Server<L, C> {
                     return Err(Error::NotOpenFor("writing"));
                 }
                 self.need(&grant, node, Right::Write, "write")?;
+                self.note(&grant, "write", node);
                 self.write(conn, tag, fid, node, &grant, data)
             }
             Body::Tclunk { fid } => {
                 let f = self.take_fid(conn, fid)?;
-                let allowed = match &f.access {
-                    Access::Attached { grant, .. } => {
-                        self.world.check(grant).is_ok() && grant.rights.has(Right::Remove)
-                    }
-                    Access::Auth(_) => false,
-                };
-                if f.rclose && allowed {
+                let allowed = f.rclose
+                    && match &f.access {
+                        Access::Attached { grant, .. } => {
+                            self.world.check(grant).is_ok()
+                                && grant.rights.has(Right::Remove)
+                                && (agent::holder_agent(grant).is_none()
+                                    || self.need(grant, f.node, Right::Remove, "remove").is_ok())
+                        }
+                        Access::Auth(_) => false,
+                    };
+                if allowed {
                     // Remove-on-close: best effort, nobody to tell.
                     if let Ok(Some(cmd)) = device(f.node).remove(&self.world.ctx(), f.node) {
                         let _ = self.propose(cmd, conn, tag, Then::Quiet);
@@ -620,6 +636,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                     )));
                 }
                 self.need(&grant, node, Right::Remove, "remove")?;
+                self.note(&grant, "remove", node);
                 self.remove(conn, tag, f.node, false, out)
             }
             Body::Tunlinkat {
@@ -641,6 +658,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 if flags & AT_REMOVEDIR == 0 && is_dir {
                     return Err(Error::IsDir);
                 }
+                self.note(&grant, "remove", node);
                 self.remove(conn, tag, node, true, out)
             }
             Body::Tstat { fid } => {
@@ -820,6 +838,9 @@ impl<L: Log, C: Clock> Server<L, C> {
         match &f.access {
             Access::Attached { grant, root } => {
                 self.world.check(grant)?;
+                if agent::holder_agent(grant).is_some() {
+                    agent::guard::acting(&self.world.ctx_as(grant))?;
+                }
                 Ok((f.node, grant.clone(), *root))
             }
             Access::Auth(_) => Err(Error::Protocol(format!(
@@ -828,8 +849,15 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    /// Refuse `op` on `node` unless `grant` holds `right`.
+    /// Refuse `op` on `node` unless `grant` holds `right` (and, for an
+    /// agent's capability, unless its intent does: see agent(3)).
     fn need(&self, grant: &Grant, node: Node, right: Right, op: &'static str) -> Result<(), Error> {
+        if agent::holder_agent(grant).is_some() {
+            let ctx = self.world.ctx_as(grant);
+            let path = walk::path_of(&ctx, node);
+            let dir = device(node).info(&ctx, node).is_some_and(|i| i.dir);
+            agent::guard::check(&ctx, op, &path, right, dir)?;
+        }
         if grant.rights.has(right) {
             return Ok(());
         }
@@ -846,15 +874,54 @@ impl<L: Log, C: Clock> Server<L, C> {
         right: Right,
         op: &'static str,
     ) -> Result<(), Error> {
+        let path = || {
+            let mut path = walk::path_of(&self.world.ctx(), dir);
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(name);
+            path
+        };
+        if agent::holder_agent(grant).is_some() {
+            agent::guard::check(&self.world.ctx_as(grant), op, &path(), right, false)?;
+        }
         if grant.rights.has(right) {
             return Ok(());
         }
-        let mut path = walk::path_of(&self.world.ctx(), dir);
-        if !path.ends_with('/') {
-            path.push('/');
+        Err(denied(grant, op, path(), right))
+    }
+
+    /// Put `op` on `node` in the recent operations of the agent whose
+    /// capability `grant` is, if it is one's.
+    fn note(&self, grant: &Grant, op: &str, node: Node) {
+        if agent::holder_agent(grant).is_some() {
+            let ctx = self.world.ctx_as(grant);
+            agent::guard::note(&ctx, op, &walk::path_of(&ctx, node));
         }
-        path.push_str(name);
-        Err(denied(grant, op, path, right))
+    }
+
+    /// Propose the halt of every agent caught drifting since the last
+    /// call (see agent(3) DRIFT); nobody waits for the answer.
+    fn propose_drifts(&mut self) {
+        for c in self.world.agent_local.take_caught() {
+            let cmd =
+                agent::guard::drift_command(&self.world.state.agents, &self.world.agent_local, &c);
+            let Some(cmd) = cmd else {
+                continue;
+            };
+            match self.log.propose(cmd.encode()) {
+                Ok(proposal) => {
+                    let quiet = Waiter {
+                        cancelled: true,
+                        ..Waiter::new(ConnId(0), 0, Then::Drift(alloc::boxed::Box::new(c)))
+                    };
+                    self.inflight.insert(proposal, quiet);
+                }
+                // Tried again at the next poll; the agent stays refused
+                // on this node meanwhile.
+                Err(_) => self.world.agent_local.retry(c),
+            }
+        }
     }
 
     fn version(
@@ -996,6 +1063,15 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         walk::check_name(name)?;
         self.need_in(&grant, dir, name, Right::Create, "create")?;
+        if agent::holder_agent(&grant).is_some() {
+            let ctx = self.world.ctx_as(&grant);
+            let mut path = walk::path_of(&ctx, dir);
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(name);
+            agent::guard::note(&ctx, if is_dir { "mkdir" } else { "create" }, &path);
+        }
         let ctx = self.world.ctx_as(&grant);
         let info = device(dir).info(&ctx, dir).ok_or_else(gone)?;
         if !info.dir {
@@ -1050,7 +1126,12 @@ impl<L: Log, C: Clock> Server<L, C> {
             encode_reply(out, conn, tag, Body::Rread { data: &[] });
             return Ok(());
         }
-        let (_, grant, _) = self.access(conn, fid)?;
+        let (at, grant, _) = self.access(conn, fid)?;
+        let agents = agent::holder_agent(&grant).is_some();
+        if agents {
+            // An intent changed since the open applies now.
+            self.need(&grant, at, Right::Read, "read")?;
+        }
         let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
         let f = c.fids.get_mut(fid)?;
         if !f.open.is_some_and(|m| m.read) {
@@ -1073,6 +1154,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.nodes.clear();
             dev.list(&ctx, node, &mut self.nodes);
+            agent::guard::filter(&ctx, node, &mut self.nodes);
             for &n in self.nodes.iter().skip(f.dir.index) {
                 let Some(i) = device(n).info(&ctx, n) else {
                     continue;
@@ -1108,7 +1190,27 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.inflight.insert(proposal, Waiter::new(conn, tag, then));
             return Ok(());
         }
-        match dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)? {
+        let outcome = dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)?;
+        if agents && !matches!(outcome, ReadOutcome::Block) {
+            let path = walk::path_of(&ctx, node);
+            agent::guard::note(&ctx, "read", &path);
+            // A message read from a channel: what a trace shows before an
+            // exit or drift.
+            let message = match (&outcome, &f.aux) {
+                (ReadOutcome::Propose(_), _) => true,
+                (_, crate::dev::Aux::Seq { .. }) => !self.read_buf.is_empty(),
+                _ => false,
+            };
+            if node.dev == crate::chan::DEV && message {
+                let seq = match f.aux {
+                    crate::dev::Aux::Seq { next, off: 0 } => next.checked_sub(1),
+                    crate::dev::Aux::Seq { next, .. } => Some(next),
+                    _ => None,
+                };
+                agent::guard::note_message(&ctx, &path, seq);
+            }
+        }
+        match outcome {
             ReadOutcome::Done => {
                 encode_reply(
                     out,
@@ -1151,7 +1253,10 @@ impl<L: Log, C: Clock> Server<L, C> {
         out: &mut Outbox,
     ) -> Result<(), Error> {
         let count = count.min(self.iounit(conn)) as usize;
-        let (_, grant, _) = self.access(conn, fid)?;
+        let (at, grant, _) = self.access(conn, fid)?;
+        if agent::holder_agent(&grant).is_some() {
+            self.need(&grant, at, Right::Read, "read")?;
+        }
         let f = self.conn(conn)?.fids.get(fid)?;
         if !f.open.is_some_and(|m| m.read) {
             return Err(Error::NotOpenFor("reading"));
@@ -1164,6 +1269,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         self.nodes.clear();
         dev.list(&ctx, node, &mut self.nodes);
+        agent::guard::filter(&ctx, node, &mut self.nodes);
         self.read_buf.clear();
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, &n) in self.nodes.iter().enumerate().skip(start) {
@@ -1271,6 +1377,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         // log that commits at once has those ready straight away.
         loop {
             self.sign_and_propose(out);
+            self.propose_drifts();
             self.log.take_committed(&mut self.committed);
             if self.committed.is_empty() {
                 break;
@@ -1337,6 +1444,9 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Commit::Snapshot(snap) => self.install(snap),
                 Commit::Done { proposal, result } => {
                     if let Some(w) = self.inflight.remove(&proposal) {
+                        if let (Err(_), Then::Drift(c)) = (&result, &w.then) {
+                            self.world.agent_local.retry((**c).clone());
+                        }
                         let result = result.map(|()| Applied::default()).map_err(Error::Log);
                         self.complete(w, None, result, out);
                     }
@@ -1397,6 +1507,9 @@ impl<L: Log, C: Clock> Server<L, C> {
                 self.world
                     .chan_local
                     .forget_removed(|id| chans.get(id).is_some());
+            }
+            if let (Ok(_), Some(Command::Agent(c))) = (&result, &cmd) {
+                agent::guard::applied(&self.world.agent_local, &self.world.state.agents, c);
             }
             if let Ok(applied) = &result {
                 for (kind, text) in &applied.events {
@@ -1474,12 +1587,12 @@ impl<L: Log, C: Clock> Server<L, C> {
                         Some(self.fid_path(conn, *fid, None))
                     }
                     Then::Remove { path, .. } => Some(path.clone()),
-                    Then::Read { .. } | Then::Quiet => None,
+                    Then::Read { .. } | Then::Quiet | Then::Drift(_) => None,
                 };
                 if let Some(subject) = subject {
                     self.error_event(&subject, &e);
                 }
-                if !matches!(w.then, Then::Quiet) {
+                if !matches!(w.then, Then::Quiet | Then::Drift(_)) {
                     self.reply_err(conn, tag, &e, out);
                 }
             }
@@ -1565,7 +1678,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 };
                 self.reply(conn, tag, body, out);
             }
-            Then::Quiet => {}
+            Then::Quiet | Then::Drift(_) => {}
         }
     }
 

@@ -78,13 +78,24 @@ pub fn lookup(ctx: &Ctx<'_>, root: Node, dir: Node, name: &str) -> Result<Node, 
     if name == "." {
         return Err(Error::NotFound(String::from(name)));
     }
+    // An agent sees only its intent's subtrees and the way to them,
+    // whether the name exists or not.
+    if crate::agent::guard::is_agents(ctx) {
+        let mut path = path_of(ctx, dir);
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(name);
+        crate::agent::guard::check_walk(ctx, &path)?;
+    }
     dev.lookup(ctx, dir, name)
         .ok_or_else(|| Error::NotFound(String::from(name)))
 }
 
 /// Walk `names` from `start`, never above `root`. Per walk(5): an error
 /// only if the first name fails; otherwise as many qids as names that could
-/// be walked.
+/// be walked. A refusal (an agent walking out of its intent) is an error
+/// wherever it happens, so its holder is told why.
 pub fn walk(ctx: &Ctx<'_>, root: Node, start: Node, names: &[&str]) -> Result<Walked, Error> {
     let mut qids = Qids::new();
     let mut node = start;
@@ -98,7 +109,7 @@ pub fn walk(ctx: &Ctx<'_>, root: Node, start: Node, names: &[&str]) -> Result<Wa
                 let _ = qids.push(attr::qid(next, &info));
                 node = next;
             }
-            Err(e) if i == 0 => return Err(e),
+            Err(e) if i == 0 || matches!(e, Error::Unauthorized(_)) => return Err(e),
             Err(_) => break,
         }
     }

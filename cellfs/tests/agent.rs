@@ -216,6 +216,70 @@ impl Node {
         names
     }
 
+    /// The whole of the file at `path`, however many reads it takes.
+    fn cat_all(&mut self, c: ConnId, path: &str) -> String {
+        assert_eq!(self.open(c, 93, path, 0), "Ropen");
+        let mut text = String::new();
+        loop {
+            let r = self.call(
+                c,
+                Body::Tread {
+                    fid: 93,
+                    offset: text.len() as u64,
+                    count: 4096,
+                },
+            );
+            let chunk = r.strip_prefix("Rread ").expect(&r).to_string();
+            if chunk.is_empty() {
+                break;
+            }
+            text.push_str(&chunk);
+        }
+        self.call(c, Body::Tclunk { fid: 93 });
+        text
+    }
+
+    /// Attach a new connection with `token`: the reply.
+    fn attach(&mut self, token: &Token) -> String {
+        let c = self.server.connect();
+        self.call(
+            c,
+            Body::Tversion {
+                msize: 8192,
+                version: "9P2000",
+            },
+        );
+        let aname = format!("token={}", token.to_text());
+        self.call(
+            c,
+            Body::Tattach {
+                fid: 0,
+                afid: NOFID,
+                uname: "u",
+                aname: &aname,
+                n_uname: None,
+            },
+        )
+    }
+
+    /// Open `/events` on fid 95 (from its current end).
+    fn follow_events(&mut self, c: ConnId) {
+        assert_eq!(self.open(c, 95, "events", 0), "Ropen");
+    }
+
+    /// What happened since [`Node::follow_events`] (or the last call).
+    fn events(&mut self, c: ConnId) -> String {
+        let r = self.call(
+            c,
+            Body::Tread {
+                fid: 95,
+                offset: 0,
+                count: 8000,
+            },
+        );
+        r.strip_prefix("Rread ").expect(&r).to_string()
+    }
+
     /// The value of `key` in the status file at `path`.
     fn stat_of(&mut self, c: ConnId, path: &str, key: &str) -> String {
         let text = self.cat(c, path);
@@ -262,7 +326,7 @@ fn mkdir_makes_an_agent_with_its_files_and_key() {
     assert_eq!(
         status,
         format!(
-            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=max mem=max pids=max\n"
+            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=max mem=max pids=max\ndrift -\ndrift-at -\nreason -\n"
         )
     );
     let k = n.cat(o, "agent/a/key");
@@ -353,7 +417,7 @@ fn bad_input_is_refused_whole_and_changes_nothing() {
     for (write, error) in [
         (
             "exec /bin/x\nqoss",
-            "Rerror agent a: unknown verb \"qoss\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn",
+            "Rerror agent a: unknown verb \"qoss\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn, report, stderr, log",
         ),
         (
             "exec bin/x",
@@ -531,6 +595,336 @@ fn agents_survive_replay_with_the_same_keys_on_every_replica() {
         let c = m.client(&t);
         assert_eq!(files(&mut m, c), before);
     }
+}
+
+/// A node with channels `in` (holding one message) and `out`, and agent
+/// `a` running with intent `r /chan/in`; its capability (holder
+/// `agent/a`, scope /, rights rw, as a runner mints one).
+fn with_agent() -> (Node, ConnId, Token) {
+    let (mut n, o) = setup();
+    assert_eq!(n.mkdir(o, "chan", "in"), "Rcreate");
+    assert_eq!(n.mkdir(o, "chan", "out"), "Rcreate");
+    assert_eq!(n.put(o, "chan/in/data", "job 1"), "Rwrite");
+    n.mkdir(o, "agent", "a");
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "exec /bin/worker\nintent r /chan/in\nstart\nreport running pid=42 node=n1",
+    );
+    assert_eq!(w, "Rwrite");
+    let t = key().mint(claims(5, "agent/a", "/", "rw")).unwrap();
+    (n, o, t)
+}
+
+#[test]
+fn an_agent_sees_only_its_intent_and_is_halted_when_it_drifts() {
+    let (mut n, o, t) = with_agent();
+    let a = n.client(&t);
+    n.follow_events(o);
+    // Within its intent, and the way to it.
+    assert_eq!(n.cat(a, "chan/in/data"), "job 1");
+    assert_eq!(n.ls(a, "/"), ["chan"]);
+    assert_eq!(n.ls(a, "chan"), ["in"]);
+    assert!(n.ls(a, "chan/in").contains(&"data".to_string()));
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "running");
+    // A write inside what it sees, but outside what it may do: refused,
+    // and the agent is halted.
+    n.time.set(NOW + 7);
+    let w = n.put(a, "chan/in/data", "forged");
+    assert_eq!(
+        w,
+        "Rerror agent a: write /chan/in/data is outside its intent (r /chan/in); it is halted (halted-drift) until 'start' is written to /agent/a/ctl"
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "halted-drift");
+    assert_eq!(n.stat_of(o, "agent/a/status", "want"), "stopped");
+    assert_eq!(
+        n.stat_of(o, "agent/a/status", "drift"),
+        "write /chan/in/data"
+    );
+    assert_eq!(
+        n.stat_of(o, "agent/a/status", "drift-at"),
+        (NOW + 7).to_string()
+    );
+    let trace = n.cat(o, "agent/a/trace");
+    assert_eq!(
+        trace,
+        format!(
+            "drift {t} write /chan/in/data\n  intent r /chan/in\n  op {NOW} read /chan/in/data\n  before {NOW} read /chan/in/data seq=1\n",
+            t = NOW + 7
+        )
+    );
+    let events = n.events(o);
+    assert!(
+        events.contains(
+            " drift agent a: write /chan/in/data is outside its intent (r /chan/in); halted until start\n"
+        ),
+        "{events}"
+    );
+    assert!(
+        n.cat(o, "raft/log")
+            .contains("/agent/a drift write /chan/in/data\n")
+    );
+    // Everything it asks now is refused, however harmless.
+    let halted = format!(
+        "Rerror agent a is halted for drift (write /chan/in/data at {}): nothing it asks is done until 'start' is written to /agent/a/ctl",
+        NOW + 7
+    );
+    assert_eq!(n.cat(a, "chan/in/data"), halted);
+    assert_eq!(n.walk(a, 60, "chan"), halted);
+    assert_eq!(n.attach(&t), halted);
+    // Until its owner starts it again.
+    assert_eq!(n.put(o, "agent/a/ctl", "start"), "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "pending");
+    assert_eq!(n.stat_of(o, "agent/a/status", "drift"), "-");
+    assert_eq!(n.ls(a, "chan"), ["in"]);
+    // Walking where it cannot see is drift too, whether the name exists
+    // or not.
+    let w = n.walk(a, 61, "chan/out");
+    assert!(
+        w.starts_with("Rerror agent a: walk /chan/out is outside its intent (r /chan/in)"),
+        "{w}"
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "drift"), "walk /chan/out");
+    assert_eq!(n.put(o, "agent/a/ctl", "start"), "Rwrite");
+    let w = n.walk(a, 61, "cap/nothing/here");
+    assert!(w.contains("walk /cap is outside its intent"), "{w}");
+    let trace = n.cat(o, "agent/a/trace");
+    assert_eq!(trace.matches("\ndrift ").count(), 2, "{trace}");
+    assert!(trace.contains("  before "), "{trace}");
+}
+
+#[test]
+fn a_new_intent_applies_at_once_and_other_holders_are_unaffected() {
+    let (mut n, o, t) = with_agent();
+    let a = n.client(&t);
+    assert_eq!(
+        n.put(o, "agent/a/ctl", "intent r /chan/in w /chan/out/data"),
+        "Rwrite"
+    );
+    assert_eq!(n.ls(a, "chan"), ["in", "out"]);
+    assert_eq!(n.ls(a, "chan/out"), ["data"]);
+    assert_eq!(n.put(a, "chan/out/data", "done 1"), "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "running");
+    // Holders that are not agents: as before.
+    let alice = key().mint(claims(6, "alice", "/", "rw")).unwrap();
+    let c = n.client(&alice);
+    assert!(n.ls(c, "/").len() > 2);
+    assert_eq!(n.put(c, "chan/in/data", "job 2"), "Rwrite");
+    assert!(n.cat(c, "cap/ctl").starts_with("Rerror"), "write-only");
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "running");
+    // An agent's capability without its agent opens nothing.
+    let ghost = key().mint(claims(7, "agent/ghost", "/", "rw")).unwrap();
+    assert_eq!(
+        n.attach(&ghost),
+        "Rerror capability 'agent/ghost' is agent ghost's, and there is no agent ghost"
+    );
+    // An empty intent sees nothing.
+    assert_eq!(n.put(o, "agent/a/ctl", "intent none"), "Rwrite");
+    let r = n.open(a, 62, "/", 0);
+    assert!(r.contains("read / is outside its intent (none)"), "{r}");
+}
+
+#[test]
+fn a_runner_reports_through_ctl_into_status_trace_and_log() {
+    let (mut n, o, t) = with_agent();
+    let a = n.client(&t);
+    assert_eq!(n.cat(a, "chan/in/data"), "job 1");
+    // Without the admin right: refused, nothing changed.
+    let alice = key().mint(claims(6, "alice", "/", "rw")).unwrap();
+    let c = n.client(&alice);
+    let before = n.cat(o, "agent/a/status");
+    let entries = n.log.entries().len();
+    for (write, error) in [
+        (
+            "report exit code=1",
+            "Rerror report /agent/a/ctl: capability 'alice' (scope /, rights rw) lacks the admin right",
+        ),
+        (
+            "log hello",
+            "Rerror log /agent/a/ctl: capability 'alice' (scope /, rights rw) lacks the admin right",
+        ),
+    ] {
+        assert_eq!(n.put(c, "agent/a/ctl", write), error);
+    }
+    // Bad syntax: a clear error, nothing changed.
+    for (write, error) in [
+        (
+            "report runing",
+            "Rerror agent a: report: unknown state \"runing\"; expected running, exit, crashloop, failed, stopped",
+        ),
+        (
+            "report exit code=1\nreport exit code=nine",
+            "Rerror agent a: report: exit: code=\"nine\" is not an exit status (0 to 255)",
+        ),
+        (
+            "stderr boom",
+            "Rerror agent a: stderr: a stderr line must follow a 'report exit' line (or another stderr line) in the same write",
+        ),
+    ] {
+        assert_eq!(n.put(o, "agent/a/ctl", write), error);
+    }
+    assert_eq!(n.cat(o, "agent/a/status"), before);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    // An exit with the last lines of its stderr.
+    n.time.set(NOW + 3);
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "report exit code=3 restarting=yes\nstderr panic: boom\nstderr   at main.rs:3",
+    );
+    assert_eq!(w, "Rwrite");
+    let status = |n: &mut Node, k: &str| n.stat_of(o, "agent/a/status", k);
+    assert_eq!(status(&mut n, "state"), "exited");
+    assert_eq!(status(&mut n, "restarts"), "1");
+    assert_eq!(status(&mut n, "last-exit"), "code=3");
+    assert_eq!(status(&mut n, "pid"), "-");
+    assert_eq!(status(&mut n, "node"), "n1");
+    assert_eq!(
+        n.cat(o, "agent/a/trace"),
+        format!(
+            "exit {t} code=3 restarting=yes pid=42 node=n1\n  stderr panic: boom\n  stderr at main.rs:3\n  op {NOW} read /chan/in/data\n  before {NOW} read /chan/in/data seq=1\n",
+            t = NOW + 3
+        )
+    );
+    // Restarted, killed by a signal, given up on.
+    n.time.set(NOW + 4);
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "report running pid=43 node=n2\nreport exit signal=SEGV restarting=yes\nreport crashloop",
+    );
+    assert_eq!(w, "Rwrite");
+    assert_eq!(status(&mut n, "state"), "crashloop");
+    assert_eq!(status(&mut n, "restarts"), "2");
+    assert_eq!(status(&mut n, "last-exit"), "signal=SEGV");
+    let trace = n.cat(o, "agent/a/trace");
+    assert!(
+        trace.ends_with(&format!(
+            "\n\nexit {} signal=SEGV restarting=yes pid=43 node=n2\n  before {NOW} read /chan/in/data seq=1\n",
+            NOW + 4
+        )),
+        "{trace}"
+    );
+    // Start clears it back to pending; a failure keeps its reason.
+    assert_eq!(n.put(o, "agent/a/ctl", "start"), "Rwrite");
+    assert_eq!(status(&mut n, "state"), "pending");
+    assert_eq!(
+        n.put(
+            o,
+            "agent/a/ctl",
+            "report failed no such program: /bin/worker"
+        ),
+        "Rwrite"
+    );
+    assert_eq!(status(&mut n, "state"), "failed");
+    assert_eq!(status(&mut n, "reason"), "no such program: /bin/worker");
+    assert_eq!(n.put(o, "agent/a/ctl", "report stopped"), "Rwrite");
+    assert_eq!(status(&mut n, "state"), "stopped");
+    // The log keeps the last 1000 lines.
+    for batch in 0..11 {
+        let text: String = (0..100)
+            .map(|i| format!("log line {}\n", batch * 100 + i))
+            .collect();
+        assert_eq!(n.put(o, "agent/a/ctl", &text), "Rwrite");
+    }
+    let log = n.cat_all(o, "agent/a/log");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1000);
+    assert_eq!(lines[0], "line 100");
+    assert_eq!(lines[999], "line 1099");
+    // The journal has the reports, never the output or stderr.
+    let journal = n.cat_all(o, "raft/log");
+    assert!(
+        journal.contains("/agent/a/ctl report exit code=3 restarting=yes stderr=2 lines\n"),
+        "{journal}"
+    );
+    assert!(journal.contains("/agent/a/ctl log 100 lines\n"));
+    assert!(!journal.contains("boom") && !journal.contains("line 5"));
+    // Restarting the node replays all of it.
+    let files = |n: &mut Node, c: ConnId| -> Vec<String> {
+        ["status", "trace", "log"]
+            .iter()
+            .map(|f| n.cat_all(c, &format!("agent/a/{f}")))
+            .collect()
+    };
+    let before = files(&mut n, o);
+    let mut m = Node::with(n.log.reopened(), key());
+    let c = m.client(&owner());
+    assert_eq!(files(&mut m, c), before);
+}
+
+#[test]
+fn an_agent_declares_and_administers_only_within_its_intent() {
+    let (mut n, o, _) = with_agent();
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "intent r /chan/in w /agent/a/ctl c /agent/helper",
+    );
+    assert_eq!(w, "Rwrite");
+    let all = key().mint(claims(8, "agent/a", "/", "rwcda")).unwrap();
+    let a = n.client(&all);
+    // Its own ctl: no wider intent, even within its capability.
+    let wide = n.put(a, "agent/a/ctl", "intent rw /chan/in");
+    assert_eq!(
+        wide,
+        "Rerror agent a: intent: \"rw /chan/in\" is beyond the intent of agent a (w /agent/a/ctl c /agent/helper r /chan/in); an agent may not declare more than it may do"
+    );
+    assert_eq!(
+        n.put(a, "agent/a/ctl", "intent r /chan/in w /agent/a/ctl"),
+        "Rwrite"
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "running");
+    // Reporting on itself needs the admin right there: drift.
+    let r = n.put(a, "agent/a/ctl", "report running pid=1 node=x");
+    assert!(
+        r.starts_with("Rerror agent a: report /agent/a/ctl is outside its intent"),
+        "{r}"
+    );
+    assert_eq!(
+        n.stat_of(o, "agent/a/status", "drift"),
+        "report /agent/a/ctl"
+    );
+    // Minting a capability is administering its scope.
+    assert_eq!(
+        n.put(o, "agent/a/ctl", "start\nintent w /cap/ctl"),
+        "Rwrite"
+    );
+    let m = n.put(a, "cap/ctl", "mint holder=x scope=/ rights=r ttl=1h");
+    assert!(
+        m.starts_with("Rerror agent a: mint / is outside its intent (w /cap/ctl)"),
+        "{m}"
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "halted-drift");
+}
+
+#[test]
+fn a_drift_survives_replay() {
+    let (mut n, o, t) = with_agent();
+    let a = n.client(&t);
+    assert!(
+        n.walk(a, 60, "cap")
+            .starts_with("Rerror agent a: walk /cap")
+    );
+    let before: Vec<String> = ["status", "trace"]
+        .iter()
+        .map(|f| n.cat(o, &format!("agent/a/{f}")))
+        .collect();
+    let mut m = Node::with(n.log.reopened(), key());
+    let c = m.client(&owner());
+    let after: Vec<String> = ["status", "trace"]
+        .iter()
+        .map(|f| m.cat(c, &format!("agent/a/{f}")))
+        .collect();
+    assert_eq!(after, before);
+    assert!(after[0].contains("state halted-drift\n"));
+    // Still halted after the restart.
+    assert_eq!(
+        m.attach(&t),
+        format!(
+            "Rerror agent a is halted for drift (walk /cap at {NOW}): nothing it asks is done until 'start' is written to /agent/a/ctl"
+        )
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::error::Error;
 
 use super::check_name;
 use super::intent::{self, Intent};
-use super::state::{AgentOp, Exec, LimitChange, Restart};
+use super::state::{AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_STDERR, Report, Restart};
 
 /// Most arguments of `exec`.
 pub const MAX_ARGS: usize = 256;
@@ -37,12 +37,33 @@ pub const MAX_PIDS: u64 = 65_536;
 pub const MAX_RESTARTS: u64 = 1000;
 /// Longest restart `window=`: seven days, in seconds.
 pub const MAX_WINDOW: u64 = 7 * 86_400;
+/// Longest `log` line kept, in bytes (longer is cut, with `…`).
+pub const MAX_LOG_LINE: usize = 4096;
+/// Longest `stderr` line kept, in bytes (longer is cut, with `…`).
+pub const MAX_STDERR_LINE: usize = 512;
+/// Longest `report failed` reason, in bytes (longer is cut, with `…`).
+pub const MAX_REASON: usize = 512;
+/// Longest `node=` of `report running`.
+pub const MAX_NODE: usize = 64;
+/// Longest `signal=` name.
+pub const MAX_SIGNAL: usize = 16;
 
 /// A verb that takes the rest of its line as words of its own syntax.
 const fn words(name: &'static str, usage: &'static str) -> Verb {
     Verb {
         name,
         min_args: 1,
+        max_args: usize::MAX,
+        keys: &[],
+        usage,
+    }
+}
+
+/// A verb whose text, the rest of the line, may be empty.
+const fn text(name: &'static str, usage: &'static str) -> Verb {
+    Verb {
+        name,
+        min_args: 0,
         max_args: usize::MAX,
         keys: &[],
         usage,
@@ -79,6 +100,12 @@ pub const CTL_VERBS: &[Verb] = &[
     keyed("stop", &[], "stop"),
     keyed("kill", &[], "kill"),
     words("spawn", "spawn CHILD [RIGHTS PATH…]"),
+    words(
+        "report",
+        "report running pid=N node=ID | report exit code=N|signal=NAME [restarting=yes|no] | report crashloop | report failed REASON… | report stopped",
+    ),
+    text("stderr", "stderr TEXT (after report exit)"),
+    text("log", "log TEXT"),
 ];
 
 /// One parsed line: an op, or a spawn that the device completes with a
@@ -96,13 +123,45 @@ pub enum Line {
     },
 }
 
-/// The lines of a ctl write to agent `name`, every line checked.
+/// The lines of a ctl write to agent `name`, every line checked; each
+/// `stderr` line joins the `report exit` before it.
 pub fn parse(name: &str, data: &[u8]) -> Result<Vec<Line>, Error> {
     let object = format!("agent {name}");
-    ctl::parse(&object, CTL_VERBS, data)?
-        .iter()
-        .map(|l| line(&object, l))
-        .collect()
+    let mut lines: Vec<Line> = Vec::new();
+    for l in ctl::parse(&object, CTL_VERBS, data)? {
+        if l.verb == "stderr" {
+            let Some(Line::Op(AgentOp::Report(Report::Exit(e)))) = lines.last_mut() else {
+                return Err(Error::Invalid(format!(
+                    "{object}: stderr: a stderr line must follow a 'report exit' line (or another stderr line) in the same write"
+                )));
+            };
+            // The last lines are the ones kept.
+            if e.stderr.len() >= MAX_STDERR {
+                e.stderr.remove(0);
+            }
+            e.stderr.push(clean(l.rest, MAX_STDERR_LINE));
+            continue;
+        }
+        lines.push(line(&object, &l)?);
+    }
+    Ok(lines)
+}
+
+/// `text` as it is kept: control characters (escape sequences, tabs)
+/// as `?`, at most `max` bytes (cut on a character, with `…`).
+pub fn clean(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut s: String = text[..end]
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if end < text.len() {
+        s.push('…');
+    }
+    s
 }
 
 fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
@@ -117,6 +176,8 @@ fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
         "start" => AgentOp::Start,
         "stop" => AgentOp::Stop,
         "kill" => AgentOp::Kill,
+        "report" => AgentOp::Report(report(&words, l.rest).map_err(inv)?),
+        "log" => AgentOp::Log(clean(l.rest, MAX_LOG_LINE)),
         _ => {
             let child = words.first().copied().unwrap_or_default();
             check_name(child).map_err(|e| inv(e.to_string()))?;
@@ -161,6 +222,127 @@ fn exec(words: &[&str], rest: &str) -> Result<Exec, String> {
         path: String::from(path),
         args: words[1..].iter().map(|w| String::from(*w)).collect(),
     })
+}
+
+/// The `key=value` words of a report, each key at most once and only
+/// those in `keys`.
+fn report_keys<'a>(
+    what: &str,
+    words: &[&'a str],
+    keys: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let mut kv: Vec<(&str, &str)> = Vec::new();
+    for w in words {
+        let Some((k, v)) = w.split_once('=') else {
+            return Err(format!("{what}: unexpected argument \"{w}\""));
+        };
+        if !keys.contains(&k) {
+            let expected = if keys.is_empty() {
+                String::from("no keys")
+            } else {
+                keys.join(", ")
+            };
+            return Err(format!("{what}: unknown key \"{k}\"; expected {expected}"));
+        }
+        if kv.iter().any(|(seen, _)| *seen == k) {
+            return Err(format!("{what}: {k}= is given twice"));
+        }
+        kv.push((k, v));
+    }
+    Ok(kv)
+}
+
+fn get<'a>(kv: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    kv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// `report STATE …`: what the runner saw of the agent's process.
+fn report(words: &[&str], rest: &str) -> Result<Report, String> {
+    let what = words.first().copied().unwrap_or_default();
+    let args = words.get(1..).unwrap_or_default();
+    match what {
+        "running" => {
+            let kv = report_keys(what, args, &["pid", "node"])?;
+            let pid = match get(&kv, "pid") {
+                None => return Err(String::from("running: say pid=N node=ID")),
+                Some(p) => p.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    format!("running: pid=\"{p}\" is not a process id (1 to 4294967295)")
+                })?,
+            };
+            let node = match get(&kv, "node") {
+                None => return Err(String::from("running: say pid=N node=ID")),
+                Some(n) if n.is_empty() || n.len() > MAX_NODE => {
+                    return Err(format!(
+                        "running: node=\"{n}\" is not a node name (1 to {MAX_NODE} bytes)"
+                    ));
+                }
+                Some(n) => clean(n, MAX_NODE),
+            };
+            Ok(Report::Running { pid, node })
+        }
+        "exit" => {
+            let kv = report_keys(what, args, &["code", "signal", "restarting"])?;
+            let how = match (get(&kv, "code"), get(&kv, "signal")) {
+                (Some(c), None) => {
+                    ExitHow::Code(c.parse::<u8>().map_err(|_| {
+                        format!("exit: code=\"{c}\" is not an exit status (0 to 255)")
+                    })?)
+                }
+                (None, Some(sig)) => {
+                    let good = !sig.is_empty()
+                        && sig.len() <= MAX_SIGNAL
+                        && sig
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-');
+                    if !good {
+                        return Err(format!(
+                            "exit: signal=\"{sig}\" is not a signal name (such as KILL, SEGV or 9)"
+                        ));
+                    }
+                    ExitHow::Signal(String::from(sig))
+                }
+                _ => {
+                    return Err(String::from(
+                        "exit: say code=N or signal=NAME (one of them), and restarting=yes|no",
+                    ));
+                }
+            };
+            let restarting = match get(&kv, "restarting") {
+                None | Some("no") => false,
+                Some("yes") => true,
+                Some(r) => {
+                    return Err(format!("exit: restarting=\"{r}\": expected yes or no"));
+                }
+            };
+            Ok(Report::Exit(ExitReport {
+                how,
+                restarting,
+                stderr: Vec::new(),
+                ops: Vec::new(),
+                before: None,
+            }))
+        }
+        "crashloop" | "stopped" => {
+            report_keys(what, args, &[])?;
+            Ok(if what == "stopped" {
+                Report::Stopped
+            } else {
+                Report::Crashloop
+            })
+        }
+        "failed" => {
+            let why = rest[what.len()..].trim();
+            if why.is_empty() {
+                return Err(String::from(
+                    "failed: say why, as in: report failed no such program",
+                ));
+            }
+            Ok(Report::Failed(clean(why, MAX_REASON)))
+        }
+        other => Err(format!(
+            "unknown state \"{other}\"; expected running, exit, crashloop, failed, stopped"
+        )),
+    }
 }
 
 /// `env KEY=VALUE`: the value is the rest of the line, trimmed; an empty
@@ -410,7 +592,7 @@ mod tests {
     fn bad_lines_name_the_agent_the_word_and_what_was_expected() {
         assert_eq!(
             err("exex /bin/x"),
-            "agent a: unknown verb \"exex\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn"
+            "agent a: unknown verb \"exex\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn, report, stderr, log"
         );
         assert!(err("exec bin/x").contains("\"bin/x\" is not a program's absolute path"));
         assert!(err("exec /bin/../x").contains("absolute path"));
@@ -442,6 +624,81 @@ mod tests {
             err("start\nbogus").contains("\"bogus\""),
             "one bad line fails all"
         );
+    }
+
+    #[test]
+    fn reports_parse_and_stderr_joins_its_exit() {
+        assert_eq!(
+            op("report running pid=42 node=n1"),
+            AgentOp::Report(Report::Running {
+                pid: 42,
+                node: String::from("n1"),
+            })
+        );
+        let lines = ok(
+            "report exit code=3 restarting=yes\nstderr panic: boom\nstderr   at main.rs:3\nlog hello\x1b[0m",
+        );
+        assert_eq!(lines.len(), 2);
+        let Line::Op(AgentOp::Report(Report::Exit(e))) = &lines[0] else {
+            panic!("{lines:?}")
+        };
+        assert_eq!((e.how.clone(), e.restarting), (ExitHow::Code(3), true));
+        assert_eq!(e.stderr, ["panic: boom", "at main.rs:3"]);
+        assert_eq!(lines[1], Line::Op(AgentOp::Log(String::from("hello?[0m"))));
+        let Line::Op(AgentOp::Report(Report::Exit(e))) = &ok("report exit signal=KILL")[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (e.how.clone(), e.restarting),
+            (ExitHow::Signal(String::from("KILL")), false)
+        );
+        assert_eq!(op("report crashloop"), AgentOp::Report(Report::Crashloop));
+        assert_eq!(op("report stopped"), AgentOp::Report(Report::Stopped));
+        assert_eq!(
+            op("report failed no such   program"),
+            AgentOp::Report(Report::Failed(String::from("no such   program")))
+        );
+        assert_eq!(op("log"), AgentOp::Log(String::new()), "an empty line");
+        // Only the last stderr lines are kept, each cut.
+        let many: String = (0..40).map(|i| format!("stderr {i}\n")).collect();
+        let Line::Op(AgentOp::Report(Report::Exit(e))) =
+            &ok(&format!("report exit code=1\n{many}"))[0]
+        else {
+            panic!()
+        };
+        assert_eq!(e.stderr.len(), MAX_STDERR);
+        assert_eq!(e.stderr[MAX_STDERR - 1], "39");
+        let long = ok(&format!("log {}", "é".repeat(5000)));
+        let Line::Op(AgentOp::Log(l)) = &long[0] else {
+            panic!()
+        };
+        assert!(l.len() <= MAX_LOG_LINE + 3 && l.ends_with('…'));
+    }
+
+    #[test]
+    fn bad_reports_say_what_is_expected() {
+        assert!(err("report").contains("missing text; usage: report running pid=N"));
+        assert!(err("report runing").contains(
+            "report: unknown state \"runing\"; expected running, exit, crashloop, failed, stopped"
+        ));
+        assert!(err("report running pid=42").contains("say pid=N node=ID"));
+        assert!(err("report running pid=0 node=n").contains("pid=\"0\" is not a process id"));
+        assert!(
+            err("report running pid=1 node=n cpu=3")
+                .contains("unknown key \"cpu\"; expected pid, node")
+        );
+        assert!(err("report exit").contains("say code=N or signal=NAME"));
+        assert!(err("report exit code=1 signal=KILL").contains("say code=N or signal=NAME"));
+        assert!(
+            err("report exit code=256").contains("code=\"256\" is not an exit status (0 to 255)")
+        );
+        assert!(err("report exit signal=K/LL").contains("not a signal name"));
+        assert!(err("report exit code=1 restarting=maybe").contains("expected yes or no"));
+        assert!(err("report exit code=1 code=2").contains("code= is given twice"));
+        assert!(err("report crashloop now").contains("unexpected argument \"now\""));
+        assert!(err("report failed").contains("failed: say why"));
+        assert!(err("stderr boom").contains("must follow a 'report exit' line"));
+        assert!(err("report running pid=1 node=n\nstderr boom").contains("must follow"));
     }
 
     #[test]

@@ -99,6 +99,28 @@ pub fn first_outside<'a>(inner: &'a [Reach], outer: &[Reach]) -> Option<&'a Reac
     })
 }
 
+/// Whether some entry of `intent` whose subtree holds `path` grants
+/// `right`: the question asked of every operation an agent makes.
+pub fn grants(intent: &[Reach], path: &str, right: Right) -> bool {
+    intent
+        .iter()
+        .any(|r| r.rights.has(right) && scope::contains(&r.path, path))
+}
+
+/// Whether `path` is a proper ancestor of an entry's path: a directory
+/// the agent passes through (and may list) on its way to its entries.
+pub fn leads_to(intent: &[Reach], path: &str) -> bool {
+    intent.iter().any(|r| scope::leads_to(path, &r.path))
+}
+
+/// Whether an agent may see `path` at all: inside an entry's subtree, or
+/// on the way to one.
+pub fn visible(intent: &[Reach], path: &str) -> bool {
+    intent
+        .iter()
+        .any(|r| scope::contains(&r.path, path) || scope::leads_to(path, &r.path))
+}
+
 /// The first entry of `intent` that capability `grant` does not reach:
 /// a path outside its scope, or a right it lacks.
 pub fn beyond_grant<'a>(intent: &'a [Reach], grant: &Grant) -> Option<&'a Reach> {
@@ -163,6 +185,27 @@ mod tests {
         assert_eq!(first_outside(&up, &parent), Some(&up[0]));
         let sibling = i("r /chanx");
         assert_eq!(first_outside(&sibling, &parent), Some(&sibling[0]));
+    }
+
+    #[test]
+    fn an_agent_sees_its_subtrees_and_the_way_to_them() {
+        let x = i("r /chan/in w /chan/out/data");
+        assert!(grants(&x, "/chan/in", Right::Read));
+        assert!(grants(&x, "/chan/in/data", Right::Read));
+        assert!(!grants(&x, "/chan/in/data", Right::Write));
+        assert!(grants(&x, "/chan/out/data", Right::Write));
+        assert!(!grants(&x, "/chan/out", Right::Write));
+        assert!(!grants(&x, "/chan/inx", Right::Read));
+        for way in ["/", "/chan", "/chan/out"] {
+            assert!(leads_to(&x, way), "{way}");
+            assert!(visible(&x, way), "{way}");
+        }
+        assert!(!leads_to(&x, "/chan/in"));
+        assert!(visible(&x, "/chan/in/data/x"));
+        for hidden in ["/cap", "/chan/other", "/chan/out/ctl", "/chan/inx"] {
+            assert!(!visible(&x, hidden), "{hidden}");
+        }
+        assert!(!visible(&[], "/"), "an empty intent sees nothing");
     }
 
     #[test]

@@ -2,19 +2,26 @@
 //! identity; each has `ctl`, `status`, `intent`, `key`, `log`, `trace`
 //! and `children`. See agent(3).
 //!
-//! This is the replicated half of an agent: identity, declared intent,
+//! This is the tree's half of an agent: identity, declared intent,
 //! program, environment, limits, restart policy and the state it is
-//! wanted in, all committed through the log. No process is started yet;
-//! the runner that starts and supervises them reads this state.
+//! wanted in, all committed through the log; what a runner reports of
+//! its processes (`report` and `log` on its ctl); and the enforcement of
+//! its intent on the requests made with its capability ([`guard`]).
+//! The runner that starts and supervises processes reads this state.
 
 mod ctl;
+pub mod guard;
 pub mod intent;
+mod local;
 mod state;
 
-pub use ctl::{CTL_VERBS, parse_size, size_word};
+pub use ctl::{CTL_VERBS, MAX_LOG_LINE, parse_size, size_word};
+pub use guard::{HOLDER, holder_agent};
+pub use local::{Caught, Local};
 pub use state::{
-    Agent, AgentCmd, AgentOp, Agents, Exec, LimitChange, Limits, MAX_AGENTS, MAX_ENV, Phase,
-    Policy, Restart, Seed, Want,
+    Agent, AgentCmd, AgentOp, Agents, DriftAt, Exec, ExitHow, ExitReport, Happened, LimitChange,
+    Limits, MAX_AGENTS, MAX_ENV, MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RECENT, MAX_STDERR, MAX_TRACE,
+    Phase, Policy, Recent, Report, Restart, Seed, Trace, Want,
 };
 
 use alloc::format;
@@ -100,6 +107,16 @@ fn within_grant(cx: &Ctx<'_>, object: &str, intent: &[Reach]) -> Result<(), Erro
             "{object}: an intent needs a capability to be checked against: attach with one"
         )));
     };
+    // An agent declares nothing it may not do itself.
+    if let Ok(Some((_, me))) = guard::acting(cx)
+        && let Some(r) = intent::first_outside(intent, &me.intent)
+    {
+        return Err(Error::Unauthorized(format!(
+            "{object}: \"{r}\" is beyond the intent of agent {} ({}); an agent may not declare more than it may do",
+            me.name,
+            intent::words(&me.intent)
+        )));
+    }
     match intent::beyond_grant(intent, g) {
         None => Ok(()),
         Some(r) => Err(Error::Unauthorized(format!(
@@ -117,6 +134,7 @@ fn may_create(cx: &Ctx<'_>, object: &str, child: &str) -> Result<(), Error> {
             "{object}: spawn {child}: no capability to check the create right against"
         )));
     };
+    guard::check(cx, "create", &path, Right::Create, false)?;
     if !g.rights.has(Right::Create) {
         return Err(Error::Denied {
             op: "create",
@@ -136,6 +154,29 @@ fn may_create(cx: &Ctx<'_>, object: &str, child: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuse a runner's line (`report`, `stderr`, `log`) unless the writer
+/// holds the admin right.
+fn may_report(cx: &Ctx<'_>, name: &str, op: &'static str) -> Result<(), Error> {
+    let path = format!("/agent/{name}/ctl");
+    guard::check(cx, op, &path, Right::Admin, false)?;
+    let Some(g) = cx.grant else {
+        return Err(Error::Unauthorized(format!(
+            "agent {name}: {op}: no capability to check the admin right against"
+        )));
+    };
+    if g.rights.has(Right::Admin) {
+        return Ok(());
+    }
+    Err(Error::Denied {
+        op,
+        path,
+        holder: g.holder.clone(),
+        scope: g.scope.clone(),
+        rights: g.rights,
+        right: Right::Admin,
+    })
+}
+
 /// The agent device.
 pub struct AgentDev;
 
@@ -152,8 +193,25 @@ impl AgentDev {
         let mut current = agent.intent.clone();
         let mut next = cx.state.agents.next_id();
         let mut ops = Vec::new();
+        let id = cx.state.agents.id(&agent.name);
         for line in ctl::parse(&agent.name, data)? {
             let op = match line {
+                Line::Op(AgentOp::Report(Report::Exit(mut e))) => {
+                    may_report(cx, &agent.name, "report")?;
+                    // What this node saw before the exit goes with it.
+                    if let Some(id) = id {
+                        (e.ops, e.before) = cx.agent_local.recent(id);
+                    }
+                    AgentOp::Report(Report::Exit(e))
+                }
+                Line::Op(op @ AgentOp::Report(_)) => {
+                    may_report(cx, &agent.name, "report")?;
+                    op
+                }
+                Line::Op(op @ AgentOp::Log(_)) => {
+                    may_report(cx, &agent.name, "log")?;
+                    op
+                }
                 Line::Op(op) => op,
                 Line::Spawn { child, intent } => {
                     may_create(cx, &object, &child)?;
@@ -304,8 +362,15 @@ impl Device for AgentDev {
                 }
                 s
             }),
-            // Nothing runs yet, so nothing is logged or traced.
-            K_LOG | K_TRACE => text(&String::new),
+            K_LOG => text(&|| {
+                let mut s = String::with_capacity(agent.log_bytes);
+                for l in &agent.log {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+                s
+            }),
+            K_TRACE => text(&|| trace(agent)),
             K_CTL => Err(Error::Perm(format!(
                 "agent {}: ctl is write-only",
                 agent.name
@@ -376,26 +441,30 @@ impl Device for AgentDev {
     }
 }
 
-/// The text of an agent's `status` file (see agent(3) STATUS). `pid`,
-/// `node`, `restarts` and `last-exit` are what a runner will report;
-/// none runs yet.
+/// `-` for nothing.
+fn or_dash<T: core::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| String::from("-"), |x| format!("{x}"))
+}
+
+/// The text of an agent's `status` file (see agent(3) STATUS).
 fn status(agent: &Agent) -> String {
-    let mut s = String::with_capacity(320);
+    let mut s = String::with_capacity(400);
     let env: Vec<&str> = agent.env.keys().map(String::as_str).collect();
     let p = &agent.policy;
     let _ = write!(
         s,
-        "name {}\nstate {}\nwant {}\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\n",
+        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\n",
         agent.name,
         agent.phase.word(),
         agent.want.word(),
+        or_dash(agent.pid),
+        or_dash(agent.node.as_deref()),
+        agent.restarts,
+        or_dash(agent.last_exit.as_ref()),
         agent.since,
         agent.created,
         agent.parent.as_deref().unwrap_or("-"),
-        agent
-            .exec
-            .as_ref()
-            .map_or_else(|| String::from("-"), |e| format!("{e}")),
+        or_dash(agent.exec.as_ref()),
         if env.is_empty() {
             String::from("-")
         } else {
@@ -405,6 +474,53 @@ fn status(agent: &Agent) -> String {
         p.max,
         p.window,
         agent.limits.words(),
+        or_dash(agent.drift.as_ref().map(|d| format!("{} {}", d.op, d.path))),
+        or_dash(agent.drift.as_ref().map(|d| d.at)),
+        or_dash(agent.reason.as_deref()),
     );
+    s
+}
+
+/// The text of an agent's `trace` file (see agent(3) TRACE): one block
+/// per exit or drift, oldest first, separated by empty lines; a block's
+/// first line says what happened, the lines below it (indented by two
+/// spaces) what led to it.
+fn trace(agent: &Agent) -> String {
+    let mut s = String::new();
+    for (n, t) in agent.trace.iter().enumerate() {
+        if n > 0 {
+            s.push('\n');
+        }
+        match &t.what {
+            Happened::Exit {
+                how,
+                restarting,
+                pid,
+                node,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "exit {} {how} restarting={} pid={} node={}",
+                    t.at,
+                    if *restarting { "yes" } else { "no" },
+                    or_dash(*pid),
+                    or_dash(node.as_deref()),
+                );
+            }
+            Happened::Drift { op, path, intent } => {
+                let _ = writeln!(s, "drift {} {op} {path}", t.at);
+                let _ = writeln!(s, "  intent {intent}");
+            }
+        }
+        for l in &t.stderr {
+            let _ = writeln!(s, "  stderr {l}");
+        }
+        for r in &t.ops {
+            let _ = writeln!(s, "  op {r}");
+        }
+        if let Some(b) = &t.before {
+            let _ = writeln!(s, "  before {b}");
+        }
+    }
     s
 }

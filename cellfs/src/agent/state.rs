@@ -2,11 +2,12 @@
 //!
 //! Everything here is what the log says: identity (the key seed the
 //! proposing node derived), intent, program, environment, limits,
-//! restart policy and the state the agent is wanted in. No process runs
-//! yet; `phase` is what is known of the agent, which the runner will
-//! extend with what it reports.
+//! restart policy, the state the agent is wanted in, and what is known
+//! of it: what its runner reported (`report` lines: running, exits,
+//! crash loops, failures), its output (`log` lines), drifts outside its
+//! intent the server caught, and the trace of each exit and drift.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -165,17 +166,28 @@ impl Want {
     }
 }
 
-/// What is known of an agent. Without a runner, that is only what was
-/// asked of it; the runner adds the states it reports (`running`,
-/// `exited`, `crashloop`, `halted-drift`).
+/// What is known of an agent: what was asked of it, what its runner
+/// reported, and whether the server halted it for drift.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Made, never started.
     Created,
-    /// Wanted running; no runner has started it yet.
+    /// Wanted running; no runner has started it yet (or it is to be
+    /// started again after `start`).
     Pending,
     /// Stopped or killed.
     Stopped,
+    /// A runner reported its process running.
+    Running,
+    /// Its process ended while it was wanted running.
+    Exited,
+    /// It ended too often within its restart window: the runner gave up.
+    Crashloop,
+    /// The runner could not run it (the reason is in status).
+    Failed,
+    /// It tried something outside its intent; refused everything until
+    /// `start`.
+    HaltedDrift,
 }
 
 impl Phase {
@@ -185,8 +197,161 @@ impl Phase {
             Phase::Created => "created",
             Phase::Pending => "pending",
             Phase::Stopped => "stopped",
+            Phase::Running => "running",
+            Phase::Exited => "exited",
+            Phase::Crashloop => "crashloop",
+            Phase::Failed => "failed",
+            Phase::HaltedDrift => "halted-drift",
         }
     }
+}
+
+/// Most lines an agent's `log` keeps (the oldest go first).
+pub const MAX_LOG_LINES: usize = 1000;
+/// Most bytes an agent's `log` keeps, newlines included.
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
+/// Most blocks an agent's `trace` keeps (the oldest go first).
+pub const MAX_TRACE: usize = 64;
+/// Most stderr lines kept with one exit (its last ones).
+pub const MAX_STDERR: usize = 16;
+/// Most recent operations kept with one trace block.
+pub const MAX_RECENT: usize = 16;
+
+/// How a process ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitHow {
+    /// It exited with this status.
+    Code(u8),
+    /// A signal ended it (its name as reported: `KILL`, `SEGV`).
+    Signal(String),
+}
+
+impl fmt::Display for ExitHow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitHow::Code(c) => write!(f, "code={c}"),
+            ExitHow::Signal(s) => write!(f, "signal={s}"),
+        }
+    }
+}
+
+/// One recent thing a node saw of an agent: an operation it made on the
+/// tree (`read /chan/in/data`), a ctl write to it, a message it read;
+/// `times` counts the same text seen again in a row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recent {
+    /// When it was last seen (Unix seconds).
+    pub at: u64,
+    /// What it was.
+    pub text: String,
+    /// How many times in a row.
+    pub times: u32,
+}
+
+impl fmt::Display for Recent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.at, self.text)?;
+        if self.times > 1 {
+            write!(f, " ({} times)", self.times)?;
+        }
+        Ok(())
+    }
+}
+
+/// A runner's exit report, with what the proposing node saw before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitReport {
+    /// How it ended.
+    pub how: ExitHow,
+    /// Whether the runner starts it again.
+    pub restarting: bool,
+    /// The last lines of its stderr (`stderr` lines after the report).
+    pub stderr: Vec<String>,
+    /// Its last operations on the tree, seen by the proposing node.
+    pub ops: Vec<Recent>,
+    /// The last ctl write to it or message it read, on that node.
+    pub before: Option<Recent>,
+}
+
+/// What a runner reports of an agent's process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Report {
+    /// `report running pid=N node=ID`.
+    Running { pid: u32, node: String },
+    /// `report exit …` and its `stderr` lines.
+    Exit(ExitReport),
+    /// `report crashloop`: it gave up restarting it.
+    Crashloop,
+    /// `report failed REASON…`: it could not run it.
+    Failed(String),
+    /// `report stopped`: it stopped it as asked.
+    Stopped,
+}
+
+impl Report {
+    fn describe(&self) -> String {
+        match self {
+            Report::Running { pid, node } => format!("report running pid={pid} node={node}"),
+            Report::Exit(e) => {
+                let mut s = format!(
+                    "report exit {} restarting={}",
+                    e.how,
+                    if e.restarting { "yes" } else { "no" }
+                );
+                if !e.stderr.is_empty() {
+                    s.push_str(&format!(" stderr={} lines", e.stderr.len()));
+                }
+                s
+            }
+            Report::Crashloop => String::from("report crashloop"),
+            Report::Failed(why) => format!("report failed {why}"),
+            Report::Stopped => String::from("report stopped"),
+        }
+    }
+}
+
+/// What one trace block is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Happened {
+    /// A process ended.
+    Exit {
+        how: ExitHow,
+        restarting: bool,
+        pid: Option<u32>,
+        node: Option<String>,
+    },
+    /// An operation outside the intent (then the intent it broke).
+    Drift {
+        op: String,
+        path: String,
+        intent: String,
+    },
+}
+
+/// One block of `trace`: an exit or a drift, and what led to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// What happened.
+    pub what: Happened,
+    /// The last lines of stderr, for an exit.
+    pub stderr: Vec<String>,
+    /// The agent's last operations on the tree.
+    pub ops: Vec<Recent>,
+    /// The last ctl write to it or message it read.
+    pub before: Option<Recent>,
+}
+
+/// The drift that halted an agent, for `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftAt {
+    /// The operation (`write`, `walk`, …).
+    pub op: String,
+    /// The path it was tried on.
+    pub path: String,
+    /// When (Unix seconds).
+    pub at: u64,
 }
 
 /// The program an agent runs: an absolute path and its arguments.
@@ -223,6 +388,19 @@ pub enum AgentCmd {
         ops: Vec<AgentOp>,
         at: u64,
     },
+    /// The server caught agent `name` doing `op` on `path` outside its
+    /// intent, at Unix second `at`, in its `starts`-th run (a drift seen
+    /// before a later `start` is stale and changes nothing), after `ops`
+    /// and `before` (from the proposing node's ring). Halts it.
+    Drift {
+        name: String,
+        op: String,
+        path: String,
+        at: u64,
+        starts: u64,
+        ops: Vec<Recent>,
+        before: Option<Recent>,
+    },
 }
 
 /// One line of an agent's ctl write.
@@ -256,6 +434,10 @@ pub enum AgentOp {
         seed: Seed,
         intent: Intent,
     },
+    /// What the runner reports (needs the admin right).
+    Report(Report),
+    /// One line of the agent's output (needs the admin right).
+    Log(String),
 }
 
 impl AgentOp {
@@ -306,7 +488,15 @@ impl AgentOp {
             AgentOp::Spawn { child, intent, .. } => {
                 format!("spawn {child} {}", intent::words(intent))
             }
+            AgentOp::Report(r) => r.describe(),
+            AgentOp::Log(line) => format!("log {} bytes", line.len()),
         }
+    }
+
+    /// Whether it is the runner's (`report`, `log`): those need the admin
+    /// right, and are not what a trace calls a ctl write to the agent.
+    pub fn is_runners(&self) -> bool {
+        matches!(self, AgentOp::Report(_) | AgentOp::Log(_))
     }
 }
 
@@ -345,6 +535,27 @@ pub struct Agent {
     pub changed: u64,
     /// Bumped on every change (the qid version of its files).
     pub version: u32,
+    /// How many times `start` was written (a drift proposed in an
+    /// earlier run is stale).
+    pub starts: u64,
+    /// Its process, while one runs.
+    pub pid: Option<u32>,
+    /// The node that runs (or last ran) it.
+    pub node: Option<String>,
+    /// Exits reported with `restarting=yes`.
+    pub restarts: u32,
+    /// How its last process ended.
+    pub last_exit: Option<ExitHow>,
+    /// The drift that halted it, until `start`.
+    pub drift: Option<DriftAt>,
+    /// Why the runner could not run it (`report failed`), until `start`.
+    pub reason: Option<String>,
+    /// One block per exit and drift, oldest first.
+    pub trace: VecDeque<Trace>,
+    /// Its output, oldest line first.
+    pub log: VecDeque<String>,
+    /// Bytes in `log`, a newline for each line included.
+    pub log_bytes: usize,
 }
 
 impl fmt::Debug for Agent {
@@ -378,7 +589,43 @@ impl Agent {
             created: at,
             changed: at,
             version: 0,
+            starts: 0,
+            pid: None,
+            node: None,
+            restarts: 0,
+            last_exit: None,
+            drift: None,
+            reason: None,
+            trace: VecDeque::new(),
+            log: VecDeque::new(),
+            log_bytes: 0,
         }
+    }
+
+    /// Add a trace block, dropping the oldest past [`MAX_TRACE`].
+    fn push_trace(&mut self, t: Trace) {
+        if self.trace.len() >= MAX_TRACE {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(t);
+    }
+
+    /// Add a line of output, dropping the oldest past [`MAX_LOG_LINES`]
+    /// or [`MAX_LOG_BYTES`].
+    fn push_log(&mut self, line: &str) {
+        self.log_bytes += line.len() + 1;
+        self.log.push_back(String::from(line));
+        while self.log.len() > MAX_LOG_LINES || self.log_bytes > MAX_LOG_BYTES {
+            match self.log.pop_front() {
+                Some(old) => self.log_bytes -= old.len() + 1,
+                None => break,
+            }
+        }
+    }
+
+    /// Whether it is halted for drift (everything it asks is refused).
+    pub fn halted(&self) -> bool {
+        self.phase == Phase::HaltedDrift
     }
 
     fn set_phase(&mut self, phase: Phase, at: u64) {
@@ -616,12 +863,58 @@ impl Agents {
                     } else {
                         apply_op(self.find_mut(name)?, op, *at);
                     }
-                    done.events
-                        .push((Kind::Ctl, format!("agent {name}: {}", op.describe())));
+                    // Output is the log's, not an event.
+                    if !matches!(op, AgentOp::Log(_)) {
+                        done.events
+                            .push((Kind::Ctl, format!("agent {name}: {}", op.describe())));
+                    }
                 }
                 let agent = self.find_mut(name)?;
                 agent.changed = *at;
                 agent.version = agent.version.wrapping_add(1);
+            }
+            AgentCmd::Drift {
+                name,
+                op,
+                path,
+                at,
+                starts,
+                ops,
+                before,
+            } => {
+                let agent = self.find_mut(name)?;
+                // Caught before a later start, or halted already: that
+                // run is over, nothing changes.
+                if agent.starts != *starts || agent.halted() {
+                    return Ok(done);
+                }
+                let words = intent::words(&agent.intent);
+                agent.want = Want::Stopped;
+                agent.set_phase(Phase::HaltedDrift, *at);
+                agent.drift = Some(DriftAt {
+                    op: op.clone(),
+                    path: path.clone(),
+                    at: *at,
+                });
+                agent.push_trace(Trace {
+                    at: *at,
+                    what: Happened::Drift {
+                        op: op.clone(),
+                        path: path.clone(),
+                        intent: words.clone(),
+                    },
+                    stderr: Vec::new(),
+                    ops: ops.clone(),
+                    before: before.clone(),
+                });
+                agent.changed = *at;
+                agent.version = agent.version.wrapping_add(1);
+                done.events.push((
+                    Kind::Drift,
+                    format!(
+                        "agent {name}: {op} {path} is outside its intent ({words}); halted until start"
+                    ),
+                ));
             }
         }
         Ok(done)
@@ -661,7 +954,14 @@ fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
         }
         AgentOp::Start => {
             agent.want = Want::Running;
-            agent.set_phase(Phase::Pending, at);
+            agent.starts += 1;
+            agent.drift = None;
+            agent.reason = None;
+            // A running process goes on; anything else is for the runner
+            // to start.
+            if agent.phase != Phase::Running {
+                agent.set_phase(Phase::Pending, at);
+            }
         }
         AgentOp::Stop | AgentOp::Kill => {
             agent.want = if *op == AgentOp::Kill {
@@ -669,12 +969,73 @@ fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
             } else {
                 Want::Stopped
             };
-            // One never started stays `created`: nothing ran to stop.
-            if agent.phase != Phase::Created {
+            // One never started stays `created`: nothing ran to stop. A
+            // running one is stopped when its runner says so; a halted
+            // one stays halted until `start`.
+            if !matches!(
+                agent.phase,
+                Phase::Created | Phase::Running | Phase::HaltedDrift
+            ) {
                 agent.set_phase(Phase::Stopped, at);
             }
         }
         AgentOp::Spawn { .. } => {}
+        AgentOp::Log(line) => agent.push_log(line),
+        AgentOp::Report(r) => apply_report(agent, r, at),
+    }
+}
+
+/// A runner's report. The facts (pid, node, exits) are always kept; the
+/// phase follows them, except that a halted agent stays halted until
+/// `start`.
+fn apply_report(agent: &mut Agent, r: &Report, at: u64) {
+    let phase = match r {
+        Report::Running { pid, node } => {
+            agent.pid = Some(*pid);
+            agent.node = Some(node.clone());
+            Phase::Running
+        }
+        Report::Exit(e) => {
+            if e.restarting {
+                agent.restarts = agent.restarts.saturating_add(1);
+            }
+            agent.last_exit = Some(e.how.clone());
+            agent.push_trace(Trace {
+                at,
+                what: Happened::Exit {
+                    how: e.how.clone(),
+                    restarting: e.restarting,
+                    pid: agent.pid,
+                    node: agent.node.clone(),
+                },
+                stderr: e.stderr.clone(),
+                ops: e.ops.clone(),
+                before: e.before.clone(),
+            });
+            agent.pid = None;
+            // Ended because it was asked to stop: stopped.
+            if agent.want == Want::Running {
+                Phase::Exited
+            } else {
+                Phase::Stopped
+            }
+        }
+        Report::Crashloop => {
+            agent.pid = None;
+            Phase::Crashloop
+        }
+        Report::Failed(why) => {
+            agent.pid = None;
+            agent.reason = Some(why.clone());
+            Phase::Failed
+        }
+        Report::Stopped => {
+            agent.pid = None;
+            Phase::Stopped
+        }
+    };
+    if !agent.halted() {
+        agent.set_phase(phase, at);
     }
 }
 
@@ -896,6 +1257,164 @@ mod tests {
         assert_eq!(
             (x.policy.restart, x.policy.max, x.policy.window),
             (Restart::Always, 5, 60)
+        );
+    }
+
+    fn exit(code: u8, restarting: bool) -> AgentOp {
+        AgentOp::Report(Report::Exit(ExitReport {
+            how: ExitHow::Code(code),
+            restarting,
+            stderr: vec![s("boom")],
+            ops: vec![Recent {
+                at: 19,
+                text: s("read /chan/in/data"),
+                times: 2,
+            }],
+            before: None,
+        }))
+    }
+
+    fn running() -> AgentOp {
+        AgentOp::Report(Report::Running {
+            pid: 42,
+            node: s("n1"),
+        })
+    }
+
+    fn drift(a: &mut Agents, starts: u64) -> Applied {
+        a.apply(&AgentCmd::Drift {
+            name: s("a"),
+            op: s("write"),
+            path: s("/chan/out/data"),
+            at: 30,
+            starts,
+            ops: vec![],
+            before: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn reports_move_the_phase_and_exits_are_traced_and_counted() {
+        let mut a = agents(&["a"]);
+        ctl(&mut a, "a", vec![exec(), AgentOp::Start, running()]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.phase, x.pid, x.node.as_deref()),
+            (Phase::Running, Some(42), Some("n1"))
+        );
+        ctl(&mut a, "a", vec![exit(1, true)]).unwrap();
+        ctl(&mut a, "a", vec![running(), exit(2, false)]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!((x.phase, x.pid, x.restarts), (Phase::Exited, None, 1));
+        assert_eq!(x.last_exit, Some(ExitHow::Code(2)));
+        assert_eq!(x.trace.len(), 2);
+        assert_eq!(x.trace[0].stderr, ["boom"]);
+        assert!(matches!(
+            &x.trace[1].what,
+            Happened::Exit {
+                pid: Some(42),
+                restarting: false,
+                ..
+            }
+        ));
+        ctl(&mut a, "a", vec![AgentOp::Report(Report::Crashloop)]).unwrap();
+        assert_eq!(a.by_name("a").unwrap().phase, Phase::Crashloop);
+        ctl(
+            &mut a,
+            "a",
+            vec![AgentOp::Report(Report::Failed(s("no such program")))],
+        )
+        .unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.phase, x.reason.as_deref()),
+            (Phase::Failed, Some("no such program"))
+        );
+        ctl(&mut a, "a", vec![AgentOp::Start]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!((x.phase, x.reason.as_deref()), (Phase::Pending, None));
+        // Stopping a running agent waits for its runner; an exit then is
+        // a stop.
+        ctl(&mut a, "a", vec![running(), AgentOp::Stop]).unwrap();
+        assert_eq!(a.by_name("a").unwrap().phase, Phase::Running);
+        ctl(&mut a, "a", vec![exit(0, false)]).unwrap();
+        assert_eq!(a.by_name("a").unwrap().phase, Phase::Stopped);
+    }
+
+    #[test]
+    fn a_drift_halts_until_start_and_a_stale_one_changes_nothing() {
+        let mut a = agents(&["a"]);
+        ctl(&mut a, "a", vec![exec(), AgentOp::Start, running()]).unwrap();
+        let starts = a.by_name("a").unwrap().starts;
+        let done = drift(&mut a, starts);
+        assert_eq!(done.events[0].0, Kind::Drift);
+        assert!(
+            done.events[0]
+                .1
+                .contains("write /chan/out/data is outside its intent (none)")
+        );
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.phase, x.want, x.since),
+            (Phase::HaltedDrift, Want::Stopped, 30)
+        );
+        assert_eq!(x.drift.as_ref().map(|d| d.at), Some(30));
+        assert_eq!(x.trace.len(), 1);
+        // Reports and stop keep it halted; a second drift adds nothing.
+        ctl(
+            &mut a,
+            "a",
+            vec![
+                AgentOp::Stop,
+                exit(9, false),
+                AgentOp::Report(Report::Stopped),
+            ],
+        )
+        .unwrap();
+        assert!(drift(&mut a, starts).events.is_empty());
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.phase, x.trace.len(), x.pid),
+            (Phase::HaltedDrift, 2, None)
+        );
+        ctl(&mut a, "a", vec![AgentOp::Start]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.phase, x.want, x.drift.is_none()),
+            (Phase::Pending, Want::Running, true)
+        );
+        // Caught in the run before this start: stale.
+        assert!(drift(&mut a, starts).events.is_empty());
+        assert_eq!(a.by_name("a").unwrap().phase, Phase::Pending);
+    }
+
+    #[test]
+    fn log_and_trace_are_bounded() {
+        let mut a = agents(&["a"]);
+        let lines: Vec<AgentOp> = (0..MAX_LOG_LINES + 10)
+            .map(|i| AgentOp::Log(alloc::format!("line {i}")))
+            .collect();
+        let done = ctl(&mut a, "a", lines).unwrap();
+        assert!(done.events.is_empty(), "output is not an event");
+        let x = a.by_name("a").unwrap();
+        assert_eq!(x.log.len(), MAX_LOG_LINES);
+        assert_eq!(x.log[0], "line 10");
+        let big = s(&"x".repeat(4000));
+        ctl(&mut a, "a", vec![AgentOp::Log(big); 40]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert!(x.log_bytes <= MAX_LOG_BYTES);
+        assert_eq!(
+            x.log_bytes,
+            x.log.iter().map(|l| l.len() + 1).sum::<usize>()
+        );
+        for _ in 0..MAX_TRACE + 5 {
+            ctl(&mut a, "a", vec![exit(1, true)]).unwrap();
+        }
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.trace.len(), x.restarts),
+            (MAX_TRACE, MAX_TRACE as u32 + 5)
         );
     }
 }

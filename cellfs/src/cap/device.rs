@@ -106,8 +106,10 @@ fn dir_node(n: u64) -> Node {
 }
 
 /// Whether the caller may administer `target_scope`: the admin right over
-/// a scope containing it.
+/// a scope containing it (and, for an agent, an intent granting it there:
+/// see agent(3)).
 fn need_admin(cx: &Ctx<'_>, op: &str, target_scope: &str) -> Result<(), Error> {
+    crate::agent::guard::check(cx, op, target_scope, Right::Admin, false)?;
     let Some(g) = cx.grant else {
         return Err(Error::Unauthorized(format!(
             "{op}: no capability to check the admin right against"

@@ -176,8 +176,10 @@ fn key(line: &CtlLine<'_>, usage: &str) -> Result<[u8; 32], Error> {
     Ok(key)
 }
 
-/// The admin right over `/raft`, which every change needs.
+/// The admin right over `/raft`, which every change needs (and, for an
+/// agent, an intent granting it there: see agent(3)).
 fn need_admin(cx: &Ctx<'_>) -> Result<(), Error> {
+    crate::agent::guard::check(cx, "write", "/raft", Right::Admin, false)?;
     let Some(g) = cx.grant else {
         return Err(Error::Unauthorized(format!(
             "{OBJECT}: no capability to check the admin right against"

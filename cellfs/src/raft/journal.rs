@@ -206,7 +206,10 @@ fn render_chan(s: &mut String, c: &ChanCmd) {
 }
 
 /// An agent's public key is shown where it is made (never its seed); an
-/// `exec` line is cut like a note, since arguments can be long.
+/// `exec` line and a report are cut like a note, since arguments and
+/// reasons can be long; `log` lines are only counted, and a report's
+/// stderr lines too. A drift the server caught reads `/agent/NAME drift
+/// OP PATH`.
 fn render_agent(s: &mut String, c: &AgentCmd) {
     let _ = match c {
         AgentCmd::Create { name, seed, .. } => write!(
@@ -216,17 +219,29 @@ fn render_agent(s: &mut String, c: &AgentCmd) {
         ),
         AgentCmd::Remove { name } => write!(s, "rm /agent/{name}"),
         AgentCmd::Ctl { name, ops, .. } => {
-            let ops: Vec<String> = ops
+            let mut lines: Vec<String> = ops
                 .iter()
+                .filter(|op| !matches!(op, AgentOp::Log(_)))
                 .map(|op| match op {
-                    AgentOp::Exec(_) => cut(&op.describe(), MAX_NOTE),
+                    AgentOp::Exec(_) | AgentOp::Report(_) => cut(&op.describe(), MAX_NOTE),
                     AgentOp::Spawn { seed, .. } => {
                         format!("{} key={}", op.describe(), crate::cap::hex(&seed.public()))
                     }
                     _ => op.describe(),
                 })
                 .collect();
-            write!(s, "/agent/{name}/ctl {}", ops.join("; "))
+            // Output is counted, never copied.
+            let logged = ops
+                .iter()
+                .filter(|op| matches!(op, AgentOp::Log(_)))
+                .count();
+            if logged > 0 {
+                lines.push(format!("log {logged} lines"));
+            }
+            write!(s, "/agent/{name}/ctl {}", lines.join("; "))
+        }
+        AgentCmd::Drift { name, op, path, .. } => {
+            write!(s, "/agent/{name} drift {op} {path}")
         }
     };
 }
@@ -394,6 +409,44 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("secret"));
+    }
+
+    #[test]
+    fn reports_and_drifts_render_without_output_or_stderr() {
+        use crate::agent::{ExitHow, ExitReport, Recent, Report};
+        let report = Command::Agent(AgentCmd::Ctl {
+            name: "a".into(),
+            ops: alloc::vec![
+                AgentOp::Report(Report::Exit(ExitReport {
+                    how: ExitHow::Signal("SEGV".into()),
+                    restarting: true,
+                    stderr: alloc::vec!["password=hunter2".into()],
+                    ops: alloc::vec![],
+                    before: None,
+                })),
+                AgentOp::Log("token=abc".into()),
+                AgentOp::Log("more".into()),
+            ],
+            at: 2,
+        });
+        assert_eq!(
+            render(&report),
+            "/agent/a/ctl report exit signal=SEGV restarting=yes stderr=1 lines; log 2 lines"
+        );
+        let drift = Command::Agent(AgentCmd::Drift {
+            name: "a".into(),
+            op: "write".into(),
+            path: "/chan/out/data".into(),
+            at: 3,
+            starts: 1,
+            ops: alloc::vec![Recent {
+                at: 2,
+                text: "read /chan/in/data".into(),
+                times: 1,
+            }],
+            before: None,
+        });
+        assert_eq!(render(&drift), "/agent/a drift write /chan/out/data");
     }
 
     #[test]

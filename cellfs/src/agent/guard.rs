@@ -1,0 +1,209 @@
+//! Holding an agent to its intent.
+//!
+//! A capability whose holder is `agent/NAME` is agent NAME's: the runner
+//! mints one for each process it starts. On top of what the capability
+//! allows, every request made with it is checked against the agent's
+//! intent as committed now (so a new intent applies at once):
+//!
+//! - a path is visible if it is inside an entry's subtree or on the way to
+//!   one; walking to any other name is refused, and a directory on the
+//!   way lists only what is visible in it;
+//! - an operation needing right R at path P needs an entry covering P that
+//!   grants R, except reading a directory on the way to an entry.
+//!
+//! Anything else is drift: the request is refused (EACCES) and the node
+//! proposes a command that halts the agent (`halted-drift`). From the
+//! moment it is caught, every request of the agent is refused, until
+//! someone writes `start` to its ctl.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::cap::{Grant, Right};
+use crate::command::Command;
+use crate::dev::{Ctx, device};
+use crate::error::Error;
+use crate::node::Node;
+use crate::walk;
+
+use super::intent;
+use super::local::{Caught, Local};
+use super::state::{Agent, AgentCmd, AgentOp, Agents, Report};
+
+/// How the holder of an agent's capability starts: `agent/NAME`.
+pub const HOLDER: &str = "agent/";
+
+/// The agent a capability belongs to, by its holder's name.
+pub fn holder_agent(grant: &Grant) -> Option<&str> {
+    grant.holder.strip_prefix(HOLDER)
+}
+
+/// Whether the request in `cx` comes with an agent's capability.
+pub fn is_agents(cx: &Ctx<'_>) -> bool {
+    cx.grant.and_then(holder_agent).is_some()
+}
+
+/// The agent acting in `cx`, with its number, if the request comes with
+/// an agent's capability; refused if that agent does not exist or is
+/// halted.
+pub fn acting<'a>(cx: &Ctx<'a>) -> Result<Option<(u64, &'a Agent)>, Error> {
+    let Some(name) = cx.grant.and_then(holder_agent) else {
+        return Ok(None);
+    };
+    let found = cx
+        .state
+        .agents
+        .id(name)
+        .and_then(|id| Some((id, cx.state.agents.get(id)?)));
+    let Some((id, agent)) = found else {
+        return Err(Error::Unauthorized(format!(
+            "capability 'agent/{name}' is agent {name}'s, and there is no agent {name}"
+        )));
+    };
+    if agent.halted() || cx.agent_local.halting(id, agent.starts) {
+        let what = agent
+            .drift
+            .as_ref()
+            .map(|d| format!(" ({} {} at {})", d.op, d.path, d.at))
+            .unwrap_or_default();
+        return Err(Error::Unauthorized(format!(
+            "agent {name} is halted for drift{what}: nothing it asks is done until 'start' is written to /agent/{name}/ctl"
+        )));
+    }
+    Ok(Some((id, agent)))
+}
+
+/// Refuse, as drift, operation `op` of agent `agent` (number `id`) on
+/// `path`; the drift is kept for the node to propose.
+fn drift(cx: &Ctx<'_>, id: u64, agent: &Agent, op: &str, path: &str) -> Error {
+    cx.agent_local.catch(Caught {
+        id,
+        name: agent.name.clone(),
+        starts: agent.starts,
+        op: String::from(op),
+        path: String::from(path),
+        at: cx.unix_ms / 1000,
+    });
+    Error::Unauthorized(format!(
+        "agent {}: {op} {path} is outside its intent ({}); it is halted (halted-drift) until 'start' is written to /agent/{}/ctl",
+        agent.name,
+        intent::words(&agent.intent),
+        agent.name
+    ))
+}
+
+/// Check operation `op`, which needs `right`, on `path` (a directory if
+/// `dir`) against the intent of the agent acting in `cx`, if one is.
+pub fn check(cx: &Ctx<'_>, op: &str, path: &str, right: Right, dir: bool) -> Result<(), Error> {
+    let Some((id, agent)) = acting(cx)? else {
+        return Ok(());
+    };
+    let i = &agent.intent;
+    let on_the_way = right == Right::Read && dir && intent::leads_to(i, path);
+    if intent::grants(i, path, right) || on_the_way {
+        return Ok(());
+    }
+    Err(drift(cx, id, agent, op, path))
+}
+
+/// Check that the agent acting in `cx`, if one is, may see `path`.
+pub fn check_walk(cx: &Ctx<'_>, path: &str) -> Result<(), Error> {
+    let Some((id, agent)) = acting(cx)? else {
+        return Ok(());
+    };
+    if intent::visible(&agent.intent, path) {
+        return Ok(());
+    }
+    Err(drift(cx, id, agent, "walk", path))
+}
+
+/// Keep only the entries of directory `dir` that the agent acting in
+/// `cx`, if one is, may see.
+pub fn filter(cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>) {
+    let Ok(Some((_, agent))) = acting(cx) else {
+        return;
+    };
+    let mut base = walk::path_of(cx, dir);
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    nodes.retain(|&n| {
+        device(n).info(cx, n).is_some_and(|info| {
+            let path = format!("{base}{}", info.name);
+            intent::visible(&agent.intent, &path)
+        })
+    });
+}
+
+/// Put `op path` in the recent operations of the agent acting in `cx`,
+/// if one is.
+pub fn note(cx: &Ctx<'_>, op: &str, path: &str) {
+    if let Ok(Some((id, _))) = acting(cx) {
+        cx.agent_local
+            .op(id, cx.unix_ms / 1000, &format!("{op} {path}"));
+    }
+}
+
+/// The agent acting in `cx` read a message from the channel file at
+/// `path` (message `seq`, when known): what its trace shows as `before`.
+pub fn note_message(cx: &Ctx<'_>, path: &str, seq: Option<u64>) {
+    if let Ok(Some((id, _))) = acting(cx) {
+        let text = match seq {
+            Some(n) => format!("read {path} seq={n}"),
+            None => format!("read {path}"),
+        };
+        cx.agent_local.before(id, cx.unix_ms / 1000, &text);
+    }
+}
+
+/// The command that halts the agent of a caught drift, with what this
+/// node saw before it; `None` if the agent is gone.
+pub fn drift_command(agents: &Agents, local: &Local, c: &Caught) -> Option<Command> {
+    agents.get(c.id).filter(|a| a.name == c.name)?;
+    let (ops, before) = local.recent(c.id);
+    Some(Command::Agent(AgentCmd::Drift {
+        name: c.name.clone(),
+        op: c.op.clone(),
+        path: c.path.clone(),
+        at: c.at,
+        starts: c.starts,
+        ops,
+        before,
+    }))
+}
+
+/// Keep this node's record up to date with an applied agent command: a
+/// ctl write to an agent is what its trace shows as `before`; an exit or
+/// drift recorded starts its recent operations afresh; a removed agent is
+/// forgotten.
+pub fn applied(local: &Local, agents: &Agents, cmd: &AgentCmd) {
+    match cmd {
+        AgentCmd::Ctl { name, ops, at } => {
+            let Some(id) = agents.id(name) else {
+                return;
+            };
+            let written: Vec<String> = ops
+                .iter()
+                .filter(|op| !op.is_runners())
+                .map(AgentOp::describe)
+                .collect();
+            if !written.is_empty() {
+                local.before(id, *at, &format!("ctl {}", written.join("; ")));
+            }
+            if ops
+                .iter()
+                .any(|op| matches!(op, AgentOp::Report(Report::Exit(_))))
+            {
+                local.recorded(id);
+            }
+        }
+        AgentCmd::Drift { name, .. } => {
+            if let Some(id) = agents.id(name) {
+                local.recorded(id);
+            }
+        }
+        AgentCmd::Remove { .. } => local.forget_removed(|id| agents.get(id).is_some()),
+        AgentCmd::Create { .. } => {}
+    }
+}
