@@ -1,0 +1,761 @@
+//! Starting one process, and the calls made on it afterwards (signal,
+//! wait for its end, reap it).
+//!
+//! A process is made with the raw `clone(2)` system call, fork-like (no
+//! new stack), with `CLONE_NEWPID | CLONE_NEWNS` (and `CLONE_NEWNET`
+//! when it may not use the network) when namespaces are used. So the
+//! agent is pid 1 of a pid namespace of its own and still a direct child
+//! of the runner: the runner waits for it and signals it like any child,
+//! and when it ends the kernel kills every process left in its
+//! namespace. `std::process::Command` cannot do this: `unshare(2)` of a
+//! pid namespace only applies to the caller's next child, so its
+//! `pre_exec` hook would need a second fork with a process in between.
+//!
+//! Between `clone` and `execve` the new process is a copy of a
+//! multi-threaded one, so it only makes system calls, on data prepared
+//! before the clone: no allocation, no locks, no panics. In order:
+//!
+//! 1. every signal back to its default action, then unblocked (the
+//!    runner blocks all of them around the clone, so that no handler of
+//!    the host program runs in the copy);
+//! 2. `PR_SET_PDEATHSIG(SIGKILL)`, then a read of one byte the runner
+//!    writes after the clone: if the runner died before the death signal
+//!    was set, the read sees end of file and the process exits;
+//! 3. `setsid`: a session and process group of its own;
+//! 4. join its cgroup (write `0` to each `cgroup.procs`), before it runs
+//!    anything, so its limits hold from its first instruction;
+//! 5. with namespaces, make every mount private (nothing it mounts
+//!    reaches the host) and mount a `/proc` of its pid namespace;
+//! 6. stdin from `/dev/null`, stdout and stderr to the runner's pipes,
+//!    working directory `/`, every other descriptor closed on exec;
+//! 7. `execve` with exactly the environment given.
+//!
+//! A failure in any step is written to a close-on-exec pipe as the step
+//! and its `errno`; the runner reads that pipe until end of file, which
+//! comes at the `execve` (success) or the process's exit (failure).
+
+use std::ffi::{CString, c_char};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use crate::error::StartError;
+
+/// The namespaces a process gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Namespaces {
+    /// New pid and mount namespaces (always together: the new `/proc`
+    /// needs a mount namespace of its own).
+    pub(crate) pid_mount: bool,
+    /// A new network namespace.
+    pub(crate) net: bool,
+}
+
+impl Namespaces {
+    fn clone_flags(self) -> libc::c_int {
+        let mut flags = 0;
+        if self.pid_mount {
+            flags |= libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+        }
+        if self.net {
+            flags |= libc::CLONE_NEWNET;
+        }
+        flags
+    }
+}
+
+/// What to start.
+pub(crate) struct Launch<'a> {
+    /// The program (absolute).
+    pub(crate) program: &'a Path,
+    /// Its arguments, after its own name.
+    pub(crate) args: &'a [String],
+    /// `KEY=VALUE` strings: the whole environment.
+    pub(crate) env: &'a [String],
+    /// Its namespaces.
+    pub(crate) namespaces: Namespaces,
+    /// The `cgroup.procs` files it joins.
+    pub(crate) cgroup_procs: Vec<PathBuf>,
+}
+
+/// A started process.
+#[derive(Debug)]
+pub(crate) struct Child {
+    /// Its pid (in the runner's namespace); also its process group.
+    pub(crate) pid: i32,
+    /// A pidfd, readable when it has ended (`None` before Linux 5.3:
+    /// the runner then asks `waitid` on a timer).
+    pub(crate) pidfd: Option<OwnedFd>,
+    /// The read end of its stdout (non-blocking).
+    pub(crate) stdout: Option<OwnedFd>,
+    /// The read end of its stderr (non-blocking).
+    pub(crate) stderr: Option<OwnedFd>,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+    /// Its status was taken by someone else (the host program reaps
+    /// children it did not start, or ignores SIGCHLD).
+    Unknown,
+}
+
+impl ExitStatus {
+    /// Whether it exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// From a `waitpid` status word.
+    fn from_wait(status: libc::c_int) -> ExitStatus {
+        if libc::WIFEXITED(status) {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Unknown
+        }
+    }
+}
+
+/// A signal's name without `SIG` (`KILL`), or its number.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "HUP",
+        libc::SIGINT => "INT",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGILL => "ILL",
+        libc::SIGTRAP => "TRAP",
+        libc::SIGABRT => "ABRT",
+        libc::SIGBUS => "BUS",
+        libc::SIGFPE => "FPE",
+        libc::SIGKILL => "KILL",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGALRM => "ALRM",
+        libc::SIGTERM => "TERM",
+        libc::SIGXCPU => "XCPU",
+        libc::SIGXFSZ => "XFSZ",
+        libc::SIGSYS => "SYS",
+        _ => return signal.to_string(),
+    };
+    name.to_string()
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "code={c}"),
+            ExitStatus::Signal(s) => write!(f, "signal={}", signal_name(*s)),
+            ExitStatus::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The last OS error's number.
+fn errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// A close-on-exec pipe, both ends at descriptors 3 or above (so that
+/// the child's `dup2` onto 0, 1 and 2 never clobbers one of them).
+fn pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(StartError::Os {
+            what: "pipe",
+            errno: errno(),
+        });
+    }
+    // SAFETY: pipe2 succeeded, so both are open descriptors owned by
+    // nothing else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let high = |fd: OwnedFd| -> Result<OwnedFd, StartError> {
+        if fd.as_raw_fd() > 2 {
+            return Ok(fd);
+        }
+        // try_clone duplicates with F_DUPFD_CLOEXEC from 3 up.
+        fd.try_clone().map_err(|e| StartError::Os {
+            what: "dup",
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        })
+    };
+    Ok((high(r)?, high(w)?))
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+fn cstring(s: &[u8], what: &'static str) -> Result<CString, StartError> {
+    // `Spec::check` refuses NUL bytes; this is the last guard.
+    CString::new(s).map_err(|_| StartError::Spec(crate::spec::SpecError::Nul(what)))
+}
+
+/// The steps of the child's set-up, as written to the report pipe.
+const STEPS: [&str; 8] = [
+    "reset signals",
+    "set the death signal",
+    "make a session",
+    "join the cgroup",
+    "make mounts private",
+    "mount /proc",
+    "set up stdin, stdout and stderr",
+    "exec",
+];
+const STEP_PDEATHSIG: u32 = 1;
+const STEP_SETSID: u32 = 2;
+const STEP_CGROUP: u32 = 3;
+const STEP_PRIVATE: u32 = 4;
+const STEP_PROC: u32 = 5;
+const STEP_STDIO: u32 = 6;
+const STEP_EXEC: u32 = 7;
+
+/// Everything the child needs, prepared before the clone so that it
+/// allocates nothing.
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    procs: Vec<CString>,
+}
+
+/// Raw views of [`Prepared`] and the descriptors, for the child.
+struct ChildArgs<'a> {
+    program: &'a CString,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    procs: &'a [CString],
+    pid_mount: bool,
+    probe: bool,
+    go_r: RawFd,
+    go_w: RawFd,
+    out_w: RawFd,
+    err_w: RawFd,
+    report_w: RawFd,
+}
+
+/// Start `launch`. Returns once the program runs (its `execve`
+/// succeeded) or with why it could not.
+pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, StartError> {
+    start(launch, false)?.ok_or(StartError::Os {
+        what: "spawn",
+        errno: libc::EIO,
+    })
+}
+
+/// Whether a process with `namespaces` can be made and set up here: one
+/// is made, set up as an agent would be (without a cgroup), and ends
+/// before it would exec.
+pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
+    let launch = Launch {
+        program: Path::new("/"),
+        args: &[],
+        env: &[],
+        namespaces,
+        cgroup_procs: Vec::new(),
+    };
+    start(&launch, true).map(|_| ())
+}
+
+fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> {
+    let prepared = Prepared {
+        program: cstring(launch.program.as_os_str().as_bytes(), "the program path")?,
+        argv: std::iter::once(Ok(launch.program.as_os_str().as_bytes().to_vec()))
+            .chain(launch.args.iter().map(|a| Ok(a.clone().into_bytes())))
+            .map(|a: Result<Vec<u8>, StartError>| cstring(&a?, "an argument"))
+            .collect::<Result<_, _>>()?,
+        envp: launch
+            .env
+            .iter()
+            .map(|e| cstring(e.as_bytes(), "an environment value"))
+            .collect::<Result<_, _>>()?,
+        procs: launch
+            .cgroup_procs
+            .iter()
+            .map(|p| cstring(p.as_os_str().as_bytes(), "a cgroup path"))
+            .collect::<Result<_, _>>()?,
+    };
+    let argv: Vec<*const c_char> = prepared
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect();
+    let envp: Vec<*const c_char> = prepared
+        .envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect();
+
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let (report_r, report_w) = pipe()?;
+    let args = ChildArgs {
+        program: &prepared.program,
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        procs: &prepared.procs,
+        pid_mount: launch.namespaces.pid_mount,
+        probe,
+        go_r: go_r.as_raw_fd(),
+        go_w: go_w.as_raw_fd(),
+        out_w: out_w.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+        report_w: report_w.as_raw_fd(),
+    };
+
+    let flags = launch.namespaces.clone_flags() | libc::SIGCHLD;
+    let pid = clone_blocking_signals(flags, &args)?;
+
+    // The child's ends, which the runner must not hold (or it would
+    // never see end of file on the report pipe).
+    drop((out_w, err_w, go_r, report_w));
+    // The child now has its death signal set, or will once it reads.
+    // SAFETY: writing one byte from a valid buffer to a pipe we own.
+    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    drop(go_w);
+
+    let mut report = [0u8; 8];
+    let mut got = 0;
+    while got < report.len() {
+        // SAFETY: reading into the unfilled rest of `report`.
+        let n = unsafe {
+            libc::read(
+                report_r.as_raw_fd(),
+                report[got..].as_mut_ptr().cast(),
+                report.len() - got,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => got += n as usize,
+            _ if errno() == libc::EINTR => continue,
+            _ => break,
+        }
+    }
+    if got == report.len() || probe {
+        let status = reap(pid);
+        if got == report.len() {
+            let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+            let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+            return Err(if step == STEP_EXEC {
+                StartError::Exec {
+                    program: launch.program.display().to_string(),
+                    errno,
+                }
+            } else {
+                StartError::Sandbox {
+                    step: STEPS.get(step as usize).copied().unwrap_or("set-up"),
+                    errno,
+                }
+            });
+        }
+        return match status {
+            ExitStatus::Code(0) => Ok(None),
+            other => Err(StartError::Sandbox {
+                step: "probe",
+                errno: if other == ExitStatus::Unknown {
+                    libc::ECHILD
+                } else {
+                    libc::EIO
+                },
+            }),
+        };
+    }
+
+    set_nonblocking(&out_r);
+    set_nonblocking(&err_r);
+    Ok(Some(Child {
+        pid,
+        pidfd: pidfd_open(pid),
+        stdout: Some(out_r),
+        stderr: Some(err_r),
+    }))
+}
+
+/// Clone with every signal blocked in the calling thread, so that no
+/// handler of the host program runs in the child before it resets them.
+/// Returns the child's pid in the parent; the child never returns.
+fn clone_blocking_signals(flags: libc::c_int, args: &ChildArgs<'_>) -> Result<i32, StartError> {
+    // SAFETY: sigfillset/pthread_sigmask on local sets. The raw clone
+    // without CLONE_VM and without a new stack is fork: the child gets a
+    // copy of this thread's stack and memory and continues here with
+    // return value 0. It then runs only `child_main`, which makes only
+    // async-signal-safe system calls on `args` (valid in the copy) and
+    // never returns. clone's arguments are (flags, stack, parent_tid,
+    // child_tid, tls) on x86_64 and (flags, stack, parent_tid, tls,
+    // child_tid) on aarch64 and riscv64; all but the flags are 0 here,
+    // so the order does not matter on either.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_long,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        );
+        if pid == 0 {
+            child_main(args);
+        }
+        let err = errno();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        if pid < 0 {
+            return Err(StartError::Os {
+                what: "clone",
+                errno: err,
+            });
+        }
+        Ok(pid as i32)
+    }
+}
+
+/// Tell the runner that `step` failed with `errno`, and exit.
+///
+/// # Safety
+/// Only in the child; `fd` is the report pipe.
+unsafe fn fail(fd: RawFd, step: u32, errno: i32) -> ! {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&step.to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: a write of a local buffer, then _exit (no atexit handlers,
+    // no flushing of the parent's copied stdio buffers).
+    unsafe {
+        libc::write(fd, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// The child's side, from the clone to the exec (see the module's
+/// documentation for the steps).
+///
+/// # Safety
+/// Only in the child of a fork-like clone, with `args` prepared by
+/// `start`. It makes only async-signal-safe calls and never returns.
+unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
+    // SAFETY: every call below is a system call wrapper taking integers,
+    // pointers into `args` (NUL-terminated strings and NULL-terminated
+    // arrays built before the clone) or local buffers. None allocates or
+    // takes a lock, and nothing here can panic.
+    unsafe {
+        let e = || *libc::__errno_location();
+
+        // 1. Signals: default actions (handlers do not survive exec, but
+        // ignored signals would: Rust ignores SIGPIPE), then unblocked.
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                // Fails for the C library's own signals; harmless.
+                libc::sigaction(sig, &dfl, ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+
+        // 2. Die with the runner's thread; then make sure it was alive
+        // when that was set.
+        libc::close(args.go_w);
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(args.report_w, STEP_PDEATHSIG, e());
+        }
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(args.go_r, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && e() == libc::EINTR {
+                continue;
+            }
+            libc::_exit(1);
+        }
+        libc::close(args.go_r);
+
+        // 3. Its own session and process group.
+        if libc::setsid() < 0 {
+            fail(args.report_w, STEP_SETSID, e());
+        }
+
+        // 4. Its cgroup, before anything runs.
+        for procs in args.procs {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                fail(args.report_w, STEP_CGROUP, e());
+            }
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(args.report_w, STEP_CGROUP, e());
+            }
+            libc::close(fd);
+        }
+
+        // 5. Mounts: private, and a /proc of its own pid namespace.
+        if args.pid_mount {
+            if libc::mount(
+                ptr::null(),
+                c"/".as_ptr(),
+                ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                ptr::null(),
+            ) != 0
+            {
+                fail(args.report_w, STEP_PRIVATE, e());
+            }
+            if libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                ptr::null(),
+            ) != 0
+            {
+                fail(args.report_w, STEP_PROC, e());
+            }
+        }
+
+        if args.probe {
+            libc::_exit(0);
+        }
+
+        // 6. stdin from /dev/null (opened without close-on-exec: if it
+        // lands on 0 already, dup2 leaves the flags as they are),
+        // stdout and stderr to the pipes (which are above 2).
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if null < 0
+            || libc::dup2(null, 0) < 0
+            || libc::dup2(args.out_w, 1) < 0
+            || libc::dup2(args.err_w, 2) < 0
+        {
+            fail(args.report_w, STEP_STDIO, e());
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            fail(args.report_w, STEP_STDIO, e());
+        }
+        // Nothing else of the runner's reaches the agent: every other
+        // descriptor closes at exec. (ENOSYS before Linux 5.11: then
+        // only those opened close-on-exec do, which is all of Rust's.)
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+
+        // 7. Run it.
+        libc::execve(args.program.as_ptr(), args.argv, args.envp);
+        fail(args.report_w, STEP_EXEC, e())
+    }
+}
+
+/// A pidfd for `pid`, or `None` where the kernel has none.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; on success the result is
+    // a new descriptor that nothing else owns. `pid` is our unreaped
+    // child, so it cannot name another process.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether child `pid` has ended, without reaping it: while it is not
+/// reaped its pid (and process group id) cannot be reused, so the rest
+/// of its group can still be killed safely.
+pub(crate) fn has_ended(pid: i32) -> bool {
+    // SAFETY: waitid writes into the zeroed siginfo we pass.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        // ECHILD: someone else reaped it; it has ended all the same.
+        (r == 0 && info.si_pid() != 0) || (r < 0 && errno() == libc::ECHILD)
+    }
+}
+
+/// Reap child `pid`, waiting for it to end, and say how it ended.
+pub(crate) fn reap(pid: i32) -> ExitStatus {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes the status into a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return ExitStatus::from_wait(status);
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return ExitStatus::Unknown;
+    }
+}
+
+/// Whether process `pid` neither handles nor blocks `signal` (as its
+/// `/proc/PID/status` says). As pid 1 of a namespace, such a process
+/// never receives the signal from outside (the kernel drops it), unless
+/// it is KILL or STOP. `false` when that cannot be read.
+pub(crate) fn deaf_to(pid: i32, signal: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (signal - 1);
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    match (mask("SigCgt:"), mask("SigBlk:")) {
+        (Some(caught), Some(blocked)) => (caught | blocked) & bit == 0,
+        _ => false,
+    }
+}
+
+/// Whether process `pid` has a child that has not ended (zombies do not
+/// count), as `/proc/PID/task/PID/children` says.
+pub(crate) fn has_live_children(pid: i32) -> bool {
+    let Ok(list) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) else {
+        // Cannot tell: assume so, and let the grace period decide.
+        return true;
+    };
+    list.split_whitespace().any(|c| {
+        std::fs::read_to_string(format!("/proc/{c}/stat"))
+            // The state follows the command's closing parenthesis.
+            .map(|st| {
+                st.rsplit_once(')')
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Send `signal` to process `pid`.
+pub(crate) fn signal_pid(pid: i32, signal: i32) {
+    // SAFETY: kill takes plain integers; a pid that has just ended gives
+    // ESRCH, which is fine. Callers pass pids read from their agent's
+    // cgroup, which hold only its processes.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// Send `signal` to the process group `pgid` (every process of the
+/// agent that did not leave it).
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill with a negative pid signals a process group; the
+    // group is our unreaped child's, so its id is not reused.
+    unsafe { libc::kill(-pgid, signal) };
+}
+
+/// Read what is available from a non-blocking descriptor into `sink`,
+/// at most `limit` bytes. Returns `false` at end of file or on an error
+/// (the descriptor is then done).
+pub(crate) fn read_available(fd: &OwnedFd, limit: usize, sink: &mut dyn FnMut(&[u8])) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0;
+    while total < limit {
+        // SAFETY: reading into a local buffer of the given size.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            let n = n as usize;
+            sink(&buf[..n]);
+            total += n;
+            continue;
+        }
+        if n == 0 {
+            return false;
+        }
+        return match errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN => true,
+            _ => false,
+        };
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_the_tree_writes_them() {
+        assert_eq!(ExitStatus::Code(1).to_string(), "code=1");
+        assert_eq!(ExitStatus::Signal(libc::SIGKILL).to_string(), "signal=KILL");
+        assert_eq!(ExitStatus::Signal(60).to_string(), "signal=60");
+        assert!(ExitStatus::Code(0).success());
+        assert!(!ExitStatus::Signal(9).success());
+    }
+
+    #[test]
+    fn a_plain_child_runs_and_its_status_is_read() {
+        let env = vec!["PATH=/usr/bin:/bin".to_string()];
+        let launch = Launch {
+            program: Path::new("/bin/sh"),
+            args: &[
+                "-c".to_string(),
+                "echo out; echo err >&2; exit 3".to_string(),
+            ],
+            env: &env,
+            namespaces: Namespaces::default(),
+            cgroup_procs: Vec::new(),
+        };
+        let child = spawn(&launch).unwrap();
+        assert_eq!(reap(child.pid), ExitStatus::Code(3));
+        let mut out = Vec::new();
+        read_available(child.stdout.as_ref().unwrap(), 1 << 20, &mut |b| {
+            out.extend_from_slice(b)
+        });
+        assert_eq!(out, b"out\n");
+    }
+
+    #[test]
+    fn a_missing_program_is_an_exec_error() {
+        let launch = Launch {
+            program: Path::new("/nonexistent/program"),
+            args: &[],
+            env: &[],
+            namespaces: Namespaces::default(),
+            cgroup_procs: Vec::new(),
+        };
+        let err = spawn(&launch).unwrap_err();
+        assert_eq!(
+            err,
+            StartError::Exec {
+                program: "/nonexistent/program".to_string(),
+                errno: libc::ENOENT
+            }
+        );
+    }
+}
