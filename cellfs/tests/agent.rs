@@ -320,13 +320,15 @@ fn mkdir_makes_an_agent_with_its_files_and_key() {
     assert_eq!(n.ls(o, "agent"), ["a"]);
     assert_eq!(
         n.ls(o, "agent/a"),
-        ["children", "ctl", "intent", "key", "log", "status", "trace"]
+        [
+            "children", "ctl", "intent", "key", "log", "spec", "status", "trace"
+        ]
     );
     let status = n.cat(o, "agent/a/status");
     assert_eq!(
         status,
         format!(
-            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=max mem=max pids=max\ndrift -\ndrift-at -\nreason -\n"
+            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=max mem=max pids=max\ndrift -\ndrift-at -\nreason -\nrunner -\nresumes 0\n"
         )
     );
     let k = n.cat(o, "agent/a/key");
@@ -750,7 +752,7 @@ fn a_runner_reports_through_ctl_into_status_trace_and_log() {
     for (write, error) in [
         (
             "report runing",
-            "Rerror agent a: report: unknown state \"runing\"; expected running, exit, crashloop, failed, stopped",
+            "Rerror agent a: report: unknown state \"runing\"; expected running, exit, crashloop, failed, stopped, claim, release, resumed",
         ),
         (
             "report exit code=1\nreport exit code=nine",
@@ -941,10 +943,153 @@ fn the_manual_lists_every_verb() {
             v.name
         );
     }
-    for file in ["ctl", "status", "intent", "key", "log", "trace", "children"] {
+    for file in [
+        "ctl", "status", "spec", "intent", "key", "log", "trace", "children",
+    ] {
         assert!(
             page.contains(&format!(".B {file}\n")),
             "agent(3) lacks {file}"
         );
     }
+}
+
+#[test]
+fn spec_is_for_the_admin_right_and_holds_what_a_runner_needs() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "w");
+    let w = n.put(
+        o,
+        "agent/w/ctl",
+        "exec /bin/sh -c 'echo \"hi  there\"' ''\nenv TOKEN=s3cr3t 'x'\nintent rw /net r /chan/in\nlimit mem=1G\nstart",
+    );
+    assert_eq!(w, "Rwrite");
+    let text = n.cat(o, "agent/w/spec");
+    assert_eq!(
+        text,
+        "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi  there\"' ''\nenv TOKEN='s3cr3t '\\''x'\\'''\nlimits cpu=max mem=1G pids=max\npolicy never max=5 window=60s\nintent r /chan/in rw /net\nnetwork yes\n"
+    );
+    let spec = cellfs::agent::RunSpec::parse(&text).unwrap();
+    assert_eq!(spec.exec.unwrap().args, ["-c", "echo \"hi  there\"", ""]);
+    assert_eq!(spec.env["TOKEN"], "s3cr3t 'x'");
+    assert_eq!(
+        n.stat_of(o, "agent/w/status", "exec"),
+        "/bin/sh -c 'echo \"hi  there\"' ''"
+    );
+    assert_eq!(n.stat_of(o, "agent/w/status", "env"), "TOKEN");
+    // Without the admin right: refused, with why.
+    let reader = key().mint(claims(6, "alice", "/", "rw")).unwrap();
+    let c = n.client(&reader);
+    assert_eq!(
+        n.open(c, 20, "agent/w/spec", 0),
+        "Rerror read /agent/w/spec: capability 'alice' (scope /, rights rw) lacks the admin right"
+    );
+    assert!(n.cat(c, "agent/w/status").contains("env TOKEN\n"));
+    // Without the read right, admin is not enough either.
+    let admin = key().mint(claims(7, "bob", "/", "wa")).unwrap();
+    let c = n.client(&admin);
+    let r = n.open(c, 21, "agent/w/spec", 0);
+    assert!(r.contains("lacks the read right"), "{r}");
+    // An agent reading its own spec needs the admin right there in its
+    // intent: anything else is drift.
+    let t = key().mint(claims(8, "agent/w", "/", "rwa")).unwrap();
+    let a = n.client(&t);
+    let r = n.open(a, 22, "agent/w/spec", 0);
+    assert!(r.starts_with("Rerror agent w: walk /agent"), "{r}");
+    assert_eq!(n.stat_of(o, "agent/w/status", "state"), "halted-drift");
+}
+
+#[test]
+fn one_runner_claims_an_agent_and_the_claim_is_committed() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "exec /bin/worker\nstart\nreport claim runner=h1\nreport running pid=42 node=h1",
+    );
+    assert_eq!(w, "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/a/status", "runner"), "h1");
+    assert_eq!(n.stat_of(o, "agent/a/spec", "runner"), "h1");
+    // Another runner: refused, and nothing of the write is done.
+    let files = |n: &mut Node, c: ConnId| -> Vec<String> {
+        ["status", "spec", "trace"]
+            .iter()
+            .map(|f| n.cat(c, &format!("agent/a/{f}")))
+            .collect()
+    };
+    let before = files(&mut n, o);
+    let entries = n.log.entries().len();
+    assert_eq!(
+        n.put(o, "agent/a/ctl", "stop\nreport claim runner=h2"),
+        "Rerror agent a is run by runner h1; runner h2 may claim it once h1 releases it (report release, or report stopped, crashloop or failed)"
+    );
+    for (write, error) in [
+        (
+            "report claim",
+            "Rerror agent a: report: claim: say runner=NAME",
+        ),
+        (
+            "report claim runner=../h",
+            "Rerror agent a: report: claim: runner \"../h\": names are 1-64 of A-Z a-z 0-9 . _ - and do not start with '.'",
+        ),
+        (
+            "report release now",
+            "Rerror agent a: report: release: unexpected argument \"now\"",
+        ),
+    ] {
+        assert_eq!(n.put(o, "agent/a/ctl", write), error);
+    }
+    let alice = key().mint(claims(6, "alice", "/", "rw")).unwrap();
+    let c = n.client(&alice);
+    assert_eq!(
+        n.put(c, "agent/a/ctl", "report claim runner=h2"),
+        "Rerror report /agent/a/ctl: capability 'alice' (scope /, rights rw) lacks the admin right"
+    );
+    assert_eq!(files(&mut n, o), before);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    // Its runner restarted and lost the process: it resumes it.
+    n.time.set(NOW + 7);
+    assert_eq!(
+        n.put(o, "agent/a/ctl", "report claim runner=h1\nreport resumed"),
+        "Rwrite"
+    );
+    assert_eq!(
+        n.cat(o, "agent/a/trace"),
+        format!(
+            "resume {} runner=h1 pid=42 node=h1\n  before {NOW} ctl exec /bin/worker; start\n",
+            NOW + 7
+        )
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "pending");
+    assert_eq!(n.stat_of(o, "agent/a/status", "resumes"), "1");
+    assert_eq!(n.stat_of(o, "agent/a/status", "pid"), "-");
+    // The claim survives a restart (replay) and a snapshot.
+    let before = files(&mut n, o);
+    let mut m = Node::with(n.log.reopened(), key());
+    let c = m.client(&owner());
+    assert_eq!(files(&mut m, c), before);
+    let mut state = cellfs::state::State::default();
+    for (i, bytes) in n.log.entries().iter().enumerate() {
+        let cmd = cellfs::Command::decode(bytes).unwrap();
+        let _ = state.apply(i as u64 + 1, &cmd);
+    }
+    let log = TestLog::default();
+    log.push(cellfs::Commit::Snapshot(cellfs::Snapshot {
+        index: n.log.entries().len() as u64,
+        term: 1,
+        data: state.encode(),
+    }));
+    let mut s = Node::with(log, key());
+    let sc = s.client(&owner());
+    assert_eq!(files(&mut s, sc), before);
+    // Still h1's after the restart; stopped lets it go.
+    let r = m.put(c, "agent/a/ctl", "report claim runner=h2");
+    assert!(r.contains("is run by runner h1"), "{r}");
+    assert_eq!(
+        m.put(c, "agent/a/ctl", "report stopped\nreport claim runner=h2"),
+        "Rwrite"
+    );
+    assert_eq!(m.stat_of(c, "agent/a/status", "runner"), "h2");
+    assert_eq!(m.put(c, "agent/a/ctl", "report release"), "Rwrite");
+    assert_eq!(m.stat_of(c, "agent/a/status", "runner"), "-");
 }

@@ -102,7 +102,7 @@ pub const CTL_VERBS: &[Verb] = &[
     words("spawn", "spawn CHILD [RIGHTS PATH…]"),
     words(
         "report",
-        "report running pid=N node=ID | report exit code=N|signal=NAME [restarting=yes|no] | report crashloop | report failed REASON… | report stopped",
+        "report running pid=N node=ID | report exit code=N|signal=NAME [restarting=yes|no] | report crashloop | report failed REASON… | report stopped | report claim runner=NAME | report release | report resumed",
     ),
     text("stderr", "stderr TEXT (after report exit)"),
     text("log", "log TEXT"),
@@ -168,7 +168,7 @@ fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
     let inv = |what: String| Error::Invalid(format!("{object}: {}: {what}", l.verb));
     let words: Vec<&str> = l.rest.split_ascii_whitespace().collect();
     Ok(Line::Op(match l.verb {
-        "exec" => AgentOp::Exec(exec(&words, l.rest).map_err(inv)?),
+        "exec" => AgentOp::Exec(exec(l.rest).map_err(inv)?),
         "env" => env(l.rest).map_err(inv)?,
         "intent" => AgentOp::Intent(intent::parse(&words).map_err(inv)?),
         "limit" => AgentOp::Limit(limit(object, l)?),
@@ -193,14 +193,97 @@ fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
     }))
 }
 
+/// The words of `text` as `exec` reads them: split at white space
+/// (ASCII), with the quoting of a shell's simplest form: `'…'` keeps
+/// everything up to the next `'` as it is; `"…"` too, except that `\"`
+/// and `\\` in it stand for `"` and `\`; outside quotes `\` keeps the
+/// character after it. Pieces that touch make one word, so `''` is an
+/// empty word and `'it'\''s'` is `it's`. [`quote`] writes a word back.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = text.chars();
+    // The word being read, if one has started (an empty quoted one has).
+    let mut word: Option<String> = None;
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_ascii_whitespace() => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => return Err(String::from("a ' is not closed")),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => w.push(c),
+                            Some(c) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => return Err(String::from("a \" is not closed")),
+                        },
+                        Some(c) => w.push(c),
+                        None => return Err(String::from("a \" is not closed")),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err(String::from("a \\ ends the line")),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if let Some(w) = word {
+        words.push(w);
+    }
+    Ok(words)
+}
+
+/// `word` as [`split_words`] reads it back as one word: as it is when
+/// nothing in it needs quoting, else in `'…'` (a `'` in it as `'\''`).
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\' | '#'));
+    if plain {
+        return String::from(word);
+    }
+    let mut s = String::with_capacity(word.len() + 2);
+    s.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            s.push_str("'\\''");
+        } else {
+            s.push(c);
+        }
+    }
+    s.push('\'');
+    s
+}
+
 /// `exec PATH [ARG…]`: a clean absolute path (whether it exists is for
-/// the runner, on the host that runs it), then arguments split at white
-/// space, without control characters.
-fn exec(words: &[&str], rest: &str) -> Result<Exec, String> {
-    let path = words.first().copied().unwrap_or_default();
+/// the runner, on the host that runs it), then arguments, the words
+/// split and unquoted by [`split_words`], without control characters.
+pub(crate) fn exec(rest: &str) -> Result<Exec, String> {
     if rest.len() > MAX_EXEC {
         return Err(format!("the line is longer than {MAX_EXEC} bytes"));
     }
+    let words = split_words(rest)?;
+    let path = words.first().map(String::as_str).unwrap_or_default();
     if words.len().saturating_sub(1) > MAX_ARGS {
         return Err(format!("at most {MAX_ARGS} arguments"));
     }
@@ -218,9 +301,11 @@ fn exec(words: &[&str], rest: &str) -> Result<Exec, String> {
             a.escape_debug()
         ));
     }
+    let mut words = words.into_iter();
+    let path = words.next().unwrap_or_default();
     Ok(Exec {
-        path: String::from(path),
-        args: words[1..].iter().map(|w| String::from(*w)).collect(),
+        path,
+        args: words.collect(),
     })
 }
 
@@ -322,12 +407,29 @@ fn report(words: &[&str], rest: &str) -> Result<Report, String> {
                 before: None,
             }))
         }
-        "crashloop" | "stopped" => {
+        "crashloop" | "stopped" | "release" => {
             report_keys(what, args, &[])?;
-            Ok(if what == "stopped" {
-                Report::Stopped
-            } else {
-                Report::Crashloop
+            Ok(match what {
+                "stopped" => Report::Stopped,
+                "release" => Report::Release,
+                _ => Report::Crashloop,
+            })
+        }
+        "resumed" => {
+            report_keys(what, args, &[])?;
+            Ok(Report::Resumed {
+                ops: Vec::new(),
+                before: None,
+            })
+        }
+        "claim" => {
+            let kv = report_keys(what, args, &["runner"])?;
+            let Some(runner) = get(&kv, "runner") else {
+                return Err(String::from("claim: say runner=NAME"));
+            };
+            check_runner(runner).map_err(|e| format!("claim: {e}"))?;
+            Ok(Report::Claim {
+                runner: String::from(runner),
             })
         }
         "failed" => {
@@ -340,9 +442,21 @@ fn report(words: &[&str], rest: &str) -> Result<Report, String> {
             Ok(Report::Failed(clean(why, MAX_REASON)))
         }
         other => Err(format!(
-            "unknown state \"{other}\"; expected running, exit, crashloop, failed, stopped"
+            "unknown state \"{other}\"; expected running, exit, crashloop, failed, stopped, claim, release, resumed"
         )),
     }
+}
+
+/// Check a runner's name (`report claim runner=`): the rule of channel
+/// and agent names.
+pub fn check_runner(name: &str) -> Result<(), String> {
+    crate::chan::check_name(name).map_err(|_| {
+        format!(
+            "runner \"{}\": names are 1-{} of A-Z a-z 0-9 . _ - and do not start with '.'",
+            name.escape_debug(),
+            crate::chan::MAX_NAME
+        )
+    })
 }
 
 /// `env KEY=VALUE`: the value is the rest of the line, trimmed; an empty
@@ -354,6 +468,15 @@ fn env(rest: &str) -> Result<AgentOp, String> {
             rest.escape_debug()
         ));
     };
+    check_env(key, value)?;
+    Ok(AgentOp::Env {
+        key: String::from(key),
+        value: (!value.is_empty()).then(|| String::from(value)),
+    })
+}
+
+/// Check an environment variable's name and value.
+pub(crate) fn check_env(key: &str, value: &str) -> Result<(), String> {
     let mut chars = key.chars();
     let good_key = key.len() <= MAX_ENV_KEY
         && chars
@@ -374,10 +497,7 @@ fn env(rest: &str) -> Result<AgentOp, String> {
     if value.chars().any(char::is_control) {
         return Err(format!("{key}: the value holds a control character"));
     }
-    Ok(AgentOp::Env {
-        key: String::from(key),
-        value: (!value.is_empty()).then(|| String::from(value)),
-    })
+    Ok(())
 }
 
 /// A size in bytes from digits and an optional `K`, `M`, `G` or `T`
@@ -586,6 +706,32 @@ mod tests {
             ]
         );
         assert_eq!(ok("start\nstop\nkill").len(), 3);
+        assert_eq!(
+            op("exec '/opt/my app/run' -c 'echo \"a  b\"' '' it\\'s"),
+            AgentOp::Exec(Exec {
+                path: String::from("/opt/my app/run"),
+                args: vec![
+                    String::from("-c"),
+                    String::from("echo \"a  b\""),
+                    String::new(),
+                    String::from("it's"),
+                ],
+            })
+        );
+        assert!(err("exec /bin/sh -c 'echo").contains("exec: a ' is not closed"));
+        assert_eq!(
+            op("report claim runner=h1"),
+            AgentOp::Report(Report::Claim {
+                runner: String::from("h1")
+            })
+        );
+        assert_eq!(op("report release"), AgentOp::Report(Report::Release));
+        assert!(matches!(
+            op("report resumed"),
+            AgentOp::Report(Report::Resumed { .. })
+        ));
+        assert!(err("report claim runner=.x").contains("runner \".x\": names are"));
+        assert!(err("report resumed now").contains("unexpected argument"));
     }
 
     #[test]

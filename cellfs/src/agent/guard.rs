@@ -174,9 +174,9 @@ pub fn drift_command(agents: &Agents, local: &Local, c: &Caught) -> Option<Comma
 }
 
 /// Keep this node's record up to date with an applied agent command: a
-/// ctl write to an agent is what its trace shows as `before`; an exit or
-/// drift recorded starts its recent operations afresh; a removed agent is
-/// forgotten.
+/// ctl write to an agent is what its trace shows as `before`; an exit, a
+/// resume or a drift recorded starts its recent operations afresh; a
+/// removed agent is forgotten.
 pub fn applied(local: &Local, agents: &Agents, cmd: &AgentCmd) {
     match cmd {
         AgentCmd::Ctl { name, ops, at } => {
@@ -191,10 +191,12 @@ pub fn applied(local: &Local, agents: &Agents, cmd: &AgentCmd) {
             if !written.is_empty() {
                 local.before(id, *at, &format!("ctl {}", written.join("; ")));
             }
-            if ops
-                .iter()
-                .any(|op| matches!(op, AgentOp::Report(Report::Exit(_))))
-            {
+            if ops.iter().any(|op| {
+                matches!(
+                    op,
+                    AgentOp::Report(Report::Exit(_) | Report::Resumed { .. })
+                )
+            }) {
                 local.recorded(id);
             }
         }

@@ -129,6 +129,20 @@ pub fn beyond_grant<'a>(intent: &'a [Reach], grant: &Grant) -> Option<&'a Reach>
         .find(|r| !scope::contains(&grant.scope, &r.path) || !r.rights.within(grant.rights))
 }
 
+/// The path an intent names to ask for the host's network. There is no
+/// `/net` in the tree: for the guard it is a path like any other that
+/// does not exist.
+pub const NET: &str = "/net";
+
+/// Whether an agent with `intent` may use the host's network: its intent
+/// covers `rw /net` (as it would cover a sub-agent's entry: read and
+/// write each granted by an entry whose subtree holds `/net`), as
+/// `rw /net` and `rwcda /` do. Without it the runner gives the agent's
+/// process no network.
+pub fn wants_network(intent: &[Reach]) -> bool {
+    grants(intent, NET, Right::Read) && grants(intent, NET, Right::Write)
+}
+
 /// The intent as `RIGHTS PATH` words on one line (`none` when empty).
 pub fn words(intent: &[Reach]) -> String {
     if intent.is_empty() {
@@ -206,6 +220,23 @@ mod tests {
             assert!(!visible(&x, hidden), "{hidden}");
         }
         assert!(!visible(&[], "/"), "an empty intent sees nothing");
+    }
+
+    #[test]
+    fn the_network_is_rw_over_net() {
+        assert!(wants_network(&i("rw /net r /chan/in")));
+        assert!(wants_network(&i("rwcda /")));
+        assert!(wants_network(&i("r / w /net")), "rights add up");
+        for no in [
+            "none",
+            "r /net",
+            "w /net",
+            "rw /net/x",
+            "rw /netx",
+            "rw /chan",
+        ] {
+            assert!(!wants_network(&i(no)), "{no}");
+        }
     }
 
     #[test]

@@ -1,23 +1,27 @@
 //! `/agent`: agents. `mkdir /agent/NAME` makes one, with its own ed25519
-//! identity; each has `ctl`, `status`, `intent`, `key`, `log`, `trace`
-//! and `children`. See agent(3).
+//! identity; each has `ctl`, `status`, `spec`, `intent`, `key`, `log`,
+//! `trace` and `children`. See agent(3).
 //!
 //! This is the tree's half of an agent: identity, declared intent,
 //! program, environment, limits, restart policy and the state it is
 //! wanted in, all committed through the log; what a runner reports of
 //! its processes (`report` and `log` on its ctl); and the enforcement of
 //! its intent on the requests made with its capability ([`guard`]).
-//! The runner that starts and supervises processes reads this state.
+//! The runner that starts and supervises processes reads this state
+//! from `spec` ([`RunSpec`]), and claims the agents it runs (`report
+//! claim`), so that two runners never run one agent.
 
 mod ctl;
 pub mod guard;
 pub mod intent;
 mod local;
+mod spec;
 mod state;
 
-pub use ctl::{CTL_VERBS, MAX_LOG_LINE, parse_size, size_word};
+pub use ctl::{CTL_VERBS, MAX_LOG_LINE, check_runner, parse_size, quote, size_word, split_words};
 pub use guard::{HOLDER, holder_agent};
 pub use local::{Caught, Local};
+pub use spec::RunSpec;
 pub use state::{
     Agent, AgentCmd, AgentOp, Agents, DriftAt, Exec, ExitHow, ExitReport, Happened, LimitChange,
     Limits, MAX_AGENTS, MAX_ENV, MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RECENT, MAX_STDERR, MAX_TRACE,
@@ -50,17 +54,19 @@ const K_KEY: u8 = 5;
 const K_LOG: u8 = 6;
 const K_TRACE: u8 = 7;
 const K_CHILDREN: u8 = 8;
+const K_SPEC: u8 = 9;
 
 /// `/agent` itself.
 pub const TOP: Node = Node::new(DEV, K_TOP, 0);
 
 /// The entries of every agent directory: name, kind, permissions.
-const FILES: [(&str, u8, u32); 7] = [
+const FILES: [(&str, u8, u32); 8] = [
     ("children", K_CHILDREN, 0o444),
     ("ctl", K_CTL, 0o220),
     ("intent", K_INTENT, 0o444),
     ("key", K_KEY, 0o444),
     ("log", K_LOG, 0o444),
+    ("spec", K_SPEC, 0o400),
     ("status", K_STATUS, 0o444),
     ("trace", K_TRACE, 0o444),
 ];
@@ -157,11 +163,17 @@ fn may_create(cx: &Ctx<'_>, object: &str, child: &str) -> Result<(), Error> {
 /// Refuse a runner's line (`report`, `stderr`, `log`) unless the writer
 /// holds the admin right.
 fn may_report(cx: &Ctx<'_>, name: &str, op: &'static str) -> Result<(), Error> {
-    let path = format!("/agent/{name}/ctl");
+    need_admin(cx, name, "ctl", op)
+}
+
+/// Refuse `op` on agent `name`'s `file` unless the capability holds the
+/// admin right (and, for an agent's, its intent grants it there).
+fn need_admin(cx: &Ctx<'_>, name: &str, file: &str, op: &'static str) -> Result<(), Error> {
+    let path = format!("/agent/{name}/{file}");
     guard::check(cx, op, &path, Right::Admin, false)?;
     let Some(g) = cx.grant else {
         return Err(Error::Unauthorized(format!(
-            "agent {name}: {op}: no capability to check the admin right against"
+            "agent {name}: {op} {file}: no capability to check the admin right against"
         )));
     };
     if g.rights.has(Right::Admin) {
@@ -196,6 +208,12 @@ impl AgentDev {
         let id = cx.state.agents.id(&agent.name);
         for line in ctl::parse(&agent.name, data)? {
             let op = match line {
+                Line::Op(AgentOp::Report(Report::Resumed { .. })) => {
+                    may_report(cx, &agent.name, "report")?;
+                    // What this node saw before the process was lost.
+                    let (ops, before) = id.map(|id| cx.agent_local.recent(id)).unwrap_or_default();
+                    AgentOp::Report(Report::Resumed { ops, before })
+                }
                 Line::Op(AgentOp::Report(Report::Exit(mut e))) => {
                     may_report(cx, &agent.name, "report")?;
                     // What this node saw before the exit goes with it.
@@ -322,6 +340,8 @@ impl Device for AgentDev {
                 agent.name
             ))),
             K_CTL | K_DIR => Ok(Aux::None),
+            // It holds environment values (credentials): the runner's.
+            K_SPEC if !write => need_admin(cx, &agent.name, "spec", "read").map(|()| Aux::None),
             _ if write => Err(Error::Perm(format!(
                 "agent {}: only ctl can be written",
                 agent.name
@@ -347,6 +367,10 @@ impl Device for AgentDev {
             |render: &dyn Fn() -> String| Ok(dev::read_text(aux, offset, count, out, render));
         match node.kind {
             K_STATUS => text(&|| status(agent)),
+            K_SPEC => {
+                need_admin(cx, &agent.name, "spec", "read")?;
+                text(&|| RunSpec::render(agent))
+            }
             K_INTENT => text(&|| {
                 let mut s = String::new();
                 for r in &agent.intent {
@@ -453,7 +477,7 @@ fn status(agent: &Agent) -> String {
     let p = &agent.policy;
     let _ = write!(
         s,
-        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\n",
+        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\nrunner {}\nresumes {}\n",
         agent.name,
         agent.phase.word(),
         agent.want.word(),
@@ -477,6 +501,8 @@ fn status(agent: &Agent) -> String {
         or_dash(agent.drift.as_ref().map(|d| format!("{} {}", d.op, d.path))),
         or_dash(agent.drift.as_ref().map(|d| d.at)),
         or_dash(agent.reason.as_deref()),
+        or_dash(agent.runner.as_deref()),
+        agent.resumes,
     );
     s
 }
@@ -503,6 +529,15 @@ fn trace(agent: &Agent) -> String {
                     "exit {} {how} restarting={} pid={} node={}",
                     t.at,
                     if *restarting { "yes" } else { "no" },
+                    or_dash(*pid),
+                    or_dash(node.as_deref()),
+                );
+            }
+            Happened::Resume { runner, pid, node } => {
+                let _ = writeln!(
+                    s,
+                    "resume {} runner={runner} pid={} node={}",
+                    t.at,
                     or_dash(*pid),
                     or_dash(node.as_deref()),
                 );

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::events::Kind;
 use crate::node::MAX_OBJ;
 
-use super::ctl::size_word;
+use super::ctl::{quote, size_word};
 use super::dir_node;
 use super::intent::{self, Intent};
 
@@ -164,6 +164,13 @@ impl Want {
             Want::Killed => "killed",
         }
     }
+
+    /// The state a word names.
+    pub fn parse(word: &str) -> Option<Want> {
+        [Want::Stopped, Want::Running, Want::Killed]
+            .into_iter()
+            .find(|w| w.word() == word)
+    }
 }
 
 /// What is known of an agent: what was asked of it, what its runner
@@ -203,6 +210,22 @@ impl Phase {
             Phase::Failed => "failed",
             Phase::HaltedDrift => "halted-drift",
         }
+    }
+
+    /// The phase a word names.
+    pub fn parse(word: &str) -> Option<Phase> {
+        [
+            Phase::Created,
+            Phase::Pending,
+            Phase::Stopped,
+            Phase::Running,
+            Phase::Exited,
+            Phase::Crashloop,
+            Phase::Failed,
+            Phase::HaltedDrift,
+        ]
+        .into_iter()
+        .find(|p| p.word() == word)
     }
 }
 
@@ -286,6 +309,20 @@ pub enum Report {
     Failed(String),
     /// `report stopped`: it stopped it as asked.
     Stopped,
+    /// `report claim runner=NAME`: runner NAME runs the agent; no other
+    /// runner may claim it until the claim is released.
+    Claim { runner: String },
+    /// `report release`: no runner runs it now (another may claim it).
+    Release,
+    /// `report resumed`: the claiming runner started afresh (its host
+    /// restarted) and the process it ran was lost; it starts it again.
+    /// With what the proposing node saw before.
+    Resumed {
+        /// The agent's last operations on the tree, seen by that node.
+        ops: Vec<Recent>,
+        /// The last ctl write to it or message it read, on that node.
+        before: Option<Recent>,
+    },
 }
 
 impl Report {
@@ -306,6 +343,9 @@ impl Report {
             Report::Crashloop => String::from("report crashloop"),
             Report::Failed(why) => format!("report failed {why}"),
             Report::Stopped => String::from("report stopped"),
+            Report::Claim { runner } => format!("report claim runner={runner}"),
+            Report::Release => String::from("report release"),
+            Report::Resumed { .. } => String::from("report resumed"),
         }
     }
 }
@@ -317,6 +357,13 @@ pub enum Happened {
     Exit {
         how: ExitHow,
         restarting: bool,
+        pid: Option<u32>,
+        node: Option<String>,
+    },
+    /// The claiming runner started afresh and its process (`pid` on
+    /// `node`, as last reported) was lost with it.
+    Resume {
+        runner: String,
         pid: Option<u32>,
         node: Option<String>,
     },
@@ -364,10 +411,11 @@ pub struct Exec {
 }
 
 impl fmt::Display for Exec {
+    /// The words as `exec` takes them: each quoted when it must be.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path)?;
+        f.write_str(&quote(&self.path))?;
         for a in &self.args {
-            write!(f, " {a}")?;
+            write!(f, " {}", quote(a))?;
         }
         Ok(())
     }
@@ -556,6 +604,10 @@ pub struct Agent {
     pub log: VecDeque<String>,
     /// Bytes in `log`, a newline for each line included.
     pub log_bytes: usize,
+    /// The runner that claimed it (`report claim`), until released.
+    pub runner: Option<String>,
+    /// How many times its runner resumed it (`report resumed`).
+    pub resumes: u32,
 }
 
 impl fmt::Debug for Agent {
@@ -566,6 +618,7 @@ impl fmt::Debug for Agent {
             .field("parent", &self.parent)
             .field("want", &self.want)
             .field("phase", &self.phase)
+            .field("runner", &self.runner)
             .finish_non_exhaustive()
     }
 }
@@ -599,6 +652,8 @@ impl Agent {
             trace: VecDeque::new(),
             log: VecDeque::new(),
             log_bytes: 0,
+            runner: None,
+            resumes: 0,
         }
     }
 
@@ -736,6 +791,7 @@ impl Agents {
         let mut has_exec = agent.exec.is_some();
         let mut intent: &Intent = &agent.intent;
         let mut env: BTreeSet<&str> = agent.env.keys().map(String::as_str).collect();
+        let mut runner: Option<&str> = agent.runner.as_deref();
         // Sub-agents, those spawned earlier in this write included, whose
         // intents this one's must keep covering.
         let mut children: Vec<(&str, &Intent)> = agent
@@ -779,6 +835,24 @@ impl Agents {
                         }
                     }
                     intent = new;
+                }
+                AgentOp::Report(Report::Claim { runner: new }) => {
+                    if let Some(held) = runner
+                        && held != new
+                    {
+                        return Err(Error::Perm(format!(
+                            "agent {name} is run by runner {held}; runner {new} may claim it once {held} releases it (report release, or report stopped, crashloop or failed)"
+                        )));
+                    }
+                    runner = Some(new);
+                }
+                AgentOp::Report(
+                    Report::Release | Report::Stopped | Report::Crashloop | Report::Failed(_),
+                ) => runner = None,
+                AgentOp::Report(Report::Resumed { .. }) if runner.is_none() => {
+                    return Err(Error::Invalid(format!(
+                        "agent {name}: report resumed: no runner has claimed it; write 'report claim runner=NAME' before it (in the same write)"
+                    )));
                 }
                 AgentOp::Start if !has_exec => {
                     return Err(Error::Invalid(format!(
@@ -985,11 +1059,41 @@ fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
     }
 }
 
-/// A runner's report. The facts (pid, node, exits) are always kept; the
-/// phase follows them, except that a halted agent stays halted until
-/// `start`.
+/// A runner's report. The facts (pid, node, exits, claims) are always
+/// kept; the phase follows them, except that a halted agent stays halted
+/// until `start`. A report that the runner let the agent go (stopped,
+/// crash loop, failure) releases its claim.
 fn apply_report(agent: &mut Agent, r: &Report, at: u64) {
     let phase = match r {
+        Report::Claim { runner } => {
+            agent.runner = Some(runner.clone());
+            return;
+        }
+        Report::Release => {
+            agent.runner = None;
+            return;
+        }
+        Report::Resumed { ops, before } => {
+            agent.resumes = agent.resumes.saturating_add(1);
+            agent.push_trace(Trace {
+                at,
+                what: Happened::Resume {
+                    runner: agent.runner.clone().unwrap_or_default(),
+                    pid: agent.pid,
+                    node: agent.node.clone(),
+                },
+                stderr: Vec::new(),
+                ops: ops.clone(),
+                before: before.clone(),
+            });
+            agent.pid = None;
+            // Its runner starts it again and says so (report running).
+            if agent.phase == Phase::Running {
+                Phase::Pending
+            } else {
+                return;
+            }
+        }
         Report::Running { pid, node } => {
             agent.pid = Some(*pid);
             agent.node = Some(node.clone());
@@ -1022,15 +1126,18 @@ fn apply_report(agent: &mut Agent, r: &Report, at: u64) {
         }
         Report::Crashloop => {
             agent.pid = None;
+            agent.runner = None;
             Phase::Crashloop
         }
         Report::Failed(why) => {
             agent.pid = None;
+            agent.runner = None;
             agent.reason = Some(why.clone());
             Phase::Failed
         }
         Report::Stopped => {
             agent.pid = None;
+            agent.runner = None;
             Phase::Stopped
         }
     };
@@ -1387,6 +1494,84 @@ mod tests {
         // Caught in the run before this start: stale.
         assert!(drift(&mut a, starts).events.is_empty());
         assert_eq!(a.by_name("a").unwrap().phase, Phase::Pending);
+    }
+
+    fn claim(runner: &str) -> AgentOp {
+        AgentOp::Report(Report::Claim { runner: s(runner) })
+    }
+
+    fn resumed() -> AgentOp {
+        AgentOp::Report(Report::Resumed {
+            ops: vec![],
+            before: None,
+        })
+    }
+
+    #[test]
+    fn one_runner_holds_a_claim_until_it_lets_the_agent_go() {
+        let mut a = agents(&["a"]);
+        ctl(&mut a, "a", vec![exec(), AgentOp::Start, claim("h1")]).unwrap();
+        // Again by the same runner: fine.
+        ctl(&mut a, "a", vec![claim("h1"), running()]).unwrap();
+        let version = a.by_name("a").unwrap().version;
+        let e = ctl(&mut a, "a", vec![AgentOp::Stop, claim("h2")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("agent a is run by runner h1; "),
+            "{e}"
+        );
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.runner.as_deref(), x.want, x.version),
+            (Some("h1"), Want::Running, version),
+            "nothing changed"
+        );
+        // Released in the same write, then taken.
+        ctl(
+            &mut a,
+            "a",
+            vec![AgentOp::Report(Report::Release), claim("h2")],
+        )
+        .unwrap();
+        assert_eq!(a.by_name("a").unwrap().runner.as_deref(), Some("h2"));
+        // Reports that the runner let it go release it too.
+        for gone in [Report::Stopped, Report::Crashloop, Report::Failed(s("x"))] {
+            ctl(&mut a, "a", vec![claim("h3")]).unwrap_err();
+            ctl(&mut a, "a", vec![AgentOp::Report(gone)]).unwrap();
+            assert_eq!(a.by_name("a").unwrap().runner, None);
+            ctl(&mut a, "a", vec![claim("h2")]).unwrap();
+        }
+        ctl(&mut a, "a", vec![exit(1, true)]).unwrap();
+        assert_eq!(a.by_name("a").unwrap().runner.as_deref(), Some("h2"));
+    }
+
+    #[test]
+    fn a_resume_needs_a_claim_and_is_traced_and_counted() {
+        let mut a = agents(&["a"]);
+        ctl(&mut a, "a", vec![exec(), AgentOp::Start, running()]).unwrap();
+        let e = ctl(&mut a, "a", vec![resumed()]).unwrap_err();
+        assert!(e.to_string().contains("no runner has claimed it"), "{e}");
+        ctl(&mut a, "a", vec![claim("h1"), resumed()]).unwrap();
+        let x = a.by_name("a").unwrap();
+        assert_eq!(
+            (x.phase, x.pid, x.resumes, x.runner.as_deref()),
+            (Phase::Pending, None, 1, Some("h1"))
+        );
+        assert_eq!(
+            x.trace[0].what,
+            Happened::Resume {
+                runner: s("h1"),
+                pid: Some(42),
+                node: Some(s("n1")),
+            }
+        );
+        // Claims and resumes are committed state: a snapshot keeps them.
+        let bytes = postcard::to_allocvec(&a).unwrap();
+        let back: Agents = postcard::from_bytes(&bytes).unwrap();
+        let y = back.by_name("a").unwrap();
+        assert_eq!(
+            (y.runner.as_deref(), y.resumes, &y.trace),
+            (Some("h1"), 1, &x.trace)
+        );
     }
 
     #[test]
