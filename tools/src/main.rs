@@ -13,7 +13,9 @@ mod identity;
 mod mount;
 mod proof;
 mod raft;
+mod runner;
 mod serve;
+mod shim;
 mod up;
 mod verbs;
 
@@ -135,6 +137,14 @@ enum Cmd {
     /// Measure ops/s and latency over 9P on loopback, against diod too;
     /// `bench raft`: replicated commits on clusters, against etcd.
     Bench(bench::BenchArgs),
+    /// Run the agents placed on this host (see agent(3)): `cell0 serve`
+    /// runs one itself; this is for other hosts.
+    Runner(runner::RunnerArgs),
+    /// Set up one agent process inside its sandbox (the runner starts it;
+    /// see agent(3)): mount the tree at $CELL0_MOUNT with the agent's
+    /// capability, then run the agent's program.
+    #[command(hide = true)]
+    AgentShim(shim::ShimArgs),
 }
 
 fn main() -> ExitCode {
@@ -164,6 +174,8 @@ fn main() -> ExitCode {
         Cmd::Proof(c) => proof::run(c),
         Cmd::Chan(c) => chan::run(c),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Runner(a) => runner::run(a),
+        Cmd::AgentShim(a) => shim::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

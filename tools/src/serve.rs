@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// for experiments only).
     #[arg(long)]
     pub insecure: bool,
+    /// Run no agents on this host (by default the node runs a runner for
+    /// the agents placed on it; see agent(3)).
+    #[arg(long)]
+    pub no_runner: bool,
     /// Cluster membership.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -182,17 +186,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         &args.listen,
         &data,
         args.insecure,
+        !args.no_runner,
         &args.cluster,
         None,
     ))
 }
 
 /// Serve on `listen` with data in `data` until a signal (or `stop`);
-/// `insecure` lets attaches without a capability in.
+/// `insecure` lets attaches without a capability in; `runner` runs the
+/// agents placed on this node's runner (named after the node).
 pub async fn serve(
     listen: &str,
     data: &Path,
     insecure: bool,
+    runner: bool,
     cluster: &ClusterArgs,
     stop: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
@@ -288,6 +295,23 @@ pub async fn serve(
         }
     });
 
+    // The runner speaks 9P to this node like any client: it needs the
+    // listener to be up, and the commit task to answer it.
+    let runner = if runner {
+        let local = loopback(addr);
+        let token = crate::identity::read_token(&owner)?;
+        // It connects on its own thread, once the loop below accepts.
+        match crate::runner::spawn(&node_id, &local, &local, &token) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("cell0: node {node_id} runs no agents: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = stop.unwrap_or_default();
     loop {
@@ -305,6 +329,9 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // Its agents' processes end with the node (they are not reported
+    // stopped: the node's next start runs them again).
+    tokio::task::block_in_place(|| drop(runner));
     // Make every proposed command durable before exiting; the log writer
     // finishes its queue, so nothing a client was told is lost.
     let mut core = lock(&core);
@@ -312,6 +339,17 @@ pub async fn serve(
     core.poll(None);
     eprintln!("cell0: node {node_id} stopped");
     Ok(())
+}
+
+/// The address a process on this host dials to reach a listener bound
+/// to `addr` (an unspecified address is reached on loopback).
+fn loopback(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port()).to_string()
 }
 
 /// A node to ask for membership, and who to ask it for.

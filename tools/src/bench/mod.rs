@@ -12,8 +12,10 @@
 //! `cell0 bench raft` measures something else: replicated commits on
 //! Cell0 clusters against an etcd cluster (see [`raft`]); `cell0 bench
 //! chan`, messages through one channel to many readers against Redis
-//! pub/sub (see [`chan`]).
+//! pub/sub (see [`chan`]); `cell0 bench agents`, agent spawns, creation
+//! and memory (see [`agents`]).
 
+mod agents;
 mod chan;
 mod conn;
 mod enforce;
@@ -38,6 +40,8 @@ pub enum Case {
     /// Messages through one channel, 1→1, 16→16 and 1→16, and through
     /// Redis pub/sub.
     Chan,
+    /// Agents: spawn latency, creating many, memory per agent.
+    Agents,
 }
 
 /// Flags of `cell0 bench`.
@@ -75,6 +79,13 @@ pub struct BenchArgs {
     /// With raft: leave etcd out (it is needed otherwise).
     #[arg(long, requires = "case")]
     pub no_etcd: bool,
+    /// With agents: how many agents to make.
+    #[arg(long, default_value_t = 1000, requires = "case")]
+    pub agents: usize,
+    /// With agents: how many of them to start (each spawn timed) and
+    /// leave running.
+    #[arg(long, default_value_t = 200, requires = "case")]
+    pub running: usize,
 }
 
 /// Run the benchmarks and print the figures.
@@ -98,6 +109,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "bench chan starts its own node; --addr is for the 9P cases"
         );
         return chan::run(Duration::from_secs(args.secs));
+    }
+    if args.case == Some(Case::Agents) {
+        anyhow::ensure!(
+            args.addr.is_none(),
+            "bench agents starts its own node; --addr is for the 9P cases"
+        );
+        return agents::run(&agents::Plan {
+            agents: args.agents,
+            running: args.running,
+        });
     }
     anyhow::ensure!(
         !args.conns.is_empty() && args.conns.iter().all(|&n| (1..=256).contains(&n)),

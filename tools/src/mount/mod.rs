@@ -75,7 +75,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     check_fuse()?;
     let client = connect(&addr, &args.aname, &token)?;
     if args.foreground {
-        return serve(client, &addr, &dir);
+        return serve(client, &addr, &dir, &token);
     }
     // The background server makes its own connection; this one only
     // proved that the node answers, so failures show here, not in a log.
@@ -110,6 +110,15 @@ fn connect(addr: &str, aname: &str, token: &ClientToken) -> anyhow::Result<Clien
     }
 }
 
+/// Whether `token` is an agent's (holder `agent/NAME`, see agent(3)).
+fn agents_token(token: &ClientToken) -> bool {
+    token
+        .text
+        .as_deref()
+        .and_then(|t| cellfs::cap::Token::from_text(t).ok())
+        .is_some_and(|t| t.claims().holder.starts_with(cellfs::agent::HOLDER))
+}
+
 /// Whether `e` is a node refusing an attach (rather than, say, a version
 /// it does not speak).
 fn is_attach_refusal(e: &crate::client::ClientError) -> bool {
@@ -118,7 +127,7 @@ fn is_attach_refusal(e: &crate::client::ClientError) -> bool {
 
 /// Be the FUSE server until DIR is unmounted (or a signal or the loss of
 /// the node ends it).
-fn serve(client: Client, addr: &str, dir: &Path) -> anyhow::Result<()> {
+fn serve(client: Client, addr: &str, dir: &Path, token: &ClientToken) -> anyhow::Result<()> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("cell0@{addr}")),
@@ -128,7 +137,12 @@ fn serve(client: Client, addr: &str, dir: &Path) -> anyhow::Result<()> {
         fuser::MountOption::NoSuid,
     ];
     config.n_threads = Some(4);
-    events::follow(client.clone());
+    // An agent's capability reaches only its intent; /events is outside
+    // it (walking there would be drift, see agent(3)), and what the node
+    // refuses an agent is in its own trace.
+    if !agents_token(token) {
+        events::follow(client.clone());
+    }
     let fs = fs::CellFs::new(client.clone()).context("starting the mount's threads")?;
     let session = fuser::spawn_mount(fs, dir, &config)
         .with_context(|| format!("mounting on {}", dir.display()))?;

@@ -1,0 +1,130 @@
+//! What the runner starts for an agent: its capability, minted from the
+//! runner's own, and the supervisor's [`Spec`] that runs its program
+//! behind `cell0 agent-shim` in its sandbox.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cell0_agents::{Limits, Restart, RestartPolicy, Spec};
+use cellfs::agent::{self, RunSpec};
+use cellfs::cap::{Rights, Token};
+
+/// Where an agent's process finds the tree mounted.
+pub const MOUNT: &str = "/cell0";
+
+/// What every launch of this runner shares.
+pub struct Launcher {
+    /// The node's 9P address, as the agents dial it.
+    pub addr: String,
+    /// The runner's capability, which agents' capabilities narrow.
+    pub token: Token,
+    /// The `cell0` binary (for `agent-shim`).
+    pub shim: PathBuf,
+}
+
+impl Launcher {
+    /// Agent `name`'s capability: holder `agent/NAME`, scope `/` (or the
+    /// runner's, if narrower), the rights of its intent together, the
+    /// runner's window. The node holds every request made with it to
+    /// the agent's intent (see agent(3)).
+    pub fn mint(&self, name: &str, spec: &RunSpec) -> Result<Token, String> {
+        let mine = self.token.claims();
+        let mut letters = String::new();
+        for reach in &spec.intent {
+            for c in reach.rights.to_string().chars() {
+                if !letters.contains(c) {
+                    letters.push(c);
+                }
+            }
+        }
+        // An agent that means to touch nothing still needs to attach.
+        if letters.is_empty() {
+            letters.push('r');
+        }
+        let rights =
+            Rights::parse(&letters).map_err(|c| format!("intent right '{c}' is not a right"))?;
+        self.token
+            .attenuate(
+                &format!("{}{name}", agent::HOLDER),
+                &mine.scope,
+                rights,
+                mine.not_before,
+                mine.expires,
+            )
+            .map_err(|e| {
+                format!(
+                    "cannot mint agent {name}'s capability from the runner's ({}): {e}",
+                    mine.holder
+                )
+            })
+    }
+
+    /// The supervisor's spec for agent `name`: `cell0 agent-shim -- EXEC…`
+    /// with the agent's environment, its capability and where the node is.
+    /// Refused with the reason a runner reports (`report failed`) when
+    /// the agent cannot run here.
+    pub fn spec(&self, name: &str, spec: &RunSpec) -> Result<Spec, String> {
+        let Some(exec) = &spec.exec else {
+            return Err("no program: write 'exec PATH [ARG...]' to its ctl".to_string());
+        };
+        check_program(Path::new(&exec.path))?;
+        let token = self.mint(name, spec)?;
+        let mut args = vec![
+            "agent-shim".to_string(),
+            "--".to_string(),
+            exec.path.clone(),
+        ];
+        args.extend(exec.args.iter().cloned());
+        let mut s = Spec::new(&self.shim).args(args);
+        for (k, v) in &spec.env {
+            s = s.env(k.clone(), v.clone());
+        }
+        s = s
+            .env("CELL0_ADDR", self.addr.clone())
+            .env("CELL0_TOKEN", token.to_text())
+            .env("CELL0_MOUNT", MOUNT)
+            .env("CELL0_NET", if spec.network { "1" } else { "0" })
+            .env("CELL0_AGENT", name);
+        s.limits = Limits {
+            cpu_percent: spec.limits.cpu,
+            memory_bytes: spec.limits.mem,
+            pids: spec.limits.pids,
+        };
+        s.restart = RestartPolicy {
+            restart: match spec.policy.restart {
+                agent::Restart::Always => Restart::Always,
+                agent::Restart::OnFailure => Restart::OnFailure,
+                agent::Restart::Never => Restart::Never,
+            },
+            max: spec.policy.max.max(1),
+            window: Duration::from_secs(spec.policy.window.max(1)),
+        };
+        // The shim reaches the node over the host's network, then puts
+        // the agent's program in a namespace without one unless its
+        // intent allows it (CELL0_NET).
+        s.network = true;
+        s.check().map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+}
+
+/// Refuse a program that is missing, not a file or not executable, with
+/// the reason a user can act on.
+fn check_program(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    if !path.is_absolute() {
+        return Err(format!("{shown}: the program must be an absolute path"));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{shown}: no such file on this runner's host"),
+        _ => format!("{shown}: {e}"),
+    })?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a file"));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{shown}: not executable (chmod +x it)"));
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The runner's side of the tree: what it reads of agents and the lines
+//! it writes to their ctl files, over one 9P session.
+
+use anyhow::Context;
+use ninep::Dialect;
+
+use crate::client::{Client, ClientError, Options, mode};
+use crate::identity::ClientToken;
+
+/// A 9P session with the node the runner serves.
+pub struct Tree {
+    client: Client,
+}
+
+/// What reading an agent's spec found.
+pub enum Found {
+    /// The spec's text.
+    Spec(String),
+    /// There is no such agent (any more).
+    Gone,
+}
+
+impl Tree {
+    /// Attach to `addr` with the capability `token` (text form).
+    pub fn connect(addr: &str, token: &str) -> anyhow::Result<Tree> {
+        let opts = Options::new(Dialect::P2000).with_token(&ClientToken {
+            text: Some(token.to_string()),
+            explicit: true,
+        });
+        let client =
+            Client::connect_with(addr, &opts).with_context(|| format!("runner: node {addr}"))?;
+        Ok(Tree { client })
+    }
+
+    /// The session, for a second reader on the same connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The names under `/agent`.
+    pub fn agents(&self) -> anyhow::Result<Vec<String>> {
+        let fid = self.client.walk_path("/agent")?;
+        let listing = crate::verbs::list(&self.client, fid);
+        let _ = self.client.clunk(fid);
+        Ok(listing?
+            .into_iter()
+            .filter(|(_, dir)| *dir)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Agent `name`'s `spec` file.
+    pub fn spec(&self, name: &str) -> anyhow::Result<Found> {
+        let fid = match self.client.walk_path(&format!("/agent/{name}/spec")) {
+            Ok(fid) => fid,
+            Err(ClientError::NotFound(_)) => return Ok(Found::Gone),
+            Err(e) => return Err(e).with_context(|| format!("/agent/{name}/spec")),
+        };
+        let text = self
+            .client
+            .open(fid, mode::OREAD)
+            .and_then(|o| self.client.read_all(fid, o.iounit));
+        let _ = self.client.clunk(fid);
+        match text {
+            Ok(bytes) => Ok(Found::Spec(String::from_utf8_lossy(&bytes).into_owned())),
+            // Removed between the walk and the read.
+            Err(e) if is_gone(&e) => Ok(Found::Gone),
+            Err(e) => Err(e).with_context(|| format!("/agent/{name}/spec")),
+        }
+    }
+
+    /// Write `lines` (each ending in a newline) to agent `name`'s ctl in
+    /// as few writes as fit in a message: the node applies each write
+    /// all or nothing.
+    pub fn ctl(&self, name: &str, lines: &str) -> anyhow::Result<()> {
+        let fid = self
+            .client
+            .walk_path(&format!("/agent/{name}/ctl"))
+            .with_context(|| format!("/agent/{name}/ctl"))?;
+        let r = self.write_lines(fid, lines);
+        let _ = self.client.clunk(fid);
+        r.with_context(|| format!("/agent/{name}/ctl"))
+    }
+
+    fn write_lines(&self, fid: u32, lines: &str) -> Result<(), ClientError> {
+        let opened = self.client.open(fid, mode::OWRITE)?;
+        let max = self.client.effective_iounit(opened.iounit) as usize;
+        let mut start = 0;
+        while start < lines.len() {
+            // Whole lines up to the iounit (a line longer than that is cut
+            // by the node's own limits anyway: send it alone).
+            let rest = &lines[start..];
+            let mut end = 0;
+            for (i, _) in rest.match_indices('\n') {
+                if i + 1 > max && end > 0 {
+                    break;
+                }
+                end = i + 1;
+                if end >= max {
+                    break;
+                }
+            }
+            if end == 0 {
+                end = rest.len();
+            }
+            let mut chunk = &rest[..end];
+            if chunk.len() > max {
+                let mut cut = max;
+                while !chunk.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                chunk = &chunk[..cut];
+            }
+            self.client.write(fid, 0, chunk.as_bytes())?;
+            start += end;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `e` says the file or its object is gone.
+pub fn is_gone(e: &ClientError) -> bool {
+    match e {
+        ClientError::NotFound(_) => true,
+        ClientError::Server(text) => text.contains("removed") || text.contains("does not exist"),
+        _ => false,
+    }
+}

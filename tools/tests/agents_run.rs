@@ -1,0 +1,315 @@
+//! Agents under a real runner (the one `cell0 serve` runs, and `cell0
+//! runner` on its own): shell-script agents in their sandboxes, drift,
+//! restarts and crash loops, and no process left behind when a parent,
+//! the runner or the node dies. See agent(3).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::Server;
+use common::cluster::{field, wait};
+
+/// `cell0 write PATH TEXT` on `node` as its owner; panics on refusal.
+fn write(node: &Server, path: &str, text: &str) {
+    let (ok, _, err) = node.cell0(&["write", path, text], b"");
+    assert!(ok, "write {text:?} to {path}: {err}");
+}
+
+/// `cell0 write PATH TEXT` on `node`; the error text if refused.
+fn try_write(node: &Server, path: &str, text: &str) -> Result<(), String> {
+    let (ok, _, err) = node.cell0(&["write", path, text], b"");
+    if ok { Ok(()) } else { Err(err) }
+}
+
+/// `cell0 cat PATH` on `node` as its owner.
+fn cat(node: &Server, path: &str) -> String {
+    let (ok, out, err) = node.cell0(&["cat", path], b"");
+    assert!(ok, "cat {path}: {err}");
+    out
+}
+
+/// A `key value` line of agent `name`'s status.
+fn status(node: &Server, name: &str, key: &str) -> String {
+    let text = cat(node, &format!("/agent/{name}/status"));
+    field(&text, key).unwrap_or_else(|| panic!("no {key} in status:\n{text}"))
+}
+
+/// An executable shell script in the node's directory.
+fn script(node: &Server, name: &str, body: &str) -> PathBuf {
+    let path = node.dir.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Make agent `name` running `program` with ctl `lines`, and start it.
+fn agent(node: &Server, name: &str, program: &Path, lines: &[&str]) {
+    let (ok, _, err) = node.cell0(&["mkdir", &format!("/agent/{name}")], b"");
+    assert!(ok, "mkdir /agent/{name}: {err}");
+    let ctl = format!("/agent/{name}/ctl");
+    write(node, &ctl, &format!("exec {}", program.display()));
+    for l in lines {
+        write(node, &ctl, l);
+    }
+    write(node, &ctl, "start");
+}
+
+/// The processes on this host of agent `name` of the node at `addr`
+/// (their environment says so; every process of an agent inherits it).
+fn agent_pids(addr: &str, name: &str) -> Vec<u32> {
+    let want_agent = format!("CELL0_AGENT={name}");
+    let want_addr = format!("CELL0_ADDR={addr}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+        let has = |v: &str| vars.contains(&v.as_bytes());
+        // A zombie has no environment left; it is not running.
+        if has(&want_agent) && has(&want_addr) && common::proc_state(pid) != Some('Z') {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_agent_reading_in_only_is_halted_when_it_writes_out_and_sees_only_its_scope() {
+    let node = Server::node();
+    let (ok, _, err) = node.cell0(&["mkdir", "/chan/in"], b"");
+    assert!(ok, "{err}");
+    let (ok, _, err) = node.cell0(&["mkdir", "/chan/out"], b"");
+    assert!(ok, "{err}");
+    let prog = script(
+        &node,
+        "reader.sh",
+        "echo \"sees: $(ls $CELL0_MOUNT/chan | tr '\\n' ' ')\"\n\
+         head -n 1 $CELL0_MOUNT/chan/in/data | sed 's/^/got: /'\n\
+         echo stolen > $CELL0_MOUNT/chan/out/data && echo wrote\n\
+         sleep 100",
+    );
+    // /events shows what happens from when it is opened on.
+    let events_out = node.dir.path().join("events.out");
+    let mut events = Command::new(common::bin())
+        .args(["cat", "/events", "--addr", &node.addr, "--data"])
+        .arg(node.data())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&events_out).unwrap())
+        .spawn()
+        .unwrap();
+    agent(&node, "reader", &prog, &["intent r /chan/in"]);
+    wait("the reader to run", 10, || {
+        status(&node, "reader", "state") == "running"
+    });
+    write(&node, "/chan/in/data", "hello");
+    wait("the reader to be halted", 10, || {
+        status(&node, "reader", "state") == "halted-drift"
+    });
+    let drift = status(&node, "reader", "drift");
+    assert!(drift.contains("/chan/out"), "drift names the path: {drift}");
+    assert!(status(&node, "reader", "drift-at").parse::<u64>().is_ok());
+    let trace = cat(&node, "/agent/reader/trace");
+    assert!(
+        trace.contains("drift ") && trace.contains("/chan/out"),
+        "{trace}"
+    );
+    wait("the drift in /events", 10, || {
+        std::fs::read_to_string(&events_out)
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(" drift agent reader:") && l.contains("/chan/out"))
+    });
+    events.kill().unwrap();
+    events.wait().unwrap();
+    // Nothing reached out, and the process is gone.
+    let out = cat(&node, "/chan/out/status");
+    assert_eq!(field(&out, "sent").as_deref(), Some("0"), "{out}");
+    wait("the reader's processes to end", 10, || {
+        agent_pids(&node.addr, "reader").is_empty()
+    });
+    let mut log = String::new();
+    wait("the reader's output in its log", 10, || {
+        log = cat(&node, "/agent/reader/log");
+        log.contains("got: hello")
+    });
+    assert!(
+        log.lines().any(|l| l == "sees: in"),
+        "the view shows only its scope:\n{log}"
+    );
+    assert!(log.contains("got: hello"), "{log}");
+    assert!(!log.contains("wrote"), "{log}");
+    // It stays halted until someone writes start.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(status(&node, "reader", "state"), "halted-drift");
+    assert!(agent_pids(&node.addr, "reader").is_empty());
+}
+
+#[test]
+fn an_agent_exiting_1_is_restarted_until_max_then_crashloops_with_each_exit_traced() {
+    let node = Server::node();
+    let prog = script(&node, "fail.sh", "echo \"boom $$\" >&2\nexit 1");
+    agent(
+        &node,
+        "failer",
+        &prog,
+        &["restart policy=always max=3 window=60s"],
+    );
+    wait("the crash loop", 20, || {
+        status(&node, "failer", "state") == "crashloop"
+    });
+    let trace = cat(&node, "/agent/failer/trace");
+    let exits: Vec<&str> = trace.lines().filter(|l| l.starts_with("exit ")).collect();
+    assert_eq!(
+        exits.len(),
+        4,
+        "three restarts, then the exit that loops:\n{trace}"
+    );
+    assert!(exits.iter().all(|l| l.contains("code=1")), "{trace}");
+    assert_eq!(
+        exits
+            .iter()
+            .filter(|l| l.contains("restarting=yes"))
+            .count(),
+        3,
+        "{trace}"
+    );
+    assert!(trace.contains("stderr boom"), "{trace}");
+    assert_eq!(status(&node, "failer", "restarts"), "3");
+    // The first restarts come fast (backoff from 100 ms): the first and
+    // the fourth exit are less than a few seconds apart.
+    let at: Vec<u64> = exits
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+        .collect();
+    assert!(at[3] - at[0] <= 3, "restarted within a second each: {at:?}");
+}
+
+#[test]
+fn a_missing_program_fails_the_agent_with_a_clear_reason() {
+    let node = Server::node();
+    agent(&node, "ghost", Path::new("/no/such/program"), &[]);
+    wait("the failure", 10, || {
+        status(&node, "ghost", "state") == "failed"
+    });
+    let reason = status(&node, "ghost", "reason");
+    assert!(reason.contains("/no/such/program"), "{reason}");
+    assert!(reason.contains("no such file"), "{reason}");
+    assert!(agent_pids(&node.addr, "ghost").is_empty());
+}
+
+#[test]
+fn stop_and_kill_end_every_process_of_an_agent() {
+    let node = Server::node();
+    let prog = script(
+        &node,
+        "tree.sh",
+        "sleep 300 &\nsleep 300 &\n(sleep 300; true) &\nwait",
+    );
+    agent(&node, "tree", &prog, &[]);
+    wait("the agent's processes", 10, || {
+        agent_pids(&node.addr, "tree").len() >= 5
+    });
+    write(&node, "/agent/tree/ctl", "stop");
+    wait("every process to end", 15, || {
+        agent_pids(&node.addr, "tree").is_empty()
+    });
+    wait("state stopped", 10, || {
+        status(&node, "tree", "state") == "stopped"
+    });
+    write(&node, "/agent/tree/ctl", "start");
+    wait("running again", 10, || {
+        agent_pids(&node.addr, "tree").len() >= 5
+    });
+    write(&node, "/agent/tree/ctl", "kill");
+    wait("every process to end", 10, || {
+        agent_pids(&node.addr, "tree").is_empty()
+    });
+}
+
+#[test]
+fn killing_the_node_leaves_no_process_and_its_restart_brings_always_agents_back() {
+    let node = Server::node();
+    let prog = script(&node, "steady.sh", "echo up\nsleep 300 &\nwait");
+    agent(
+        &node,
+        "steady",
+        &prog,
+        &["restart policy=always max=5 window=60s"],
+    );
+    wait("the agent to run", 10, || {
+        status(&node, "steady", "state") == "running"
+    });
+    let key = cat(&node, "/agent/steady/key");
+    assert!(!agent_pids(&node.addr, "steady").is_empty());
+    let (dir, addr) = node.kill_keep();
+    wait("no process of the agent left", 10, || {
+        agent_pids(&addr, "steady").is_empty()
+    });
+    let node = Server::node_with(dir, Some(addr), &[]);
+    wait("the agent back", 15, || {
+        !agent_pids(&node.addr, "steady").is_empty()
+            && status(&node, "steady", "state") == "running"
+    });
+    assert_eq!(cat(&node, "/agent/steady/key"), key, "the same identity");
+    let trace = cat(&node, "/agent/steady/trace");
+    assert!(
+        trace.contains("resume"),
+        "the restart is in its trace:\n{trace}"
+    );
+}
+
+/// `cell0 runner` on its own, for a node that runs none.
+fn runner(node: &Server, name: &str) -> Child {
+    let log = std::fs::File::create(node.dir.path().join(format!("runner-{name}.log"))).unwrap();
+    Command::new(common::bin())
+        .args(["runner", "--node", &node.addr, "--name", name, "--token"])
+        .arg(node.data().join("owner.token"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cell0 runner starts")
+}
+
+#[test]
+fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
+    let node = Server::node_with(tempfile::tempdir().unwrap(), None, &["--no-runner"]);
+    let prog = script(&node, "idle.sh", "sleep 300 &\nsleep 300 &\nwait");
+    agent(&node, "idle", &prog, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(status(&node, "idle", "state"), "pending", "no runner yet");
+    let mut r = runner(&node, "host-b");
+    wait("the agent to run", 10, || {
+        status(&node, "idle", "state") == "running" && agent_pids(&node.addr, "idle").len() >= 3
+    });
+    assert_eq!(status(&node, "idle", "node"), "host-b");
+    assert_eq!(status(&node, "idle", "runner"), "host-b");
+    r.kill().unwrap();
+    r.wait().unwrap();
+    wait("no process of the agent left", 10, || {
+        agent_pids(&node.addr, "idle").is_empty()
+    });
+    // A runner of another name does not take an agent that is host-b's.
+    let mut other = runner(&node, "host-c");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(agent_pids(&node.addr, "idle").is_empty());
+    assert_eq!(status(&node, "idle", "runner"), "host-b");
+    other.kill().unwrap();
+    other.wait().unwrap();
+    // host-b back: it runs it again, and says so.
+    let mut r = runner(&node, "host-b");
+    wait("the agent back", 10, || {
+        !agent_pids(&node.addr, "idle").is_empty()
+    });
+    assert!(cat(&node, "/agent/idle/trace").contains("resume"));
+    r.kill().unwrap();
+    r.wait().unwrap();
+    let _ = try_write(&node, "/agent/idle/ctl", "stop");
+}
