@@ -313,3 +313,39 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
     r.wait().unwrap();
     let _ = try_write(&node, "/agent/idle/ctl", "stop");
 }
+
+#[test]
+fn killing_a_parent_ends_the_processes_of_its_sub_agents() {
+    let node = Server::node();
+    let prog = script(&node, "sleeper.sh", "sleep 300 &\nwait");
+    agent(&node, "parent", &prog, &["intent r /chan"]);
+    write(&node, "/agent/parent/ctl", "spawn child r /chan");
+    write(
+        &node,
+        "/agent/child/ctl",
+        &format!("exec {}", prog.display()),
+    );
+    write(&node, "/agent/child/ctl", "start");
+    write(&node, "/agent/child/ctl", "spawn grandchild none");
+    write(
+        &node,
+        "/agent/grandchild/ctl",
+        &format!("exec {}", prog.display()),
+    );
+    write(&node, "/agent/grandchild/ctl", "start");
+    wait("three agents running", 10, || {
+        ["parent", "child", "grandchild"]
+            .iter()
+            .all(|a| agent_pids(&node.addr, a).len() >= 2)
+    });
+    write(&node, "/agent/parent/ctl", "kill");
+    wait("no process of the tree left", 10, || {
+        ["parent", "child", "grandchild"]
+            .iter()
+            .all(|a| agent_pids(&node.addr, a).is_empty())
+    });
+    for a in ["parent", "child", "grandchild"] {
+        wait("stopped", 10, || status(&node, a, "state") == "stopped");
+        assert_eq!(status(&node, a, "want"), "killed");
+    }
+}

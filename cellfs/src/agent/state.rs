@@ -742,6 +742,22 @@ impl Agents {
             .ok_or_else(|| Error::NotFound(format!("/agent/{name}")))
     }
 
+    /// The sub-agents of `name`, theirs, and so on (parents first).
+    fn descendants(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut at = 0;
+        let mut next = self.by_name(name).map(|a| &a.children);
+        while let Some(children) = next {
+            out.extend(children.iter().cloned());
+            next = out
+                .get(at)
+                .and_then(|c| self.by_name(c))
+                .map(|a| &a.children);
+            at += 1;
+        }
+        out
+    }
+
     fn find_mut(&mut self, name: &str) -> Result<&mut Agent, Error> {
         let id = self
             .id(name)
@@ -936,6 +952,22 @@ impl Agents {
                         done.events.push((Kind::Create, format!("/agent/{child}")));
                     } else {
                         apply_op(self.find_mut(name)?, op, *at);
+                        if matches!(op, AgentOp::Stop | AgentOp::Kill) {
+                            // A parent's stop or kill ends its whole tree.
+                            for d in self.descendants(name) {
+                                let agent = self.find_mut(&d)?;
+                                apply_op(agent, op, *at);
+                                agent.changed = *at;
+                                agent.version = agent.version.wrapping_add(1);
+                                done.events.push((
+                                    Kind::Ctl,
+                                    format!(
+                                        "agent {d}: {} (with its parent {name})",
+                                        op.describe()
+                                    ),
+                                ));
+                            }
+                        }
                     }
                     // Output is the log's, not an event.
                     if !matches!(op, AgentOp::Log(_)) {
@@ -1300,6 +1332,32 @@ mod tests {
         assert!(e.to_string().contains("sub-agent d"), "{e}");
         assert!(a.by_name("d").is_none());
         ctl(&mut a, "c", vec![AgentOp::Intent(intent("r /chan/x/y"))]).unwrap();
+    }
+
+    #[test]
+    fn stopping_or_killing_a_parent_stops_its_whole_tree() {
+        let mut a = agents(&["p", "other"]);
+        ctl(&mut a, "p", vec![spawn("c", "none")]).unwrap();
+        ctl(&mut a, "c", vec![spawn("g", "none")]).unwrap();
+        for n in ["p", "c", "g", "other"] {
+            ctl(&mut a, n, vec![exec(), AgentOp::Start]).unwrap();
+        }
+        let done = ctl(&mut a, "p", vec![AgentOp::Kill]).unwrap();
+        for n in ["p", "c", "g"] {
+            assert_eq!(a.by_name(n).unwrap().want, Want::Killed, "{n}");
+        }
+        assert_eq!(a.by_name("other").unwrap().want, Want::Running);
+        let said: Vec<&str> = done.events.iter().map(|(_, t)| t.as_str()).collect();
+        assert!(
+            said.contains(&"agent g: kill (with its parent p)"),
+            "{said:?}"
+        );
+        // A child stopped alone leaves its parent be.
+        ctl(&mut a, "other", vec![spawn("o2", "none")]).unwrap();
+        ctl(&mut a, "o2", vec![exec(), AgentOp::Start]).unwrap();
+        ctl(&mut a, "o2", vec![AgentOp::Stop]).unwrap();
+        assert_eq!(a.by_name("other").unwrap().want, Want::Running);
+        assert_eq!(a.by_name("o2").unwrap().want, Want::Stopped);
     }
 
     #[test]

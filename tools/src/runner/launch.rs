@@ -21,6 +21,10 @@ pub struct Launcher {
     pub token: Token,
     /// The `cell0` binary (for `agent-shim`).
     pub shim: PathBuf,
+    /// Whether agents get pid and mount namespaces here: without them
+    /// there is no private place to mount the tree, so the program runs
+    /// directly, with the node's address and its capability only.
+    pub namespaces: bool,
 }
 
 impl Launcher {
@@ -83,7 +87,7 @@ impl Launcher {
         s = s
             .env("CELL0_ADDR", self.addr.clone())
             .env("CELL0_TOKEN", token.to_text())
-            .env("CELL0_MOUNT", MOUNT)
+            .env("CELL0_MOUNT", if self.namespaces { MOUNT } else { "" })
             .env("CELL0_NET", if spec.network { "1" } else { "0" })
             .env("CELL0_AGENT", name);
         s.limits = Limits {
@@ -102,7 +106,8 @@ impl Launcher {
         };
         // The shim reaches the node over the host's network, then puts
         // the agent's program in a namespace without one unless its
-        // intent allows it (CELL0_NET).
+        // intent allows it (CELL0_NET). Without namespaces the program
+        // has the host's network whatever its intent (agent(3) says so).
         s.network = true;
         s.check().map_err(|e| e.to_string())?;
         Ok(s)

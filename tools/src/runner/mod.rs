@@ -173,8 +173,9 @@ fn setup(
         addr: agent_addr.to_string(),
         token: token.clone(),
         shim,
+        namespaces: iso.pid_namespace && iso.mount_namespace,
     };
-    Ok(Runner::new(name.to_string(), tree, launcher, sup))
+    Ok(Runner::new(name.to_string(), tree, launcher, sup)?)
 }
 
 /// `cell0 runner`: run agents until SIGINT or SIGTERM.

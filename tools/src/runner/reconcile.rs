@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use cell0_agents::{Event, ExitStatus, State, Supervisor, What};
@@ -18,6 +18,8 @@ const LOG_EVERY: Duration = Duration::from_millis(200);
 /// How often every agent is looked at again, in case an event was
 /// missed (events are a bounded ring).
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
+/// Writes queued for the reporter thread before the loop waits for it.
+const REPORT_QUEUE: usize = 4096;
 /// Longest line of output sent as one `log` line (the node cuts at 4096).
 const MAX_LINE: usize = 4096;
 
@@ -41,19 +43,39 @@ pub struct Runner {
     pub(super) launcher: Launcher,
     pub(super) sup: Supervisor,
     held: HashMap<String, Held>,
+    /// Lines for the reporter thread (see [`Runner::report`]).
+    reports: SyncSender<(String, String)>,
 }
 
 impl Runner {
     /// A runner named `name` over `tree`, starting processes with
     /// `launcher` under `sup`.
-    pub fn new(name: String, tree: Tree, launcher: Launcher, sup: Supervisor) -> Runner {
-        Runner {
+    pub fn new(
+        name: String,
+        tree: Tree,
+        launcher: Launcher,
+        sup: Supervisor,
+    ) -> std::io::Result<Runner> {
+        let (reports, queue) = sync_channel::<(String, String)>(REPORT_QUEUE);
+        let writer = tree.clone();
+        let label = name.clone();
+        std::thread::Builder::new()
+            .name("cell0-runner-reports".into())
+            .spawn(move || {
+                for (agent, lines) in queue {
+                    if let Err(e) = writer.ctl(&agent, &lines) {
+                        eprintln!("cell0 runner {label}: {e:#}");
+                    }
+                }
+            })?;
+        Ok(Runner {
             name,
             tree,
             launcher,
             sup,
             held: HashMap::new(),
-        }
+            reports,
+        })
     }
 
     /// Act on messages until the channel closes or says stop.
@@ -128,14 +150,13 @@ impl Runner {
         }
     }
 
-    fn report(&self, name: &str, lines: &str) -> bool {
-        match self.tree.ctl(name, lines) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("cell0 runner {}: {e:#}", self.name);
-                false
-            }
-        }
+    /// Queue `lines` for agent `name`'s ctl: the reporter thread writes
+    /// them in order, so this loop never waits for a commit (a claim,
+    /// which decides what happens next, is written here and waited for).
+    fn report(&self, name: &str, lines: &str) {
+        // Blocks only while the queue is full: the node is that far
+        // behind, and the runner waits for it.
+        let _ = self.reports.send((name.to_string(), lines.to_string()));
     }
 
     fn reconcile(&mut self, name: &str, spec: &RunSpec) {
@@ -171,10 +192,14 @@ impl Runner {
             // exits are the supervisor's.
             return;
         }
-        let lost = held.is_none() && mine && spec.phase == Phase::Running;
-        if !matches!(spec.phase, Phase::Pending | Phase::Running) {
+        // Running, or exited and to be restarted (a final exit lets the
+        // claim go), under this runner's name but not held: lost with a
+        // previous run of this runner, or of its node.
+        let resumable = mine && matches!(spec.phase, Phase::Running | Phase::Exited);
+        if !(spec.phase == Phase::Pending || resumable) {
             return;
         }
+        let lost = held.is_none() && resumable;
         if !mine {
             let claim = format!("report claim runner={}\n", self.name);
             if self.tree.ctl(name, &claim).is_err() {
@@ -182,8 +207,8 @@ impl Runner {
                 return;
             }
         }
-        if lost && !self.report(name, "report resumed\n") {
-            return;
+        if lost {
+            self.report(name, "report resumed\n");
         }
         match self.launcher.spec(name, spec) {
             Ok(s) => {
@@ -248,6 +273,10 @@ impl Runner {
                 );
                 for l in &exit.stderr {
                     let _ = writeln!(lines, "stderr {}", one_line(l));
+                }
+                if !exit.restarting {
+                    // Done until the next start, which any runner may take.
+                    lines.push_str("report release\n");
                 }
                 lines
             }

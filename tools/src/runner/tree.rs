@@ -7,7 +7,8 @@ use ninep::Dialect;
 use crate::client::{Client, ClientError, Options, mode};
 use crate::identity::ClientToken;
 
-/// A 9P session with the node the runner serves.
+/// A 9P session with the node the runner serves (clones share it).
+#[derive(Clone)]
 pub struct Tree {
     client: Client,
 }
