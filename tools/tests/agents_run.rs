@@ -309,9 +309,23 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
         !agent_pids(&node.addr, "idle").is_empty()
     });
     assert!(cat(&node, "/agent/idle/trace").contains("resume"));
+    // The node restarts under the runner: the runner attaches again and
+    // goes on acting on the tree.
+    let (dir, addr) = node.kill_keep();
+    let node = Server::node_with(dir, Some(addr), &["--no-runner"]);
+    assert!(!agent_pids(&node.addr, "idle").is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut stopped = false;
+    wait("the stop to be taken", 10, || {
+        stopped = stopped || try_write(&node, "/agent/idle/ctl", "stop").is_ok();
+        stopped
+    });
+    wait("the runner to stop the agent after the node's restart", 15, || {
+        agent_pids(&node.addr, "idle").is_empty()
+    });
+    wait("state stopped", 10, || status(&node, "idle", "state") == "stopped");
     r.kill().unwrap();
     r.wait().unwrap();
-    let _ = try_write(&node, "/agent/idle/ctl", "stop");
 }
 
 #[test]

@@ -139,7 +139,6 @@ fn setup(
     tx: Sender<Msg>,
 ) -> anyhow::Result<Runner> {
     let tree = Tree::connect(addr, &token.to_text())?;
-    let events = tree.client().clone();
     let shim = std::env::current_exe().context("runner: finding the cell0 binary")?;
     let (sup, sup_events) =
         Supervisor::with_options(Options::default()).context("runner: starting the supervisor")?;
@@ -161,12 +160,19 @@ fn setup(
             }
         })?;
     let label = name.to_string();
+    let events = tree.clone();
     std::thread::Builder::new()
         .name("cell0-runner-events".into())
         .spawn(move || {
-            let why = follow::follow(events, tx.clone());
-            if !why.is_empty() && tx.send(Msg::Resync).is_ok() {
-                eprintln!("cell0 runner {label}: stopped following events: {why}");
+            // Follow again after the node closed the session (it
+            // restarted): each new follow starts with a full pass.
+            loop {
+                let why = follow::follow(events.client(), tx.clone());
+                if why.is_empty() || tx.send(Msg::Resync).is_err() {
+                    return;
+                }
+                eprintln!("cell0 runner {label}: {why}; following again in a second");
+                std::thread::sleep(std::time::Duration::from_secs(1));
             }
         })?;
     let launcher = Launcher {

@@ -1,16 +1,26 @@
 //! The runner's side of the tree: what it reads of agents and the lines
 //! it writes to their ctl files, over one 9P session.
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context;
 use ninep::Dialect;
 
 use crate::client::{Client, ClientError, Options, mode};
 use crate::identity::ClientToken;
 
-/// A 9P session with the node the runner serves (clones share it).
+/// A 9P session with the node the runner serves (clones share it). A
+/// session the node closed (it restarted, say) is made again at the next
+/// request.
 #[derive(Clone)]
 pub struct Tree {
-    client: Client,
+    session: Arc<Session>,
+}
+
+struct Session {
+    addr: String,
+    opts: Options,
+    client: Mutex<Client>,
 }
 
 /// What reading an agent's spec found.
@@ -30,19 +40,38 @@ impl Tree {
         });
         let client =
             Client::connect_with(addr, &opts).with_context(|| format!("runner: node {addr}"))?;
-        Ok(Tree { client })
+        Ok(Tree {
+            session: Arc::new(Session {
+                addr: addr.to_string(),
+                opts,
+                client: Mutex::new(client),
+            }),
+        })
     }
 
-    /// The session, for a second reader on the same connection.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The session, attached again first if the node closed it (if that
+    /// fails, the closed one: requests on it fail, and the next try
+    /// connects again).
+    pub fn client(&self) -> Client {
+        let mut c = self
+            .session
+            .client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if c.closed().is_some()
+            && let Ok(fresh) = Client::connect_with(&self.session.addr, &self.session.opts)
+        {
+            *c = fresh;
+        }
+        c.clone()
     }
 
     /// The names under `/agent`.
     pub fn agents(&self) -> anyhow::Result<Vec<String>> {
-        let fid = self.client.walk_path("/agent")?;
-        let listing = crate::verbs::list(&self.client, fid);
-        let _ = self.client.clunk(fid);
+        let c = self.client();
+        let fid = c.walk_path("/agent")?;
+        let listing = crate::verbs::list(&c, fid);
+        let _ = c.clunk(fid);
         Ok(listing?
             .into_iter()
             .filter(|(_, dir)| *dir)
@@ -52,16 +81,16 @@ impl Tree {
 
     /// Agent `name`'s `spec` file.
     pub fn spec(&self, name: &str) -> anyhow::Result<Found> {
-        let fid = match self.client.walk_path(&format!("/agent/{name}/spec")) {
+        let c = self.client();
+        let fid = match c.walk_path(&format!("/agent/{name}/spec")) {
             Ok(fid) => fid,
             Err(ClientError::NotFound(_)) => return Ok(Found::Gone),
             Err(e) => return Err(e).with_context(|| format!("/agent/{name}/spec")),
         };
-        let text = self
-            .client
+        let text = c
             .open(fid, mode::OREAD)
-            .and_then(|o| self.client.read_all(fid, o.iounit));
-        let _ = self.client.clunk(fid);
+            .and_then(|o| c.read_all(fid, o.iounit));
+        let _ = c.clunk(fid);
         match text {
             Ok(bytes) => Ok(Found::Spec(String::from_utf8_lossy(&bytes).into_owned())),
             // Removed between the walk and the read.
@@ -74,49 +103,49 @@ impl Tree {
     /// as few writes as fit in a message: the node applies each write
     /// all or nothing.
     pub fn ctl(&self, name: &str, lines: &str) -> anyhow::Result<()> {
-        let fid = self
-            .client
+        let c = self.client();
+        let fid = c
             .walk_path(&format!("/agent/{name}/ctl"))
             .with_context(|| format!("/agent/{name}/ctl"))?;
-        let r = self.write_lines(fid, lines);
-        let _ = self.client.clunk(fid);
+        let r = write_lines(&c, fid, lines);
+        let _ = c.clunk(fid);
         r.with_context(|| format!("/agent/{name}/ctl"))
     }
+}
 
-    fn write_lines(&self, fid: u32, lines: &str) -> Result<(), ClientError> {
-        let opened = self.client.open(fid, mode::OWRITE)?;
-        let max = self.client.effective_iounit(opened.iounit) as usize;
-        let mut start = 0;
-        while start < lines.len() {
-            // Whole lines up to the iounit (a line longer than that is cut
-            // by the node's own limits anyway: send it alone).
-            let rest = &lines[start..];
-            let mut end = 0;
-            for (i, _) in rest.match_indices('\n') {
-                if i + 1 > max && end > 0 {
-                    break;
-                }
-                end = i + 1;
-                if end >= max {
-                    break;
-                }
+fn write_lines(c: &Client, fid: u32, lines: &str) -> Result<(), ClientError> {
+    let opened = c.open(fid, mode::OWRITE)?;
+    let max = c.effective_iounit(opened.iounit) as usize;
+    let mut start = 0;
+    while start < lines.len() {
+        // Whole lines up to the iounit (a line longer than that is cut
+        // by the node's own limits anyway: send it alone).
+        let rest = &lines[start..];
+        let mut end = 0;
+        for (i, _) in rest.match_indices('\n') {
+            if i + 1 > max && end > 0 {
+                break;
             }
-            if end == 0 {
-                end = rest.len();
+            end = i + 1;
+            if end >= max {
+                break;
             }
-            let mut chunk = &rest[..end];
-            if chunk.len() > max {
-                let mut cut = max;
-                while !chunk.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                chunk = &chunk[..cut];
-            }
-            self.client.write(fid, 0, chunk.as_bytes())?;
-            start += end;
         }
-        Ok(())
+        if end == 0 {
+            end = rest.len();
+        }
+        let mut chunk = &rest[..end];
+        if chunk.len() > max {
+            let mut cut = max;
+            while !chunk.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            chunk = &chunk[..cut];
+        }
+        c.write(fid, 0, chunk.as_bytes())?;
+        start += end;
     }
+    Ok(())
 }
 
 /// Whether `e` says the file or its object is gone.
