@@ -320,10 +320,14 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
         stopped = stopped || try_write(&node, "/agent/idle/ctl", "stop").is_ok();
         stopped
     });
-    wait("the runner to stop the agent after the node's restart", 15, || {
-        agent_pids(&node.addr, "idle").is_empty()
+    wait(
+        "the runner to stop the agent after the node's restart",
+        15,
+        || agent_pids(&node.addr, "idle").is_empty(),
+    );
+    wait("state stopped", 10, || {
+        status(&node, "idle", "state") == "stopped"
     });
-    wait("state stopped", 10, || status(&node, "idle", "state") == "stopped");
     r.kill().unwrap();
     r.wait().unwrap();
 }
@@ -362,4 +366,24 @@ fn killing_a_parent_ends_the_processes_of_its_sub_agents() {
         wait("stopped", 10, || status(&node, a, "state") == "stopped");
         assert_eq!(status(&node, a, "want"), "killed");
     }
+}
+
+#[test]
+fn processes_an_agent_leaves_behind_end_with_it() {
+    let node = Server::node();
+    // The program starts two sleepers in the background, one of them in
+    // a session of its own, and exits at once.
+    let prog = script(
+        &node,
+        "leaver.sh",
+        "sleep 300 &\nsetsid sleep 300 &\necho left\nexit 0",
+    );
+    agent(&node, "leaver", &prog, &[]);
+    wait("its exit", 10, || {
+        status(&node, "leaver", "state") == "exited"
+    });
+    wait("no process of it left", 10, || {
+        agent_pids(&node.addr, "leaver").is_empty()
+    });
+    assert_eq!(status(&node, "leaver", "last-exit"), "code=0");
 }
