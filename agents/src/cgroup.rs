@@ -9,8 +9,15 @@
 //!   there tracks its processes and kills them all with `cgroup.kill`,
 //!   and holds the limits of the controllers that v2 has.
 //! - cgroup v1 hierarchies, for the controllers that v2 lacks (on a
-//!   hybrid host, v2 usually has none). The run gets a cgroup in each,
-//!   for its limits; without v2 the first one tracks its processes.
+//!   hybrid host, v2 usually has none). The run gets a cgroup in the one
+//!   of each controller whose limit it sets, only; without v2 (or if its
+//!   v2 cgroup cannot be made) it also gets one in the first hierarchy,
+//!   which then tracks its processes.
+//!
+//! A process is made in its v2 cgroup (see [`crate::child`]), which costs
+//! next to nothing; joining a v1 cgroup is a migration, which can wait
+//! for an RCU grace period (some 20 ms) in the kernel. So a run without
+//! limits on a host with v2 is in no v1 cgroup at all.
 //!
 //! Nothing here is fatal: what cannot be had is said in [`Cgroups::notes`]
 //! and in the run's isolation notes, and the agent runs without it.
@@ -281,7 +288,7 @@ impl Cgroups {
         }
     }
 
-    /// The parents, each once.
+    /// The parents, each once (for the sweep: a run's cgroup is in some).
     fn parents(&self) -> Vec<&Path> {
         let mut dirs: Vec<&Path> = self.v2.iter().map(PathBuf::as_path).collect();
         for (_, d) in &self.v1 {
@@ -295,6 +302,11 @@ impl Cgroups {
     /// Make the cgroup `name` for one run and set `limits` in it. Returns
     /// the cgroup (`None` when none could be made), which limits it holds,
     /// and what went wrong.
+    ///
+    /// It has a directory in v2 (which tracks its processes), and one in
+    /// the v1 hierarchy of each controller v2 lacks whose limit is set.
+    /// Without a v2 directory, the first v1 hierarchy tracks them, so it
+    /// gets one there whatever the limits.
     pub(crate) fn create(
         &self,
         name: &str,
@@ -303,15 +315,32 @@ impl Cgroups {
         let mut notes = Vec::new();
         let mut dirs = Vec::new();
         let mut v2 = None;
-        for parent in self.parents() {
+        if let Some(parent) = &self.v2 {
             let dir = parent.join(name);
             match make_dir(&dir) {
                 Ok(()) => {
-                    if Some(parent) == self.v2.as_deref() {
-                        v2 = Some(dir.clone());
-                    }
+                    v2 = Some(dir.clone());
                     dirs.push(dir);
                 }
+                Err(e) => notes.push(format!("cannot make cgroup {}: {e}", dir.display())),
+            }
+        }
+        let set = |c: Controller| match c {
+            Controller::Memory => limits.memory_bytes.is_some(),
+            Controller::Pids => limits.pids.is_some(),
+            Controller::Cpu => limits.cpu_percent.is_some(),
+        };
+        let mut v1_parents: Vec<&Path> = Vec::new();
+        for (i, (c, parent)) in self.v1.iter().enumerate() {
+            let tracks = i == 0 && v2.is_none();
+            if (tracks || set(*c)) && !v1_parents.contains(&parent.as_path()) {
+                v1_parents.push(parent);
+            }
+        }
+        for parent in v1_parents {
+            let dir = parent.join(name);
+            match make_dir(&dir) {
+                Ok(()) => dirs.push(dir),
                 Err(e) => notes.push(format!("cannot make cgroup {}: {e}", dir.display())),
             }
         }
@@ -440,7 +469,8 @@ fn owner_of(name: &str) -> Option<i32> {
 /// One run's cgroup: a directory in each hierarchy used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Cgroup {
-    /// Every directory, the v2 one (if any) first.
+    /// Every directory, the one that tracks its processes first (the v2
+    /// one, if any).
     dirs: Vec<PathBuf>,
     /// The v2 directory, which has `cgroup.kill`.
     v2: Option<PathBuf>,
@@ -452,9 +482,20 @@ impl Cgroup {
         &self.dirs
     }
 
-    /// The `cgroup.procs` files a process writes itself into to join.
-    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    /// Its v2 directory, which a process is made in (or joins by
+    /// writing its `cgroup.procs`).
+    pub(crate) fn v2_dir(&self) -> Option<&Path> {
+        self.v2.as_deref()
+    }
+
+    /// The `cgroup.procs` files of its v1 directories, which a process
+    /// writes itself into to join.
+    pub(crate) fn v1_procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .filter(|d| Some(d.as_path()) != self.v2.as_deref())
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 
     /// The processes in it (in the runner's pid namespace).

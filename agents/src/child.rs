@@ -1,15 +1,24 @@
 //! Starting one process, and the calls made on it afterwards (signal,
 //! wait for its end, reap it).
 //!
-//! A process is made with the raw `clone(2)` system call, fork-like (no
-//! new stack), with `CLONE_NEWPID | CLONE_NEWNS` (and `CLONE_NEWNET`
-//! when it may not use the network) when namespaces are used. So the
-//! agent is pid 1 of a pid namespace of its own and still a direct child
-//! of the runner: the runner waits for it and signals it like any child,
-//! and when it ends the kernel kills every process left in its
-//! namespace. `std::process::Command` cannot do this: `unshare(2)` of a
-//! pid namespace only applies to the caller's next child, so its
+//! A process is made with the raw `clone3(2)` (or `clone(2)`) system
+//! call, fork-like (no new stack), with `CLONE_NEWPID | CLONE_NEWNS` (and
+//! `CLONE_NEWNET` when it may not use the network) when namespaces are
+//! used. So the agent is pid 1 of a pid namespace of its own and still a
+//! direct child of the runner: the runner waits for it and signals it
+//! like any child, and when it ends the kernel kills every process left
+//! in its namespace. `std::process::Command` cannot do this: `unshare(2)`
+//! of a pid namespace only applies to the caller's next child, so its
 //! `pre_exec` hook would need a second fork with a process in between.
+//!
+//! When the run has a cgroup v2 directory, the process is made in it:
+//! `clone3` with `CLONE_INTO_CGROUP` (Linux 5.7+) and a descriptor of the
+//! directory. That is no migration, so it does not take the kernel's
+//! `cgroup_threadgroup_rwsem` for writing, whose first writer after a
+//! while waits for an RCU grace period (some 20 ms): a write to
+//! `cgroup.procs` did, on every spawn. Where `clone3` cannot do that
+//! (older kernel, a seccomp filter, a cgroup it refuses) the process is
+//! made with `clone` and joins the v2 cgroup by a write, as below.
 //!
 //! Between `clone` and `execve` the new process is a copy of a
 //! multi-threaded one, so it only makes system calls, on data prepared
@@ -22,8 +31,9 @@
 //!    writes after the clone: if the runner died before the death signal
 //!    was set, the read sees end of file and the process exits;
 //! 3. `setsid`: a session and process group of its own;
-//! 4. join its cgroup (write `0` to each `cgroup.procs`), before it runs
-//!    anything, so its limits hold from its first instruction;
+//! 4. join its cgroups (write `0` to each `cgroup.procs`: the v1 ones,
+//!    and the v2 one unless it was made in it), before it runs anything,
+//!    so its limits hold from its first instruction;
 //! 5. with namespaces, make every mount private (nothing it mounts
 //!    reaches the host) and mount a `/proc` of its pid namespace;
 //! 6. stdin from `/dev/null`, stdout and stderr to the runner's pipes,
@@ -35,11 +45,14 @@
 //! comes at the `execve` (success) or the process's exit (failure).
 
 use std::ffi::{CString, c_char};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::StartError;
 
@@ -76,7 +89,10 @@ pub(crate) struct Launch<'a> {
     pub(crate) env: &'a [String],
     /// Its namespaces.
     pub(crate) namespaces: Namespaces,
-    /// The `cgroup.procs` files it joins.
+    /// Its cgroup v2 directory, if any: it is made in it (`clone3` with
+    /// `CLONE_INTO_CGROUP`), or else joins it through its `cgroup.procs`.
+    pub(crate) cgroup_v2: Option<PathBuf>,
+    /// The other `cgroup.procs` files it joins (cgroup v1).
     pub(crate) cgroup_procs: Vec<PathBuf>,
 }
 
@@ -92,6 +108,10 @@ pub(crate) struct Child {
     pub(crate) stdout: Option<OwnedFd>,
     /// The read end of its stderr (non-blocking).
     pub(crate) stderr: Option<OwnedFd>,
+    /// It was made in its cgroup v2 directory by `clone3` (rather than
+    /// joining it by a write). Only the tests look.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) made_in_cgroup: bool,
 }
 
 /// How a process ended.
@@ -268,6 +288,7 @@ pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
         args: &[],
         env: &[],
         namespaces,
+        cgroup_v2: None,
         cgroup_procs: Vec::new(),
     };
     start(&launch, true).map(|_| ())
@@ -285,12 +306,29 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
             .iter()
             .map(|e| cstring(e.as_bytes(), "an environment value"))
             .collect::<Result<_, _>>()?,
+        // The v2 `cgroup.procs` first: the child skips it when it is
+        // made in that cgroup.
         procs: launch
-            .cgroup_procs
+            .cgroup_v2
             .iter()
+            .map(|d| d.join("cgroup.procs"))
+            .chain(launch.cgroup_procs.iter().cloned())
             .map(|p| cstring(p.as_os_str().as_bytes(), "a cgroup path"))
             .collect::<Result<_, _>>()?,
     };
+    // The v2 directory, for clone3. If it cannot be opened, the child
+    // writes its `cgroup.procs` instead (and says why that fails).
+    let cgroup_dir = launch
+        .cgroup_v2
+        .as_ref()
+        .filter(|_| CLONE3_INTO_CGROUP.load(Ordering::Relaxed))
+        .and_then(|d| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(d)
+                .ok()
+        });
     let argv: Vec<*const c_char> = prepared
         .argv
         .iter()
@@ -321,9 +359,19 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         err_w: err_w.as_raw_fd(),
         report_w: report_w.as_raw_fd(),
     };
+    // For a child made in its v2 cgroup: the same, without that cgroup's
+    // `cgroup.procs` (the first one).
+    let args_in_cgroup = ChildArgs {
+        procs: prepared.procs.get(1..).unwrap_or_default(),
+        ..args
+    };
 
-    let flags = launch.namespaces.clone_flags() | libc::SIGCHLD;
-    let pid = clone_blocking_signals(flags, &args)?;
+    let (pid, made_in_cgroup) = clone_blocking_signals(
+        launch.namespaces.clone_flags(),
+        cgroup_dir.as_ref().map(|d| (d, &args_in_cgroup)),
+        &args,
+    )?;
+    drop(cgroup_dir);
 
     // The child's ends, which the runner must not hold (or it would
     // never see end of file on the report pipe).
@@ -388,37 +436,114 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         pidfd: pidfd_open(pid),
         stdout: Some(out_r),
         stderr: Some(err_r),
+        made_in_cgroup,
     }))
 }
 
+/// `clone3`'s arguments (`struct clone_args` of linux/sched.h, as of
+/// Linux 5.7: `CLONE_ARGS_SIZE_VER2`, 88 bytes). The layout is the
+/// kernel's on every architecture: 64-bit fields, 8-byte aligned.
+#[repr(C, align(8))]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (clone3 only; libc's constant is an overflowing
+/// `c_int`).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Whether `clone3` with `CLONE_INTO_CGROUP` is worth trying: cleared
+/// for good once the kernel says it has neither (ENOSYS, E2BIG).
+static CLONE3_INTO_CGROUP: AtomicBool = AtomicBool::new(true);
+
 /// Clone with every signal blocked in the calling thread, so that no
 /// handler of the host program runs in the child before it resets them.
-/// Returns the child's pid in the parent; the child never returns.
-fn clone_blocking_signals(flags: libc::c_int, args: &ChildArgs<'_>) -> Result<i32, StartError> {
-    // SAFETY: sigfillset/pthread_sigmask on local sets. The raw clone
-    // without CLONE_VM and without a new stack is fork: the child gets a
-    // copy of this thread's stack and memory and continues here with
-    // return value 0. It then runs only `child_main`, which makes only
-    // async-signal-safe system calls on `args` (valid in the copy) and
-    // never returns. clone's arguments are (flags, stack, parent_tid,
-    // child_tid, tls) on x86_64 and (flags, stack, parent_tid, tls,
-    // child_tid) on aarch64 and riscv64; all but the flags are 0 here,
-    // so the order does not matter on either.
+/// `flags` are the namespace flags. With `into` (the run's cgroup v2
+/// directory, and the child's arguments for a child made in it) the
+/// child is made there by `clone3`; otherwise, or if that fails, by
+/// `clone`, with `args`. Returns the child's pid in the parent, and
+/// whether it was made in the cgroup; the child never returns.
+fn clone_blocking_signals(
+    flags: libc::c_int,
+    into: Option<(&File, &ChildArgs<'_>)>,
+    args: &ChildArgs<'_>,
+) -> Result<(i32, bool), StartError> {
+    // SAFETY: sigfillset/pthread_sigmask on local sets. A raw clone3 or
+    // clone without CLONE_VM and without a new stack (clone3's stack and
+    // stack_size 0) is fork: the child gets a copy of this thread's
+    // stack and memory and continues here with return value 0. It then
+    // runs only `child_main`, which makes only async-signal-safe system
+    // calls on its arguments (valid in the copy) and never returns.
+    // clone3 reads `clone_args` (a local, alive across the call) during
+    // the call only, and the directory's descriptor in it, which stays
+    // open until the caller drops it after this returns (the child's
+    // copy is close-on-exec). clone's arguments are
+    // (flags, stack, parent_tid, child_tid, tls) on x86_64 and (flags,
+    // stack, parent_tid, tls, child_tid) on aarch64 and riscv64; all but
+    // the flags are 0 here, so the order does not matter on either.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::syscall(
-            libc::SYS_clone,
-            flags as libc::c_long,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        );
-        if pid == 0 {
-            child_main(args);
+        let mut made_in_cgroup = false;
+        let mut pid = -1;
+        if let Some((dir, into_args)) = into {
+            let clone_args = CloneArgs {
+                flags: flags as u64 | CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir.as_raw_fd() as u64,
+                ..CloneArgs::default()
+            };
+            pid = libc::syscall(
+                libc::SYS_clone3,
+                &clone_args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            );
+            if pid == 0 {
+                child_main(into_args);
+            }
+            if pid > 0 {
+                made_in_cgroup = true;
+            } else {
+                // Whatever the reason, the plain clone is tried next: it
+                // gets on where clone3 cannot (ENOSYS: before Linux 5.3,
+                // or a seccomp filter such as container runtimes' that
+                // makes callers fall back; E2BIG: before 5.7, which has
+                // no `cgroup` field; EINVAL, EOPNOTSUPP, EBUSY, EPERM,
+                // EACCES: a cgroup clone3 refuses to start a process in,
+                // which the child's write to `cgroup.procs` then reports
+                // with its own errno), and where the failure has nothing
+                // to do with the cgroup it fails the same way and says
+                // so. Only a kernel without the call is remembered.
+                if matches!(errno(), libc::ENOSYS | libc::E2BIG) {
+                    CLONE3_INTO_CGROUP.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        if !made_in_cgroup {
+            pid = libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_long,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            );
+            if pid == 0 {
+                child_main(args);
+            }
         }
         let err = errno();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
@@ -428,7 +553,7 @@ fn clone_blocking_signals(flags: libc::c_int, args: &ChildArgs<'_>) -> Result<i3
                 errno: err,
             });
         }
-        Ok(pid as i32)
+        Ok((pid as i32, made_in_cgroup))
     }
 }
 
@@ -507,7 +632,8 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
             fail(args.report_w, STEP_SETSID, e());
         }
 
-        // 4. Its cgroup, before anything runs.
+        // 4. Its cgroups, before anything runs (`procs` lacks the v2
+        // one when it was made in it).
         for procs in args.procs {
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd < 0 {
@@ -729,6 +855,7 @@ mod tests {
             ],
             env: &env,
             namespaces: Namespaces::default(),
+            cgroup_v2: None,
             cgroup_procs: Vec::new(),
         };
         let child = spawn(&launch).unwrap();
@@ -741,12 +868,57 @@ mod tests {
     }
 
     #[test]
+    fn a_child_is_made_in_its_v2_cgroup() {
+        let cgroups = crate::cgroup::Cgroups::discover("cell0");
+        let (Some(cg), _, _) = cgroups.create(
+            &crate::cgroup::run_name("child-test", 0),
+            &crate::spec::Limits::default(),
+        ) else {
+            return; // No cgroups here (not root).
+        };
+        let Some(v2) = cg.v2_dir() else {
+            let _ = cg.remove();
+            return; // No cgroup v2 here.
+        };
+        let launch = Launch {
+            program: Path::new("/bin/sh"),
+            args: &[
+                "-c".to_string(),
+                "while read -r l; do echo \"$l\"; done < /proc/self/cgroup".to_string(),
+            ],
+            env: &[],
+            namespaces: Namespaces::default(),
+            cgroup_v2: Some(v2.to_path_buf()),
+            cgroup_procs: cg.v1_procs_files(),
+        };
+        let child = spawn(&launch).unwrap();
+        let status = reap(child.pid);
+        let mut out = Vec::new();
+        read_available(child.stdout.as_ref().unwrap(), 1 << 20, &mut |b| {
+            out.extend_from_slice(b)
+        });
+        let _ = cg.remove();
+        assert_eq!(status, ExitStatus::Code(0));
+        let out = String::from_utf8(out).unwrap();
+        let line = out.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        assert!(
+            line.len() > 1 && v2.to_string_lossy().ends_with(line),
+            "{out}"
+        );
+        // clone3 with CLONE_INTO_CGROUP was used, not the slow write to
+        // cgroup.procs, unless the kernel (or a seccomp filter) says it
+        // has no such call.
+        assert!(child.made_in_cgroup || !CLONE3_INTO_CGROUP.load(Ordering::Relaxed));
+    }
+
+    #[test]
     fn a_missing_program_is_an_exec_error() {
         let launch = Launch {
             program: Path::new("/nonexistent/program"),
             args: &[],
             env: &[],
             namespaces: Namespaces::default(),
+            cgroup_v2: None,
             cgroup_procs: Vec::new(),
         };
         let err = spawn(&launch).unwrap_err();

@@ -49,7 +49,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -722,7 +722,14 @@ impl Looper {
             args: &spec.args,
             env: &env,
             namespaces: self.host.namespaces_for(spec),
-            cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
+            cgroup_v2: cgroup
+                .as_ref()
+                .and_then(Cgroup::v2_dir)
+                .map(Path::to_path_buf),
+            cgroup_procs: cgroup
+                .as_ref()
+                .map(Cgroup::v1_procs_files)
+                .unwrap_or_default(),
         };
         let child = match child::spawn(&launch) {
             Ok(c) => c,

@@ -437,6 +437,122 @@ fn limits_are_written_to_the_agents_cgroup() {
     kill_leftovers(&m);
 }
 
+/// Start `spec`'s agent `name`, running a script that first prints its
+/// own /proc/self/cgroup (read by the shell itself, a builtin: no other
+/// process has run), then sleeps. Returns its status and those lines.
+fn cgroups_at_start(
+    s: &Supervisor,
+    w: &mut Watch,
+    name: &str,
+    limits: cell0_agents::Limits,
+) -> (cell0_agents::Status, Vec<String>, String) {
+    let m = marker();
+    let mut spec = sh(
+        "while read -r l; do echo \"$l\"; done < /proc/self/cgroup; echo END; sleep $1",
+        &m,
+    );
+    spec.limits = limits;
+    s.start(name, spec).unwrap();
+    w.state(name, "running", SHORT);
+    let st = s.status(name).unwrap();
+    let end = Instant::now() + SHORT;
+    let log = loop {
+        let log = String::from_utf8(s.log(name).unwrap()).unwrap();
+        if log.contains("END\n") {
+            break log;
+        }
+        assert!(Instant::now() < end, "{log:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let lines = log
+        .lines()
+        .take_while(|l| *l != "END")
+        .map(String::from)
+        .collect();
+    (st, lines, m)
+}
+
+/// Whether `dir` is a cgroup v2 directory (only v2 has this file).
+fn is_v2(dir: &std::path::Path) -> bool {
+    dir.join("cgroup.controllers").exists()
+}
+
+/// Whether one of `lines` (of /proc/PID/cgroup) names `dir`: its path,
+/// relative to its hierarchy's root, ends `dir`.
+fn names(lines: &[String], dir: &std::path::Path, v2: bool) -> bool {
+    lines.iter().any(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        (ctl.is_empty() == v2) && path.len() > 1 && dir.to_string_lossy().ends_with(path)
+    })
+}
+
+#[test]
+fn a_run_without_limits_is_made_in_its_v2_cgroup_and_no_other() {
+    let (s, mut w) = supervisor();
+    let (st, lines, m) = cgroups_at_start(&s, &mut w, "nolimits", Default::default());
+    let iso = st.isolation.clone().unwrap();
+    // Read before the kill, which removes the cgroups.
+    let v2 = st.cgroups.iter().find(|d| is_v2(d)).cloned();
+    s.kill("nolimits").unwrap();
+    w.state("nolimits", "stopped", SHORT);
+    kill_leftovers(&m);
+    if !iso.cgroup {
+        return;
+    }
+    match &v2 {
+        // A v2 cgroup tracks its processes: no v1 one is made (joining
+        // one is a slow migration), and the program starts in it.
+        Some(v2) => {
+            assert_eq!(st.cgroups, std::slice::from_ref(v2));
+            assert!(names(&lines, v2, true), "{lines:?} lack {v2:?}");
+        }
+        // Only v1: one cgroup, in the first hierarchy, tracks them.
+        None => {
+            assert_eq!(st.cgroups.len(), 1, "{:?}", st.cgroups);
+            assert!(names(&lines, &st.cgroups[0], false), "{lines:?}");
+        }
+    }
+}
+
+#[test]
+fn a_run_with_a_memory_limit_starts_under_it() {
+    let (s, mut w) = supervisor();
+    let limits = cell0_agents::Limits {
+        memory_bytes: Some(64 << 20),
+        ..Default::default()
+    };
+    let (st, lines, m) = cgroups_at_start(&s, &mut w, "memlimit", limits);
+    let iso = st.isolation.clone().unwrap();
+    // Read before the kill, which removes the cgroups.
+    let memory = cgroup_value(&st.cgroups, &["memory.max", "memory.limit_in_bytes"]);
+    let v1_dirs: Vec<(PathBuf, bool)> = st
+        .cgroups
+        .iter()
+        .filter(|d| !is_v2(d))
+        .map(|d| (d.clone(), d.join("memory.limit_in_bytes").exists()))
+        .collect();
+    let v2_dirs: Vec<PathBuf> = st.cgroups.iter().filter(|d| is_v2(d)).cloned().collect();
+    s.kill("memlimit").unwrap();
+    w.state("memlimit", "stopped", SHORT);
+    kill_leftovers(&m);
+    if !iso.cgroup || !iso.memory_limit {
+        assert!(iso.notes.iter().any(|n| n.contains("memory")), "{iso:?}");
+        return;
+    }
+    assert_eq!(memory.as_deref(), Some("67108864"));
+    // In each of its cgroups before it ran, the one with the limit too.
+    for dir in &v2_dirs {
+        assert!(names(&lines, dir, true), "{lines:?} lack {dir:?}");
+    }
+    for (dir, _) in &v1_dirs {
+        assert!(names(&lines, dir, false), "{lines:?} lack {dir:?}");
+    }
+    // No v1 cgroup but the memory one (no other limit is set).
+    assert!(v1_dirs.iter().all(|(_, memory)| *memory), "{v1_dirs:?}");
+    assert_eq!(v1_dirs.len() + v2_dirs.len(), st.cgroups.len());
+}
+
 #[test]
 fn without_namespaces_the_cgroup_still_kills_everything() {
     let (s, rx) = Supervisor::with_options(Options {
