@@ -387,3 +387,27 @@ fn processes_an_agent_leaves_behind_end_with_it() {
     });
     assert_eq!(status(&node, "leaver", "last-exit"), "code=0");
 }
+
+#[test]
+fn the_example_of_two_agents_wired_by_a_channel_runs() {
+    let node = Server::node();
+    let m = common::Mount::new(&node, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/agents.sh");
+    let out = m.sh(&format!("{script} ."));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("done: job 1"), "{stdout}");
+    assert!(stdout.contains("== greedy: halted-drift"), "{stdout}");
+    assert!(stdout.contains("drift write /chan/jobs/data"), "{stdout}");
+    // It cleans up after itself, processes included.
+    assert!(!m.path().join("agent/producer").exists());
+    assert!(!m.path().join("chan/jobs").exists());
+    wait("no process of the example left", 10, || {
+        ["producer", "consumer", "greedy"]
+            .iter()
+            .all(|a| agent_pids(&node.addr, a).is_empty())
+    });
+}
