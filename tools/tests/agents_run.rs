@@ -265,8 +265,24 @@ fn killing_the_node_leaves_no_process_and_its_restart_brings_always_agents_back(
     );
 }
 
+/// A process killed when dropped (a failed test leaves no runner behind).
+struct Killed(Child);
+
+impl Killed {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// `cell0 runner` on its own, for a node that runs none.
-fn runner(node: &Server, name: &str) -> Child {
+fn runner(node: &Server, name: &str) -> Killed {
     let log = std::fs::File::create(node.dir.path().join(format!("runner-{name}.log"))).unwrap();
     Command::new(common::bin())
         .args(["runner", "--node", &node.addr, "--name", name, "--token"])
@@ -275,6 +291,7 @@ fn runner(node: &Server, name: &str) -> Child {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
+        .map(Killed)
         .expect("cell0 runner starts")
 }
 
@@ -291,8 +308,7 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
     });
     assert_eq!(status(&node, "idle", "node"), "host-b");
     assert_eq!(status(&node, "idle", "runner"), "host-b");
-    r.kill().unwrap();
-    r.wait().unwrap();
+    r.kill();
     wait("no process of the agent left", 10, || {
         agent_pids(&node.addr, "idle").is_empty()
     });
@@ -301,8 +317,7 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(agent_pids(&node.addr, "idle").is_empty());
     assert_eq!(status(&node, "idle", "runner"), "host-b");
-    other.kill().unwrap();
-    other.wait().unwrap();
+    other.kill();
     // host-b back: it runs it again, and says so.
     let mut r = runner(&node, "host-b");
     wait("the agent back", 10, || {
@@ -328,8 +343,7 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
     wait("state stopped", 10, || {
         status(&node, "idle", "state") == "stopped"
     });
-    r.kill().unwrap();
-    r.wait().unwrap();
+    r.kill();
 }
 
 #[test]
@@ -410,4 +424,56 @@ fn the_example_of_two_agents_wired_by_a_channel_runs() {
             .iter()
             .all(|a| agent_pids(&node.addr, a).is_empty())
     });
+}
+
+/// The processes whose command line mentions `text`.
+fn processes_mentioning(text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(text) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_agent_does_not_see_the_hosts_mount_of_the_tree_nor_pin_it() {
+    let node = Server::node();
+    let m = common::Mount::new(&node, "");
+    let host_mount = m.path().to_path_buf();
+    assert!(host_mount.join("status").exists());
+    let prog = script(
+        &node,
+        "peek.sh",
+        &format!(
+            "echo \"host mount: $(ls -A {0} | wc -l) entries\"\n\
+             cat {0}/status >/dev/null 2>&1 || echo 'host status: unreadable'\n\
+             echo \"own mount: $(ls $CELL0_MOUNT)\"\n\
+             sleep 300",
+            host_mount.display()
+        ),
+    );
+    agent(&node, "peek", &prog, &["intent r /chan"]);
+    let mut log = String::new();
+    wait("the agent's view", 10, || {
+        log = cat(&node, "/agent/peek/log");
+        log.contains("own mount:")
+    });
+    assert!(log.contains("host mount: 0 entries"), "{log}");
+    assert!(log.contains("host status: unreadable"), "{log}");
+    assert!(log.contains("own mount: chan"), "{log}");
+    // The host can unmount while the agent runs: the mount's server ends.
+    let shown = host_mount.display().to_string();
+    drop(m);
+    wait("the host mount's server to end", 10, || {
+        processes_mentioning(&shown).is_empty()
+    });
+    assert!(!agent_pids(&node.addr, "peek").is_empty());
 }

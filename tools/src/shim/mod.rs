@@ -4,7 +4,9 @@
 //! The runner starts the shim as PID 1 of a new pid namespace, in a mount
 //! namespace of its own, on the host's network. The shim:
 //!
-//! 1. mounts the node's tree at `$CELL0_MOUNT` (default `/cell0`, created
+//! 1. detaches the FUSE mounts its namespace inherited from the host (a
+//!    user's mount of the tree among them), then mounts the node's tree at
+//!    `$CELL0_MOUNT` (default `/cell0`, created
 //!    if missing; set but empty: no mount) with the agent's capability
 //!    `$CELL0_TOKEN`, from the node at `$CELL0_ADDR`. The FUSE server is
 //!    `cell0 mount`'s own, run on threads of this process: the mount is
@@ -32,6 +34,7 @@
 //! awaited with poll(2) on `/proc/self/mountinfo`, which the kernel wakes
 //! on every change of the mount table.
 
+mod hide;
 mod init;
 mod mount;
 mod net;
@@ -117,6 +120,13 @@ fn shim(args: &ShimArgs, started: Instant) -> Result<i32, Stop> {
         Some(d) if d.is_empty() => None,
         Some(d) => Some(PathBuf::from(d)),
     };
+    // The host's FUSE mounts (a user's mount of the tree with the owner's
+    // capability among them) came with the copy of its mount namespace:
+    // hide them, in this namespace only. Only as PID 1 of the sandbox's
+    // pid namespace, which the runner makes with a mount namespace.
+    if std::process::id() == 1 {
+        hide::detach_fuse_mounts().map_err(|e| Stop::setup(format!("{e:#}")))?;
+    }
     let pending = match &mount_dir {
         Some(dir) => Some(mount::start(dir).map_err(|e| {
             Stop::setup(format!("cannot mount the tree at {}: {e:#}", dir.display()))
