@@ -301,7 +301,9 @@ pub async fn serve(
         let local = loopback(addr);
         let token = crate::identity::read_token(&owner)?;
         // It connects on its own thread, once the loop below accepts.
-        match crate::runner::spawn(&node_id, &local, &local, &token) {
+        // Agents must not read the node's key or the owner's token.
+        let hide = vec![std::fs::canonicalize(data)?];
+        match crate::runner::spawn(&node_id, &local, &local, &token, hide) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("cell0: node {node_id} runs no agents: {e:#}");

@@ -477,3 +477,32 @@ fn an_agent_does_not_see_the_hosts_mount_of_the_tree_nor_pin_it() {
     });
     assert!(!agent_pids(&node.addr, "peek").is_empty());
 }
+
+#[test]
+fn an_agent_cannot_read_the_nodes_key_or_the_owners_token() {
+    let node = Server::node();
+    let data = std::fs::canonicalize(node.data()).unwrap();
+    assert!(data.join("owner.token").exists() && data.join("node.key").exists());
+    let prog = script(
+        &node,
+        "thief.sh",
+        &format!(
+            "echo \"data: $(ls -A {0} 2>&1 | wc -l) entries\"\n\
+             cat {0}/owner.token >/dev/null 2>&1 || echo 'token: unreadable'\n\
+             cat {0}/node.key >/dev/null 2>&1 || echo 'key: unreadable'\n\
+             echo done",
+            data.display()
+        ),
+    );
+    agent(&node, "thief", &prog, &["intent r /chan"]);
+    let mut log = String::new();
+    wait("the agent to finish", 10, || {
+        log = cat(&node, "/agent/thief/log");
+        log.contains("done")
+    });
+    assert!(log.contains("token: unreadable"), "{log}");
+    assert!(log.contains("key: unreadable"), "{log}");
+    assert!(!log.contains("c0."), "{log}");
+    // The host's copy is untouched.
+    assert!(data.join("owner.token").exists());
+}

@@ -21,6 +21,10 @@ pub struct Launcher {
     pub token: Token,
     /// The `cell0` binary (for `agent-shim`).
     pub shim: PathBuf,
+    /// What agents must not see (see `cell0 agent-shim --hide`): the
+    /// node's data directory (its key, the owner's token), the runner's
+    /// own token.
+    pub hide: Vec<PathBuf>,
     /// Whether agents get pid and mount namespaces here: without them
     /// there is no private place to mount the tree, so the program runs
     /// directly, with the node's address and its capability only.
@@ -74,13 +78,19 @@ impl Launcher {
         };
         check_program(Path::new(&exec.path))?;
         let token = self.mint(name, spec)?;
-        let mut args = vec![
-            "agent-shim".to_string(),
-            "--".to_string(),
-            exec.path.clone(),
-        ];
-        args.extend(exec.args.iter().cloned());
-        let mut s = Spec::new(&self.shim).args(args);
+        let mut s = if self.namespaces {
+            let mut args = vec!["agent-shim".to_string()];
+            for h in &self.hide {
+                args.push("--hide".to_string());
+                args.push(h.display().to_string());
+            }
+            args.push("--".to_string());
+            args.push(exec.path.clone());
+            args.extend(exec.args.iter().cloned());
+            Spec::new(&self.shim).args(args)
+        } else {
+            Spec::new(&exec.path).args(exec.args.iter().cloned())
+        };
         for (k, v) in &spec.env {
             s = s.env(k.clone(), v.clone());
         }

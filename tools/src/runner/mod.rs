@@ -86,7 +86,13 @@ impl Drop for Handle {
 /// `agent_addr`), with capability `token`. It connects on a thread of
 /// its own (the node may be this process, not accepting yet); `ready`
 /// says how that went.
-pub fn spawn(name: &str, addr: &str, agent_addr: &str, token: &Token) -> anyhow::Result<Handle> {
+pub fn spawn(
+    name: &str,
+    addr: &str,
+    agent_addr: &str,
+    token: &Token,
+    hide: Vec<PathBuf>,
+) -> anyhow::Result<Handle> {
     cellfs::chan::check_name(name)
         .map_err(|_| anyhow::anyhow!("runner name {name:?}: 1-64 of A-Z a-z 0-9 . _ -"))?;
     let (tx, rx) = mpsc::channel();
@@ -100,16 +106,18 @@ pub fn spawn(name: &str, addr: &str, agent_addr: &str, token: &Token) -> anyhow:
     let t = tx.clone();
     let thread = std::thread::Builder::new()
         .name("cell0-runner".into())
-        .spawn(move || match setup(&name, &addr, &agent_addr, &token, t) {
-            Ok(runner) => {
-                let _ = ready_tx.send(Ok(()));
-                runner.run(rx);
-            }
-            Err(e) => {
-                eprintln!("cell0 runner {name}: runs no agents: {e:#}");
-                let _ = ready_tx.send(Err(e));
-            }
-        })?;
+        .spawn(
+            move || match setup(&name, &addr, &agent_addr, &token, hide, t) {
+                Ok(runner) => {
+                    let _ = ready_tx.send(Ok(()));
+                    runner.run(rx);
+                }
+                Err(e) => {
+                    eprintln!("cell0 runner {name}: runs no agents: {e:#}");
+                    let _ = ready_tx.send(Err(e));
+                }
+            },
+        )?;
     Ok(Handle {
         tx,
         thread: Some(thread),
@@ -136,6 +144,7 @@ fn setup(
     addr: &str,
     agent_addr: &str,
     token: &Token,
+    hide: Vec<PathBuf>,
     tx: Sender<Msg>,
 ) -> anyhow::Result<Runner> {
     let tree = Tree::connect(addr, &token.to_text())?;
@@ -179,6 +188,7 @@ fn setup(
         addr: agent_addr.to_string(),
         token: token.clone(),
         shim,
+        hide,
         namespaces: iso.pid_namespace && iso.mount_namespace,
     };
     Ok(Runner::new(name.to_string(), tree, launcher, sup)?)
@@ -192,7 +202,13 @@ pub fn run(args: RunnerArgs) -> anyhow::Result<()> {
         None => host_name(),
     };
     let agent_addr = args.agent_addr.as_deref().unwrap_or(&args.node);
-    let mut handle = spawn(&name, &args.node, agent_addr, &token)?;
+    // Agents must not read the runner's own token.
+    let hide = if args.token.as_os_str() == "-" {
+        Vec::new()
+    } else {
+        vec![std::fs::canonicalize(&args.token)?]
+    };
+    let mut handle = spawn(&name, &args.node, agent_addr, &token, hide)?;
     handle.ready()?;
     eprintln!(
         "cell0: runner {name} running the agents of node {}",

@@ -1,4 +1,6 @@
-//! Hiding the host's FUSE mounts from an agent.
+//! Hiding from an agent what its copy of the host's mount table shows:
+//! the host's FUSE mounts, and the paths the runner names (the node's
+//! data directory, the runner's token).
 //!
 //! A new mount namespace starts as a copy of the host's, so it holds every
 //! FUSE mount the host had: a user's `cell0 mount` of the tree with the
@@ -10,7 +12,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -39,6 +41,57 @@ pub fn detach_fuse_mounts() -> anyhow::Result<usize> {
         }
     }
     Ok(points.len())
+}
+
+/// Hide `path` in this mount namespace: an empty read-only tmpfs over a
+/// directory, /dev/null (read-only) over a file. A path that does not
+/// exist has nothing to hide.
+pub fn cover(path: &Path) -> anyhow::Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("hiding {}", path.display())),
+    };
+    let target = CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("hiding {}", path.display()))?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: every pointer is to a NUL-terminated string that outlives
+    // the call; mount(2) reads them only during it.
+    let r = unsafe {
+        if meta.is_dir() {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                flags,
+                c"size=4k,mode=000".as_ptr().cast(),
+            )
+        } else {
+            let bound = libc::mount(
+                c"/dev/null".as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            );
+            if bound != 0 {
+                bound
+            } else {
+                libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | flags,
+                    std::ptr::null(),
+                )
+            }
+        }
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("cannot hide {} from the agent: {e}", path.display());
+    }
+    Ok(())
 }
 
 /// The mount points of FUSE file systems (`fuse`, `fuseblk`, `fuse.*`) in

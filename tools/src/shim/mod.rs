@@ -65,6 +65,11 @@ pub struct ShimArgs {
     /// program's exec).
     #[arg(long, hide = true)]
     pub timing: bool,
+    /// Hide PATH from the agent (a directory: an empty read-only tmpfs
+    /// over it; a file: /dev/null over it), in its mount namespace only:
+    /// the runner hides the node's data directory and its own token.
+    #[arg(long, value_name = "PATH")]
+    pub hide: Vec<PathBuf>,
     /// The agent's program and its arguments.
     #[arg(
         trailing_var_arg = true,
@@ -126,6 +131,9 @@ fn shim(args: &ShimArgs, started: Instant) -> Result<i32, Stop> {
     // pid namespace, which the runner makes with a mount namespace.
     if std::process::id() == 1 {
         hide::detach_fuse_mounts().map_err(|e| Stop::setup(format!("{e:#}")))?;
+        for path in &args.hide {
+            hide::cover(path).map_err(|e| Stop::setup(format!("{e:#}")))?;
+        }
     }
     let pending = match &mount_dir {
         Some(dir) => Some(mount::start(dir).map_err(|e| {
