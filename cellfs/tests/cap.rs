@@ -7,24 +7,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use cellfs::cap::{Claims, NodeKey, Rights, Token};
-use cellfs::{Clock, Config, ConnId, Outbox, Server};
-use common::TestLog;
+use cellfs::{Config, ConnId, Outbox, Server};
+use common::{TestClock, TestLog};
 use ninep::{Body, Dialect, Msg, NOFID, Names, Qid};
 
 const NOW: u64 = 1_700_000_000;
-
-/// A clock the test moves (Unix seconds).
-#[derive(Clone)]
-struct TestClock(Rc<Cell<u64>>);
-
-impl Clock for TestClock {
-    fn unix_nanos(&self) -> u64 {
-        self.0.get() * 1_000_000_000
-    }
-    fn monotonic_nanos(&self) -> u64 {
-        self.0.get() * 1_000_000_000
-    }
-}
 
 fn key() -> NodeKey {
     NodeKey::from_seed(&[7; 32])

@@ -360,24 +360,13 @@ fn cap_dirs(c: &Client) -> anyhow::Result<Vec<u64>> {
 }
 
 fn read_file(c: &Client, path: &str) -> anyhow::Result<String> {
-    let fid = c.walk_path(path).with_context(|| path.to_string())?;
-    let r = (|| -> anyhow::Result<Vec<u8>> {
-        let opened = c.open(fid, mode::OREAD)?;
-        Ok(c.read_all(fid, opened.iounit)?)
-    })();
-    let _ = c.clunk(fid);
-    Ok(String::from_utf8_lossy(&r.with_context(|| path.to_string())?).into_owned())
+    let bytes = c.read_file(path).with_context(|| path.to_string())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn write_ctl(c: &Client, path: &str, verb: &str) -> anyhow::Result<()> {
-    let fid = c.walk_path(path).with_context(|| path.to_string())?;
-    let r = (|| -> anyhow::Result<()> {
-        c.open(fid, mode::OWRITE)?;
-        c.write(fid, 0, verb.as_bytes())?;
-        Ok(())
-    })();
-    let _ = c.clunk(fid);
-    r.with_context(|| format!("{path}: {verb}"))
+    c.write_file(path, verb.as_bytes())
+        .with_context(|| format!("{path}: {verb}"))
 }
 
 /// A Unix time as a UTC date, `2025-01-31T12:00:00Z`.

@@ -63,10 +63,7 @@ fn agent_pids(addr: &str, name: &str) -> Vec<u32> {
     let want_agent = format!("CELL0_AGENT={name}");
     let want_addr = format!("CELL0_ADDR={addr}");
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in common::pids() {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
@@ -428,19 +425,13 @@ fn the_example_of_two_agents_wired_by_a_channel_runs() {
 
 /// The processes whose command line mentions `text`.
 fn processes_mentioning(text: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&cmd).contains(text) {
-            out.push(pid);
-        }
-    }
-    out
+    common::pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(text))
+        })
+        .collect()
 }
 
 #[test]

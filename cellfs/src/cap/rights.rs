@@ -87,9 +87,20 @@ impl Rights {
         self.0 & !other.0 == 0
     }
 
+    /// The rights in either set.
+    pub fn union(self, other: Rights) -> Rights {
+        Rights(self.0 | other.0)
+    }
+
     /// The raw bits (for encodings).
     pub fn bits(self) -> u8 {
         self.0
+    }
+}
+
+impl From<Right> for Rights {
+    fn from(right: Right) -> Rights {
+        Rights(right.bit())
     }
 }
 

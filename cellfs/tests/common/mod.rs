@@ -4,10 +4,23 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use cellfs::{Commit, Entry, Index, Log, LogError, ProposalId, Term};
+use cellfs::{Clock, Commit, Entry, Index, Log, LogError, ProposalId, Term};
+
+/// A clock the test moves (Unix seconds; monotonic time is the same).
+#[derive(Clone)]
+pub struct TestClock(pub Rc<Cell<u64>>);
+
+impl Clock for TestClock {
+    fn unix_nanos(&self) -> u64 {
+        self.0.get() * 1_000_000_000
+    }
+    fn monotonic_nanos(&self) -> u64 {
+        self.0.get() * 1_000_000_000
+    }
+}
 
 #[derive(Default)]
 struct Disk {

@@ -172,23 +172,13 @@ fn mkdir_agent(c: &Client, name: &str) -> anyhow::Result<()> {
 /// Write `lines` to agent `name`'s ctl in one write.
 fn ctl(c: &Client, name: &str, lines: &str) -> anyhow::Result<()> {
     let path = format!("/agent/{name}/ctl");
-    let fid = c.walk_path(&path)?;
-    let r = c
-        .open(fid, mode::OWRITE)
-        .and_then(|_| c.write(fid, 0, lines.as_bytes()));
-    let _ = c.clunk(fid);
-    r.with_context(|| format!("{path}: {}", lines.trim_end()))?;
-    Ok(())
+    c.write_file(&path, lines.as_bytes())
+        .with_context(|| format!("{path}: {}", lines.trim_end()))
 }
 
 /// A whole small file.
 fn read_file(c: &Client, path: &str) -> anyhow::Result<Vec<u8>> {
-    let fid = c.walk_path(path)?;
-    let r = c
-        .open(fid, mode::OREAD)
-        .and_then(|o| c.read_all(fid, o.iounit));
-    let _ = c.clunk(fid);
-    r.with_context(|| path.to_string())
+    c.read_file(path).with_context(|| path.to_string())
 }
 
 /// How many of the first `n` agents their status says run.

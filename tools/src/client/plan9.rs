@@ -123,6 +123,28 @@ impl Client {
         r.map(|_| ())
     }
 
+    /// 9P2000: the whole file at `path` (walk, open, read to the end,
+    /// clunk). A stream blocks for as long as it does.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+        let fid = self.walk_path(path)?;
+        let r = self
+            .open(fid, mode::OREAD)
+            .and_then(|o| self.read_all(fid, o.iounit));
+        let _ = self.clunk(fid);
+        r
+    }
+
+    /// 9P2000: write `data` to the file at `path` in one message (walk,
+    /// open, write, clunk), as a ctl file wants a command.
+    pub fn write_file(&self, path: &str, data: &[u8]) -> Result<()> {
+        let fid = self.walk_path(path)?;
+        let r = self
+            .open(fid, mode::OWRITE)
+            .and_then(|_| self.write(fid, 0, data));
+        let _ = self.clunk(fid);
+        r.map(|_| ())
+    }
+
     /// 9P2000: every entry of the directory open on `fid`.
     pub fn read_dir(&self, fid: u32, iounit: u32) -> Result<Vec<OwnedStat>> {
         let count = self.effective_iounit(iounit);

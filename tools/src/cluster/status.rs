@@ -2,7 +2,7 @@
 
 use ninep::Dialect;
 
-use crate::client::{Client, Options, mode};
+use crate::client::{Client, Options};
 use crate::identity::ClientToken;
 
 /// The `key value` lines of `/raft/status` on the node at `addr`.
@@ -15,13 +15,9 @@ impl RaftStatus {
     pub fn read(addr: &str, token: &ClientToken) -> anyhow::Result<RaftStatus> {
         let opts = Options::new(Dialect::P2000).with_token(token);
         let c = Client::connect_with(addr, &opts)?;
-        let fid = c.walk_path("/raft/status")?;
-        let r = c
-            .open(fid, mode::OREAD)
-            .and_then(|o| c.read_all(fid, o.iounit));
-        let _ = c.clunk(fid);
+        let bytes = c.read_file("/raft/status")?;
         Ok(RaftStatus {
-            text: String::from_utf8_lossy(&r?).into_owned(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
 

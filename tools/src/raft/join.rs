@@ -33,13 +33,8 @@ impl Sponsor {
     }
 
     fn read(&self, path: &str) -> anyhow::Result<String> {
-        let c = &self.client;
-        let fid = c.walk_path(path)?;
-        let r = c
-            .open(fid, mode::OREAD)
-            .and_then(|o| c.read_all(fid, o.iounit));
-        let _ = c.clunk(fid);
-        Ok(String::from_utf8_lossy(&r?).into_owned())
+        let bytes = self.client.read_file(path)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// The cluster's members as its `/raft/peers` lists them, waiting up

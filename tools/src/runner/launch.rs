@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cell0_agents::{Limits, Restart, RestartPolicy, Spec};
 use cellfs::agent::{self, RunSpec};
-use cellfs::cap::{Rights, Token};
+use cellfs::cap::{Right, Rights, Token};
 
 /// Where an agent's process finds the tree mounted.
 pub const MOUNT: &str = "/cell0";
@@ -38,20 +38,16 @@ impl Launcher {
     /// the agent's intent (see agent(3)).
     pub fn mint(&self, name: &str, spec: &RunSpec) -> Result<Token, String> {
         let mine = self.token.claims();
-        let mut letters = String::new();
-        for reach in &spec.intent {
-            for c in reach.rights.to_string().chars() {
-                if !letters.contains(c) {
-                    letters.push(c);
-                }
-            }
-        }
+        let rights = spec
+            .intent
+            .iter()
+            .fold(Rights::NONE, |all, reach| all.union(reach.rights));
         // An agent that means to touch nothing still needs to attach.
-        if letters.is_empty() {
-            letters.push('r');
-        }
-        let rights =
-            Rights::parse(&letters).map_err(|c| format!("intent right '{c}' is not a right"))?;
+        let rights = if rights == Rights::NONE {
+            Rights::from(Right::Read)
+        } else {
+            rights
+        };
         self.token
             .attenuate(
                 &format!("{}{name}", agent::HOLDER),

@@ -81,21 +81,12 @@ impl Tree {
 
     /// Agent `name`'s `spec` file.
     pub fn spec(&self, name: &str) -> anyhow::Result<Found> {
-        let c = self.client();
-        let fid = match c.walk_path(&format!("/agent/{name}/spec")) {
-            Ok(fid) => fid,
-            Err(ClientError::NotFound(_)) => return Ok(Found::Gone),
-            Err(e) => return Err(e).with_context(|| format!("/agent/{name}/spec")),
-        };
-        let text = c
-            .open(fid, mode::OREAD)
-            .and_then(|o| c.read_all(fid, o.iounit));
-        let _ = c.clunk(fid);
-        match text {
+        let path = format!("/agent/{name}/spec");
+        match self.client().read_file(&path) {
             Ok(bytes) => Ok(Found::Spec(String::from_utf8_lossy(&bytes).into_owned())),
-            // Removed between the walk and the read.
+            // Not there, or removed between the walk and the read.
             Err(e) if is_gone(&e) => Ok(Found::Gone),
-            Err(e) => Err(e).with_context(|| format!("/agent/{name}/spec")),
+            Err(e) => Err(e).context(path),
         }
     }
 
@@ -116,36 +107,29 @@ impl Tree {
 fn write_lines(c: &Client, fid: u32, lines: &str) -> Result<(), ClientError> {
     let opened = c.open(fid, mode::OWRITE)?;
     let max = c.effective_iounit(opened.iounit) as usize;
-    let mut start = 0;
-    while start < lines.len() {
-        // Whole lines up to the iounit (a line longer than that is cut
-        // by the node's own limits anyway: send it alone).
-        let rest = &lines[start..];
-        let mut end = 0;
-        for (i, _) in rest.match_indices('\n') {
-            if i + 1 > max && end > 0 {
-                break;
-            }
-            end = i + 1;
-            if end >= max {
-                break;
-            }
-        }
-        if end == 0 {
-            end = rest.len();
-        }
-        let mut chunk = &rest[..end];
-        if chunk.len() > max {
-            let mut cut = max;
-            while !chunk.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            chunk = &chunk[..cut];
-        }
-        c.write(fid, 0, chunk.as_bytes())?;
-        start += end;
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let (cut, end) = next_write(rest, max);
+        c.write(fid, 0, &rest.as_bytes()[..cut])?;
+        rest = &rest[end..];
     }
     Ok(())
+}
+
+/// The next write of `rest`: as many whole lines as fit in `max` bytes,
+/// or a line longer than that alone, cut (the node cuts such lines
+/// shorter anyway). Returns the bytes to send and where the rest starts.
+fn next_write(rest: &str, max: usize) -> (usize, usize) {
+    let fit = &rest.as_bytes()[..rest.len().min(max)];
+    let end = match fit.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => rest.find('\n').map_or(rest.len(), |i| i + 1),
+    };
+    let mut cut = end.min(max);
+    while !rest.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    (cut, end)
 }
 
 /// Whether `e` says the file or its object is gone.
@@ -154,5 +138,22 @@ pub fn is_gone(e: &ClientError) -> bool {
         ClientError::NotFound(_) => true,
         ClientError::Server(text) => text.contains("removed") || text.contains("does not exist"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_write;
+
+    #[test]
+    fn writes_carry_whole_lines_and_cut_only_a_line_too_long_alone() {
+        assert_eq!(next_write("a\nbb\n", 100), (5, 5));
+        assert_eq!(next_write("a\nbb\nccc\n", 6), (5, 5));
+        assert_eq!(next_write("ccc\n", 6), (4, 4));
+        // Longer than a message: alone, cut, the rest of it skipped.
+        assert_eq!(next_write("abcdefgh\nx\n", 4), (4, 9));
+        // Never inside a character.
+        assert_eq!(next_write("ééé\n", 3), (2, 7));
+        assert_eq!(next_write("no newline", 100), (10, 10));
     }
 }
