@@ -95,6 +95,14 @@ impl Parked {
         self.by_node.remove(&node).unwrap_or_default()
     }
 
+    /// The connection and fid of every parked read and write (a fid
+    /// with several comes several times).
+    pub fn fids(&self) -> impl Iterator<Item = (ConnId, u32)> + '_ {
+        let reads = self.by_node.values().flatten().map(|r| (r.conn, r.fid));
+        let writes = self.writes.values().flatten().map(|w| (w.conn, w.fid));
+        reads.chain(writes)
+    }
+
     /// Every node some read is parked on.
     pub fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
         self.by_node.keys().copied()

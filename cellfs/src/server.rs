@@ -4,7 +4,9 @@
 //! tree become a [`Command`] proposed to the [`Log`]; they are answered by
 //! [`Server::poll`] once the log reports the command committed and it has
 //! been applied. Reads with nothing to return are parked on their node and
-//! retried when a change wakes it. Nothing here blocks.
+//! retried when a change wakes it; one whose capability is revoked or
+//! expires meanwhile is answered with that at once (see
+//! `end_unusable_waits`). Nothing here blocks.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -17,7 +19,7 @@ use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID, Qid, QidType};
 
 use crate::agent;
 use crate::attr;
-use crate::cap::{Grant, NodeKey, Right, Rights, Token};
+use crate::cap::{CapCmd, CapOp, Grant, NodeKey, Right, Rights, Token, scope};
 use crate::chan::ChanCmd;
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
@@ -102,11 +104,16 @@ fn insecure_grant() -> Grant {
     }
 }
 
-/// The message of an attach with no capability.
 /// The word a Tauth's aname carries to open an auth fid for a token (see
 /// cap(3)); without it, Tauth answers that no authentication is needed.
 pub const AUTH_WORD: &str = "auth=cap";
 
+/// The aname word that attaches at `/cap` rather than at the scope: how
+/// a capability with the admin right over a scope that does not contain
+/// `/cap` reaches `/cap/ctl` (cap(3) ATTACH).
+pub const CAP_ROOT: &str = "/cap";
+
+/// The message of an attach with no capability.
 pub const NEED_CAP: &str =
     "attach needs a capability: write a token to an auth fid or pass token=… in aname; see cap(3)";
 
@@ -248,6 +255,10 @@ pub struct Server<L: Log, C: Clock> {
     unsigned: Vec<Unsigned>,
     /// Sender numbers given to messages not yet seen applied.
     numbering: crate::chan::nth::Numbering,
+    /// The earliest expiry (Unix seconds) of a capability some parked
+    /// request waits with: from then on, [`Server::poll`] answers such
+    /// requests rather than leave them waiting.
+    parked_expiry: u64,
 }
 
 /// A channel message accepted but not yet signed and proposed.
@@ -295,6 +306,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             nodes: Vec::new(),
             unsigned: Vec::new(),
             numbering: Default::default(),
+            parked_expiry: u64::MAX,
         }
     }
 
@@ -494,15 +506,19 @@ impl<L: Log, C: Clock> Server<L, C> {
                 fid, afid, aname, ..
             } => {
                 self.conn(conn)?.fids.check_free(fid)?;
-                let grant = self.attach_grant(conn, afid, aname)?;
+                let (grant, at_cap) = self.attach_grant(conn, afid, aname)?;
                 // An agent that is gone or halted cannot attach either.
                 agent::guard::acting(&self.world.ctx_as(&grant))?;
-                let root = walk::resolve(&self.world.ctx(), &grant.scope).ok_or_else(|| {
-                    Error::Unauthorized(format!(
-                        "capability scope {} does not exist on this node",
-                        grant.scope
-                    ))
-                })?;
+                let root = if at_cap {
+                    self.cap_root(&grant)?
+                } else {
+                    walk::resolve(&self.world.ctx(), &grant.scope).ok_or_else(|| {
+                        Error::Unauthorized(format!(
+                            "capability scope {} does not exist on this node",
+                            grant.scope
+                        ))
+                    })?
+                };
                 let qid = self.qid(root)?;
                 let c = self.conn(conn)?;
                 c.fids
@@ -754,20 +770,42 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     /// The capability an attach presents: the grant verified when the
     /// token was written to `afid`, or the `token=…` word of `aname`; on an
-    /// insecure node, none is needed.
-    fn attach_grant(&mut self, conn: ConnId, afid: u32, aname: &str) -> Result<Arc<Grant>, Error> {
-        let mut token = None;
-        for word in aname.split_ascii_whitespace() {
-            match word.strip_prefix("token=") {
-                Some(t) => token = Some(t),
-                None if word == "/" || word == AUTH_WORD => {}
-                None => {
-                    return Err(Error::NotFound(format!(
-                        "aname {aname}; attach to \"\" or \"/\", optionally with token=c0.…"
-                    )));
-                }
-            }
+    /// insecure node, none is needed. With it, whether the aname asks to
+    /// attach at `/cap` ([`CAP_ROOT`]).
+    fn attach_grant(
+        &mut self,
+        conn: ConnId,
+        afid: u32,
+        aname: &str,
+    ) -> Result<(Arc<Grant>, bool), Error> {
+        let Aname { token, at_cap } = Aname::parse(aname)?;
+        let grant = self.attach_token(conn, afid, token)?;
+        Ok((grant, at_cap))
+    }
+
+    /// The root of an attach at `/cap`: allowed to a capability whose
+    /// scope contains it, or that holds the admin right (which then sees
+    /// there only what it administers: see [`crate::cap::device`]).
+    fn cap_root(&self, grant: &Grant) -> Result<Node, Error> {
+        if !grant.rights.has(Right::Admin) && !scope::contains(&grant.scope, CAP_ROOT) {
+            return Err(Error::Unauthorized(format!(
+                "aname {CAP_ROOT}: capability '{}' (scope {}, rights {}) neither reaches {CAP_ROOT} nor holds the admin right",
+                grant.holder, grant.scope, grant.rights
+            )));
         }
+        if agent::holder_agent(grant).is_some() {
+            agent::guard::check_walk(&self.world.ctx_as(grant), CAP_ROOT)?;
+        }
+        Ok(crate::cap::device::TOP)
+    }
+
+    /// [`Self::attach_grant`]'s capability, from `afid` or `token`.
+    fn attach_token(
+        &mut self,
+        conn: ConnId,
+        afid: u32,
+        token: Option<&str>,
+    ) -> Result<Arc<Grant>, Error> {
         if afid != NOFID {
             let f = self.conn(conn)?.fids.get(afid)?;
             let Access::Auth(slot) = &f.access else {
@@ -775,6 +813,11 @@ impl<L: Log, C: Clock> Server<L, C> {
             };
             let slot = slot.clone();
             if let Some(grant) = slot {
+                if token.is_some() {
+                    return Err(Error::Invalid(format!(
+                        "attach with auth fid {afid} and a token= in the aname: two capabilities; present one"
+                    )));
+                }
                 self.world.check(&grant)?;
                 return Ok(grant);
             }
@@ -1225,6 +1268,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             ReadOutcome::Block => {
                 f.parked += 1;
                 c.live_tags.insert(tag);
+                self.parked_expiry = self.parked_expiry.min(grant.expires);
                 self.world.parked.park(
                     node,
                     ParkedRead {
@@ -1384,6 +1428,9 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.apply_committed(out);
         }
+        if self.world.now_secs() >= self.parked_expiry {
+            self.end_unusable_waits(out);
+        }
         self.world.raft = self.log.status();
         if self.log.wants_snapshot() {
             let state = &self.world.state;
@@ -1510,6 +1557,11 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             if let (Ok(_), Some(Command::Agent(c))) = (&result, &cmd) {
                 agent::guard::applied(&self.world.agent_local, &self.world.state.agents, c);
+            }
+            if let (Ok(_), Some(Command::Cap(CapCmd(ops)))) = (&result, &cmd)
+                && ops.iter().any(|op| matches!(op, CapOp::Revoke(_)))
+            {
+                self.end_unusable_waits(out);
             }
             if let Ok(applied) = &result {
                 for (kind, text) in &applied.events {
@@ -1732,6 +1784,67 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
+    /// Answer, with the reason, every parked request whose capability can
+    /// no longer be used (revoked, or expired): left parked, it would wait
+    /// for its file to change, perhaps for ever, and then be refused
+    /// anyway. Called when a revocation applies and, for expiries, by
+    /// [`Server::poll`] once the earliest one has passed (the core has
+    /// no timer: a driver that polls only on traffic answers them at its
+    /// next poll).
+    fn end_unusable_waits(&mut self, out: &mut Outbox) {
+        let mut ended: Vec<(ConnId, u32, Error)> = Vec::new();
+        let mut next = u64::MAX;
+        for (conn, fid) in self.world.parked.fids() {
+            if ended.iter().any(|e| e.0 == conn && e.1 == fid) {
+                continue;
+            }
+            let access = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.fids.get(fid).ok())
+                .map(|f| &f.access);
+            let Some(Access::Attached { grant, .. }) = access else {
+                continue;
+            };
+            match self.world.check(grant) {
+                Ok(()) => next = next.min(grant.expires),
+                Err(e) => ended.push((conn, fid, e)),
+            }
+        }
+        self.parked_expiry = next;
+        for (conn, fid, e) in ended {
+            let reads = self
+                .world
+                .parked
+                .remove_where(|r| r.conn == conn && r.fid == fid);
+            let writes = self
+                .world
+                .parked
+                .remove_writes_where(|w| w.conn == conn && w.fid == fid);
+            if !writes.is_empty() {
+                let subject = self.fid_path(conn, fid, None);
+                self.error_event(&subject, &e);
+            }
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if let Ok(f) = c.fids.get_mut(fid) {
+                f.parked = f.parked.saturating_sub(reads.len() as u32);
+            }
+            let tags: Vec<u16> = reads
+                .iter()
+                .map(|r| r.tag)
+                .chain(writes.iter().map(|w| w.tag))
+                .collect();
+            for tag in &tags {
+                c.live_tags.remove(tag);
+            }
+            for tag in tags {
+                self.reply_err(conn, tag, &e, out);
+            }
+        }
+    }
+
     /// Retry the reads parked on every node that changed.
     fn run_wakes(&mut self, out: &mut Outbox) {
         while let Some(node) = self.wakes.pop() {
@@ -1818,6 +1931,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                     .parked
                     .park_write(node, w)
                     .map_err(|_| Error::Again(why))?;
+                self.parked_expiry = self.parked_expiry.min(grant.expires);
                 self.conn(conn)?.live_tags.insert(tag);
                 Ok(())
             }
@@ -1882,6 +1996,50 @@ fn encode_reply(out: &mut Outbox, conn: ConnId, tag: u16, body: Body<'_>) {
             },
         };
         let _ = out.push_with(conn, |buf| ninep::encode(&fallback, buf));
+    }
+}
+
+/// What an attach's aname asks for (cap(3) ATTACH): words separated by
+/// spaces, each given at most once.
+struct Aname<'a> {
+    /// The `token=c0.…` word's token.
+    token: Option<&'a str>,
+    /// Whether it attaches at `/cap` ([`CAP_ROOT`]) rather than the scope.
+    at_cap: bool,
+}
+
+impl<'a> Aname<'a> {
+    /// Read `aname`. A word given twice is refused, not resolved by
+    /// letting one win: two tokens (or two roots) are a client's mistake
+    /// or a trick, and which was meant cannot be known.
+    fn parse(aname: &'a str) -> Result<Aname<'a>, Error> {
+        let mut token = None;
+        let mut root = None;
+        let mut auth = false;
+        for word in aname.split_ascii_whitespace() {
+            let (what, again) = if let Some(t) = word.strip_prefix("token=") {
+                ("token=", token.replace(t).is_some())
+            } else if word == AUTH_WORD {
+                (AUTH_WORD, core::mem::replace(&mut auth, true))
+            } else if word == "/" || word == CAP_ROOT {
+                ("a root (/ or /cap)", root.replace(word).is_some())
+            } else {
+                let shown: String = word.chars().take(40).collect();
+                return Err(Error::NotFound(format!(
+                    "aname word \"{}\"; attach to \"\", \"/\" or \"{CAP_ROOT}\", optionally with token=c0.…",
+                    shown.escape_default()
+                )));
+            };
+            if again {
+                return Err(Error::Invalid(format!(
+                    "aname holds {what} twice: give it once (one capability and one root per attach)"
+                )));
+            }
+        }
+        Ok(Aname {
+            token,
+            at_cap: root == Some(CAP_ROOT),
+        })
     }
 }
 

@@ -6,9 +6,11 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
+use cellfs::cap::token::{CapError, HolderRefusal, Link, link_id, link_message};
 use cellfs::cap::{Claims, NodeKey, Rights, Token};
 use cellfs::{Config, ConnId, Outbox, Server};
 use common::{TestClock, TestLog};
+use ed25519_dalek::{Signer, SigningKey};
 use ninep::{Body, Dialect, Msg, NOFID, Names, Qid};
 
 const NOW: u64 = 1_700_000_000;
@@ -60,13 +62,44 @@ impl Node {
     fn call(&mut self, conn: ConnId, body: Body<'_>) -> String {
         let frames = self.frames(conn, 1, body);
         assert_eq!(frames.len(), 1);
-        let msg = ninep::decode(&frames[0], self.dialect).unwrap();
+        self.show(&frames[0])
+    }
+
+    /// A reply as text: `Rread DATA`, `Rerror MESSAGE`, or its type.
+    fn show(&self, frame: &[u8]) -> String {
+        let msg = ninep::decode(frame, self.dialect).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
             Body::Rerror { ename } => format!("Rerror {ename}"),
             Body::Rlerror { ecode } => format!("Rlerror {ecode}"),
             other => format!("{:?}", other.msg_type()),
         }
+    }
+
+    /// Send a request under `tag` and give every reply it caused, on any
+    /// connection: (connection, tag, reply).
+    fn send(&mut self, conn: ConnId, tag: u16, body: Body<'_>) -> Vec<(ConnId, u16, String)> {
+        let mut frame = Vec::new();
+        ninep::encode(&Msg { tag, body }, &mut frame).unwrap();
+        self.out.clear();
+        self.server.handle(conn, &frame, &mut self.out);
+        self.server.poll(&mut self.out);
+        let frames: Vec<(ConnId, Vec<u8>)> =
+            self.out.frames().map(|(c, f)| (c, f.to_vec())).collect();
+        frames
+            .iter()
+            .map(|(c, f)| {
+                let tag = ninep::decode(f, self.dialect).unwrap().tag;
+                (*c, tag, self.show(f))
+            })
+            .collect()
+    }
+
+    /// Whether an attach with `aname` is refused, and why.
+    fn attach_with(&mut self, aname: &str) -> (ConnId, String) {
+        let c = self.version();
+        let r = self.attach_aname(c, 0, aname);
+        (c, r)
     }
 
     /// The qid of a one-reply request (Rattach, Rwalk's last, Rauth).
@@ -375,7 +408,7 @@ fn bad_tokens_are_refused_and_change_nothing() {
     let parent = key().mint(claims(42, "p", "/chan", "rw")).unwrap();
     let child = parent
         .attenuate(
-            "kid",
+            "p/kid",
             "/chan/alerts",
             Rights::parse("r").unwrap(),
             NOW - 5,
@@ -714,4 +747,525 @@ fn ttl_parses_units() {
     assert!(parse_ttl("0m").is_err());
     assert!(parse_ttl("").is_err());
     assert!(parse_ttl("99999999999999999999d").is_err());
+}
+
+/// A link signed with `parent`'s proof and carrying whatever `claims`
+/// say, as a dishonest holder can make one offline (cap(3) TOKEN
+/// FORMAT); with `honest_id`, its id is the one derived from it, so only
+/// what else is wrong with it is refused.
+fn forge(parent: &Token, claims: Claims, honest_id: bool) -> Token {
+    let secret = [0x33; 32];
+    let next_key = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+    let sig = &parent.links.last().unwrap().signature;
+    let chained_to: Vec<u8> = sig[0].iter().chain(&sig[1]).copied().collect();
+    let mut claims = claims;
+    if honest_id {
+        claims.id = link_id(&chained_to, &claims, &next_key);
+    }
+    let s = SigningKey::from_bytes(&parent.proof)
+        .sign(&link_message(&chained_to, &claims, &next_key))
+        .to_bytes();
+    let mut halves = [[0u8; 32]; 2];
+    halves[0].copy_from_slice(&s[..32]);
+    halves[1].copy_from_slice(&s[32..]);
+    let mut links = parent.links.clone();
+    links.push(Link {
+        claims,
+        next_key,
+        signature: halves,
+    });
+    Token {
+        issuer: parent.issuer,
+        links,
+        proof: secret,
+    }
+}
+
+/// The token minted as `/cap/N`, read with the owner's connection.
+fn minted(n: &mut Node, o: ConnId, number: u64) -> Token {
+    let text = n.cat(o, &format!("cap/{number}/token"));
+    Token::from_text(text.strip_prefix("Rread ").unwrap()).unwrap()
+}
+
+/// The issue's first attack: agent foo may only read /chan/in; its
+/// capability, renamed by attenuation, must not write elsewhere.
+#[test]
+fn a_token_derived_from_an_agents_stays_the_agents() {
+    let (mut n, o) = setup();
+    assert_eq!(n.mkdir(o, "chan", "in"), "Rcreate");
+    assert_eq!(n.mkdir(o, "agent", "foo"), "Rcreate");
+    assert_eq!(n.mkdir(o, "agent", "peer"), "Rcreate");
+    assert_eq!(n.put(o, "agent/foo/ctl", "intent r /chan/in"), "Rwrite");
+    assert_eq!(n.put(o, "agent/peer/ctl", "intent rw /chan"), "Rwrite");
+    let mint = "mint scope=/ rights=rw ttl=1h holder=agent/foo\n";
+    assert_eq!(n.put(o, "cap/ctl", mint), "Rwrite");
+    let foo = minted(&mut n, o, 1);
+    let rw = Rights::parse("rw").unwrap();
+    // Attenuation refuses every other holder, early.
+    for other in ["x", "owner", "agent/peer", "agent/foo/x"] {
+        assert!(
+            foo.attenuate(other, "/", rw, NOW, NOW + 60).is_err(),
+            "{other}"
+        );
+    }
+    match foo.attenuate("x", "/", rw, NOW, NOW + 60) {
+        Err(CapError::Holder {
+            link: 1,
+            why: HolderRefusal::StaysAgent { agent, asked },
+        }) => assert_eq!((agent.as_str(), asked.as_str()), ("foo", "x")),
+        other => panic!("{other:?}"),
+    }
+    // A link made by hand (signed with the token's proof, its id the
+    // derived one) is refused by the node, with the reason.
+    let before = n.server.state().applied;
+    for (holder, why) in [
+        ("x", "stays agent foo's"),
+        ("owner", "stays agent foo's"),
+        ("agent/peer", "stays agent foo's"),
+    ] {
+        let t = forge(
+            &foo,
+            Claims {
+                holder: holder.into(),
+                not_before: NOW,
+                ..claims(0, "", "/", "rw")
+            },
+            true,
+        );
+        let (_, r) = n.attach_with(&format!("token={}", t.to_text()));
+        assert!(
+            r.starts_with("Rerror capability link 1: holder") && r.contains(why),
+            "{holder}: {r}"
+        );
+    }
+    // So the write the issue made succeed is drift, whatever the chain.
+    let kept = foo
+        .attenuate("agent/foo", "/chan", rw, NOW, NOW + 60)
+        .unwrap();
+    let k = n.client(&kept);
+    let w = n.put(k, "other/data", "forged");
+    assert!(
+        w.starts_with("Rerror agent foo: walk /chan/other is outside its intent (r /chan/in)"),
+        "{w}"
+    );
+    let status = n.cat(o, "chan/other/status");
+    assert!(
+        status.contains("\nretained 0\n"),
+        "nothing was sent: {status}"
+    );
+    // The drift halted foo, not peer.
+    assert!(n.cat(o, "agent/foo/status").contains("state halted-drift"));
+    assert!(!n.cat(o, "agent/peer/status").contains("halted"));
+    assert!(n.server.state().applied > before);
+}
+
+/// The issue's attack 10: link ids are chosen by nobody.
+#[test]
+fn link_ids_cannot_be_chosen_and_revocation_names_one_link() {
+    let (mut n, o) = setup();
+    let mint = "mint scope=/chan/alerts rights=rw ttl=1h holder=alice\n";
+    assert_eq!(n.put(o, "cap/ctl", mint), "Rwrite");
+    let alice = minted(&mut n, o, 1);
+    // From a token for /chan/alerts: links claiming the owner's id 0,
+    // the minted id 1, or any id at all, are refused.
+    let mut seen = Vec::new();
+    for chosen in [0u64, 1, 3, 99, u64::MAX] {
+        let t = forge(
+            &alice,
+            Claims {
+                id: chosen,
+                not_before: NOW,
+                ..claims(0, "alice", "/chan/alerts", "rw")
+            },
+            false,
+        );
+        let (_, r) = n.attach_with(&format!("token={}", t.to_text()));
+        assert!(
+            r.starts_with(&format!("Rerror capability link 1 carries id {chosen},"))
+                && r.contains("ids cannot be chosen"),
+            "{chosen}: {r}"
+        );
+        seen.push(r);
+    }
+    // Holder owner with id 0: refused for the holder and for the id.
+    let spoof = forge(
+        &alice,
+        Claims {
+            id: 0,
+            not_before: NOW,
+            ..claims(0, "owner", "/chan/alerts", "rw")
+        },
+        false,
+    );
+    let (_, r) = n.attach_with(&format!("token={}", spoof.to_text()));
+    assert!(r.contains("'owner' refused"), "{r}");
+    // Two honest links from one parent: each its own id, and revoking
+    // one leaves the other.
+    let rw = Rights::parse("rw").unwrap();
+    let a = alice
+        .attenuate("alice/a", "/chan/alerts", rw, NOW, NOW + 60)
+        .unwrap();
+    let b = alice
+        .attenuate("alice/b", "/chan/alerts", rw, NOW, NOW + 60)
+        .unwrap();
+    let (ida, idb) = (a.claims().id, b.claims().id);
+    assert_ne!(ida, idb);
+    assert!(ida >> 63 == 1 && idb >> 63 == 1);
+    let ca = n.client(&a);
+    let cb = n.client(&b);
+    assert_eq!(n.put(o, "cap/ctl", &format!("revoke {ida}\n")), "Rwrite");
+    assert_eq!(
+        n.call(ca, Body::Tstat { fid: 0 }),
+        format!("Rerror capability {ida} was revoked")
+    );
+    assert_eq!(n.call(cb, Body::Tstat { fid: 0 }), "Rstat");
+    assert_eq!(n.put(cb, "data", "still here"), "Rwrite");
+    let msgs = n.cat(o, "chan/alerts/msgs");
+    assert!(
+        msgs.contains("sender=alice/b ") && msgs.contains(&format!(" cap={idb} ")),
+        "{msgs}"
+    );
+    // The node never assigns an id with bit 63 set, so none meets a
+    // derived one; a first link carrying one is refused.
+    let high = Claims {
+        id: 1 << 63,
+        ..claims(0, "x", "/", "r")
+    };
+    assert_eq!(key().mint(high), Err(CapError::FirstId(1 << 63)));
+}
+
+/// The issue's attack 11: a holder name that scrambles sender= lines.
+#[test]
+fn holder_names_are_printable_ascii() {
+    let (mut n, o) = setup();
+    let applied = n.server.state().applied;
+    for (holder, why) in [
+        ("ali\u{202e}ecila", "U+202E"),
+        ("a\u{7}b", "control character"),
+        ("caf\u{e9}", "not ASCII"),
+        ("agent/a/b", "not an agent's name"),
+    ] {
+        let r = n.put(
+            o,
+            "cap/ctl",
+            &format!("mint scope=/chan rights=r ttl=5m holder={holder}\n"),
+        );
+        assert!(
+            r.starts_with("Rerror /cap/ctl: mint: capability holder") && r.contains(why),
+            "{holder:?}: {r}"
+        );
+        assert!(r.is_ascii(), "the message itself is plain: {r}");
+        assert!(
+            owner()
+                .attenuate(
+                    holder,
+                    "/chan",
+                    Rights::parse("r").unwrap(),
+                    NOW - 10,
+                    NOW + 60
+                )
+                .is_err()
+        );
+        let t = forge(
+            &owner(),
+            Claims {
+                holder: holder.into(),
+                ..claims(0, "", "/chan", "r")
+            },
+            true,
+        );
+        let (_, r) = n.attach_with(&format!("token={}", t.to_text()));
+        assert!(r.contains("capability holder") && r.contains(why), "{r}");
+    }
+    // owner is reserved: not even the owner mints one.
+    let r = n.put(
+        o,
+        "cap/ctl",
+        "mint scope=/chan rights=r ttl=5m holder=owner\n",
+    );
+    assert!(r.contains("holder=owner is reserved"), "{r}");
+    assert_eq!(n.server.state().applied, applied);
+}
+
+/// The issue's attack 11: an aname with two tokens.
+#[test]
+fn an_aname_gives_each_word_once() {
+    let (mut n, _) = setup();
+    let ro = key().mint(claims(3, "ro", "/chan/alerts", "r")).unwrap();
+    let all = owner().to_text();
+    for aname in [
+        format!("token={} token={all}", ro.to_text()),
+        format!("token={all} token={all}"),
+        format!("/ / token={all}"),
+        format!("/ /cap token={all}"),
+        format!("auth=cap auth=cap token={all}"),
+    ] {
+        let (_, r) = n.attach_with(&aname);
+        assert!(
+            r.starts_with("Rerror aname holds") && r.contains("twice: give it once"),
+            "{r}"
+        );
+    }
+    // A token in an auth fid and another in the aname: two as well.
+    let c = n.version();
+    let aqid = n.qid(
+        c,
+        Body::Tauth {
+            afid: 5,
+            uname: "u",
+            aname: cellfs::server::AUTH_WORD,
+            n_uname: None,
+        },
+    );
+    assert_eq!(aqid.ty.0, 0x08);
+    assert_eq!(n.write(c, 5, &ro.to_text()), "Rwrite");
+    let aname = format!("token={all}");
+    let r = n.call(
+        c,
+        Body::Tattach {
+            fid: 0,
+            afid: 5,
+            uname: "u",
+            aname: &aname,
+            n_uname: None,
+        },
+    );
+    assert!(r.contains("two capabilities"), "{r}");
+    // One of each is still fine.
+    let (_, r) = n.attach_with(&format!("/ auth=cap token={all}"));
+    assert_eq!(r, "Rattach");
+}
+
+/// The issue's attack 11: an admin over /chan mints and revokes within
+/// /chan, reaching /cap by attaching there, and sees nothing else.
+#[test]
+fn a_scoped_admin_mints_and_revokes_within_its_scope() {
+    let (mut n, o) = setup();
+    for line in [
+        "mint scope=/chan rights=rwa ttl=1h holder=chanadmin\n",
+        "mint scope=/agent rights=r ttl=1h holder=other\n",
+        "mint scope=/chan rights=r ttl=1h holder=reader\n",
+    ] {
+        assert_eq!(n.put(o, "cap/ctl", line), "Rwrite");
+    }
+    let admin = minted(&mut n, o, 1);
+    // Its own attach is rooted at /chan, where there is no cap.
+    let plain = n.client(&admin);
+    assert!(n.walk(plain, 0, 1, &["cap"]).contains("does not exist"));
+    // Attached at /cap, it sees ctl and the capabilities within /chan.
+    let (c, r) = n.attach_with(&format!("/cap token={}", admin.to_text()));
+    assert_eq!(r, "Rattach");
+    let ls = |n: &mut Node, c: ConnId| -> Vec<String> {
+        assert_eq!(n.walk(c, 0, 70, &[]), "Rwalk");
+        assert_eq!(n.call(c, Body::Topen { fid: 70, mode: 0 }), "Ropen");
+        let frames = n.frames(
+            c,
+            1,
+            Body::Tread {
+                fid: 70,
+                offset: 0,
+                count: 8192,
+            },
+        );
+        n.clunk(c, 70);
+        let Body::Rread { data } = ninep::decode(&frames[0], Dialect::P2000).unwrap().body else {
+            panic!("no Rread");
+        };
+        let mut names = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (st, used) = ninep::decode::decode_stat(rest).unwrap();
+            names.push(st.name.to_string());
+            rest = &rest[used..];
+        }
+        names
+    };
+    assert_eq!(ls(&mut n, c), ["ctl", "1", "3"]);
+    for hidden in ["key", "revoked", "2", "4"] {
+        assert!(
+            n.walk(c, 0, 2, &[hidden]).contains("does not exist"),
+            "{hidden}"
+        );
+    }
+    // '..' at /cap stays there: a partial walk, and no new fid.
+    assert_eq!(n.walk(c, 0, 2, &["..", "..", "chan"]), "Rwalk");
+    assert!(n.call(c, Body::Tstat { fid: 2 }).contains("unknown fid"));
+    assert!(n.cat(c, "3/status").contains("holder reader"));
+    // Mint within /chan: yes; outside, or for an agent, or as owner: no.
+    let r = n.put(
+        c,
+        "ctl",
+        "mint scope=/chan/alerts rights=r ttl=5m holder=x\n",
+    );
+    assert_eq!(r, "Rwrite");
+    assert_eq!(ls(&mut n, c), ["ctl", "1", "3", "4"]);
+    assert!(n.cat(c, "4/token").starts_with("Rread c0."));
+    let applied = n.server.state().applied;
+    for (line, why) in [
+        (
+            "mint scope=/agent rights=r ttl=5m holder=x\n",
+            "does not reach scope /agent",
+        ),
+        (
+            "mint scope=/chan rights=r ttl=5m holder=agent/foo\n",
+            "needs the admin right over a scope containing /agent/foo",
+        ),
+        ("mint scope=/chan rights=rc ttl=5m holder=x\n", "not within"),
+        ("revoke 2\n", "does not reach scope /agent"),
+        ("revoke 0\n", "cannot be revoked"),
+    ] {
+        let r = n.put(c, "ctl", line);
+        assert!(r.starts_with("Rerror") && r.contains(why), "{line}: {r}");
+    }
+    assert_eq!(n.server.state().applied, applied);
+    // Revoke within its scope, by /cap/ctl and by /cap/N/ctl.
+    assert_eq!(n.put(c, "4/ctl", "revoke\n"), "Rwrite");
+    assert_eq!(n.put(c, "ctl", "revoke 3\n"), "Rwrite");
+    assert_eq!(n.cat(o, "cap/revoked"), "Rread 3\n4\n");
+    // A capability without the admin right cannot attach at /cap (unless
+    // its scope holds it).
+    let reader = minted(&mut n, o, 2);
+    let (_, r) = n.attach_with(&format!("/cap token={}", reader.to_text()));
+    assert!(r.contains("nor holds the admin right"), "{r}");
+    let ro = key().mint(claims(7, "ro", "/", "r")).unwrap();
+    let (_, r) = n.attach_with(&format!("/cap token={}", ro.to_text()));
+    assert_eq!(r, "Rattach");
+}
+
+/// The issue's attack 11: a read parked when its capability is revoked
+/// is answered then, not when data next comes; so is one whose
+/// capability expires (at the node's next poll).
+#[test]
+fn a_parked_read_ends_when_its_capability_is_revoked_or_expires() {
+    let (mut n, o) = setup();
+    let mint = "mint scope=/chan/alerts rights=r ttl=1h holder=reader\n";
+    assert_eq!(n.put(o, "cap/ctl", mint), "Rwrite");
+    let reader = minted(&mut n, o, 1);
+    let a = n.client(&reader);
+    let b = n.client(&reader);
+    let stay = n.client(&key().mint(claims(9, "stay", "/chan/alerts", "r")).unwrap());
+    let read = |fid| Body::Tread {
+        fid,
+        offset: 0,
+        count: 4096,
+    };
+    for c in [a, b, stay] {
+        assert_eq!(n.open(c, 1, "data", 0), "Ropen");
+        assert!(n.send(c, 7, read(1)).is_empty(), "parked");
+    }
+    let done = n.send(o, 1, Body::Tstat { fid: 0 });
+    assert_eq!(done.len(), 1, "only the owner's reply: {done:?}");
+    // The revocation answers both of the reader's parked reads.
+    assert_eq!(n.open(o, 91, "cap/1/ctl", 1), "Ropen");
+    let replies = n.send(
+        o,
+        2,
+        Body::Twrite {
+            fid: 91,
+            offset: 0,
+            data: b"revoke\n",
+        },
+    );
+    let mut want = vec![
+        (o, 2, "Rwrite".to_string()),
+        (a, 7, "Rerror capability 1 was revoked".to_string()),
+        (b, 7, "Rerror capability 1 was revoked".to_string()),
+    ];
+    let mut got = replies.clone();
+    got.sort_by_key(|r| (r.0, r.1));
+    want.sort_by_key(|r| (r.0, r.1));
+    assert_eq!(got, want);
+    // Its tag is free again; the other holder's read still waits and
+    // gets the next message.
+    assert!(n.call(a, Body::Tstat { fid: 0 }).contains("revoked"));
+    n.clunk(o, 91);
+    let sent = n.send(
+        o,
+        3,
+        Body::Twalk {
+            fid: 0,
+            newfid: 92,
+            wnames: {
+                let mut w = Names::new();
+                for p in ["chan", "alerts", "data"] {
+                    w.push(p).unwrap();
+                }
+                w
+            },
+        },
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(n.call(o, Body::Topen { fid: 92, mode: 1 }), "Ropen");
+    let replies = n.send(
+        o,
+        4,
+        Body::Twrite {
+            fid: 92,
+            offset: 0,
+            data: b"hello",
+        },
+    );
+    assert!(
+        replies.contains(&(stay, 7, "Rread hello".to_string())),
+        "{replies:?}"
+    );
+    // Expiry: a 60s capability's parked read ends once 60s have passed,
+    // at the next thing the node does.
+    let short = key()
+        .mint(Claims {
+            expires: NOW + 60,
+            ..claims(11, "short", "/chan/other", "r")
+        })
+        .unwrap();
+    let s = n.client(&short);
+    assert_eq!(n.open(s, 1, "data", 0), "Ropen");
+    assert!(n.send(s, 8, read(1)).is_empty(), "parked");
+    n.time.set(NOW + 61);
+    let replies = n.send(o, 5, Body::Tstat { fid: 0 });
+    assert!(
+        replies.contains(&(
+            s,
+            8,
+            format!("Rerror capability expired at {} (Unix seconds)", NOW + 60)
+        )),
+        "{replies:?}"
+    );
+}
+
+/// What an agent's capability mints on /cap/ctl is the agent's too.
+#[test]
+fn what_an_agents_capability_mints_stays_the_agents() {
+    let (mut n, o) = setup();
+    assert_eq!(n.mkdir(o, "agent", "boss"), "Rcreate");
+    let intent = "intent rwa /chan w /cap/ctl";
+    assert_eq!(n.put(o, "agent/boss/ctl", intent), "Rwrite");
+    let boss = key().mint(claims(4, "agent/boss", "/", "rwa")).unwrap();
+    let b = n.client(&boss);
+    let applied = n.server.state().applied;
+    for (holder, why) in [
+        (
+            "x",
+            "'x' refused: a capability derived from agent boss's stays agent boss's",
+        ),
+        ("agent/other", "stays agent boss's"),
+        ("owner", "reserved"),
+    ] {
+        let r = n.put(
+            b,
+            "cap/ctl",
+            &format!("mint scope=/chan/alerts rights=r ttl=5m holder={holder}\n"),
+        );
+        assert!(
+            r.starts_with("Rerror /cap/ctl: mint: ") && r.contains(why),
+            "{r}"
+        );
+    }
+    assert_eq!(n.server.state().applied, applied);
+    let r = n.put(
+        b,
+        "cap/ctl",
+        "mint scope=/chan/alerts rights=r ttl=5m holder=agent/boss\n",
+    );
+    assert_eq!(r, "Rwrite");
+    assert!(n.cat(o, "cap/1/status").contains("\nholder agent/boss\n"));
 }

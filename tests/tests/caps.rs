@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cell0_tests::{Mount, Node, cell0_bin, conformance, free_port, sh, sh_ok};
+use cell0_tests::{Mount, Node, Raw, cell0_bin, conformance, free_port, sh, sh_ok};
+use ninep::{Body, Dialect, NOFID, NOTAG};
 
 /// `cell0 ARGS` with `stdin`; (success, stdout, stderr).
 fn cell0(args: &[&str], stdin: &str) -> (bool, String, String) {
@@ -388,4 +389,302 @@ fn insecure_lets_a_tokenless_attach_in_and_secure_does_not() {
     assert!(listed.contains("status"), "{listed}");
     let err = std::fs::read_to_string(scratch.path().join("insecure.err")).unwrap();
     assert!(err.contains("WARNING") && err.contains("insecure"), "{err}");
+}
+
+/// `cell0 cap mint` with the token in `as_token`; the new token's file
+/// in `dir`, or the failure's stderr.
+fn mint_as(
+    node: &Node,
+    as_token: &Path,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> Result<PathBuf, String> {
+    let mut all = vec!["cap", "mint"];
+    all.extend_from_slice(args);
+    let (s, o, e) = conformance::cell0(&node.addr, Some(as_token), &all);
+    if s {
+        Ok(token_file(dir, name, &o))
+    } else {
+        Err(e)
+    }
+}
+
+/// The issue's first attack, through the CLI: a token derived from an
+/// agent's cannot be renamed, and what is derived from it keeps to the
+/// agent's intent.
+#[test]
+fn an_agents_token_stays_the_agents() {
+    let node = node_with_alerts();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    for args in [
+        &["mkdir", "/chan/in"][..],
+        &["mkdir", "/agent/foo"],
+        &["write", "/agent/foo/ctl", "intent r /chan/in"],
+    ] {
+        let (s, o, e) = node.cell0(args);
+        assert!(s, "{args:?}: {o}{e}");
+    }
+    let foo = mint_as(
+        &node,
+        &node.owner_token(),
+        dir,
+        "foo",
+        &[
+            "--scope",
+            "/",
+            "--rights",
+            "rw",
+            "--ttl",
+            "1h",
+            "--holder",
+            "agent/foo",
+        ],
+    )
+    .unwrap();
+    let p = foo.to_string_lossy();
+    for holder in ["x", "owner", "agent/peer"] {
+        let (s, o, e) = cell0(&["cap", "attenuate", "--holder", holder, &p], "");
+        assert!(!s, "--holder {holder} was allowed: {o}");
+        assert!(
+            e.contains("refused") && e.contains("stays agent foo's"),
+            "{e}"
+        );
+    }
+    // Keeping the holder works, and the intent still holds it.
+    let narrow = attenuate(&foo, &["--scope", "/chan"]);
+    let narrow = token_file(dir, "narrow", &narrow);
+    let (s, _, e) = conformance::cell0(
+        &node.addr,
+        Some(&narrow),
+        &["write", "/other/data", "forged"],
+    );
+    assert!(!s, "an agent's token wrote outside its intent");
+    assert!(e.contains("outside its intent"), "{e}");
+    let (_, status, _) = node.cell0(&["cat", "/chan/other/status"]);
+    assert!(status.contains("\nretained 0\n"), "{status}");
+    let (_, status, _) = node.cell0(&["cat", "/agent/foo/status"]);
+    assert!(status.contains("state halted-drift"), "{status}");
+}
+
+/// The issue's attack 11: holder names that would scramble `sender=`.
+#[test]
+fn holder_names_must_be_printable_ascii() {
+    let node = node_with_alerts();
+    let scratch = tempfile::tempdir().unwrap();
+    for holder in ["evil\u{202e}txt.exe", "a\tb", "caf\u{e9}"] {
+        let r = mint_as(
+            &node,
+            &node.owner_token(),
+            scratch.path(),
+            "bad",
+            &["--scope", "/chan", "--rights", "r", "--holder", holder],
+        );
+        let e = r.expect_err("a bad holder was minted");
+        assert!(e.contains("printable ASCII"), "{e}");
+        let (s, _, e) = cell0(
+            &[
+                "cap",
+                "attenuate",
+                "--holder",
+                holder,
+                &node.owner_token().to_string_lossy(),
+            ],
+            "",
+        );
+        assert!(!s && e.contains("printable ASCII"), "{e}");
+    }
+    let e = mint_as(
+        &node,
+        &node.owner_token(),
+        scratch.path(),
+        "owner2",
+        &["--scope", "/chan", "--rights", "r", "--holder", "owner"],
+    )
+    .expect_err("a second owner was minted");
+    assert!(e.contains("reserved"), "{e}");
+}
+
+/// The issue's attack 11: an admin over /chan mints and revokes within
+/// /chan with `cell0 cap`, and nowhere else.
+#[test]
+fn a_scoped_admin_mints_and_revokes_within_its_scope() {
+    let node = node_with_alerts();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let admin = mint_as(
+        &node,
+        &node.owner_token(),
+        dir,
+        "admin",
+        &[
+            "--scope",
+            "/chan",
+            "--rights",
+            "rwa",
+            "--ttl",
+            "1h",
+            "--holder",
+            "chanadmin",
+        ],
+    )
+    .unwrap();
+    let reader = mint_as(
+        &node,
+        &admin,
+        dir,
+        "reader",
+        &[
+            "--scope",
+            "/chan/alerts",
+            "--rights",
+            "r",
+            "--holder",
+            "reader",
+        ],
+    )
+    .unwrap();
+    let out = ok(cell0(&["cap", "inspect", &reader.to_string_lossy()], ""));
+    assert!(
+        out.contains("scope /chan/alerts") && out.contains("holder reader"),
+        "{out}"
+    );
+    // It works: the channel is its root.
+    let (s, o, e) = conformance::cell0(&node.addr, Some(&reader), &["cat", "/status"]);
+    assert!(s && o.starts_with("name alerts"), "{o}{e}");
+    // Outside /chan, for an agent, or wider rights: refused.
+    for (args, why) in [
+        (
+            &["--scope", "/agent", "--rights", "r"][..],
+            "does not reach",
+        ),
+        (&["--scope", "/chan", "--rights", "rc"], "not within"),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--holder", "x"]);
+        let e = mint_as(&node, &admin, dir, "no", &all).expect_err("minted");
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+    let e = mint_as(
+        &node,
+        &admin,
+        dir,
+        "no",
+        &["--scope", "/chan", "--rights", "r", "--holder", "agent/foo"],
+    )
+    .expect_err("minted an agent's");
+    assert!(e.contains("/agent/foo"), "{e}");
+    // It revokes what it minted; not the owner's capabilities elsewhere.
+    let other = mint_as(
+        &node,
+        &node.owner_token(),
+        dir,
+        "other",
+        &["--scope", "/agent", "--rights", "r", "--holder", "other"],
+    )
+    .unwrap();
+    let (s, _, e) = conformance::cell0(
+        &node.addr,
+        Some(&admin),
+        &["cap", "revoke", &other.to_string_lossy()],
+    );
+    assert!(!s && e.contains("does not reach"), "{e}");
+    ok(conformance::cell0(
+        &node.addr,
+        Some(&admin),
+        &["cap", "revoke", &reader.to_string_lossy()],
+    ));
+    let (s, _, e) = conformance::cell0(&node.addr, Some(&reader), &["cat", "/status"]);
+    assert!(!s && e.contains("revoked"), "{e}");
+}
+
+/// The issue's attack 11: two `token=` words in an aname.
+#[test]
+fn an_aname_with_two_tokens_is_refused() {
+    let node = node_with_alerts();
+    let scratch = tempfile::tempdir().unwrap();
+    let ro = attenuate(
+        &node.owner_token(),
+        &["--scope", "/chan/alerts", "--rights", "r"],
+    );
+    let owner = std::fs::read_to_string(node.owner_token()).unwrap();
+    let _ = scratch;
+    let mut r = Raw::connect(&node.addr);
+    let v = r.rpc(
+        NOTAG,
+        Body::Tversion {
+            msize: 65536,
+            version: Dialect::P2000.version(),
+        },
+    );
+    assert_eq!(r.text(&v), "Rversion");
+    let aname = format!("token={ro} token={}", owner.trim());
+    let a = r.rpc(
+        1,
+        Body::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "test",
+            aname: &aname,
+            n_uname: None,
+        },
+    );
+    let text = r.text(&a);
+    assert!(
+        text.starts_with("Rerror aname holds token= twice"),
+        "{text}"
+    );
+}
+
+/// The issue's attack 11: a `cell0 cat` blocked on an empty channel ends
+/// with the revocation when its capability is revoked.
+#[test]
+fn a_blocked_read_ends_when_its_capability_is_revoked() {
+    let node = node_with_alerts();
+    let scratch = tempfile::tempdir().unwrap();
+    let (s, _, e) = node.cell0(&["mkdir", "/chan/quiet"]);
+    assert!(s, "{e}");
+    let reader = mint_as(
+        &node,
+        &node.owner_token(),
+        scratch.path(),
+        "reader",
+        &["--scope", "/chan", "--rights", "r", "--holder", "reader"],
+    )
+    .unwrap();
+    let mut cat = Command::new(cell0_bin())
+        .args(["cat", "/quiet/data", "--addr", &node.addr, "--token"])
+        .arg(&reader)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(cat.try_wait().unwrap().is_none(), "cat did not block");
+    ok(cell0(
+        &[
+            "cap",
+            "revoke",
+            &reader.to_string_lossy(),
+            "--addr",
+            &node.addr,
+            "--token",
+            &node.owner_token().to_string_lossy(),
+        ],
+        "",
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cat.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = cat.kill();
+            panic!("cat still blocked 10 s after its capability was revoked");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = cat.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("was revoked"), "{err}");
 }

@@ -2,16 +2,19 @@
 //! See cap(3).
 //!
 //! `mint` and `revoke` write verbs to the node's `/cap/ctl` with the
-//! caller's token; `attenuate` and `inspect` work offline on a token file,
-//! which is the point of attenuation: a holder narrows what it holds
-//! without asking anyone.
+//! caller's token, attached at `/cap` (the aname word of cap(3) ATTACH),
+//! so that a token with the admin right over a narrower scope than `/`
+//! reaches it too; `attenuate` and `inspect` work offline on a token
+//! file, which is the point of attenuation: a holder narrows what it
+//! holds without asking anyone.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use cellfs::cap::{Rights, Token};
+use ninep::Dialect;
 
-use crate::client::{Client, mode};
+use crate::client::{Client, Options, mode};
 use crate::identity::{now, parse_hex32, read_token, write_secret};
 use crate::verbs::{Node, connect};
 
@@ -29,7 +32,8 @@ pub enum CapCmd {
         /// How long it is valid: 300s, 5m, 2h, 7d.
         #[arg(long, default_value = "300s")]
         ttl: String,
-        /// Who holds it (a name for status files and logs).
+        /// Who holds it: 1-64 bytes of printable ASCII, no spaces; not
+        /// `owner`; `agent/NAME` needs the admin right over /agent/NAME.
         #[arg(long)]
         holder: String,
         /// Also write it to this file (mode 0600).
@@ -49,7 +53,9 @@ pub enum CapCmd {
         /// How long it is valid, no later than the parent [default: as the parent]
         #[arg(long)]
         ttl: Option<String>,
-        /// Who holds it [default: the parent's holder]
+        /// Who holds it [default: the parent's holder]; another holder
+        /// needs the admin right, or a sub-name PARENT/NAME, and an
+        /// agent's token keeps its holder (see cap(3) HOLDERS)
         #[arg(long)]
         holder: Option<String>,
         /// Also write it to this file (mode 0600).
@@ -148,8 +154,8 @@ pub fn run(cmd: CapCmd) -> anyhow::Result<()> {
                 Err(_) => read_token(Path::new(&what))?.claims().id,
             };
             let node = Node::from_args(&node)?;
-            let c = connect(&node)?;
-            write_ctl(&c, "/cap/ctl", &format!("revoke {id}"))?;
+            let c = connect_cap(&node)?;
+            write_ctl(&c, "ctl", &format!("revoke {id}"))?;
             println!("revoked {id}");
             Ok(())
         }
@@ -197,6 +203,8 @@ pub fn attenuate(
         None => p.rights,
     };
     let holder = holder.unwrap_or(&p.holder);
+    cellfs::cap::token::check_holder(holder)
+        .map_err(|e| anyhow::anyhow!("refused: --holder: {e}"))?;
     let expires = match ttl {
         Some(t) => {
             let e = now.saturating_add(parse_ttl(t)?);
@@ -293,12 +301,21 @@ fn check_against(t: &Token, node: &Node) -> anyhow::Result<()> {
     }
 }
 
+/// A session with `node` attached at `/cap`: paths are relative to it.
+fn connect_cap(node: &Node) -> anyhow::Result<Client> {
+    let opts = Options {
+        aname: cellfs::server::CAP_ROOT.to_string(),
+        ..Options::new(Dialect::P2000).with_token(&node.token)
+    };
+    Ok(Client::connect_with(&node.addr, &opts)?)
+}
+
 /// Ask the node to mint; returns the new token's text.
 fn mint(node: &Node, scope: &str, rights: &str, ttl: u64, holder: &str) -> anyhow::Result<String> {
-    let c = connect(node)?;
+    let c = connect_cap(node)?;
     let before = cap_dirs(&c)?;
     let verb = format!("mint scope={scope} rights={rights} ttl={ttl}s holder={holder}");
-    let fid = c.walk_path("/cap/ctl").context("/cap/ctl")?;
+    let fid = c.walk_path("ctl").context("/cap/ctl")?;
     let answer = (|| -> anyhow::Result<Option<String>> {
         // /cap/ctl is write-only: the new capability is found in /cap.
         c.open(fid, mode::OWRITE)?;
@@ -327,7 +344,7 @@ fn mint(node: &Node, scope: &str, rights: &str, ttl: u64, holder: &str) -> anyho
         many => {
             // Several mints at once: ours is the one with our holder.
             for n in many.iter().rev() {
-                let status = read_file(&c, &format!("/cap/{n}/status")).unwrap_or_default();
+                let status = read_file(&c, &format!("{n}/status")).unwrap_or_default();
                 if status
                     .lines()
                     .any(|l| l.trim() == format!("holder {holder}"))
@@ -341,13 +358,13 @@ fn mint(node: &Node, scope: &str, rights: &str, ttl: u64, holder: &str) -> anyho
 }
 
 fn read_minted(c: &Client, n: u64) -> anyhow::Result<String> {
-    let text = read_file(c, &format!("/cap/{n}/token"))?;
+    let text = read_file(c, &format!("{n}/token")).with_context(|| format!("/cap/{n}/token"))?;
     Ok(text.trim().to_string())
 }
 
-/// The numbered capabilities under /cap.
+/// The numbered capabilities under /cap (a session attached there).
 fn cap_dirs(c: &Client) -> anyhow::Result<Vec<u64>> {
-    let fid = c.walk_path("/cap").context("/cap")?;
+    let fid = c.walk_path("").context("/cap")?;
     let r = (|| -> anyhow::Result<Vec<u64>> {
         let opened = c.open(fid, mode::OREAD)?;
         Ok(c.read_dir(fid, opened.iounit)?
@@ -463,12 +480,36 @@ mod tests {
         let key = NodeKey::from_seed(&[7; 32]);
         let t = owner(&key);
         let a = attenuate(&t, Some("/chan"), Some("rw"), None, Some("a1"), 0).unwrap();
-        let b = attenuate(&a, Some("/chan/x"), Some("r"), None, Some("a2"), 0).unwrap();
+        let b = attenuate(&a, Some("/chan/x"), Some("r"), None, Some("a1/a2"), 0).unwrap();
         let text = describe(&b);
         assert!(text.contains("links 3"), "{text}");
         assert!(text.contains("scope /chan/x"), "{text}");
-        assert!(text.contains("holder a1"), "{text}");
+        assert!(text.contains("holder a1\n"), "{text}");
+        assert!(text.contains("holder a1/a2\n"), "{text}");
         assert!(text.contains(&cellfs::cap::hex(&key.public())), "{text}");
         assert!(text.contains("2033-05-18T03:33:20Z"), "{text}");
+    }
+
+    #[test]
+    fn holders_are_checked_before_anything_is_signed() {
+        let key = NodeKey::from_seed(&[7; 32]);
+        let t = owner(&key);
+        let agent = attenuate(&t, None, Some("rw"), None, Some("agent/foo"), 0).unwrap();
+        // An agent's token stays the agent's.
+        let e = attenuate(&agent, Some("/chan"), None, None, Some("x"), 0).unwrap_err();
+        let e = e.to_string();
+        assert!(e.starts_with("refused") && e.contains("'agent/foo'"), "{e}");
+        let kept = attenuate(&agent, Some("/chan"), None, None, None, 0).unwrap();
+        assert_eq!(kept.claims().holder, "agent/foo");
+        // Without admin, only a sub-name; never owner or an agent.
+        let plain = attenuate(&t, None, Some("rw"), None, Some("ci"), 0).unwrap();
+        for bad in ["bob", "owner", "agent/foo"] {
+            let e = attenuate(&plain, None, None, None, Some(bad), 0).unwrap_err();
+            assert!(e.to_string().contains(&format!("'{bad}' refused")), "{e}");
+        }
+        attenuate(&plain, None, None, None, Some("ci/job1"), 0).unwrap();
+        // A name that would scramble sender= lines.
+        let e = attenuate(&t, None, None, None, Some("a\u{202e}b"), 0).unwrap_err();
+        assert!(e.to_string().contains("U+202E"), "{e}");
     }
 }

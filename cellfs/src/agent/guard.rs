@@ -1,7 +1,10 @@
 //! Holding an agent to its intent.
 //!
-//! A capability whose holder is `agent/NAME` is agent NAME's: the runner
-//! mints one for each process it starts. On top of what the capability
+//! A capability any link of which names holder `agent/NAME` is agent
+//! NAME's: the runner mints one for each process it starts, and whatever
+//! is derived from it stays the agent's (cap(3) HOLDERS: every later link
+//! must name the same holder, or `verify` refuses the token), so a holder
+//! cannot shed its agent by attenuating. On top of what the capability
 //! allows, every request made with it is checked against the agent's
 //! intent as committed now (so a new intent applies at once):
 //!
@@ -32,11 +35,12 @@ use super::local::{Caught, Local};
 use super::state::{Agent, AgentCmd, AgentOp, Agents, Report};
 
 /// How the holder of an agent's capability starts: `agent/NAME`.
-pub const HOLDER: &str = "agent/";
+pub const HOLDER: &str = crate::cap::token::AGENT_HOLDER;
 
-/// The agent a capability belongs to, by its holder's name.
+/// The agent a capability belongs to: the one any link of its chain
+/// names ([`Grant::agent`]).
 pub fn holder_agent(grant: &Grant) -> Option<&str> {
-    grant.holder.strip_prefix(HOLDER)
+    grant.agent()
 }
 
 /// Whether the request in `cx` comes with an agent's capability.

@@ -4,6 +4,11 @@
 //! `/cap/ctl` takes `mint scope=PATH rights=LETTERS ttl=DURATION
 //! holder=NAME` and `revoke ID`; each minted capability is `/cap/N/` with
 //! `token`, `status` and `ctl` (`revoke`).
+//!
+//! A capability with the admin right over a scope that does not contain
+//! `/cap` administers that scope all the same: attached at `/cap` (the
+//! aname word `/cap`, see cap(3) ATTACH) it finds `/cap/ctl` and the
+//! `/cap/N` minted within its scope there, and nothing else.
 
 use alloc::format;
 use alloc::string::String;
@@ -11,7 +16,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::state::{CapCmd, CapOp};
-use super::token::{Claims, Grant, check_holder};
+use super::token::{Claims, Grant, OWNER_HOLDER, check_holder, holder_rule};
 use super::{Right, Rights, scope};
 use crate::command::Command;
 use crate::ctl::{self, Verb};
@@ -127,6 +132,34 @@ fn need_admin(cx: &Ctx<'_>, op: &str, target_scope: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The capability of a request that reaches `/cap` only to administer a
+/// scope that does not contain it: it sees `/cap/ctl` and the
+/// capabilities it administers, nothing else.
+fn admin_view<'a>(cx: &Ctx<'a>) -> Option<&'a Grant> {
+    cx.grant.filter(|g| !scope::contains(&g.scope, "/cap"))
+}
+
+/// Whether `g` administers capability `n`: the admin right over a scope
+/// containing `n`'s.
+fn administers(cx: &Ctx<'_>, g: &Grant, n: u64) -> bool {
+    g.rights.has(Right::Admin)
+        && cx
+            .state
+            .caps
+            .minted(n)
+            .is_some_and(|t| scope::contains(&g.scope, &t.claims().scope))
+}
+
+/// Whether the request in `cx` may see capability `n`'s directory.
+fn visible(cx: &Ctx<'_>, n: u64) -> bool {
+    admin_view(cx).is_none_or(|g| administers(cx, g, n))
+}
+
+/// Whether the request in `cx` may see the top-level file of kind `kind`.
+fn top_visible(cx: &Ctx<'_>, kind: u8) -> bool {
+    admin_view(cx).is_none_or(|g| kind == K_CTL && g.rights.has(Right::Admin))
+}
+
 fn denied(g: &Grant, op: &str, right: Right) -> Error {
     Error::Denied {
         op: "admin",
@@ -183,7 +216,24 @@ impl CapDev {
         let ttl = parse_ttl(need("ttl")?).map_err(inv)?;
         let holder = need("holder")?;
         check_holder(holder).map_err(|e| inv(format!("{e}")))?;
+        if holder == OWNER_HOLDER {
+            return Err(inv(format!(
+                "holder={OWNER_HOLDER} is reserved for the node's own owner token; name who will hold this one"
+            )));
+        }
+        if id > MAX_OBJ {
+            return Err(inv(format!(
+                "this node has minted its last capability number ({MAX_OBJ})"
+            )));
+        }
         need_admin(cx, "mint", &scope)?;
+        // What a capability mints derives from it: the holder rules of an
+        // attenuation hold (an agent's mints stay the agent's; naming an
+        // agent needs the admin right over its /agent/NAME).
+        if let Some(g) = cx.grant {
+            holder_rule(&g.holder, &g.scope, g.rights, holder)
+                .map_err(|why| Error::Unauthorized(format!("/cap/ctl: mint: holder {why}")))?;
+        }
         if let Some(g) = cx.grant
             && !rights.within(g.rights)
         {
@@ -282,17 +332,20 @@ impl Device for CapDev {
         match dir.kind {
             K_TOP => {
                 if let Some(f) = TOP_FILES.iter().find(|f| f.0 == name) {
-                    return Some(Node::new(DEV, f.1, 0));
+                    return top_visible(cx, f.1).then_some(Node::new(DEV, f.1, 0));
                 }
                 let n: u64 = name.parse().ok()?;
                 // Only the canonical spelling names it ("01" does not).
-                if n > MAX_OBJ || cx.state.caps.name(n)? != name {
+                if n > MAX_OBJ || cx.state.caps.name(n)? != name || !visible(cx, n) {
                     return None;
                 }
                 Some(dir_node(n))
             }
             K_DIR => {
                 cx.state.caps.minted(dir.obj)?;
+                if !visible(cx, dir.obj) {
+                    return None;
+                }
                 let f = CAP_FILES.iter().find(|f| f.0 == name)?;
                 Some(Node::new(DEV, f.1, dir.obj))
             }
@@ -303,10 +356,21 @@ impl Device for CapDev {
     fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
         match dir.kind {
             K_TOP => {
-                out.extend(TOP_FILES.iter().map(|f| Node::new(DEV, f.1, 0)));
-                out.extend(cx.state.caps.ids().map(dir_node));
+                out.extend(
+                    TOP_FILES
+                        .iter()
+                        .filter(|f| top_visible(cx, f.1))
+                        .map(|f| Node::new(DEV, f.1, 0)),
+                );
+                out.extend(
+                    cx.state
+                        .caps
+                        .ids()
+                        .filter(|&n| visible(cx, n))
+                        .map(dir_node),
+                );
             }
-            K_DIR if cx.state.caps.minted(dir.obj).is_some() => {
+            K_DIR if cx.state.caps.minted(dir.obj).is_some() && visible(cx, dir.obj) => {
                 out.extend(CAP_FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
             }
             _ => {}

@@ -87,8 +87,10 @@ fn narrow_token(owner: &Token) -> anyhow::Result<Token> {
             c.expires,
         )
         .map_err(|e| anyhow::anyhow!("attenuating the owner token: {e}"))?;
+    // A link without the admin right may rename its holder only to a
+    // sub-name of its parent's (cap(3), HOLDERS).
     mid.attenuate(
-        "bench",
+        "bench-mid/bench",
         &format!("/chan/{CHANNEL}"),
         Rights::parse("r").unwrap_or(Rights::NONE),
         c.not_before,
