@@ -315,7 +315,7 @@ fn mkdir_makes_an_agent_with_its_files_and_key() {
     assert_eq!(
         status,
         format!(
-            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=max mem=max pids=max\ndrift -\ndrift-at -\nreason -\nrunner -\nresumes 0\n"
+            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=100 mem=512M pids=256\ndrift -\ndrift-at -\nreason -\nrunner -\nresumes 0\nmade-by -\ntree a agents=1 quota=64\nsandbox none\n"
         )
     );
     let k = n.cat(o, "agent/a/key");
@@ -953,7 +953,7 @@ fn spec_is_for_the_admin_right_and_holds_what_a_runner_needs() {
     let text = n.cat(o, "agent/w/spec");
     assert_eq!(
         text,
-        "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi  there\"' ''\nenv TOKEN='s3cr3t '\\''x'\\'''\nlimits cpu=max mem=1G pids=max\npolicy never max=5 window=60s\nintent r /chan/in rw /net\nnetwork yes\n"
+        "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi  there\"' ''\nenv TOKEN='s3cr3t '\\''x'\\'''\nlimits cpu=100 mem=1G pids=256\npolicy never max=5 window=60s\nintent r /chan/in rw /net\nnetwork yes\n"
     );
     let spec = cellfs::agent::RunSpec::parse(&text).unwrap();
     assert_eq!(spec.exec.unwrap().args, ["-c", "echo \"hi  there\"", ""]);
@@ -1079,4 +1079,434 @@ fn one_runner_claims_an_agent_and_the_claim_is_committed() {
     assert_eq!(m.stat_of(c, "agent/a/status", "runner"), "h2");
     assert_eq!(m.put(c, "agent/a/ctl", "report release"), "Rwrite");
     assert_eq!(m.stat_of(c, "agent/a/status", "runner"), "-");
+}
+
+/// The `limits` line of agent `name`'s status, and of its spec.
+fn limits(n: &mut Node, o: ConnId, name: &str) -> (String, String) {
+    (
+        n.stat_of(o, &format!("agent/{name}/status"), "limits"),
+        n.stat_of(o, &format!("agent/{name}/spec"), "limits"),
+    )
+}
+
+/// Every file of the agents named, to show that a refused write changed
+/// nothing.
+fn files_of(n: &mut Node, o: ConnId, names: &[&str]) -> Vec<String> {
+    let mut all = n.ls(o, "agent");
+    for a in names {
+        for f in ["status", "spec", "children", "log"] {
+            all.push(n.cat_all(o, &format!("agent/{a}/{f}")));
+        }
+    }
+    all
+}
+
+#[test]
+fn every_agent_runs_under_default_limits_shown_in_status_and_spec() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    let defaults = String::from("cpu=100 mem=512M pids=256");
+    assert_eq!(limits(&mut n, o, "a"), (defaults.clone(), defaults.clone()));
+    let spec = cellfs::agent::RunSpec::parse(&n.cat(o, "agent/a/spec")).unwrap();
+    assert_eq!(spec.limits, cellfs::agent::DEFAULT_LIMITS);
+    // One key changed, the others stay the defaults; max lifts one.
+    assert_eq!(n.put(o, "agent/a/ctl", "limit mem=1G pids=max"), "Rwrite");
+    let lifted = String::from("cpu=100 mem=1G pids=max");
+    assert_eq!(limits(&mut n, o, "a"), (lifted.clone(), lifted));
+    // A sub-agent starts with the defaults too.
+    assert_eq!(n.put(o, "agent/a/ctl", "spawn c none"), "Rwrite");
+    assert_eq!(limits(&mut n, o, "c"), (defaults.clone(), defaults));
+}
+
+#[test]
+fn a_sub_agent_runs_within_its_ancestors_limits_and_cannot_be_set_above_them() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "p");
+    let w = n.put(o, "agent/p/ctl", "limit pids=64 mem=1G\nspawn c none");
+    assert_eq!(w, "Rwrite");
+    assert_eq!(n.put(o, "agent/c/ctl", "spawn g none"), "Rwrite");
+    // Its own defaults, clamped by p's.
+    let c = String::from("cpu=100 mem=512M pids=64");
+    assert_eq!(limits(&mut n, o, "c"), (c.clone(), c.clone()));
+    assert_eq!(limits(&mut n, o, "g"), (c.clone(), c));
+    // Above an ancestor's, or max under a limited one: refused, naming
+    // the key, the value and the ancestor's limit; nothing changes.
+    let before = files_of(&mut n, o, &["p", "c", "g"]);
+    let entries = n.log.entries().len();
+    for (agent, write, error) in [
+        (
+            "c",
+            "limit mem=2G",
+            "Rerror agent c: limit: mem=2G is above the limit of its ancestor p (mem=1G); a sub-agent's limits stay within its ancestors'",
+        ),
+        (
+            "c",
+            "limit cpu=50\nlimit pids=max",
+            "Rerror agent c: limit: pids=max is above the limit of its ancestor p (pids=64)",
+        ),
+        (
+            "g",
+            "limit pids=65",
+            "Rerror agent g: limit: pids=65 is above the limit of its ancestor p (pids=64)",
+        ),
+    ] {
+        let got = n.put(o, &format!("agent/{agent}/ctl"), write);
+        assert!(got.starts_with(error), "{write:?}: {got}");
+    }
+    assert_eq!(files_of(&mut n, o, &["p", "c", "g"]), before);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    // Within them: fine, and the nearest tighter ancestor is named.
+    assert_eq!(n.put(o, "agent/c/ctl", "limit pids=32 cpu=50"), "Rwrite");
+    assert_eq!(n.put(o, "agent/g/ctl", "limit pids=8"), "Rwrite");
+    let got = n.put(o, "agent/g/ctl", "limit pids=33");
+    assert!(
+        got.starts_with(
+            "Rerror agent g: limit: pids=33 is above the limit of its ancestor c (pids=32)"
+        ),
+        "{got}"
+    );
+    let g = String::from("cpu=50 mem=512M pids=8");
+    assert_eq!(limits(&mut n, o, "g"), (g.clone(), g));
+    // A parent lowered below its sub-agents clamps them at once; lifted
+    // again, they run under their own.
+    assert_eq!(n.put(o, "agent/p/ctl", "limit pids=4"), "Rwrite");
+    assert_eq!(limits(&mut n, o, "c").0, "cpu=50 mem=512M pids=4");
+    assert_eq!(limits(&mut n, o, "g").1, "cpu=50 mem=512M pids=4");
+    assert_eq!(
+        n.put(o, "agent/p/ctl", "limit pids=max mem=max cpu=max"),
+        "Rwrite"
+    );
+    assert_eq!(limits(&mut n, o, "p").0, "cpu=max mem=max pids=max");
+    assert_eq!(limits(&mut n, o, "c").0, "cpu=50 mem=512M pids=32");
+    assert_eq!(limits(&mut n, o, "g").0, "cpu=50 mem=512M pids=8");
+    // A replay gives the same.
+    let before = files_of(&mut n, o, &["p", "c", "g"]);
+    let mut m = Node::with(n.log.reopened(), key());
+    let mo = m.client(&owner());
+    assert_eq!(files_of(&mut m, mo, &["p", "c", "g"]), before);
+}
+
+/// A node with agent `a`, made by the owner, whose intent is `rwc
+/// /agent` (it may make agents and write any agent's ctl), and other
+/// agent `b`; `a`'s capability.
+fn with_maker() -> (Node, ConnId, Token) {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    n.mkdir(o, "agent", "b");
+    assert_eq!(n.put(o, "agent/a/ctl", "intent rwc /agent"), "Rwrite");
+    let t = key().mint(claims(5, "agent/a", "/", "rwc")).unwrap();
+    (n, o, t)
+}
+
+#[test]
+fn an_agent_never_sets_a_limit_above_its_own() {
+    let (mut n, o, t) = with_maker();
+    let a = n.client(&t);
+    assert_eq!(n.put(o, "agent/a/ctl", "limit pids=100"), "Rwrite");
+    let names = ["a", "b"];
+    let before = files_of(&mut n, o, &names);
+    let entries = n.log.entries().len();
+    for (agent, write, error) in [
+        (
+            "a",
+            "limit pids=200",
+            "Rerror agent a: limit: pids=200 is above the limit of agent a (pids=100), whose capability wrote it; an agent may not set a limit above its own",
+        ),
+        (
+            "a",
+            "limit cpu=max",
+            "Rerror agent a: limit: cpu=max is above the limit of agent a (cpu=100)",
+        ),
+        (
+            "b",
+            "limit pids=101",
+            "Rerror agent b: limit: pids=101 is above the limit of agent a (pids=100)",
+        ),
+        (
+            "a",
+            "limit agents=1000",
+            "Rerror agent a: limit: agents= is an administrator's: capability 'agent/a' is an agent's, and agents may not set the quota of a tree",
+        ),
+    ] {
+        let got = n.put(a, &format!("agent/{agent}/ctl"), write);
+        assert!(got.starts_with(error), "{write:?}: {got}");
+    }
+    assert_eq!(files_of(&mut n, o, &names), before);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    assert_eq!(
+        n.stat_of(o, "agent/a/status", "state"),
+        "created",
+        "no drift"
+    );
+    // Lower is fine; then the lower is its ceiling.
+    assert_eq!(n.put(a, "agent/a/ctl", "limit pids=50"), "Rwrite");
+    let up = n.put(a, "agent/a/ctl", "limit pids=100");
+    assert!(
+        up.contains("pids=100 is above the limit of agent a (pids=50)"),
+        "{up}"
+    );
+    assert_eq!(n.put(a, "agent/b/ctl", "limit pids=40 mem=64M"), "Rwrite");
+    assert_eq!(limits(&mut n, o, "b").0, "cpu=100 mem=64M pids=40");
+    // What it makes runs within its limits, and it may not lift them.
+    assert_eq!(n.mkdir(a, "agent", "m"), "Rcreate");
+    assert_eq!(limits(&mut n, o, "m").1, "cpu=100 mem=512M pids=50");
+    let lift = n.put(a, "agent/m/ctl", "limit pids=max");
+    assert!(
+        lift.contains("pids=max is above the limit of its ancestor a (pids=50)"),
+        "{lift}"
+    );
+    // The owner may lift the agent's own.
+    assert_eq!(n.put(o, "agent/a/ctl", "limit pids=max"), "Rwrite");
+    assert_eq!(limits(&mut n, o, "m").1, "cpu=100 mem=512M pids=256");
+    // Who wrote it is in the journal.
+    let journal = n.cat_all(o, "raft/log");
+    assert!(
+        journal.contains("/agent/b/ctl by agent/a; limit mem=64M pids=40\n"),
+        "{journal}"
+    );
+}
+
+#[test]
+fn what_an_agent_makes_is_in_its_tree_and_a_tree_has_a_quota() {
+    let (mut n, o, t) = with_maker();
+    let a = n.client(&t);
+    // An agent's mkdir makes a sub-agent of its own.
+    assert_eq!(n.mkdir(a, "agent", "x0"), "Rcreate");
+    assert_eq!(n.stat_of(o, "agent/x0/status", "parent"), "a");
+    assert_eq!(n.stat_of(o, "agent/x0/status", "made-by"), "a");
+    assert_eq!(
+        n.stat_of(o, "agent/x0/status", "tree"),
+        "a agents=2 quota=64"
+    );
+    assert_eq!(n.cat(o, "agent/a/children"), "x0\n");
+    assert_eq!(n.cat(o, "agent/x0/intent"), "");
+    // Spawned by it, on another's ctl: in that one's tree, made by a.
+    assert_eq!(n.put(a, "agent/b/ctl", "spawn y none"), "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/y/status", "parent"), "b");
+    assert_eq!(n.stat_of(o, "agent/y/status", "made-by"), "a");
+    assert_eq!(
+        n.stat_of(o, "agent/b/status", "tree"),
+        "b agents=2 quota=64"
+    );
+    // Attack 8: mkdir as fast as it can. Its tree stops at its quota.
+    for i in 1..63 {
+        assert_eq!(n.mkdir(a, "agent", &format!("x{i}")), "Rcreate", "x{i}");
+    }
+    let before = files_of(&mut n, o, &["a"]);
+    let entries = n.log.entries().len();
+    let over = "Rerror agent a: spawn x63: the agent tree of a holds 64 agents, its quota (64); remove one, or raise the quota with 'limit agents=N' on /agent/a/ctl (with a capability that is not an agent's)";
+    assert_eq!(n.mkdir(a, "agent", "x63"), over);
+    // A sub-agent's spawn counts in the same tree.
+    let got = n.put(a, "agent/x5/ctl", "spawn x63 none");
+    assert!(
+        got.starts_with("Rerror agent x5: spawn x63: the agent tree of a holds 64 agents"),
+        "{got}"
+    );
+    let got = n.put(o, "agent/x5/ctl", "spawn x63 none");
+    assert!(
+        got.contains("its quota (64)"),
+        "the owner's spawn in it too: {got}"
+    );
+    assert_eq!(files_of(&mut n, o, &["a"]), before);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    // The owner's own mkdir makes a tree of its own.
+    assert_eq!(n.mkdir(o, "agent", "fresh"), "Rcreate");
+    assert_eq!(
+        n.stat_of(o, "agent/fresh/status", "tree"),
+        "fresh agents=1 quota=64"
+    );
+    // Only its root takes agents=, and only from an administrator that
+    // is not an agent.
+    let got = n.put(o, "agent/x5/ctl", "limit agents=100");
+    assert!(
+        got.starts_with("Rerror agent x5: limit: agents= is set on the root of its agent tree: write it to /agent/a/ctl"),
+        "{got}"
+    );
+    let rw = key().mint(claims(6, "alice", "/", "rw")).unwrap();
+    let c = n.client(&rw);
+    let got = n.put(c, "agent/a/ctl", "limit agents=100");
+    assert!(got.contains("lacks the admin right"), "{got}");
+    assert!(
+        n.put(o, "agent/a/ctl", "limit agents=0")
+            .contains("agents=\"0\" is out of range")
+    );
+    assert_eq!(n.put(o, "agent/a/ctl", "limit agents=65"), "Rwrite");
+    assert_eq!(
+        n.stat_of(o, "agent/x7/status", "tree"),
+        "a agents=64 quota=65"
+    );
+    assert_eq!(n.mkdir(a, "agent", "x63"), "Rcreate");
+    assert!(
+        n.mkdir(a, "agent", "x64")
+            .contains("holds 65 agents, its quota (65)")
+    );
+    assert_eq!(n.put(o, "agent/a/ctl", "limit agents=max"), "Rwrite");
+    assert_eq!(
+        n.stat_of(o, "agent/a/status", "tree"),
+        "a agents=65 quota=max"
+    );
+    assert_eq!(n.mkdir(a, "agent", "x64"), "Rcreate");
+    // Stopping the maker stops all it made.
+    assert_eq!(n.put(o, "agent/x3/ctl", "exec /bin/true\nstart"), "Rwrite");
+    assert_eq!(n.put(o, "agent/a/ctl", "kill"), "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/x3/status", "want"), "killed");
+    // All of it replays.
+    let before = files_of(&mut n, o, &["a", "b", "x0", "y", "x64"]);
+    let mut m = Node::with(n.log.reopened(), key());
+    let mo = m.client(&owner());
+    assert_eq!(files_of(&mut m, mo, &["a", "b", "x0", "y", "x64"]), before);
+}
+
+#[test]
+fn agents_never_take_the_last_places_of_the_node() {
+    let (mut n, o, t) = with_maker();
+    assert_eq!(n.put(o, "agent/a/ctl", "limit agents=max"), "Rwrite");
+    let a = n.client(&t);
+    let last = cellfs::agent::MAX_AGENTS - cellfs::agent::AGENT_RESERVE;
+    // a and b exist: the agent makes the rest up to the reserve.
+    for i in 2..last {
+        let r = n.mkdir(a, "agent", &format!("x{i}"));
+        assert_eq!(r, "Rcreate", "x{i}");
+    }
+    let full = n.mkdir(a, "agent", "more");
+    assert_eq!(
+        full,
+        format!(
+            "Rerror agent a: spawn more: the node holds {last} agents; the last 64 of its 4096 are kept for capabilities that are not agents'"
+        )
+    );
+    // The owner's mkdir still works, up to the node's own cap.
+    for i in 0..cellfs::agent::AGENT_RESERVE {
+        assert_eq!(n.mkdir(o, "agent", &format!("o{i}")), "Rcreate", "o{i}");
+    }
+    let cap = n.mkdir(o, "agent", "one-more");
+    assert!(cap.contains("the node holds at most 4096 agents"), "{cap}");
+}
+
+#[test]
+fn the_node_bounds_how_fast_an_agents_output_is_committed() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    n.mkdir(o, "agent", "b");
+    let lines = |count: usize, tag: &str| -> String {
+        (0..count)
+            .map(|i| format!("log {tag}{i:03} {}\n", "x".repeat(995)))
+            .collect()
+    };
+    // Lines of 1000 bytes, 1001 with their newlines: 64 KiB at once.
+    assert_eq!(n.put(o, "agent/a/ctl", &lines(60, "a")), "Rwrite");
+    let before = files_of(&mut n, o, &["a"]);
+    let entries = n.log.entries().len();
+    let over = n.put(o, "agent/a/ctl", &lines(10, "b"));
+    assert_eq!(
+        over,
+        "Rerror agent a: log: 10010 bytes of output are over its rate (8 KiB/s, at most 64 KiB at once): 5476 bytes may be logged now; nothing was logged"
+    );
+    assert_eq!(files_of(&mut n, o, &["a"]), before);
+    assert_eq!(n.log.entries().len(), entries, "nothing was proposed");
+    // What fits is taken; another agent has its own.
+    assert_eq!(n.put(o, "agent/a/ctl", &lines(5, "c")), "Rwrite");
+    assert!(
+        n.put(o, "agent/a/ctl", &lines(1, "z"))
+            .starts_with("Rerror agent a: log: 1001 bytes")
+    );
+    assert_eq!(n.put(o, "agent/b/ctl", &lines(60, "d")), "Rwrite");
+    // A second later: 8 KiB more, no more.
+    n.time.set(NOW + 1);
+    assert_eq!(n.put(o, "agent/a/ctl", &lines(8, "e")), "Rwrite");
+    assert!(
+        n.put(o, "agent/a/ctl", &lines(1, "f"))
+            .contains("over its rate")
+    );
+    // Exit reports and their stderr are not output: they still go in.
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "exec /bin/x\nstart\nreport exit code=1\nstderr the last words",
+    );
+    assert_eq!(w, "Rwrite");
+    assert!(
+        n.cat(o, "agent/a/trace")
+            .contains("  stderr the last words\n")
+    );
+    // A quiet minute fills it up to 64 KiB, not more.
+    n.time.set(NOW + 61);
+    assert_eq!(n.put(o, "agent/a/ctl", &lines(65, "g")), "Rwrite");
+    assert!(
+        n.put(o, "agent/a/ctl", &lines(1, "h"))
+            .contains("over its rate")
+    );
+    // The rate is committed state: a replay refuses the same.
+    let before = files_of(&mut n, o, &["a", "b"]);
+    let mut m = Node::with(n.log.reopened(), key());
+    m.time.set(NOW + 61);
+    let mo = m.client(&owner());
+    assert_eq!(files_of(&mut m, mo, &["a", "b"]), before);
+    assert!(
+        m.put(mo, "agent/a/ctl", &lines(1, "i"))
+            .contains("over its rate")
+    );
+}
+
+#[test]
+fn a_runner_says_what_sandbox_an_agent_runs_in() {
+    let (mut n, o) = setup();
+    n.mkdir(o, "agent", "a");
+    assert_eq!(n.stat_of(o, "agent/a/status", "sandbox"), "none");
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "exec /bin/x\nstart\nreport running pid=7 node=n1 sandbox=userns,pid,mount,net,uts,ipc,cgroup,seccomp,nonewprivs,nocaps,root",
+    );
+    assert_eq!(w, "Rwrite");
+    assert_eq!(
+        n.stat_of(o, "agent/a/status", "sandbox"),
+        "userns,pid,mount,net,uts,ipc,cgroup,seccomp,nonewprivs,nocaps,root"
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "pid"), "7");
+    assert_eq!(n.stat_of(o, "agent/a/status", "state"), "running");
+    // Bad words: refused, nothing changed.
+    let before = n.cat(o, "agent/a/status");
+    for bad in [
+        "Userns",
+        "userns,,pid",
+        "",
+        "user ns",
+        "pid,",
+        &"a".repeat(257),
+    ] {
+        let got = n.put(
+            o,
+            "agent/a/ctl",
+            &format!("report running pid=8 node=n1 sandbox={bad}"),
+        );
+        assert!(
+            got.contains("is not a list of protections: comma-separated words of a-z, 0-9 and -")
+                || got.contains("unexpected argument"),
+            "{bad:?}: {got}"
+        );
+    }
+    assert_eq!(n.cat(o, "agent/a/status"), before);
+    // Each run says its own; unconfined is said as such.
+    let w = n.put(
+        o,
+        "agent/a/ctl",
+        "report running pid=9 node=n1 sandbox=unconfined",
+    );
+    assert_eq!(w, "Rwrite");
+    assert_eq!(n.stat_of(o, "agent/a/status", "sandbox"), "unconfined");
+    let journal = n.cat_all(o, "raft/log");
+    assert!(
+        journal.contains("/agent/a/ctl report running pid=9 node=n1 sandbox=unconfined\n"),
+        "{journal}"
+    );
+    let mut m = Node::with(n.log.reopened(), key());
+    let mo = m.client(&owner());
+    assert_eq!(m.stat_of(mo, "agent/a/status", "sandbox"), "unconfined");
+    // A runner that says nothing of it: none.
+    assert_eq!(
+        n.put(o, "agent/a/ctl", "report running pid=10 node=n1"),
+        "Rwrite"
+    );
+    assert_eq!(n.stat_of(o, "agent/a/status", "sandbox"), "none");
 }

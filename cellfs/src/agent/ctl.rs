@@ -15,7 +15,9 @@ use crate::error::Error;
 
 use super::check_name;
 use super::intent::{self, Intent};
-use super::state::{AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_STDERR, Report, Restart};
+use super::state::{
+    AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_AGENTS, MAX_STDERR, Report, Restart,
+};
 
 /// Most arguments of `exec`.
 pub const MAX_ARGS: usize = 256;
@@ -47,6 +49,8 @@ pub const MAX_REASON: usize = 512;
 pub const MAX_NODE: usize = 64;
 /// Longest `signal=` name.
 pub const MAX_SIGNAL: usize = 16;
+/// Longest `sandbox=` of `report running`, in bytes.
+pub const MAX_SANDBOX: usize = 256;
 
 /// A verb that takes the rest of its line as words of its own syntax.
 const fn words(name: &'static str, usage: &'static str) -> Verb {
@@ -88,8 +92,8 @@ pub const CTL_VERBS: &[Verb] = &[
     words("intent", "intent RIGHTS PATH [RIGHTS PATH…] | intent none"),
     keyed(
         "limit",
-        &["cpu", "mem", "pids"],
-        "limit [cpu=PERCENT] [mem=SIZE] [pids=N]",
+        &["cpu", "mem", "pids", "agents"],
+        "limit [cpu=PERCENT] [mem=SIZE] [pids=N] [agents=N]",
     ),
     keyed(
         "restart",
@@ -102,7 +106,7 @@ pub const CTL_VERBS: &[Verb] = &[
     words("spawn", "spawn CHILD [RIGHTS PATH…]"),
     words(
         "report",
-        "report running pid=N node=ID | report exit code=N|signal=NAME [restarting=yes|no] | report crashloop | report failed REASON… | report stopped | report claim runner=NAME | report release | report resumed",
+        "report running pid=N node=ID [sandbox=WORDS] | report exit code=N|signal=NAME [restarting=yes|no] | report crashloop | report failed REASON… | report stopped | report claim runner=NAME | report release | report resumed",
     ),
     text("stderr", "stderr TEXT (after report exit)"),
     text("log", "log TEXT"),
@@ -142,6 +146,18 @@ pub fn parse(name: &str, data: &[u8]) -> Result<Vec<Line>, Error> {
             e.stderr.push(clean(l.rest, MAX_STDERR_LINE));
             continue;
         }
+        if l.verb == "limit" {
+            // cpu, mem and pids are one op; agents= another, which
+            // older logs do not have.
+            let (change, quota) = limit(&object, &l)?;
+            if change != LimitChange::default() {
+                lines.push(Line::Op(AgentOp::Limit(change)));
+            }
+            if let Some(q) = quota {
+                lines.push(Line::Op(AgentOp::Quota(q)));
+            }
+            continue;
+        }
         lines.push(line(&object, &l)?);
     }
     Ok(lines)
@@ -171,7 +187,6 @@ fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
         "exec" => AgentOp::Exec(exec(l.rest).map_err(inv)?),
         "env" => env(l.rest).map_err(inv)?,
         "intent" => AgentOp::Intent(intent::parse(&words).map_err(inv)?),
-        "limit" => AgentOp::Limit(limit(object, l)?),
         "restart" => restart(object, l)?,
         "start" => AgentOp::Start,
         "stop" => AgentOp::Stop,
@@ -347,7 +362,7 @@ fn report(words: &[&str], rest: &str) -> Result<Report, String> {
     let args = words.get(1..).unwrap_or_default();
     match what {
         "running" => {
-            let kv = report_keys(what, args, &["pid", "node"])?;
+            let kv = report_keys(what, args, &["pid", "node", "sandbox"])?;
             let pid = match get(&kv, "pid") {
                 None => return Err(String::from("running: say pid=N node=ID")),
                 Some(p) => p.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -363,7 +378,14 @@ fn report(words: &[&str], rest: &str) -> Result<Report, String> {
                 }
                 Some(n) => clean(n, MAX_NODE),
             };
-            Ok(Report::Running { pid, node })
+            Ok(match get(&kv, "sandbox") {
+                None => Report::Running { pid, node },
+                Some(words) => Report::RunningSandboxed {
+                    pid,
+                    node,
+                    sandbox: sandbox(words)?,
+                },
+            })
         }
         "exit" => {
             let kv = report_keys(what, args, &["code", "signal", "restarting"])?;
@@ -445,6 +467,25 @@ fn report(words: &[&str], rest: &str) -> Result<Report, String> {
             "unknown state \"{other}\"; expected running, exit, crashloop, failed, stopped, claim, release, resumed"
         )),
     }
+}
+
+/// The `sandbox=` of `report running`: what protections the process
+/// runs under, as comma-separated words of `a-z`, `0-9` and `-`
+/// (`userns,pid,mount,seccomp`, or `unconfined`).
+fn sandbox(words: &str) -> Result<String, String> {
+    let good = words.len() <= MAX_SANDBOX
+        && words.split(',').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !good {
+        return Err(format!(
+            "running: sandbox=\"{}\" is not a list of protections: comma-separated words of a-z, 0-9 and - (such as userns,pid,mount,seccomp, or unconfined), at most {MAX_SANDBOX} bytes",
+            words.escape_debug()
+        ));
+    }
+    Ok(String::from(words))
 }
 
 /// Check a runner's name (`report claim runner=`): the rule of channel
@@ -557,10 +598,12 @@ fn bound(
     }
 }
 
-fn limit(object: &str, l: &CtlLine<'_>) -> Result<LimitChange, Error> {
+/// `limit …`: the change to cpu, mem and pids, and the new quota of
+/// agents if `agents=` is given (`Some(None)`: `max`).
+fn limit(object: &str, l: &CtlLine<'_>) -> Result<(LimitChange, Option<Option<u32>>), Error> {
     if l.kv.is_empty() {
         return Err(Error::Invalid(format!(
-            "{object}: limit: say cpu=, mem=, pids= or several; usage: limit [cpu=PERCENT] [mem=SIZE] [pids=N]"
+            "{object}: limit: say cpu=, mem=, pids=, agents= or several; usage: limit [cpu=PERCENT] [mem=SIZE] [pids=N] [agents=N]"
         )));
     }
     let number = |v: &str| v.parse().ok();
@@ -581,13 +624,24 @@ fn limit(object: &str, l: &CtlLine<'_>) -> Result<LimitChange, Error> {
         "1M to 1T (a size in bytes, or with K, M, G or T)",
     )?;
     let pids = bound(object, l, "pids", (1, MAX_PIDS), number, "1 to 65536")?;
+    let agents = bound(
+        object,
+        l,
+        "agents",
+        (1, MAX_AGENTS as u64),
+        number,
+        "1 to 4096 agents in its tree",
+    )?;
     // Each fits: the bounds are far below u32::MAX.
     let small = |v: Option<Option<u64>>| v.map(|o| o.map(|n| n as u32));
-    Ok(LimitChange {
-        cpu: small(cpu),
-        mem,
-        pids: small(pids),
-    })
+    Ok((
+        LimitChange {
+            cpu: small(cpu),
+            mem,
+            pids: small(pids),
+        },
+        small(agents),
+    ))
 }
 
 fn restart(object: &str, l: &CtlLine<'_>) -> Result<AgentOp, Error> {
@@ -683,6 +737,18 @@ mod tests {
                 pids: Some(None),
             })
         );
+        assert_eq!(op("limit agents=10"), AgentOp::Quota(Some(10)));
+        assert_eq!(
+            ok("limit cpu=5 agents=max"),
+            vec![
+                Line::Op(AgentOp::Limit(LimitChange {
+                    cpu: Some(Some(5)),
+                    ..LimitChange::default()
+                })),
+                Line::Op(AgentOp::Quota(None)),
+            ],
+            "one line, two ops"
+        );
         assert_eq!(
             op("restart policy=on-failure window=2m"),
             AgentOp::Restart {
@@ -756,7 +822,10 @@ mod tests {
         assert!(err("limit mem=12").contains("mem=\"12\" is out of range: 1M to 1T"));
         assert!(err("limit mem=2P").contains("out of range"));
         assert!(err("limit pids=lots").contains("pids=\"lots\" is out of range"));
-        assert!(err("limit disk=1").contains("unknown key \"disk\"; expected cpu, mem, pids"));
+        assert!(
+            err("limit disk=1").contains("unknown key \"disk\"; expected cpu, mem, pids, agents")
+        );
+        assert!(err("limit agents=4097").contains("agents=\"4097\" is out of range: 1 to 4096"));
         assert!(err("restart").contains("say policy="));
         assert!(err("restart policy=sometimes").contains("expected always, on-failure or never"));
         assert!(err("restart max=0").contains("max=0 is out of range"));
@@ -780,6 +849,31 @@ mod tests {
                 pid: 42,
                 node: String::from("n1"),
             })
+        );
+        assert_eq!(
+            op("report running pid=42 node=n1 sandbox=userns,pid,no-net2"),
+            AgentOp::Report(Report::RunningSandboxed {
+                pid: 42,
+                node: String::from("n1"),
+                sandbox: String::from("userns,pid,no-net2"),
+            })
+        );
+        let most = "a,".repeat(MAX_SANDBOX / 2 - 1) + "ab";
+        assert_eq!(most.len(), MAX_SANDBOX);
+        assert!(matches!(
+            op(&format!("report running pid=1 node=n sandbox={most}")),
+            AgentOp::Report(Report::RunningSandboxed { .. })
+        ));
+        for bad in ["", ",", "pid,", "PID", "pid;net", "pid,,net", "ü"] {
+            assert!(
+                err(&format!("report running pid=1 node=n sandbox={bad}"))
+                    .contains("is not a list of protections"),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            err(&format!("report running pid=1 node=n sandbox={most}x"))
+                .contains("at most 256 bytes")
         );
         let lines = ok(
             "report exit code=3 restarting=yes\nstderr panic: boom\nstderr   at main.rs:3\nlog hello\x1b[0m",

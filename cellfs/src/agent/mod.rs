@@ -18,14 +18,17 @@ mod local;
 mod spec;
 mod state;
 
-pub use ctl::{CTL_VERBS, MAX_LOG_LINE, check_runner, parse_size, quote, size_word, split_words};
+pub use ctl::{
+    CTL_VERBS, MAX_LOG_LINE, MAX_SANDBOX, check_runner, parse_size, quote, size_word, split_words,
+};
 pub use guard::{HOLDER, holder_agent};
 pub use local::{Caught, Local};
 pub use spec::RunSpec;
 pub use state::{
-    Agent, AgentCmd, AgentOp, Agents, DriftAt, Exec, ExitHow, ExitReport, Happened, LimitChange,
-    Limits, MAX_AGENTS, MAX_ENV, MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RECENT, MAX_STDERR, MAX_TRACE,
-    Phase, Policy, Recent, Report, Restart, Seed, Trace, Want,
+    AGENT_RESERVE, Agent, AgentCmd, AgentOp, Agents, DEFAULT_LIMITS, DEFAULT_QUOTA, DriftAt, Exec,
+    ExitHow, ExitReport, Happened, LOG_BURST, LOG_RATE, LimitChange, LimitKey, Limits, MAX_AGENTS,
+    MAX_ENV, MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RECENT, MAX_STDERR, MAX_TRACE, Phase, Policy,
+    Recent, Report, Restart, Seed, Trace, Want,
 };
 
 use alloc::format;
@@ -206,6 +209,11 @@ impl AgentDev {
         let mut next = cx.state.agents.next_id();
         let mut ops = Vec::new();
         let id = cx.state.agents.id(&agent.name);
+        // What an agent writes is bounded by what it may set itself.
+        let by = cx.grant.and_then(holder_agent);
+        if let Some(by) = by {
+            ops.push(AgentOp::By(String::from(by)));
+        }
         for line in ctl::parse(&agent.name, data)? {
             let op = match line {
                 Line::Op(AgentOp::Report(Report::Resumed { .. })) => {
@@ -228,6 +236,15 @@ impl AgentDev {
                 }
                 Line::Op(op @ AgentOp::Log(_)) => {
                     may_report(cx, &agent.name, "log")?;
+                    op
+                }
+                Line::Op(op @ AgentOp::Quota(_)) => {
+                    if let Some(by) = by {
+                        return Err(Error::Perm(format!(
+                            "{object}: limit: agents= is an administrator's: capability '{HOLDER}{by}' is an agent's, and agents may not set the quota of a tree"
+                        )));
+                    }
+                    need_admin(cx, &agent.name, "ctl", "limit")?;
                     op
                 }
                 Line::Op(op) => op,
@@ -366,10 +383,10 @@ impl Device for AgentDev {
         let mut text =
             |render: &dyn Fn() -> String| Ok(dev::read_text(aux, offset, count, out, render));
         match node.kind {
-            K_STATUS => text(&|| status(agent)),
+            K_STATUS => text(&|| status(&cx.state.agents, agent)),
             K_SPEC => {
                 need_admin(cx, &agent.name, "spec", "read")?;
-                text(&|| RunSpec::render(agent))
+                text(&|| RunSpec::render(&cx.state.agents, agent))
             }
             K_INTENT => text(&|| {
                 let mut s = String::new();
@@ -415,11 +432,12 @@ impl Device for AgentDev {
             )));
         }
         let ops = Self::ops(cx, agent, data)?;
-        cx.state.agents.check_ops(&agent.name, &ops)?;
+        let at = cx.unix_ms / 1000;
+        cx.state.agents.check_ops(&agent.name, &ops, at)?;
         Ok(Command::Agent(AgentCmd::Ctl {
             name: agent.name.clone(),
             ops,
-            at: cx.unix_ms / 1000,
+            at,
         }))
     }
 
@@ -439,6 +457,25 @@ impl Device for AgentDev {
         check_name(name)?;
         if cx.state.agents.id(name).is_some() {
             return Err(Error::Exists(format!("agent {name}")));
+        }
+        if let Some((_, me)) = guard::acting(cx)? {
+            // An agent's mkdir makes a sub-agent of its own, with an
+            // empty intent: in its tree, within its quota and its limits.
+            let ops = alloc::vec![
+                AgentOp::By(me.name.clone()),
+                AgentOp::Spawn {
+                    child: String::from(name),
+                    seed: new_seed(cx, name, cx.state.agents.next_id()),
+                    intent: intent::Intent::new(),
+                },
+            ];
+            let at = cx.unix_ms / 1000;
+            cx.state.agents.check_ops(&me.name, &ops, at)?;
+            return Ok(Command::Agent(AgentCmd::Ctl {
+                name: me.name.clone(),
+                ops,
+                at,
+            }));
         }
         Ok(Command::Agent(AgentCmd::Create {
             name: String::from(name),
@@ -470,14 +507,16 @@ fn or_dash<T: core::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| String::from("-"), |x| format!("{x}"))
 }
 
-/// The text of an agent's `status` file (see agent(3) STATUS).
-fn status(agent: &Agent) -> String {
-    let mut s = String::with_capacity(400);
+/// The text of the `status` file (see agent(3) STATUS) of `agent`, one
+/// of `agents`.
+fn status(agents: &Agents, agent: &Agent) -> String {
+    let mut s = String::with_capacity(500);
     let env: Vec<&str> = agent.env.keys().map(String::as_str).collect();
     let p = &agent.policy;
+    let root = agents.root(agent);
     let _ = write!(
         s,
-        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\nrunner {}\nresumes {}\n",
+        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\nrunner {}\nresumes {}\nmade-by {}\ntree {} agents={} quota={}\nsandbox {}\n",
         agent.name,
         agent.phase.word(),
         agent.want.word(),
@@ -497,12 +536,18 @@ fn status(agent: &Agent) -> String {
         p.restart.word(),
         p.max,
         p.window,
-        agent.limits.words(),
+        agents.effective(agent).words(),
         or_dash(agent.drift.as_ref().map(|d| format!("{} {}", d.op, d.path))),
         or_dash(agent.drift.as_ref().map(|d| d.at)),
         or_dash(agent.reason.as_deref()),
         or_dash(agent.runner.as_deref()),
         agent.resumes,
+        or_dash(agent.made_by.as_deref()),
+        root.name,
+        agents.tree_size(&root.name),
+        root.quota
+            .map_or_else(|| String::from("max"), |q| format!("{q}")),
+        agent.sandbox.as_deref().unwrap_or("none"),
     );
     s
 }

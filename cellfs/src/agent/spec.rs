@@ -11,7 +11,7 @@
 //! runner RUNNER|-
 //! exec PATH ARG…            (exec - when there is none)
 //! env KEY=VALUE             (one line per variable; none when there are none)
-//! limits cpu=… mem=… pids=…
+//! limits cpu=… mem=… pids=… (what it runs under: its own, clamped)
 //! policy always|on-failure|never max=N window=Ns
 //! intent RIGHTS PATH…|none
 //! network yes|no
@@ -35,7 +35,7 @@ use crate::error::Error;
 
 use super::ctl::{self, parse_size, quote, size_word, split_words};
 use super::intent::{self, Intent};
-use super::state::{Agent, Exec, Limits, Phase, Policy, Restart, Want};
+use super::state::{Agent, Agents, Exec, Limits, Phase, Policy, Restart, Want};
 
 /// What a runner needs to run an agent: the text of `/agent/NAME/spec`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +54,8 @@ pub struct RunSpec {
     pub exec: Option<Exec>,
     /// Its environment, names and values.
     pub env: BTreeMap<String, String>,
-    /// Its resource limits.
+    /// The resource limits it runs under: its own, clamped by its
+    /// ancestors' (see [`Agents::effective`]).
     pub limits: Limits,
     /// Its restart policy.
     pub policy: Policy,
@@ -66,8 +67,9 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// The spec of `agent` as committed.
-    pub fn of(agent: &Agent) -> RunSpec {
+    /// The spec of `agent`, one of `agents`, as committed: with the
+    /// limits it runs under (its own, clamped by its ancestors').
+    pub fn of(agents: &Agents, agent: &Agent) -> RunSpec {
         RunSpec {
             name: agent.name.clone(),
             want: agent.want,
@@ -76,16 +78,16 @@ impl RunSpec {
             runner: agent.runner.clone(),
             exec: agent.exec.clone(),
             env: agent.env.clone(),
-            limits: agent.limits,
+            limits: agents.effective(agent),
             policy: agent.policy,
             intent: agent.intent.clone(),
             network: intent::wants_network(&agent.intent),
         }
     }
 
-    /// The text of `agent`'s `spec` file.
-    pub fn render(agent: &Agent) -> String {
-        format!("{}", RunSpec::of(agent))
+    /// The text of the `spec` file of `agent`, one of `agents`.
+    pub fn render(agents: &Agents, agent: &Agent) -> String {
+        format!("{}", RunSpec::of(agents, agent))
     }
 
     /// A spec back from its text (what [`RunSpec::render`] wrote).
@@ -292,7 +294,7 @@ fn policy(v: &str) -> Option<Policy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::state::{AgentCmd, AgentOp, Agents, LimitChange, Seed};
+    use crate::agent::state::{AgentCmd, AgentOp, LimitChange, Seed};
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -459,10 +461,10 @@ mod tests {
             at: 6,
         })
         .unwrap();
-        let text = RunSpec::render(a.by_name("w").unwrap());
+        let text = RunSpec::render(&a, a.by_name("w").unwrap());
         assert_eq!(
             text,
-            "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi there\"' ''\nenv TOKEN='s3cr3t = '\\''x'\\'''\nlimits cpu=max mem=1G pids=max\npolicy never max=5 window=60s\nintent rwcda /\nnetwork yes\n"
+            "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi there\"' ''\nenv TOKEN='s3cr3t = '\\''x'\\'''\nlimits cpu=100 mem=1G pids=256\npolicy never max=5 window=60s\nintent rwcda /\nnetwork yes\n"
         );
         let back = RunSpec::parse(&text).unwrap();
         assert_eq!(back.exec.unwrap().args, ["-c", "echo \"hi there\"", ""]);

@@ -6,6 +6,14 @@
 //! of it: what its runner reported (`report` lines: running, exits,
 //! crash loops, failures), its output (`log` lines), drifts outside its
 //! intent the server caught, and the trace of each exit and drift.
+//!
+//! The bounds on what agents cost are kept here too, and checked against
+//! the committed state both when a write is proposed and when it is
+//! applied (so two writes proposed at once never pass one together): an
+//! agent's limits within those of the agents above it and of the agent
+//! whose capability wrote them, a quota of agents per agent tree, a part
+//! of the node's agents kept for capabilities that are not agents', and
+//! a rate of output per agent (see agent(3) LIMITS AND QUOTAS, OUTPUT).
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
@@ -24,8 +32,29 @@ use super::ctl::{quote, size_word};
 use super::dir_node;
 use super::intent::{self, Intent};
 
-/// Most agents one tree holds.
+/// Most agents one node holds.
 pub const MAX_AGENTS: usize = 4096;
+/// The last of the node's [`MAX_AGENTS`] that only capabilities that
+/// are not agents' may make: however many agents make agents, the
+/// owner's `mkdir` still works.
+pub const AGENT_RESERVE: usize = 64;
+/// Most agents one agent tree holds unless `limit agents=` on its root
+/// says otherwise.
+pub const DEFAULT_QUOTA: u32 = 64;
+/// The limits every agent runs under until `limit` says otherwise: one
+/// CPU, 512 MiB, 256 processes and threads.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    cpu: Some(100),
+    mem: Some(512 << 20),
+    pids: Some(256),
+};
+/// Bytes of `log` lines (a newline each) one agent may commit per
+/// second, on average: twice what a runner sends (see agent(3)), so
+/// only a client that ignores the runner's bound meets it.
+pub const LOG_RATE: u64 = 8 * 1024;
+/// Bytes of `log` lines one agent may commit at once, after a quiet
+/// spell.
+pub const LOG_BURST: u64 = 64 * 1024;
 /// Most environment variables one agent holds.
 pub const MAX_ENV: usize = 128;
 
@@ -131,6 +160,58 @@ fn mem_word(v: Option<u64>) -> String {
     v.map_or_else(|| String::from("max"), size_word)
 }
 
+/// One key of [`Limits`], to ask the same of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKey {
+    /// `cpu=`.
+    Cpu,
+    /// `mem=`.
+    Mem,
+    /// `pids=`.
+    Pids,
+}
+
+impl LimitKey {
+    /// Every key, in the order status shows them.
+    pub const ALL: [LimitKey; 3] = [LimitKey::Cpu, LimitKey::Mem, LimitKey::Pids];
+
+    /// Its name in `limit` and status.
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKey::Cpu => "cpu",
+            LimitKey::Mem => "mem",
+            LimitKey::Pids => "pids",
+        }
+    }
+
+    /// `KEY=VALUE` as `limit` takes it (`max` for none).
+    pub fn word(self, v: Option<u64>) -> String {
+        match self {
+            LimitKey::Mem => format!("mem={}", mem_word(v)),
+            k => format!("{}={}", k.name(), limit_word(v)),
+        }
+    }
+}
+
+/// Whether limit `v` lets more through than `ceiling` (`None`, `max`,
+/// lets everything through).
+fn above(v: Option<u64>, ceiling: Option<u64>) -> bool {
+    match (v, ceiling) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(v), Some(c)) => v > c,
+    }
+}
+
+/// The tighter of two limits.
+fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 impl Limits {
     /// `cpu=… mem=… pids=…`, as status shows them.
     pub fn words(&self) -> String {
@@ -140,6 +221,47 @@ impl Limits {
             mem_word(self.mem),
             limit_word(self.pids)
         )
+    }
+
+    /// The limit of `key` (`None`: no limit).
+    pub fn get(&self, key: LimitKey) -> Option<u64> {
+        match key {
+            LimitKey::Cpu => self.cpu.map(u64::from),
+            LimitKey::Mem => self.mem,
+            LimitKey::Pids => self.pids.map(u64::from),
+        }
+    }
+
+    /// The tighter of `self` and `other`, key by key.
+    pub fn min(self, other: Limits) -> Limits {
+        // The bounds of cpu and pids are far below u32::MAX.
+        let small = |v: Option<u64>| v.map(|n| n as u32);
+        Limits {
+            cpu: small(tighter(self.get(LimitKey::Cpu), other.get(LimitKey::Cpu))),
+            mem: tighter(self.mem, other.mem),
+            pids: small(tighter(self.get(LimitKey::Pids), other.get(LimitKey::Pids))),
+        }
+    }
+
+    /// These limits with the keys `c` names changed.
+    pub fn with(self, c: &LimitChange) -> Limits {
+        Limits {
+            cpu: c.cpu.unwrap_or(self.cpu),
+            mem: c.mem.unwrap_or(self.mem),
+            pids: c.pids.unwrap_or(self.pids),
+        }
+    }
+}
+
+impl LimitChange {
+    /// The new limit of `key`, if the line names it (`Some(None)`:
+    /// `max`).
+    pub fn get(&self, key: LimitKey) -> Option<Option<u64>> {
+        match key {
+            LimitKey::Cpu => self.cpu.map(|v| v.map(u64::from)),
+            LimitKey::Mem => self.mem,
+            LimitKey::Pids => self.pids.map(|v| v.map(u64::from)),
+        }
     }
 }
 
@@ -323,12 +445,24 @@ pub enum Report {
         /// The last ctl write to it or message it read, on that node.
         before: Option<Recent>,
     },
+    /// `report running pid=N node=ID sandbox=WORDS`: as `Running`, with
+    /// the protections the process runs under (comma-separated words,
+    /// or `unconfined`). A variant of its own, so that logs written
+    /// before it still decode.
+    RunningSandboxed {
+        pid: u32,
+        node: String,
+        sandbox: String,
+    },
 }
 
 impl Report {
     fn describe(&self) -> String {
         match self {
             Report::Running { pid, node } => format!("report running pid={pid} node={node}"),
+            Report::RunningSandboxed { pid, node, sandbox } => {
+                format!("report running pid={pid} node={node} sandbox={sandbox}")
+            }
             Report::Exit(e) => {
                 let mut s = format!(
                     "report exit {} restarting={}",
@@ -486,6 +620,14 @@ pub enum AgentOp {
     Report(Report),
     /// One line of the agent's output (needs the admin right).
     Log(String),
+    /// `limit agents=N|max`: the most agents this agent's tree may hold
+    /// (`None`: no quota but the node's). Only on a tree's root, and
+    /// never written with an agent's capability.
+    Quota(Option<u32>),
+    /// The ops after it were written with agent NAME's capability (the
+    /// device puts it first; no ctl line makes it): what that agent may
+    /// set bounds them, and the agents they make are made by it.
+    By(String),
 }
 
 impl AgentOp {
@@ -538,6 +680,8 @@ impl AgentOp {
             }
             AgentOp::Report(r) => r.describe(),
             AgentOp::Log(line) => format!("log {} bytes", line.len()),
+            AgentOp::Quota(q) => format!("limit agents={}", limit_word(*q)),
+            AgentOp::By(name) => format!("by {}{name}", super::HOLDER),
         }
     }
 
@@ -608,6 +752,20 @@ pub struct Agent {
     pub runner: Option<String>,
     /// How many times its runner resumed it (`report resumed`).
     pub resumes: u32,
+    /// The agent whose capability made it (by `spawn` or `mkdir`), if
+    /// one did.
+    pub made_by: Option<String>,
+    /// The most agents its tree may hold (`None`: no quota but the
+    /// node's); what counts is its tree's root's.
+    pub quota: Option<u32>,
+    /// What its runner last said of its process's sandbox (`report
+    /// running … sandbox=WORDS`), if it said.
+    pub sandbox: Option<String>,
+    /// Bytes of `log` lines it may commit now (see [`LOG_RATE`]).
+    pub log_tokens: u64,
+    /// When `log_tokens` was last filled (Unix seconds, by the clocks
+    /// of committed commands).
+    pub log_filled: u64,
 }
 
 impl fmt::Debug for Agent {
@@ -626,6 +784,11 @@ impl fmt::Debug for Agent {
 impl Agent {
     fn new(name: &str, seed: &Seed, at: u64, parent: Option<&str>, intent: Intent) -> Agent {
         Agent {
+            made_by: None,
+            quota: Some(DEFAULT_QUOTA),
+            sandbox: None,
+            log_tokens: LOG_BURST,
+            log_filled: at,
             name: String::from(name),
             parent: parent.map(String::from),
             children: BTreeSet::new(),
@@ -634,7 +797,7 @@ impl Agent {
             exec: None,
             env: BTreeMap::new(),
             intent,
-            limits: Limits::default(),
+            limits: DEFAULT_LIMITS,
             policy: Policy::default(),
             want: Want::Stopped,
             phase: Phase::Created,
@@ -676,6 +839,14 @@ impl Agent {
                 None => break,
             }
         }
+    }
+
+    /// The bytes of `log` lines it may commit at Unix second `at`.
+    fn log_room(&self, at: u64) -> u64 {
+        let quiet = at.saturating_sub(self.log_filled);
+        self.log_tokens
+            .saturating_add(quiet.saturating_mul(LOG_RATE))
+            .min(LOG_BURST)
     }
 
     /// Whether it is halted for drift (everything it asks is refused).
@@ -771,10 +942,107 @@ impl Agents {
     fn refuse_more(&self, name: &str, n: usize) -> Option<Error> {
         if self.len() + n > MAX_AGENTS || self.last_id + n as u64 > MAX_OBJ {
             return Some(Error::Again(format!(
-                "agent {name}: a tree holds at most {MAX_AGENTS} agents; remove one first"
+                "agent {name}: the node holds at most {MAX_AGENTS} agents; remove one first"
             )));
         }
         None
+    }
+
+    /// The agents above `agent`: its parent, that one's, and so on up
+    /// to the root of its tree.
+    pub fn ancestors<'a>(&'a self, agent: &'a Agent) -> impl Iterator<Item = &'a Agent> + 'a {
+        let mut next = agent.parent.as_deref();
+        let mut steps = 0;
+        core::iter::from_fn(move || {
+            // A parent is made before its sub-agents and outlives them,
+            // so the chain ends; the count makes sure of it.
+            steps += 1;
+            if steps > MAX_AGENTS {
+                return None;
+            }
+            let p = self.by_name(next?)?;
+            next = p.parent.as_deref();
+            Some(p)
+        })
+    }
+
+    /// The limits `agent` runs under: for each key the tightest of its
+    /// own and every ancestor's.
+    pub fn effective(&self, agent: &Agent) -> Limits {
+        self.ancestors(agent)
+            .fold(agent.limits, |l, a| l.min(a.limits))
+    }
+
+    /// The root of `agent`'s tree: the agent above it (or itself) that
+    /// has no parent, which a capability that is not an agent's made.
+    pub fn root<'a>(&'a self, agent: &'a Agent) -> &'a Agent {
+        self.ancestors(agent).last().unwrap_or(agent)
+    }
+
+    /// How many agents the tree whose root is `root` holds, the root
+    /// included.
+    pub fn tree_size(&self, root: &str) -> usize {
+        // Counted, not listed: asked of every spawn.
+        let mut count = 0;
+        let mut stack: Vec<&BTreeSet<String>> = Vec::new();
+        stack.extend(self.by_name(root).map(|a| &a.children));
+        while let Some(children) = stack.pop() {
+            count += children.len();
+            stack.extend(
+                children
+                    .iter()
+                    .filter_map(|c| self.by_name(c))
+                    .map(|a| &a.children),
+            );
+        }
+        count + 1
+    }
+
+    /// The tightest limit of `key` above `agent` in its tree, and the
+    /// ancestor that sets it; `None` when none sets one.
+    fn ceiling<'a>(&'a self, agent: &'a Agent, key: LimitKey) -> Option<(u64, &'a str)> {
+        let mut best: Option<(u64, &str)> = None;
+        for a in self.ancestors(agent) {
+            if let Some(v) = a.limits.get(key)
+                && best.is_none_or(|(b, _)| v < b)
+            {
+                best = Some((v, a.name.as_str()));
+            }
+        }
+        best
+    }
+
+    /// Check a `limit` line on `agent`: no key above what an ancestor
+    /// sets, nor, when agent `by`'s capability wrote it, above what
+    /// `by` runs under.
+    fn check_limit(&self, agent: &Agent, c: &LimitChange, by: Option<&Agent>) -> Result<(), Error> {
+        let name = &agent.name;
+        for key in LimitKey::ALL {
+            let Some(new) = c.get(key) else {
+                continue;
+            };
+            if let Some((lim, who)) = self.ceiling(agent, key)
+                && above(new, Some(lim))
+            {
+                return Err(Error::Perm(format!(
+                    "agent {name}: limit: {} is above the limit of its ancestor {who} ({}); a sub-agent's limits stay within its ancestors'",
+                    key.word(new),
+                    key.word(Some(lim))
+                )));
+            }
+            if let Some(w) = by {
+                let own = self.effective(w).get(key);
+                if above(new, own) {
+                    return Err(Error::Perm(format!(
+                        "agent {name}: limit: {} is above the limit of agent {} ({}), whose capability wrote it; an agent may not set a limit above its own",
+                        key.word(new),
+                        w.name,
+                        key.word(own)
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Check that agent `name` may be removed: it has no sub-agents (so
@@ -796,25 +1064,28 @@ impl Agents {
         Ok(())
     }
 
-    /// Check every op of a ctl write against the state before any is
-    /// applied, so that a write is taken whole or not at all.
-    pub fn check_ops(&self, name: &str, ops: &[AgentOp]) -> Result<(), Error> {
+    /// Check every op of a ctl write, proposed at Unix second `at`,
+    /// against the state before any is applied, so that a write is
+    /// taken whole or not at all.
+    pub fn check_ops(&self, name: &str, ops: &[AgentOp], at: u64) -> Result<(), Error> {
         let agent = self.find(name)?;
         let parent = match &agent.parent {
             Some(p) => Some(self.find(p)?),
             None => None,
         };
+        // The agent whose capability wrote the ops after a `By`.
+        let mut writer: Option<&Agent> = None;
+        let root = self.root(agent);
+        let mut quota = root.quota;
+        // Counted only when a spawn needs it.
+        let mut tree: Option<usize> = None;
         let mut has_exec = agent.exec.is_some();
         let mut intent: &Intent = &agent.intent;
         let mut env: BTreeSet<&str> = agent.env.keys().map(String::as_str).collect();
         let mut runner: Option<&str> = agent.runner.as_deref();
-        // Sub-agents, those spawned earlier in this write included, whose
-        // intents this one's must keep covering.
-        let mut children: Vec<(&str, &Intent)> = agent
-            .children
-            .iter()
-            .filter_map(|c| self.by_name(c).map(|a| (c.as_str(), &a.intent)))
-            .collect();
+        // Sub-agents spawned earlier in this write: with those it has,
+        // their intents this one's must keep covering.
+        let mut children: Vec<(&str, &Intent)> = Vec::new();
         let mut spawned = 0;
         for op in ops {
             match op {
@@ -843,7 +1114,12 @@ impl Agents {
                             intent::words(&p.intent)
                         )));
                     }
-                    for (child, held) in &children {
+                    // Looked up only here: an agent may have thousands.
+                    let had = agent
+                        .children
+                        .iter()
+                        .filter_map(|c| self.by_name(c).map(|a| (c.as_str(), &a.intent)));
+                    for (child, held) in had.chain(children.iter().copied()) {
                         if let Some(r) = intent::first_outside(held, new) {
                             return Err(Error::Perm(format!(
                                 "agent {name}: intent: its sub-agent {child} holds \"{r}\", which the new intent does not cover; narrow {child}'s intent or remove it first"
@@ -889,6 +1165,23 @@ impl Agents {
                     if let Some(e) = self.refuse_more(child, spawned) {
                         return Err(e);
                     }
+                    if writer.is_some() && self.len() + spawned > MAX_AGENTS - AGENT_RESERVE {
+                        return Err(Error::Again(format!(
+                            "agent {name}: spawn {child}: the node holds {} agents; the last {AGENT_RESERVE} of its {MAX_AGENTS} are kept for capabilities that are not agents'",
+                            self.len()
+                        )));
+                    }
+                    if let Some(q) = quota {
+                        let held = *tree.get_or_insert_with(|| self.tree_size(&root.name));
+                        if held + spawned > q as usize {
+                            return Err(Error::Again(format!(
+                                "agent {name}: spawn {child}: the agent tree of {} holds {} agents, its quota ({q}); remove one, or raise the quota with 'limit agents=N' on /agent/{}/ctl (with a capability that is not an agent's)",
+                                root.name,
+                                held + spawned - 1,
+                                root.name
+                            )));
+                        }
+                    }
                     if let Some(r) = intent::first_outside(wanted, intent) {
                         return Err(Error::Perm(format!(
                             "agent {name}: spawn {child}: \"{r}\" is wider than {name}'s intent ({}); a sub-agent's intent must be within its parent's",
@@ -897,8 +1190,40 @@ impl Agents {
                     }
                     children.push((child, wanted));
                 }
+                AgentOp::By(by) => {
+                    writer = Some(self.by_name(by).ok_or_else(|| {
+                        Error::Unauthorized(format!(
+                            "agent {name}: the write came with the capability of agent {by}, and there is no agent {by}"
+                        ))
+                    })?);
+                }
+                AgentOp::Limit(c) => self.check_limit(agent, c, writer)?,
+                AgentOp::Quota(q) => {
+                    if let Some(w) = writer {
+                        return Err(Error::Perm(format!(
+                            "agent {name}: limit: agents= is an administrator's: the capability that wrote it is agent {}'s, and agents may not set the quota of a tree",
+                            w.name
+                        )));
+                    }
+                    if agent.parent.is_some() {
+                        return Err(Error::Perm(format!(
+                            "agent {name}: limit: agents= is set on the root of its agent tree: write it to /agent/{}/ctl",
+                            root.name
+                        )));
+                    }
+                    quota = *q;
+                }
                 _ => {}
             }
+        }
+        let logged = log_bytes(ops);
+        let room = agent.log_room(at);
+        if logged > room {
+            return Err(Error::Again(format!(
+                "agent {name}: log: {logged} bytes of output are over its rate ({} KiB/s, at most {} KiB at once): {room} bytes may be logged now; nothing was logged",
+                LOG_RATE / 1024,
+                LOG_BURST / 1024
+            )));
         }
         Ok(())
     }
@@ -939,16 +1264,24 @@ impl Agents {
                 done.events.push((Kind::Remove, format!("/agent/{name}")));
             }
             AgentCmd::Ctl { name, ops, at } => {
-                self.check_ops(name, ops)?;
+                self.check_ops(name, ops, *at)?;
+                let mut by: Option<&String> = None;
                 for op in ops {
-                    if let AgentOp::Spawn {
+                    if let AgentOp::By(w) = op {
+                        by = Some(w);
+                    } else if let AgentOp::Spawn {
                         child,
                         seed,
                         intent,
                     } = op
                     {
-                        self.insert(child, seed, *at, Some(name), intent.clone());
+                        let id = self.insert(child, seed, *at, Some(name), intent.clone());
+                        if let Some(c) = self.by_id.get_mut(&id) {
+                            c.made_by = by.cloned();
+                        }
                         self.find_mut(name)?.children.insert(child.clone());
+                        // For a mkdir made as a spawn (an agent's).
+                        done.created = Some(dir_node(id));
                         done.events.push((Kind::Create, format!("/agent/{child}")));
                     } else {
                         apply_op(self.find_mut(name)?, op, *at);
@@ -969,13 +1302,20 @@ impl Agents {
                             }
                         }
                     }
-                    // Output is the log's, not an event.
-                    if !matches!(op, AgentOp::Log(_)) {
+                    // Output is the log's, not an event; who wrote it
+                    // is the journal's.
+                    if !matches!(op, AgentOp::Log(_) | AgentOp::By(_)) {
                         done.events
                             .push((Kind::Ctl, format!("agent {name}: {}", op.describe())));
                     }
                 }
                 let agent = self.find_mut(name)?;
+                let logged = log_bytes(ops);
+                if logged > 0 {
+                    // check_ops made sure there was room.
+                    agent.log_tokens = agent.log_room(*at).saturating_sub(logged);
+                    agent.log_filled = agent.log_filled.max(*at);
+                }
                 agent.changed = *at;
                 agent.version = agent.version.wrapping_add(1);
             }
@@ -1027,6 +1367,16 @@ impl Agents {
     }
 }
 
+/// The bytes the `log` lines of a write commit, a newline each.
+fn log_bytes(ops: &[AgentOp]) -> u64 {
+    ops.iter()
+        .map(|op| match op {
+            AgentOp::Log(l) => l.len() as u64 + 1,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// One ctl op on one agent (checked by [`Agents::check_ops`]); spawns are
 /// applied by the caller, since they make another agent.
 fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
@@ -1042,12 +1392,7 @@ fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
             agent.env.remove(key);
         }
         AgentOp::Intent(i) => agent.intent = i.clone(),
-        AgentOp::Limit(c) => {
-            let l = &mut agent.limits;
-            l.cpu = c.cpu.unwrap_or(l.cpu);
-            l.mem = c.mem.unwrap_or(l.mem);
-            l.pids = c.pids.unwrap_or(l.pids);
-        }
+        AgentOp::Limit(c) => agent.limits = agent.limits.with(c),
         AgentOp::Restart {
             restart,
             max,
@@ -1085,7 +1430,8 @@ fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
                 agent.set_phase(Phase::Stopped, at);
             }
         }
-        AgentOp::Spawn { .. } => {}
+        AgentOp::Spawn { .. } | AgentOp::By(_) => {}
+        AgentOp::Quota(q) => agent.quota = *q,
         AgentOp::Log(line) => agent.push_log(line),
         AgentOp::Report(r) => apply_report(agent, r, at),
     }
@@ -1129,6 +1475,14 @@ fn apply_report(agent: &mut Agent, r: &Report, at: u64) {
         Report::Running { pid, node } => {
             agent.pid = Some(*pid);
             agent.node = Some(node.clone());
+            // This process's runner said nothing of a sandbox.
+            agent.sandbox = None;
+            Phase::Running
+        }
+        Report::RunningSandboxed { pid, node, sandbox } => {
+            agent.pid = Some(*pid);
+            agent.node = Some(node.clone());
+            agent.sandbox = Some(sandbox.clone());
             Phase::Running
         }
         Report::Exit(e) => {
@@ -1418,7 +1772,11 @@ mod tests {
         .unwrap();
         let x = a.by_name("a").unwrap();
         assert!(x.env.is_empty());
-        assert_eq!(x.limits.words(), "cpu=50 mem=1G pids=max");
+        assert_eq!(
+            x.limits.words(),
+            "cpu=50 mem=1G pids=256",
+            "pids: the default"
+        );
         assert_eq!(
             (x.policy.restart, x.policy.max, x.policy.window),
             (Restart::Always, 5, 60)
@@ -1644,7 +2002,15 @@ mod tests {
         assert_eq!(x.log.len(), MAX_LOG_LINES);
         assert_eq!(x.log[0], "line 10");
         let big = s(&"x".repeat(4000));
-        ctl(&mut a, "a", vec![AgentOp::Log(big); 40]).unwrap();
+        // One line a second: within the rate.
+        for t in 0..40 {
+            a.apply(&AgentCmd::Ctl {
+                name: s("a"),
+                ops: vec![AgentOp::Log(big.clone())],
+                at: 100 + t,
+            })
+            .unwrap();
+        }
         let x = a.by_name("a").unwrap();
         assert!(x.log_bytes <= MAX_LOG_BYTES);
         assert_eq!(
@@ -1659,5 +2025,65 @@ mod tests {
             (x.trace.len(), x.restarts),
             (MAX_TRACE, MAX_TRACE as u32 + 5)
         );
+    }
+
+    #[test]
+    fn bounds_hold_when_applied_not_only_when_proposed() {
+        // Each command below passed the proposer's check against the
+        // same state; applied in order, the later ones are refused.
+        let mut a = agents(&["p"]);
+        let logs = |n: usize| vec![AgentOp::Log(s(&"x".repeat(999))); n];
+        ctl(&mut a, "p", logs(40)).unwrap();
+        let e = ctl(&mut a, "p", logs(40)).unwrap_err();
+        assert!(e.to_string().contains("over its rate"), "{e}");
+        assert_eq!(a.by_name("p").unwrap().log.len(), 40);
+        // A tree's quota.
+        ctl(&mut a, "p", vec![AgentOp::Quota(Some(2))]).unwrap();
+        ctl(&mut a, "p", vec![spawn("c", "none")]).unwrap();
+        let e = ctl(&mut a, "p", vec![spawn("d", "none")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the agent tree of p holds 2 agents, its quota (2)"),
+            "{e}"
+        );
+        // Limits, against ancestors and against the agent that wrote them.
+        let lim = |pids| {
+            AgentOp::Limit(LimitChange {
+                pids: Some(pids),
+                ..LimitChange::default()
+            })
+        };
+        ctl(&mut a, "p", vec![lim(Some(10))]).unwrap();
+        let e = ctl(&mut a, "c", vec![lim(None)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("pids=max is above the limit of its ancestor p (pids=10)"),
+            "{e}"
+        );
+        let e = ctl(&mut a, "p", vec![AgentOp::By(s("c")), lim(Some(11))]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("above the limit of agent c (pids=10)"),
+            "{e}"
+        );
+        let e = ctl(&mut a, "p", vec![AgentOp::By(s("gone")), lim(Some(1))]).unwrap_err();
+        assert!(e.to_string().contains("there is no agent gone"), "{e}");
+        let e = ctl(&mut a, "p", vec![AgentOp::By(s("p")), AgentOp::Quota(None)]).unwrap_err();
+        assert!(
+            e.to_string().contains("agents may not set the quota"),
+            "{e}"
+        );
+        let e = ctl(&mut a, "c", vec![AgentOp::Quota(None)]).unwrap_err();
+        assert!(e.to_string().contains("the root of its agent tree"), "{e}");
+        // A spawn an agent writes records it as the maker.
+        ctl(&mut a, "p", vec![AgentOp::Quota(None)]).unwrap();
+        ctl(&mut a, "p", vec![AgentOp::By(s("c")), spawn("d", "none")]).unwrap();
+        let d = a.by_name("d").unwrap();
+        assert_eq!(
+            (d.parent.as_deref(), d.made_by.as_deref()),
+            (Some("p"), Some("c"))
+        );
+        assert_eq!(a.effective(d).words(), "cpu=100 mem=512M pids=10");
+        assert_eq!(a.tree_size("p"), 3);
     }
 }
