@@ -2,14 +2,25 @@
 //! wait for its end, reap it).
 //!
 //! A process is made with the raw `clone3(2)` (or `clone(2)`) system
-//! call, fork-like (no new stack), with `CLONE_NEWPID | CLONE_NEWNS` (and
-//! `CLONE_NEWNET` when it may not use the network) when namespaces are
-//! used. So the agent is pid 1 of a pid namespace of its own and still a
-//! direct child of the runner: the runner waits for it and signals it
-//! like any child, and when it ends the kernel kills every process left
-//! in its namespace. `std::process::Command` cannot do this: `unshare(2)`
-//! of a pid namespace only applies to the caller's next child, so its
-//! `pre_exec` hook would need a second fork with a process in between.
+//! call, fork-like (no new stack). With namespaces it gets, in the same
+//! call, a user namespace of its own (`CLONE_NEWUSER`, see below), and
+//! pid, mount, UTS and IPC namespaces owned by it (`CLONE_NEWPID |
+//! CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC`), and a network namespace
+//! (`CLONE_NEWNET`) when it may not use the host's network. So the agent
+//! is pid 1 of a pid namespace of its own and still a direct child of the
+//! runner: the runner waits for it and signals it like any child, and
+//! when it ends the kernel kills every process left in its namespace.
+//! `std::process::Command` cannot do this: `unshare(2)` of a pid
+//! namespace only applies to the caller's next child, so its `pre_exec`
+//! hook would need a second fork with a process in between.
+//!
+//! The user namespace maps its root (uid and gid 0) to one unprivileged
+//! id of the host and nothing else, and `setgroups` is denied in it. Its
+//! root can mount, name its host and set up its network inside its own
+//! namespaces, but holds no privilege over anything of the host: a file of
+//! the host is to it what it is to that unprivileged id, a host process
+//! is out of its reach, and a host setting (`/proc/sys`, the clock) is
+//! refused to it.
 //!
 //! When the run has a cgroup v2 directory, the process is made in it:
 //! `clone3` with `CLONE_INTO_CGROUP` (Linux 5.7+) and a descriptor of the
@@ -18,7 +29,12 @@
 //! while waits for an RCU grace period (some 20 ms): a write to
 //! `cgroup.procs` did, on every spawn. Where `clone3` cannot do that
 //! (older kernel, a seccomp filter, a cgroup it refuses) the process is
-//! made with `clone` and joins the v2 cgroup by a write, as below.
+//! made with `clone` and the runner moves it into its cgroup by a write.
+//!
+//! Between the clone and the child's go-ahead, the runner writes the user
+//! namespace's id maps (`/proc/PID/uid_map`, `gid_map`, `setgroups`) and
+//! moves the child into its other cgroups (v1): the child could do neither
+//! itself, being no one on the host once in its user namespace.
 //!
 //! Between `clone` and `execve` the new process is a copy of a
 //! multi-threaded one, so it only makes system calls, on data prepared
@@ -28,17 +44,25 @@
 //!    runner blocks all of them around the clone, so that no handler of
 //!    the host program runs in the copy);
 //! 2. `PR_SET_PDEATHSIG(SIGKILL)`, then a read of one byte the runner
-//!    writes after the clone: if the runner died before the death signal
-//!    was set, the read sees end of file and the process exits;
+//!    writes once the id maps and cgroups are in place: if the runner died
+//!    before the death signal was set, the read sees end of file and the
+//!    process exits (the kernel clears the death signal when the ids
+//!    change, so a process that takes its namespace's ids in step 4 sets
+//!    it again and checks the runner is still there);
 //! 3. `setsid`: a session and process group of its own;
-//! 4. join its cgroups (write `0` to each `cgroup.procs`: the v1 ones,
-//!    and the v2 one unless it was made in it), before it runs anything,
-//!    so its limits hold from its first instruction;
+//! 4. with a user namespace, a cgroup namespace whose root is the cgroup
+//!    it is now in (so it sees no cgroup above its own); the devices the
+//!    caller names opened while it still has the runner's ids; then the
+//!    ids of its namespace's root;
 //! 5. with namespaces, make every mount private (nothing it mounts
 //!    reaches the host) and mount a `/proc` of its pid namespace;
 //! 6. stdin from `/dev/null`, stdout and stderr to the runner's pipes,
-//!    working directory `/`, every other descriptor closed on exec;
-//! 7. `execve` with exactly the environment given.
+//!    the descriptors the caller passes as 3, 4, …, working directory
+//!    `/`, every other descriptor closed on exec;
+//! 7. `execve` with exactly the environment given; where the program's
+//!    path is out of the user namespace's reach (a directory the host's
+//!    unprivileged id cannot enter), `execveat` of a descriptor the runner
+//!    opened for it.
 //!
 //! A failure in any step is written to a close-on-exec pipe as the step
 //! and its `errno`; the runner reads that pipe until end of file, which
@@ -56,6 +80,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::StartError;
 
+/// The host ids a user namespace's root (uid and gid 0) maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdMap {
+    /// The host uid.
+    pub(crate) uid: u32,
+    /// The host gid.
+    pub(crate) gid: u32,
+}
+
 /// The namespaces a process gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Namespaces {
@@ -64,6 +97,9 @@ pub(crate) struct Namespaces {
     pub(crate) pid_mount: bool,
     /// A new network namespace.
     pub(crate) net: bool,
+    /// A new user namespace whose root is this host id, with new UTS, IPC
+    /// and cgroup namespaces (only with `pid_mount`).
+    pub(crate) user: Option<IdMap>,
 }
 
 impl Namespaces {
@@ -71,13 +107,24 @@ impl Namespaces {
         let mut flags = 0;
         if self.pid_mount {
             flags |= libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+            if self.user.is_some() {
+                flags |= libc::CLONE_NEWUSER | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+            }
         }
         if self.net {
             flags |= libc::CLONE_NEWNET;
         }
         flags
     }
+
+    /// The user namespace's map, if it gets one.
+    fn user(self) -> Option<IdMap> {
+        self.user.filter(|_| self.pid_mount)
+    }
 }
+
+/// The most descriptors a caller may pass to a process (as 3, 4, …).
+pub(crate) const MAX_PASSED: usize = 8;
 
 /// What to start.
 pub(crate) struct Launch<'a> {
@@ -94,6 +141,14 @@ pub(crate) struct Launch<'a> {
     pub(crate) cgroup_v2: Option<PathBuf>,
     /// The other `cgroup.procs` files it joins (cgroup v1).
     pub(crate) cgroup_procs: Vec<PathBuf>,
+    /// Descriptors it gets as 3, 4, … (at most [`MAX_PASSED`] with
+    /// `devices`), open across its exec; every other one of the runner's
+    /// is closed.
+    pub(crate) fds: &'a [RawFd],
+    /// Devices it opens (read-write) while it still has the runner's ids,
+    /// before it becomes its user namespace's root (which could not open
+    /// a device only the host's root may): it gets them after `fds`.
+    pub(crate) devices: &'a [CString],
 }
 
 /// A started process.
@@ -228,23 +283,33 @@ fn cstring(s: &[u8], what: &'static str) -> Result<CString, StartError> {
 }
 
 /// The steps of the child's set-up, as written to the report pipe.
-const STEPS: [&str; 8] = [
+const STEPS: [&str; 11] = [
     "reset signals",
     "set the death signal",
     "make a session",
-    "join the cgroup",
+    "make a cgroup namespace",
+    "become the root of its user namespace",
+    "open a device",
     "make mounts private",
     "mount /proc",
     "set up stdin, stdout and stderr",
+    "pass descriptors",
     "exec",
 ];
 const STEP_PDEATHSIG: u32 = 1;
 const STEP_SETSID: u32 = 2;
-const STEP_CGROUP: u32 = 3;
-const STEP_PRIVATE: u32 = 4;
-const STEP_PROC: u32 = 5;
-const STEP_STDIO: u32 = 6;
-const STEP_EXEC: u32 = 7;
+const STEP_CGROUPNS: u32 = 3;
+const STEP_IDS: u32 = 4;
+const STEP_DEVICE: u32 = 5;
+const STEP_PRIVATE: u32 = 6;
+const STEP_PROC: u32 = 7;
+const STEP_STDIO: u32 = 8;
+const STEP_FDS: u32 = 9;
+const STEP_EXEC: u32 = 10;
+
+/// Descriptors the child moves its own to before it places the passed
+/// ones at 3, 4, …: above any of those.
+const HIGH_FD: libc::c_int = 64;
 
 /// Everything the child needs, prepared before the clone so that it
 /// allocates nothing.
@@ -252,22 +317,29 @@ struct Prepared {
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    procs: Vec<CString>,
 }
 
 /// Raw views of [`Prepared`] and the descriptors, for the child.
+#[derive(Clone, Copy)]
 struct ChildArgs<'a> {
     program: &'a CString,
+    /// The program opened by the runner (`O_PATH`), to exec when its
+    /// path is out of the user namespace's reach; -1 for none.
+    program_fd: RawFd,
     argv: *const *const c_char,
     envp: *const *const c_char,
-    procs: &'a [CString],
     pid_mount: bool,
+    user: bool,
     probe: bool,
     go_r: RawFd,
     go_w: RawFd,
     out_w: RawFd,
     err_w: RawFd,
     report_w: RawFd,
+    passed: [RawFd; MAX_PASSED],
+    passed_len: usize,
+    devices: [*const c_char; MAX_PASSED],
+    devices_len: usize,
 }
 
 /// Start `launch`. Returns once the program runs (its `execve`
@@ -290,11 +362,19 @@ pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
         namespaces,
         cgroup_v2: None,
         cgroup_procs: Vec::new(),
+        fds: &[],
+        devices: &[],
     };
     start(&launch, true).map(|_| ())
 }
 
 fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> {
+    if launch.fds.len() + launch.devices.len() > MAX_PASSED {
+        return Err(StartError::Os {
+            what: "pass descriptors",
+            errno: libc::EMFILE,
+        });
+    }
     let prepared = Prepared {
         program: cstring(launch.program.as_os_str().as_bytes(), "the program path")?,
         argv: std::iter::once(Ok(launch.program.as_os_str().as_bytes().to_vec()))
@@ -306,18 +386,18 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
             .iter()
             .map(|e| cstring(e.as_bytes(), "an environment value"))
             .collect::<Result<_, _>>()?,
-        // The v2 `cgroup.procs` first: the child skips it when it is
-        // made in that cgroup.
-        procs: launch
-            .cgroup_v2
-            .iter()
-            .map(|d| d.join("cgroup.procs"))
-            .chain(launch.cgroup_procs.iter().cloned())
-            .map(|p| cstring(p.as_os_str().as_bytes(), "a cgroup path"))
-            .collect::<Result<_, _>>()?,
     };
-    // The v2 directory, for clone3. If it cannot be opened, the child
-    // writes its `cgroup.procs` instead (and says why that fails).
+    let user = launch.namespaces.user();
+    // In its user namespace the child is an unprivileged id of the host,
+    // which may not be able to reach the program's path (a directory of
+    // root's, mode 0700): the runner opens it for it.
+    let program_fd = match user {
+        Some(_) if !probe => Some(open_path(&prepared.program)?),
+        _ => None,
+    };
+    // The v2 directory, for clone3. If it cannot be opened, the child is
+    // moved in by a write to its `cgroup.procs` (which says why that
+    // fails).
     let cgroup_dir = launch
         .cgroup_v2
         .as_ref()
@@ -346,40 +426,70 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
     let (err_r, err_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
+    let mut passed = [-1; MAX_PASSED];
+    passed[..launch.fds.len()].copy_from_slice(launch.fds);
+    let mut devices = [ptr::null(); MAX_PASSED];
+    for (d, path) in devices.iter_mut().zip(launch.devices) {
+        *d = path.as_ptr();
+    }
     let args = ChildArgs {
         program: &prepared.program,
+        program_fd: program_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
-        procs: &prepared.procs,
         pid_mount: launch.namespaces.pid_mount,
+        user: user.is_some(),
         probe,
         go_r: go_r.as_raw_fd(),
         go_w: go_w.as_raw_fd(),
         out_w: out_w.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         report_w: report_w.as_raw_fd(),
-    };
-    // For a child made in its v2 cgroup: the same, without that cgroup's
-    // `cgroup.procs` (the first one).
-    let args_in_cgroup = ChildArgs {
-        procs: prepared.procs.get(1..).unwrap_or_default(),
-        ..args
+        passed,
+        passed_len: launch.fds.len(),
+        devices,
+        devices_len: launch.devices.len(),
     };
 
-    let (pid, made_in_cgroup) = clone_blocking_signals(
-        launch.namespaces.clone_flags(),
-        cgroup_dir.as_ref().map(|d| (d, &args_in_cgroup)),
-        &args,
-    )?;
+    let (pid, made_in_cgroup) =
+        clone_blocking_signals(launch.namespaces.clone_flags(), cgroup_dir.as_ref(), &args)?;
     drop(cgroup_dir);
 
     // The child's ends, which the runner must not hold (or it would
     // never see end of file on the report pipe).
     drop((out_w, err_w, go_r, report_w));
+    // Before the go-ahead: the id maps of its user namespace, and its
+    // cgroups (the v2 one unless it was made in it). A failure kills it
+    // before it runs anything.
+    let procs = launch
+        .cgroup_v2
+        .iter()
+        .filter(|_| !made_in_cgroup)
+        .map(|d| d.join("cgroup.procs"))
+        .chain(launch.cgroup_procs.iter().cloned());
+    let placed = user
+        .map_or(Ok(()), |map| write_id_maps(pid, map))
+        .and_then(|()| {
+            procs.into_iter().try_for_each(|p| {
+                write_file(&p, pid.to_string().as_bytes()).map_err(|errno| StartError::Sandbox {
+                    step: "join the cgroup",
+                    errno,
+                })
+            })
+        });
+    if let Err(e) = placed {
+        // SAFETY: kill takes plain integers; `pid` is our unreaped child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        reap(pid);
+        return Err(e);
+    }
     // The child now has its death signal set, or will once it reads.
+    // The pipe stays open until the child has exec'd (or failed): a child
+    // whose ids change sets its death signal again (the kernel clears it
+    // with the ids), then sees from this end whether the runner is still
+    // there.
     // SAFETY: writing one byte from a valid buffer to a pipe we own.
     unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
-    drop(go_w);
 
     let mut report = [0u8; 8];
     let mut got = 0;
@@ -399,6 +509,7 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
             _ => break,
         }
     }
+    drop((program_fd, go_w));
     if got == report.len() || probe {
         let status = reap(pid);
         if got == report.len() {
@@ -440,6 +551,60 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
     }))
 }
 
+/// `path` opened with `O_PATH` (close-on-exec): something to exec, not
+/// to read.
+fn open_path(path: &CString) -> Result<OwnedFd, StartError> {
+    // SAFETY: `path` is NUL-terminated; on success the descriptor is new
+    // and ours alone.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(StartError::Os {
+            what: "open the program",
+            errno: errno(),
+        });
+    }
+    // SAFETY: just opened, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Write `data` to the file at `path` in one write; the errno if that fails.
+fn write_file(path: &Path, data: &[u8]) -> Result<(), i32> {
+    use std::io::Write as _;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    f.write_all(data)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Map the root of child `pid`'s user namespace to `map`'s ids. A root
+/// runner leaves the child `setgroups`, which it uses once to drop every
+/// supplementary group (it may then add only the one gid mapped); any
+/// other runner must deny it first (the kernel's rule), and the child
+/// keeps that runner's groups, which are no more than its own.
+fn write_id_maps(pid: i32, map: IdMap) -> Result<(), StartError> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let step = |errno| StartError::Sandbox {
+        step: "map the user namespace",
+        errno,
+    };
+    // SAFETY: geteuid takes nothing and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        write_file(&proc.join("setgroups"), b"deny").map_err(step)?;
+    }
+    write_file(
+        &proc.join("uid_map"),
+        format!("0 {} 1\n", map.uid).as_bytes(),
+    )
+    .map_err(step)?;
+    write_file(
+        &proc.join("gid_map"),
+        format!("0 {} 1\n", map.gid).as_bytes(),
+    )
+    .map_err(step)
+}
+
 /// `clone3`'s arguments (`struct clone_args` of linux/sched.h, as of
 /// Linux 5.7: `CLONE_ARGS_SIZE_VER2`, 88 bytes). The layout is the
 /// kernel's on every architecture: 64-bit fields, 8-byte aligned.
@@ -470,13 +635,12 @@ static CLONE3_INTO_CGROUP: AtomicBool = AtomicBool::new(true);
 /// Clone with every signal blocked in the calling thread, so that no
 /// handler of the host program runs in the child before it resets them.
 /// `flags` are the namespace flags. With `into` (the run's cgroup v2
-/// directory, and the child's arguments for a child made in it) the
-/// child is made there by `clone3`; otherwise, or if that fails, by
-/// `clone`, with `args`. Returns the child's pid in the parent, and
-/// whether it was made in the cgroup; the child never returns.
+/// directory) the child is made there by `clone3`; otherwise, or if that
+/// fails, by `clone`. Returns the child's pid in the parent, and whether
+/// it was made in the cgroup; the child never returns.
 fn clone_blocking_signals(
     flags: libc::c_int,
-    into: Option<(&File, &ChildArgs<'_>)>,
+    into: Option<&File>,
     args: &ChildArgs<'_>,
 ) -> Result<(i32, bool), StartError> {
     // SAFETY: sigfillset/pthread_sigmask on local sets. A raw clone3 or
@@ -499,7 +663,7 @@ fn clone_blocking_signals(
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         let mut made_in_cgroup = false;
         let mut pid = -1;
-        if let Some((dir, into_args)) = into {
+        if let Some(dir) = into {
             let clone_args = CloneArgs {
                 flags: flags as u64 | CLONE_INTO_CGROUP,
                 exit_signal: libc::SIGCHLD as u64,
@@ -512,7 +676,7 @@ fn clone_blocking_signals(
                 std::mem::size_of::<CloneArgs>(),
             );
             if pid == 0 {
-                child_main(into_args);
+                child_main(args);
             }
             if pid > 0 {
                 made_in_cgroup = true;
@@ -523,10 +687,10 @@ fn clone_blocking_signals(
                 // makes callers fall back; E2BIG: before 5.7, which has
                 // no `cgroup` field; EINVAL, EOPNOTSUPP, EBUSY, EPERM,
                 // EACCES: a cgroup clone3 refuses to start a process in,
-                // which the child's write to `cgroup.procs` then reports
-                // with its own errno), and where the failure has nothing
-                // to do with the cgroup it fails the same way and says
-                // so. Only a kernel without the call is remembered.
+                // which the write to `cgroup.procs` then reports with
+                // its own errno), and where the failure has nothing to
+                // do with the cgroup it fails the same way and says so.
+                // Only a kernel without the call is remembered.
                 if matches!(errno(), libc::ENOSYS | libc::E2BIG) {
                     CLONE3_INTO_CGROUP.store(false, Ordering::Relaxed);
                 }
@@ -586,6 +750,10 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
     // takes a lock, and nothing here can panic.
     unsafe {
         let e = || *libc::__errno_location();
+        // Above the descriptors that will be passed as 3, 4, …, so
+        // placing those never closes it.
+        let report = libc::fcntl(args.report_w, libc::F_DUPFD_CLOEXEC, HIGH_FD);
+        let report = if report < 0 { args.report_w } else { report };
 
         // 1. Signals: default actions (handlers do not survive exec, but
         // ignored signals would: Rust ignores SIGPIPE), then unblocked.
@@ -602,7 +770,8 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, ptr::null_mut());
 
         // 2. Die with the runner's thread; then make sure it was alive
-        // when that was set.
+        // when that was set, and wait until it has mapped the user
+        // namespace and placed the cgroups.
         libc::close(args.go_w);
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
@@ -612,7 +781,7 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
             0,
         ) != 0
         {
-            fail(args.report_w, STEP_PDEATHSIG, e());
+            fail(report, STEP_PDEATHSIG, e());
         }
         let mut byte = 0u8;
         loop {
@@ -625,25 +794,75 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
             }
             libc::_exit(1);
         }
-        libc::close(args.go_r);
 
         // 3. Its own session and process group.
         if libc::setsid() < 0 {
-            fail(args.report_w, STEP_SETSID, e());
+            fail(report, STEP_SETSID, e());
         }
 
-        // 4. Its cgroups, before anything runs (`procs` lacks the v2
-        // one when it was made in it).
-        for procs in args.procs {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                fail(args.report_w, STEP_CGROUP, e());
-            }
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                fail(args.report_w, STEP_CGROUP, e());
+        // 4. A cgroup namespace rooted at the cgroup it is in by now;
+        // and its ids: a process made in a user namespace keeps the
+        // runner's until it sets them to the namespace's root, which is
+        // the host id mapped, with no supplementary group of the
+        // runner's (a root runner's include the host's root group).
+        if args.user && libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+            fail(report, STEP_CGROUPNS, e());
+        }
+        // The devices, opened with the runner's ids (a device file that
+        // only the host's root may open, such as /dev/fuse).
+        let mut opened = [-1; MAX_PASSED];
+        for (slot, &path) in opened.iter_mut().zip(&args.devices).take(args.devices_len) {
+            let fd = libc::open(path, libc::O_RDWR | libc::O_CLOEXEC);
+            let high = if fd < 0 {
+                fd
+            } else {
+                libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD)
+            };
+            if high < 0 {
+                fail(report, STEP_DEVICE, e());
             }
             libc::close(fd);
+            *slot = high;
         }
+        if args.user {
+            // Raw system calls: the C library's wrappers of these set
+            // the ids of every thread, by signalling the threads of the
+            // copied process, which do not exist here (it would wait for
+            // them forever). Refused (EPERM) where the runner is not
+            // root: its `setgroups` is denied, and the groups are its own.
+            if libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) != 0
+                && e() != libc::EPERM
+            {
+                fail(report, STEP_IDS, e());
+            }
+            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+            {
+                fail(report, STEP_IDS, e());
+            }
+            // The kernel cleared the death signal with the old ids: set
+            // it again, then make sure the runner did not die meanwhile
+            // (its end of the go-ahead pipe is open until the exec).
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                fail(report, STEP_PDEATHSIG, e());
+            }
+            let mut pfd = libc::pollfd {
+                fd: args.go_r,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) != 0 && pfd.revents & libc::POLLHUP != 0 {
+                libc::_exit(1);
+            }
+        }
+        libc::close(args.go_r);
 
         // 5. Mounts: private, and a /proc of its own pid namespace.
         if args.pid_mount {
@@ -655,7 +874,7 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
                 ptr::null(),
             ) != 0
             {
-                fail(args.report_w, STEP_PRIVATE, e());
+                fail(report, STEP_PRIVATE, e());
             }
             if libc::mount(
                 c"proc".as_ptr(),
@@ -665,7 +884,7 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
                 ptr::null(),
             ) != 0
             {
-                fail(args.report_w, STEP_PROC, e());
+                fail(report, STEP_PROC, e());
             }
         }
 
@@ -682,27 +901,56 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
             || libc::dup2(args.out_w, 1) < 0
             || libc::dup2(args.err_w, 2) < 0
         {
-            fail(args.report_w, STEP_STDIO, e());
+            fail(report, STEP_STDIO, e());
         }
         if null > 2 {
             libc::close(null);
         }
         if libc::chdir(c"/".as_ptr()) != 0 {
-            fail(args.report_w, STEP_STDIO, e());
+            fail(report, STEP_STDIO, e());
+        }
+        // The passed descriptors at 3, 4, …: first all of them out of
+        // the way (one may sit where another goes), then in place, open
+        // across the exec (dup2 clears close-on-exec).
+        // The devices opened above are at or above HIGH_FD already.
+        let mut high = [-1; MAX_PASSED];
+        for (slot, &fd) in high.iter_mut().zip(&args.passed).take(args.passed_len) {
+            *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
+            if *slot < 0 {
+                fail(report, STEP_FDS, e());
+            }
+        }
+        let total = args.passed_len + args.devices_len;
+        high[args.passed_len..total].copy_from_slice(&opened[..args.devices_len]);
+        for (i, &fd) in high.iter().enumerate().take(total) {
+            if libc::dup2(fd, 3 + i as libc::c_int) < 0 {
+                fail(report, STEP_FDS, e());
+            }
         }
         // Nothing else of the runner's reaches the agent: every other
         // descriptor closes at exec. (ENOSYS before Linux 5.11: then
         // only those opened close-on-exec do, which is all of Rust's.)
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            3 + total as u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
 
-        // 7. Run it.
+        // 7. Run it: by its path, or by the runner's descriptor where
+        // the path is out of this user's reach.
         libc::execve(args.program.as_ptr(), args.argv, args.envp);
-        fail(args.report_w, STEP_EXEC, e())
+        if e() == libc::EACCES && args.program_fd >= 0 {
+            libc::syscall(
+                libc::SYS_execveat,
+                args.program_fd,
+                c"".as_ptr(),
+                args.argv,
+                args.envp,
+                libc::AT_EMPTY_PATH,
+            );
+        }
+        fail(report, STEP_EXEC, e())
     }
 }
 
@@ -857,6 +1105,8 @@ mod tests {
             namespaces: Namespaces::default(),
             cgroup_v2: None,
             cgroup_procs: Vec::new(),
+            fds: &[],
+            devices: &[],
         };
         let child = spawn(&launch).unwrap();
         assert_eq!(reap(child.pid), ExitStatus::Code(3));
@@ -890,6 +1140,8 @@ mod tests {
             namespaces: Namespaces::default(),
             cgroup_v2: Some(v2.to_path_buf()),
             cgroup_procs: cg.v1_procs_files(),
+            fds: &[],
+            devices: &[],
         };
         let child = spawn(&launch).unwrap();
         let status = reap(child.pid);
@@ -920,6 +1172,8 @@ mod tests {
             namespaces: Namespaces::default(),
             cgroup_v2: None,
             cgroup_procs: Vec::new(),
+            fds: &[],
+            devices: &[],
         };
         let err = spawn(&launch).unwrap_err();
         assert_eq!(

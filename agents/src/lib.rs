@@ -10,6 +10,8 @@
 //!   demand.
 //! - [`Isolation`]: what a host can give and what each run got: pid,
 //!   mount and network namespaces, a cgroup with its limits.
+//! - [`seccomp::Filter`] and [`privs::drop_all`]: the system-call filter
+//!   and the dropping of every capability an agent's program execs with.
 //!
 //! Each module does one thing: `spec` (what to run), `child` (making a
 //! process and the calls on it), `sandbox` (what isolation applies),
@@ -26,7 +28,9 @@ mod child;
 mod error;
 mod event;
 mod logbuf;
+pub mod privs;
 mod sandbox;
+pub mod seccomp;
 mod spec;
 mod supervisor;
 
@@ -37,7 +41,7 @@ pub use event::{EXIT_STDERR_LINES, Event, Exit, State, Status, What};
 pub use logbuf::LogChunk;
 pub use sandbox::Isolation;
 pub use spec::{
-    DEFAULT_GRACE, DEFAULT_HOME, DEFAULT_LOG_BYTES, DEFAULT_PATH, Limits, MAX_LOG_BYTES, Restart,
-    RestartPolicy, Spec, SpecError,
+    DEFAULT_GRACE, DEFAULT_HOME, DEFAULT_LOG_BYTES, DEFAULT_PATH, Fds, Limits, MAX_LOG_BYTES,
+    Restart, RestartPolicy, Spec, SpecError,
 };
-pub use supervisor::{Options, Supervisor};
+pub use supervisor::{DEFAULT_UID_BASE, Options, Supervisor};

@@ -7,7 +7,10 @@
 //! environment the process gets.
 
 use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The `PATH` every agent gets unless its spec sets one: the usual
@@ -55,7 +58,55 @@ pub struct Spec {
     /// Bytes of output (stdout and stderr together) kept; older output
     /// is dropped a line at a time.
     pub log_bytes: usize,
+    /// Descriptors made afresh for each run, which its process gets as
+    /// 3, 4, … (see [`Fds`]).
+    pub fds: Option<Fds>,
+    /// Devices each run opens (read-write) before it gives up the
+    /// runner's ids for its user namespace's (a device only the host's
+    /// root may open, such as `/dev/fuse`, which must be opened from
+    /// inside the namespace that will mount with it); it gets them after
+    /// the descriptors of `fds`.
+    pub devices: Vec<PathBuf>,
 }
+
+/// What makes the descriptors a run is given: called by the supervisor
+/// with the agent's name just before it makes each process (first start
+/// and every restart), its results passed as 3, 4, … and closed in the
+/// supervisor once the process has its copies. The runner uses it to
+/// give each run the end of a FUSE connection it serves and its
+/// capability, neither of which outlives the run.
+#[derive(Clone)]
+pub struct Fds(Arc<MakeFds>);
+
+/// What [`Fds`] calls: the agent's name in, the run's descriptors out.
+type MakeFds = dyn Fn(&str) -> io::Result<Vec<OwnedFd>> + Send + Sync;
+
+impl Fds {
+    /// Descriptors made by `make` for each run (at most 8).
+    pub fn new(make: impl Fn(&str) -> io::Result<Vec<OwnedFd>> + Send + Sync + 'static) -> Fds {
+        Fds(Arc::new(make))
+    }
+
+    /// The descriptors for a run of agent `name`.
+    pub(crate) fn make(&self, name: &str) -> io::Result<Vec<OwnedFd>> {
+        (self.0)(name)
+    }
+}
+
+impl fmt::Debug for Fds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fds(..)")
+    }
+}
+
+impl PartialEq for Fds {
+    /// The same maker (a clone of one spec's).
+    fn eq(&self, other: &Fds) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Fds {}
 
 impl Spec {
     /// A spec that runs `program` with no arguments, no extra
@@ -71,6 +122,8 @@ impl Spec {
             network: false,
             grace: DEFAULT_GRACE,
             log_bytes: DEFAULT_LOG_BYTES,
+            fds: None,
+            devices: Vec::new(),
         }
     }
 

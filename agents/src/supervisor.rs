@@ -69,14 +69,22 @@ use crate::spec::{Restart, Spec};
 /// host allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Try pid, mount and network namespaces.
+    /// Try user, pid, mount, UTS, IPC, cgroup and network namespaces.
     pub namespaces: bool,
     /// Try cgroups.
     pub cgroups: bool,
     /// The name of the cgroup under which every run's cgroup is made, in
     /// each hierarchy's root: a plain name (`cell0` by default).
     pub cgroup_parent: String,
+    /// The host uid (and gid) of the first run's user namespace root;
+    /// each live run has its own, counting up from here. Only a root
+    /// runner can map ids other than its own (see [`crate::Isolation`]).
+    pub uid_base: u32,
 }
+
+/// The default [`Options::uid_base`]: far above the ids of people and
+/// services, and of the ranges `/etc/subuid` usually hands out.
+pub const DEFAULT_UID_BASE: u32 = 2_000_000_000;
 
 impl Default for Options {
     fn default() -> Options {
@@ -84,6 +92,7 @@ impl Default for Options {
             namespaces: true,
             cgroups: true,
             cgroup_parent: "cell0".to_string(),
+            uid_base: DEFAULT_UID_BASE,
         }
     }
 }
@@ -127,6 +136,8 @@ struct Run {
     pid_ns: bool,
     /// The processes of its cgroup that were sent TERM.
     termed: Vec<i32>,
+    /// Its slot among the host ids of user namespaces, if it holds one.
+    id_slot: Option<u32>,
     /// TERM was sent, and it is pid 1 of its namespace and neither
     /// handles nor blocks TERM, so the TERM never reached it.
     deaf: bool,
@@ -302,7 +313,12 @@ impl Supervisor {
     /// what the host offers (which makes one short-lived process), and
     /// removes cgroups left by runners that died.
     pub fn with_options(options: Options) -> io::Result<(Supervisor, Receiver<Event>)> {
-        let host = Host::discover(options.namespaces, options.cgroups, &options.cgroup_parent);
+        let host = Host::discover(
+            options.namespaces,
+            options.cgroups,
+            &options.cgroup_parent,
+            options.uid_base,
+        );
         host.cgroups.sweep();
         let isolation = host.isolation();
         let (wake_r, wake_w) = wake_pipe()?;
@@ -665,6 +681,9 @@ impl Looper {
                 if let Ok(mut s) = result {
                     s.run.kill();
                     child::reap(s.run.child.pid);
+                    if let Some(slot) = s.run.id_slot {
+                        self.host.ids.free(slot);
+                    }
                     if let Some(cg) = s.run.cgroup {
                         self.removals.push((cg, Instant::now()));
                     }
@@ -717,11 +736,55 @@ impl Looper {
             notes.push("limits not enforced: no cgroups here".to_string());
         }
         let env = spec.environment();
+        let ids = if self.host.namespaces {
+            match self.host.ids.take() {
+                Some(ids) => Some(ids),
+                None => {
+                    if let Some(cg) = cgroup {
+                        self.removals.push((cg, Instant::now()));
+                    }
+                    return Err(StartError::Os {
+                        what: "find a free host id for its user namespace",
+                        errno: libc::EAGAIN,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let namespaces = self.host.namespaces_for(spec, ids.map(|(map, _)| map));
+        let give_back = |looper: &mut Looper, cgroup: Option<Cgroup>| {
+            if let Some((_, slot)) = ids {
+                looper.host.ids.free(slot);
+            }
+            if let Some(cg) = cgroup {
+                looper.removals.push((cg, Instant::now()));
+            }
+        };
+        // Made afresh for each run, and let go of once its process has
+        // its copies.
+        let passed = match spec.fds.as_ref().map(|f| f.make(name)) {
+            None => Vec::new(),
+            Some(Ok(fds)) => fds,
+            Some(Err(e)) => {
+                give_back(self, cgroup);
+                return Err(StartError::Os {
+                    what: "prepare the descriptors it is given",
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                });
+            }
+        };
+        let raw: Vec<i32> = passed.iter().map(AsRawFd::as_raw_fd).collect();
+        let devices: Vec<std::ffi::CString> = spec
+            .devices
+            .iter()
+            .filter_map(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok())
+            .collect();
         let launch = Launch {
             program: &spec.program,
             args: &spec.args,
             env: &env,
-            namespaces: self.host.namespaces_for(spec),
+            namespaces,
             cgroup_v2: cgroup
                 .as_ref()
                 .and_then(Cgroup::v2_dir)
@@ -730,19 +793,21 @@ impl Looper {
                 .as_ref()
                 .map(Cgroup::v1_procs_files)
                 .unwrap_or_default(),
+            fds: &raw,
+            devices: &devices,
         };
-        let child = match child::spawn(&launch) {
+        let spawned = child::spawn(&launch);
+        drop(passed);
+        let child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                if let Some(cg) = cgroup {
-                    self.removals.push((cg, Instant::now()));
-                }
+                give_back(self, cgroup);
                 return Err(e);
             }
         };
         let isolation = self
             .host
-            .run_isolation(spec, cgroup.is_some(), applied, notes);
+            .run_isolation(spec, namespaces, cgroup.is_some(), applied, notes);
         Ok(Started {
             run: Run {
                 child,
@@ -753,6 +818,7 @@ impl Looper {
                 killed: false,
                 pid_ns: isolation.pid_namespace,
                 termed: Vec::new(),
+                id_slot: ids.map(|(_, slot)| slot),
                 deaf: false,
             },
             isolation,
@@ -872,6 +938,11 @@ impl Looper {
         let stderr = run.stderr.tail_lines(EXIT_STDERR_LINES);
         if let Some(cg) = run.cgroup.take() {
             self.removals.push((cg, now));
+        }
+        // Its namespace's processes died with it (pid 1), so its host id
+        // is free for another run.
+        if let Some(slot) = run.id_slot.take() {
+            self.host.ids.free(slot);
         }
         // Closes its pidfd and pipes.
         drop(run);

@@ -368,6 +368,77 @@ fn namespaces_isolate_pids_mounts_and_network() {
     );
 }
 
+#[test]
+fn a_namespaced_agent_is_root_only_in_its_own_user_namespace() {
+    let (s, mut w) = supervisor();
+    if !s.isolation().user_namespace {
+        assert!(!s.isolation().confined());
+        return;
+    }
+    // A file only the host's root may write, in a directory anyone may
+    // enter.
+    let dir = std::env::temp_dir().join(format!("cell0-userns-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join("root-only");
+    fs::write(&file, "kept\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let m = marker();
+    let script = "echo uid=$(id -u); cat /proc/self/uid_map; \
+        (echo changed >> \"$1\") 2>/dev/null && echo wrote || echo refused; \
+        hostname inside-agent && echo host=$(hostname); sleep 30 $2";
+    let file_arg = file.display().to_string();
+    let spec = cell0_agents::Spec::new("/bin/sh").args(["-c", script, "agent", &file_arg, &m]);
+    s.start("userns", spec).unwrap();
+    let pid = w.state("userns", "running", SHORT).1.pid().unwrap();
+    let end = Instant::now() + SHORT;
+    let log = loop {
+        let log = String::from_utf8(s.log("userns").unwrap()).unwrap();
+        if log.contains("host=") || Instant::now() > end {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Seen from the host, it is an unprivileged id of its own.
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let iso = s.status("userns").unwrap().isolation.unwrap();
+    s.kill("userns").unwrap();
+    w.state("userns", "stopped", SHORT);
+    kill_leftovers(&m);
+    let uid = iso.uid.expect("a run in a user namespace has a host uid");
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == uid.to_string()),
+        "{uid_line} (wanted {uid})"
+    );
+    // SAFETY: geteuid takes nothing and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(uid >= cell0_agents::DEFAULT_UID_BASE, "{uid}");
+        // None of the root runner's groups (the host's root group).
+        let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+        assert_eq!(groups.split_whitespace().count(), 1, "{groups}");
+    }
+    assert!(log.contains("uid=0\n"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["0", &uid.to_string(), "1"]),
+        "{log}"
+    );
+    assert!(log.contains("refused\n"), "{log}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "kept\n");
+    let _ = fs::remove_dir_all(&dir);
+    // Its host name is its own.
+    assert!(log.contains("host=inside-agent"), "{log}");
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name
+    );
+}
+
 /// The value of the first of `files` that exists in one of `dirs`.
 fn cgroup_value(dirs: &[PathBuf], files: &[&str]) -> Option<String> {
     dirs.iter()
@@ -453,7 +524,10 @@ fn cgroups_at_start(
     );
     spec.limits = limits;
     s.start(name, spec).unwrap();
-    w.state(name, "running", SHORT);
+    let pid = match w.state(name, "running", SHORT).1 {
+        State::Running { pid } => pid,
+        other => panic!("{other:?}"),
+    };
     let st = s.status(name).unwrap();
     let end = Instant::now() + SHORT;
     let log = loop {
@@ -464,11 +538,27 @@ fn cgroups_at_start(
         assert!(Instant::now() < end, "{log:?}");
         std::thread::sleep(Duration::from_millis(10));
     };
-    let lines = log
+    let inside: Vec<String> = log
         .lines()
         .take_while(|l| *l != "END")
         .map(String::from)
         .collect();
+    // With a cgroup namespace of its own, the program sees the cgroups
+    // it started in as the roots of its view (nothing above them); where
+    // they are is the host's view of its process.
+    let iso = st.isolation.clone().unwrap();
+    let lines = if iso.user_namespace {
+        for l in &inside {
+            assert!(l.ends_with(":/"), "sees a cgroup above its own: {inside:?}");
+        }
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    } else {
+        inside
+    };
     (st, lines, m)
 }
 

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// the agents placed on it; see agent(3)).
     #[arg(long)]
     pub no_runner: bool,
+    /// Run agents even where this host cannot sandbox them (no user
+    /// namespaces, no seccomp): unconfined, as this node's user, with the
+    /// host's files and network. Without it such a host runs none (each
+    /// is reported failed with the reason); see agent(3).
+    #[arg(long)]
+    pub unconfined_agents: bool,
     /// Cluster membership.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -186,20 +192,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         &args.listen,
         &data,
         args.insecure,
-        !args.no_runner,
+        (!args.no_runner).then_some(crate::runner::Confine {
+            unconfined: args.unconfined_agents,
+        }),
         &args.cluster,
         None,
     ))
 }
 
 /// Serve on `listen` with data in `data` until a signal (or `stop`);
-/// `insecure` lets attaches without a capability in; `runner` runs the
-/// agents placed on this node's runner (named after the node).
+/// `insecure` lets attaches without a capability in; `runner` (how it
+/// confines them) runs the agents placed on this node's runner (named
+/// after the node).
 pub async fn serve(
     listen: &str,
     data: &Path,
     insecure: bool,
-    runner: bool,
+    runner: Option<crate::runner::Confine>,
     cluster: &ClusterArgs,
     stop: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
@@ -287,23 +296,31 @@ pub async fn serve(
     let _ = std::io::stderr().flush();
 
     // Commits finish on the log's thread; answer their requests here.
+    // Once a second too, with nothing committed: the core has no timer,
+    // and a request parked with a capability that expires meanwhile is
+    // answered on a poll (cap(3)).
     let c = core.clone();
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            committed.notified().await;
+            tokio::select! {
+                _ = committed.notified() => {}
+                _ = tick.tick() => {}
+            }
             lock(&c).poll(None);
         }
     });
 
     // The runner speaks 9P to this node like any client: it needs the
     // listener to be up, and the commit task to answer it.
-    let runner = if runner {
+    let runner = if let Some(confine) = runner {
         let local = loopback(addr);
         let token = crate::identity::read_token(&owner)?;
         // It connects on its own thread, once the loop below accepts.
         // Agents must not read the node's key or the owner's token.
         let hide = vec![std::fs::canonicalize(data)?];
-        match crate::runner::spawn(&node_id, &local, &local, &token, hide) {
+        match crate::runner::spawn(&node_id, &local, &local, &token, hide, confine) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("cell0: node {node_id} runs no agents: {e:#}");

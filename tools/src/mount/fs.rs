@@ -25,7 +25,7 @@ use ninep::{Attr, Body, QidType};
 use super::handle::{Handle, Handles};
 use super::inode::{InoMap, Inodes, Remembered, child_path};
 use super::interrupt::Watcher;
-use super::log::log;
+use super::log::Log;
 use crate::client::{AT_REMOVEDIR, Client, ClientError, ROOT, SetAttr, setattr};
 
 /// Attributes and entries are never cached: status files change all the
@@ -49,6 +49,8 @@ pub struct CellFs {
     inodes: Inodes,
     handles: Handles,
     watcher: Arc<Watcher>,
+    /// Where errors are told (see [`Log`]).
+    log: Log,
     /// The largest write to a message file that the kernel is sure to
     /// hand over in one piece (set at init; see `init`).
     max_message: std::sync::atomic::AtomicU32,
@@ -92,21 +94,42 @@ fn kind_of_dtype(ty: u8) -> FileType {
 }
 
 /// The errno for `e`, logged with what was being done where.
-fn fail(op: &str, path: &str, e: &ClientError) -> Errno {
-    log!("{op} {path}: {e}");
+fn fail(log: &Log, op: &str, path: &str, e: &ClientError) -> Errno {
+    log.line(format_args!("{op} {path}: {e}"));
     Errno::from_i32(e.errno())
 }
 
+/// Where a mount is, for what it tells and whom it watches.
+pub struct Place {
+    /// The `/proc` of the pid namespace of the mount's users (FUSE
+    /// requests carry their thread ids in that namespace).
+    pub proc: std::path::PathBuf,
+    /// Where errors are told.
+    pub log: Log,
+}
+
+impl Place {
+    /// A mount of this host's: its `/proc`, this process's stderr.
+    pub fn here() -> Place {
+        Place {
+            proc: std::path::PathBuf::from("/proc"),
+            log: Log::Stderr,
+        }
+    }
+}
+
 impl CellFs {
-    /// A file system over a client attached to the node's root.
-    pub fn new(client: Client) -> std::io::Result<CellFs> {
-        let watcher = Watcher::start(client.clone())?;
+    /// A file system over a client attached to the node's root, mounted
+    /// at `place`.
+    pub fn new(client: Client, place: Place) -> std::io::Result<CellFs> {
+        let watcher = Watcher::start(client.clone(), place.proc)?;
         Ok(CellFs {
             inos: InoMap::new(client.root_qid().path),
             client,
             inodes: Inodes::new(),
             handles: Handles::default(),
             watcher,
+            log: place.log,
             max_message: std::sync::atomic::AtomicU32::new(0),
         })
     }
@@ -148,13 +171,13 @@ impl CellFs {
             // Looking up a name that is not there is how programs ask
             // whether it exists: not worth a log line.
             Err(e) if op == "lookup" && e.errno() == libc::ENOENT => return Err(Errno::ENOENT),
-            Err(e) => return Err(fail(op, &path, &e)),
+            Err(e) => return Err(fail(&self.log, op, &path, &e)),
         };
         let attr = match self.client.getattr(fid) {
             Ok(a) => a,
             Err(e) => {
                 let _ = self.client.clunk(fid);
-                return Err(fail(op, &path, &e));
+                return Err(fail(&self.log, op, &path, &e));
             }
         };
         let ino = self.inos.ino(attr.qid.path);
@@ -170,7 +193,7 @@ impl CellFs {
         let fid = self
             .client
             .walk(fid0, &[])
-            .map_err(|e| fail(op, &path, &e))?;
+            .map_err(|e| fail(&self.log, op, &path, &e))?;
         match self.client.lopen(fid, (flags & OPEN_FLAGS) as u32) {
             Ok(opened) => Ok(self.handles.insert(Handle {
                 fid,
@@ -180,7 +203,7 @@ impl CellFs {
             })),
             Err(e) => {
                 let _ = self.client.clunk(fid);
-                Err(fail(op, &path, &e))
+                Err(fail(&self.log, op, &path, &e))
             }
         }
     }
@@ -193,7 +216,7 @@ impl CellFs {
         if let Some(h) = self.handles.remove(fh.0)
             && let Err(e) = self.client.clunk(h.fid)
         {
-            log!("close {}: {e}", h.path);
+            self.log.line(format_args!("close {}: {e}", h.path));
         }
     }
 
@@ -209,7 +232,7 @@ impl CellFs {
                 .and_then(|fid| self.client.remove(fid)),
             r => r,
         };
-        r.map_err(|e| fail(op, &child_path(&dir_path, name), &e))
+        r.map_err(|e| fail(&self.log, op, &child_path(&dir_path, name), &e))
     }
 
     /// Apply `a` to `fid`. A truncation to 0 that the node refuses is
@@ -223,7 +246,7 @@ impl CellFs {
             && a.size == 0
             && self.client.getattr(fid).is_ok_and(|now| now.size == 0);
         if !empty_already {
-            return Err(fail("setattr", path, &e));
+            return Err(fail(&self.log, "setattr", path, &e));
         }
         let rest = SetAttr {
             valid: a.valid & !setattr::SIZE,
@@ -234,7 +257,7 @@ impl CellFs {
         }
         self.client
             .setattr(fid, &rest)
-            .map_err(|e| fail("setattr", path, &e))
+            .map_err(|e| fail(&self.log, "setattr", path, &e))
     }
 }
 
@@ -326,7 +349,7 @@ impl Filesystem for CellFs {
         let r = self.inode(ino).and_then(|(fid, path)| {
             self.client
                 .getattr(fid)
-                .map_err(|e| fail("getattr", &path, &e))
+                .map_err(|e| fail(&self.log, "getattr", &path, &e))
         });
         match r {
             Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
@@ -359,7 +382,7 @@ impl Filesystem for CellFs {
             }
             self.client
                 .getattr(fid)
-                .map_err(|e| fail("getattr", &path, &e))
+                .map_err(|e| fail(&self.log, "getattr", &path, &e))
         });
         match r {
             Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
@@ -381,7 +404,7 @@ impl Filesystem for CellFs {
             let n = name.to_str().ok_or(Errno::EINVAL)?;
             self.client
                 .mkdir(dir, n, mode & 0o7777, req.gid())
-                .map_err(|e| fail("mkdir", &child_path(&dir_path, n), &e))?;
+                .map_err(|e| fail(&self.log, "mkdir", &child_path(&dir_path, n), &e))?;
             self.lookup_entry("mkdir", parent, name)
         })();
         match r {
@@ -421,7 +444,7 @@ impl Filesystem for CellFs {
             let fid = self
                 .client
                 .walk(dir, &[])
-                .map_err(|e| fail("create", &path, &e))?;
+                .map_err(|e| fail(&self.log, "create", &path, &e))?;
             let lflags =
                 (flags & (OPEN_FLAGS | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC)) as u32;
             let opened = match self
@@ -431,7 +454,7 @@ impl Filesystem for CellFs {
                 Ok(o) => o,
                 Err(e) => {
                     let _ = self.client.clunk(fid);
-                    return Err(fail("create", &path, &e));
+                    return Err(fail(&self.log, "create", &path, &e));
                 }
             };
             let fh = self.handles.insert(Handle {
@@ -487,6 +510,7 @@ impl Filesystem for CellFs {
         let tid = req.pid();
         let key = (tid != 0).then(|| self.watcher.register(tid));
         let watcher = self.watcher.clone();
+        let log = self.log.clone();
         let path = h.path.clone();
         let body = Body::Tread {
             fid: h.fid,
@@ -500,13 +524,15 @@ impl Filesystem for CellFs {
             match answer {
                 Ok(r) => match r.read_data() {
                     Ok(d) => reply.data(&d[..d.len().min(size as usize)]),
-                    Err(e) => reply.error(fail("read", &path, &e)),
+                    Err(e) => reply.error(fail(&log, "read", &path, &e)),
                 },
                 Err(ClientError::Flushed) => {
-                    log!("read {path}: the reader was interrupted; cancelled with Tflush");
+                    log.line(format_args!(
+                        "read {path}: the reader was interrupted; cancelled with Tflush"
+                    ));
                     reply.error(Errno::EINTR);
                 }
-                Err(e) => reply.error(fail("read", &path, &e)),
+                Err(e) => reply.error(fail(&log, "read", &path, &e)),
             }
         });
         if let (Some(k), Some(id)) = (key, sent) {
@@ -537,11 +563,11 @@ impl Filesystem for CellFs {
         if h.message && data.len() > max_message as usize {
             // One write is one message, and this one is larger than one
             // can be here: refuse it rather than send it in parts.
-            log!(
+            self.log.line(format_args!(
                 "write {}: {} bytes is more than one message holds ({max_message}); refused",
                 h.path,
                 data.len(),
-            );
+            ));
             return reply.error(Errno::EMSGSIZE);
         }
         if data.len() > h.iounit as usize {
@@ -549,7 +575,7 @@ impl Filesystem for CellFs {
             // iounit, this file's is smaller): successive writes, here.
             return match self.client.write_all(h.fid, offset, data, h.iounit) {
                 Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
-                Err(e) => reply.error(fail("write", &h.path, &e)),
+                Err(e) => reply.error(fail(&self.log, "write", &h.path, &e)),
             };
         }
         // A write can wait on the node too (a full channel with
@@ -558,6 +584,7 @@ impl Filesystem for CellFs {
         let tid = req.pid();
         let key = (tid != 0).then(|| self.watcher.register(tid));
         let watcher = self.watcher.clone();
+        let log = self.log.clone();
         let path = h.path.clone();
         let body = Body::Twrite {
             fid: h.fid,
@@ -571,10 +598,12 @@ impl Filesystem for CellFs {
             match answer.and_then(|r| r.write_count()) {
                 Ok(n) => reply.written(n),
                 Err(ClientError::Flushed) => {
-                    log!("write {path}: the writer was interrupted; cancelled with Tflush");
+                    log.line(format_args!(
+                        "write {path}: the writer was interrupted; cancelled with Tflush"
+                    ));
                     reply.error(Errno::EINTR);
                 }
-                Err(e) => reply.error(fail("write", &path, &e)),
+                Err(e) => reply.error(fail(&log, "write", &path, &e)),
             }
         });
         if let (Some(k), Some(id)) = (key, sent) {
@@ -619,7 +648,7 @@ impl Filesystem for CellFs {
         let r = self.handle(fh).and_then(|h| {
             self.client
                 .fsync(h.fid, datasync)
-                .map_err(|e| fail("fsync", &h.path, &e))
+                .map_err(|e| fail(&self.log, "fsync", &h.path, &e))
         });
         match r {
             Ok(()) => reply.ok(),
@@ -656,7 +685,7 @@ impl Filesystem for CellFs {
                 }
                 reply.ok();
             }
-            Err(e) => reply.error(fail("readdir", &h.path, &e)),
+            Err(e) => reply.error(fail(&self.log, "readdir", &h.path, &e)),
         }
     }
 
@@ -677,7 +706,7 @@ impl Filesystem for CellFs {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
-            Err(e) => reply.error(fail("statfs", "/", &e)),
+            Err(e) => reply.error(fail(&self.log, "statfs", "/", &e)),
         }
     }
 }

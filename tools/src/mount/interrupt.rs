@@ -7,13 +7,16 @@
 //! the caller is signalled. Ctrl-C on `cat events` would hang there.
 //!
 //! So every read waiting on the node is registered here with the thread
-//! that made it (the FUSE request's pid is the caller's thread id), and a
-//! watcher thread looks at that thread's signals in `/proc/TID/status`
-//! every [`POLL`]. When a signal that would end or interrupt the system
+//! that made it (the FUSE request's pid is the caller's thread id, in the
+//! pid namespace of whoever mounted), and a watcher thread looks at that
+//! thread's signals in `/proc/TID/status` of that namespace every
+//! [`POLL`] (an agent's sandbox has a pid namespace of its own, whose
+//! `/proc` the runner reads through the sandbox's root). When a signal that would end or interrupt the system
 //! call is pending, the 9P read is cancelled with Tflush; its FUSE request
 //! is then answered EINTR (or with the data, if the node answered first).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -50,10 +53,11 @@ fn interrupting(status: &str) -> bool {
     pending & SIGKILL_BIT != 0 || live & !harmless != 0
 }
 
-/// Whether thread `tid` has a signal pending that should end its read. A
-/// thread that is gone has nobody waiting for the answer: true.
-pub fn signal_pending(tid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{tid}/status")) {
+/// Whether thread `tid` (of the pid namespace whose `/proc` is `proc`)
+/// has a signal pending that should end its read. A thread that is gone
+/// has nobody waiting for the answer: true.
+pub fn signal_pending(proc: &Path, tid: u32) -> bool {
+    match std::fs::read_to_string(proc.join(tid.to_string()).join("status")) {
         Ok(status) => interrupting(&status),
         Err(_) => true,
     }
@@ -82,8 +86,9 @@ pub struct Watcher {
 pub struct Key(u64);
 
 impl Watcher {
-    /// Start the watcher thread; it flushes on `client`.
-    pub fn start(client: Client) -> std::io::Result<Arc<Watcher>> {
+    /// Start the watcher thread; it reads callers' threads in `proc` and
+    /// flushes on `client`.
+    pub fn start(client: Client, proc: PathBuf) -> std::io::Result<Arc<Watcher>> {
         let w = Arc::new(Watcher {
             table: Mutex::new(Table::default()),
             wake: Condvar::new(),
@@ -91,7 +96,7 @@ impl Watcher {
         let me = w.clone();
         std::thread::Builder::new()
             .name("cell0-interrupts".into())
-            .spawn(move || me.run(&client))?;
+            .spawn(move || me.run(&client, &proc))?;
         Ok(w)
     }
 
@@ -122,7 +127,7 @@ impl Watcher {
         self.lock().reads.remove(&key.0);
     }
 
-    fn run(&self, client: &Client) {
+    fn run(&self, client: &Client, proc: &Path) {
         loop {
             let watched: Vec<(u64, u32, RequestId)> = {
                 let mut t = self.lock();
@@ -136,7 +141,7 @@ impl Watcher {
             };
             std::thread::sleep(POLL);
             for (key, tid, request) in watched {
-                if !signal_pending(tid) {
+                if !signal_pending(proc, tid) {
                     continue;
                 }
                 // Still waiting? Then flush it, once.
@@ -190,7 +195,8 @@ mod tests {
 
     #[test]
     fn this_thread_is_quiet_and_a_gone_one_counts_as_interrupted() {
-        assert!(!signal_pending(std::process::id()));
-        assert!(signal_pending(u32::MAX - 1));
+        let proc = Path::new("/proc");
+        assert!(!signal_pending(proc, std::process::id()));
+        assert!(signal_pending(proc, u32::MAX - 1));
     }
 }

@@ -1,18 +1,41 @@
 //! The mount's log: one timestamped line per event, on standard error
-//! (which is the log file when the mount runs in the background).
+//! (which is the log file when the mount runs in the background), or, for
+//! a mount the runner serves for an agent's sandbox, on that agent's own
+//! standard error ([`Log`]).
 
 use std::fmt;
+use std::fs::File;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Write one line: `<unix seconds.millis> <text>`.
 pub fn line(args: fmt::Arguments<'_>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut err = std::io::stderr().lock();
-    // Nothing sensible to do if the log itself cannot be written.
-    let _ = writeln!(err, "{}.{:03} {args}", now.as_secs(), now.subsec_millis());
+    Log::Stderr.line(args);
+}
+
+/// Where a mount's lines go.
+#[derive(Clone, Debug)]
+pub enum Log {
+    /// This process's standard error.
+    Stderr,
+    /// A file: an agent's standard error, handed over by its sandbox.
+    File(Arc<File>),
+}
+
+impl Log {
+    /// Write one line: `<unix seconds.millis> <text>`.
+    pub fn line(&self, args: fmt::Arguments<'_>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let text = format!("{}.{:03} {args}\n", now.as_secs(), now.subsec_millis());
+        // Nothing sensible to do if the log itself cannot be written.
+        let _ = match self {
+            Log::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+            Log::File(f) => (&**f).write_all(text.as_bytes()),
+        };
+    }
 }
 
 /// Log a line with `format!` syntax.

@@ -143,7 +143,8 @@ fn serve(client: Client, addr: &str, dir: &Path, token: &ClientToken) -> anyhow:
     if !agents_token(token) {
         events::follow(client.clone());
     }
-    let fs = fs::CellFs::new(client.clone()).context("starting the mount's threads")?;
+    let fs = fs::CellFs::new(client.clone(), fs::Place::here())
+        .context("starting the mount's threads")?;
     let session = fuser::spawn_mount(fs, dir, &config)
         .with_context(|| format!("mounting on {}", dir.display()))?;
     log!(
@@ -170,6 +171,29 @@ fn serve(client: Client, addr: &str, dir: &Path, token: &ClientToken) -> anyhow:
             bail!("{reason}")
         }
     }
+}
+
+/// Serve the tree over `client` on `fuse`, the descriptor of a FUSE
+/// connection mounted elsewhere (an agent's sandbox: see the runner),
+/// until that mount is gone. `proc` is the `/proc` of the sandbox's pid
+/// namespace, `log` where the mount's lines go (the agent's stderr). One
+/// thread answers the kernel; blocking reads are answered from the
+/// client's reader thread, as in any mount.
+pub(crate) fn serve_connection(
+    client: Client,
+    fuse: std::os::fd::OwnedFd,
+    proc: PathBuf,
+    log: log::Log,
+) -> anyhow::Result<()> {
+    let fs =
+        fs::CellFs::new(client, fs::Place { proc, log }).context("starting the mount's threads")?;
+    let mut config = fuser::Config::default();
+    config.n_threads = Some(1);
+    // Requests come from the sandbox's own root, whatever the runner's
+    // user: every one is let through (the mount is the sandbox's alone).
+    let session = fuser::Session::from_fd(fs, fuse, fuser::SessionACL::All, config)
+        .context("the FUSE handshake")?;
+    session.run().context("serving the mount")
 }
 
 enum End {

@@ -1,12 +1,13 @@
 //! What the runner starts for an agent: its capability, minted from the
 //! runner's own, and the supervisor's [`Spec`] that runs its program
-//! behind `cell0 agent-shim` in its sandbox.
+//! behind `cell0 agent-shim` in its sandbox, with the descriptors each
+//! run gets (see `agentfs`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cell0_agents::{Limits, Restart, RestartPolicy, Spec};
+use cell0_agents::{Fds, Limits, Restart, RestartPolicy, Spec};
 use cellfs::agent::{self, RunSpec};
 use cellfs::cap::{Right, Rights, Token};
 
@@ -25,10 +26,35 @@ pub struct Launcher {
     /// node's data directory (its key, the owner's token), the runner's
     /// own token.
     pub hide: Vec<PathBuf>,
-    /// Whether agents get pid and mount namespaces here: without them
-    /// there is no private place to mount the tree, so the program runs
-    /// directly, with the node's address and its capability only.
-    pub namespaces: bool,
+    /// How agents run here: sandboxed, or (only when the node's owner
+    /// said so) unconfined.
+    pub confinement: Confinement,
+}
+
+/// How the runner runs agents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Confinement {
+    /// In a sandbox (see `cell0 agent-shim` and agent(3)).
+    Sandboxed,
+    /// This host cannot sandbox them (the reason), and the runner was
+    /// told to run them anyway: the program runs directly, as the
+    /// runner's user, with the host's file system and network, its
+    /// capability on a descriptor.
+    Unconfined(String),
+    /// This host cannot sandbox them (the reason), and the runner was
+    /// not told to run them unconfined: it refuses.
+    Refused(String),
+}
+
+/// The words of `report running sandbox=` and `/agent/NAME/status` for
+/// what a sandboxed run has, given the supervisor's isolation words.
+pub fn sandbox_words(iso: &cell0_agents::Isolation) -> String {
+    let mut words = vec![iso.namespace_words()];
+    words.push("seccomp,nonewprivs,nocaps,root".to_string());
+    if iso.cgroup {
+        words.push("cgroup".to_string());
+    }
+    words.join(",")
 }
 
 impl Launcher {
@@ -73,8 +99,14 @@ impl Launcher {
             return Err("no program: write 'exec PATH [ARG...]' to its ctl".to_string());
         };
         check_program(Path::new(&exec.path))?;
-        let token = self.mint(name, spec)?;
-        let mut s = if self.namespaces {
+        if let Confinement::Refused(why) = &self.confinement {
+            return Err(format!(
+                "this host cannot sandbox agents ({why}); the node's owner may run them unconfined with `cell0 serve --unconfined-agents` (or `cell0 runner --unconfined-agents`), see agent(3)"
+            ));
+        }
+        let token = self.mint(name, spec)?.to_text();
+        let sandboxed = self.confinement == Confinement::Sandboxed;
+        let mut s = if sandboxed {
             let mut args = vec!["agent-shim".to_string()];
             for h in &self.hide {
                 args.push("--hide".to_string());
@@ -87,15 +119,35 @@ impl Launcher {
         } else {
             Spec::new(&exec.path).args(exec.args.iter().cloned())
         };
+        // A sandbox's root is read-only but for /tmp.
+        if sandboxed {
+            s = s.env("HOME", "/tmp");
+        }
         for (k, v) in &spec.env {
             s = s.env(k.clone(), v.clone());
         }
+        let token_file = if sandboxed {
+            crate::shim::TOKEN_FILE.to_string()
+        } else {
+            // The program's own descriptor: opening it gives the memfd
+            // afresh, from its start.
+            "/proc/self/fd/3".to_string()
+        };
         s = s
             .env("CELL0_ADDR", self.addr.clone())
-            .env("CELL0_TOKEN", token.to_text())
-            .env("CELL0_MOUNT", if self.namespaces { MOUNT } else { "" })
+            .env("CELL0_TOKEN_FILE", token_file)
+            .env("CELL0_MOUNT", if sandboxed { MOUNT } else { "" })
             .env("CELL0_NET", if spec.network { "1" } else { "0" })
             .env("CELL0_AGENT", name);
+        let (addr, program) = (self.addr.clone(), PathBuf::from(&exec.path));
+        if sandboxed {
+            s.devices = vec![PathBuf::from(crate::shim::FUSE_DEVICE)];
+        }
+        s.fds = Some(if sandboxed {
+            Fds::new(move |agent| super::agentfs::descriptors(agent, &addr, &token, &program))
+        } else {
+            Fds::new(move |_| Ok(vec![super::agentfs::memfd(&token)?]))
+        });
         s.limits = Limits {
             cpu_percent: spec.limits.cpu,
             memory_bytes: spec.limits.mem,
@@ -110,11 +162,11 @@ impl Launcher {
             max: spec.policy.max.max(1),
             window: Duration::from_secs(spec.policy.window.max(1)),
         };
-        // The shim reaches the node over the host's network, then puts
-        // the agent's program in a namespace without one unless its
-        // intent allows it (CELL0_NET). Without namespaces the program
-        // has the host's network whatever its intent (agent(3) says so).
-        s.network = true;
+        // The sandbox's network namespace holds only loopback unless the
+        // intent allows the network; the mount needs none (the runner
+        // serves it). Unconfined, the program has the host's network
+        // whatever its intent (agent(3) says so).
+        s.network = spec.network;
         s.check().map_err(|e| e.to_string())?;
         Ok(s)
     }

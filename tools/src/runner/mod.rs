@@ -15,6 +15,7 @@
 //! Modules: `tree` (the 9P side), `follow` (the events), `launch` (an
 //! agent's capability and process spec), `reconcile` (the loop).
 
+mod agentfs;
 mod follow;
 mod launch;
 mod reconcile;
@@ -29,7 +30,7 @@ use cell0_agents::{Event, Options, Supervisor};
 use cellfs::cap::Token;
 use clap::Args;
 
-use launch::Launcher;
+use launch::{Confinement, Launcher};
 use reconcile::Runner;
 use tree::Tree;
 
@@ -51,6 +52,17 @@ pub struct RunnerArgs {
     /// The address agents dial to reach the node [default: --node]
     #[arg(long, value_name = "HOST:PORT")]
     pub agent_addr: Option<String>,
+    /// Run agents even where this host cannot sandbox them, unconfined
+    /// (see `cell0 serve --unconfined-agents` and agent(3)).
+    #[arg(long)]
+    pub unconfined_agents: bool,
+}
+
+/// What a runner may do where its host cannot sandbox agents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Confine {
+    /// Run them unconfined (the node's owner said so); otherwise refuse.
+    pub unconfined: bool,
 }
 
 /// What the runner's loop is told.
@@ -92,6 +104,7 @@ pub fn spawn(
     agent_addr: &str,
     token: &Token,
     hide: Vec<PathBuf>,
+    confine: Confine,
 ) -> anyhow::Result<Handle> {
     cellfs::chan::check_name(name)
         .map_err(|_| anyhow::anyhow!("runner name {name:?}: 1-64 of A-Z a-z 0-9 . _ -"))?;
@@ -107,7 +120,7 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("cell0-runner".into())
         .spawn(
-            move || match setup(&name, &addr, &agent_addr, &token, hide, t) {
+            move || match setup(&name, &addr, &agent_addr, &token, hide, confine, t) {
                 Ok(runner) => {
                     let _ = ready_tx.send(Ok(()));
                     runner.run(rx);
@@ -145,19 +158,28 @@ fn setup(
     agent_addr: &str,
     token: &Token,
     hide: Vec<PathBuf>,
+    confine: Confine,
     tx: Sender<Msg>,
 ) -> anyhow::Result<Runner> {
     let tree = Tree::connect(addr, &token.to_text())?;
     let shim = std::env::current_exe().context("runner: finding the cell0 binary")?;
-    let (sup, sup_events) =
-        Supervisor::with_options(Options::default()).context("runner: starting the supervisor")?;
-    let iso = sup.isolation();
-    if !iso.contained() {
-        eprintln!(
-            "cell0 runner {name}: this host gives agents only partial isolation: {}",
-            iso.notes.join("; ")
-        );
-    }
+    let (sup, sup_events) = Supervisor::with_options(supervisor_options())
+        .context("runner: starting the supervisor")?;
+    let confinement = match (sandbox_lacks(sup.isolation()), confine.unconfined) {
+        (None, _) => Confinement::Sandboxed,
+        (Some(why), true) => {
+            eprintln!(
+                "cell0 runner {name}: this host cannot sandbox agents ({why}); running them UNCONFINED, as asked (--unconfined-agents)"
+            );
+            Confinement::Unconfined(why)
+        }
+        (Some(why), false) => {
+            eprintln!(
+                "cell0 runner {name}: this host cannot sandbox agents ({why}); refusing to run them (--unconfined-agents would run them unconfined)"
+            );
+            Confinement::Refused(why)
+        }
+    };
     let t = tx.clone();
     std::thread::Builder::new()
         .name("cell0-runner-sup".into())
@@ -189,9 +211,43 @@ fn setup(
         token: token.clone(),
         shim,
         hide,
-        namespaces: iso.pid_namespace && iso.mount_namespace,
+        confinement,
     };
     Ok(Runner::new(name.to_string(), tree, launcher, sup)?)
+}
+
+/// The variable that makes a runner act as on a host without namespaces
+/// (`CELL0_RUNNER_NAMESPACES=off`), to see and test what such a host does.
+pub const NAMESPACES_VAR: &str = "CELL0_RUNNER_NAMESPACES";
+
+/// The supervisor's options: everything the host allows, unless
+/// [`NAMESPACES_VAR`] turns namespaces off.
+fn supervisor_options() -> Options {
+    let off = std::env::var(NAMESPACES_VAR).is_ok_and(|v| v == "off");
+    Options {
+        namespaces: !off,
+        ..Options::default()
+    }
+}
+
+/// What this host lacks to sandbox agents (see `cell0 agent-shim`), if
+/// anything: user namespaces with the others, a seccomp filter, FUSE.
+fn sandbox_lacks(iso: &cell0_agents::Isolation) -> Option<String> {
+    if !iso.confined() {
+        let why = iso.notes.first().cloned();
+        return Some(why.unwrap_or_else(|| "no user, pid and mount namespaces".to_string()));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !status.lines().any(|l| l.starts_with("Seccomp:")) {
+        return Some("this kernel has no seccomp filters".to_string());
+    }
+    if !std::path::Path::new("/dev/fuse").exists() {
+        return Some(
+            "/dev/fuse is missing (agents see the tree through FUSE): modprobe fuse, or install fuse3"
+                .to_string(),
+        );
+    }
+    None
 }
 
 /// `cell0 runner`: run agents until SIGINT or SIGTERM.
@@ -208,7 +264,10 @@ pub fn run(args: RunnerArgs) -> anyhow::Result<()> {
     } else {
         vec![std::fs::canonicalize(&args.token)?]
     };
-    let mut handle = spawn(&name, &args.node, agent_addr, &token, hide)?;
+    let confine = Confine {
+        unconfined: args.unconfined_agents,
+    };
+    let mut handle = spawn(&name, &args.node, agent_addr, &token, hide, confine)?;
     handle.ready()?;
     eprintln!(
         "cell0: runner {name} running the agents of node {}",

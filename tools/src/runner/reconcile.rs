@@ -1,5 +1,8 @@
 //! The runner's loop: make the processes on this host match what the
 //! tree wants of the agents placed here, and write back what happens.
+//! An agent's output is written back within a budget ([`Budget`]), so
+//! one that writes as fast as it can costs the node a few kilobytes a
+//! second (see agent(3) OUTPUT).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,7 +13,7 @@ use cell0_agents::{Event, ExitStatus, State, Supervisor, What};
 use cellfs::agent::{Phase, RunSpec, Want};
 
 use super::Msg;
-use super::launch::Launcher;
+use super::launch::{Confinement, Launcher, sandbox_words};
 use super::tree::{Found, Tree};
 
 /// How often agents' output is copied to their `log`.
@@ -22,6 +25,14 @@ const RESYNC_EVERY: Duration = Duration::from_secs(10);
 const REPORT_QUEUE: usize = 4096;
 /// Longest line of output sent as one `log` line (the node cuts at 4096).
 const MAX_LINE: usize = 4096;
+/// Bytes of output (a newline each) committed per agent per second, on
+/// average: half what the node takes (`cellfs::agent::LOG_RATE`), so
+/// the runner's notes always fit.
+const LOG_RATE: u64 = 4 * 1024;
+/// Bytes of output committed at once after a quiet spell.
+const LOG_BURST: u64 = 32 * 1024;
+/// At most one note of dropped output per this long.
+const NOTE_EVERY: Duration = Duration::from_secs(1);
 
 /// What this runner holds of one agent.
 struct Held {
@@ -33,6 +44,72 @@ struct Held {
     log_at: u64,
     /// Output after the last newline, waiting for the rest of its line.
     partial: Vec<u8>,
+    /// What of its output may be committed.
+    budget: Budget,
+}
+
+/// A token bucket of bytes of an agent's output to commit: `rate` a
+/// second on average, `burst` at most at once. What does not fit is
+/// dropped (whole lines) and counted, and the count is said in the
+/// log at most once per [`NOTE_EVERY`].
+#[derive(Debug)]
+struct Budget {
+    rate: u64,
+    burst: u64,
+    /// Bytes that may be committed as of `at`.
+    tokens: f64,
+    at: Instant,
+    /// Bytes dropped since the last note.
+    dropped: u64,
+    /// When the last note was made.
+    noted: Option<Instant>,
+}
+
+impl Budget {
+    /// A full bucket at `now`.
+    fn new(rate: u64, burst: u64, now: Instant) -> Budget {
+        Budget {
+            rate,
+            burst,
+            tokens: burst as f64,
+            at: now,
+            dropped: 0,
+            noted: None,
+        }
+    }
+
+    /// Take `bytes` at `now` if they fit; else count them as dropped.
+    fn take(&mut self, bytes: u64, now: Instant) -> bool {
+        let quiet = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + quiet * self.rate as f64).min(self.burst as f64);
+        self.at = self.at.max(now);
+        if bytes as f64 <= self.tokens {
+            self.tokens -= bytes as f64;
+            true
+        } else {
+            self.drop_bytes(bytes);
+            false
+        }
+    }
+
+    /// Count `bytes` as dropped (lost before they could be taken).
+    fn drop_bytes(&mut self, bytes: u64) {
+        self.dropped = self.dropped.saturating_add(bytes);
+    }
+
+    /// The bytes dropped since the last note, if any and a note is due
+    /// at `now` (or `now` is the last chance: `force`); the count starts
+    /// again.
+    fn note(&mut self, now: Instant, force: bool) -> Option<u64> {
+        let due = self
+            .noted
+            .is_none_or(|t| now.saturating_duration_since(t) >= NOTE_EVERY);
+        if self.dropped == 0 || !(due || force) {
+            return None;
+        }
+        self.noted = Some(now);
+        Some(std::mem::take(&mut self.dropped))
+    }
 }
 
 /// The runner's state.
@@ -235,8 +312,22 @@ impl Runner {
                 starts: spec.starts,
                 log_at,
                 partial: Vec::new(),
+                budget: Budget::new(LOG_RATE, LOG_BURST, Instant::now()),
             },
         );
+    }
+
+    /// What protects agent `name`'s run, as `report running sandbox=`
+    /// words (see agent(3)).
+    fn sandbox_words(&self, name: &str) -> String {
+        match &self.launcher.confinement {
+            Confinement::Sandboxed => self
+                .sup
+                .status(name)
+                .and_then(|s| s.isolation)
+                .map_or_else(|| "unknown".to_string(), |iso| sandbox_words(&iso)),
+            Confinement::Unconfined(_) | Confinement::Refused(_) => "unconfined".to_string(),
+        }
     }
 
     /// Write what the supervisor says happened to an agent to its ctl.
@@ -247,11 +338,15 @@ impl Runner {
         }
         if matches!(ev.what, What::Exit(_)) {
             // Output first, so the log holds what led to the exit.
-            self.copy_log(name);
+            self.copy_log(name, true);
         }
         let line = match ev.what {
             What::State(State::Running { pid }) => {
-                format!("report running pid={pid} node={}\n", self.name)
+                let sandbox = self.sandbox_words(name);
+                format!(
+                    "report running pid={pid} node={} sandbox={sandbox}\n",
+                    self.name
+                )
             }
             What::State(State::Crashloop) => "report crashloop\n".to_string(),
             What::State(State::Failed(e)) => {
@@ -289,32 +384,50 @@ impl Runner {
     fn copy_logs(&mut self) {
         let names: Vec<String> = self.held.keys().cloned().collect();
         for name in names {
-            self.copy_log(&name);
+            self.copy_log(&name, false);
         }
     }
 
-    fn copy_log(&mut self, name: &str) {
+    /// Copy agent `name`'s new output to its `log`, within its budget;
+    /// with `last` (its process ended), say now what was dropped.
+    fn copy_log(&mut self, name: &str, last: bool) {
         let Some(h) = self.held.get_mut(name) else {
             return;
         };
         let Some(chunk) = self.sup.read_log(name, h.log_at) else {
             return;
         };
-        if chunk.data.is_empty() {
-            return;
-        }
+        let now = Instant::now();
         h.log_at = chunk.next;
+        if chunk.skipped > 0 {
+            // Lost from the supervisor's buffer before it was read: the
+            // line it was in is cut, so its start goes too.
+            h.budget.drop_bytes(chunk.skipped + h.partial.len() as u64);
+            h.partial.clear();
+        }
         h.partial.extend_from_slice(&chunk.data);
         let mut lines = String::new();
         let mut start = 0;
         while let Some(nl) = h.partial[start..].iter().position(|&b| b == b'\n') {
-            push_log(&mut lines, &h.partial[start..start + nl]);
+            push_log(
+                &mut lines,
+                &mut h.budget,
+                &h.partial[start..start + nl],
+                now,
+            );
             start += nl + 1;
         }
         h.partial.drain(..start);
         if h.partial.len() > MAX_LINE {
-            push_log(&mut lines, &h.partial);
+            push_log(&mut lines, &mut h.budget, &h.partial, now);
             h.partial.clear();
+        }
+        if let Some(n) = h.budget.note(now, last) {
+            let _ = writeln!(
+                lines,
+                "log [cell0: {n} bytes of output dropped: over {} KiB/s]",
+                LOG_RATE / 1024
+            );
         }
         if !lines.is_empty() {
             self.report(name, &lines);
@@ -322,15 +435,110 @@ impl Runner {
     }
 }
 
-/// Append `log TEXT` for one line of output.
-fn push_log(lines: &mut String, line: &[u8]) {
+/// Append `log TEXT` for one line of output (cut to [`MAX_LINE`]) if
+/// `budget` has room for it at `now`; else it is counted as dropped.
+fn push_log(lines: &mut String, budget: &mut Budget, line: &[u8], now: Instant) {
     let text = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
-    lines.push_str("log ");
-    lines.push_str(&one_line(text.trim_end_matches('\r')));
-    lines.push('\n');
+    let text = one_line(text.trim_end_matches('\r'));
+    // What the node commits: the text (a byte that is not UTF-8 is
+    // three as U+FFFD) and its newline.
+    if budget.take(text.len() as u64 + 1, now) {
+        lines.push_str("log ");
+        lines.push_str(&text);
+        lines.push('\n');
+    }
 }
 
 /// `text` on one line (a newline would start another ctl line).
 fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_budget_takes_its_burst_then_its_rate_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(1000, 4000, t0);
+        assert!(b.take(4000, t0));
+        assert!(!b.take(1, t0));
+        assert!(!b.take(499, t0));
+        // Half a second: 500 bytes more, no more.
+        let t1 = t0 + ms(500);
+        assert!(!b.take(501, t1));
+        assert!(b.take(500, t1));
+        assert_eq!(b.note(t1, false), Some(1001));
+        // Counted afresh; the next note waits a second, unless forced.
+        assert!(!b.take(10, t1));
+        assert_eq!(b.note(t1 + ms(500), false), None);
+        assert_eq!(b.note(t1 + ms(999), true), Some(10));
+        assert_eq!(b.note(t1 + ms(5000), true), None, "nothing dropped");
+        // A long quiet spell fills no more than the burst.
+        let t2 = t1 + Duration::from_secs(3600);
+        assert!(b.take(4000, t2));
+        assert!(!b.take(1, t2));
+        // A clock that goes back gives nothing.
+        assert!(!b.take(1, t0));
+    }
+
+    #[test]
+    fn a_flood_commits_its_rate_and_one_note_a_second() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(LOG_RATE, LOG_BURST, t0);
+        let line = vec![b'x'; 999];
+        let (mut committed, mut notes, mut noted) = (0u64, 0, 0u64);
+        // A minute of 100 lines of 1000 bytes every 200 ms (500 kB/s).
+        for tick in 1..=300u64 {
+            let now = t0 + ms(200 * tick);
+            let mut lines = String::new();
+            for _ in 0..100 {
+                push_log(&mut lines, &mut b, &line, now);
+            }
+            committed += lines.len() as u64;
+            if let Some(n) = b.note(now, false) {
+                notes += 1;
+                noted += n;
+            }
+        }
+        let texts = committed / 1004;
+        assert!(
+            texts * 1000 <= LOG_BURST + 60 * LOG_RATE,
+            "{texts} lines committed"
+        );
+        assert!(texts * 1000 + 1000 > LOG_BURST + 59 * LOG_RATE, "{texts}");
+        assert!((59..=60).contains(&notes), "{notes} notes");
+        // Every byte offered was committed or said to be dropped.
+        let pending = b.note(t0 + ms(60_200), true).unwrap_or(0);
+        assert_eq!(texts * 1000 + noted + pending, 300 * 100 * 1000);
+    }
+
+    #[test]
+    fn lines_are_cut_at_4096_and_kept_whole_or_not_at_all() {
+        let now = Instant::now();
+        let mut b = Budget::new(1, 4097 + 10, now);
+        let mut lines = String::new();
+        push_log(&mut lines, &mut b, &[b'y'; 5000], now);
+        assert_eq!(lines.len(), 4 + 4096 + 1);
+        assert!(lines.starts_with("log yyy") && lines.ends_with("y\n"));
+        // 10 bytes left: a line of 10 (11 with its newline) is dropped.
+        push_log(&mut lines, &mut b, b"0123456789", now);
+        // A carriage return goes: 9 bytes and a newline fit.
+        push_log(&mut lines, &mut b, b"012345678\r", now);
+        assert!(
+            lines.ends_with("y\nlog 012345678\n"),
+            "{:?}",
+            &lines[4090..]
+        );
+        assert_eq!(b.note(now, true), Some(11));
+        // What is not UTF-8 costs what it is sent as.
+        let mut b = Budget::new(1, 6, now);
+        push_log(&mut lines, &mut b, &[0xff, 0xfe], now);
+        assert_eq!(b.note(now, true), Some(7), "two U+FFFD and a newline");
+    }
 }

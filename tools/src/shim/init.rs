@@ -3,7 +3,7 @@
 //! every child that ends is reaped.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The signals passed on to the program.
 pub const FORWARDED: [libc::c_int; 6] = [
@@ -49,11 +49,6 @@ impl Signals {
         Ok(Signals {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
-    }
-
-    /// The descriptor, readable when a signal is pending (for poll).
-    pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 
     /// The next signal, waiting for one.
@@ -106,18 +101,6 @@ pub fn default_signals(cmd: &mut std::process::Command) {
             }
             Ok(())
         });
-    }
-}
-
-/// When the shim is not PID 1 (started without a pid namespace), still
-/// be the parent of the program's orphans, so they are reaped here.
-pub fn become_reaper() {
-    // SAFETY: getpid(2) cannot fail; prctl(2) with these arguments only
-    // sets a flag of this process.
-    unsafe {
-        if libc::getpid() != 1 {
-            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        }
     }
 }
 

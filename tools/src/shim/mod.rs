@@ -1,49 +1,69 @@
 //! `cell0 agent-shim [--] PROGRAM ARGS…`: the first process of an agent's
 //! sandbox (see agent(3)).
 //!
-//! The runner starts the shim as PID 1 of a new pid namespace, in a mount
-//! namespace of its own, on the host's network. The shim:
+//! The runner starts the shim as PID 1 of new user, pid, mount, UTS, IPC
+//! and cgroup namespaces (and a network namespace holding only loopback,
+//! unless the agent's intent allows the network); it is the root of its
+//! user namespace, which is an unprivileged id of the host. It is given:
 //!
-//! 1. detaches the FUSE mounts its namespace inherited from the host (a
-//!    user's mount of the tree among them), then mounts the node's tree at
-//!    `$CELL0_MOUNT` (default `/cell0`, created
-//!    if missing; set but empty: no mount) with the agent's capability
-//!    `$CELL0_TOKEN`, from the node at `$CELL0_ADDR`. The FUSE server is
-//!    `cell0 mount`'s own, run on threads of this process: the mount is
-//!    seen only in this mount namespace and lives as long as the sandbox;
-//! 2. unless `$CELL0_NET` is `1`, gives the program a network namespace of
-//!    its own holding only loopback. The shim keeps the host's network:
-//!    its connection to the node is made from threads that keep theirs;
-//! 3. runs PROGRAM with the shim's standard streams and environment
-//!    (`CELL0_*` included);
-//! 4. as init, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and
+//! - [`READY_FD`]: a socket to the runner, where it says the tree is
+//!   mounted and hands over the FUSE connection;
+//! - [`TOKEN_FD`]: the agent's capability (a sealed memfd);
+//! - [`PROGRAM_FD`]: a detached, read-only mount of the program's file;
+//! - [`FUSE_FD`]: `/dev/fuse`, opened in its user namespace before it
+//!   gave up the runner's ids (the kernel lets a namespace mount FUSE
+//!   only with a descriptor opened inside it).
+//!
+//! The shim:
+//!
+//! 1. builds a fresh root holding only what the program needs (see
+//!    `root`), read-only, and pivots to it: nothing of the host's file
+//!    system is left beneath it;
+//! 2. mounts the tree at `$CELL0_MOUNT` (`/cell0`) with the FUSE
+//!    descriptor (see `mount`): the runner serves it from outside;
+//! 3. names its host after the agent, brings loopback up, then gives up
+//!    every privilege it has: no capabilities (none regained by exec as
+//!    its root), no new privileges, and a seccomp filter (see
+//!    [`cell0_agents::seccomp`]) that refuses mounts, namespaces,
+//!    ptrace, kernel modules, kexec, bpf, perf, keyrings, clock and host
+//!    name changes, raw and packet sockets;
+//! 4. runs PROGRAM, with the shim's standard streams and environment and
+//!    `CELL0_TOKEN_FILE` naming `/run/cell0/token`;
+//! 5. as init, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and
 //!    SIGUSR2 to the program, reaps every process that becomes its child
 //!    (orphans do), and exits as soon as the program ends.
 //!
 //! Exit status of the shim:
 //! - the program's own when it exits, 128+N when signal N kills it (as
 //!   shells report it);
-//! - 125 ([`SETUP_FAILED`]): the sandbox could not be set up (the mount,
-//!   the network namespace); the program did not run; stderr says why;
+//! - 125 ([`SETUP_FAILED`]): the sandbox could not be set up; the
+//!   program did not run; stderr says why;
 //! - 126 ([`CANNOT_EXECUTE`]): PROGRAM exists but cannot be executed;
 //! - 127 ([`NOT_FOUND`]): PROGRAM (or its `#!` interpreter) was not found;
 //! - 128+N: signal N (one of those forwarded) came before the program
 //!   started, which then does not run.
 //!
-//! Nothing on the way to the program's exec sleeps or polls: the mount is
-//! awaited with poll(2) on `/proc/self/mountinfo`, which the kernel wakes
-//! on every change of the mount table.
+//! Nothing on the way to the program's exec sleeps, polls or waits for
+//! the node.
 
+mod confine;
 mod hide;
 mod init;
 mod mount;
 mod net;
+mod root;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
+
+pub use root::{
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, TOKEN_FILE, set_mount_attrs,
+};
 
 /// The sandbox could not be set up; the program did not run.
 pub const SETUP_FAILED: i32 = 125;
@@ -52,11 +72,20 @@ pub const CANNOT_EXECUTE: i32 = 126;
 /// The program was not found.
 pub const NOT_FOUND: i32 = 127;
 
-/// Where the tree is mounted when `$CELL0_MOUNT` is not set.
-const DEFAULT_MOUNT: &str = "/cell0";
+/// The socket on which the shim hands the runner the mounted FUSE
+/// connection.
+pub const READY_FD: i32 = 3;
+/// The agent's capability (its text).
+pub const TOKEN_FD: i32 = 4;
+/// The program's file: a detached mount (open_tree(2)).
+pub const PROGRAM_FD: i32 = 5;
+/// The `/dev/fuse` descriptor the shim mounts the tree with.
+pub const FUSE_FD: i32 = 6;
+/// The device the sandbox opens as [`FUSE_FD`].
+pub const FUSE_DEVICE: &str = "/dev/fuse";
 
-/// How long the node has to answer the mount.
-const MOUNT_WAIT: Duration = Duration::from_secs(15);
+/// Where the tree is mounted when `$CELL0_MOUNT` is not set.
+pub const DEFAULT_MOUNT: &str = "/cell0";
 
 /// Arguments of `cell0 agent-shim`.
 #[derive(Args, Debug)]
@@ -65,9 +94,10 @@ pub struct ShimArgs {
     /// program's exec).
     #[arg(long, hide = true)]
     pub timing: bool,
-    /// Hide PATH from the agent (a directory: an empty read-only tmpfs
-    /// over it; a file: /dev/null over it), in its mount namespace only:
-    /// the runner hides the node's data directory and its own token.
+    /// Hide PATH from the agent wherever its root would show it (a
+    /// directory: an empty read-only tmpfs over it; a file: /dev/null
+    /// over it): the runner names the node's data directory and its own
+    /// token.
     #[arg(long, value_name = "PATH")]
     pub hide: Vec<PathBuf>,
     /// The agent's program and its arguments.
@@ -113,89 +143,98 @@ pub fn run(args: ShimArgs) -> anyhow::Result<()> {
 }
 
 fn shim(args: &ShimArgs, started: Instant) -> Result<i32, Stop> {
-    // Before any thread exists, so that every thread inherits the mask
-    // and the signals wait on the signalfd, whatever handlers the mount
-    // installs.
+    let setup = |e: anyhow::Error| Stop::setup(format!("{e:#}"));
+    // Before anything else, so that signals wait on the signalfd.
     let signals =
         init::Signals::block().map_err(|e| Stop::setup(format!("blocking signals: {e}")))?;
-    init::become_reaper();
-
-    let mount_dir = match std::env::var_os("CELL0_MOUNT") {
-        None => Some(PathBuf::from(DEFAULT_MOUNT)),
-        Some(d) if d.is_empty() => None,
-        Some(d) => Some(PathBuf::from(d)),
-    };
-    // The host's FUSE mounts (a user's mount of the tree with the owner's
-    // capability among them) came with the copy of its mount namespace:
-    // hide them, in this namespace only. Only as PID 1 of the sandbox's
-    // pid namespace, which the runner makes with a mount namespace.
-    if std::process::id() == 1 {
-        hide::detach_fuse_mounts().map_err(|e| Stop::setup(format!("{e:#}")))?;
-        for path in &args.hide {
-            hide::cover(path).map_err(|e| Stop::setup(format!("{e:#}")))?;
-        }
+    if std::process::id() != 1 {
+        return Err(Stop::setup(
+            "not the first process of a sandbox: the shim is started by a runner (cell0 serve, cell0 runner)"
+                .into(),
+        ));
     }
-    let pending = match &mount_dir {
-        Some(dir) => Some(mount::start(dir).map_err(|e| {
-            Stop::setup(format!("cannot mount the tree at {}: {e:#}", dir.display()))
-        })?),
-        None => None,
-    };
-    // After the mount's thread started, which keeps the host's network.
-    let isolated = std::env::var_os("CELL0_NET").is_none_or(|v| v != "1");
-    if isolated {
-        net::isolate().map_err(|e| Stop::setup(format!("{e:#}")))?;
-    }
-    let mounted = match pending {
-        Some(p) => {
-            let shown = p.dir().display().to_string();
-            match p.wait(&signals, started + MOUNT_WAIT) {
-                Ok(mount::Waited::Mounted(dir)) => Some(dir),
-                Ok(mount::Waited::Signal(sig)) => {
-                    return Err(Stop {
-                        code: 128 + sig,
-                        message: None,
-                    });
-                }
-                Err(e) => {
-                    return Err(Stop::setup(format!(
-                        "cannot mount the tree at {shown}: {e:#}"
-                    )));
-                }
-            }
-        }
-        None => None,
-    };
-    let mount_took = started.elapsed();
-
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| Stop::setup("no program to run".into()))?;
+    let mount_dir = PathBuf::from(
+        std::env::var_os("CELL0_MOUNT")
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_MOUNT.into()),
+    );
+    if !mount_dir.is_absolute() {
+        return Err(Stop::setup(format!(
+            "$CELL0_MOUNT={} is not an absolute path",
+            mount_dir.display()
+        )));
+    }
+    // Compiled before the root changes (it reads nothing, but nothing
+    // may fail after the privileges are gone but the program's exec).
+    let filter = cell0_agents::seccomp::Filter::agent()
+        .map_err(|e| Stop::setup(format!("building the seccomp filter: {e}")))?;
+    let last_cap = cell0_agents::privs::last_cap();
+    let token = read_token().map_err(setup)?;
+
+    root::build_and_enter(&root::Layout {
+        program: Path::new(program),
+        program_fd: PROGRAM_FD,
+        token: token.as_bytes(),
+        mount: &mount_dir,
+        hide: &args.hide,
+    })
+    .map_err(|e| Stop::setup(format!("building the agent's root: {e:#}")))?;
+    let addr = std::env::var("CELL0_ADDR").unwrap_or_default();
+    mount::mount(&mount_dir, FUSE_FD, READY_FD, &addr).map_err(setup)?;
+    root::seal().map_err(setup)?;
+    confine::name_host();
+    // A program that talks to itself over 127.0.0.1 works; without it,
+    // nothing is reachable either way.
+    if std::env::var_os("CELL0_NET").is_none_or(|v| v != "1") {
+        let _ = net::loopback_up();
+    }
+    confine::give_up_privileges(&filter, last_cap).map_err(setup)?;
+    let setup_took = started.elapsed();
+
     let mut cmd = Command::new(program);
     cmd.args(rest);
+    cmd.env("CELL0_TOKEN_FILE", TOKEN_FILE);
+    cmd.env("CELL0_MOUNT", &mount_dir);
     init::default_signals(&mut cmd);
-    if let Some(dir) = &mounted
-        && std::env::var_os("CELL0_MOUNT").is_none()
-    {
-        cmd.env("CELL0_MOUNT", dir);
-    }
     let child = cmd.spawn().map_err(|e| exec_failure(program, &e))?;
     if args.timing {
         eprintln!(
-            "cell0 agent-shim: {program} started {:.3} ms after the shim began (mount ready at {:.3} ms; network {})",
+            "cell0 agent-shim: {program} started {:.3} ms after the shim began (sandbox ready at {:.3} ms)",
             started.elapsed().as_secs_f64() * 1e3,
-            mount_took.as_secs_f64() * 1e3,
-            if isolated { "isolated" } else { "host" }
+            setup_took.as_secs_f64() * 1e3,
         );
     }
+    init::supervise(child.id() as libc::pid_t, &signals)
+        .map_err(|e| Stop::setup(format!("waiting for {program}: {e}")))
+}
 
-    let code = init::supervise(child.id() as libc::pid_t, &signals)
-        .map_err(|e| Stop::setup(format!("waiting for {program}: {e}")))?;
-    if let Some(dir) = &mounted {
-        mount::detach(dir);
+/// The agent's capability from [`TOKEN_FD`] (closed after).
+fn read_token() -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::FileExt as _;
+    // SAFETY: the runner passes the capability at TOKEN_FD; the shim
+    // takes ownership of it here, once.
+    let f = unsafe { File::from_raw_fd(TOKEN_FD) };
+    // From its start, wherever the writer left the offset.
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = f
+            .read_at(&mut buf, bytes.len() as u64)
+            .context("reading the agent's capability from its descriptor")?;
+        if n == 0 || bytes.len() > cellfs::cap::token::MAX_TEXT {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
     }
-    Ok(code)
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    cellfs::cap::Token::from_text(&text)
+        .map_err(|e| anyhow::anyhow!("the agent's capability is not a Cell0 token: {e}"))?;
+    Ok(text)
 }
 
 /// The status and message for a program that could not be started.
@@ -203,11 +242,13 @@ fn exec_failure(program: &str, e: &std::io::Error) -> Stop {
     let (code, why) = match e.raw_os_error() {
         Some(libc::ENOENT) => (
             NOT_FOUND,
-            "not found (no such file, not on $PATH, or its #! interpreter is missing)".to_string(),
+            "not found (no such file, not on $PATH, or its #! interpreter is missing from the sandbox)"
+                .to_string(),
         ),
         Some(libc::EACCES) | Some(libc::EPERM) => (
             CANNOT_EXECUTE,
-            "permission denied (not an executable file?)".to_string(),
+            "permission denied (not an executable file, or not readable by the agent's unprivileged user?)"
+                .to_string(),
         ),
         Some(libc::ENOEXEC) => (CANNOT_EXECUTE, "not an executable format".to_string()),
         _ => (CANNOT_EXECUTE, e.to_string()),

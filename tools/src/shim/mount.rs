@@ -1,191 +1,91 @@
-//! The tree at `$CELL0_MOUNT`: `cell0 mount --foreground` run on a thread
-//! of the shim, awaited without polling.
+//! The tree at `/cell0`: a FUSE mount made in the sandbox, served from
+//! outside it.
 //!
-//! The mount's code takes its capability from a file; the shim hands it
-//! `$CELL0_TOKEN` as a memfd reached through `/proc/self/fd/N` (the
-//! sandbox's /proc), so the token is never written to a disk or shown
-//! on a command line. The mount's own log lines ("serving …", and the
-//! node's error messages for refused writes) go to the shim's standard
-//! error, which is the agent's.
+//! The sandbox opens `/dev/fuse` ([`super::FUSE_FD`], opened in its user
+//! namespace: the kernel mounts FUSE for a namespace only with a
+//! descriptor opened in it); the shim mounts a `fuse` file system with
+//! it on the mount point and hands it to the runner over
+//! [`super::READY_FD`] (SCM_RIGHTS, with the shim's standard error, where
+//! the mount's lines go: the agent's own log). The runner then answers the kernel's
+//! requests for that mount on its own threads, over its own 9P
+//! connection made with the agent's capability. So the sandbox holds no FUSE server, no
+//! connection to the node and no thread that lives in the host's
+//! namespaces: there is nothing of the mount for the agent to enter or
+//! take over, and its network namespace can hold nothing but loopback.
+//! Requests the program makes before the runner answers the mount's
+//! first message wait in the kernel.
 
-use std::fs::File;
-use std::io::Write as _;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Instant;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::init::Signals;
-use crate::mount::{MountArgs, is_mounted};
-
-/// A mount being made on its thread.
-pub struct Pending {
-    dir: PathBuf,
-    /// `/proc/self/mountinfo`, opened before the mount started: poll(2)
-    /// on it reports every change of the mount table since.
-    mountinfo: File,
-    /// Readable (at end of file) once the mount's thread has ended.
-    ended: OwnedFd,
-    result: mpsc::Receiver<anyhow::Result<()>>,
-    /// The token's memfd: kept open until the mount has read it.
-    _token: File,
-}
-
-/// How the wait for the mount ended.
-pub enum Waited {
-    /// The mount point (canonical) is mounted.
-    Mounted(PathBuf),
-    /// Signal N arrived first.
-    Signal(i32),
-}
-
-/// Start mounting the node's tree on `dir` (created if missing) with the
-/// token in `$CELL0_TOKEN`, on a thread of its own.
-pub fn start(dir: &Path) -> anyhow::Result<Pending> {
-    let token = std::env::var("CELL0_TOKEN").unwrap_or_default();
-    if token.trim().is_empty() {
-        bail!("$CELL0_TOKEN is not set: no capability to mount with");
-    }
-    cellfs::cap::Token::from_text(token.trim())
-        .map_err(|e| anyhow::anyhow!("$CELL0_TOKEN is not a Cell0 token: {e}"))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = std::fs::canonicalize(dir).with_context(|| format!("{}", dir.display()))?;
-    crate::mount::check_fuse()?;
-
-    let token_file = memfd(&token)?;
-    let token_path = PathBuf::from(format!("/proc/self/fd/{}", token_file.as_raw_fd()));
-    if !token_path.exists() {
-        bail!("/proc is not mounted here: the token cannot be handed to the mount");
-    }
-    let mountinfo = File::open("/proc/self/mountinfo").context("opening /proc/self/mountinfo")?;
-    let (ended, ended_w) = pipe()?;
-    let (tx, result) = mpsc::channel();
-    let args = MountArgs {
-        dir: dir.clone(),
-        node: crate::ClientArgs {
-            addr: crate::AddrArg {
-                addr: std::env::var("CELL0_ADDR").ok().filter(|a| !a.is_empty()),
-            },
-            token: Some(token_path),
-            data: None,
-        },
-        foreground: true,
-        aname: String::new(),
+/// Mount the FUSE connection `fuse` on `dir`, named after the node at
+/// `addr`, and hand it to the runner over the socket `ready` (both
+/// descriptors are closed after).
+pub fn mount(dir: &Path, fuse: RawFd, ready: RawFd, addr: &str) -> anyhow::Result<()> {
+    let target = CString::new(dir.as_os_str().as_bytes()).context("the mount point")?;
+    let source = CString::new(format!("cell0@{addr}")).context("the node's address")?;
+    // The root of the tree is a directory (rootmode); requests come from
+    // the sandbox's root, which is the one user that may use the mount.
+    let data = CString::new(format!("fd={fuse},rootmode=40000,user_id=0,group_id=0"))
+        .context("mount options")?;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the
+    // call; mount(2) only reads them.
+    let r = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            c"fuse.cell0".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
+            data.as_ptr().cast(),
+        )
     };
-    std::thread::Builder::new()
-        .name("cell0-mount".into())
-        .spawn(move || {
-            let r = crate::mount::run(args);
-            let _ = tx.send(r);
-            // Closing the pipe's write end (also on a panic) wakes the wait.
-            drop(ended_w);
-        })
-        .context("starting the mount's thread")?;
-    Ok(Pending {
-        dir,
-        mountinfo,
-        ended,
-        result,
-        _token: token_file,
-    })
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("mounting the tree on {}: {e}", dir.display());
+    }
+    let sent = send_fds(ready, [fuse, libc::STDERR_FILENO]);
+    // SAFETY: closing two descriptors this process owns and uses no more.
+    unsafe {
+        libc::close(fuse);
+        libc::close(ready);
+    }
+    sent.context("handing the mount to the runner")?;
+    Ok(())
 }
 
-impl Pending {
-    /// The mount point.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Wait until the mount is there, the mount fails, `deadline` passes,
-    /// or one of the forwarded signals arrives.
-    pub fn wait(self, signals: &Signals, deadline: Instant) -> anyhow::Result<Waited> {
-        loop {
-            if is_mounted(&self.dir) {
-                return Ok(Waited::Mounted(self.dir));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut fds = [
-                poll_fd(self.mountinfo.as_raw_fd(), libc::POLLPRI),
-                poll_fd(self.ended.as_raw_fd(), libc::POLLIN),
-                poll_fd(signals.raw(), libc::POLLIN),
-            ];
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: `fds` is a valid array of 3 pollfd for the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e).context("waiting for the mount");
-            }
-            if n == 0 {
-                let addr = crate::config::client_addr(None);
-                bail!(
-                    "the node at {addr} did not answer within {:?}",
-                    super::MOUNT_WAIT
-                );
-            }
-            if fds[1].revents != 0 {
-                return match self.result.try_recv() {
-                    Ok(Err(e)) => Err(e),
-                    Ok(Ok(())) => bail!("the mount ended as soon as it started"),
-                    Err(_) => bail!("the mount's thread failed (panicked)"),
-                };
-            }
-            if fds[2].revents != 0 {
-                let sig = signals.next().context("reading a signal")?;
-                if sig != libc::SIGCHLD {
-                    return Ok(Waited::Signal(sig));
-                }
-            }
-            // Else the mount table changed: look again.
+/// Send one byte and the descriptors `fds` over the Unix socket `sock`.
+fn send_fds(sock: RawFd, fds: [RawFd; 2]) -> std::io::Result<()> {
+    let mut byte = *b"m";
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one cmsghdr and two ints, aligned as cmsghdr wants.
+    let mut space = [0u64; 4];
+    let data_len = std::mem::size_of_val(&fds) as u32;
+    // SAFETY: msghdr is plain data; every pointer set below is to a local
+    // that outlives the sendmsg call; CMSG_* compute offsets within
+    // `space`, which is large enough for two descriptors (checked).
+    unsafe {
+        let len = libc::CMSG_SPACE(data_len) as usize;
+        assert!(len <= std::mem::size_of_val(&space));
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_controllen = len as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<[RawFd; 2]>(), fds);
+        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) != 1 {
+            return Err(std::io::Error::last_os_error());
         }
     }
-}
-
-/// Detach the mount at `dir` (the shim is about to exit; in its own mount
-/// namespace this only saves the kernel the work, elsewhere it leaves no
-/// dead mount behind).
-pub fn detach(dir: &Path) {
-    use std::os::unix::ffi::OsStrExt as _;
-    if let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) {
-        // SAFETY: `path` is NUL-terminated and outlives the call.
-        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
-fn poll_fd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
-}
-
-/// An anonymous, close-on-exec file holding `text`.
-fn memfd(text: &str) -> anyhow::Result<File> {
-    // SAFETY: the name is a NUL-terminated literal.
-    let fd = unsafe { libc::memfd_create(c"cell0-token".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("memfd_create");
-    }
-    // SAFETY: a fresh descriptor owned by no one else.
-    let mut f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    f.write_all(text.as_bytes())
-        .context("writing the token to a memfd")?;
-    Ok(f)
-}
-
-/// A close-on-exec pipe: (read end, write end).
-fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("pipe2");
-    }
-    // SAFETY: pipe2 just returned these, owned by no one else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(())
 }

@@ -1,37 +1,9 @@
-//! The program's own network namespace, holding only loopback.
-//!
-//! unshare(CLONE_NEWNET) moves only the calling thread: the shim's main
-//! thread, which starts the program (the child inherits the thread's
-//! namespaces). The mount's threads were started before and keep the
-//! host's network, as does their connection to the node.
-
-use anyhow::bail;
-
-/// Move this thread into a new network namespace and bring its loopback
-/// up. A refusal fails the start: the program must not run with the
-/// host's network when it was not granted it.
-pub fn isolate() -> anyhow::Result<()> {
-    // SAFETY: unshare(2) with a flag that affects only this thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        let e = std::io::Error::last_os_error();
-        let hint = if e.raw_os_error() == Some(libc::EPERM) {
-            " (the shim needs CAP_SYS_ADMIN)"
-        } else {
-            ""
-        };
-        bail!(
-            "cannot give the program a network namespace of its own: unshare(CLONE_NEWNET): {e}{hint}; \
-             not running it with the host's network, which it was not granted ($CELL0_NET is not 1)"
-        );
-    }
-    // Best effort: a program that talks to itself over 127.0.0.1 works;
-    // without it, nothing is reachable either way.
-    let _ = loopback_up();
-    Ok(())
-}
+//! The sandbox's network namespace, made by the runner with the
+//! sandbox's other namespaces when the agent may not use the host's
+//! network: only loopback, which the shim brings up.
 
 /// Set IFF_UP on `lo` in this thread's network namespace.
-fn loopback_up() -> std::io::Result<()> {
+pub fn loopback_up() -> std::io::Result<()> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     // SAFETY: socket(2) returns a new descriptor or -1.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };

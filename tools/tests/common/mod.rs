@@ -77,6 +77,16 @@ impl Server {
     /// A hosted node in `dir` (a restart, when it held one before), on
     /// `addr` or a free port, with extra `serve` flags.
     pub fn node_with(dir: TempDir, addr: Option<String>, extra: &[&str]) -> Server {
+        Server::node_with_env(dir, addr, extra, &[])
+    }
+
+    /// [`Server::node_with`], with extra environment variables.
+    pub fn node_with_env(
+        dir: TempDir,
+        addr: Option<String>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let addr = addr.unwrap_or_else(free_addr);
         let log = dir.path().join("server.log");
         let out = std::fs::OpenOptions::new()
@@ -87,6 +97,7 @@ impl Server {
         let mut child = Command::new(bin())
             .args(["serve", "--listen", &addr])
             .args(extra)
+            .envs(env.iter().copied())
             .arg("--data")
             .arg(dir.path().join("data"))
             .stdin(Stdio::null())
