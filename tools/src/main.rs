@@ -147,7 +147,18 @@ enum Cmd {
     AgentShim(shim::ShimArgs),
 }
 
+/// The size from which the C allocator maps memory of its own (and gives
+/// it back when freed): fixed, so that it does not rise to the largest
+/// block ever freed. FUSE sessions each hold 16 MiB read buffers, zeroed
+/// and mostly untouched; with a risen threshold they came from the heap,
+/// where zeroing touches every page (a node running 200 agents held 2 GiB
+/// that way), and the runner's forks copied it all.
+const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
+
 fn main() -> ExitCode {
+    // SAFETY: mallopt only sets an allocator parameter; called first
+    // thing, before any other thread exists.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Serve(a) => serve::run(a),
