@@ -21,6 +21,13 @@ fn bench_agents_runs_200_of_1000_agents_and_prints_its_figures() {
         spawn.contains("200 agents") && spawn.contains(" p99 "),
         "{spawn}"
     );
+    // The peer ran (tests/run installs bubblewrap), beside the ratio.
+    let peer = line("peer: bwrap");
+    assert!(
+        peer.contains("200 runs") && peer.contains(" p99 "),
+        "{peer}"
+    );
+    assert!(line("cell0/bwrap spawn: p50 ").contains(", p99 "));
     let create = line("create 800 agents");
     assert!(create.contains(" ms each"), "{create}");
     // Every started agent counted running by the node itself.

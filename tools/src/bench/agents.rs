@@ -2,17 +2,14 @@
 //! agents, how long making many takes, what each costs the node, and
 //! whether the node still answers quickly with many running.
 //!
-//! Each agent runs a shell script that writes its name to a FIFO the
-//! benchmark reads and then sleeps, so a spawn is timed from the `mkdir`
-//! until the agent's own program runs (past its sandbox and the mount of
-//! the tree made for it), not until the runner says so.
+//! Each agent runs a shell script that sleeps; a spawn is timed from the
+//! `mkdir` until the kernel execs the agent's program in its sandbox
+//! (seen with fanotify, see `execs`: the sandbox reaches nothing of the
+//! host's through which the program could say so), not until the runner
+//! says so.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -57,21 +54,13 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
     )?;
     let dir = scratch_dir(&std::env::temp_dir(), "agents")?;
     let _cleanup = RemoveOnDrop(&dir);
-    let fifo = dir.join("ready");
-    make_fifo(&fifo)?;
     let script = dir.join("agent.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$CELL0_AGENT\" > {}\nexec sleep 3600\n",
-            fifo.display()
-        ),
-    )?;
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 3600\n")?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    let ready = follow_fifo(&fifo)?;
+    let ready = super::execs::watch(&script)?;
 
     println!(
-        "cell0 bench agents: a fresh node and its runner; each agent a shell script that tells the benchmark it runs, then sleeps"
+        "cell0 bench agents: a fresh node and its runner; each agent a shell script that sleeps, timed until it is exec'd in its sandbox"
     );
     let rss_before = process.rss_kib().unwrap_or(0);
 
@@ -89,9 +78,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
             match ready.recv_timeout(START_LIMIT) {
                 Ok(n) if n == name => break,
                 Ok(_) => continue,
-                Err(_) => bail!(
-                    "agent {name} did not run within {START_LIMIT:?}: see /agent/{name}/status"
-                ),
+                Err(_) => {
+                    let status = read_file(&c, &format!("/agent/{name}/status"))
+                        .map(|s| String::from_utf8_lossy(&s).into_owned())
+                        .unwrap_or_default();
+                    bail!("agent {name} did not run within {START_LIMIT:?}; its status:\n{status}")
+                }
             }
         }
         spawn_ns.push(t0.elapsed().as_nanos() as u64);
@@ -112,6 +104,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
             percentile_us(&asked_ns, 0.99) / 1000.0,
         );
     }
+
+    peer(plan.running.max(1), spawn_ns.as_slice())?;
 
     // The rest are made and given a program, not started.
     let t0 = Instant::now();
@@ -160,6 +154,84 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bubblewrap sandbox the peer run makes: new user, pid, mount,
+/// network, UTS, IPC and cgroup namespaces, the system directories
+/// read-only, its own /proc, /dev and /tmp (what an agent's sandbox holds,
+/// less the tree's mount, seccomp and the cgroup).
+const BWRAP: &[&str] = &[
+    "--unshare-all",
+    "--die-with-parent",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--ro-bind",
+    "/etc",
+    "/etc",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--symlink",
+    "usr/sbin",
+    "/sbin",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "/bin/true",
+];
+
+/// The peer: `runs` bubblewrap sandboxes one after another, each timed
+/// from its start until `true` in it has run and it has ended (an upper
+/// bound on its spawn), beside cell0's spawns (`spawn_ns`, sorted).
+fn peer(runs: usize, spawn_ns: &[u64]) -> anyhow::Result<()> {
+    if !crate::config::on_path("bwrap") {
+        println!("peer: bwrap is not installed (apt-get install bubblewrap): no peer figures");
+        return Ok(());
+    }
+    let mut ns = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let out = std::process::Command::new("bwrap")
+            .args(BWRAP)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running bwrap")?;
+        if !out.status.success() {
+            bail!(
+                "peer: bwrap {} failed: {}",
+                BWRAP.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        ns.push(t0.elapsed().as_nanos() as u64);
+    }
+    ns.sort_unstable();
+    let (p50, p99) = (percentile_us(&ns, 0.50), percentile_us(&ns, 0.99));
+    println!(
+        "peer: bwrap --unshare-all (ro system, proc, dev, tmpfs /tmp, no caps) until /bin/true has run and exited, {runs} runs: p50 {:.2} ms  p99 {:.2} ms",
+        p50 / 1000.0,
+        p99 / 1000.0,
+    );
+    if !spawn_ns.is_empty() {
+        println!(
+            "cell0/bwrap spawn: p50 {:.2}, p99 {:.2}",
+            percentile_us(spawn_ns, 0.50) / p50,
+            percentile_us(spawn_ns, 0.99) / p99,
+        );
+    }
+    Ok(())
+}
+
 /// `mkdir /agent/NAME`.
 fn mkdir_agent(c: &Client, name: &str) -> anyhow::Result<()> {
     let fid = c.walk_path("/agent")?;
@@ -194,40 +266,6 @@ fn count_running(c: &Client, n: usize) -> anyhow::Result<usize> {
         }
     }
     Ok(running)
-}
-
-/// Make a FIFO at `path`.
-fn make_fifo(path: &Path) -> anyhow::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: mkfifo(3) reads the NUL-terminated path, which lives for
-    // the call.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| path.display().to_string());
-    }
-    Ok(())
-}
-
-/// The names the agents write to the FIFO at `path`, as they come. The
-/// FIFO is opened for reading and writing, so it never reads as ended
-/// between two agents.
-fn follow_fifo(path: &Path) -> anyhow::Result<mpsc::Receiver<String>> {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .with_context(|| path.display().to_string())?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("bench-agents-fifo".into())
-        .spawn(move || {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line.trim().to_string()).is_err() {
-                    return;
-                }
-            }
-        })?;
-    Ok(rx)
 }
 
 /// Removes the benchmark's scratch directory when the run ends.

@@ -19,6 +19,7 @@ mod agents;
 mod chan;
 mod conn;
 mod enforce;
+mod execs;
 mod floor;
 mod raft;
 mod servers;
