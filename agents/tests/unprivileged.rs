@@ -1,6 +1,8 @@
-//! The fallback: a runner that may not make namespaces or cgroups (not
-//! root) still runs and stops agents, and its isolation says what is
-//! missing.
+//! A runner that is not root: it may not make cgroups, but where the
+//! kernel lets anyone make a user namespace it still sandboxes agents in
+//! one (its root mapped to the runner's own id); where it does not, it
+//! runs them without namespaces. Either way it runs and stops them, and
+//! its isolation says what is missing.
 //!
 //! Run as root, the test runs this test binary again as user `nobody`
 //! (65534, with `setpriv` from util-linux), in "helper_unprivileged",
@@ -22,28 +24,34 @@ fn check_unprivileged() {
     let (s, rx) = Supervisor::new().unwrap();
     let mut w = Watch::new(rx);
     let iso = s.isolation().clone();
-    assert!(
-        !iso.pid_namespace && !iso.network_namespace && !iso.contained(),
-        "{iso:?}"
-    );
+    if user_namespaces_allowed() {
+        // Sandboxed all the same, in a user namespace of its own.
+        assert!(iso.confined() && iso.contained(), "{iso:?}");
+        assert!(iso.network_namespace, "{iso:?}");
+    } else {
+        assert!(
+            !iso.pid_namespace && !iso.network_namespace && !iso.contained(),
+            "{iso:?}"
+        );
+        assert!(
+            iso.notes.iter().any(|n| n.contains("no namespaces here")),
+            "{iso:?}"
+        );
+        assert!(
+            iso.notes
+                .iter()
+                .any(|n| n.contains("leave its process group")),
+            "{iso:?}"
+        );
+        assert!(
+            iso.notes
+                .iter()
+                .any(|n| n.contains("network is the host's")),
+            "{iso:?}"
+        );
+    }
     assert!(!iso.cgroup, "{iso:?}");
     assert!(!iso.memory_limit && !iso.pids_limit && !iso.cpu_limit);
-    assert!(
-        iso.notes.iter().any(|n| n.contains("no namespaces here")),
-        "{iso:?}"
-    );
-    assert!(
-        iso.notes
-            .iter()
-            .any(|n| n.contains("leave its process group")),
-        "{iso:?}"
-    );
-    assert!(
-        iso.notes
-            .iter()
-            .any(|n| n.contains("network is the host's")),
-        "{iso:?}"
-    );
     assert!(
         iso.notes
             .iter()
@@ -59,6 +67,11 @@ fn check_unprivileged() {
     wait_procs(&m, 3, SHORT);
     let run = s.status("plain").unwrap().isolation.unwrap();
     assert!(!run.cgroup && !run.memory_limit, "{run:?}");
+    if run.user_namespace {
+        // Only its own id can be mapped: the namespace's root is it.
+        // SAFETY: geteuid has no arguments and cannot fail.
+        assert_eq!(run.uid, Some(unsafe { libc::geteuid() }), "{run:?}");
+    }
     assert!(
         run.notes.iter().any(|n| n.contains("limits not enforced")),
         "{run:?}"
@@ -74,6 +87,19 @@ fn check_unprivileged() {
             .contains("hello\n")
     );
     println!("unprivileged: ok: {iso}");
+}
+
+/// Whether this kernel lets a user who is not root make a user namespace
+/// (Debian's `kernel.unprivileged_userns_clone`, and any room left in
+/// `user.max_user_namespaces`).
+fn user_namespaces_allowed() -> bool {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v != "0")
+        && read("/proc/sys/user/max_user_namespaces").is_none_or(|v| v != "0")
 }
 
 /// The check, when run by the test below as `nobody`.
