@@ -27,6 +27,9 @@ pub struct Plan {
     /// Of those, how many are started (one after the other, each timed)
     /// and left running.
     pub running: usize,
+    /// Started with no limits (`limit cpu=max mem=max pids=max`) instead
+    /// of the defaults.
+    pub unlimited: bool,
 }
 
 /// The longest one agent may take to start before the run gives up.
@@ -60,7 +63,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
     let ready = super::execs::watch(&script)?;
 
     println!(
-        "cell0 bench agents: a fresh node and its runner; each agent a shell script that sleeps, timed until it is exec'd in its sandbox"
+        "cell0 bench agents: a fresh node and its runner; each agent a shell script that sleeps, timed until it is exec'd in its sandbox; limits: {}",
+        if plan.unlimited {
+            "none (--unlimited)"
+        } else {
+            "the defaults"
+        }
     );
     let rss_before = process.rss_kib().unwrap_or(0);
 
@@ -68,11 +76,16 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
     let mut spawn_ns = Vec::with_capacity(plan.running);
     let mut asked_ns = Vec::with_capacity(plan.running);
     let exec = format!("exec {}\n", script.display());
+    let limits = if plan.unlimited {
+        "limit cpu=max mem=max pids=max\n"
+    } else {
+        ""
+    };
     for i in 0..plan.running {
         let name = format!("a{i}");
         let t0 = Instant::now();
         mkdir_agent(&c, &name)?;
-        ctl(&c, &name, &format!("{exec}start\n"))?;
+        ctl(&c, &name, &format!("{exec}{limits}start\n"))?;
         asked_ns.push(t0.elapsed().as_nanos() as u64);
         loop {
             match ready.recv_timeout(START_LIMIT) {

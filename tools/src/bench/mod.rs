@@ -87,6 +87,12 @@ pub struct BenchArgs {
     /// leave running.
     #[arg(long, default_value_t = 200, requires = "case")]
     pub running: usize,
+    /// With agents: start them with `limit cpu=max mem=max pids=max`, so
+    /// that a spawn joins no cgroup v1 controller (which, on a host whose
+    /// controllers are v1, costs a cgroup migration): the sandbox's own
+    /// cost, apart from the limits'.
+    #[arg(long, requires = "case")]
+    pub unlimited: bool,
 }
 
 /// Run the benchmarks and print the figures.
@@ -119,6 +125,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         return agents::run(&agents::Plan {
             agents: args.agents,
             running: args.running,
+            unlimited: args.unlimited,
         });
     }
     anyhow::ensure!(
