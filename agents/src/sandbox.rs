@@ -77,7 +77,7 @@ impl Isolation {
     /// (those it has), or `none`.
     pub fn namespace_words(&self) -> String {
         let u = self.user_namespace;
-        let words: Vec<&str> = [
+        words(&[
             (u, "user"),
             (self.pid_namespace, "pid"),
             (self.mount_namespace, "mount"),
@@ -85,16 +85,21 @@ impl Isolation {
             (u, "ipc"),
             (u, "cgroupns"),
             (self.network_namespace, "net"),
-        ]
+        ])
+    }
+}
+
+/// The words of `items` that are on, comma-separated, or `none`.
+fn words(items: &[(bool, &str)]) -> String {
+    let on: Vec<&str> = items
         .iter()
         .filter(|(on, _)| *on)
         .map(|(_, w)| *w)
         .collect();
-        if words.is_empty() {
-            "none".to_string()
-        } else {
-            words.join(",")
-        }
+    if on.is_empty() {
+        "none".to_string()
+    } else {
+        on.join(",")
     }
 }
 
@@ -103,18 +108,6 @@ impl fmt::Display for Isolation {
     /// uts,ipc,cgroupns,net uid=2000000000 cgroup=yes limits=memory,pids
     /// contained=yes`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |items: &[(bool, &str)]| {
-            let words: Vec<&str> = items
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, w)| *w)
-                .collect();
-            if words.is_empty() {
-                "none".to_string()
-            } else {
-                words.join(",")
-            }
-        };
         let yes = |b: bool| if b { "yes" } else { "no" };
         write!(f, "namespaces={}", self.namespace_words())?;
         if let Some(uid) = self.uid {
@@ -124,7 +117,7 @@ impl fmt::Display for Isolation {
             f,
             " cgroup={} limits={} contained={}",
             yes(self.cgroup),
-            list(&[
+            words(&[
                 (self.memory_limit, "memory"),
                 (self.pids_limit, "pids"),
                 (self.cpu_limit, "cpu"),

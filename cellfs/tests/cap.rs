@@ -6,11 +6,10 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use cellfs::cap::token::{CapError, HolderRefusal, Link, link_id, link_message};
+use cellfs::cap::token::{CapError, HolderRefusal};
 use cellfs::cap::{Claims, NodeKey, Rights, Token};
 use cellfs::{Config, ConnId, Outbox, Server};
-use common::{TestClock, TestLog};
-use ed25519_dalek::{Signer, SigningKey};
+use common::{TestClock, TestLog, forge};
 use ninep::{Body, Dialect, Msg, NOFID, Names, Qid};
 
 const NOW: u64 = 1_700_000_000;
@@ -747,38 +746,6 @@ fn ttl_parses_units() {
     assert!(parse_ttl("0m").is_err());
     assert!(parse_ttl("").is_err());
     assert!(parse_ttl("99999999999999999999d").is_err());
-}
-
-/// A link signed with `parent`'s proof and carrying whatever `claims`
-/// say, as a dishonest holder can make one offline (cap(3) TOKEN
-/// FORMAT); with `honest_id`, its id is the one derived from it, so only
-/// what else is wrong with it is refused.
-fn forge(parent: &Token, claims: Claims, honest_id: bool) -> Token {
-    let secret = [0x33; 32];
-    let next_key = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
-    let sig = &parent.links.last().unwrap().signature;
-    let chained_to: Vec<u8> = sig[0].iter().chain(&sig[1]).copied().collect();
-    let mut claims = claims;
-    if honest_id {
-        claims.id = link_id(&chained_to, &claims, &next_key);
-    }
-    let s = SigningKey::from_bytes(&parent.proof)
-        .sign(&link_message(&chained_to, &claims, &next_key))
-        .to_bytes();
-    let mut halves = [[0u8; 32]; 2];
-    halves[0].copy_from_slice(&s[..32]);
-    halves[1].copy_from_slice(&s[32..]);
-    let mut links = parent.links.clone();
-    links.push(Link {
-        claims,
-        next_key,
-        signature: halves,
-    });
-    Token {
-        issuer: parent.issuer,
-        links,
-        proof: secret,
-    }
 }
 
 /// The token minted as `/cap/N`, read with the owner's connection.

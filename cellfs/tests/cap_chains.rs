@@ -9,11 +9,10 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use cellfs::cap::token::{CapError, Link, link_id, link_message};
+use cellfs::cap::token::CapError;
 use cellfs::cap::{Claims, NodeKey, PublicKey, Rights, Token};
 use cellfs::{Config, ConnId, Outbox, Server};
-use common::{TestClock, TestLog};
-use ed25519_dalek::{Signer, SigningKey};
+use common::{TestClock, TestLog, forge};
 use ninep::{Body, Dialect, Msg, NOFID, Names, Qid};
 use proptest::prelude::*;
 
@@ -100,36 +99,6 @@ fn narrows(parent: &Claims, child: &Claims) -> bool {
         && bits(child.rights) & !bits(parent.rights) == 0
         && child.expires <= parent.expires
         && child.not_before >= parent.not_before
-}
-
-/// A link signed with `parent`'s proof carrying whatever `claims` say;
-/// with `honest_id`, the id derived from it.
-fn forge(parent: &Token, claims: Claims, honest_id: bool) -> Token {
-    let secret = [0x44; 32];
-    let next_key = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
-    let sig = &parent.links.last().unwrap().signature;
-    let chained_to: Vec<u8> = sig[0].iter().chain(&sig[1]).copied().collect();
-    let mut claims = claims;
-    if honest_id {
-        claims.id = link_id(&chained_to, &claims, &next_key);
-    }
-    let s = SigningKey::from_bytes(&parent.proof)
-        .sign(&link_message(&chained_to, &claims, &next_key))
-        .to_bytes();
-    let mut halves = [[0u8; 32]; 2];
-    halves[0].copy_from_slice(&s[..32]);
-    halves[1].copy_from_slice(&s[32..]);
-    let mut links = parent.links.clone();
-    links.push(Link {
-        claims,
-        next_key,
-        signature: halves,
-    });
-    Token {
-        issuer: parent.issuer,
-        links,
-        proof: secret,
-    }
 }
 
 /// One attempted attenuation.

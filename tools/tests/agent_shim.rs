@@ -8,10 +8,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::Server;
-use common::cluster::{field, wait};
+use common::cluster::wait;
+use common::owner::{agent, cell0, script, status};
 
 /// What every test needs, or a failure that says how to get it.
 fn require() {
@@ -25,41 +26,6 @@ fn require() {
         Path::new("/dev/fuse").exists(),
         "/dev/fuse is missing: modprobe fuse, apt-get install fuse3"
     );
-}
-
-fn cell0(node: &Server, args: &[&str]) -> String {
-    let (ok, out, err) = node.cell0(args, b"");
-    assert!(ok, "cell0 {args:?}: {err}");
-    out
-}
-
-/// An executable shell script in the node's scratch directory (mode
-/// 0700, as a temporary directory is: out of the sandbox's reach but for
-/// the file the runner hands it).
-fn script(node: &Server, name: &str, body: &str) -> PathBuf {
-    let path = node.dir.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// Make agent `name` running `program` with ctl `lines`, and start it.
-fn agent(node: &Server, name: &str, program: &Path, lines: &[&str]) {
-    cell0(node, &["mkdir", &format!("/agent/{name}")]);
-    let ctl = format!("/agent/{name}/ctl");
-    cell0(
-        node,
-        &["write", &ctl, &format!("exec {}", program.display())],
-    );
-    for l in lines {
-        cell0(node, &["write", &ctl, l]);
-    }
-    cell0(node, &["write", &ctl, "start"]);
-}
-
-fn status(node: &Server, name: &str, key: &str) -> String {
-    let text = cell0(node, &["cat", &format!("/agent/{name}/status")]);
-    field(&text, key).unwrap_or_else(|| panic!("no {key} in status:\n{text}"))
 }
 
 /// The agent's log once it holds `marker`.

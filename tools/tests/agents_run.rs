@@ -5,57 +5,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::Server;
 use common::cluster::{field, wait};
-
-/// `cell0 write PATH TEXT` on `node` as its owner; panics on refusal.
-fn write(node: &Server, path: &str, text: &str) {
-    let (ok, _, err) = node.cell0(&["write", path, text], b"");
-    assert!(ok, "write {text:?} to {path}: {err}");
-}
-
-/// `cell0 write PATH TEXT` on `node`; the error text if refused.
-fn try_write(node: &Server, path: &str, text: &str) -> Result<(), String> {
-    let (ok, _, err) = node.cell0(&["write", path, text], b"");
-    if ok { Ok(()) } else { Err(err) }
-}
-
-/// `cell0 cat PATH` on `node` as its owner.
-fn cat(node: &Server, path: &str) -> String {
-    let (ok, out, err) = node.cell0(&["cat", path], b"");
-    assert!(ok, "cat {path}: {err}");
-    out
-}
-
-/// A `key value` line of agent `name`'s status.
-fn status(node: &Server, name: &str, key: &str) -> String {
-    let text = cat(node, &format!("/agent/{name}/status"));
-    field(&text, key).unwrap_or_else(|| panic!("no {key} in status:\n{text}"))
-}
-
-/// An executable shell script in the node's directory.
-fn script(node: &Server, name: &str, body: &str) -> PathBuf {
-    let path = node.dir.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// Make agent `name` running `program` with ctl `lines`, and start it.
-fn agent(node: &Server, name: &str, program: &Path, lines: &[&str]) {
-    let (ok, _, err) = node.cell0(&["mkdir", &format!("/agent/{name}")], b"");
-    assert!(ok, "mkdir /agent/{name}: {err}");
-    let ctl = format!("/agent/{name}/ctl");
-    write(node, &ctl, &format!("exec {}", program.display()));
-    for l in lines {
-        write(node, &ctl, l);
-    }
-    write(node, &ctl, "start");
-}
+use common::owner::{agent, cat, script, status, try_write, write};
 
 /// The processes on this host of agent `name` of the node at `addr`
 /// (their environment says so; every process of an agent inherits it).

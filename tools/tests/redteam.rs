@@ -63,6 +63,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::Server;
 use common::cluster::{field, wait};
+use common::owner::{cat, mkdir, status, try_write, write};
 
 /// What every agent's program starts with.
 const LIB: &str = include_str!("redteam/lib.sh");
@@ -72,31 +73,6 @@ const AGENT_SECS: u64 = 30;
 
 // ---- the node, as its owner ----
 
-/// `cell0 write PATH TEXT` on `node` as its owner; panics on refusal.
-fn write(node: &Server, path: &str, text: &str) {
-    let (ok, _, err) = node.cell0(&["write", path, text], b"");
-    assert!(ok, "write {text:?} to {path}: {err}");
-}
-
-/// `cell0 write PATH TEXT` on `node` as its owner; the error if refused.
-fn try_write(node: &Server, path: &str, text: &str) -> Result<(), String> {
-    let (ok, _, err) = node.cell0(&["write", path, text], b"");
-    if ok { Ok(()) } else { Err(err) }
-}
-
-/// `cell0 cat PATH` on `node` as its owner.
-fn cat(node: &Server, path: &str) -> String {
-    let (ok, out, err) = node.cell0(&["cat", path], b"");
-    assert!(ok, "cat {path}: {err}");
-    out
-}
-
-/// `cell0 mkdir PATH` on `node` as its owner.
-fn mkdir(node: &Server, path: &str) {
-    let (ok, _, err) = node.cell0(&["mkdir", path], b"");
-    assert!(ok, "mkdir {path}: {err}");
-}
-
 /// The names in directory `path` of `node`, as its owner sees them.
 fn ls(node: &Server, path: &str) -> Vec<String> {
     let (ok, out, err) = node.cell0(&["ls", path], b"");
@@ -104,12 +80,6 @@ fn ls(node: &Server, path: &str) -> Vec<String> {
     out.lines()
         .map(|l| l.trim_end_matches('/').to_string())
         .collect()
-}
-
-/// A `key value` line of agent `name`'s status.
-fn status(node: &Server, name: &str, key: &str) -> String {
-    let text = cat(node, &format!("/agent/{name}/status"));
-    field(&text, key).unwrap_or_else(|| panic!("no {key} in status:\n{text}"))
 }
 
 /// How many messages channel `chan` took.

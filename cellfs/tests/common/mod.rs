@@ -1,13 +1,17 @@
 //! A log for tests that drive a `Server` directly: it commits every
 //! proposal at once, keeps every command's bytes (to replay them, as a
-//! restart would), and lets a test queue commits of its own.
+//! restart would), and lets a test queue commits of its own; and a
+//! forger of capability links, for the capability tests.
 
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use cellfs::cap::token::{Link, link_id, link_message};
+use cellfs::cap::{Claims, Token};
 use cellfs::{Clock, Commit, Entry, Index, Log, LogError, ProposalId, Term};
+use ed25519_dalek::{Signer, SigningKey};
 
 /// A clock the test moves (Unix seconds; monotonic time is the same).
 #[derive(Clone)]
@@ -106,5 +110,37 @@ impl Log for TestLog {
 
     fn take_committed(&mut self, out: &mut Vec<Commit>) {
         out.append(&mut self.0.borrow_mut().ready);
+    }
+}
+
+/// A link signed with `parent`'s proof and carrying whatever `claims`
+/// say, as a dishonest holder can make one offline (cap(3) TOKEN
+/// FORMAT); with `honest_id`, its id is the one derived from it, so only
+/// what else is wrong with it is refused.
+pub fn forge(parent: &Token, claims: Claims, honest_id: bool) -> Token {
+    let secret = [0x33; 32];
+    let next_key = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+    let sig = &parent.links.last().unwrap().signature;
+    let chained_to: Vec<u8> = sig[0].iter().chain(&sig[1]).copied().collect();
+    let mut claims = claims;
+    if honest_id {
+        claims.id = link_id(&chained_to, &claims, &next_key);
+    }
+    let s = SigningKey::from_bytes(&parent.proof)
+        .sign(&link_message(&chained_to, &claims, &next_key))
+        .to_bytes();
+    let mut halves = [[0u8; 32]; 2];
+    halves[0].copy_from_slice(&s[..32]);
+    halves[1].copy_from_slice(&s[32..]);
+    let mut links = parent.links.clone();
+    links.push(Link {
+        claims,
+        next_key,
+        signature: halves,
+    });
+    Token {
+        issuer: parent.issuer,
+        links,
+        proof: secret,
     }
 }

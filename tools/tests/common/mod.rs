@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod cluster;
+pub mod owner;
 
 /// The `cell0` binary under test.
 pub fn bin() -> &'static str {
