@@ -69,4 +69,22 @@ pub struct Applied {
     pub wake: Vec<Node>,
     /// Lines for `/events`.
     pub events: Vec<(Kind, String)>,
+    /// Capabilities were revoked: requests waiting with one must be
+    /// checked again.
+    pub revoked: bool,
+}
+
+/// As `/raft/log` shows it: each kind of command renders itself, in the
+/// syntax of the write that made it.
+impl core::fmt::Display for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Command::Root(c) => c.fmt(f),
+            Command::Chan(c) => c.fmt(f),
+            Command::Cap(c) => c.fmt(f),
+            Command::Members(m) => m.fmt(f),
+            Command::Raft(c) => c.fmt(f),
+            Command::Agent(c) => c.fmt(f),
+        }
+    }
 }

@@ -181,6 +181,37 @@ pub fn verb_list(table: &[Verb]) -> String {
     names.join(", ")
 }
 
+/// Longest free text (a note, an `exec` line, a report) that the one-line
+/// rendering of a command keeps, in bytes (longer is cut, with `…`).
+pub const MAX_NOTE: usize = 64;
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…`
+/// when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return String::from(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Write `items` separated by `; ` (the lines of one ctl write, joined).
+pub fn join_lines<T: core::fmt::Display>(
+    f: &mut core::fmt::Formatter<'_>,
+    items: impl IntoIterator<Item = T>,
+) -> core::fmt::Result {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

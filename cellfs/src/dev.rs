@@ -1,16 +1,27 @@
 //! The device interface: what every kind of kernel object implements.
 //!
 //! As in Plan 9's `Dev` table, the server core never asks which object it is
-//! talking to: it finds the device by the node's `dev` number and calls the
-//! same methods for every one. A device reads the committed [`State`] and
-//! node-local facts through a [`Ctx`], and turns writes into [`Command`]s
-//! that go through the log; it never mutates anything itself.
+//! talking to: it finds the device by the node's `dev` number (in the table
+//! of [`crate::devices`]) and calls the same methods for every one. A
+//! device reads the committed [`State`] and node-local facts through a
+//! [`Ctx`], and turns writes into [`Command`]s that go through the log; it
+//! never mutates the committed state itself. What a device keeps on one
+//! node only (counters, a record of what it saw) lives in its own slot
+//! ([`Device::slot`], reached with [`Ctx::slot`]).
+//!
+//! Besides serving files, a device may take part in the life of the
+//! commands it makes ([`Device::batches`] … [`Device::unsent`]) and may
+//! hold requests to more than their capability allows ([`Guard`]). Every
+//! such hook does nothing by default, so a device that only serves files
+//! implements the file methods and nothing else.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::any::Any;
 
-use crate::cap::{Grant, NodeKey};
-use crate::command::Command;
+use crate::cap::{Grant, NodeKey, Right};
+use crate::command::{Applied, Command};
 use crate::error::Error;
 use crate::events::Events;
 use crate::node::Node;
@@ -40,14 +51,171 @@ pub struct Ctx<'a> {
     pub boot_proof: &'a str,
     /// The node's key (it signs what `/cap/ctl` mints).
     pub key: &'a NodeKey,
-    /// This node's own counters and QoS buckets for channels.
-    pub chan_local: &'a crate::chan::qos::Local,
-    /// This node's own record of its agents' recent operations and
-    /// caught drifts.
-    pub agent_local: &'a crate::agent::Local,
+    /// Every device, indexed by [`Node::dev`].
+    pub devices: Devices,
+    /// Each device's node-local slot, in the same order.
+    pub slots: &'a Slots,
     /// The capability of the fid the request came on, if any (devices
     /// check the admin right against it).
     pub grant: Option<&'a Grant>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The device serving `node` (the root device for unknown numbers,
+    /// which then finds no such node).
+    pub fn device(&self, node: Node) -> &'static dyn Device {
+        self.devices.get(node.dev)
+    }
+
+    /// Device `dev`'s node-local slot, if it keeps one of type `T`.
+    pub fn slot<T: Any>(&self, dev: u8) -> Option<&'a T> {
+        self.slots.0.get(usize::from(dev))?.downcast_ref()
+    }
+
+    /// Whether some device holds this request to more than its
+    /// capability allows ([`Guard::guards`]): only then is it worth
+    /// naming paths for [`Ctx::vet`].
+    pub fn guarded(&self) -> bool {
+        self.grant.is_some()
+            && self
+                .devices
+                .all()
+                .iter()
+                .any(|d| d.guard().is_some_and(|g| g.guards(self)))
+    }
+
+    /// Let every guarding device refuse `step` (see [`Guard::vet`]).
+    pub fn vet(&self, step: &Step<'_>) -> Result<(), Error> {
+        for d in self.devices.all() {
+            if let Some(g) = d.guard()
+                && g.guards(self)
+            {
+                g.vet(self, step)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Let every guarding device take out of `nodes`, the entries of
+    /// `dir`, what the request may not see.
+    pub fn hide(&self, dir: Node, nodes: &mut Vec<Node>) {
+        for d in self.devices.all() {
+            if let Some(g) = d.guard()
+                && g.guards(self)
+            {
+                g.hide(self, dir, nodes);
+            }
+        }
+    }
+
+    /// Tell every guarding device what the request did.
+    pub fn note(&self, did: &Did<'_>) {
+        for d in self.devices.all() {
+            if let Some(g) = d.guard()
+                && g.guards(self)
+            {
+                g.note(self, did);
+            }
+        }
+    }
+}
+
+/// A device table: never empty, its first device the root's.
+#[derive(Clone, Copy)]
+pub struct Devices(&'static [&'static dyn Device]);
+
+impl Devices {
+    /// The table `all`, or `None` if it is empty.
+    pub const fn new(all: &'static [&'static dyn Device]) -> Option<Devices> {
+        if all.is_empty() {
+            None
+        } else {
+            Some(Devices(all))
+        }
+    }
+
+    /// Device `dev`, or the root device for unknown numbers (which then
+    /// finds no such node).
+    pub fn get(self, dev: u8) -> &'static dyn Device {
+        // The table is never empty (see `new`).
+        self.0.get(usize::from(dev)).copied().unwrap_or(self.0[0])
+    }
+
+    /// Every device, in table order.
+    pub fn all(self) -> &'static [&'static dyn Device] {
+        self.0
+    }
+}
+
+/// The node-local slots of a server's devices ([`Device::slot`]).
+pub struct Slots(Vec<Box<dyn Any + Send>>);
+
+impl Slots {
+    /// A fresh slot for each of `devices`.
+    pub fn new(devices: Devices) -> Slots {
+        Slots(devices.all().iter().map(|d| d.slot()).collect())
+    }
+}
+
+impl core::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Slots({})", self.0.len())
+    }
+}
+
+/// A step of a request that a [`Guard`] may refuse.
+#[derive(Clone, Copy, Debug)]
+pub enum Step<'p> {
+    /// The capability is used at all (an attach, and every request).
+    Act,
+    /// A walk makes `path` visible.
+    Walk(&'p str),
+    /// Operation `op`, which needs `right`, on `path` (a directory if
+    /// `dir`).
+    Op {
+        /// What is done (`read`, `write`, `create`, …).
+        op: &'p str,
+        /// The file's path.
+        path: &'p str,
+        /// The right it needs.
+        right: Right,
+        /// Whether the file is a directory.
+        dir: bool,
+    },
+}
+
+/// What a guarded request did, for [`Guard::note`].
+#[derive(Clone, Copy, Debug)]
+pub enum Did<'p> {
+    /// Operation `op` on `path`.
+    Op {
+        /// What was done.
+        op: &'p str,
+        /// The file's path.
+        path: &'p str,
+    },
+    /// A read took a message from the stream at `path` (number `seq`,
+    /// when known).
+    Message {
+        /// The stream's path.
+        path: &'p str,
+        /// The message's number.
+        seq: Option<u64>,
+    },
+}
+
+/// A device that holds some requests to less than their capability
+/// allows (the agent device holds an agent to its intent). Every method
+/// is called only for requests it [`guards`](Guard::guards).
+pub trait Guard: Sync {
+    /// Whether the request in `cx` is one this guard holds.
+    fn guards(&self, cx: &Ctx<'_>) -> bool;
+    /// Refuse `step` if the request may not take it.
+    fn vet(&self, cx: &Ctx<'_>, step: &Step<'_>) -> Result<(), Error>;
+    /// Take out of `nodes`, the entries of `dir`, what may not be seen.
+    fn hide(&self, cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>);
+    /// Record what the request did.
+    fn note(&self, cx: &Ctx<'_>, did: &Did<'_>);
 }
 
 /// Counts the reads blocked on a node (for status files).
@@ -108,6 +276,10 @@ pub enum ReadOutcome {
 }
 
 /// One kind of kernel object, serving its part of the tree.
+///
+/// The file methods come first; the hooks after them let a device take
+/// part in what happens to its commands and fids, and do nothing by
+/// default.
 pub trait Device: Sync {
     /// Its directory under the root (`chan`), or `None` for the root device.
     fn top(&self) -> Option<(&'static str, Node)>;
@@ -139,6 +311,74 @@ pub trait Device: Sync {
     /// The command that removes `node`, or `None` when removing it is
     /// accepted but changes nothing (an object's own files, so `rm -r` works).
     fn remove(&self, cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error>;
+
+    /// A fresh node-local slot: what this device keeps on one node only
+    /// (never replicated), reached with [`Ctx::slot`].
+    fn slot(&self) -> Box<dyn Any + Send> {
+        Box::new(())
+    }
+
+    /// Whether `cmd`, made by a write, waits for the end of the server's
+    /// turn to be [prepared](Device::prepare) with the others made then
+    /// (channel messages are numbered and signed together).
+    fn batches(&self, _cmd: &Command) -> bool {
+        false
+    }
+
+    /// Prepare, just before they are proposed, the commands of this turn
+    /// that [`batches`](Device::batches) kept back, in the order they came
+    /// (with `idle` when none of this node's proposals is in flight).
+    fn prepare(&self, _cx: &Ctx<'_>, _idle: bool, _batch: &mut [&mut Command]) {}
+
+    /// `cmd` was applied without error: bring the slot up to date.
+    fn applied(&self, _cx: &Ctx<'_>, _cmd: &Command) {}
+
+    /// `cmd`, prepared on this node, was refused when applied: whether to
+    /// prepare and propose it again (a channel message overtaken by a later
+    /// one of its sender is numbered again).
+    fn retry(&self, _cx: &Ctx<'_>, _cmd: &Command) -> bool {
+        false
+    }
+
+    /// A fid on `node` with `aux` is clunked: the command that gives back
+    /// what it held (a consumer group's message it did not read to the
+    /// end), if any.
+    fn release(&self, _cx: &Ctx<'_>, _node: Node, _aux: &Aux) -> Option<Command> {
+        None
+    }
+
+    /// `cmd`, proposed by a read, was applied with `applied`, but its
+    /// reader is gone: the command that puts back what it took, if any.
+    fn undo(&self, _cx: &Ctx<'_>, _cmd: &Command, _applied: &Applied) -> Option<Command> {
+        None
+    }
+
+    /// Commands the device wants proposed on its own (an agent caught
+    /// drifting is halted); nobody waits for their answers.
+    fn outgoing(&self, _cx: &Ctx<'_>, _out: &mut Vec<Command>) {}
+
+    /// One of [`outgoing`](Device::outgoing)'s commands did not reach the
+    /// log, or the log failed it: keep it to offer again.
+    fn unsent(&self, _cx: &Ctx<'_>, _cmd: &Command) {}
+
+    /// Whether the read of `node` that left `aux`, `outcome` and `data`
+    /// delivered a message, and its number when known (what a guarded
+    /// reader's record shows: see [`Did::Message`]).
+    fn message(
+        &self,
+        _node: Node,
+        _aux: &Aux,
+        _outcome: &ReadOutcome,
+        _data: &[u8],
+    ) -> Option<Option<u64>> {
+        None
+    }
+
+    /// The device's [`Guard`], if it holds requests to less than their
+    /// capability allows.
+    fn guard(&self) -> Option<&dyn Guard> {
+        None
+    }
 }
 
 /// Serve a read of a text file from the snapshot in `aux`, rendering it
@@ -162,23 +402,4 @@ pub fn read_text(
         out.extend_from_slice(&bytes[start..end]);
     }
     ReadOutcome::Done
-}
-
-/// Every device, indexed by [`Node::dev`]. The root device is first.
-pub const DEVICES: &[&dyn Device] = &[
-    &crate::root::Root,
-    &crate::chan::ChanDev,
-    &crate::proof::ProofDev,
-    &crate::cap::CapDev,
-    &crate::raft::device::RaftDev,
-    &crate::agent::AgentDev,
-];
-
-/// The device serving `node` (the root device for unknown numbers, which
-/// then finds no such node).
-pub fn device(node: Node) -> &'static dyn Device {
-    DEVICES
-        .get(usize::from(node.dev))
-        .copied()
-        .unwrap_or(DEVICES[0])
 }

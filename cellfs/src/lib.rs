@@ -18,6 +18,7 @@ pub mod command;
 pub mod conn;
 pub mod ctl;
 pub mod dev;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod fid;

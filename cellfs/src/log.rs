@@ -268,3 +268,18 @@ impl Log for MemLog {
         }
     }
 }
+
+/// As `/raft/log` shows it: `/raft/ctl add id=… addr=… key=HEX`, …
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("/raft/ctl ")?;
+        match self {
+            Change::Add { id, addr, key } => {
+                write!(f, "add id={id} addr={addr} key={}", crate::cap::hex(key))
+            }
+            Change::Remove { id } => write!(f, "remove id={id}"),
+            Change::Transfer { id } => write!(f, "transfer id={id}"),
+            Change::Snapshot => f.write_str("snapshot"),
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::events::Kind;
 use crate::node::Node;
 
-/// The root device's number in [`dev::DEVICES`].
+/// The root device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 0;
 const K_ROOT: u8 = 0;
 const K_CTL: u8 = 1;
@@ -113,24 +113,31 @@ impl Device for Root {
         ROOT
     }
 
-    fn lookup(&self, _cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
         if dir != ROOT {
             return None;
         }
         if let Some(f) = FILES.iter().find(|f| f.0 == name) {
             return Some(Node::new(DEV, f.1, 0));
         }
-        dev::DEVICES
+        cx.devices
+            .all()
             .iter()
             .filter_map(|d| d.top())
             .find(|(n, _)| *n == name)
             .map(|(_, node)| node)
     }
 
-    fn list(&self, _cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
         if dir == ROOT {
             out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, 0)));
-            out.extend(dev::DEVICES.iter().filter_map(|d| d.top()).map(|(_, n)| n));
+            out.extend(
+                cx.devices
+                    .all()
+                    .iter()
+                    .filter_map(|d| d.top())
+                    .map(|(_, n)| n),
+            );
         }
     }
 
@@ -230,4 +237,16 @@ fn render_status(cx: &Ctx<'_>) -> String {
         crate::cap::hex(&cx.key.public()),
     );
     s
+}
+
+/// As `/raft/log` shows it: `/ctl note TEXT; sync`.
+impl core::fmt::Display for RootCmd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("/ctl ")?;
+        let ops = self.0.iter().map(|op| match op {
+            RootOp::Note(text) => format!("note {}", crate::ctl::cut(text, crate::ctl::MAX_NOTE)),
+            RootOp::Sync => String::from("sync"),
+        });
+        crate::ctl::join_lines(f, ops)
+    }
 }

@@ -17,14 +17,13 @@ use alloc::vec::Vec;
 use ninep::stat::{DMDIR, StatFs};
 use ninep::{Body, DecodeError, Dialect, Dirent, Msg, NOFID, Qid, QidType};
 
-use crate::agent;
 use crate::attr;
-use crate::cap::{CapCmd, CapOp, Grant, NodeKey, Right, Rights, Token, scope};
-use crate::chan::ChanCmd;
+use crate::cap::{Grant, NodeKey, Right, Rights, Token, scope};
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
 use crate::conn::Conn;
-use crate::dev::{Ctx, ReadOutcome, Waiting, device};
+use crate::dev::{Ctx, Did, ReadOutcome, Slots, Step, Waiting};
+use crate::devices::DEVICES;
 use crate::error::Error;
 use crate::events::{Events, Kind};
 use crate::fid::{Access, Fid, Mode, ORCLOSE};
@@ -79,10 +78,8 @@ struct World<C> {
     state: State,
     events: Events,
     parked: Parked,
-    /// Channel counters and QoS buckets of this node.
-    chan_local: crate::chan::qos::Local,
-    /// This node's record of its agents (recent operations, drifts).
-    agent_local: crate::agent::Local,
+    /// What each device keeps on this node only.
+    slots: Slots,
     connections: usize,
     fids: usize,
     /// Token chains verified so far (each attach verifies once).
@@ -168,8 +165,8 @@ impl<C: Clock> World<C> {
             raft: &self.raft,
             boot_proof: &self.config.boot_proof,
             key: &self.config.key,
-            chan_local: &self.chan_local,
-            agent_local: &self.agent_local,
+            devices: DEVICES,
+            slots: &self.slots,
             grant: None,
         }
     }
@@ -194,9 +191,9 @@ enum Then {
     Remove { path: String, unlinkat: bool },
     /// Nothing to answer (a remove-on-clunk).
     Quiet,
-    /// Nothing to answer: the halt of an agent caught drifting, kept to
-    /// be proposed again if the log fails it.
-    Drift(alloc::boxed::Box<agent::Caught>),
+    /// Nothing to answer: a command a device proposed on its own
+    /// ([`crate::dev::Device::outgoing`]), kept to hand back if the log fails it.
+    Own(alloc::boxed::Box<Command>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,14 +213,14 @@ struct Waiter {
     flushes: Vec<u16>,
     /// The connection reset or went away: apply, but answer nobody.
     cancelled: bool,
-    /// Times a channel message was numbered again after a later one of
-    /// its sender overtook it (see [`MAX_RENUMBER`]).
-    renumbered: u8,
+    /// Times its command was prepared again after the log refused it
+    /// (see [`crate::dev::Device::retry`] and [`MAX_RETRIES`]).
+    retries: u8,
 }
 
-/// How often a channel message is numbered again before its writer is told
-/// to try again (EAGAIN).
-const MAX_RENUMBER: u8 = 8;
+/// How often a refused command is prepared again (a channel message
+/// numbered again) before its writer is told to try again (EAGAIN).
+const MAX_RETRIES: u8 = 8;
 
 impl Waiter {
     /// Request `tag` of `conn`, answered by `then` once it commits.
@@ -234,7 +231,7 @@ impl Waiter {
             then,
             flushes: Vec::new(),
             cancelled: false,
-            renumbered: 0,
+            retries: 0,
         }
     }
 }
@@ -250,25 +247,27 @@ pub struct Server<L: Log, C: Clock> {
     committed: Vec<Commit>,
     read_buf: Vec<u8>,
     nodes: Vec<Node>,
-    /// Channel messages accepted this turn, waiting to be signed together
-    /// and proposed (see [`crate::chan::msg::sign_batch`]).
-    unsigned: Vec<Unsigned>,
-    /// Sender numbers given to messages not yet seen applied.
-    numbering: crate::chan::nth::Numbering,
+    /// Commands made this turn that their device prepares together
+    /// before they are proposed ([`crate::dev::Device::batches`]).
+    batched: Vec<Batched>,
+    /// Commands devices want proposed on their own, between turns.
+    outgoing: Vec<Command>,
     /// The earliest expiry (Unix seconds) of a capability some parked
     /// request waits with: from then on, [`Server::poll`] answers such
     /// requests rather than leave them waiting.
     parked_expiry: u64,
 }
 
-/// A channel message accepted but not yet signed and proposed.
-struct Unsigned {
+/// A command accepted but not yet prepared and proposed.
+struct Batched {
+    /// The device that prepares it.
+    dev: u8,
     cmd: Command,
     conn: ConnId,
     tag: u16,
     then: Then,
-    /// See [`Waiter::renumbered`].
-    renumbered: u8,
+    /// See [`Waiter::retries`].
+    retries: u8,
 }
 
 impl<L: Log, C: Clock> Server<L, C> {
@@ -283,8 +282,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             state: State::default(),
             events: Events::default(),
             parked: Parked::default(),
-            chan_local: Default::default(),
-            agent_local: Default::default(),
+            slots: Slots::new(DEVICES),
             connections: 0,
             fids: 0,
             verifications: 0,
@@ -304,8 +302,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             committed: Vec::new(),
             read_buf: Vec::new(),
             nodes: Vec::new(),
-            unsigned: Vec::new(),
-            numbering: Default::default(),
+            batched: Vec::new(),
+            outgoing: Vec::new(),
             parked_expiry: u64::MAX,
         }
     }
@@ -374,7 +372,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         c.live_tags.clear();
         self.world.parked.remove_where(|r| r.conn == conn);
         self.world.parked.remove_writes_where(|w| w.conn == conn);
-        self.unsigned.retain(|u| u.conn != conn);
+        self.batched.retain(|u| u.conn != conn);
         for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
             w.cancelled = true;
         }
@@ -422,7 +420,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.reply_err(conn, tag, &e, out);
         }
         self.run_wakes(out);
-        self.propose_drifts();
+        self.propose_outgoing();
     }
 
     /// The path a fid points at, with `name` appended: for messages.
@@ -507,8 +505,9 @@ impl<L: Log, C: Clock> Server<L, C> {
             } => {
                 self.conn(conn)?.fids.check_free(fid)?;
                 let (grant, at_cap) = self.attach_grant(conn, afid, aname)?;
-                // An agent that is gone or halted cannot attach either.
-                agent::guard::acting(&self.world.ctx_as(&grant))?;
+                // A guarded capability may be refused outright (an agent
+                // that is gone or halted cannot attach).
+                self.world.ctx_as(&grant).vet(&Step::Act)?;
                 let root = if at_cap {
                     self.cap_root(&grant)?
                 } else {
@@ -625,14 +624,15 @@ impl<L: Log, C: Clock> Server<L, C> {
                         Access::Attached { grant, .. } => {
                             self.world.check(grant).is_ok()
                                 && grant.rights.has(Right::Remove)
-                                && (agent::holder_agent(grant).is_none()
+                                && (!self.world.ctx_as(grant).guarded()
                                     || self.need(grant, f.node, Right::Remove, "remove").is_ok())
                         }
                         Access::Auth(_) => false,
                     };
                 if allowed {
                     // Remove-on-close: best effort, nobody to tell.
-                    if let Ok(Some(cmd)) = device(f.node).remove(&self.world.ctx(), f.node) {
+                    let ctx = self.world.ctx();
+                    if let Ok(Some(cmd)) = ctx.device(f.node).remove(&ctx, f.node) {
                         let _ = self.propose(cmd, conn, tag, Then::Quiet);
                         self.conn(conn)?.live_tags.remove(&tag);
                     }
@@ -667,7 +667,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 let node = walk::lookup(&ctx, root, dir, name)?;
                 self.need(&grant, node, Right::Remove, "remove")?;
                 let ctx = self.world.ctx_as(&grant);
-                let is_dir = device(node).info(&ctx, node).is_some_and(|i| i.dir);
+                let is_dir = ctx.device(node).info(&ctx, node).is_some_and(|i| i.dir);
                 if flags & AT_REMOVEDIR != 0 && !is_dir {
                     return Err(Error::NotDir);
                 }
@@ -680,7 +680,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             Body::Tstat { fid } => {
                 let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
-                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
                 let stat = attr::stat(node, &info);
                 encode_reply(out, conn, tag, Body::Rstat { stat });
                 Ok(())
@@ -689,7 +689,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 let (node, grant, _) = self.access(conn, fid)?;
                 self.need(&grant, node, Right::Write, "wstat")?;
                 let ctx = self.world.ctx();
-                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
                 let keeps = |v: u32| v == u32::MAX;
                 let truncate_ok = stat.length == u64::MAX || (stat.length == 0 && !info.dir);
                 if !stat.name.is_empty() && stat.name != info.name {
@@ -707,7 +707,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             Body::Tgetattr { fid, .. } => {
                 let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
-                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
                 let attr = attr::getattr(node, &info);
                 self.reply(conn, tag, Body::Rgetattr { attr }, out);
                 Ok(())
@@ -720,7 +720,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 let (node, grant, _) = self.access(conn, fid)?;
                 self.need(&grant, node, Right::Write, "setattr")?;
                 let ctx = self.world.ctx();
-                let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+                let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
                 if valid & MODE_UID_GID != 0 {
                     return Err(Error::Perm(String::from("mode and owner are fixed")));
                 }
@@ -793,10 +793,13 @@ impl<L: Log, C: Clock> Server<L, C> {
                 grant.holder, grant.scope, grant.rights
             )));
         }
-        if agent::holder_agent(grant).is_some() {
-            agent::guard::check_walk(&self.world.ctx_as(grant), CAP_ROOT)?;
+        let ctx = self.world.ctx_as(grant);
+        if ctx.guarded() {
+            ctx.vet(&Step::Walk(CAP_ROOT))?;
         }
-        Ok(crate::cap::device::TOP)
+        walk::resolve(&self.world.ctx(), CAP_ROOT).ok_or_else(|| {
+            Error::Unauthorized(format!("aname {CAP_ROOT}: this node has no {CAP_ROOT}"))
+        })
     }
 
     /// [`Self::attach_grant`]'s capability, from `afid` or `token`.
@@ -881,9 +884,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         match &f.access {
             Access::Attached { grant, root } => {
                 self.world.check(grant)?;
-                if agent::holder_agent(grant).is_some() {
-                    agent::guard::acting(&self.world.ctx_as(grant))?;
-                }
+                self.world.ctx_as(grant).vet(&Step::Act)?;
                 Ok((f.node, grant.clone(), *root))
             }
             Access::Auth(_) => Err(Error::Protocol(format!(
@@ -892,14 +893,20 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    /// Refuse `op` on `node` unless `grant` holds `right` (and, for an
-    /// agent's capability, unless its intent does: see agent(3)).
+    /// Refuse `op` on `node` unless `grant` holds `right` (and, for a
+    /// guarded capability, unless its guard lets it: an agent's intent,
+    /// see agent(3)).
     fn need(&self, grant: &Grant, node: Node, right: Right, op: &'static str) -> Result<(), Error> {
-        if agent::holder_agent(grant).is_some() {
-            let ctx = self.world.ctx_as(grant);
+        let ctx = self.world.ctx_as(grant);
+        if ctx.guarded() {
             let path = walk::path_of(&ctx, node);
-            let dir = device(node).info(&ctx, node).is_some_and(|i| i.dir);
-            agent::guard::check(&ctx, op, &path, right, dir)?;
+            let dir = ctx.device(node).info(&ctx, node).is_some_and(|i| i.dir);
+            ctx.vet(&Step::Op {
+                op,
+                path: &path,
+                right,
+                dir,
+            })?;
         }
         if grant.rights.has(right) {
             return Ok(());
@@ -925,8 +932,14 @@ impl<L: Log, C: Clock> Server<L, C> {
             path.push_str(name);
             path
         };
-        if agent::holder_agent(grant).is_some() {
-            agent::guard::check(&self.world.ctx_as(grant), op, &path(), right, false)?;
+        let ctx = self.world.ctx_as(grant);
+        if ctx.guarded() {
+            ctx.vet(&Step::Op {
+                op,
+                path: &path(),
+                right,
+                dir: false,
+            })?;
         }
         if grant.rights.has(right) {
             return Ok(());
@@ -934,36 +947,49 @@ impl<L: Log, C: Clock> Server<L, C> {
         Err(denied(grant, op, path(), right))
     }
 
-    /// Put `op` on `node` in the recent operations of the agent whose
-    /// capability `grant` is, if it is one's.
+    /// Tell the guards of a guarded capability `grant` that it did `op`
+    /// on `node` (an agent's recent operations).
     fn note(&self, grant: &Grant, op: &str, node: Node) {
-        if agent::holder_agent(grant).is_some() {
-            let ctx = self.world.ctx_as(grant);
-            agent::guard::note(&ctx, op, &walk::path_of(&ctx, node));
+        let ctx = self.world.ctx_as(grant);
+        if ctx.guarded() {
+            let path = walk::path_of(&ctx, node);
+            ctx.note(&Did::Op { op, path: &path });
         }
     }
 
-    /// Propose the halt of every agent caught drifting since the last
-    /// call (see agent(3) DRIFT); nobody waits for the answer.
-    fn propose_drifts(&mut self) {
-        for c in self.world.agent_local.take_caught() {
-            let cmd =
-                agent::guard::drift_command(&self.world.state.agents, &self.world.agent_local, &c);
-            let Some(cmd) = cmd else {
-                continue;
-            };
+    /// Propose what devices want proposed on their own since the last
+    /// call (the halt of an agent caught drifting: agent(3) DRIFT);
+    /// nobody waits for the answer.
+    fn propose_outgoing(&mut self) {
+        let mut cmds = core::mem::take(&mut self.outgoing);
+        {
+            let ctx = self.world.ctx();
+            for d in DEVICES.all() {
+                d.outgoing(&ctx, &mut cmds);
+            }
+        }
+        for cmd in cmds.drain(..) {
             match self.log.propose(cmd.encode()) {
                 Ok(proposal) => {
+                    let own = Then::Own(alloc::boxed::Box::new(cmd));
                     let quiet = Waiter {
                         cancelled: true,
-                        ..Waiter::new(ConnId(0), 0, Then::Drift(alloc::boxed::Box::new(c)))
+                        ..Waiter::new(ConnId(0), 0, own)
                     };
                     self.inflight.insert(proposal, quiet);
                 }
-                // Tried again at the next poll; the agent stays refused
-                // on this node meanwhile.
-                Err(_) => self.world.agent_local.retry(c),
+                // Handed back, to be offered again at the next turn.
+                Err(_) => self.unsent(&cmd),
             }
+        }
+        self.outgoing = cmds;
+    }
+
+    /// Hand a device's own command that did not commit back to it.
+    fn unsent(&self, cmd: &Command) {
+        let ctx = self.world.ctx();
+        for d in DEVICES.all() {
+            d.unsent(&ctx, cmd);
         }
     }
 
@@ -1011,7 +1037,7 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     fn qid(&self, node: Node) -> Result<ninep::Qid, Error> {
         let ctx = self.world.ctx();
-        let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+        let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
         Ok(attr::qid(node, &info))
     }
 
@@ -1066,7 +1092,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         {
             let ctx = self.world.ctx_as(&grant);
-            let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+            let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
             if info.dir && mode.write {
                 return Err(Error::IsDir);
             }
@@ -1081,10 +1107,11 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.need(&grant, node, Right::Remove, "remove")?;
         }
         let ctx = self.world.ctx_as(&grant);
-        let info = device(node).info(&ctx, node).ok_or_else(gone)?;
+        let dev = ctx.device(node);
+        let info = dev.info(&ctx, node).ok_or_else(gone)?;
         let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
         let f = c.fids.get_mut(fid)?;
-        f.aux = device(node).open(&ctx, node, mode.read, mode.write)?;
+        f.aux = dev.open(&ctx, node, mode.read, mode.write)?;
         f.open = Some(mode);
         f.rclose = rclose;
         Ok(attr::qid(node, &info))
@@ -1106,22 +1133,23 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         walk::check_name(name)?;
         self.need_in(&grant, dir, name, Right::Create, "create")?;
-        if agent::holder_agent(&grant).is_some() {
-            let ctx = self.world.ctx_as(&grant);
+        let ctx = self.world.ctx_as(&grant);
+        if ctx.guarded() {
             let mut path = walk::path_of(&ctx, dir);
             if !path.ends_with('/') {
                 path.push('/');
             }
             path.push_str(name);
-            agent::guard::note(&ctx, if is_dir { "mkdir" } else { "create" }, &path);
+            let op = if is_dir { "mkdir" } else { "create" };
+            ctx.note(&Did::Op { op, path: &path });
         }
-        let ctx = self.world.ctx_as(&grant);
-        let info = device(dir).info(&ctx, dir).ok_or_else(gone)?;
+        let dev = ctx.device(dir);
+        let info = dev.info(&ctx, dir).ok_or_else(gone)?;
         if !info.dir {
             return Err(Error::NotDir);
         }
         walk::check_name(name)?;
-        let cmd = device(dir).create(&ctx, dir, name, is_dir)?;
+        let cmd = dev.create(&ctx, dir, name, is_dir)?;
         self.propose(cmd, conn, tag, Then::Create { fid, how })
     }
 
@@ -1134,7 +1162,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         out: &mut Outbox,
     ) -> Result<(), Error> {
         let ctx = self.world.ctx();
-        match device(node).remove(&ctx, node)? {
+        match ctx.device(node).remove(&ctx, node)? {
             Some(cmd) => {
                 let path = walk::path_of(&ctx, node);
                 self.propose(cmd, conn, tag, Then::Remove { path, unlinkat })
@@ -1170,9 +1198,10 @@ impl<L: Log, C: Clock> Server<L, C> {
             return Ok(());
         }
         let (at, grant, _) = self.access(conn, fid)?;
-        let agents = agent::holder_agent(&grant).is_some();
-        if agents {
-            // An intent changed since the open applies now.
+        let guarded = self.world.ctx_as(&grant).guarded();
+        if guarded {
+            // A guard changed since the open (an agent's new intent)
+            // applies now.
             self.need(&grant, at, Right::Read, "read")?;
         }
         let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
@@ -1183,7 +1212,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         let count = count.min(iounit);
         let node = f.node;
         let ctx = self.world.ctx_as(&grant);
-        let dev = device(node);
+        let dev = ctx.device(node);
         let info = dev.info(&ctx, node).ok_or_else(gone)?;
         self.read_buf.clear();
         if info.dir {
@@ -1197,9 +1226,9 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.nodes.clear();
             dev.list(&ctx, node, &mut self.nodes);
-            agent::guard::filter(&ctx, node, &mut self.nodes);
+            ctx.hide(node, &mut self.nodes);
             for &n in self.nodes.iter().skip(f.dir.index) {
-                let Some(i) = device(n).info(&ctx, n) else {
+                let Some(i) = ctx.device(n).info(&ctx, n) else {
                     continue;
                 };
                 let stat = attr::stat(n, &i);
@@ -1234,23 +1263,16 @@ impl<L: Log, C: Clock> Server<L, C> {
             return Ok(());
         }
         let outcome = dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)?;
-        if agents && !matches!(outcome, ReadOutcome::Block) {
+        if guarded && !matches!(outcome, ReadOutcome::Block) {
             let path = walk::path_of(&ctx, node);
-            agent::guard::note(&ctx, "read", &path);
-            // A message read from a channel: what a trace shows before an
-            // exit or drift.
-            let message = match (&outcome, &f.aux) {
-                (ReadOutcome::Propose(_), _) => true,
-                (_, crate::dev::Aux::Seq { .. }) => !self.read_buf.is_empty(),
-                _ => false,
-            };
-            if node.dev == crate::chan::DEV && message {
-                let seq = match f.aux {
-                    crate::dev::Aux::Seq { next, off: 0 } => next.checked_sub(1),
-                    crate::dev::Aux::Seq { next, .. } => Some(next),
-                    _ => None,
-                };
-                agent::guard::note_message(&ctx, &path, seq);
+            ctx.note(&Did::Op {
+                op: "read",
+                path: &path,
+            });
+            // A message read from a stream: what an agent's trace shows
+            // before an exit or drift.
+            if let Some(seq) = dev.message(node, &f.aux, &outcome, &self.read_buf) {
+                ctx.note(&Did::Message { path: &path, seq });
             }
         }
         match outcome {
@@ -1298,7 +1320,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     ) -> Result<(), Error> {
         let count = count.min(self.iounit(conn)) as usize;
         let (at, grant, _) = self.access(conn, fid)?;
-        if agent::holder_agent(&grant).is_some() {
+        if self.world.ctx_as(&grant).guarded() {
             self.need(&grant, at, Right::Read, "read")?;
         }
         let f = self.conn(conn)?.fids.get(fid)?;
@@ -1307,17 +1329,17 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         let node = f.node;
         let ctx = self.world.ctx_as(&grant);
-        let dev = device(node);
+        let dev = ctx.device(node);
         if !dev.info(&ctx, node).ok_or_else(gone)?.dir {
             return Err(Error::NotDir);
         }
         self.nodes.clear();
         dev.list(&ctx, node, &mut self.nodes);
-        agent::guard::filter(&ctx, node, &mut self.nodes);
+        ctx.hide(node, &mut self.nodes);
         self.read_buf.clear();
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, &n) in self.nodes.iter().enumerate().skip(start) {
-            let Some(info) = device(n).info(&ctx, n) else {
+            let Some(info) = ctx.device(n).info(&ctx, n) else {
                 continue;
             };
             let d = Dirent {
@@ -1362,13 +1384,14 @@ impl<L: Log, C: Clock> Server<L, C> {
                 c.live_tags.remove(&w.tag);
             }
         }
-        // A message not signed yet is not sent at all.
+        // A command not prepared yet (a message not signed) is not
+        // proposed at all.
         if let Some(i) = self
-            .unsigned
+            .batched
             .iter()
             .position(|u| u.conn == conn && u.tag == oldtag)
         {
-            self.unsigned.remove(i);
+            self.batched.remove(i);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.live_tags.remove(&oldtag);
             }
@@ -1420,8 +1443,8 @@ impl<L: Log, C: Clock> Server<L, C> {
         // Answering one batch can propose more (a woken read's receive); a
         // log that commits at once has those ready straight away.
         loop {
-            self.sign_and_propose(out);
-            self.propose_drifts();
+            self.prepare_and_propose(out);
+            self.propose_outgoing();
             self.log.take_committed(&mut self.committed);
             if self.committed.is_empty() {
                 break;
@@ -1442,30 +1465,28 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    /// Sign this turn's channel messages with one signature and propose
-    /// them, in the order they came.
-    fn sign_and_propose(&mut self, out: &mut Outbox) {
-        if self.unsigned.is_empty() {
+    /// Let each device prepare the commands of this turn it kept back
+    /// (channel messages: numbered, and signed with one signature), and
+    /// propose them in the order they came.
+    fn prepare_and_propose(&mut self, out: &mut Outbox) {
+        if self.batched.is_empty() {
             return;
         }
-        let mut pending = core::mem::take(&mut self.unsigned);
-        let chans = &self.world.state.chans;
-        let me = self.world.config.key.public();
-        self.numbering
-            .forget_applied(chans, &me, self.inflight.is_empty());
-        let numbering = &mut self.numbering;
-        let mut batch: Vec<(&mut crate::chan::msg::Stamp, &[u8])> = pending
-            .iter_mut()
-            .filter_map(|u| match &mut u.cmd {
-                Command::Chan(ChanCmd::Send { name, stamp, data }) => {
-                    numbering.number(chans, name, stamp);
-                    Some((&mut **stamp, &data[..]))
+        let mut pending = core::mem::take(&mut self.batched);
+        let idle = self.inflight.is_empty();
+        {
+            let ctx = self.world.ctx();
+            for (i, d) in DEVICES.all().iter().enumerate() {
+                let mut batch: Vec<&mut Command> = pending
+                    .iter_mut()
+                    .filter(|b| usize::from(b.dev) == i)
+                    .map(|b| &mut b.cmd)
+                    .collect();
+                if !batch.is_empty() {
+                    d.prepare(&ctx, idle, &mut batch);
                 }
-                _ => None,
-            })
-            .collect();
-        crate::chan::msg::sign_batch(&self.world.config.key, &mut batch);
-        drop(batch);
+            }
+        }
         for u in pending.drain(..) {
             if let Some(c) = self.conns.get_mut(&u.conn) {
                 c.live_tags.remove(&u.tag);
@@ -1473,14 +1494,14 @@ impl<L: Log, C: Clock> Server<L, C> {
             match self.propose_id(u.cmd, u.conn, u.tag, u.then) {
                 Ok(p) => {
                     if let Some(w) = self.inflight.get_mut(&p) {
-                        w.renumbered = u.renumbered;
+                        w.retries = u.retries;
                     }
                 }
                 Err(e) => self.reply_err(u.conn, u.tag, &e, out),
             }
         }
         // Keep the buffer for the next turn.
-        self.unsigned = pending;
+        self.batched = pending;
     }
 
     fn apply_committed(&mut self, out: &mut Outbox) {
@@ -1491,8 +1512,8 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Commit::Snapshot(snap) => self.install(snap),
                 Commit::Done { proposal, result } => {
                     if let Some(w) = self.inflight.remove(&proposal) {
-                        if let (Err(_), Then::Drift(c)) = (&result, &w.then) {
-                            self.world.agent_local.retry((**c).clone());
+                        if let (Err(_), Then::Own(cmd)) = (&result, &w.then) {
+                            self.unsent(cmd);
                         }
                         let result = result.map(|()| Applied::default()).map_err(Error::Log);
                         self.complete(w, None, result, out);
@@ -1549,19 +1570,14 @@ impl<L: Log, C: Clock> Server<L, C> {
                     )))
                 }
             };
-            if let (Ok(_), Some(Command::Chan(ChanCmd::Remove { .. }))) = (&result, &cmd) {
-                let chans = &self.world.state.chans;
-                self.world
-                    .chan_local
-                    .forget_removed(|id| chans.get(id).is_some());
-            }
-            if let (Ok(_), Some(Command::Agent(c))) = (&result, &cmd) {
-                agent::guard::applied(&self.world.agent_local, &self.world.state.agents, c);
-            }
-            if let (Ok(_), Some(Command::Cap(CapCmd(ops)))) = (&result, &cmd)
-                && ops.iter().any(|op| matches!(op, CapOp::Revoke(_)))
-            {
-                self.end_unusable_waits(out);
+            if let (Ok(applied), Some(cmd)) = (&result, &cmd) {
+                let ctx = self.world.ctx();
+                for d in DEVICES.all() {
+                    d.applied(&ctx, cmd);
+                }
+                if applied.revoked {
+                    self.end_unusable_waits(out);
+                }
             }
             if let Ok(applied) = &result {
                 for (kind, text) in &applied.events {
@@ -1576,41 +1592,37 @@ impl<L: Log, C: Clock> Server<L, C> {
                 return;
             };
             let w = match (result.is_err(), cmd) {
-                (true, Some(Command::Chan(send @ ChanCmd::Send { .. }))) => {
-                    match self.renumber(w, send) {
-                        Ok(()) => return,
-                        Err(w) => w,
-                    }
-                }
+                (true, Some(cmd)) => match self.retry(w, cmd) {
+                    Ok(()) => return,
+                    Err(w) => w,
+                },
                 (_, _) => w,
             };
             self.complete(w, Some(&entry), result, out);
         }
     }
 
-    /// Sign and propose again a channel message the log refused because a
-    /// later one of its sender through this node applied first;
-    /// the waiter back if that is not why, or it was tried often enough,
-    /// or nobody waits for it any more.
-    fn renumber(&mut self, w: Waiter, send: ChanCmd) -> Result<(), Waiter> {
-        let ChanCmd::Send { name, stamp, .. } = &send else {
-            return Err(w);
-        };
-        let chans = &self.world.state.chans;
-        let taken = chans
-            .id(name)
-            .and_then(|id| chans.get(id))
-            .is_some_and(|c| stamp.nth <= c.last_nth(&stamp.sender, &stamp.node));
+    /// Prepare and propose again a command the log refused, if its
+    /// device says that helps (a channel message overtaken by a later one
+    /// of its sender through this node is numbered again); the waiter
+    /// back if not, or it was tried often enough, or nobody waits for it
+    /// any more.
+    fn retry(&mut self, w: Waiter, cmd: Command) -> Result<(), Waiter> {
         let live = !w.cancelled && w.flushes.is_empty() && self.conns.contains_key(&w.conn);
-        if !taken || !live || w.renumbered >= MAX_RENUMBER {
+        if !live || w.retries >= MAX_RETRIES {
             return Err(w);
         }
-        self.unsigned.push(Unsigned {
-            cmd: Command::Chan(send),
+        let ctx = self.world.ctx();
+        let Some(dev) = DEVICES.all().iter().position(|d| d.retry(&ctx, &cmd)) else {
+            return Err(w);
+        };
+        self.batched.push(Batched {
+            dev: dev as u8,
+            cmd,
             conn: w.conn,
             tag: w.tag,
             then: w.then,
-            renumbered: w.renumbered + 1,
+            retries: w.retries + 1,
         });
         Ok(())
     }
@@ -1639,12 +1651,12 @@ impl<L: Log, C: Clock> Server<L, C> {
                         Some(self.fid_path(conn, *fid, None))
                     }
                     Then::Remove { path, .. } => Some(path.clone()),
-                    Then::Read { .. } | Then::Quiet | Then::Drift(_) => None,
+                    Then::Read { .. } | Then::Quiet | Then::Own(_) => None,
                 };
                 if let Some(subject) = subject {
                     self.error_event(&subject, &e);
                 }
-                if !matches!(w.then, Then::Quiet | Then::Drift(_)) {
+                if !matches!(w.then, Then::Quiet | Then::Own(_)) {
                     self.reply_err(conn, tag, &e, out);
                 }
             }
@@ -1730,12 +1742,13 @@ impl<L: Log, C: Clock> Server<L, C> {
                 };
                 self.reply(conn, tag, body, out);
             }
-            Then::Quiet | Then::Drift(_) => {}
+            Then::Quiet | Then::Own(_) => {}
         }
     }
 
-    /// A channel message was taken for a reader that is gone: put it back,
-    /// through the log like every change, so that it is not lost.
+    /// A read took something (a consumer group's message) for a reader
+    /// that is gone: put it back, through the log like every change, so
+    /// that it is not lost.
     fn restore_undelivered(
         &mut self,
         w: &Waiter,
@@ -1745,15 +1758,17 @@ impl<L: Log, C: Clock> Server<L, C> {
         let (Then::Read { .. }, Ok(applied)) = (&w.then, result) else {
             return;
         };
-        let Some(seq) = applied.taken else {
+        let Some(taken) = entry.and_then(|e| Command::decode(&e.data)) else {
             return;
         };
-        let Some(Command::Chan(ChanCmd::Take { name, group, .. })) =
-            entry.and_then(|e| Command::decode(&e.data))
+        let ctx = self.world.ctx();
+        let Some(cmd) = DEVICES
+            .all()
+            .iter()
+            .find_map(|d| d.undo(&ctx, &taken, &applied))
         else {
             return;
         };
-        let cmd = Command::Chan(ChanCmd::Unread { name, group, seq });
         if let Ok(proposal) = self.log.propose(cmd.encode()) {
             let quiet = Waiter {
                 cancelled: true,
@@ -1763,16 +1778,12 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    /// A consumer group's message that `f` took but did not read to the
-    /// end goes back to its group (see [`crate::chan::give_back`]).
+    /// What fid `f` held goes back where it came from (a consumer
+    /// group's message it took and did not read to the end: see
+    /// [`crate::dev::Device::release`]).
     fn give_back(&mut self, f: &Fid) {
-        let crate::dev::Aux::Rest { seq, data } = &f.aux else {
-            return;
-        };
-        if data.is_empty() {
-            return;
-        }
-        let Some(cmd) = crate::chan::give_back(&self.world.state.chans, f.node, *seq) else {
+        let ctx = self.world.ctx();
+        let Some(cmd) = ctx.device(f.node).release(&ctx, f.node, &f.aux) else {
             return;
         };
         if let Ok(proposal) = self.log.propose(cmd.encode()) {
@@ -1906,16 +1917,19 @@ impl<L: Log, C: Clock> Server<L, C> {
         data: &[u8],
     ) -> Result<(), Error> {
         let count = data.len() as u32;
-        match device(node).write(&self.world.ctx_as(grant), node, data) {
-            Ok(cmd @ Command::Chan(ChanCmd::Send { .. })) => {
+        let ctx = self.world.ctx_as(grant);
+        let dev = ctx.device(node);
+        match dev.write(&ctx, node, data) {
+            Ok(cmd) if dev.batches(&cmd) => {
                 self.conn(conn)?.live_tags.insert(tag);
                 let then = Then::Write { fid, count };
-                self.unsigned.push(Unsigned {
+                self.batched.push(Batched {
+                    dev: node.dev,
                     cmd,
                     conn,
                     tag,
                     then,
-                    renumbered: 0,
+                    retries: 0,
                 });
                 Ok(())
             }

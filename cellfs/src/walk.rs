@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use ninep::Qids;
 
 use crate::attr;
-use crate::dev::{Ctx, device};
+use crate::dev::{Ctx, Step};
 use crate::error::Error;
 use crate::node::Node;
 use crate::root;
@@ -45,7 +45,7 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 /// The entry `name` of `dir`: `..` is the parent, except at `root` (the
 /// fid's scope, or the tree's root), whose parent is itself.
 pub fn lookup(ctx: &Ctx<'_>, root: Node, dir: Node, name: &str) -> Result<Node, Error> {
-    let dev = device(dir);
+    let dev = ctx.device(dir);
     let info = dev
         .info(ctx, dir)
         .ok_or_else(|| Error::NotFound(String::from(name)))?;
@@ -78,15 +78,15 @@ pub fn lookup(ctx: &Ctx<'_>, root: Node, dir: Node, name: &str) -> Result<Node, 
     if name == "." {
         return Err(Error::NotFound(String::from(name)));
     }
-    // An agent sees only its intent's subtrees and the way to them,
-    // whether the name exists or not.
-    if crate::agent::guard::is_agents(ctx) {
+    // A guarded request (an agent's) may be kept from seeing a name,
+    // whether it exists or not.
+    if ctx.guarded() {
         let mut path = path_of(ctx, dir);
         if !path.ends_with('/') {
             path.push('/');
         }
         path.push_str(name);
-        crate::agent::guard::check_walk(ctx, &path)?;
+        ctx.vet(&Step::Walk(&path))?;
     }
     dev.lookup(ctx, dir, name)
         .ok_or_else(|| Error::NotFound(String::from(name)))
@@ -102,7 +102,8 @@ pub fn walk(ctx: &Ctx<'_>, root: Node, start: Node, names: &[&str]) -> Result<Wa
     for (i, name) in names.iter().enumerate() {
         match lookup(ctx, root, node, name) {
             Ok(next) => {
-                let info = device(next)
+                let info = ctx
+                    .device(next)
                     .info(ctx, next)
                     .ok_or_else(|| Error::NotFound(String::from(*name)))?;
                 // Cannot overflow: names holds at most MAXWELEM entries.
@@ -125,7 +126,7 @@ pub fn path_of(ctx: &Ctx<'_>, node: Node) -> String {
         if n == root::ROOT {
             break;
         }
-        let dev = device(n);
+        let dev = ctx.device(n);
         match dev.info(ctx, n) {
             Some(info) => parts.push(info.name),
             None => parts.push("?"),

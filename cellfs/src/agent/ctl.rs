@@ -16,7 +16,8 @@ use crate::error::Error;
 use super::check_name;
 use super::intent::{self, Intent};
 use super::state::{
-    AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_AGENTS, MAX_STDERR, Report, Restart,
+    AgentCmd, AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_AGENTS, MAX_STDERR, Report,
+    Restart,
 };
 
 /// Most arguments of `exec`.
@@ -684,6 +685,52 @@ fn restart(object: &str, l: &CtlLine<'_>) -> Result<AgentOp, Error> {
         max,
         window,
     })
+}
+
+/// As `/raft/log` shows it. An agent's public key is shown where it is
+/// made (never its seed); an `exec` line and a report are cut like a
+/// note, since arguments and reasons can be long; `log` lines are only
+/// counted, and a report's stderr lines too. A drift the server caught
+/// reads `/agent/NAME drift OP PATH`.
+impl core::fmt::Display for AgentCmd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AgentCmd::Create { name, seed, .. } => write!(
+                f,
+                "mkdir /agent/{name} key={}",
+                crate::cap::hex(&seed.public())
+            ),
+            AgentCmd::Remove { name } => write!(f, "rm /agent/{name}"),
+            AgentCmd::Ctl { name, ops, .. } => {
+                let mut lines: Vec<String> = ops
+                    .iter()
+                    .filter(|op| !matches!(op, AgentOp::Log(_)))
+                    .map(|op| match op {
+                        AgentOp::Exec(_) | AgentOp::Report(_) => {
+                            ctl::cut(&op.describe(), ctl::MAX_NOTE)
+                        }
+                        AgentOp::Spawn { seed, .. } => {
+                            format!("{} key={}", op.describe(), crate::cap::hex(&seed.public()))
+                        }
+                        _ => op.describe(),
+                    })
+                    .collect();
+                // Output is counted, never copied.
+                let logged = ops
+                    .iter()
+                    .filter(|op| matches!(op, AgentOp::Log(_)))
+                    .count();
+                if logged > 0 {
+                    lines.push(format!("log {logged} lines"));
+                }
+                write!(f, "/agent/{name}/ctl ")?;
+                ctl::join_lines(f, lines)
+            }
+            AgentCmd::Drift { name, op, path, .. } => {
+                write!(f, "/agent/{name} drift {op} {path}")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

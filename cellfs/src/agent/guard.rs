@@ -25,14 +25,20 @@ use alloc::vec::Vec;
 
 use crate::cap::{Grant, Right};
 use crate::command::Command;
-use crate::dev::{Ctx, device};
+use crate::dev::{Ctx, Did, Guard, Step};
 use crate::error::Error;
 use crate::node::Node;
 use crate::walk;
 
+use super::DEV;
 use super::intent;
-use super::local::{Caught, Local};
+use super::record::{Caught, Record};
 use super::state::{Agent, AgentCmd, AgentOp, Agents, Report};
+
+/// This node's record of its agents (the agent device's slot).
+pub fn record<'a>(cx: &Ctx<'a>) -> Option<&'a Record> {
+    cx.slot::<Record>(DEV)
+}
 
 /// How the holder of an agent's capability starts: `agent/NAME`.
 pub const HOLDER: &str = crate::cap::token::AGENT_HOLDER;
@@ -65,7 +71,7 @@ pub fn acting<'a>(cx: &Ctx<'a>) -> Result<Option<(u64, &'a Agent)>, Error> {
             "capability 'agent/{name}' is agent {name}'s, and there is no agent {name}"
         )));
     };
-    if agent.halted() || cx.agent_local.halting(id, agent.starts) {
+    if agent.halted() || record(cx).is_some_and(|r| r.halting(id, agent.starts)) {
         let what = agent
             .drift
             .as_ref()
@@ -81,14 +87,16 @@ pub fn acting<'a>(cx: &Ctx<'a>) -> Result<Option<(u64, &'a Agent)>, Error> {
 /// Refuse, as drift, operation `op` of agent `agent` (number `id`) on
 /// `path`; the drift is kept for the node to propose.
 fn drift(cx: &Ctx<'_>, id: u64, agent: &Agent, op: &str, path: &str) -> Error {
-    cx.agent_local.catch(Caught {
-        id,
-        name: agent.name.clone(),
-        starts: agent.starts,
-        op: String::from(op),
-        path: String::from(path),
-        at: cx.unix_ms / 1000,
-    });
+    if let Some(r) = record(cx) {
+        r.catch(Caught {
+            id,
+            name: agent.name.clone(),
+            starts: agent.starts,
+            op: String::from(op),
+            path: String::from(path),
+            at: cx.unix_ms / 1000,
+        });
+    }
     Error::Unauthorized(format!(
         "agent {}: {op} {path} is outside its intent ({}); it is halted (halted-drift) until 'start' is written to /agent/{}/ctl",
         agent.name,
@@ -133,7 +141,7 @@ pub fn filter(cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>) {
         base.push('/');
     }
     nodes.retain(|&n| {
-        device(n).info(cx, n).is_some_and(|info| {
+        cx.device(n).info(cx, n).is_some_and(|info| {
             let path = format!("{base}{}", info.name);
             intent::visible(&agent.intent, &path)
         })
@@ -143,27 +151,30 @@ pub fn filter(cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>) {
 /// Put `op path` in the recent operations of the agent acting in `cx`,
 /// if one is.
 pub fn note(cx: &Ctx<'_>, op: &str, path: &str) {
-    if let Ok(Some((id, _))) = acting(cx) {
-        cx.agent_local
-            .op(id, cx.unix_ms / 1000, &format!("{op} {path}"));
+    if let Ok(Some((id, _))) = acting(cx)
+        && let Some(r) = record(cx)
+    {
+        r.op(id, cx.unix_ms / 1000, &format!("{op} {path}"));
     }
 }
 
 /// The agent acting in `cx` read a message from the channel file at
 /// `path` (message `seq`, when known): what its trace shows as `before`.
 pub fn note_message(cx: &Ctx<'_>, path: &str, seq: Option<u64>) {
-    if let Ok(Some((id, _))) = acting(cx) {
+    if let Ok(Some((id, _))) = acting(cx)
+        && let Some(r) = record(cx)
+    {
         let text = match seq {
             Some(n) => format!("read {path} seq={n}"),
             None => format!("read {path}"),
         };
-        cx.agent_local.before(id, cx.unix_ms / 1000, &text);
+        r.before(id, cx.unix_ms / 1000, &text);
     }
 }
 
 /// The command that halts the agent of a caught drift, with what this
 /// node saw before it; `None` if the agent is gone.
-pub fn drift_command(agents: &Agents, local: &Local, c: &Caught) -> Option<Command> {
+pub fn drift_command(agents: &Agents, local: &Record, c: &Caught) -> Option<Command> {
     agents.get(c.id).filter(|a| a.name == c.name)?;
     let (ops, before) = local.recent(c.id);
     Some(Command::Agent(AgentCmd::Drift {
@@ -181,7 +192,7 @@ pub fn drift_command(agents: &Agents, local: &Local, c: &Caught) -> Option<Comma
 /// ctl write to an agent is what its trace shows as `before`; an exit, a
 /// resume or a drift recorded starts its recent operations afresh; a
 /// removed agent is forgotten.
-pub fn applied(local: &Local, agents: &Agents, cmd: &AgentCmd) {
+pub fn applied(local: &Record, agents: &Agents, cmd: &AgentCmd) {
     match cmd {
         AgentCmd::Ctl { name, ops, at } => {
             let Some(id) = agents.id(name) else {
@@ -212,4 +223,78 @@ pub fn applied(local: &Local, agents: &Agents, cmd: &AgentCmd) {
         AgentCmd::Remove { .. } => local.forget_removed(|id| agents.get(id).is_some()),
         AgentCmd::Create { .. } => {}
     }
+}
+
+/// The agent device's [`Guard`]: every request made with an agent's
+/// capability is held to the agent's intent.
+pub struct IntentGuard;
+
+impl Guard for IntentGuard {
+    fn guards(&self, cx: &Ctx<'_>) -> bool {
+        is_agents(cx)
+    }
+
+    fn vet(&self, cx: &Ctx<'_>, step: &Step<'_>) -> Result<(), Error> {
+        match *step {
+            Step::Act => acting(cx).map(|_| ()),
+            Step::Walk(path) => check_walk(cx, path),
+            Step::Op {
+                op,
+                path,
+                right,
+                dir,
+            } => check(cx, op, path, right, dir),
+        }
+    }
+
+    fn hide(&self, cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>) {
+        filter(cx, dir, nodes);
+    }
+
+    fn note(&self, cx: &Ctx<'_>, did: &Did<'_>) {
+        match *did {
+            Did::Op { op, path } => note(cx, op, path),
+            Did::Message { path, seq } => note_message(cx, path, seq),
+        }
+    }
+}
+
+/// The drift halts this node has caught and not proposed yet, as
+/// commands.
+pub fn outgoing(cx: &Ctx<'_>, out: &mut Vec<Command>) {
+    let Some(r) = record(cx) else {
+        return;
+    };
+    for c in r.take_caught() {
+        if let Some(cmd) = drift_command(&cx.state.agents, r, &c) {
+            out.push(cmd);
+        }
+    }
+}
+
+/// A drift halt that did not reach the log: caught again, to propose at
+/// the next turn (the agent stays refused on this node meanwhile).
+pub fn unsent(cx: &Ctx<'_>, cmd: &Command) {
+    let Command::Agent(AgentCmd::Drift {
+        name,
+        op,
+        path,
+        at,
+        starts,
+        ..
+    }) = cmd
+    else {
+        return;
+    };
+    let (Some(r), Some(id)) = (record(cx), cx.state.agents.id(name)) else {
+        return;
+    };
+    r.retry(Caught {
+        id,
+        name: name.clone(),
+        starts: *starts,
+        op: op.clone(),
+        path: path.clone(),
+        at: *at,
+    });
 }

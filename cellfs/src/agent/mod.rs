@@ -14,7 +14,7 @@
 mod ctl;
 pub mod guard;
 pub mod intent;
-mod local;
+mod record;
 mod spec;
 mod state;
 
@@ -22,7 +22,7 @@ pub use ctl::{
     CTL_VERBS, MAX_LOG_LINE, MAX_SANDBOX, check_runner, parse_size, quote, size_word, split_words,
 };
 pub use guard::{HOLDER, holder_agent};
-pub use local::{Caught, Local};
+pub use record::{Caught, Record};
 pub use spec::RunSpec;
 pub use state::{
     AGENT_RESERVE, Agent, AgentCmd, AgentOp, Agents, DEFAULT_LIMITS, DEFAULT_QUOTA, DriftAt, Exec,
@@ -31,9 +31,11 @@ pub use state::{
     Recent, Report, Restart, Seed, Trace, Want,
 };
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::fmt::Write;
 
 use crate::cap::{Right, scope};
@@ -46,7 +48,7 @@ use crate::root;
 use ctl::Line;
 use intent::Reach;
 
-/// The agent device's number in [`dev::DEVICES`].
+/// The agent device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 5;
 const K_TOP: u8 = 0;
 const K_DIR: u8 = 1;
@@ -219,14 +221,18 @@ impl AgentDev {
                 Line::Op(AgentOp::Report(Report::Resumed { .. })) => {
                     may_report(cx, &agent.name, "report")?;
                     // What this node saw before the process was lost.
-                    let (ops, before) = id.map(|id| cx.agent_local.recent(id)).unwrap_or_default();
+                    let (ops, before) = id
+                        .and_then(|id| Some(guard::record(cx)?.recent(id)))
+                        .unwrap_or_default();
                     AgentOp::Report(Report::Resumed { ops, before })
                 }
                 Line::Op(AgentOp::Report(Report::Exit(mut e))) => {
                     may_report(cx, &agent.name, "report")?;
                     // What this node saw before the exit goes with it.
-                    if let Some(id) = id {
-                        (e.ops, e.before) = cx.agent_local.recent(id);
+                    if let Some(id) = id
+                        && let Some(r) = guard::record(cx)
+                    {
+                        (e.ops, e.before) = r.recent(id);
                     }
                     AgentOp::Report(Report::Exit(e))
                 }
@@ -499,6 +505,28 @@ impl Device for AgentDev {
         Ok(Some(Command::Agent(AgentCmd::Remove {
             name: agent.name.clone(),
         })))
+    }
+
+    fn slot(&self) -> Box<dyn Any + Send> {
+        Box::new(Record::default())
+    }
+
+    fn applied(&self, cx: &Ctx<'_>, cmd: &Command) {
+        if let (Command::Agent(c), Some(r)) = (cmd, guard::record(cx)) {
+            guard::applied(r, &cx.state.agents, c);
+        }
+    }
+
+    fn outgoing(&self, cx: &Ctx<'_>, out: &mut Vec<Command>) {
+        guard::outgoing(cx, out);
+    }
+
+    fn unsent(&self, cx: &Ctx<'_>, cmd: &Command) {
+        guard::unsent(cx, cmd);
+    }
+
+    fn guard(&self) -> Option<&dyn dev::Guard> {
+        Some(&guard::IntentGuard)
     }
 }
 

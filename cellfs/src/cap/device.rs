@@ -20,12 +20,12 @@ use super::token::{Claims, Grant, OWNER_HOLDER, check_holder, holder_rule};
 use super::{Right, Rights, scope};
 use crate::command::Command;
 use crate::ctl::{self, Verb};
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome, Step};
 use crate::error::Error;
 use crate::node::{MAX_OBJ, Node};
 use crate::root;
 
-/// The cap device's number in [`dev::DEVICES`].
+/// The cap device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 3;
 const K_TOP: u8 = 0;
 const K_KEY: u8 = 1;
@@ -114,7 +114,12 @@ fn dir_node(n: u64) -> Node {
 /// a scope containing it (and, for an agent, an intent granting it there:
 /// see agent(3)).
 fn need_admin(cx: &Ctx<'_>, op: &str, target_scope: &str) -> Result<(), Error> {
-    crate::agent::guard::check(cx, op, target_scope, Right::Admin, false)?;
+    cx.vet(&Step::Op {
+        op,
+        path: target_scope,
+        right: Right::Admin,
+        dir: false,
+    })?;
     let Some(g) = cx.grant else {
         return Err(Error::Unauthorized(format!(
             "{op}: no capability to check the admin right against"

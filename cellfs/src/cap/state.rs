@@ -94,10 +94,29 @@ impl Caps {
                 }
                 CapOp::Revoke(id) => {
                     self.revoked.insert(*id);
+                    done.revoked = true;
                     done.events.push((Kind::Ctl, format!("cap {id} revoked")));
                 }
             }
         }
         Ok(done)
+    }
+}
+
+/// As `/raft/log` shows it: `/cap/ctl mint id=… holder=… …; revoke N`.
+impl core::fmt::Display for CapCmd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("/cap/ctl ")?;
+        let ops = self.0.iter().map(|op| match op {
+            CapOp::Mint(t) => {
+                let c = t.claims();
+                format!(
+                    "mint id={} holder={} scope={} rights={} not_before={} expires={}",
+                    c.id, c.holder, c.scope, c.rights, c.not_before, c.expires
+                )
+            }
+            CapOp::Revoke(id) => format!("revoke {id}"),
+        });
+        crate::ctl::join_lines(f, ops)
     }
 }

@@ -9,7 +9,7 @@ use crate::error::Error;
 
 use super::check_name;
 use super::qos::{MAX_RATE, Qos};
-use super::state::{ChanOp, Full, MAX_AGE, MAX_RETAIN};
+use super::state::{ChanCmd, ChanOp, Full, MAX_AGE, MAX_RETAIN};
 
 const fn verb(
     name: &'static str,
@@ -143,6 +143,32 @@ fn op(object: &str, l: &CtlLine<'_>) -> Result<ChanOp, Error> {
             }
         }
     })
+}
+
+/// As `/raft/log` shows it, in the syntax of the write that made it:
+/// `mkdir /chan/NAME`, `write /chan/NAME/data N bytes sender=…`,
+/// `/chan/NAME/ctl VERB…`. Payloads are never shown, only their length.
+impl core::fmt::Display for ChanCmd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChanCmd::Create { name, .. } => write!(f, "mkdir /chan/{name}"),
+            ChanCmd::Remove { name } => write!(f, "rm /chan/{name}"),
+            ChanCmd::Send { name, stamp, data } => write!(
+                f,
+                "write /chan/{name}/data {} bytes sender={}",
+                data.len(),
+                stamp.sender
+            ),
+            ChanCmd::Take { name, group, .. } => write!(f, "read /chan/{name}/groups/{group}"),
+            ChanCmd::Unread { name, group, seq } => {
+                write!(f, "unread /chan/{name}/groups/{group} seq={seq}")
+            }
+            ChanCmd::Ctl { name, ops } => {
+                write!(f, "/chan/{name}/ctl ")?;
+                ctl::join_lines(f, ops.iter().map(ChanOp::describe))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

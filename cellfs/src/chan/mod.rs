@@ -7,12 +7,14 @@
 //! file hands each message to one of its readers.
 
 mod ctl;
+mod local;
 pub mod msg;
 pub mod nth;
 pub mod qos;
 mod state;
 
 pub use ctl::CTL_VERBS;
+pub use local::Slot;
 pub use state::{
     Chan, ChanCmd, ChanOp, Chans, DEFAULT_RETAIN, Full, Group, MAX_BYTES, MAX_GROUPS, MAX_RETAIN,
     MAX_SENDERS, Sender,
@@ -23,15 +25,19 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::command::Command;
+use alloc::boxed::Box;
+use core::any::Any;
+
+use crate::command::{Applied, Command};
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
 use crate::node::Node;
 use crate::root;
 
+use local::meters;
 use msg::Unsigned;
 
-/// The channel device's number in [`dev::DEVICES`].
+/// The channel device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 1;
 const K_TOP: u8 = 0;
 const K_DIR: u8 = 1;
@@ -125,22 +131,6 @@ impl ChanDev {
             .find(|(_, g)| g.id == gid)
             .map(|(n, g)| (n.as_str(), g))
     }
-}
-
-/// What gives message `seq` back to the group whose file is `node`, when
-/// the fid it was taken for goes before reading all of it: the message
-/// was not delivered, so another member gets it whole.
-pub fn give_back(chans: &Chans, node: Node, seq: u64) -> Option<Command> {
-    if node.dev != DEV || node.kind != K_GROUP {
-        return None;
-    }
-    let chan = chans.get(chan_id(node))?;
-    let (group, _) = ChanDev::group(chan, node)?;
-    Some(Command::Chan(ChanCmd::Unread {
-        name: chan.name.clone(),
-        group: String::from(group),
-        seq,
-    }))
 }
 
 /// Whether `cx`'s node trusts messages signed by `key`: its own, or a
@@ -295,7 +285,9 @@ impl Device for ChanDev {
                 let (mut next, mut off) = cursor(aux, chan);
                 if next < chan.first() {
                     // Retention dropped what this reader had not read yet.
-                    cx.chan_local.missed(id, chan.first() - next);
+                    if let Some(m) = meters(cx) {
+                        m.missed(id, chan.first() - next);
+                    }
                     (next, off) = (chan.first(), 0);
                 }
                 // Messages past their age are skipped, though the log
@@ -304,8 +296,10 @@ impl Device for ChanDev {
                 while off == 0 && chan.get(next).is_some_and(|m| chan.expired(m, cx.unix_ms)) {
                     next += 1;
                 }
-                if next > from {
-                    cx.chan_local.missed(id, next - from);
+                if next > from
+                    && let Some(m) = meters(cx)
+                {
+                    m.missed(id, next - from);
                 }
                 let Some(m) = chan.get(next) else {
                     *aux = Aux::Seq { next, off };
@@ -332,7 +326,9 @@ impl Device for ChanDev {
                     (next, off) = (next + 1, 0);
                     if node.kind == K_DATA {
                         let more = more_lines(chan, &mut next, out, count as usize);
-                        cx.chan_local.delivered(id, 1 + more);
+                        if let Some(m) = meters(cx) {
+                            m.delivered(id, 1 + more);
+                        }
                     }
                 } else {
                     off += n;
@@ -388,10 +384,9 @@ impl Device for ChanDev {
                         "chan {name}: a message needs a sender: attach with a capability"
                     )));
                 };
-                if !cx
-                    .chan_local
-                    .admit(chan_id(node), &g.holder, chan.qos, cx.unix_ms)
-                {
+                let admitted = meters(cx)
+                    .is_none_or(|m| m.admit(chan_id(node), &g.holder, chan.qos, cx.unix_ms));
+                if !admitted {
                     let q = chan.qos.unwrap_or(qos::Qos { rate: 0, burst: 0 });
                     return Err(Error::Again(format!(
                         "chan {name}: sender {} is over its limit (qos rate={}/s burst={}); try again later",
@@ -479,6 +474,44 @@ impl Device for ChanDev {
             _ => None,
         })
     }
+
+    fn slot(&self) -> Box<dyn Any + Send> {
+        Box::new(Slot::default())
+    }
+
+    fn batches(&self, cmd: &Command) -> bool {
+        matches!(cmd, Command::Chan(ChanCmd::Send { .. }))
+    }
+
+    fn prepare(&self, cx: &Ctx<'_>, idle: bool, batch: &mut [&mut Command]) {
+        local::prepare(cx, idle, batch);
+    }
+
+    fn applied(&self, cx: &Ctx<'_>, cmd: &Command) {
+        local::applied(cx, cmd);
+    }
+
+    fn retry(&self, cx: &Ctx<'_>, cmd: &Command) -> bool {
+        local::overtaken(cx, cmd)
+    }
+
+    fn release(&self, cx: &Ctx<'_>, node: Node, aux: &Aux) -> Option<Command> {
+        local::release(cx, node, aux)
+    }
+
+    fn undo(&self, _cx: &Ctx<'_>, cmd: &Command, applied: &Applied) -> Option<Command> {
+        local::undo(cmd, applied)
+    }
+
+    fn message(
+        &self,
+        _node: Node,
+        aux: &Aux,
+        outcome: &ReadOutcome,
+        data: &[u8],
+    ) -> Option<Option<u64>> {
+        local::message(aux, outcome, data)
+    }
 }
 
 /// After a whole message that is a line of text (it ends in a newline),
@@ -504,7 +537,7 @@ fn more_lines(chan: &Chan, next: &mut u64, out: &mut Vec<u8>, count: usize) -> u
 
 /// The text of a channel's `status` file (see chan(3) STATUS).
 fn status(cx: &Ctx<'_>, id: u64, chan: &Chan) -> String {
-    let local = cx.chan_local.get(id);
+    let local = meters(cx).map(|m| m.get(id)).unwrap_or_default();
     let taken: u64 = chan.groups.values().map(|g| g.taken).sum();
     let mut s = String::with_capacity(512);
     let _ = write!(

@@ -72,7 +72,7 @@ impl Bucket {
 
 /// What a node knows of one sender on one channel.
 #[derive(Clone, Debug)]
-pub struct SenderLocal {
+pub struct SenderCounts {
     /// Its bucket, when the channel has a limit.
     pub bucket: Option<Bucket>,
     /// Writes refused here for going over the limit.
@@ -81,7 +81,7 @@ pub struct SenderLocal {
 
 /// What a node counts of one channel by itself.
 #[derive(Clone, Debug, Default)]
-pub struct ChanLocal {
+pub struct ChanCounts {
     /// Messages returned whole to readers of `data` on this node.
     pub delivered: u64,
     /// Messages fan-out readers here skipped because retention had
@@ -90,18 +90,18 @@ pub struct ChanLocal {
     /// Writes refused here by QoS.
     pub refused: u64,
     /// Per sender, by holder name.
-    pub senders: BTreeMap<String, SenderLocal>,
+    pub senders: BTreeMap<String, SenderCounts>,
 }
 
 /// Every channel's node-local counters and buckets, by channel number.
 /// Requests are handled one at a time, so a `RefCell` lets read paths,
 /// which only see the state through shared references, count.
 #[derive(Debug, Default)]
-pub struct Local {
-    chans: RefCell<BTreeMap<u64, ChanLocal>>,
+pub struct Meters {
+    chans: RefCell<BTreeMap<u64, ChanCounts>>,
 }
 
-impl Local {
+impl Meters {
     /// Take a token for `sender` on channel `id` under `qos` at `now_ms`;
     /// false (and counted) when the bucket is empty.
     pub fn admit(&self, id: u64, sender: &str, qos: Option<Qos>, now_ms: u64) -> bool {
@@ -115,7 +115,7 @@ impl Local {
             None => chan
                 .senders
                 .entry(String::from(sender))
-                .or_insert(SenderLocal {
+                .or_insert(SenderCounts {
                     bucket: None,
                     refused: 0,
                 }),
@@ -141,7 +141,7 @@ impl Local {
     }
 
     /// A copy of channel `id`'s counters (for its status file).
-    pub fn get(&self, id: u64) -> ChanLocal {
+    pub fn get(&self, id: u64) -> ChanCounts {
         self.chans.borrow().get(&id).cloned().unwrap_or_default()
     }
 
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_sender_gets_burst_then_rate_and_others_are_unaffected() {
-        let l = Local::default();
+        let l = Meters::default();
         let q = Some(Qos { rate: 2, burst: 3 });
         let t = 1_000_000;
         for _ in 0..3 {
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn removed_channels_are_forgotten() {
-        let l = Local::default();
+        let l = Meters::default();
         l.delivered(1, 2);
         l.delivered(2, 3);
         l.forget_removed(|id| id == 2);

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::root;
 
-/// The proof device's number in [`dev::DEVICES`].
+/// The proof device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 2;
 const K_TOP: u8 = 0;
 const K_BOOT: u8 = 1;

@@ -14,14 +14,14 @@ use core::fmt::Write;
 use crate::cap::{Right, scope};
 use crate::command::Command;
 use crate::ctl::{self, CtlLine, Verb};
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome, Step};
 use crate::error::Error;
 use crate::log::{Change, PeerStatus};
 use crate::node::{MAX_OBJ, Node};
 use crate::raft::Member;
 use crate::root;
 
-/// The raft device's number in [`dev::DEVICES`].
+/// The raft device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 4;
 const K_TOP: u8 = 0;
 const K_CTL: u8 = 1;
@@ -179,7 +179,12 @@ fn key(line: &CtlLine<'_>, usage: &str) -> Result<[u8; 32], Error> {
 /// The admin right over `/raft`, which every change needs (and, for an
 /// agent, an intent granting it there: see agent(3)).
 fn need_admin(cx: &Ctx<'_>) -> Result<(), Error> {
-    crate::agent::guard::check(cx, "write", "/raft", Right::Admin, false)?;
+    cx.vet(&Step::Op {
+        op: "write",
+        path: "/raft",
+        right: Right::Admin,
+        dir: false,
+    })?;
     let Some(g) = cx.grant else {
         return Err(Error::Unauthorized(format!(
             "{OBJECT}: no capability to check the admin right against"

@@ -12,23 +12,17 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::fmt::Write;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentCmd, AgentOp};
-use crate::cap::CapOp;
-use crate::chan::{ChanCmd, ChanOp};
 use crate::command::Command;
-use crate::log::{Change, Entry, Index, Term};
+use crate::log::{Entry, Index, Term};
 use crate::raft::Membership;
-use crate::root::RootOp;
 
 /// How many of the latest committed entries `/raft/log` keeps.
 pub const MAX_LINES: usize = 4096;
 
-/// Longest `note` text kept in a line, in bytes (longer is cut, with `…`).
-pub const MAX_NOTE: usize = 64;
+pub use crate::ctl::MAX_NOTE;
 
 /// One committed entry as `/raft/log` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,167 +105,24 @@ impl Journal {
     }
 }
 
-/// A command in the syntax of the write that made it, on one line.
-///
-/// Files written with ctl verbs read `PATH VERB…` (several lines of one
-/// write joined by `; `); other changes read like the shell command that
-/// made them: `mkdir /chan/NAME`, `rm /chan/NAME`, `write
-/// /chan/NAME/data N bytes`, `read /chan/NAME/data max=N`, `mkdir
-/// /agent/NAME key=HEX` (the new agent's public key). A configuration
-/// reads `members voters=1,2,3` (with `new_voters=` during a joint
-/// configuration and `non_voters=` when there are any).
+/// A command in the syntax of the write that made it, on one line (its
+/// [`Display`](core::fmt::Display), with control characters shown as `?`
+/// whatever the names held).
 pub fn render(cmd: &Command) -> String {
-    let mut s = String::new();
-    match cmd {
-        Command::Root(r) => {
-            s.push_str("/ctl ");
-            let ops: Vec<String> =
-                r.0.iter()
-                    .map(|op| match op {
-                        RootOp::Note(text) => format!("note {}", cut(text, MAX_NOTE)),
-                        RootOp::Sync => String::from("sync"),
-                    })
-                    .collect();
-            s.push_str(&ops.join("; "));
-        }
-        Command::Chan(c) => render_chan(&mut s, c),
-        Command::Agent(c) => render_agent(&mut s, c),
-        Command::Cap(c) => {
-            s.push_str("/cap/ctl ");
-            let ops: Vec<String> =
-                c.0.iter()
-                    .map(|op| match op {
-                        CapOp::Mint(t) => {
-                            let c = t.claims();
-                            format!(
-                                "mint id={} holder={} scope={} rights={} not_before={} expires={}",
-                                c.id, c.holder, c.scope, c.rights, c.not_before, c.expires
-                            )
-                        }
-                        CapOp::Revoke(id) => format!("revoke {id}"),
-                    })
-                    .collect();
-            s.push_str(&ops.join("; "));
-        }
-        Command::Members(m) => {
-            let _ = write!(s, "members voters={}", ids(&m.voters));
-            if !m.new_voters.is_empty() {
-                let _ = write!(s, " new_voters={}", ids(&m.new_voters));
-            }
-            if !m.non_voters.is_empty() {
-                let _ = write!(s, " non_voters={}", ids(&m.non_voters));
-            }
-        }
-        Command::Raft(c) => {
-            s.push_str("/raft/ctl ");
-            match c {
-                Change::Add { id, addr, key } => {
-                    let _ = write!(s, "add id={id} addr={addr} key={}", crate::cap::hex(key));
-                }
-                Change::Remove { id } => {
-                    let _ = write!(s, "remove id={id}");
-                }
-                Change::Transfer { id } => {
-                    let _ = write!(s, "transfer id={id}");
-                }
-                Change::Snapshot => s.push_str("snapshot"),
-            }
-        }
-    }
-    // One entry, one line, whatever the names held.
-    s.chars()
+    cmd.to_string()
+        .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
-}
-
-fn render_chan(s: &mut String, c: &ChanCmd) {
-    let _ = match c {
-        ChanCmd::Create { name, .. } => write!(s, "mkdir /chan/{name}"),
-        ChanCmd::Remove { name } => write!(s, "rm /chan/{name}"),
-        ChanCmd::Send { name, stamp, data } => write!(
-            s,
-            "write /chan/{name}/data {} bytes sender={}",
-            data.len(),
-            stamp.sender
-        ),
-        ChanCmd::Take { name, group, .. } => write!(s, "read /chan/{name}/groups/{group}"),
-        ChanCmd::Unread { name, group, seq } => {
-            write!(s, "unread /chan/{name}/groups/{group} seq={seq}")
-        }
-        ChanCmd::Ctl { name, ops } => {
-            let ops: Vec<String> = ops.iter().map(ChanOp::describe).collect();
-            write!(s, "/chan/{name}/ctl {}", ops.join("; "))
-        }
-    };
-}
-
-/// An agent's public key is shown where it is made (never its seed); an
-/// `exec` line and a report are cut like a note, since arguments and
-/// reasons can be long; `log` lines are only counted, and a report's
-/// stderr lines too. A drift the server caught reads `/agent/NAME drift
-/// OP PATH`.
-fn render_agent(s: &mut String, c: &AgentCmd) {
-    let _ = match c {
-        AgentCmd::Create { name, seed, .. } => write!(
-            s,
-            "mkdir /agent/{name} key={}",
-            crate::cap::hex(&seed.public())
-        ),
-        AgentCmd::Remove { name } => write!(s, "rm /agent/{name}"),
-        AgentCmd::Ctl { name, ops, .. } => {
-            let mut lines: Vec<String> = ops
-                .iter()
-                .filter(|op| !matches!(op, AgentOp::Log(_)))
-                .map(|op| match op {
-                    AgentOp::Exec(_) | AgentOp::Report(_) => cut(&op.describe(), MAX_NOTE),
-                    AgentOp::Spawn { seed, .. } => {
-                        format!("{} key={}", op.describe(), crate::cap::hex(&seed.public()))
-                    }
-                    _ => op.describe(),
-                })
-                .collect();
-            // Output is counted, never copied.
-            let logged = ops
-                .iter()
-                .filter(|op| matches!(op, AgentOp::Log(_)))
-                .count();
-            if logged > 0 {
-                lines.push(format!("log {logged} lines"));
-            }
-            write!(s, "/agent/{name}/ctl {}", lines.join("; "))
-        }
-        AgentCmd::Drift { name, op, path, .. } => {
-            write!(s, "/agent/{name} drift {op} {path}")
-        }
-    };
-}
-
-/// `1,2,3` (or `-` for none).
-fn ids(ids: &[u64]) -> String {
-    if ids.is_empty() {
-        return String::from("-");
-    }
-    let v: Vec<String> = ids.iter().map(u64::to_string).collect();
-    v.join(",")
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, with `…`
-/// when cut.
-fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return String::from(text);
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::root::RootCmd;
+    use crate::agent::{AgentCmd, AgentOp};
+    use crate::cap::CapOp;
+    use crate::chan::{ChanCmd, ChanOp};
+    use crate::log::Change;
+    use crate::root::{RootCmd, RootOp};
 
     fn entry(index: Index, cmd: &Command) -> Entry {
         Entry {

@@ -246,3 +246,34 @@ impl Storage for MemStorage {
         Ok(())
     }
 }
+
+/// As `/raft/log` shows it: `members voters=1,2,3` (with `new_voters=`
+/// during a joint configuration and `non_voters=` when there are any).
+impl core::fmt::Display for Membership {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        /// `1,2,3` (or `-` for none).
+        fn ids(f: &mut core::fmt::Formatter<'_>, ids: &[u64]) -> core::fmt::Result {
+            if ids.is_empty() {
+                return f.write_str("-");
+            }
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{id}")?;
+            }
+            Ok(())
+        }
+        f.write_str("members voters=")?;
+        ids(f, &self.voters)?;
+        if !self.new_voters.is_empty() {
+            f.write_str(" new_voters=")?;
+            ids(f, &self.new_voters)?;
+        }
+        if !self.non_voters.is_empty() {
+            f.write_str(" non_voters=")?;
+            ids(f, &self.non_voters)?;
+        }
+        Ok(())
+    }
+}

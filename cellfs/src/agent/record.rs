@@ -45,7 +45,7 @@ struct Seen {
 
 /// Every agent's node-local record, by agent number.
 #[derive(Debug, Default)]
-pub struct Local {
+pub struct Record {
     agents: RefCell<BTreeMap<u64, Seen>>,
     caught: RefCell<Vec<Caught>>,
 }
@@ -69,7 +69,7 @@ fn push(ring: &mut VecDeque<Recent>, at: u64, text: &str) {
     });
 }
 
-impl Local {
+impl Record {
     /// Agent `id` did `text` (`read /chan/in/data`) at `at`.
     pub fn op(&self, id: u64, at: u64, text: &str) {
         push(
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn repeats_are_counted_and_the_ring_is_bounded() {
-        let l = Local::default();
+        let l = Record::default();
         l.op(1, 10, "read /chan/in/data");
         l.op(1, 11, "read /chan/in/data");
         l.op(1, 12, "write /chan/out/data");
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn one_drift_per_run_is_kept_to_propose() {
-        let l = Local::default();
+        let l = Record::default();
         assert!(!l.halting(1, 0));
         assert!(l.catch(caught(1, 0)));
         assert!(!l.catch(caught(1, 0)), "the same run again");
