@@ -9,56 +9,11 @@ use crate::dev::Aux;
 use crate::error::Error;
 use crate::node::Node;
 
-/// How a fid was opened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mode {
-    /// Reads allowed.
-    pub read: bool,
-    /// Writes allowed.
-    pub write: bool,
-}
-
-impl Mode {
-    /// The mode of a 9P2000 Topen/Tcreate mode byte (OREAD, OWRITE, ORDWR,
-    /// OEXEC in the low two bits).
-    pub fn from_9p(mode: u8) -> Mode {
-        match mode & 3 {
-            1 => Mode {
-                read: false,
-                write: true,
-            },
-            2 => Mode {
-                read: true,
-                write: true,
-            },
-            _ => Mode {
-                read: true,
-                write: false,
-            },
-        }
-    }
-
-    /// The mode of Linux open flags (O_RDONLY, O_WRONLY, O_RDWR).
-    pub fn from_linux(flags: u32) -> Mode {
-        match flags & 3 {
-            1 => Mode {
-                read: false,
-                write: true,
-            },
-            2 => Mode {
-                read: true,
-                write: true,
-            },
-            _ => Mode {
-                read: true,
-                write: false,
-            },
-        }
-    }
-}
+/// How a fid was opened (read, write or both).
+pub use ninep::mode::Access as Mode;
 
 /// 9P2000's "remove on clunk" open bit.
-pub const ORCLOSE: u8 = 0x40;
+pub use ninep::mode::ORCLOSE;
 
 /// Where a 9P2000 directory read left off.
 #[derive(Clone, Copy, Debug, Default)]

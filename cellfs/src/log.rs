@@ -275,7 +275,7 @@ impl fmt::Display for Change {
         f.write_str("/raft/ctl ")?;
         match self {
             Change::Add { id, addr, key } => {
-                write!(f, "add id={id} addr={addr} key={}", crate::cap::hex(key))
+                write!(f, "add id={id} addr={addr} key={}", crate::hex::encode(key))
             }
             Change::Remove { id } => write!(f, "remove id={id}"),
             Change::Transfer { id } => write!(f, "transfer id={id}"),

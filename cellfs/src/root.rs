@@ -234,7 +234,7 @@ fn render_status(cx: &Ctx<'_>) -> String {
         st.agents.len(),
         st.applied,
         cx.events.total(),
-        crate::cap::hex(&cx.key.public()),
+        crate::hex::encode(&cx.key.public()),
     );
     s
 }

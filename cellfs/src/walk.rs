@@ -11,8 +11,7 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::root;
 
-/// Longest file name accepted in a walk or create.
-pub const MAX_NAME: usize = 255;
+pub use crate::name::MAX_ELEMENT as MAX_NAME;
 
 /// Where a walk got to.
 #[derive(Debug)]
@@ -21,25 +20,6 @@ pub struct Walked {
     pub qids: Qids,
     /// The node of the last name walked (the start if none).
     pub node: Node,
-}
-
-/// Refuse names no file can have: empty, `.`, `..` (for creation), with a
-/// slash or NUL, or too long.
-pub fn check_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(Error::BadName(String::from(
-            "empty, '.' and '..' cannot be created",
-        )));
-    }
-    if name.len() > MAX_NAME {
-        return Err(Error::BadName(alloc::format!(
-            "longer than {MAX_NAME} bytes"
-        )));
-    }
-    if name.contains(['/', '\0']) {
-        return Err(Error::BadName(String::from("names cannot hold '/' or NUL")));
-    }
-    Ok(())
 }
 
 /// The entry `name` of `dir`: `..` is the parent, except at `root` (the

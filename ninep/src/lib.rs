@@ -21,6 +21,7 @@ pub mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzcheck;
+pub mod mode;
 pub mod msg;
 pub mod qid;
 pub mod stat;

@@ -492,13 +492,11 @@ fn sandbox(words: &str) -> Result<String, String> {
 /// Check a runner's name (`report claim runner=`): the rule of channel
 /// and agent names.
 pub fn check_runner(name: &str) -> Result<(), String> {
-    crate::chan::check_name(name).map_err(|_| {
-        format!(
-            "runner \"{}\": names are 1-{} of A-Z a-z 0-9 . _ - and do not start with '.'",
-            name.escape_debug(),
-            crate::chan::MAX_NAME
-        )
-    })
+    if crate::name::is_object(name) {
+        Ok(())
+    } else {
+        Err(crate::name::bad_object("runner", name))
+    }
 }
 
 /// `env KEY=VALUE`: the value is the rest of the line, trimmed; an empty
@@ -698,7 +696,7 @@ impl core::fmt::Display for AgentCmd {
             AgentCmd::Create { name, seed, .. } => write!(
                 f,
                 "mkdir /agent/{name} key={}",
-                crate::cap::hex(&seed.public())
+                crate::hex::encode(&seed.public())
             ),
             AgentCmd::Remove { name } => write!(f, "rm /agent/{name}"),
             AgentCmd::Ctl { name, ops, .. } => {
@@ -710,7 +708,11 @@ impl core::fmt::Display for AgentCmd {
                             ctl::cut(&op.describe(), ctl::MAX_NOTE)
                         }
                         AgentOp::Spawn { seed, .. } => {
-                            format!("{} key={}", op.describe(), crate::cap::hex(&seed.public()))
+                            format!(
+                                "{} key={}",
+                                op.describe(),
+                                crate::hex::encode(&seed.public())
+                            )
                         }
                         _ => op.describe(),
                     })

@@ -84,13 +84,11 @@ fn dir_node(id: u64) -> Node {
 /// `[A-Za-z0-9._-]`, not starting with a dot), so a name is safe in a
 /// path, a shell word and a cgroup.
 pub fn check_name(name: &str) -> Result<(), Error> {
-    crate::chan::check_name(name).map_err(|_| {
-        Error::BadName(format!(
-            "agent \"{}\": names are 1-{} of A-Z a-z 0-9 . _ - and do not start with '.'",
-            name.escape_debug(),
-            crate::chan::MAX_NAME
-        ))
-    })
+    if crate::name::is_object(name) {
+        Ok(())
+    } else {
+        Err(Error::BadName(crate::name::bad_object("agent", name)))
+    }
 }
 
 /// A new agent's key seed: derived from this node's secret, the agent's
@@ -401,7 +399,7 @@ impl Device for AgentDev {
                 }
                 s
             }),
-            K_KEY => text(&|| format!("{}\n", crate::cap::hex(&agent.key))),
+            K_KEY => text(&|| format!("{}\n", crate::hex::encode(&agent.key))),
             K_CHILDREN => text(&|| {
                 let mut s = String::new();
                 for c in &agent.children {

@@ -11,9 +11,4 @@ pub use rights::{Right, Rights};
 pub use state::{CapCmd, CapOp, Caps};
 pub use token::{CapError, Claims, Grant, NodeKey, PublicKey, Token};
 
-use alloc::string::String;
-
-/// Lower-case hex of `bytes` (keys and hashes in text files).
-pub fn hex(bytes: &[u8]) -> String {
-    crate::proof::boot::hex(bytes)
-}
+pub use crate::hex::encode as hex;

@@ -342,7 +342,7 @@ pub fn check_holder(name: &str) -> Result<(), CapError> {
         return bad(format!("it holds {what} (U+{:04X})", u32::from(c)));
     }
     if let Some(agent) = name.strip_prefix(AGENT_HOLDER)
-        && crate::chan::check_name(agent).is_err()
+        && !crate::name::is_object(agent)
     {
         return bad(format!(
             "an agent's holder is {AGENT_HOLDER}NAME, and \"{agent}\" is not an agent's name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')"

@@ -68,7 +68,7 @@ const FILES: [(&str, u8, u32); 5] = [
 ];
 
 /// Longest channel name.
-pub const MAX_NAME: usize = 64;
+pub const MAX_NAME: usize = crate::name::MAX_OBJECT;
 
 fn dir_node(id: u64) -> Node {
     Node::new(DEV, K_DIR, id)
@@ -99,18 +99,11 @@ fn group_id(node: Node) -> u16 {
 /// Check a new channel's (or group's) name: 1–64 of `[A-Za-z0-9._-]`, not
 /// starting with a dot.
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty()
-        || name.len() > MAX_NAME
-        || name.starts_with('.')
-        || !name.chars().all(ok_char)
-    {
-        return Err(Error::BadName(format!(
-            "chan \"{}\": names are 1-{MAX_NAME} of A-Z a-z 0-9 . _ - and do not start with '.'",
-            name.escape_debug()
-        )));
+    if crate::name::is_object(name) {
+        Ok(())
+    } else {
+        Err(Error::BadName(crate::name::bad_object("chan", name)))
     }
-    Ok(())
 }
 
 /// The channel device.

@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cap::token::verify_signature;
 use crate::cap::{NodeKey, PublicKey};
-use crate::proof::chain::{parse_decimal, push_hex, unhex, unhex32};
+use crate::hex;
+use crate::proof::chain::parse_decimal;
 
 /// What the signature covers besides the payload: the sender, as the node
 /// that accepted the message saw it.
@@ -279,15 +280,15 @@ pub fn push_line(out: &mut String, msg: &Message, verdict: Verdict) {
         "seq={} time={} chan={} sender={} nth={} cap={} intent={} node=",
         msg.seq, s.time_ms, s.chan, s.sender, s.nth, s.cap, s.intent
     );
-    push_hex(out, &s.node);
+    hex::push(out, &s.node);
     out.push_str(" sig=");
-    push_hex(out, &joined(&s.sig));
+    hex::push(out, &joined(&s.sig));
     let _ = write!(out, " batch={}/{} path=", s.leaf, s.batch);
     if s.path.is_empty() {
         out.push('-');
     }
     for h in &s.path {
-        push_hex(out, h);
+        hex::push(out, h);
     }
     let _ = write!(
         out,
@@ -295,7 +296,7 @@ pub fn push_line(out: &mut String, msg: &Message, verdict: Verdict) {
         verdict.word(),
         msg.data.len()
     );
-    push_hex(out, &msg.data);
+    hex::push(out, &msg.data);
     out.push('\n');
 }
 
@@ -327,7 +328,7 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
     let num = |i: usize| {
         parse_decimal(get(i)?).ok_or_else(|| BadLine(alloc::format!("{} is not a number", KEYS[i])))
     };
-    let data = unhex(get(10)?).ok_or_else(|| BadLine(String::from("data is not hex")))?;
+    let data = hex::decode(get(10)?).ok_or_else(|| BadLine(String::from("data is not hex")))?;
     if num(9)? != data.len() as u64 {
         return Err(BadLine(String::from("len does not match data")));
     }
@@ -338,7 +339,7 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
         .ok_or_else(|| BadLine(String::from("batch is not LEAF/COUNT")))?;
     let path = match get(12)? {
         "-" => Vec::new(),
-        hex => unhex(hex)
+        hex => hex::decode(hex)
             .filter(|b| b.len() % 32 == 0)
             .ok_or_else(|| BadLine(String::from("path is not hex hashes")))?
             .chunks(32)
@@ -349,7 +350,7 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
             })
             .collect(),
     };
-    let sig: [u8; 64] = unhex(get(7)?)
+    let sig: [u8; 64] = hex::decode(get(7)?)
         .and_then(|s| s.try_into().ok())
         .ok_or_else(|| BadLine(String::from("sig is not 128 hex digits")))?;
     Ok(Message {
@@ -361,7 +362,7 @@ pub fn parse_line(line: &str) -> Result<Message, BadLine> {
             nth: num(13)?,
             cap: num(4)?,
             intent: String::from(get(5)?),
-            node: unhex32(get(6)?)
+            node: hex::decode32(get(6)?)
                 .ok_or_else(|| BadLine(String::from("node is not 64 hex digits")))?,
             sig: split(&sig),
             leaf,

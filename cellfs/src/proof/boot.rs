@@ -97,14 +97,7 @@ pub fn link(prev: &Chain, line: &str) -> Chain {
     h.finalize().into()
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+pub use crate::hex::encode as hex;
 
 /// The markers of one boot, as the kernel records them.
 #[derive(Clone, Debug)]
@@ -219,7 +212,12 @@ impl Ledger {
         let body = format!("#E{} {} {}", stage.number(), stage.name(), facts);
         self.chain = link(&self.chain, body.trim_end());
         let start = self.text.len();
-        let _ = writeln!(self.text, "{} chain={}", body.trim_end(), hex(&self.chain));
+        let _ = writeln!(
+            self.text,
+            "{} chain={}",
+            body.trim_end(),
+            crate::hex::encode(&self.chain)
+        );
         self.next += 1;
         Ok(self.text[start..].trim_end())
     }
@@ -303,7 +301,7 @@ pub fn verify(log: &str) -> Result<Verified, ProofError> {
             )));
         }
         chain = link(&chain, body);
-        let expected = hex(&chain);
+        let expected = crate::hex::encode(&chain);
         if !value.eq_ignore_ascii_case(&expected) {
             return Err(ProofError::Broken {
                 marker: n,

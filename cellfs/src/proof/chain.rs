@@ -174,7 +174,7 @@ pub fn base_line(base: &Base) -> String {
 fn push_base_line(out: &mut String, b: &Base) {
     use core::fmt::Write as _;
     let _ = write!(out, "{} {} ", b.index, b.term);
-    push_hex(out, &b.hash);
+    crate::hex::push(out, &b.hash);
     out.push_str(" base\n");
 }
 
@@ -188,51 +188,17 @@ pub fn line(link: &Link) -> String {
 fn push_line(out: &mut String, l: &Link) {
     use core::fmt::Write as _;
     let _ = write!(out, "{} {} ", l.index, l.term);
-    push_hex(out, &l.hash);
+    crate::hex::push(out, &l.hash);
     out.push(' ');
     if l.data.is_empty() {
         out.push('-');
     } else {
-        push_hex(out, &l.data);
+        crate::hex::push(out, &l.data);
     }
     out.push('\n');
 }
 
-const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// Append the lower-case hex of `bytes`.
-pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-}
-
-/// The bytes of lower-case hex text (an even number of `0-9a-f`), or
-/// `None` for anything else (upper case included: one spelling per value).
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
-}
-
-/// 32 bytes from 64 lower-case hex digits.
-pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    unhex(text)?.try_into().ok()
-}
+pub use crate::hex::{decode as unhex, decode32 as unhex32, push as push_hex};
 
 /// A decimal number in its one canonical spelling (no sign, no leading
 /// zeros, at most `u64::MAX`).
@@ -335,10 +301,10 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
         return Err("index 0 is the genesis, not an entry");
     }
     let term = parse_decimal(t).ok_or("the term is not a decimal number")?;
-    let hash = unhex32(h).ok_or("the hash is not 64 lower-case hex digits")?;
+    let hash = crate::hex::decode32(h).ok_or("the hash is not 64 lower-case hex digits")?;
     let data = match d {
         "-" => Vec::new(),
-        _ => match unhex(d) {
+        _ => match crate::hex::decode(d) {
             Some(b) if !b.is_empty() => b,
             _ => return Err("the data is not lower-case hex bytes (or - for none)"),
         },
@@ -367,7 +333,7 @@ fn parse_base(text: &str) -> Option<Result<Base, &'static str>> {
             return Err("index 0 is the genesis, not a base");
         }
         let term = parse_decimal(t).ok_or("the term is not a decimal number")?;
-        let hash = unhex32(h).ok_or("the hash is not 64 lower-case hex digits")?;
+        let hash = crate::hex::decode32(h).ok_or("the hash is not 64 lower-case hex digits")?;
         Ok(Base { index, term, hash })
     })();
     Some(parsed)
@@ -522,7 +488,7 @@ mod tests {
             lines[0],
             format!(
                 "1 1 {} 6d6b6469722078",
-                crate::cap::hex(&c.links().next().unwrap().hash)
+                crate::hex::encode(&c.links().next().unwrap().hash)
             )
         );
         assert!(lines[1].ends_with(" -"), "{}", lines[1]);
@@ -604,14 +570,14 @@ mod tests {
         // The hash of entry 1 changed.
         let mut ls = lines.clone();
         let h = &c.links().next().unwrap().hash;
-        ls[0] = ls[0].replace(&crate::cap::hex(h), &crate::cap::hex(&[9; 32]));
+        ls[0] = ls[0].replace(&crate::hex::encode(h), &crate::hex::encode(&[9; 32]));
         let e = verify(&join(&ls), &head, None).unwrap_err();
         assert_eq!((e.line, e.index, e.fault), (1, 1, Fault::Hash), "{e}");
 
         // The last hash changed: the head no longer chains from it.
         let mut ls = lines.clone();
         let h = &c.links().nth(2).unwrap().hash;
-        ls[2] = ls[2].replace(&crate::cap::hex(h), &crate::cap::hex(&[9; 32]));
+        ls[2] = ls[2].replace(&crate::hex::encode(h), &crate::hex::encode(&[9; 32]));
         let e = verify(&join(&ls), &head, None).unwrap_err();
         assert_eq!((e.line, e.index, e.fault), (3, 5, Fault::Hash), "{e}");
 
@@ -676,8 +642,8 @@ mod tests {
         // A changed base hash breaks the first entry after it; a base line
         // anywhere but first is refused.
         let mut bad = chain.clone();
-        let h = crate::cap::hex(&base.hash);
-        bad = bad.replacen(&h, &crate::cap::hex(&[1; 32]), 1);
+        let h = crate::hex::encode(&base.hash);
+        bad = bad.replacen(&h, &crate::hex::encode(&[1; 32]), 1);
         let e = verify(&bad, &head, None).unwrap_err();
         assert_eq!((e.line, e.index), (2, 7), "{e}");
         let mut lines: Vec<&str> = chain.lines().collect();

@@ -17,8 +17,9 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt;
 
-use super::chain::{Chain, parse_decimal, unhex, unhex32};
-use crate::cap::{NodeKey, PublicKey, hex, token::verify_signature};
+use super::chain::{Chain, parse_decimal};
+use crate::cap::{NodeKey, PublicKey, token::verify_signature};
+use crate::hex;
 use crate::log::Index;
 
 /// What a head's signature starts with, so it cannot be taken for a
@@ -95,9 +96,9 @@ impl Head {
         format!(
             "index {}\nhash {}\nkey {}\nsig {}\n",
             self.index,
-            hex(&self.hash),
-            hex(&self.key),
-            hex(&self.sig)
+            hex::encode(&self.hash),
+            hex::encode(&self.key),
+            hex::encode(&self.sig)
         )
     }
 
@@ -116,18 +117,17 @@ impl Head {
         };
         let index = parse_decimal(field("index")?)
             .ok_or(HeadError::Malformed("the index is not a decimal number"))?;
-        let hash = unhex32(field("hash")?).ok_or(HeadError::Malformed(
+        let hash = hex::decode32(field("hash")?).ok_or(HeadError::Malformed(
             "the hash is not 64 lower-case hex digits",
         ))?;
-        let key = unhex32(field("key")?).ok_or(HeadError::Malformed(
+        let key = hex::decode32(field("key")?).ok_or(HeadError::Malformed(
             "the key is not 64 lower-case hex digits",
         ))?;
-        let sig: [u8; 64] =
-            unhex(field("sig")?)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(HeadError::Malformed(
-                    "the sig is not 128 lower-case hex digits",
-                ))?;
+        let sig: [u8; 64] = hex::decode(field("sig")?)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(HeadError::Malformed(
+                "the sig is not 128 lower-case hex digits",
+            ))?;
         let head = Head {
             index,
             hash,
@@ -181,7 +181,7 @@ mod tests {
         assert!(text.starts_with(&format!(
             "index 0\nhash {}\nkey {}\nsig ",
             "0".repeat(64),
-            hex(&key.public())
+            hex::encode(&key.public())
         )));
         assert_eq!(text.lines().count(), 4);
         assert_eq!(Head::parse(&text), Ok(h));

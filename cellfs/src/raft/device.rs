@@ -245,7 +245,7 @@ impl Peer {
         );
         match &self.key {
             Some(k) => {
-                let _ = writeln!(s, "key {}", crate::cap::hex(k));
+                let _ = writeln!(s, "key {}", crate::hex::encode(k));
             }
             None => s.push_str("key none\n"),
         }

@@ -224,7 +224,7 @@ mod tests {
     fn agent_commands_render_without_secrets() {
         use crate::agent::{Exec, Seed};
         let seed = Seed([5; 32]);
-        let key = crate::cap::hex(&seed.public());
+        let key = crate::hex::encode(&seed.public());
         let create = Command::Agent(AgentCmd::Create {
             name: "a".into(),
             seed: seed.clone(),
