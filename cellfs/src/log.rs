@@ -172,7 +172,7 @@ pub struct LogStatus {
     /// Every member, this node included.
     pub peers: Vec<PeerStatus>,
     /// The log's files and syncs (zeroes for a log kept in memory).
-    pub storage: crate::raft::StorageUsage,
+    pub storage: StorageUsage,
 }
 
 /// When a linearizable read may be served; see [`Log::read`].
@@ -282,4 +282,16 @@ impl fmt::Display for Change {
             Change::Snapshot => f.write_str("snapshot"),
         }
     }
+}
+
+/// What `/raft/status` tells of a replica's storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// Files holding log entries.
+    pub files: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// Syncs (fsyncs of the log) since the node started: writes per sync
+    /// is the batching that group commit achieved.
+    pub syncs: u64,
 }

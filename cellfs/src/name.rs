@@ -4,8 +4,6 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::error::Error;
-
 /// Longest object name.
 pub const MAX_OBJECT: usize = 64;
 
@@ -33,18 +31,16 @@ pub fn bad_object(what: &str, name: &str) -> String {
 }
 
 /// Refuse names no file can have: empty, `.`, `..` (for creation), with a
-/// slash or NUL, or too long.
-pub fn check_element(name: &str) -> Result<(), Error> {
+/// slash or NUL, or too long; the refusal says which.
+pub fn check_element(name: &str) -> Result<(), String> {
     if name.is_empty() || name == "." || name == ".." {
-        return Err(Error::BadName(String::from(
-            "empty, '.' and '..' cannot be created",
-        )));
+        return Err(String::from("empty, '.' and '..' cannot be created"));
     }
     if name.len() > MAX_ELEMENT {
-        return Err(Error::BadName(format!("longer than {MAX_ELEMENT} bytes")));
+        return Err(format!("longer than {MAX_ELEMENT} bytes"));
     }
     if name.contains(['/', '\0']) {
-        return Err(Error::BadName(String::from("names cannot hold '/' or NUL")));
+        return Err(String::from("names cannot hold '/' or NUL"));
     }
     Ok(())
 }

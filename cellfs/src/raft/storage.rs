@@ -148,17 +148,7 @@ pub trait Storage {
     }
 }
 
-/// What `/raft/status` tells of a replica's storage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StorageUsage {
-    /// Files holding log entries.
-    pub files: u64,
-    /// Bytes in them.
-    pub bytes: u64,
-    /// Syncs (fsyncs of the log) since the node started: writes per sync
-    /// is the batching that group commit achieved.
-    pub syncs: u64,
-}
+pub use crate::log::StorageUsage;
 
 /// One image of what [`MemStorage`] holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

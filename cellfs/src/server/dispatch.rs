@@ -215,7 +215,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 flags,
             } => {
                 let (dir, grant, root) = self.access(conn, dirfid)?;
-                crate::name::check_element(name)?;
+                crate::name::check_element(name).map_err(Error::BadName)?;
                 let ctx = self.world.ctx_as(&grant);
                 let node = walk::lookup(&ctx, root, dir, name)?;
                 self.allow(&grant, Op::Remove, On::File(node))?;

@@ -109,7 +109,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         if matches!(how, CreateHow::Create(_) | CreateHow::Lcreate(_)) && f.open.is_some() {
             return Err(Error::FidOpen);
         }
-        crate::name::check_element(name)?;
+        crate::name::check_element(name).map_err(Error::BadName)?;
         self.allow(&grant, Op::Create, On::New { dir, name })?;
         let ctx = self.world.ctx_as(&grant);
         if ctx.guarded() {
@@ -126,7 +126,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         if !info.dir {
             return Err(Error::NotDir);
         }
-        crate::name::check_element(name)?;
+        crate::name::check_element(name).map_err(Error::BadName)?;
         let cmd = dev.create(&ctx, dir, name, is_dir)?;
         self.propose(cmd, conn, tag, Then::Create { fid, how })
     }
