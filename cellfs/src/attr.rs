@@ -4,13 +4,13 @@ use ninep::stat::{DMAPPEND, DMDIR, GETATTR_BASIC};
 use ninep::{Attr, Qid, QidType, Stat};
 
 use crate::dev::Info;
-use crate::node::Node;
+use crate::file::File;
 
 /// The owner every file reports.
 pub const OWNER: &str = "cell0";
 
 /// The qid of `node` as described by `info`.
-pub fn qid(node: Node, info: &Info<'_>) -> Qid {
+pub fn qid(node: File, info: &Info<'_>) -> Qid {
     Qid {
         // A message file (perm has DMAPPEND) says so in its qid, so a
         // client knows each write is one message and must not be split.
@@ -27,7 +27,7 @@ pub fn qid(node: Node, info: &Info<'_>) -> Qid {
 }
 
 /// A 9P2000 stat record.
-pub fn stat<'a>(node: Node, info: &Info<'a>) -> Stat<'a> {
+pub fn stat<'a>(node: File, info: &Info<'a>) -> Stat<'a> {
     let mtime = u32::try_from(info.mtime).unwrap_or(u32::MAX);
     Stat {
         ty: 0,
@@ -49,7 +49,7 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 
 /// A 9P2000.L getattr answer.
-pub fn getattr(node: Node, info: &Info<'_>) -> Attr {
+pub fn getattr(node: File, info: &Info<'_>) -> Attr {
     Attr {
         valid: GETATTR_BASIC,
         qid: qid(node, info),

@@ -12,15 +12,15 @@ use crate::agent::AgentCmd;
 use crate::cap::CapCmd;
 use crate::chan::ChanCmd;
 use crate::events::Kind;
+use crate::file::File;
 use crate::log::Change;
-use crate::node::Node;
 use crate::raft::Membership;
 use crate::root::RootCmd;
 
 /// One mutation, as logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Node-wide: `/ctl` verbs.
+    /// File-wide: `/ctl` verbs.
     Root(RootCmd),
     /// Channels.
     Chan(ChanCmd),
@@ -64,9 +64,9 @@ pub struct Applied {
     /// if its reader is gone before it is delivered).
     pub taken: Option<u64>,
     /// The node an applied create made.
-    pub created: Option<Node>,
+    pub created: Option<File>,
     /// Nodes whose blocked readers should try again.
-    pub wake: Vec<Node>,
+    pub wake: Vec<File>,
     /// Lines for `/events`.
     pub events: Vec<(Kind, String)>,
     /// Capabilities were revoked: requests waiting with one must be

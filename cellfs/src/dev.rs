@@ -24,7 +24,7 @@ use crate::cap::{Grant, NodeKey, Right};
 use crate::command::{Applied, Command};
 use crate::error::Error;
 use crate::events::Events;
-use crate::node::Node;
+use crate::file::File;
 use crate::state::State;
 
 /// Everything a device may look at while answering a request.
@@ -51,7 +51,7 @@ pub struct Ctx<'a> {
     pub boot_proof: &'a str,
     /// The node's key (it signs what `/cap/ctl` mints).
     pub key: &'a NodeKey,
-    /// Every device, indexed by [`Node::dev`].
+    /// Every device, indexed by [`File::dev`].
     pub devices: Devices,
     /// Each device's node-local slot, in the same order.
     pub slots: &'a Slots,
@@ -63,7 +63,7 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// The device serving `node` (the root device for unknown numbers,
     /// which then finds no such node).
-    pub fn device(&self, node: Node) -> &'static dyn Device {
+    pub fn device(&self, node: File) -> &'static dyn Device {
         self.devices.get(node.dev)
     }
 
@@ -98,7 +98,7 @@ impl<'a> Ctx<'a> {
 
     /// Let every guarding device take out of `nodes`, the entries of
     /// `dir`, what the request may not see.
-    pub fn hide(&self, dir: Node, nodes: &mut Vec<Node>) {
+    pub fn hide(&self, dir: File, nodes: &mut Vec<File>) {
         for d in self.devices.all() {
             if let Some(g) = d.guard()
                 && g.guards(self)
@@ -213,7 +213,7 @@ pub trait Guard: Sync {
     /// Refuse `step` if the request may not take it.
     fn vet(&self, cx: &Ctx<'_>, step: &Step<'_>) -> Result<(), Error>;
     /// Take out of `nodes`, the entries of `dir`, what may not be seen.
-    fn hide(&self, cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>);
+    fn hide(&self, cx: &Ctx<'_>, dir: File, nodes: &mut Vec<File>);
     /// Record what the request did.
     fn note(&self, cx: &Ctx<'_>, did: &Did<'_>);
 }
@@ -221,9 +221,9 @@ pub trait Guard: Sync {
 /// Counts the reads blocked on a node (for status files).
 pub trait Waiting {
     /// Reads parked on `node`.
-    fn waiting(&self, node: Node) -> usize;
+    fn waiting(&self, node: File) -> usize;
     /// Writes parked on `node` (waiting for room).
-    fn blocked(&self, node: Node) -> usize;
+    fn blocked(&self, node: File) -> usize;
 }
 
 /// What the server needs to know of a file to stat it or build its qid.
@@ -282,35 +282,35 @@ pub enum ReadOutcome {
 /// default.
 pub trait Device: Sync {
     /// Its directory under the root (`chan`), or `None` for the root device.
-    fn top(&self) -> Option<(&'static str, Node)>;
+    fn top(&self) -> Option<(&'static str, File)>;
     /// Metadata of `node`, or `None` if it no longer exists.
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>>;
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>>;
     /// The directory holding `node` (the root's parent is the root).
-    fn parent(&self, node: Node) -> Node;
+    fn parent(&self, node: File) -> File;
     /// The entry `name` of directory `dir`.
-    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node>;
+    fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File>;
     /// Every entry of directory `dir`, in a stable order.
-    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>);
+    fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>);
     /// May `node` be opened for reading and/or writing? If so, the fid's
     /// starting [`Aux`] (a stream opens at its current end).
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error>;
+    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error>;
     /// Append up to `count` bytes of `node` at `offset` to `out`.
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
         out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, Error>;
     /// The command a write of `data` to `node` stands for.
-    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error>;
+    fn write(&self, cx: &Ctx<'_>, node: File, data: &[u8]) -> Result<Command, Error>;
     /// The command that creates `name` in `dir`.
-    fn create(&self, cx: &Ctx<'_>, dir: Node, name: &str, is_dir: bool) -> Result<Command, Error>;
+    fn create(&self, cx: &Ctx<'_>, dir: File, name: &str, is_dir: bool) -> Result<Command, Error>;
     /// The command that removes `node`, or `None` when removing it is
     /// accepted but changes nothing (an object's own files, so `rm -r` works).
-    fn remove(&self, cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error>;
+    fn remove(&self, cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error>;
 
     /// A fresh node-local slot: what this device keeps on one node only
     /// (never replicated), reached with [`Ctx::slot`].
@@ -343,7 +343,7 @@ pub trait Device: Sync {
     /// A fid on `node` with `aux` is clunked: the command that gives back
     /// what it held (a consumer group's message it did not read to the
     /// end), if any.
-    fn release(&self, _cx: &Ctx<'_>, _node: Node, _aux: &Aux) -> Option<Command> {
+    fn release(&self, _cx: &Ctx<'_>, _node: File, _aux: &Aux) -> Option<Command> {
         None
     }
 
@@ -366,7 +366,7 @@ pub trait Device: Sync {
     /// reader's record shows: see [`Did::Message`]).
     fn message(
         &self,
-        _node: Node,
+        _node: File,
         _aux: &Aux,
         _outcome: &ReadOutcome,
         _data: &[u8],

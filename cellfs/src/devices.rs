@@ -1,10 +1,10 @@
 //! The device table: every kind of kernel object, indexed by
-//! [`crate::node::Node::dev`]. Adding an object is one module and one
+//! [`crate::file::File::dev`]. Adding an object is one module and one
 //! line here (its `DEV` number is its place in this table).
 
 use crate::dev::{Device, Devices};
 
-/// Every device, indexed by [`crate::node::Node::dev`]. The root device
+/// Every device, indexed by [`crate::file::File::dev`]. The root device
 /// is first.
 pub const DEVICES: Devices = match Devices::new(ALL) {
     Some(d) => d,

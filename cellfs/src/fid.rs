@@ -7,7 +7,7 @@ use crate::cap::Grant;
 
 use crate::dev::Aux;
 use crate::error::Error;
-use crate::node::Node;
+use crate::file::File;
 
 /// How a fid was opened (read, write or both).
 pub use ninep::mode::Access as Mode;
@@ -37,7 +37,7 @@ pub enum Access {
         /// The verified capability.
         grant: Arc<Grant>,
         /// The scope's node.
-        root: Node,
+        root: File,
     },
 }
 
@@ -45,7 +45,7 @@ pub enum Access {
 #[derive(Debug)]
 pub struct Fid {
     /// The file it points at.
-    pub node: Node,
+    pub node: File,
     /// Its capability.
     pub access: Access,
     /// Set once opened; walks are refused after that.
@@ -62,7 +62,7 @@ pub struct Fid {
 
 impl Fid {
     /// A fresh, unopened fid on `node` with `access`.
-    pub fn new(node: Node, access: Access) -> Fid {
+    pub fn new(node: File, access: Access) -> Fid {
         Fid {
             node,
             access,

@@ -5,7 +5,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::dev::Waiting;
-use crate::node::Node;
+use crate::file::File;
 use crate::outbox::ConnId;
 
 /// A Tread: who asked, for what. Kept while the read waits for its node
@@ -45,15 +45,15 @@ pub const MAX_PARKED_WRITE_BYTES: usize = 64 << 20;
 /// Parked requests, by the node they wait on.
 #[derive(Debug, Default)]
 pub struct Parked {
-    by_node: BTreeMap<Node, Vec<ParkedRead>>,
-    writes: BTreeMap<Node, VecDeque<ParkedWrite>>,
+    by_node: BTreeMap<File, Vec<ParkedRead>>,
+    writes: BTreeMap<File, VecDeque<ParkedWrite>>,
     write_bytes: usize,
 }
 
 impl Parked {
     /// Park `write` on `node` behind the writes already waiting there;
     /// handed back if parked writes already hold too much.
-    pub fn park_write(&mut self, node: Node, write: ParkedWrite) -> Result<(), ParkedWrite> {
+    pub fn park_write(&mut self, node: File, write: ParkedWrite) -> Result<(), ParkedWrite> {
         if self.write_bytes + write.data.len() > MAX_PARKED_WRITE_BYTES {
             return Err(write);
         }
@@ -63,7 +63,7 @@ impl Parked {
     }
 
     /// Every write parked on `node`, oldest first.
-    pub fn take_writes(&mut self, node: Node) -> VecDeque<ParkedWrite> {
+    pub fn take_writes(&mut self, node: File) -> VecDeque<ParkedWrite> {
         let writes = self.writes.remove(&node).unwrap_or_default();
         self.write_bytes -= writes.iter().map(|w| w.data.len()).sum::<usize>();
         writes
@@ -86,12 +86,12 @@ impl Parked {
     }
 
     /// Park `read` on `node`.
-    pub fn park(&mut self, node: Node, read: ParkedRead) {
+    pub fn park(&mut self, node: File, read: ParkedRead) {
         self.by_node.entry(node).or_default().push(read);
     }
 
     /// Every read parked on `node`, in the order they came.
-    pub fn take(&mut self, node: Node) -> Vec<ParkedRead> {
+    pub fn take(&mut self, node: File) -> Vec<ParkedRead> {
         self.by_node.remove(&node).unwrap_or_default()
     }
 
@@ -104,7 +104,7 @@ impl Parked {
     }
 
     /// Every node some read is parked on.
-    pub fn nodes(&self) -> impl Iterator<Item = Node> + '_ {
+    pub fn nodes(&self) -> impl Iterator<Item = File> + '_ {
         self.by_node.keys().copied()
     }
 
@@ -127,11 +127,11 @@ impl Parked {
 }
 
 impl Waiting for Parked {
-    fn waiting(&self, node: Node) -> usize {
+    fn waiting(&self, node: File) -> usize {
         self.by_node.get(&node).map_or(0, Vec::len)
     }
 
-    fn blocked(&self, node: Node) -> usize {
+    fn blocked(&self, node: File) -> usize {
         self.writes.get(&node).map_or(0, VecDeque::len)
     }
 }

@@ -11,7 +11,7 @@ use crate::ctl::{self, Verb};
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
 use crate::events::Kind;
-use crate::node::Node;
+use crate::file::File;
 
 /// The root device's number in [`crate::devices::DEVICES`].
 pub const DEV: u8 = 0;
@@ -21,9 +21,9 @@ const K_STATUS: u8 = 2;
 const K_EVENTS: u8 = 3;
 
 /// The root directory.
-pub const ROOT: Node = Node::new(DEV, K_ROOT, 0);
+pub const ROOT: File = File::new(DEV, K_ROOT, 0);
 /// `/events`, whose readers are woken after every batch of changes.
-pub const EVENTS: Node = Node::new(DEV, K_EVENTS, 0);
+pub const EVENTS: File = File::new(DEV, K_EVENTS, 0);
 
 const FILES: [(&str, u8, u32); 3] = [
     ("ctl", K_CTL, 0o220),
@@ -77,11 +77,11 @@ pub fn apply(cmd: &RootCmd) -> Result<Applied, Error> {
 pub struct Root;
 
 impl Device for Root {
-    fn top(&self) -> Option<(&'static str, Node)> {
+    fn top(&self) -> Option<(&'static str, File)> {
         None
     }
 
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>> {
         let mtime = cx.unix_ms / 1000;
         if node == ROOT {
             return Some(Info {
@@ -109,16 +109,16 @@ impl Device for Root {
         })
     }
 
-    fn parent(&self, _node: Node) -> Node {
+    fn parent(&self, _node: File) -> File {
         ROOT
     }
 
-    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         if dir != ROOT {
             return None;
         }
         if let Some(f) = FILES.iter().find(|f| f.0 == name) {
-            return Some(Node::new(DEV, f.1, 0));
+            return Some(File::new(DEV, f.1, 0));
         }
         cx.devices
             .all()
@@ -128,9 +128,9 @@ impl Device for Root {
             .map(|(_, node)| node)
     }
 
-    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         if dir == ROOT {
-            out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, 0)));
+            out.extend(FILES.iter().map(|f| File::new(DEV, f.1, 0)));
             out.extend(
                 cx.devices
                     .all()
@@ -141,7 +141,7 @@ impl Device for Root {
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
             K_CTL if read => Err(Error::Perm(String::from("/ctl is write-only"))),
             K_STATUS if write => Err(Error::Perm(String::from("/status is read-only"))),
@@ -156,7 +156,7 @@ impl Device for Root {
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
@@ -183,7 +183,7 @@ impl Device for Root {
         }
     }
 
-    fn write(&self, _cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+    fn write(&self, _cx: &Ctx<'_>, node: File, data: &[u8]) -> Result<Command, Error> {
         if node.kind != K_CTL {
             return Err(Error::Perm(String::from("only /ctl can be written here")));
         }
@@ -201,7 +201,7 @@ impl Device for Root {
     fn create(
         &self,
         _cx: &Ctx<'_>,
-        _dir: Node,
+        _dir: File,
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
@@ -210,7 +210,7 @@ impl Device for Root {
         )))
     }
 
-    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+    fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
         let name = FILES.iter().find(|f| f.1 == node.kind).map_or("/", |f| f.0);
         Err(Error::Perm(format!(
             "cannot remove '{name}': it is part of the node"

@@ -8,7 +8,7 @@ use ninep::Qids;
 use crate::attr;
 use crate::dev::{Ctx, Step};
 use crate::error::Error;
-use crate::node::Node;
+use crate::file::File;
 use crate::root;
 
 pub use crate::name::MAX_ELEMENT as MAX_NAME;
@@ -19,12 +19,12 @@ pub struct Walked {
     /// The qid of each name walked, in order.
     pub qids: Qids,
     /// The node of the last name walked (the start if none).
-    pub node: Node,
+    pub node: File,
 }
 
 /// The entry `name` of `dir`: `..` is the parent, except at `root` (the
 /// fid's scope, or the tree's root), whose parent is itself.
-pub fn lookup(ctx: &Ctx<'_>, root: Node, dir: Node, name: &str) -> Result<Node, Error> {
+pub fn lookup(ctx: &Ctx<'_>, root: File, dir: File, name: &str) -> Result<File, Error> {
     let dev = ctx.device(dir);
     let info = dev
         .info(ctx, dir)
@@ -76,7 +76,7 @@ pub fn lookup(ctx: &Ctx<'_>, root: Node, dir: Node, name: &str) -> Result<Node, 
 /// only if the first name fails; otherwise as many qids as names that could
 /// be walked. A refusal (an agent walking out of its intent) is an error
 /// wherever it happens, so its holder is told why.
-pub fn walk(ctx: &Ctx<'_>, root: Node, start: Node, names: &[&str]) -> Result<Walked, Error> {
+pub fn walk(ctx: &Ctx<'_>, root: File, start: File, names: &[&str]) -> Result<Walked, Error> {
     let mut qids = Qids::new();
     let mut node = start;
     for (i, name) in names.iter().enumerate() {
@@ -98,7 +98,7 @@ pub fn walk(ctx: &Ctx<'_>, root: Node, start: Node, names: &[&str]) -> Result<Wa
 }
 
 /// The path of `node` from the root, for messages and events.
-pub fn path_of(ctx: &Ctx<'_>, node: Node) -> String {
+pub fn path_of(ctx: &Ctx<'_>, node: File) -> String {
     let mut parts: Vec<&str> = Vec::new();
     let mut n = node;
     // Bounded: the tree is shallow, and a cycle would be a device bug.
@@ -126,7 +126,7 @@ pub fn path_of(ctx: &Ctx<'_>, node: Node) -> String {
 
 /// The node at the normalised absolute `path` (a capability's scope), or
 /// `None` if it does not exist (or is not a directory on the way).
-pub fn resolve(ctx: &Ctx<'_>, path: &str) -> Option<Node> {
+pub fn resolve(ctx: &Ctx<'_>, path: &str) -> Option<File> {
     let mut node = root::ROOT;
     for name in path.split('/').filter(|n| !n.is_empty()) {
         if name == ".." || name == "." {

@@ -27,7 +27,7 @@ use crate::cap::{Grant, Right};
 use crate::command::Command;
 use crate::dev::{Ctx, Did, Guard, Step};
 use crate::error::Error;
-use crate::node::Node;
+use crate::file::File;
 use crate::walk;
 
 use super::DEV;
@@ -132,7 +132,7 @@ pub fn check_walk(cx: &Ctx<'_>, path: &str) -> Result<(), Error> {
 
 /// Keep only the entries of directory `dir` that the agent acting in
 /// `cx`, if one is, may see.
-pub fn filter(cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>) {
+pub fn filter(cx: &Ctx<'_>, dir: File, nodes: &mut Vec<File>) {
     let Ok(Some((_, agent))) = acting(cx) else {
         return;
     };
@@ -247,7 +247,7 @@ impl Guard for IntentGuard {
         }
     }
 
-    fn hide(&self, cx: &Ctx<'_>, dir: Node, nodes: &mut Vec<Node>) {
+    fn hide(&self, cx: &Ctx<'_>, dir: File, nodes: &mut Vec<File>) {
         filter(cx, dir, nodes);
     }
 

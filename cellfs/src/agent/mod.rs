@@ -42,7 +42,7 @@ use crate::cap::{Right, scope};
 use crate::command::Command;
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
-use crate::node::Node;
+use crate::file::File;
 use crate::root;
 
 use ctl::Line;
@@ -62,7 +62,7 @@ const K_CHILDREN: u8 = 8;
 const K_SPEC: u8 = 9;
 
 /// `/agent` itself.
-pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+pub const TOP: File = File::new(DEV, K_TOP, 0);
 
 /// The entries of every agent directory: name, kind, permissions.
 const FILES: [(&str, u8, u32); 8] = [
@@ -76,8 +76,8 @@ const FILES: [(&str, u8, u32); 8] = [
     ("trace", K_TRACE, 0o444),
 ];
 
-fn dir_node(id: u64) -> Node {
-    Node::new(DEV, K_DIR, id)
+fn dir_node(id: u64) -> File {
+    File::new(DEV, K_DIR, id)
 }
 
 /// Check a new agent's name: the rule of channel names (1–64 of
@@ -196,7 +196,7 @@ fn need_admin(cx: &Ctx<'_>, name: &str, file: &str, op: &'static str) -> Result<
 pub struct AgentDev;
 
 impl AgentDev {
-    fn agent<'a>(cx: &Ctx<'a>, node: Node) -> Result<&'a Agent, Error> {
+    fn agent<'a>(cx: &Ctx<'a>, node: File) -> Result<&'a Agent, Error> {
         cx.state.agents.get(node.obj).ok_or(Error::Removed("agent"))
     }
 
@@ -280,11 +280,11 @@ impl AgentDev {
 }
 
 impl Device for AgentDev {
-    fn top(&self) -> Option<(&'static str, Node)> {
+    fn top(&self) -> Option<(&'static str, File)> {
         Some(("agent", TOP))
     }
 
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>> {
         if node.kind == K_TOP {
             return Some(Info {
                 name: "agent",
@@ -313,7 +313,7 @@ impl Device for AgentDev {
         })
     }
 
-    fn parent(&self, node: Node) -> Node {
+    fn parent(&self, node: File) -> File {
         match node.kind {
             K_TOP => root::ROOT,
             K_DIR => TOP,
@@ -321,7 +321,7 @@ impl Device for AgentDev {
         }
     }
 
-    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         match dir.kind {
             K_TOP => cx.state.agents.id(name).map(dir_node),
             K_DIR => {
@@ -329,23 +329,23 @@ impl Device for AgentDev {
                 FILES
                     .iter()
                     .find(|f| f.0 == name)
-                    .map(|f| Node::new(DEV, f.1, dir.obj))
+                    .map(|f| File::new(DEV, f.1, dir.obj))
             }
             _ => None,
         }
     }
 
-    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         match dir.kind {
             K_TOP => out.extend(cx.state.agents.ids().map(dir_node)),
             K_DIR if cx.state.agents.get(dir.obj).is_some() => {
-                out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
+                out.extend(FILES.iter().map(|f| File::new(DEV, f.1, dir.obj)));
             }
             _ => {}
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
         if node.kind == K_TOP {
             return if write {
                 Err(Error::IsDir)
@@ -374,7 +374,7 @@ impl Device for AgentDev {
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
@@ -424,7 +424,7 @@ impl Device for AgentDev {
         }
     }
 
-    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+    fn write(&self, cx: &Ctx<'_>, node: File, data: &[u8]) -> Result<Command, Error> {
         if node.kind == K_TOP {
             return Err(Error::IsDir);
         }
@@ -445,7 +445,7 @@ impl Device for AgentDev {
         }))
     }
 
-    fn create(&self, cx: &Ctx<'_>, dir: Node, name: &str, is_dir: bool) -> Result<Command, Error> {
+    fn create(&self, cx: &Ctx<'_>, dir: File, name: &str, is_dir: bool) -> Result<Command, Error> {
         if dir.kind != K_TOP {
             let agent = Self::agent(cx, dir)?;
             return Err(Error::Perm(format!(
@@ -488,7 +488,7 @@ impl Device for AgentDev {
         }))
     }
 
-    fn remove(&self, cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+    fn remove(&self, cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
         if node.kind == K_TOP {
             return Err(Error::Perm(String::from(
                 "cannot remove /agent: it is part of the node",

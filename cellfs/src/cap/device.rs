@@ -22,7 +22,7 @@ use crate::command::Command;
 use crate::ctl::{self, Verb};
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome, Step};
 use crate::error::Error;
-use crate::node::{MAX_OBJ, Node};
+use crate::file::{File, MAX_OBJ};
 use crate::root;
 
 /// The cap device's number in [`crate::devices::DEVICES`].
@@ -37,7 +37,7 @@ const K_STATUS: u8 = 6;
 const K_NCTL: u8 = 7;
 
 /// `/cap` itself.
-pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+pub const TOP: File = File::new(DEV, K_TOP, 0);
 
 const TOP_FILES: [(&str, u8, u32); 3] = [
     ("ctl", K_CTL, 0o220),
@@ -106,8 +106,8 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
-fn dir_node(n: u64) -> Node {
-    Node::new(DEV, K_DIR, n)
+fn dir_node(n: u64) -> File {
+    File::new(DEV, K_DIR, n)
 }
 
 /// Whether the caller may administer `target_scope`: the admin right over
@@ -281,11 +281,11 @@ impl CapDev {
 }
 
 impl Device for CapDev {
-    fn top(&self) -> Option<(&'static str, Node)> {
+    fn top(&self) -> Option<(&'static str, File)> {
         Some(("cap", TOP))
     }
 
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>> {
         let mtime = cx.unix_ms / 1000;
         let file = |name: &'static str, perm: u32| Info {
             name,
@@ -325,7 +325,7 @@ impl Device for CapDev {
         }
     }
 
-    fn parent(&self, node: Node) -> Node {
+    fn parent(&self, node: File) -> File {
         match node.kind {
             K_TOP => root::ROOT,
             K_TOKEN | K_STATUS | K_NCTL => dir_node(node.obj),
@@ -333,11 +333,11 @@ impl Device for CapDev {
         }
     }
 
-    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         match dir.kind {
             K_TOP => {
                 if let Some(f) = TOP_FILES.iter().find(|f| f.0 == name) {
-                    return top_visible(cx, f.1).then_some(Node::new(DEV, f.1, 0));
+                    return top_visible(cx, f.1).then_some(File::new(DEV, f.1, 0));
                 }
                 let n: u64 = name.parse().ok()?;
                 // Only the canonical spelling names it ("01" does not).
@@ -352,20 +352,20 @@ impl Device for CapDev {
                     return None;
                 }
                 let f = CAP_FILES.iter().find(|f| f.0 == name)?;
-                Some(Node::new(DEV, f.1, dir.obj))
+                Some(File::new(DEV, f.1, dir.obj))
             }
             _ => None,
         }
     }
 
-    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         match dir.kind {
             K_TOP => {
                 out.extend(
                     TOP_FILES
                         .iter()
                         .filter(|f| top_visible(cx, f.1))
-                        .map(|f| Node::new(DEV, f.1, 0)),
+                        .map(|f| File::new(DEV, f.1, 0)),
                 );
                 out.extend(
                     cx.state
@@ -376,13 +376,13 @@ impl Device for CapDev {
                 );
             }
             K_DIR if cx.state.caps.minted(dir.obj).is_some() && visible(cx, dir.obj) => {
-                out.extend(CAP_FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
+                out.extend(CAP_FILES.iter().map(|f| File::new(DEV, f.1, dir.obj)));
             }
             _ => {}
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
             K_TOP | K_DIR if write => Err(Error::IsDir),
             K_CTL | K_NCTL if read => Err(Error::Perm(String::from("cap ctl is write-only"))),
@@ -405,7 +405,7 @@ impl Device for CapDev {
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
@@ -449,7 +449,7 @@ impl Device for CapDev {
         }
     }
 
-    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+    fn write(&self, cx: &Ctx<'_>, node: File, data: &[u8]) -> Result<Command, Error> {
         let mut ops = Vec::new();
         match node.kind {
             K_CTL => {
@@ -494,7 +494,7 @@ impl Device for CapDev {
     fn create(
         &self,
         _cx: &Ctx<'_>,
-        _dir: Node,
+        _dir: File,
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
@@ -503,7 +503,7 @@ impl Device for CapDev {
         )))
     }
 
-    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+    fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
         match node.kind {
             // An object's own files: accepted, nothing changes (rm -r).
             K_TOKEN | K_STATUS | K_NCTL => Ok(None),

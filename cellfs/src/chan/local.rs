@@ -14,7 +14,7 @@ use super::nth::Numbering;
 use super::{ChanCmd, ChanDev, DEV, K_GROUP, chan_id, qos};
 use crate::command::{Applied, Command};
 use crate::dev::{Aux, Ctx, ReadOutcome};
-use crate::node::Node;
+use crate::file::File;
 
 /// The channel device's node-local slot.
 #[derive(Debug, Default)]
@@ -79,7 +79,7 @@ pub fn applied(cx: &Ctx<'_>, cmd: &Command) {
 /// What gives back the rest of message `seq` that a fid on a group's file
 /// `node` took and did not read to the end: the message was not
 /// delivered, so another member gets it whole.
-pub fn release(cx: &Ctx<'_>, node: Node, aux: &Aux) -> Option<Command> {
+pub fn release(cx: &Ctx<'_>, node: File, aux: &Aux) -> Option<Command> {
     let Aux::Rest { seq, data } = aux else {
         return None;
     };

@@ -31,7 +31,7 @@ use core::any::Any;
 use crate::command::{Applied, Command};
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
-use crate::node::Node;
+use crate::file::File;
 use crate::root;
 
 use local::meters;
@@ -50,9 +50,9 @@ const K_GROUP: u8 = 7;
 const K_GRAPH: u8 = 8;
 
 /// `/chan` itself.
-pub const TOP: Node = Node::new(DEV, K_TOP, 0);
+pub const TOP: File = File::new(DEV, K_TOP, 0);
 /// `/chan/graph`.
-pub const GRAPH: Node = Node::new(DEV, K_GRAPH, 0);
+pub const GRAPH: File = File::new(DEV, K_GRAPH, 0);
 
 /// The name `/chan/graph` takes, which no channel can have.
 pub const GRAPH_NAME: &str = "graph";
@@ -70,29 +70,29 @@ const FILES: [(&str, u8, u32); 5] = [
 /// Longest channel name.
 pub const MAX_NAME: usize = crate::name::MAX_OBJECT;
 
-fn dir_node(id: u64) -> Node {
-    Node::new(DEV, K_DIR, id)
+fn dir_node(id: u64) -> File {
+    File::new(DEV, K_DIR, id)
 }
 
-fn data_node(id: u64) -> Node {
-    Node::new(DEV, K_DATA, id)
+fn data_node(id: u64) -> File {
+    File::new(DEV, K_DATA, id)
 }
 
-fn msgs_node(id: u64) -> Node {
-    Node::new(DEV, K_MSGS, id)
+fn msgs_node(id: u64) -> File {
+    File::new(DEV, K_MSGS, id)
 }
 
-fn group_node(id: u64, group: u16) -> Node {
-    Node::new(DEV, K_GROUP, (u64::from(group) << 32) | id)
+fn group_node(id: u64, group: u16) -> File {
+    File::new(DEV, K_GROUP, (u64::from(group) << 32) | id)
 }
 
 /// The channel number of any node of the device (group files carry the
 /// group's number above it).
-fn chan_id(node: Node) -> u64 {
+fn chan_id(node: File) -> u64 {
     node.obj & u64::from(u32::MAX)
 }
 
-fn group_id(node: Node) -> u16 {
+fn group_id(node: File) -> u16 {
     (node.obj >> 32) as u16
 }
 
@@ -110,14 +110,14 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 pub struct ChanDev;
 
 impl ChanDev {
-    fn chan<'a>(cx: &Ctx<'a>, node: Node) -> Result<&'a Chan, Error> {
+    fn chan<'a>(cx: &Ctx<'a>, node: File) -> Result<&'a Chan, Error> {
         cx.state
             .chans
             .get(chan_id(node))
             .ok_or(Error::Removed("channel"))
     }
 
-    fn group(chan: &Chan, node: Node) -> Option<(&str, &Group)> {
+    fn group(chan: &Chan, node: File) -> Option<(&str, &Group)> {
         let gid = group_id(node);
         chan.groups
             .iter()
@@ -142,11 +142,11 @@ fn cursor(aux: &mut Aux, chan: &Chan) -> (u64, usize) {
 }
 
 impl Device for ChanDev {
-    fn top(&self) -> Option<(&'static str, Node)> {
+    fn top(&self) -> Option<(&'static str, File)> {
         Some(("chan", TOP))
     }
 
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>> {
         let fixed = |name, dir, perm| Info {
             name,
             dir,
@@ -179,16 +179,16 @@ impl Device for ChanDev {
         })
     }
 
-    fn parent(&self, node: Node) -> Node {
+    fn parent(&self, node: File) -> File {
         match node.kind {
             K_TOP => root::ROOT,
             K_DIR | K_GRAPH => TOP,
-            K_GROUP => Node::new(DEV, K_GROUPS, chan_id(node)),
+            K_GROUP => File::new(DEV, K_GROUPS, chan_id(node)),
             _ => dir_node(node.obj),
         }
     }
 
-    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         match dir.kind {
             K_TOP if name == GRAPH_NAME => Some(GRAPH),
             K_TOP => cx.state.chans.id(name).map(dir_node),
@@ -197,7 +197,7 @@ impl Device for ChanDev {
                 FILES
                     .iter()
                     .find(|f| f.0 == name)
-                    .map(|f| Node::new(DEV, f.1, dir.obj))
+                    .map(|f| File::new(DEV, f.1, dir.obj))
             }
             K_GROUPS => {
                 let g = cx.state.chans.get(dir.obj)?.groups.get(name)?;
@@ -207,14 +207,14 @@ impl Device for ChanDev {
         }
     }
 
-    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         match dir.kind {
             K_TOP => {
                 out.push(GRAPH);
                 out.extend(cx.state.chans.ids().map(dir_node));
             }
             K_DIR if cx.state.chans.get(dir.obj).is_some() => {
-                out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, dir.obj)));
+                out.extend(FILES.iter().map(|f| File::new(DEV, f.1, dir.obj)));
             }
             K_GROUPS => {
                 if let Some(c) = cx.state.chans.get(dir.obj) {
@@ -225,7 +225,7 @@ impl Device for ChanDev {
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
         if matches!(node.kind, K_TOP | K_GRAPH) {
             return match (node.kind, write) {
                 (K_TOP, true) => Err(Error::IsDir),
@@ -253,7 +253,7 @@ impl Device for ChanDev {
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
@@ -358,7 +358,7 @@ impl Device for ChanDev {
         }
     }
 
-    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+    fn write(&self, cx: &Ctx<'_>, node: File, data: &[u8]) -> Result<Command, Error> {
         let chan = Self::chan(cx, node)?;
         let name = &chan.name;
         match node.kind {
@@ -418,7 +418,7 @@ impl Device for ChanDev {
         }
     }
 
-    fn create(&self, cx: &Ctx<'_>, dir: Node, name: &str, is_dir: bool) -> Result<Command, Error> {
+    fn create(&self, cx: &Ctx<'_>, dir: File, name: &str, is_dir: bool) -> Result<Command, Error> {
         if dir.kind != K_TOP {
             let chan = Self::chan(cx, dir)?;
             return Err(Error::Perm(format!(
@@ -446,7 +446,7 @@ impl Device for ChanDev {
         }))
     }
 
-    fn remove(&self, cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+    fn remove(&self, cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
         if matches!(node.kind, K_TOP | K_GRAPH) {
             return Err(Error::Perm(String::from(
                 "cannot remove /chan or /chan/graph: they are part of the node",
@@ -488,7 +488,7 @@ impl Device for ChanDev {
         local::overtaken(cx, cmd)
     }
 
-    fn release(&self, cx: &Ctx<'_>, node: Node, aux: &Aux) -> Option<Command> {
+    fn release(&self, cx: &Ctx<'_>, node: File, aux: &Aux) -> Option<Command> {
         local::release(cx, node, aux)
     }
 
@@ -498,7 +498,7 @@ impl Device for ChanDev {
 
     fn message(
         &self,
-        _node: Node,
+        _node: File,
         aux: &Aux,
         outcome: &ReadOutcome,
         data: &[u8],

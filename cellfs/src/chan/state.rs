@@ -11,7 +11,7 @@ use crate::cap::PublicKey;
 use crate::command::Applied;
 use crate::error::Error;
 use crate::events::Kind;
-use crate::node::Node;
+use crate::file::File;
 
 use super::msg::{Message, Stamp};
 use super::qos::{Bucket, Qos};
@@ -424,7 +424,7 @@ impl Chan {
     }
 
     /// The files whose readers wait on this channel's messages.
-    fn readers(&self, id: u64, out: &mut Vec<Node>) {
+    fn readers(&self, id: u64, out: &mut Vec<File>) {
         out.push(data_node(id));
         out.push(msgs_node(id));
         out.extend(self.groups.values().map(|g| group_node(id, g.id)));

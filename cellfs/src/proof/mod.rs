@@ -18,7 +18,7 @@ use self::head::Head;
 use crate::command::Command;
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
 use crate::error::Error;
-use crate::node::Node;
+use crate::file::File;
 use crate::root;
 
 /// The proof device's number in [`crate::devices::DEVICES`].
@@ -29,13 +29,13 @@ const K_CHAIN: u8 = 2;
 const K_HEAD: u8 = 3;
 
 /// `/proof` itself.
-pub const TOP: Node = Node::new(DEV, K_TOP, 0);
-const BOOT: Node = Node::new(DEV, K_BOOT, 0);
-const CHAIN: Node = Node::new(DEV, K_CHAIN, 0);
-const HEAD: Node = Node::new(DEV, K_HEAD, 0);
+pub const TOP: File = File::new(DEV, K_TOP, 0);
+const BOOT: File = File::new(DEV, K_BOOT, 0);
+const CHAIN: File = File::new(DEV, K_CHAIN, 0);
+const HEAD: File = File::new(DEV, K_HEAD, 0);
 
 /// The files of `/proof`, in listing order.
-const FILES: [(&str, Node); 3] = [("boot", BOOT), ("chain", CHAIN), ("head", HEAD)];
+const FILES: [(&str, File); 3] = [("boot", BOOT), ("chain", CHAIN), ("head", HEAD)];
 
 /// What `/proof/boot` holds on a node that has no boot ledger.
 pub const NO_BOOT_PROOF: &str =
@@ -45,11 +45,11 @@ pub const NO_BOOT_PROOF: &str =
 pub struct ProofDev;
 
 impl Device for ProofDev {
-    fn top(&self) -> Option<(&'static str, Node)> {
+    fn top(&self) -> Option<(&'static str, File)> {
         Some(("proof", TOP))
     }
 
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>> {
         let mtime = cx.unix_ms / 1000;
         match node {
             TOP => Some(Info {
@@ -82,24 +82,24 @@ impl Device for ProofDev {
         }
     }
 
-    fn parent(&self, node: Node) -> Node {
+    fn parent(&self, node: File) -> File {
         if node == TOP { root::ROOT } else { TOP }
     }
 
-    fn lookup(&self, _cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, _cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         if dir != TOP {
             return None;
         }
         FILES.iter().find(|f| f.0 == name).map(|f| f.1)
     }
 
-    fn list(&self, _cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, _cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         if dir == TOP {
             out.extend(FILES.iter().map(|f| f.1));
         }
     }
 
-    fn open(&self, _cx: &Ctx<'_>, node: Node, _read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, _cx: &Ctx<'_>, node: File, _read: bool, write: bool) -> Result<Aux, Error> {
         match node {
             TOP if write => Err(Error::IsDir),
             BOOT if write => Err(Error::Perm(String::from(
@@ -115,7 +115,7 @@ impl Device for ProofDev {
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
@@ -137,7 +137,7 @@ impl Device for ProofDev {
         }))
     }
 
-    fn write(&self, _cx: &Ctx<'_>, _node: Node, _data: &[u8]) -> Result<Command, Error> {
+    fn write(&self, _cx: &Ctx<'_>, _node: File, _data: &[u8]) -> Result<Command, Error> {
         Err(Error::Perm(String::from(
             "/proof is read-only: proofs are made by the node, not written to it",
         )))
@@ -146,7 +146,7 @@ impl Device for ProofDev {
     fn create(
         &self,
         _cx: &Ctx<'_>,
-        _dir: Node,
+        _dir: File,
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
@@ -155,7 +155,7 @@ impl Device for ProofDev {
         )))
     }
 
-    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+    fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
         let name = FILES.iter().find(|f| f.1 == node).map_or("proof", |f| f.0);
         Err(Error::Perm(format!(
             "cannot remove /proof/{name}: a proof is part of the node"

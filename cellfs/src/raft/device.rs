@@ -16,8 +16,8 @@ use crate::command::Command;
 use crate::ctl::{self, CtlLine, Verb};
 use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome, Step};
 use crate::error::Error;
+use crate::file::{File, MAX_OBJ};
 use crate::log::{Change, PeerStatus};
-use crate::node::{MAX_OBJ, Node};
 use crate::raft::Member;
 use crate::root;
 
@@ -31,8 +31,8 @@ const K_PEERS: u8 = 4;
 const K_PEER: u8 = 5;
 
 /// `/raft` itself.
-pub const TOP: Node = Node::new(DEV, K_TOP, 0);
-const PEERS: Node = Node::new(DEV, K_PEERS, 0);
+pub const TOP: File = File::new(DEV, K_TOP, 0);
+const PEERS: File = File::new(DEV, K_PEERS, 0);
 
 /// The files of `/raft`: name, kind, permissions.
 const FILES: [(&str, u8, u32); 4] = [
@@ -378,11 +378,11 @@ pub fn status_text(cx: &Ctx<'_>) -> String {
 pub struct RaftDev;
 
 impl Device for RaftDev {
-    fn top(&self) -> Option<(&'static str, Node)> {
+    fn top(&self) -> Option<(&'static str, File)> {
         Some(("raft", TOP))
     }
 
-    fn info<'a>(&self, cx: &Ctx<'a>, node: Node) -> Option<Info<'a>> {
+    fn info<'a>(&self, cx: &Ctx<'a>, node: File) -> Option<Info<'a>> {
         let mtime = cx.unix_ms / 1000;
         let version = cx.state.applied as u32;
         let dir = |name: &'a str| Info {
@@ -423,7 +423,7 @@ impl Device for RaftDev {
         }
     }
 
-    fn parent(&self, node: Node) -> Node {
+    fn parent(&self, node: File) -> File {
         match node.kind {
             K_TOP => root::ROOT,
             K_PEER => PEERS,
@@ -431,12 +431,12 @@ impl Device for RaftDev {
         }
     }
 
-    fn lookup(&self, cx: &Ctx<'_>, dir: Node, name: &str) -> Option<Node> {
+    fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         match dir.kind {
             K_TOP => FILES
                 .iter()
                 .find(|f| f.0 == name)
-                .map(|f| Node::new(DEV, f.1, 0)),
+                .map(|f| File::new(DEV, f.1, 0)),
             K_PEERS => {
                 let id: u64 = name.parse().ok()?;
                 // Only the canonical spelling names it ("01" does not).
@@ -444,21 +444,21 @@ impl Device for RaftDev {
                     return None;
                 }
                 peer_ids(cx).binary_search(&id).ok()?;
-                Some(Node::new(DEV, K_PEER, id))
+                Some(File::new(DEV, K_PEER, id))
             }
             _ => None,
         }
     }
 
-    fn list(&self, cx: &Ctx<'_>, dir: Node, out: &mut Vec<Node>) {
+    fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         match dir.kind {
-            K_TOP => out.extend(FILES.iter().map(|f| Node::new(DEV, f.1, 0))),
-            K_PEERS => out.extend(listed(cx).into_iter().map(|id| Node::new(DEV, K_PEER, id))),
+            K_TOP => out.extend(FILES.iter().map(|f| File::new(DEV, f.1, 0))),
+            K_PEERS => out.extend(listed(cx).into_iter().map(|id| File::new(DEV, K_PEER, id))),
             _ => {}
         }
     }
 
-    fn open(&self, _cx: &Ctx<'_>, node: Node, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, _cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
             K_TOP | K_PEERS if write => Err(Error::IsDir),
             K_CTL if read => Err(Error::Perm(String::from("/raft/ctl is write-only"))),
@@ -472,7 +472,7 @@ impl Device for RaftDev {
     fn read(
         &self,
         cx: &Ctx<'_>,
-        node: Node,
+        node: File,
         aux: &mut Aux,
         offset: u64,
         count: u32,
@@ -493,7 +493,7 @@ impl Device for RaftDev {
         }
     }
 
-    fn write(&self, cx: &Ctx<'_>, node: Node, data: &[u8]) -> Result<Command, Error> {
+    fn write(&self, cx: &Ctx<'_>, node: File, data: &[u8]) -> Result<Command, Error> {
         if node.kind != K_CTL {
             return Err(Error::Perm(String::from(
                 "only /raft/ctl can be written in /raft",
@@ -506,7 +506,7 @@ impl Device for RaftDev {
     fn create(
         &self,
         _cx: &Ctx<'_>,
-        _dir: Node,
+        _dir: File,
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
@@ -515,7 +515,7 @@ impl Device for RaftDev {
         )))
     }
 
-    fn remove(&self, _cx: &Ctx<'_>, node: Node) -> Result<Option<Command>, Error> {
+    fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
         Err(Error::Perm(String::from(match node.kind {
             K_PEER => "members are not removed with rm: write 'remove id=ID' to /raft/ctl",
             _ => "cannot remove /raft or its files: they are part of the node",

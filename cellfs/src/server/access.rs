@@ -7,8 +7,8 @@ use crate::clock::Clock;
 use crate::dev::{Did, Step};
 use crate::error::Error;
 use crate::fid::Access;
+use crate::file::File;
 use crate::log::Log;
-use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::walk;
 use alloc::format;
@@ -37,7 +37,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// The root of an attach at `/cap`: allowed to a capability whose
     /// scope contains it, or that holds the admin right (which then sees
     /// there only what it administers: see [`crate::cap::device`]).
-    pub(super) fn cap_root(&self, grant: &Grant) -> Result<Node, Error> {
+    pub(super) fn cap_root(&self, grant: &Grant) -> Result<File, Error> {
         if !grant.rights.has(Right::Admin) && !scope::contains(&grant.scope, CAP_ROOT) {
             return Err(Error::Unauthorized(format!(
                 "aname {CAP_ROOT}: capability '{}' (scope {}, rights {}) neither reaches {CAP_ROOT} nor holds the admin right",
@@ -125,7 +125,7 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     /// An attached fid's node, capability and scope root, once the
     /// capability is checked to be still valid (not revoked or expired).
-    pub(super) fn access(&self, conn: ConnId, fid: u32) -> Result<(Node, Arc<Grant>, Node), Error> {
+    pub(super) fn access(&self, conn: ConnId, fid: u32) -> Result<(File, Arc<Grant>, File), Error> {
         let f = self
             .conns
             .get(&conn)
@@ -188,7 +188,7 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     /// Tell the guards of a guarded capability `grant` that it did `op`
     /// on `node` (an agent's recent operations).
-    pub(super) fn note(&self, grant: &Grant, op: &str, node: Node) {
+    pub(super) fn note(&self, grant: &Grant, op: &str, node: File) {
         let ctx = self.world.ctx_as(grant);
         if ctx.guarded() {
             let path = walk::path_of(&ctx, node);
@@ -286,11 +286,11 @@ impl Op {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum On<'a> {
     /// An existing file.
-    File(Node),
+    File(File),
     /// A name to make in directory `dir`.
     New {
         /// The directory.
-        dir: Node,
+        dir: File,
         /// The new name.
         name: &'a str,
     },

@@ -8,8 +8,8 @@ use crate::devices::DEVICES;
 use crate::error::Error;
 use crate::events::Kind;
 use crate::fid::Fid;
+use crate::file::File;
 use crate::log::{Commit, Entry, Log, ProposalId, Snapshot};
-use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::ParkedRead;
 use crate::root;
@@ -154,7 +154,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 self.world.state = state;
                 self.world.state.applied = snap.index;
                 self.world.state.applied_term = snap.term;
-                let parked: Vec<Node> = self.world.parked.nodes().collect();
+                let parked: Vec<File> = self.world.parked.nodes().collect();
                 self.wakes.extend(parked);
                 self.wakes.push(root::EVENTS);
                 self.world.event(

@@ -7,8 +7,8 @@ use crate::clock::Clock;
 use crate::dev::{Did, ReadOutcome};
 use crate::error::Error;
 use crate::fid::{Fid, Mode};
+use crate::file::File;
 use crate::log::{Log, ReadGate};
-use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::{ParkedRead, ParkedWrite};
 use crate::walk;
@@ -135,7 +135,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         &mut self,
         conn: ConnId,
         tag: u16,
-        node: Node,
+        node: File,
         unlinkat: bool,
         out: &mut Outbox,
     ) -> Result<(), Error> {
@@ -355,7 +355,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         conn: ConnId,
         tag: u16,
         fid: u32,
-        node: Node,
+        node: File,
         grant: &Grant,
         data: &[u8],
     ) -> Result<(), Error> {

@@ -33,8 +33,8 @@ use crate::devices::DEVICES;
 use crate::error::Error;
 use crate::events::{Events, Kind};
 use crate::fid::Mode;
+use crate::file::File;
 use crate::log::{Commit, Log, LogStatus, ProposalId, Snapshot};
-use crate::node::Node;
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::Parked;
 use crate::state::State;
@@ -258,10 +258,10 @@ pub struct Server<L: Log, C: Clock> {
     conns: BTreeMap<ConnId, Conn>,
     next_conn: u64,
     inflight: BTreeMap<ProposalId, Waiter>,
-    wakes: Vec<Node>,
+    wakes: Vec<File>,
     committed: Vec<Commit>,
     read_buf: Vec<u8>,
-    nodes: Vec<Node>,
+    nodes: Vec<File>,
     /// Commands made this turn that their device prepares together
     /// before they are proposed ([`crate::dev::Device::batches`]).
     batched: Vec<Batched>,
@@ -448,7 +448,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         self.msize(conn).saturating_sub(ninep::IOHDRSZ)
     }
 
-    fn qid(&self, node: Node) -> Result<ninep::Qid, Error> {
+    fn qid(&self, node: File) -> Result<ninep::Qid, Error> {
         let ctx = self.world.ctx();
         let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
         Ok(attr::qid(node, &info))

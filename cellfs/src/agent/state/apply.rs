@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::command::Applied;
 use crate::error::Error;
 use crate::events::Kind;
-use crate::node::MAX_OBJ;
+use crate::file::MAX_OBJ;
 
 use crate::agent::dir_node;
 use crate::agent::intent::{self, Intent};
