@@ -22,7 +22,7 @@ pub struct Node {
 
 impl Node {
     /// The node named by the shared client flags.
-    pub fn from_args(a: &crate::ClientArgs) -> anyhow::Result<Node> {
+    pub fn from_args(a: &crate::args::ClientArgs) -> anyhow::Result<Node> {
         Ok(Node {
             addr: a.addr.resolve(),
             token: ClientToken::resolve(a.token.as_deref(), a.data.as_deref())?,
@@ -55,7 +55,7 @@ fn reader_gone(e: &std::io::Error) -> bool {
 pub fn ls(node: &Node, path: &str) -> anyhow::Result<()> {
     let c = connect(node)?;
     let fid = c.walk_path(path).with_context(|| path.to_string())?;
-    let listing = list(&c, fid);
+    let listing = c.list(fid);
     let _ = c.clunk(fid);
     let listing = listing.with_context(|| path.to_string())?;
     let mut text = String::new();
@@ -67,24 +67,6 @@ pub fn ls(node: &Node, path: &str) -> anyhow::Result<()> {
         Err(e) if !reader_gone(&e) => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// The names in directory `fid` (or the file's own name), and whether
-/// each is a directory.
-pub fn list(c: &Client, fid: u32) -> crate::client::Result<Vec<(String, bool)>> {
-    let st = c.stat(fid)?;
-    if !st.is_dir() {
-        return Ok(vec![(st.name, false)]);
-    }
-    let opened = c.open(fid, mode::OREAD)?;
-    let entries = c.read_dir(fid, opened.iounit)?;
-    Ok(entries
-        .into_iter()
-        .map(|e| {
-            let dir = e.is_dir();
-            (e.name, dir)
-        })
-        .collect())
 }
 
 /// `cell0 cat PATH`: print until end of file, each read as it comes

@@ -30,7 +30,7 @@ pub fn run(cmd: ChanCmd) -> anyhow::Result<()> {
         .map(|k| crate::identity::parse_hex32(k))
         .collect::<anyhow::Result<_>>()
         .context("--key")?;
-    let text = crate::proof::read_log(&msgs)?;
+    let text = crate::cmd::proof::read_log(&msgs)?;
     let checked =
         verify_lines(&text, &keys).map_err(|e| anyhow::anyhow!("{}: {e}", msgs.display()))?;
     for line in &checked {

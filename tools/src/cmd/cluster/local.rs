@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 
 use super::layout::{Layout, NodeSpec, holds_log};
 use super::status::RaftStatus;
-use crate::child::{Running, WAIT, own_group_dies_with_us, stop_all, wait_until};
+use crate::cmd::child::{Running, WAIT, own_group_dies_with_us, stop_all, wait_until};
 use crate::identity::{ClientToken, owner_token_path};
 
 /// Running nodes of one cluster, stopped (all together) when dropped.

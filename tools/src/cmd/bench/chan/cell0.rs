@@ -17,8 +17,8 @@ use ninep::{Body, Dialect, Msg};
 
 use super::load::{MESSAGE, Receiver, Sender, WINDOW};
 use super::wire::{Fill, InBuf};
-use crate::bench::conn::Conn;
-use crate::bench::servers::Target;
+use crate::cmd::bench::conn::Conn;
+use crate::cmd::bench::servers::Target;
 
 /// What the benchmark writes to a channel's ctl before writers start:
 /// enough retention that a reader a little behind misses nothing.

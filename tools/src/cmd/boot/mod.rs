@@ -21,10 +21,10 @@ use anyhow::{Context, bail};
 use cellfs::proof::boot;
 use ninep::Dialect;
 
-use crate::child::{Running, Signals, WAIT, describe, own_group_dies_with_us, wait_until};
 use crate::client::Client;
+use crate::cmd::child::{Running, Signals, WAIT, describe, own_group_dies_with_us, wait_until};
+use crate::cmd::up::{Stopped, wait_for_signal_or_exit};
 use crate::mount::{check_fuse, is_mounted};
-use crate::up::{Stopped, wait_for_signal_or_exit};
 use console::Lines;
 
 /// Where `cell0 boot` forwards the kernel's 9P port unless told otherwise.

@@ -70,7 +70,7 @@ impl Tree {
     pub fn agents(&self) -> anyhow::Result<Vec<String>> {
         let c = self.client();
         let fid = c.walk_path("/agent")?;
-        let listing = crate::verbs::list(&c, fid);
+        let listing = c.list(fid);
         let _ = c.clunk(fid);
         Ok(listing?
             .into_iter()

@@ -127,7 +127,7 @@ impl Launcher {
             s = s.env(k.clone(), v.clone());
         }
         let token_file = if sandboxed {
-            crate::shim::TOKEN_FILE.to_string()
+            crate::node::shim::TOKEN_FILE.to_string()
         } else {
             // The program's own descriptor: opening it gives the memfd
             // afresh, from its start.
@@ -141,7 +141,7 @@ impl Launcher {
             .env("CELL0_AGENT", name);
         let (addr, program) = (self.addr.clone(), PathBuf::from(&exec.path));
         if sandboxed {
-            s.devices = vec![PathBuf::from(crate::shim::FUSE_DEVICE)];
+            s.devices = vec![PathBuf::from(crate::node::shim::FUSE_DEVICE)];
         }
         s.fds = Some(if sandboxed {
             Fds::new(move |agent| super::agentfs::descriptors(agent, &addr, &token, &program))

@@ -24,10 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::raft::join::Sponsor;
-use crate::raft::store::SegmentStore;
-use crate::raft::transport::{Directory, Transport};
-use crate::raft::{Alone, RaftLog};
+use crate::node::raft::join::Sponsor;
+use crate::node::raft::store::SegmentStore;
+use crate::node::raft::transport::{Directory, Transport};
+use crate::node::raft::{Alone, RaftLog};
 
 /// Flags of `cell0 serve`.
 #[derive(clap::Args, Debug)]
@@ -192,7 +192,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         &args.listen,
         &data,
         args.insecure,
-        (!args.no_runner).then_some(crate::runner::Confine {
+        (!args.no_runner).then_some(crate::node::runner::Confine {
             unconfined: args.unconfined_agents,
         }),
         &args.cluster,
@@ -208,7 +208,7 @@ pub async fn serve(
     listen: &str,
     data: &Path,
     insecure: bool,
-    runner: Option<crate::runner::Confine>,
+    runner: Option<crate::node::runner::Confine>,
     cluster: &ClusterArgs,
     stop: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
@@ -320,7 +320,7 @@ pub async fn serve(
         // It connects on its own thread, once the loop below accepts.
         // Agents must not read the node's key or the owner's token.
         let hide = vec![std::fs::canonicalize(data)?];
-        match crate::runner::spawn(&node_id, &local, &local, &token, hide, confine) {
+        match crate::node::runner::spawn(&node_id, &local, &local, &token, hide, confine) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("cell0: node {node_id} runs no agents: {e:#}");
@@ -382,7 +382,7 @@ fn open_log(
     data: &Path,
     key: &cellfs::cap::NodeKey,
     cluster: &ClusterArgs,
-    notify: crate::raft::Notify,
+    notify: crate::node::raft::Notify,
 ) -> anyhow::Result<(RaftLog, u64, Option<Joining>)> {
     let legacy = data.join("wal").join("log");
     if std::fs::metadata(&legacy).is_ok_and(|m| m.len() > 0) && !data.join("raft").exists() {

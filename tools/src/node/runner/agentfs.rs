@@ -75,13 +75,13 @@ fn program_mount(program: &Path) -> io::Result<OwnedFd> {
     }
     // SAFETY: as above.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
-    crate::shim::set_mount_attrs(
+    crate::node::shim::set_mount_attrs(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         c"",
         libc::AT_EMPTY_PATH,
-        crate::shim::MOUNT_ATTR_RDONLY
-            | crate::shim::MOUNT_ATTR_NOSUID
-            | crate::shim::MOUNT_ATTR_NODEV,
+        crate::node::shim::MOUNT_ATTR_RDONLY
+            | crate::node::shim::MOUNT_ATTR_NOSUID
+            | crate::node::shim::MOUNT_ATTR_NODEV,
     )?;
     Ok(fd)
 }

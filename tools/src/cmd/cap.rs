@@ -15,8 +15,8 @@ use cellfs::cap::{Rights, Token};
 use ninep::Dialect;
 
 use crate::client::{Client, Options, mode};
+use crate::cmd::verbs::{Node, connect};
 use crate::identity::{now, parse_hex32, read_token, write_secret};
-use crate::verbs::{Node, connect};
 
 /// `cell0 cap …`.
 #[derive(clap::Subcommand, Debug)]
@@ -40,7 +40,7 @@ pub enum CapCmd {
         #[arg(long, short = 'o', value_name = "FILE")]
         out: Option<PathBuf>,
         #[command(flatten)]
-        node: crate::ClientArgs,
+        node: crate::args::ClientArgs,
     },
     /// Derive a narrower token from one you hold, offline.
     Attenuate {
@@ -86,7 +86,7 @@ pub enum CapCmd {
         /// A token file, or a capability id.
         what: String,
         #[command(flatten)]
-        node: crate::ClientArgs,
+        node: crate::args::ClientArgs,
     },
 }
 

@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 
 use super::load::Writer;
-use crate::bench::conn::Conn;
-use crate::bench::servers::scratch_dir;
-use crate::cluster::{Layout, LocalCluster};
+use crate::cmd::bench::conn::Conn;
+use crate::cmd::bench::servers::scratch_dir;
+use crate::cmd::cluster::{Layout, LocalCluster};
 
 /// What each commit writes.
 const NOTE: &[u8] = b"note bench\n";

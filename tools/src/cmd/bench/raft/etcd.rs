@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::http::{Http, json_str};
 use super::load::Writer;
-use crate::bench::servers::{Process, scratch_dir};
+use crate::cmd::bench::servers::{Process, scratch_dir};
 
 /// How long a member may take to answer a PUT after it starts.
 const START_WAIT: Duration = Duration::from_secs(30);

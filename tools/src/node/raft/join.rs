@@ -60,7 +60,7 @@ impl Sponsor {
         let listing = {
             let c = &self.client;
             let fid = c.walk_path("/raft/peers")?;
-            let r = crate::verbs::list(c, fid);
+            let r = c.list(fid);
             let _ = c.clunk(fid);
             r.with_context(|| format!("--join {}: listing /raft/peers", self.addr))?
         };

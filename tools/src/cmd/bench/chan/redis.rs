@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 
 use super::load::{MESSAGE, Receiver, Sender, WINDOW};
 use super::wire::{Fill, InBuf};
-use crate::bench::servers::{Process, scratch_dir};
+use crate::cmd::bench::servers::{Process, scratch_dir};
 
 /// How long the server may take to answer its first PING.
 const START_WAIT: Duration = Duration::from_secs(15);

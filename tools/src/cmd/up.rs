@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ninep::Dialect;
 
-use crate::child::{Running, Signals, WAIT, describe, own_group_dies_with_us, wait_until};
 use crate::client::{Client, Options};
+use crate::cmd::child::{Running, Signals, WAIT, describe, own_group_dies_with_us, wait_until};
 use crate::config::{DEFAULT_ADDR, default_data_dir};
 use crate::identity::ClientToken;
 use crate::mount::{check_fuse, is_mounted};

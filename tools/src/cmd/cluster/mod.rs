@@ -21,7 +21,7 @@ use clap::Subcommand;
 pub use layout::Layout;
 pub use local::LocalCluster;
 
-use crate::child::Signals;
+use crate::cmd::child::Signals;
 use layout::{DEFAULT_PORT, DEFAULT_RAFT_PORT, MAX_NODES};
 
 /// `cell0 cluster …`.
