@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ninep::{Body, Dialect, Msg, Qid, Qids};
 
-use super::*;
+use cell0::client::*;
 
 /// The server side of one connection, driven by the test.
 struct Peer {
