@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::Server;
+use crate::{Node, free_addr};
 
 /// The value of `key` in a `key value` status text.
 pub fn field(text: &str, key: &str) -> Option<String> {
@@ -15,15 +15,15 @@ pub fn field(text: &str, key: &str) -> Option<String> {
 }
 
 /// `cat PATH` on `node` with `token`.
-pub fn cat(node: &Server, token: &str, path: &str) -> Option<String> {
-    let (ok, out, _) = node.cell0(&["cat", path, "--token", token], b"");
+pub fn cat(node: &Node, token: &str, path: &str) -> Option<String> {
+    let (ok, out, _) = node.cell0(&["cat", path, "--token", token]);
     ok.then_some(out)
 }
 
 /// `cell0 write PATH TEXT` on `node` with `token`; the error text if it
 /// failed.
-pub fn write(node: &Server, token: &str, path: &str, text: &str) -> Result<(), String> {
-    let (ok, _, err) = node.cell0(&["write", path, text, "--token", token], b"");
+pub fn write(node: &Node, token: &str, path: &str, text: &str) -> Result<(), String> {
+    let (ok, _, err) = node.cell0(&["write", path, text, "--token", token]);
     if ok { Ok(()) } else { Err(err) }
 }
 
@@ -42,12 +42,12 @@ pub fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> Duration {
 }
 
 /// The index of `/proof/head` on `node`.
-pub fn head(node: &Server, token: &str) -> Option<u64> {
+pub fn head(node: &Node, token: &str) -> Option<u64> {
     cat(node, token, "/proof/head").and_then(|t| field(&t, "index")?.parse().ok())
 }
 
 /// A number from `node`'s `/chan/NAME/status`.
-pub fn chan_count(node: &Server, token: &str, chan: &str, key: &str) -> Option<u64> {
+pub fn chan_count(node: &Node, token: &str, chan: &str, key: &str) -> Option<u64> {
     let s = cat(node, token, &format!("/chan/{chan}/status"))?;
     field(&s, key)?.parse().ok()
 }
@@ -55,7 +55,7 @@ pub fn chan_count(node: &Server, token: &str, chan: &str, key: &str) -> Option<u
 /// Nodes 1..=N of one cluster; a slot is empty while its node is down.
 pub struct Cluster {
     /// The nodes, by raft id - 1.
-    pub nodes: Vec<Option<Server>>,
+    pub nodes: Vec<Option<Node>>,
     /// Each node's raft transport address.
     pub raft: Vec<String>,
     /// The owner token of node 1 (admin over every node), kept outside
@@ -68,8 +68,8 @@ impl Cluster {
     /// Start node 1 alone, then join `n - 1` more through it, and wait
     /// until node 1 lists all `n` members.
     pub fn start(n: usize) -> Cluster {
-        let raft: Vec<String> = (0..n).map(|_| Server::free_addr()).collect();
-        let n1 = Server::node_with(
+        let raft: Vec<String> = (0..n).map(|_| free_addr()).collect();
+        let n1 = Node::start_in(
             tempfile::tempdir().unwrap(),
             None,
             &["--id", "1", "--raft", &raft[0]],
@@ -97,10 +97,10 @@ impl Cluster {
 
     /// Start node `i` (raft id `i + 1`) in `dir` with `--join` through
     /// the first node that is up.
-    pub fn join(&self, i: usize, dir: TempDir) -> Server {
+    pub fn join(&self, i: usize, dir: TempDir) -> Node {
         let id = (i + 1).to_string();
         let sponsor = self.nodes.iter().flatten().next().unwrap().addr.clone();
-        Server::node_with(
+        Node::start_in(
             dir,
             None,
             &[
@@ -117,7 +117,7 @@ impl Cluster {
     }
 
     /// Node `i` (raft id `i + 1`), which must be up.
-    pub fn node(&self, i: usize) -> &Server {
+    pub fn node(&self, i: usize) -> &Node {
         self.nodes[i].as_ref().unwrap()
     }
 
