@@ -13,6 +13,8 @@ mod node;
 
 use std::process::ExitCode;
 
+// The library's modules, under the names the binary's modules use for
+// them (`crate::client`, `crate::config`, `crate::identity`).
 use cell0::{client, config, identity};
 use clap::Parser;
 

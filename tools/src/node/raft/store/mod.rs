@@ -29,6 +29,9 @@
 //! record anywhere else, or a hole in the indexes, is corruption: the node
 //! refuses to start, naming the file and byte offset, rather than lose
 //! committed entries by guessing.
+//!
+//! This module keeps the store's state and the [`Storage`] calls; `files`
+//! reads and writes the formats above.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};

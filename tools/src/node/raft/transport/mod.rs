@@ -47,6 +47,9 @@
 //! MACed, so an attacker who can hijack an established TCP connection can
 //! inject frames. The directory is consulted at handshake time only: a
 //! peer removed from it keeps its established connections until they fail.
+//!
+//! This module keeps the peers' queues and connections; `wire` holds the
+//! frame format and the handshake.
 
 // The Raft driver (tools/src/node/raft/mod.rs) will use these; until it does,
 // the binary does not.
