@@ -1,13 +1,16 @@
-//! Real nodes and real mounts, cleaned up when dropped.
+//! Real nodes (`cell0 serve`), each with its own data directory, stopped
+//! when dropped; and the `cell0` binary that runs them.
 
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::ports::free_addr;
 
 /// Run `cargo build ARGS` in this workspace, failing the test with `why`
 /// if it fails, and return the target directory the build wrote to.
@@ -29,8 +32,9 @@ pub fn cargo_build(args: &[&str], why: &str) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// The `cell0` binary of this workspace, built once per test run so that a
-/// plain `cargo test` never exercises a stale binary.
+/// The `cell0` binary of this workspace (`$CELL0_BIN` if set), built once
+/// per test run so that a plain `cargo test` never exercises a stale
+/// binary.
 pub fn cell0_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -45,42 +49,98 @@ pub fn cell0_bin() -> PathBuf {
     .clone()
 }
 
-/// A loopback port nothing listens on right now, below Linux's ephemeral
-/// range (a free port there can be taken by an outgoing connection before
-/// the node binds it), never the same twice in this process.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = (std::process::id() % 700) * 16 + 4;
-    for _ in 0..SPAN {
-        let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + (start + k) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port between 20000 and 32000");
+/// How long a client command may take before a test gives up on it
+/// (`timeout(1)`'s syntax).
+pub const CLIENT_LIMIT: &str = "120s";
+
+/// `timeout -s KILL` [`CLIENT_LIMIT`] `cell0`: a command that never
+/// finishes fails the test instead of hanging it.
+fn cell0_limited() -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", CLIENT_LIMIT]).arg(cell0_bin());
+    cmd
 }
 
-/// A hosted node (`cell0 serve`) with its own data directory.
+/// (success, stdout, stderr) of a finished command.
+fn outcome(out: std::process::Output) -> (bool, String, String) {
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run `cell0 ARGS` with no standard input, killed after
+/// [`CLIENT_LIMIT`]; (success, stdout, stderr).
+pub fn run_cell0(args: &[&str]) -> (bool, String, String) {
+    let out = cell0_limited()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cell0 runs");
+    outcome(out)
+}
+
+/// Wait until `addr` accepts connections, failing (with `log`) if `child`
+/// exits first or nothing listens within 20 s.
+pub(crate) fn wait_listening(addr: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("server exited with {st}:\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {addr}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A hosted node (`cell0 serve`) with its own scratch directory (its data
+/// directory is `data` in it, its output goes to `node.log`).
 pub struct Node {
     child: Option<Child>,
     /// Where it listens.
     pub addr: String,
-    dir: TempDir,
+    /// Its scratch directory (data, log, whatever a test keeps there).
+    pub dir: TempDir,
+    /// Extra `serve` flags, given again at each restart.
+    extra: Vec<String>,
+    /// Extra environment variables, set again at each restart.
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Start a node on a free loopback port with a fresh data directory.
     pub fn start() -> Node {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let addr = format!("127.0.0.1:{}", free_port());
+        Node::start_in(tempfile::tempdir().expect("tempdir"), None, &[])
+    }
+
+    /// Start a node in `dir` (a restart, when it held one before), on
+    /// `addr` or a free port, with extra `serve` flags.
+    pub fn start_in(dir: TempDir, addr: Option<String>, extra: &[&str]) -> Node {
+        Node::start_with_env(dir, addr, extra, &[])
+    }
+
+    /// [`Node::start_in`], with extra environment variables.
+    pub fn start_with_env(
+        dir: TempDir,
+        addr: Option<String>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut node = Node {
             child: None,
-            addr,
+            addr: addr.unwrap_or_else(free_addr),
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         node.spawn();
         node
@@ -96,44 +156,40 @@ impl Node {
         crate::conformance::token_aname(Some(&self.owner_token()))
     }
 
-    /// The node's data directory.
+    /// The node's data directory (its owner token is the clients'
+    /// default).
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
     /// What the node printed so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     fn spawn(&mut self) {
         let log = File::options()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("node.log"))
+            .open(self.log_path())
             .unwrap();
-        let child = Command::new(cell0_bin())
-            .args(["serve", "--listen", &self.addr, "--data"])
+        let mut child = Command::new(cell0_bin())
+            .args(["serve", "--listen", &self.addr])
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--data")
             .arg(self.data())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("cell0 serve starts");
+        wait_listening(&self.addr, &mut child, &self.log_path());
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&self.addr).is_err() {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("cell0 serve exited with {st}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node did not listen on {}:\n{}",
-                self.addr,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Send `sig` and wait for the process; returns its exit status.
@@ -161,20 +217,42 @@ impl Node {
         self.spawn();
     }
 
-    /// Run `cell0 ARGS --addr ADDR`; returns (success, stdout, stderr).
+    /// Kill the node with SIGKILL and reap it.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("node running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Stop the node (SIGKILL) and give back its directory and address,
+    /// to start it again.
+    pub fn kill_keep(mut self) -> (TempDir, String) {
+        self.crash();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, self.addr.clone())
+    }
+
+    /// Run `cell0 ARGS --addr ADDR --data DATA` with no input;
+    /// (success, stdout, stderr). A command still running after
+    /// [`CLIENT_LIMIT`] is killed and fails.
     pub fn cell0(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(cell0_bin())
+        self.cell0_in(args, b"")
+    }
+
+    /// [`Node::cell0`] with `stdin` as its standard input.
+    pub fn cell0_in(&self, args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = cell0_limited()
             .args(args)
             .args(["--addr", &self.addr, "--data"])
             .arg(self.data())
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("cell0 runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        outcome(child.wait_with_output().unwrap())
     }
 }
 
@@ -187,92 +265,77 @@ impl Drop for Node {
     }
 }
 
-/// Whether the kernel lists `dir` (an absolute path) as a mount point.
-pub fn is_mounted(dir: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let p = dir.to_string_lossy().into_owned();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+/// diod (Debian's 9P2000.L server) exporting [`Diod::export`], on a free
+/// loopback port; stopped when dropped.
+pub struct Diod {
+    child: Child,
+    /// Where it listens.
+    pub addr: String,
+    /// Its scratch directory (the export and its log).
+    pub dir: TempDir,
 }
 
-/// A FUSE mount of a node made by `cell0 mount`, unmounted when dropped.
-pub struct Mount {
-    dir: TempDir,
-}
-
-impl Mount {
-    /// Mount the node at `addr` on a fresh directory (with the default
-    /// token, if any).
-    pub fn new(addr: &str) -> Mount {
-        Mount::with_token(addr, None)
-    }
-
-    /// Mount the node at `addr` with `--token TOKEN` on a fresh directory.
-    pub fn with_token(addr: &str, token: Option<&Path>) -> Mount {
-        let m = Mount::try_with_token(addr, token);
-        match m {
-            Ok(m) => m,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    /// [`Mount::with_token`], or what `cell0 mount` said if it failed.
-    pub fn try_with_token(addr: &str, token: Option<&Path>) -> Result<Mount, String> {
-        crate::require_tool("fusermount3", "apt-get install fuse3");
-        assert!(
-            Path::new("/dev/fuse").exists(),
-            "/dev/fuse is missing: load the fuse module (modprobe fuse)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = Command::new(cell0_bin());
-        cmd.args(["mount", "--addr", addr]);
-        if let Some(t) = token {
-            cmd.arg("--token").arg(t);
-        }
-        let out = cmd
-            .arg(dir.path())
+impl Diod {
+    /// Start diod; fails the test with how to install it if it is missing.
+    pub fn start() -> Diod {
+        let diod = ["/usr/sbin/diod", "/usr/bin/diod"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("diod is not installed: apt-get install diod");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("export")).unwrap();
+        let addr = free_addr();
+        let log = dir.path().join("server.log");
+        let out = File::create(&log).unwrap();
+        let mut child = Command::new(diod)
+            .args(["-f", "-n", "-L", "stderr", "-l", &addr, "-e"])
+            .arg(dir.path().join("export"))
             .stdin(Stdio::null())
-            .output()
-            .expect("cell0 mount runs");
-        if !out.status.success() {
-            return Err(format!(
-                "cell0 mount failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let m = Mount { dir };
-        assert!(
-            m.is_mounted(),
-            "cell0 mount returned but {} is not mounted",
-            m.path().display()
-        );
-        Ok(m)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("diod starts");
+        wait_listening(&addr, &mut child, &log);
+        Diod { child, addr, dir }
     }
 
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Whether the kernel lists the mount point as mounted.
-    pub fn is_mounted(&self) -> bool {
-        is_mounted(self.path())
+    /// The directory diod exports (its aname).
+    pub fn export(&self) -> PathBuf {
+        self.dir.path().join("export")
     }
 }
 
-impl Drop for Mount {
+impl Drop for Diod {
     fn drop(&mut self) {
-        let _ = Command::new(cell0_bin())
-            .arg("umount")
-            .arg(self.path())
-            .status();
-        if self.is_mounted() {
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(self.path())
-                .status();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 9P server a test can mount: where it listens, and the data directory
+/// whose owner token `cell0 mount` presents by default.
+pub trait Served {
+    /// Where it listens.
+    fn addr(&self) -> &str;
+    /// The data directory clients default to (for diod, one that does not
+    /// exist, so no token).
+    fn data(&self) -> PathBuf;
+}
+
+impl Served for Node {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+    fn data(&self) -> PathBuf {
+        Node::data(self)
+    }
+}
+
+impl Served for Diod {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 }

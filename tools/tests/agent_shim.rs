@@ -10,8 +10,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::Server;
-use common::cluster::wait;
+use cell0_tests::Node;
+use cell0_tests::cell0_bin;
+use cell0_tests::cluster::wait;
 use common::owner::{agent, cell0, script, status};
 
 /// What every test needs, or a failure that says how to get it.
@@ -29,7 +30,7 @@ fn require() {
 }
 
 /// The agent's log once it holds `marker`.
-fn log_with(node: &Server, name: &str, marker: &str) -> String {
+fn log_with(node: &Node, name: &str, marker: &str) -> String {
     let mut log = String::new();
     wait(&format!("{marker:?} in {name}'s log"), 20, || {
         log = cell0(node, &["cat", &format!("/agent/{name}/log")]);
@@ -49,7 +50,7 @@ fn section<'a>(log: &'a str, from: &str, to: &str) -> Vec<&'a str> {
 }
 
 /// The last exit of agent `name` once it has one.
-fn last_exit(node: &Server, name: &str) -> String {
+fn last_exit(node: &Node, name: &str) -> String {
     let mut exit = String::new();
     wait(&format!("{name} to exit"), 20, || {
         exit = status(node, name, "last-exit");
@@ -68,7 +69,7 @@ fn host_netns() -> String {
 #[test]
 fn the_program_sees_the_tree_its_own_root_only_loopback_and_its_exit_code_passes() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(
         &node,
         "look.sh",
@@ -137,7 +138,7 @@ exit 3"#,
 #[test]
 fn with_the_network_granted_the_program_has_the_hosts() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(
         &node,
         "net.sh",
@@ -154,7 +155,7 @@ fn with_the_network_granted_the_program_has_the_hosts() {
 #[test]
 fn a_signal_death_is_128_plus_n() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(&node, "die.sh", "kill -TERM $$; sleep 5");
     agent(&node, "die", &prog, &[]);
     assert_eq!(
@@ -166,7 +167,7 @@ fn a_signal_death_is_128_plus_n() {
 #[test]
 fn stop_sends_term_to_the_program_and_the_mount_stays_inside() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(
         &node,
         "term.sh",
@@ -200,7 +201,7 @@ fn stop_sends_term_to_the_program_and_the_mount_stays_inside() {
 #[test]
 fn orphans_are_reaped() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     // The inner shell leaves two finished children behind; they become
     // the shim's, which must reap them.
     let prog = script(
@@ -225,7 +226,7 @@ exit 1"#,
 #[test]
 fn a_missing_interpreter_is_127_and_named() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     let path = node.dir.path().join("orphan-interp.sh");
     std::fs::write(&path, "#!/nonexistent/interp\necho hi\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -243,7 +244,7 @@ fn the_shim_outside_a_sandbox_refuses_with_125() {
     require();
     let marker = tempfile::tempdir().unwrap();
     let ran = marker.path().join("ran");
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(cell0_bin())
         .args(["agent-shim", "--", "/bin/sh", "-c"])
         .arg(format!("touch {}", ran.display()))
         .output()
@@ -260,7 +261,7 @@ fn the_shim_outside_a_sandbox_refuses_with_125() {
 #[test]
 fn stop_interrupts_a_read_blocked_on_the_tree() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     cell0(&node, &["mkdir", "/chan/quiet"]);
     // The shell itself reads an empty channel, which waits on the node,
     // and catches TERM: the signal does not kill it, so only the mount
@@ -288,7 +289,7 @@ fn stop_interrupts_a_read_blocked_on_the_tree() {
 #[test]
 fn a_refused_write_is_told_in_the_agents_log() {
     require();
-    let node = Server::node();
+    let node = Node::start();
     cell0(&node, &["mkdir", "/chan/mine"]);
     let prog = script(
         &node,
@@ -313,7 +314,7 @@ fn a_refused_write_is_told_in_the_agents_log() {
 fn a_host_that_cannot_sandbox_runs_agents_only_when_told_to_unconfined() {
     require();
     let weak = |extra: &[&str]| {
-        Server::node_with_env(
+        Node::start_with_env(
             tempfile::tempdir().unwrap(),
             None,
             extra,

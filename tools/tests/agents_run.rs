@@ -8,8 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::Server;
-use common::cluster::{field, wait};
+use cell0_tests::Node;
+use cell0_tests::cell0_bin;
+use cell0_tests::cluster::{field, wait};
 use common::owner::{agent, cat, script, status, try_write, write};
 
 /// The processes on this host of agent `name` of the node at `addr`
@@ -18,14 +19,14 @@ fn agent_pids(addr: &str, name: &str) -> Vec<u32> {
     let want_agent = format!("CELL0_AGENT={name}");
     let want_addr = format!("CELL0_ADDR={addr}");
     let mut out = Vec::new();
-    for pid in common::pids() {
+    for pid in cell0_tests::pids() {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
         let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
         let has = |v: &str| vars.contains(&v.as_bytes());
         // A zombie has no environment left; it is not running.
-        if has(&want_agent) && has(&want_addr) && common::proc_state(pid) != Some('Z') {
+        if has(&want_agent) && has(&want_addr) && cell0_tests::proc_state(pid) != Some('Z') {
             out.push(pid);
         }
     }
@@ -34,10 +35,10 @@ fn agent_pids(addr: &str, name: &str) -> Vec<u32> {
 
 #[test]
 fn an_agent_reading_in_only_is_halted_when_it_writes_out_and_sees_only_its_scope() {
-    let node = Server::node();
-    let (ok, _, err) = node.cell0(&["mkdir", "/chan/in"], b"");
+    let node = Node::start();
+    let (ok, _, err) = node.cell0(&["mkdir", "/chan/in"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = node.cell0(&["mkdir", "/chan/out"], b"");
+    let (ok, _, err) = node.cell0(&["mkdir", "/chan/out"]);
     assert!(ok, "{err}");
     let prog = script(
         &node,
@@ -49,7 +50,7 @@ fn an_agent_reading_in_only_is_halted_when_it_writes_out_and_sees_only_its_scope
     );
     // /events shows what happens from when it is opened on.
     let events_out = node.dir.path().join("events.out");
-    let mut events = Command::new(common::bin())
+    let mut events = Command::new(cell0_bin())
         .args(["cat", "/events", "--addr", &node.addr, "--data"])
         .arg(node.data())
         .stdin(Stdio::null())
@@ -105,7 +106,7 @@ fn an_agent_reading_in_only_is_halted_when_it_writes_out_and_sees_only_its_scope
 
 #[test]
 fn an_agent_exiting_1_is_restarted_until_max_then_crashloops_with_each_exit_traced() {
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(&node, "fail.sh", "echo \"boom $$\" >&2\nexit 1");
     agent(
         &node,
@@ -145,7 +146,7 @@ fn an_agent_exiting_1_is_restarted_until_max_then_crashloops_with_each_exit_trac
 
 #[test]
 fn a_missing_program_fails_the_agent_with_a_clear_reason() {
-    let node = Server::node();
+    let node = Node::start();
     agent(&node, "ghost", Path::new("/no/such/program"), &[]);
     wait("the failure", 10, || {
         status(&node, "ghost", "state") == "failed"
@@ -158,7 +159,7 @@ fn a_missing_program_fails_the_agent_with_a_clear_reason() {
 
 #[test]
 fn stop_and_kill_end_every_process_of_an_agent() {
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(
         &node,
         "tree.sh",
@@ -187,7 +188,7 @@ fn stop_and_kill_end_every_process_of_an_agent() {
 
 #[test]
 fn killing_the_node_leaves_no_process_and_its_restart_brings_always_agents_back() {
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(&node, "steady.sh", "echo up\nsleep 300 &\nwait");
     agent(
         &node,
@@ -204,7 +205,7 @@ fn killing_the_node_leaves_no_process_and_its_restart_brings_always_agents_back(
     wait("no process of the agent left", 10, || {
         agent_pids(&addr, "steady").is_empty()
     });
-    let node = Server::node_with(dir, Some(addr), &[]);
+    let node = Node::start_in(dir, Some(addr), &[]);
     wait("the agent back", 15, || {
         !agent_pids(&node.addr, "steady").is_empty()
             && status(&node, "steady", "state") == "running"
@@ -234,9 +235,9 @@ impl Drop for Killed {
 }
 
 /// `cell0 runner` on its own, for a node that runs none.
-fn runner(node: &Server, name: &str) -> Killed {
+fn runner(node: &Node, name: &str) -> Killed {
     let log = std::fs::File::create(node.dir.path().join(format!("runner-{name}.log"))).unwrap();
-    Command::new(common::bin())
+    Command::new(cell0_bin())
         .args(["runner", "--node", &node.addr, "--name", name, "--token"])
         .arg(node.data().join("owner.token"))
         .stdin(Stdio::null())
@@ -249,7 +250,7 @@ fn runner(node: &Server, name: &str) -> Killed {
 
 #[test]
 fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
-    let node = Server::node_with(tempfile::tempdir().unwrap(), None, &["--no-runner"]);
+    let node = Node::start_in(tempfile::tempdir().unwrap(), None, &["--no-runner"]);
     let prog = script(&node, "idle.sh", "sleep 300 &\nsleep 300 &\nwait");
     agent(&node, "idle", &prog, &[]);
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -279,7 +280,7 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
     // The node restarts under the runner: the runner attaches again and
     // goes on acting on the tree.
     let (dir, addr) = node.kill_keep();
-    let node = Server::node_with(dir, Some(addr), &["--no-runner"]);
+    let node = Node::start_in(dir, Some(addr), &["--no-runner"]);
     assert!(!agent_pids(&node.addr, "idle").is_empty());
     std::thread::sleep(std::time::Duration::from_millis(200));
     let mut stopped = false;
@@ -300,7 +301,7 @@ fn a_separate_runner_runs_agents_and_killing_it_leaves_no_process() {
 
 #[test]
 fn killing_a_parent_ends_the_processes_of_its_sub_agents() {
-    let node = Server::node();
+    let node = Node::start();
     let prog = script(&node, "sleeper.sh", "sleep 300 &\nwait");
     agent(&node, "parent", &prog, &["intent r /chan"]);
     write(&node, "/agent/parent/ctl", "spawn child r /chan");
@@ -336,7 +337,7 @@ fn killing_a_parent_ends_the_processes_of_its_sub_agents() {
 
 #[test]
 fn processes_an_agent_leaves_behind_end_with_it() {
-    let node = Server::node();
+    let node = Node::start();
     // The program starts two sleepers in the background, one of them in
     // a session of its own, and exits at once.
     let prog = script(
@@ -356,8 +357,8 @@ fn processes_an_agent_leaves_behind_end_with_it() {
 
 #[test]
 fn the_example_of_two_agents_wired_by_a_channel_runs() {
-    let node = Server::node();
-    let m = common::Mount::new(&node, "");
+    let node = Node::start();
+    let m = cell0_tests::Mount::on(&node, "");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/agents.sh");
     let out = m.sh(&format!("{script} ."));
     let (stdout, stderr) = (
@@ -380,7 +381,7 @@ fn the_example_of_two_agents_wired_by_a_channel_runs() {
 
 /// The processes whose command line mentions `text`.
 fn processes_mentioning(text: &str) -> Vec<u32> {
-    common::pids()
+    cell0_tests::pids()
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -391,8 +392,8 @@ fn processes_mentioning(text: &str) -> Vec<u32> {
 
 #[test]
 fn an_agent_does_not_see_the_hosts_mount_of_the_tree_nor_pin_it() {
-    let node = Server::node();
-    let m = common::Mount::new(&node, "");
+    let node = Node::start();
+    let m = cell0_tests::Mount::on(&node, "");
     let host_mount = m.path().to_path_buf();
     assert!(host_mount.join("status").exists());
     let prog = script(
@@ -426,7 +427,7 @@ fn an_agent_does_not_see_the_hosts_mount_of_the_tree_nor_pin_it() {
 
 #[test]
 fn an_agent_cannot_read_the_nodes_key_or_the_owners_token() {
-    let node = Server::node();
+    let node = Node::start();
     let data = std::fs::canonicalize(node.data()).unwrap();
     assert!(data.join("owner.token").exists() && data.join("node.key").exists());
     let prog = script(

@@ -2,9 +2,7 @@
 //! machine, then prints its figures. Timings are never asserted: that
 //! every agent started, and that the node answered while they ran, is.
 
-mod common;
-
-use common::run_cell0;
+use cell0_tests::run_cell0;
 
 #[test]
 fn bench_agents_runs_200_of_1000_agents_and_prints_its_figures() {

@@ -2,9 +2,7 @@
 //! prints a figure for each. Timings are never asserted: only that figures
 //! are produced, and that losses are printed as a count.
 
-mod common;
-
-use common::run_cell0;
+use cell0_tests::run_cell0;
 
 #[test]
 fn bench_chan_prints_a_row_per_case_and_system_and_the_ratios() {

@@ -1,9 +1,7 @@
 //! `cell0 bench raft` runs every case, etcd included, and prints a figure
 //! for each. Timings are never asserted: only that figures are produced.
 
-mod common;
-
-use common::run_cell0;
+use cell0_tests::run_cell0;
 
 #[test]
 fn bench_raft_prints_a_row_per_case_and_the_ratios() {

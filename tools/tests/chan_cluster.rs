@@ -2,19 +2,14 @@
 //! another: its stamp names the node that signed it, whose key the other
 //! node trusts as a member. See chan(3).
 
-mod common;
-
-use common::cluster::{Cluster, cat, chan_count, wait, write};
+use cell0_tests::cell0_bin;
+use cell0_tests::cluster::{Cluster, cat, chan_count, wait, write};
 
 #[test]
 fn a_message_signed_on_one_node_verifies_on_another() {
     let c = Cluster::start(3);
     let token = c.token.clone();
-    assert!(
-        c.node(0)
-            .cell0(&["mkdir", "/chan/s", "--token", &token], b"")
-            .0
-    );
+    assert!(c.node(0).cell0(&["mkdir", "/chan/s", "--token", &token]).0);
     write(c.node(0), &token, "/chan/s/data", "signed on node 1").unwrap();
     // Closed, so reading msgs ends once it has given everything.
     write(c.node(0), &token, "/chan/s/ctl", "close").unwrap();
@@ -41,7 +36,7 @@ fn a_message_signed_on_one_node_verifies_on_another() {
     let saved = dir.path().join("msgs");
     std::fs::write(&saved, &line).unwrap();
     let verify = |key: &str| {
-        std::process::Command::new(common::bin())
+        std::process::Command::new(cell0_bin())
             .args(["chan", "verify", "--key", key])
             .arg(&saved)
             .output()
@@ -62,7 +57,7 @@ fn one_sender_writing_through_two_nodes_at_once_gets_increasing_numbers() {
     let token = c.token.clone();
     assert!(
         c.node(0)
-            .cell0(&["mkdir", "/chan/two", "--token", &token], b"")
+            .cell0(&["mkdir", "/chan/two", "--token", &token])
             .0
     );
     wait("node 3 to have the channel", 20, || {
@@ -112,11 +107,7 @@ fn one_sender_writing_through_two_nodes_at_once_gets_increasing_numbers() {
 fn a_sender_writing_through_two_nodes_gets_its_rate_once() {
     let c = Cluster::start(3);
     let token = c.token.clone();
-    assert!(
-        c.node(0)
-            .cell0(&["mkdir", "/chan/q", "--token", &token], b"")
-            .0
-    );
+    assert!(c.node(0).cell0(&["mkdir", "/chan/q", "--token", &token]).0);
     write(c.node(0), &token, "/chan/q/ctl", "qos rate=1 burst=5").unwrap();
     wait("node 3 to have the limit", 20, || {
         cat(c.node(2), &token, "/chan/q/status").is_some_and(|s| s.contains("qos rate=1 burst=5"))

@@ -3,14 +3,12 @@
 //! and a second `cluster up` on the same directory brings the same
 //! cluster back. See cell0(1).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{bin, children_of, free_port_run, proc_state, run_cell0, wait_for};
+use cell0_tests::{cell0_bin, children_of, free_port_run, proc_state, run_cell0, wait_for};
 
 /// A running `cell0 cluster up`, with what it printed.
 struct Up {
@@ -23,7 +21,7 @@ struct Up {
 impl Up {
     fn start(n: usize, dir: &std::path::Path, port: u16) -> Up {
         let raft_port = port + n as u16;
-        let mut child = Command::new(bin())
+        let mut child = Command::new(cell0_bin())
             .args(["cluster", "up", &n.to_string(), "--data"])
             .arg(dir)
             .args(["--port", &port.to_string()])
@@ -100,7 +98,7 @@ impl Up {
     fn stop(mut self) {
         let nodes = children_of(self.child.id());
         assert_eq!(nodes.len(), self.addrs.len(), "one process per node");
-        common::kill(self.child.id(), libc::SIGTERM);
+        cell0_tests::kill(self.child.id(), libc::SIGTERM);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "cluster up exited with {status}");
         for pid in nodes {
@@ -142,7 +140,7 @@ fn three_nodes_come_up_share_writes_stop_and_come_back() {
     // A member restarted by hand with a --join left on its command line
     // restarts from its log; its sponsor (node 1) is down and not asked.
     let log = dir.path().join("node2-again.log");
-    let mut node2 = Command::new(bin())
+    let mut node2 = Command::new(cell0_bin())
         .args([
             "serve",
             "--id",
@@ -162,7 +160,7 @@ fn three_nodes_come_up_share_writes_stop_and_come_back() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("--join ignored"))
     });
     assert!(node2.try_wait().unwrap().is_none(), "node 2 keeps running");
-    common::kill(node2.id(), libc::SIGTERM);
+    cell0_tests::kill(node2.id(), libc::SIGTERM);
     node2.wait().unwrap();
 
     // The same directory again: the same three members, the same state.

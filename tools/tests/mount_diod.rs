@@ -2,18 +2,16 @@
 //! every change made through the mount must show in diod's export, and
 //! every file there must read back the same through the mount.
 
-mod common;
-
-use common::{Mount, Server, wait_for};
+use cell0_tests::{Diod, Mount, cell0_bin, wait_for};
 
 #[test]
 fn shell_tools_work_through_a_mount_of_diod() {
-    let diod = Server::diod();
+    let diod = Diod::start();
     let export = diod.export();
     std::fs::write(export.join("hello.txt"), "hello\n").unwrap();
     std::fs::create_dir(export.join("sub")).unwrap();
     std::fs::write(export.join("sub/inner"), "inner\n").unwrap();
-    let m = Mount::new(&diod, &export.to_string_lossy());
+    let m = Mount::on(&diod, &export.to_string_lossy());
 
     let ls = m.sh_ok("ls");
     assert_eq!(
@@ -63,9 +61,9 @@ fn shell_tools_work_through_a_mount_of_diod() {
 
 #[test]
 fn large_files_are_cut_into_iounit_sized_reads_and_writes() {
-    let diod = Server::diod();
+    let diod = Diod::start();
     let export = diod.export();
-    let m = Mount::new(&diod, &export.to_string_lossy());
+    let m = Mount::on(&diod, &export.to_string_lossy());
     let src = diod.dir.path().join("random.bin");
     let bytes: Vec<u8> = (0..700_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -78,13 +76,13 @@ fn large_files_are_cut_into_iounit_sized_reads_and_writes() {
 
 #[test]
 fn umount_unmounts_and_the_background_server_exits() {
-    let diod = Server::diod();
-    let m = Mount::new(&diod, &diod.export().to_string_lossy());
+    let diod = Diod::start();
+    let m = Mount::on(&diod, &diod.export().to_string_lossy());
     assert!(
-        common::proc_state(m.pid).is_some(),
+        cell0_tests::proc_state(m.pid).is_some(),
         "the mount's server runs"
     );
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(cell0_bin())
         .arg("umount")
         .arg(m.path())
         .output()
@@ -92,7 +90,7 @@ fn umount_unmounts_and_the_background_server_exits() {
     assert!(out.status.success(), "{out:?}");
     assert!(!m.is_mounted());
     wait_for("the mount's server to exit", || {
-        matches!(common::proc_state(m.pid), None | Some('Z'))
+        matches!(cell0_tests::proc_state(m.pid), None | Some('Z'))
     });
     assert!(
         m.log_text().contains("unmounted; exiting"),
@@ -104,7 +102,7 @@ fn umount_unmounts_and_the_background_server_exits() {
 #[test]
 fn mounting_a_dead_address_fails_with_the_reason_and_mounts_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(cell0_bin())
         .args(["mount", "--addr", "127.0.0.1:1"])
         .arg(dir.path())
         .output()
@@ -121,9 +119,9 @@ fn mounting_a_dead_address_fails_with_the_reason_and_mounts_nothing() {
 
 #[test]
 fn a_wrong_aname_is_refused_before_going_to_the_background() {
-    let diod = Server::diod();
+    let diod = Diod::start();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(cell0_bin())
         .args(["mount", "--addr", &diod.addr, "--aname", "/no/such/export"])
         .arg(dir.path())
         .output()

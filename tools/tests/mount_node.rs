@@ -1,13 +1,11 @@
 //! `cell0 mount` of a hosted node: blocking reads through FUSE, and what
 //! a signal to a blocked reader does (the mount answers it with Tflush).
 
-mod common;
-
 use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{Mount, Server, kill, proc_state, wait_for};
+use cell0_tests::{Mount, Node, kill, proc_state, wait_for};
 
 /// The `key value` of a status file through the mount.
 fn status(m: &Mount, file: &str, key: &str) -> String {
@@ -42,8 +40,8 @@ fn py_reader(m: &Mount, path: &str, out: &Path) -> Child {
 
 #[test]
 fn a_blocked_cat_ends_on_sigint_and_the_read_is_flushed() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/p");
     let out = node.dir.path().join("cat.out");
     let mut cat = m.spawn(&["cat", "chan/p/data"], &out);
@@ -76,8 +74,8 @@ fn a_blocked_cat_ends_on_sigint_and_the_read_is_flushed() {
 
 #[test]
 fn a_caught_sigint_interrupts_the_read_and_runs_the_handler() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/p");
     let out = node.dir.path().join("py.out");
     let mut py = py_reader(&m, "chan/p/data", &out);
@@ -92,8 +90,8 @@ fn a_caught_sigint_interrupts_the_read_and_runs_the_handler() {
 
 #[test]
 fn ctrl_z_does_not_abort_a_blocked_read() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/p");
     let out = node.dir.path().join("py.out");
     let mut py = py_reader(&m, "chan/p/data", &out);
@@ -115,8 +113,8 @@ fn ctrl_z_does_not_abort_a_blocked_read() {
 
 #[test]
 fn blocked_readers_do_not_hold_up_the_rest_of_the_mount() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     // More blocked readers than the mount has FUSE worker threads.
     let mut readers = Vec::new();
     for i in 0..8 {
@@ -147,8 +145,8 @@ fn blocked_readers_do_not_hold_up_the_rest_of_the_mount() {
 
 #[test]
 fn events_follow_through_the_mount_and_stop_on_sigint() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     let out = node.dir.path().join("events.out");
     let mut cat = m.spawn(&["cat", "events"], &out);
     // The follower opens at the end; give it time to park.
@@ -166,8 +164,8 @@ fn events_follow_through_the_mount_and_stop_on_sigint() {
 
 #[test]
 fn a_refused_ctl_write_fails_with_the_errno_and_the_log_has_the_nodes_words() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/a");
     let before = m.sh_ok("cat chan/a/status");
     let bad = m.sh("echo qoss > chan/a/ctl");
@@ -188,8 +186,8 @@ fn a_refused_ctl_write_fails_with_the_errno_and_the_log_has_the_nodes_words() {
 
 #[test]
 fn status_files_are_never_stale_and_files_have_their_kinds() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     let listing = m.sh_ok("ls -p");
     assert_eq!(
         listing.split_whitespace().collect::<Vec<_>>(),
@@ -214,8 +212,8 @@ fn status_files_are_never_stale_and_files_have_their_kinds() {
 
 #[test]
 fn when_the_node_dies_readers_get_eio_and_the_mount_goes_away() {
-    let mut node = Server::node();
-    let m = Mount::new(&node, "");
+    let mut node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/p");
     let out = node.dir.path().join("cat.out");
     let mut cat = m.spawn(&["cat", "chan/p/data"], &out);
@@ -235,8 +233,8 @@ fn when_the_node_dies_readers_get_eio_and_the_mount_goes_away() {
 
 #[test]
 fn long_directories_list_completely_across_several_readdirs() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/channel-with-a-longish-name-{1..300}");
     let listed = m.sh_ok("ls chan");
     let mut names: Vec<&str> = listed.lines().filter(|n| *n != "graph").collect();
@@ -249,8 +247,8 @@ fn long_directories_list_completely_across_several_readdirs() {
 
 #[test]
 fn a_writer_waiting_for_room_ends_on_sigint_and_sends_nothing() {
-    let node = Server::node();
-    let m = Mount::new(&node, "");
+    let node = Node::start();
+    let m = Mount::on(&node, "");
     m.sh_ok("mkdir chan/f");
     m.sh_ok("env printf 'retain count=1\\nfull=block\\ngroup g\\n' > chan/f/ctl");
     m.sh_ok("echo one > chan/f/data");

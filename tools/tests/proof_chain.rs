@@ -2,22 +2,20 @@
 //! `cell0 cat` and checked offline with `cell0 proof verify`; a changed
 //! byte anywhere in either file fails and names an entry.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, bin};
+use cell0_tests::{Node, cell0_bin};
 
-fn ok(node: &Server, args: &[&str]) -> String {
-    let (success, out, err) = node.cell0(args, b"");
+fn ok(node: &Node, args: &[&str]) -> String {
+    let (success, out, err) = node.cell0(args);
     assert!(success, "cell0 {args:?} failed:\n{err}");
     out
 }
 
 /// `cell0 proof verify CHAIN HEAD [EXTRA]`: (success, stdout, stderr).
 fn verify(chain: &Path, head: &Path, extra: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
+    let out = Command::new(cell0_bin())
         .args(["proof", "verify"])
         .arg(chain)
         .arg(head)
@@ -45,7 +43,7 @@ fn flipped(text: &str, pos: usize) -> Vec<u8> {
 
 #[test]
 fn an_exported_chain_verifies_and_any_changed_byte_names_an_entry() {
-    let node = Server::node();
+    let node = Node::start();
     ok(&node, &["mkdir", "/chan/x"]);
     ok(&node, &["write", "/chan/x/data", "hello"]);
     ok(&node, &["write", "/chan/x/data", "world"]);

@@ -3,14 +3,12 @@
 //! client writes continuously, and the old leader catching up when it
 //! returns. See raft(3).
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Server;
-use common::cluster::{Cluster, cat, chan_count, field, head, wait, write};
+use cell0_tests::Node;
+use cell0_tests::cluster::{Cluster, cat, chan_count, field, head, wait, write};
 
 /// Notes a client acknowledged, each with when its write returned.
 type Acked = Arc<Mutex<Vec<(Instant, String)>>>;
@@ -23,7 +21,7 @@ fn writer(addrs: Vec<String>, token: String, stop: Arc<AtomicBool>, acked: Acked
         let text = format!("note c{n}");
         let addr = &addrs[n % addrs.len()];
         let (ok, _, _) =
-            common::run_cell0(&["write", "/ctl", &text, "--addr", addr, "--token", &token]);
+            cell0_tests::run_cell0(&["write", "/ctl", &text, "--addr", addr, "--token", &token]);
         if ok {
             acked.lock().unwrap().push((Instant::now(), text));
         } else {
@@ -39,11 +37,7 @@ fn three_nodes_survive_the_loss_of_their_leader() {
     let token = c.token.clone();
     // A write on each node (followers forward to the leader).
     write(c.node(0), &token, "/ctl", "note hello").unwrap();
-    assert!(
-        c.node(1)
-            .cell0(&["mkdir", "/chan/t", "--token", &token], b"")
-            .0
-    );
+    assert!(c.node(1).cell0(&["mkdir", "/chan/t", "--token", &token]).0);
     let mut sent = 0u64;
     for i in 0..3 {
         write(c.node(i), &token, "/chan/t/data", &format!("m{i}")).unwrap();
@@ -102,7 +96,7 @@ fn three_nodes_survive_the_loss_of_their_leader() {
 
     // The old leader comes back and catches up while the client writes.
     let id = (leader + 1).to_string();
-    c.nodes[leader] = Some(Server::node_with(
+    c.nodes[leader] = Some(Node::start_in(
         old_dir,
         Some(old_addr),
         &["--id", &id, "--raft", &c.raft[leader]],

@@ -2,19 +2,13 @@
 //! added again with `--join`, it catches up by snapshot, since the log it
 //! would need was compacted while it was away. See raft(3).
 
-mod common;
-
-use common::cluster::{Cluster, cat, chan_count, field, head, wait, write};
+use cell0_tests::cluster::{Cluster, cat, chan_count, field, head, wait, write};
 
 #[test]
 fn a_wiped_node_re_added_catches_up_by_snapshot() {
     let mut c = Cluster::start(3);
     let token = c.token.clone();
-    assert!(
-        c.node(0)
-            .cell0(&["mkdir", "/chan/t", "--token", &token], b"")
-            .0
-    );
+    assert!(c.node(0).cell0(&["mkdir", "/chan/t", "--token", &token]).0);
     for i in 0..3 {
         write(c.node(i), &token, "/chan/t/data", &format!("m{i}")).unwrap();
     }

@@ -47,8 +47,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixListener};
@@ -61,8 +60,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::Server;
-use common::cluster::{field, wait};
+use cell0::client::{Client, Options};
+use cell0_tests::Node;
+use cell0_tests::cell0_bin;
+use cell0_tests::cluster::{field, wait};
 use common::owner::{cat, mkdir, status, try_write, write};
 
 /// What every agent's program starts with.
@@ -74,8 +75,8 @@ const AGENT_SECS: u64 = 30;
 // ---- the node, as its owner ----
 
 /// The names in directory `path` of `node`, as its owner sees them.
-fn ls(node: &Server, path: &str) -> Vec<String> {
-    let (ok, out, err) = node.cell0(&["ls", path], b"");
+fn ls(node: &Node, path: &str) -> Vec<String> {
+    let (ok, out, err) = node.cell0(&["ls", path]);
     assert!(ok, "ls {path}: {err}");
     out.lines()
         .map(|l| l.trim_end_matches('/').to_string())
@@ -83,7 +84,7 @@ fn ls(node: &Server, path: &str) -> Vec<String> {
 }
 
 /// How many messages channel `chan` took.
-fn sent(node: &Server, chan: &str) -> u64 {
+fn sent(node: &Node, chan: &str) -> u64 {
     let text = cat(node, &format!("/chan/{chan}/status"));
     field(&text, "sent")
         .and_then(|v| v.parse().ok())
@@ -91,9 +92,11 @@ fn sent(node: &Server, chan: &str) -> u64 {
 }
 
 /// What `node` streams from `path` (a blocking file) in `secs` seconds.
-fn read_for(node: &Server, path: &str, secs: u32) -> String {
+fn read_for(node: &Node, path: &str, secs: u32) -> String {
     let out = Command::new("timeout")
-        .args(["-s", "KILL", &secs.to_string(), common::bin(), "cat", path])
+        .args(["-s", "KILL", &secs.to_string()])
+        .arg(cell0_bin())
+        .args(["cat", path])
         .args(["--addr", &node.addr, "--data"])
         .arg(node.data())
         .stdin(Stdio::null())
@@ -106,7 +109,7 @@ fn read_for(node: &Server, path: &str, secs: u32) -> String {
 
 /// The program of agent `name`: `script` (one of redteam/) after lib.sh,
 /// an executable file in the node's directory.
-fn program(node: &Server, name: &str, script: &str) -> PathBuf {
+fn program(node: &Node, name: &str, script: &str) -> PathBuf {
     let path = node.dir.path().join(format!("{name}.sh"));
     std::fs::write(&path, format!("#!/bin/sh\n{LIB}\n{script}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -115,7 +118,7 @@ fn program(node: &Server, name: &str, script: &str) -> PathBuf {
 
 /// Make agent `name` running `script` with ctl `lines` (intent, env,
 /// limit…), and start it; its program's path.
-fn agent(node: &Server, name: &str, script: &str, lines: &[&str]) -> PathBuf {
+fn agent(node: &Node, name: &str, script: &str, lines: &[&str]) -> PathBuf {
     let prog = program(node, name, script);
     mkdir(node, &format!("/agent/{name}"));
     let ctl = format!("/agent/{name}/ctl");
@@ -130,7 +133,7 @@ fn agent(node: &Server, name: &str, script: &str, lines: &[&str]) -> PathBuf {
 /// Agent `name`'s log once `done` holds of it; a failure after `secs`
 /// that shows the agent's status and log.
 fn wait_log(
-    node: &Server,
+    node: &Node,
     name: &str,
     secs: u64,
     what: &str,
@@ -138,12 +141,12 @@ fn wait_log(
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let (_, log, _) = node.cell0(&["cat", &format!("/agent/{name}/log")], b"");
+        let (_, log, _) = node.cell0(&["cat", &format!("/agent/{name}/log")]);
         if done(&log) {
             return log;
         }
         if Instant::now() > deadline {
-            let (_, st, _) = node.cell0(&["cat", &format!("/agent/{name}/status")], b"");
+            let (_, st, _) = node.cell0(&["cat", &format!("/agent/{name}/status")]);
             panic!("agent {name}: no {what} after {secs} s\nstatus:\n{st}\nlog:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -151,7 +154,7 @@ fn wait_log(
 }
 
 /// Agent `name`'s log once it says `done`.
-fn wait_done(node: &Server, name: &str) -> String {
+fn wait_done(node: &Node, name: &str) -> String {
     wait_log(node, name, AGENT_SECS, "`done` line", |l| {
         has_line(l, "done")
     })
@@ -187,7 +190,7 @@ fn forked(log: &str) -> u32 {
 }
 
 /// The capability agent `name` printed (see redteam/exfil.sh).
-fn exfiltrated_token(node: &Server, name: &str) -> String {
+fn exfiltrated_token(node: &Node, name: &str) -> String {
     let log = wait_log(node, name, AGENT_SECS, "token line", |l| {
         l.lines().any(|x| x.contains("token c0."))
     });
@@ -199,7 +202,7 @@ fn exfiltrated_token(node: &Server, name: &str) -> String {
 }
 
 /// `token` in a file of the node's directory (mode 0600), for `--token`.
-fn token_file(node: &Server, label: &str, token: &str) -> PathBuf {
+fn token_file(node: &Node, label: &str, token: &str) -> PathBuf {
     let path = node.dir.path().join(format!("{label}.token"));
     std::fs::write(&path, format!("{token}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -212,7 +215,7 @@ fn attenuate(parent: &Path, args: &[&str]) -> Result<String, String> {
     let mut all = vec!["cap", "attenuate"];
     all.extend_from_slice(args);
     all.push(&parent);
-    let (ok, out, err) = common::run_cell0(&all);
+    let (ok, out, err) = cell0_tests::run_cell0(&all);
     if ok {
         Ok(out.trim().to_string())
     } else {
@@ -221,16 +224,16 @@ fn attenuate(parent: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// `cell0 write PATH TEXT --token TOKEN` on `node`: the refusal, if any.
-fn write_with(node: &Server, token: &Path, path: &str, text: &str) -> Result<(), String> {
+fn write_with(node: &Node, token: &Path, path: &str, text: &str) -> Result<(), String> {
     let t = token.display().to_string();
-    let (ok, _, err) = node.cell0(&["write", path, text, "--token", &t], b"");
+    let (ok, _, err) = node.cell0(&["write", path, text, "--token", &t]);
     if ok { Ok(()) } else { Err(err) }
 }
 
 /// `cell0 cat PATH --token TOKEN` on `node`: the text, or the refusal.
-fn cat_with(node: &Server, token: &Path, path: &str) -> Result<String, String> {
+fn cat_with(node: &Node, token: &Path, path: &str) -> Result<String, String> {
     let t = token.display().to_string();
-    let (ok, out, err) = node.cell0(&["cat", path, "--token", &t], b"");
+    let (ok, out, err) = node.cell0(&["cat", path, "--token", &t]);
     if ok { Ok(out) } else { Err(err) }
 }
 
@@ -260,8 +263,8 @@ fn environ(pid: u32) -> Vec<String> {
 }
 
 /// The process of `cell0 serve` for `node`.
-fn node_pid(node: &Server) -> u32 {
-    common::pids()
+fn node_pid(node: &Node) -> u32 {
+    cell0_tests::pids()
         .into_iter()
         .find(|&pid| {
             let args = cmdline(pid);
@@ -278,19 +281,19 @@ fn node_pid(node: &Server) -> u32 {
 fn agent_pids(addr: &str, name: &str) -> Vec<u32> {
     let want_agent = format!("CELL0_AGENT={name}");
     let want_addr = format!("CELL0_ADDR={addr}");
-    common::pids()
+    cell0_tests::pids()
         .into_iter()
         .filter(|&pid| {
             let env = environ(pid);
             env.contains(&want_agent)
                 && env.contains(&want_addr)
-                && common::proc_state(pid) != Some('Z')
+                && cell0_tests::proc_state(pid) != Some('Z')
         })
         .collect()
 }
 
 /// The process running agent `name`'s program `prog` (`/bin/sh PROG`).
-fn program_pid(node: &Server, name: &str, prog: &Path) -> u32 {
+fn program_pid(node: &Node, name: &str, prog: &Path) -> u32 {
     let shown = prog.display().to_string();
     let mut found = None;
     wait(&format!("agent {name}'s program on the host"), 10, || {
@@ -304,9 +307,9 @@ fn program_pid(node: &Server, name: &str, prog: &Path) -> u32 {
 
 /// The live processes whose arguments include `arg`.
 fn processes_with_arg(arg: &str) -> Vec<u32> {
-    common::pids()
+    cell0_tests::pids()
         .into_iter()
-        .filter(|&p| cmdline(p).iter().any(|a| a == arg) && common::proc_state(p) != Some('Z'))
+        .filter(|&p| cmdline(p).iter().any(|a| a == arg) && cell0_tests::proc_state(p) != Some('Z'))
         .collect()
 }
 
@@ -791,56 +794,26 @@ impl Forger {
     }
 }
 
-// ---- 9P by hand ----
+// ---- 9P at the attach ----
 
 /// Attach to the node at `addr` with `aname` and no auth fid, as a 9P
-/// client that passes its token in the aname does: Ok, or the node's
-/// Rerror.
+/// client that passes its token in the aname does: Ok, or why the node
+/// refused.
 fn attach_with_aname(addr: &str, aname: &str) -> Result<(), String> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    call(
-        &mut s,
-        ninep::NOTAG,
-        ninep::Body::Tversion {
-            msize: 8192,
-            version: "9P2000",
-        },
-    )?;
-    call(
-        &mut s,
-        1,
-        ninep::Body::Tattach {
-            fid: 1,
-            afid: ninep::NOFID,
-            uname: "redteam",
-            aname,
-            n_uname: None,
-        },
-    )
-}
-
-/// Send one 9P2000 request on `s` and read its reply: Ok, or the Rerror.
-fn call(s: &mut TcpStream, tag: u16, body: ninep::Body<'_>) -> Result<(), String> {
-    let mut out = Vec::new();
-    ninep::encode(&ninep::Msg { tag, body }, &mut out).unwrap();
-    s.write_all(&out).unwrap();
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).unwrap();
-    let mut frame = size.to_vec();
-    frame.resize(u32::from_le_bytes(size) as usize, 0);
-    s.read_exact(&mut frame[4..]).unwrap();
-    match ninep::decode(&frame, ninep::Dialect::P2000).unwrap().body {
-        ninep::Body::Rerror { ename } => Err(ename.to_string()),
-        _ => Ok(()),
-    }
+    let mut opts = Options::new(ninep::Dialect::P2000);
+    opts.aname = aname.to_string();
+    opts.uname = "redteam".to_string();
+    opts.msize = 8192;
+    Client::connect_with(addr, &opts)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 // ---- attack 1: attenuation drops the intent ----
 
 #[test]
 fn attack_01_an_agents_token_narrowed_to_another_holder_is_still_held_to_its_intent() {
-    let node = Server::node();
+    let node = Node::start();
     for c in ["in", "out", "other"] {
         mkdir(&node, &format!("/chan/{c}"));
     }
@@ -951,26 +924,23 @@ fn attack_01_an_agents_token_narrowed_to_another_holder_is_still_held_to_its_int
 #[test]
 fn attack_01_cli_a_token_of_agent_foo_narrowed_to_holder_x_cannot_write_outside_foos_intent() {
     // The issue's reproduction, without an agent's process.
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/in");
     mkdir(&node, "/chan/other");
     mkdir(&node, "/agent/foo");
     write(&node, "/agent/foo/ctl", "intent r /chan/in");
-    let (ok, minted, err) = node.cell0(
-        &[
-            "cap",
-            "mint",
-            "--scope",
-            "/",
-            "--rights",
-            "rw",
-            "--ttl",
-            "1h",
-            "--holder",
-            "agent/foo",
-        ],
-        b"",
-    );
+    let (ok, minted, err) = node.cell0(&[
+        "cap",
+        "mint",
+        "--scope",
+        "/",
+        "--rights",
+        "rw",
+        "--ttl",
+        "1h",
+        "--holder",
+        "agent/foo",
+    ]);
     assert!(ok, "mint for agent/foo: {err}");
     let foo = token_file(&node, "foo", minted.trim());
     if let Ok(x) = attenuate(&foo, &["--holder", "x"]) {
@@ -988,7 +958,7 @@ fn attack_01_cli_a_token_of_agent_foo_narrowed_to_holder_x_cannot_write_outside_
 
 #[test]
 fn attack_02_the_nodes_key_and_owner_token_stay_out_of_an_agents_reach() {
-    let node = Server::node();
+    let node = Node::start();
     let data = std::fs::canonicalize(node.data()).unwrap();
     let owner = std::fs::read_to_string(data.join("owner.token")).unwrap();
     let key = std::fs::read_to_string(data.join("node.key")).unwrap();
@@ -1036,7 +1006,7 @@ fn attack_02_the_nodes_key_and_owner_token_stay_out_of_an_agents_reach() {
 fn attack_03_core_pattern_helper_never_runs_on_the_host() {
     // Before the node: dropped after it, so after the agent is gone.
     let pattern = HostFile::save("/proc/sys/kernel/core_pattern");
-    let node = Server::node();
+    let node = Node::start();
     let marker = node.dir.path().join("core-helper-ran");
     agent(
         &node,
@@ -1076,7 +1046,7 @@ fn attack_03_core_pattern_helper_never_runs_on_the_host() {
 
 #[test]
 fn attack_04_an_agent_without_the_network_reaches_no_socket_of_the_host() {
-    let node = Server::node();
+    let node = Node::start();
     let (tcp, port) = Listener::tcp();
     let name = format!("cell0-redteam-{}-{port}", std::process::id());
     let abs = Listener::unix(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap());
@@ -1126,8 +1096,8 @@ const MEMORY_MARK: &[u8] = b"RED-TEAM-WAS-HERE";
 
 #[test]
 fn attack_05_the_hosts_processes_and_the_owners_mount_are_out_of_reach() {
-    let node = Server::node();
-    let owner_mount = common::Mount::new(&node, "");
+    let node = Node::start();
+    let owner_mount = cell0_tests::Mount::on(&node, "");
     let target = Killed(
         Command::new("sleep")
             .arg("300")
@@ -1185,7 +1155,7 @@ fn attack_05_the_hostname_clock_and_kernel_settings_stay_the_hosts() {
     // Before the node: dropped after it, so after the agent is gone.
     let hostname = HostFile::save("/proc/sys/kernel/hostname");
     let sysctl = HostFile::save("/proc/sys/kernel/printk_ratelimit_burst");
-    let node = Server::node();
+    let node = Node::start();
     let value: u64 = sysctl.saved.trim().parse().unwrap();
     agent(
         &node,
@@ -1224,7 +1194,7 @@ fn attack_05_the_hostname_clock_and_kernel_settings_stay_the_hosts() {
 
 #[test]
 fn attack_06_an_agent_can_neither_steal_another_agents_token_nor_post_as_it() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/vic");
     agent(
         &node,
@@ -1272,7 +1242,7 @@ fn attack_06_an_agent_can_neither_steal_another_agents_token_nor_post_as_it() {
 
 #[test]
 fn attack_07_an_agent_cannot_lift_its_limits_from_inside() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/go");
     let prog = agent(
         &node,
@@ -1311,7 +1281,7 @@ fn attack_07_an_agent_cannot_lift_its_limits_from_inside() {
 
 #[test]
 fn attack_07_a_sub_agent_gets_no_more_than_its_parents_limits() {
-    let node = Server::node();
+    let node = Node::start();
     let kid = program(&node, "kid", include_str!("redteam/forker.sh"));
     agent(
         &node,
@@ -1344,7 +1314,7 @@ fn attack_07_a_sub_agent_gets_no_more_than_its_parents_limits() {
 
 #[test]
 fn attack_07_an_agent_given_no_limit_still_has_limits() {
-    let node = Server::node();
+    let node = Node::start();
     let prog = agent(
         &node,
         "plain",
@@ -1365,7 +1335,7 @@ fn attack_07_an_agent_given_no_limit_still_has_limits() {
 
 #[test]
 fn attack_08_an_agent_making_agents_in_a_loop_stops_at_its_quota() {
-    let node = Server::node();
+    let node = Node::start();
     let prog = program(&node, "breeder", include_str!("redteam/breeder.sh"));
     mkdir(&node, "/agent/breeder");
     let ctl = "/agent/breeder/ctl";
@@ -1397,8 +1367,8 @@ const FLOOD_BOUND: u64 = 256 << 10;
 
 #[test]
 fn attack_09_a_flooding_agent_costs_the_node_a_bounded_amount() {
-    let node = Server::node();
-    let log_bytes = |node: &Server| -> u64 {
+    let node = Node::start();
+    let log_bytes = |node: &Node| -> u64 {
         let s = cat(node, "/raft/status");
         field(&s, "log_bytes")
             .and_then(|v| v.parse().ok())
@@ -1419,7 +1389,7 @@ fn attack_09_a_flooding_agent_costs_the_node_a_bounded_amount() {
         "five seconds of one agent's output grew the node's log by {grew_log} bytes and its data by {grew_disk} (at most {FLOOD_BOUND})"
     );
     // Whatever was dropped, the agent's record says so.
-    let says = |node: &Server| {
+    let says = |node: &Node| {
         ["log", "status", "trace"].iter().any(|f| {
             cat(node, &format!("/agent/flood/{f}"))
                 .to_lowercase()
@@ -1435,7 +1405,7 @@ fn attack_09_a_flooding_agent_costs_the_node_a_bounded_amount() {
 
 #[test]
 fn attack_10_a_link_id_chosen_by_its_maker_is_not_taken() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/a");
     agent(
         &node,
@@ -1446,12 +1416,9 @@ fn attack_10_a_link_id_chosen_by_its_maker_is_not_taken() {
     let token = exfiltrated_token(&node, "maker");
     let parent = token_file(&node, "maker", &token);
     // Another capability, whose id a forged link copies.
-    let (ok, bob, err) = node.cell0(
-        &[
-            "cap", "mint", "--scope", "/chan/a", "--rights", "r", "--ttl", "1h", "--holder", "bob",
-        ],
-        b"",
-    );
+    let (ok, bob, err) = node.cell0(&[
+        "cap", "mint", "--scope", "/chan/a", "--rights", "r", "--ttl", "1h", "--holder", "bob",
+    ]);
     assert!(ok, "mint bob: {err}");
     let bob_id = Wire::parse(&bob).links[0].id;
     let honest = attenuate(&parent, &["--scope", "/chan/a"]).expect("an honest narrowing");
@@ -1513,7 +1480,7 @@ fn attack_10_a_link_id_chosen_by_its_maker_is_not_taken() {
 fn attack_11_a_scoped_admin_capability_mints_within_its_scope() {
     // A capability-layer fault, shown with the CLI: cap(3) says a token
     // with the admin right mints within its scope.
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/team");
     let owner = node.data().join("owner.token");
     let lead = attenuate(
@@ -1523,13 +1490,10 @@ fn attack_11_a_scoped_admin_capability_mints_within_its_scope() {
     .expect("narrowing the owner's token");
     let lead = token_file(&node, "lead", &lead).display().to_string();
     let mint = |scope: &str| {
-        node.cell0(
-            &[
-                "cap", "mint", "--scope", scope, "--rights", "r", "--ttl", "300s", "--holder",
-                "helper", "--token", &lead,
-            ],
-            b"",
-        )
+        node.cell0(&[
+            "cap", "mint", "--scope", scope, "--rights", "r", "--ttl", "300s", "--holder",
+            "helper", "--token", &lead,
+        ])
     };
     let (ok, helper, err) = mint("/chan/team");
     assert!(
@@ -1545,8 +1509,8 @@ fn attack_11_a_scoped_admin_capability_mints_within_its_scope() {
 
 #[test]
 fn attack_11_an_aname_with_two_tokens_is_refused() {
-    // A protocol-level fault, shown with a 9P client of the test's own.
-    let node = Server::node();
+    // A protocol-level fault, shown with the 9P client at the attach.
+    let node = Node::start();
     mkdir(&node, "/chan/x");
     let owner = std::fs::read_to_string(node.data().join("owner.token")).unwrap();
     let weak = attenuate(
@@ -1567,7 +1531,7 @@ fn attack_11_an_aname_with_two_tokens_is_refused() {
 
 #[test]
 fn attack_11_a_holder_with_bidi_or_control_characters_is_refused() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/c");
     let owner_file = node.data().join("owner.token");
     let owner = std::fs::read_to_string(&owner_file).unwrap();
@@ -1610,7 +1574,7 @@ fn attack_11_a_holder_with_bidi_or_control_characters_is_refused() {
 
 #[test]
 fn attack_11_a_parked_read_is_answered_when_its_capability_is_revoked() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/q");
     agent(
         &node,
@@ -1623,7 +1587,7 @@ fn attack_11_a_parked_read_is_answered_when_its_capability_is_revoked() {
         field(&cat(&node, "/chan/q/status"), "waiting").is_some_and(|w| w != "0")
     });
     let t = token.display().to_string();
-    let (ok, _, err) = node.cell0(&["cap", "revoke", &t], b"");
+    let (ok, _, err) = node.cell0(&["cap", "revoke", &t]);
     assert!(ok, "revoking the agent's capability: {err}");
     wait_log(&node, "waiter", 10, "answer to its parked read", |l| {
         l.lines().any(|x| x.starts_with("read returned"))
@@ -1634,7 +1598,7 @@ fn attack_11_a_parked_read_is_answered_when_its_capability_is_revoked() {
 
 #[test]
 fn hold_an_agents_token_used_outside_its_intent_halts_the_agent() {
-    let node = Server::node();
+    let node = Node::start();
     for c in ["in", "out", "other"] {
         mkdir(&node, &format!("/chan/{c}"));
     }
@@ -1658,7 +1622,7 @@ fn hold_an_agents_token_used_outside_its_intent_halts_the_agent() {
 
 #[test]
 fn hold_attenuation_never_widens_rights_or_expiry() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/in");
     agent(
         &node,
@@ -1688,7 +1652,7 @@ fn hold_attenuation_never_widens_rights_or_expiry() {
 
 #[test]
 fn hold_stop_and_killing_the_node_end_everything_an_agent_started() {
-    let node = Server::node();
+    let node = Node::start();
     mkdir(&node, "/chan/in");
     // A sleep(1) argument no other process has.
     let nanos = std::time::SystemTime::now()
@@ -1722,7 +1686,7 @@ fn hold_stop_and_killing_the_node_end_everything_an_agent_started() {
 
 #[test]
 fn hold_a_fork_bomb_under_limit_pids_64_is_held() {
-    let node = Server::node();
+    let node = Node::start();
     agent(
         &node,
         "bomb",

@@ -2,18 +2,17 @@
 //! print, and that a refusal prints the node's own message and exits
 //! non-zero.
 
-mod common;
+use cell0_tests::Node;
+use cell0_tests::cell0_bin;
 
-use common::Server;
-
-fn ok(node: &Server, args: &[&str]) -> String {
-    let (success, out, err) = node.cell0(args, b"");
+fn ok(node: &Node, args: &[&str]) -> String {
+    let (success, out, err) = node.cell0(args);
     assert!(success, "cell0 {args:?} failed:\n{err}");
     out
 }
 
-fn refused(node: &Server, args: &[&str], stdin: &[u8]) -> String {
-    let (success, out, err) = node.cell0(args, stdin);
+fn refused(node: &Node, args: &[&str], stdin: &[u8]) -> String {
+    let (success, out, err) = node.cell0_in(args, stdin);
     assert!(!success, "cell0 {args:?} should fail; printed {out}");
     err
 }
@@ -27,7 +26,7 @@ fn value(text: &str, key: &str) -> String {
 
 #[test]
 fn verbs_list_create_write_read_and_remove() {
-    let node = Server::node();
+    let node = Node::start();
     let root = ok(&node, &["ls", "/"]);
     let mut names: Vec<&str> = root.lines().collect();
     names.sort();
@@ -44,7 +43,7 @@ fn verbs_list_create_write_read_and_remove() {
     assert_eq!(ok(&node, &["ls", "/chan/v/status"]), "status\n");
 
     ok(&node, &["write", "/chan/v/data", "hello"]);
-    let (success, _, err) = node.cell0(&["write", "/chan/v/data"], b"from stdin");
+    let (success, _, err) = node.cell0_in(&["write", "/chan/v/data"], b"from stdin");
     assert!(success, "{err}");
     let st = ok(&node, &["cat", "/chan/v/status"]);
     assert_eq!(value(&st, "retained"), "2");
@@ -65,7 +64,7 @@ fn verbs_list_create_write_read_and_remove() {
 
 #[test]
 fn refusals_print_the_nodes_message_and_exit_non_zero() {
-    let node = Server::node();
+    let node = Node::start();
     ok(&node, &["mkdir", "/chan/a"]);
     let before = ok(&node, &["cat", "/chan/a/status"]);
 
@@ -92,7 +91,7 @@ fn refusals_print_the_nodes_message_and_exit_non_zero() {
 
 #[test]
 fn a_dead_address_is_named_in_the_error() {
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(cell0_bin())
         .args(["ls", "/", "--addr", "127.0.0.1:1"])
         .output()
         .unwrap();

@@ -29,8 +29,6 @@ mod error;
 mod fid;
 mod file;
 mod linux;
-#[cfg(test)]
-mod peer_tests;
 mod plan9;
 mod reply;
 mod tag;

@@ -145,6 +145,24 @@ impl Client {
         r.map(|_| ())
     }
 
+    /// The names in directory `fid` (or the file's own name), and whether
+    /// each is a directory.
+    pub fn list(&self, fid: u32) -> Result<Vec<(String, bool)>> {
+        let st = self.stat(fid)?;
+        if !st.is_dir() {
+            return Ok(vec![(st.name, false)]);
+        }
+        let opened = self.open(fid, mode::OREAD)?;
+        let entries = self.read_dir(fid, opened.iounit)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let dir = e.is_dir();
+                (e.name, dir)
+            })
+            .collect())
+    }
+
     /// 9P2000: every entry of the directory open on `fid`.
     pub fn read_dir(&self, fid: u32, iounit: u32) -> Result<Vec<OwnedStat>> {
         let count = self.effective_iounit(iounit);

@@ -36,7 +36,7 @@ pub struct MountArgs {
     /// Mount point.
     pub dir: PathBuf,
     #[command(flatten)]
-    pub node: crate::ClientArgs,
+    pub node: crate::args::ClientArgs,
     /// Stay in the foreground instead of returning once mounted.
     #[arg(long)]
     pub foreground: bool,

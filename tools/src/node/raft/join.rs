@@ -1,0 +1,129 @@
+//! `cell0 serve --join HOST:PORT`: ask a running cluster to take this node.
+//!
+//! The new node reads the cluster's members from `/raft/peers` on the node
+//! it was pointed at (their addresses and keys: its transport will accept
+//! only them), starts its replica empty, and then writes `add` to that
+//! node's `/raft/ctl` with its own id, Raft address and key. The write
+//! returns once the cluster committed the change; the leader then sends
+//! the log (or a snapshot) over the transport.
+
+use anyhow::{Context, bail};
+use cellfs::raft::Member;
+use ninep::Dialect;
+
+use crate::client::{Client, Options, mode};
+use crate::identity::{ClientToken, parse_hex32};
+
+/// A 9P session with the node to join through.
+pub struct Sponsor {
+    client: Client,
+    addr: String,
+}
+
+impl Sponsor {
+    /// Attach to `addr` with `token` (it needs admin over `/raft`).
+    pub fn connect(addr: &str, token: &ClientToken) -> anyhow::Result<Sponsor> {
+        let opts = Options::new(Dialect::P2000).with_token(token);
+        let client = Client::connect_with(addr, &opts)
+            .with_context(|| format!("--join {addr}: connecting"))?;
+        Ok(Sponsor {
+            client,
+            addr: addr.to_string(),
+        })
+    }
+
+    fn read(&self, path: &str) -> anyhow::Result<String> {
+        let bytes = self.client.read_file(path)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The cluster's members as its `/raft/peers` lists them, waiting up
+    /// to ten seconds for a node that is still starting to list any.
+    pub fn members(&self) -> anyhow::Result<Vec<Member>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let members = self.members_now()?;
+            if !members.is_empty() {
+                return Ok(members);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "--join {}: that node lists no raft members; is it a cluster node?",
+                    self.addr
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn members_now(&self) -> anyhow::Result<Vec<Member>> {
+        let listing = {
+            let c = &self.client;
+            let fid = c.walk_path("/raft/peers")?;
+            let r = c.list(fid);
+            let _ = c.clunk(fid);
+            r.with_context(|| format!("--join {}: listing /raft/peers", self.addr))?
+        };
+        let mut members = Vec::new();
+        for (name, _) in listing {
+            let text = self.read(&format!("/raft/peers/{name}"))?;
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix(' ')))
+                    .map(str::trim)
+            };
+            let (Some(id), Some(addr), Some(key)) = (field("id"), field("addr"), field("key"))
+            else {
+                bail!(
+                    "--join {}: /raft/peers/{name} lacks id, addr or key",
+                    self.addr
+                );
+            };
+            members.push(Member {
+                id: id
+                    .parse()
+                    .with_context(|| format!("/raft/peers/{name}: id"))?,
+                addr: addr.to_string(),
+                key: parse_hex32(key).with_context(|| format!("/raft/peers/{name}: key"))?,
+            });
+        }
+        Ok(members)
+    }
+
+    /// Ask the cluster to add `me`; returns once the change committed.
+    /// A cluster busy with another change (or an election) is asked again
+    /// for up to ten seconds.
+    pub fn add(&self, me: &Member) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.add_once(me) {
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && ["under way", "no raft leader"]
+                            .iter()
+                            .any(|w| format!("{e:#}").contains(w)) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn add_once(&self, me: &Member) -> anyhow::Result<()> {
+        let line = format!(
+            "add id={} addr={} key={}\n",
+            me.id,
+            me.addr,
+            cellfs::cap::hex(&me.key)
+        );
+        let c = &self.client;
+        let fid = c.walk_path("/raft/ctl")?;
+        let r = c
+            .open(fid, mode::OWRITE)
+            .and_then(|o| c.write_all(fid, 0, line.as_bytes(), o.iounit));
+        let _ = c.clunk(fid);
+        r.with_context(|| format!("--join {}: {}", self.addr, line.trim()))?;
+        Ok(())
+    }
+}

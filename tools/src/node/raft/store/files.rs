@@ -1,0 +1,412 @@
+//! The segment store's files: records, segments, the hard state and the
+//! snapshot as bytes on disk, and reading them all back at open.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cellfs::Index;
+use cellfs::raft::{HardState, Loaded, SnapshotMeta, StorageError, Stored};
+
+use super::{HEADER, MAX_RECORD, REFUSE, Recovered, SNAP_HEADER, SNAP_MAGIC, Segment};
+
+/// `path: doing: error`, the form of every I/O failure.
+pub(super) fn io_err(path: &Path, doing: &str, e: &std::io::Error) -> StorageError {
+    StorageError(format!("{}: {doing}: {e}", path.display()))
+}
+
+/// The file name of the segment whose first entry is `first`.
+pub(super) fn segment_name(first: Index) -> String {
+    format!("{first:020}.seg")
+}
+
+/// The first index named by a segment file name, if it is one.
+pub(super) fn parse_segment_name(name: &str) -> Option<Index> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Make the entries of `dir` (creations, deletions, renames) durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, "syncing the directory", &e))
+}
+
+/// Replace `dir/name` with `bytes` so that a crash leaves the old file or
+/// the new one, never a mix, and the new one is durable on return.
+pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, "creating", &e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err(&tmp, "writing", &e))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(|e| io_err(&path, "renaming into place", &e))?;
+    sync_dir(dir)
+}
+
+/// Append one record for `payload` to `out`.
+/// A record's header: its payload's length and CRC-32, 4 bytes each.
+pub(super) const RECORD_HEADER: usize = 8;
+
+/// Fill in the header of `record`, whose payload follows [`RECORD_HEADER`]
+/// bytes of room (see [`encode_record`]).
+pub(super) fn seal_record(record: &mut [u8]) {
+    let (header, payload) = record.split_at_mut(RECORD_HEADER);
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(payload);
+    header[..4].copy_from_slice(&len);
+    header[4..].copy_from_slice(&h.finalize().to_le_bytes());
+}
+
+/// Append a record holding `payload` to `out`.
+pub(super) fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER]);
+    out.extend_from_slice(payload);
+    seal_record(&mut out[start..]);
+}
+
+/// The records of one segment file: where each starts and ends, and
+/// whether a torn tail follows them (with why).
+pub(super) struct Records {
+    pub(super) spans: Vec<(usize, usize)>,
+    pub(super) good_len: usize,
+    pub(super) torn: Option<&'static str>,
+}
+
+/// Split `bytes` into records. A bad record at the end is a torn tail when
+/// `last` (the last segment, the only one a crash can tear); anywhere else
+/// it is an error naming the file and byte offset.
+pub(super) fn scan_records(bytes: &[u8], path: &Path, last: bool) -> Result<Records, StorageError> {
+    let mut spans = Vec::new();
+    let mut at = 0usize;
+    let torn = loop {
+        let rest = bytes.get(at..).unwrap_or_default();
+        if rest.is_empty() {
+            break None;
+        }
+        // A crash can leave a zero-filled tail after the last full write.
+        let why = if rest.len() < HEADER || rest.iter().all(|&b| b == 0) {
+            Some("incomplete header or zero fill")
+        } else {
+            None
+        };
+        let (len, crc) = match (rest.get(0..4), rest.get(4..8)) {
+            (Some(l), Some(c)) if why.is_none() => (
+                u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize,
+                u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            ),
+            _ => (0, 0),
+        };
+        let end = HEADER.saturating_add(len);
+        let why = why.or_else(|| (end > rest.len()).then_some("record runs past the end"));
+        if why.is_none() && len > MAX_RECORD {
+            return Err(StorageError(format!(
+                "{}: corrupt record at byte {at}: length {len} is impossible; {REFUSE}",
+                path.display()
+            )));
+        }
+        let why = why.or_else(|| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(rest.get(..4).unwrap_or_default());
+            h.update(rest.get(HEADER..end).unwrap_or_default());
+            (h.finalize() != crc).then_some("checksum mismatch")
+        });
+        if let Some(why) = why {
+            // Only the very last record may be torn: a failed checksum
+            // with more data after it is damage, not an interrupted write.
+            let at_end = why != "checksum mismatch" || end == rest.len();
+            if last && at_end {
+                break Some(why);
+            }
+            let more = rest.len().saturating_sub(end.min(rest.len()));
+            let place = if last {
+                format!("{more} more bytes follow")
+            } else {
+                "not the last segment".to_string()
+            };
+            return Err(StorageError(format!(
+                "{}: corrupt record at byte {at} ({why}, {place}); {REFUSE}: \
+                 move the store aside to start empty and catch up from the cluster",
+                path.display()
+            )));
+        }
+        spans.push((at + HEADER, at + end));
+        at += end;
+    };
+    Ok(Records {
+        spans,
+        good_len: at,
+        torn,
+    })
+}
+
+/// One segment as read at recovery.
+pub(super) struct ReadSegment {
+    pub(super) first: Index,
+    pub(super) path: PathBuf,
+    pub(super) len: u64,
+    pub(super) ends: Vec<u64>,
+    pub(super) entries: Vec<Stored>,
+}
+
+impl ReadSegment {
+    pub(super) fn last(&self) -> Index {
+        self.first + self.entries.len() as u64 - 1
+    }
+}
+
+/// Read one segment file: its entries, checked to be consecutive from the
+/// index its name gives, with a torn tail cut off when `last`.
+pub(super) fn read_segment(
+    first: Index,
+    path: PathBuf,
+    last: bool,
+) -> Result<ReadSegment, StorageError> {
+    let bytes = fs::read(&path).map_err(|e| io_err(&path, "reading", &e))?;
+    let recs = scan_records(&bytes, &path, last)?;
+    if let Some(why) = recs.torn {
+        eprintln!(
+            "cell0: {}: cutting a torn last record at byte {} ({why}, {} bytes)",
+            path.display(),
+            recs.good_len,
+            bytes.len() - recs.good_len
+        );
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| {
+                f.set_len(recs.good_len as u64)?;
+                f.sync_all()
+            })
+            .map_err(|e| io_err(&path, "cutting the torn tail", &e))?;
+    }
+    let mut entries = Vec::with_capacity(recs.spans.len());
+    let mut ends = Vec::with_capacity(recs.spans.len());
+    for (i, &(start, end)) in recs.spans.iter().enumerate() {
+        let at = start - HEADER;
+        let payload = bytes.get(start..end).unwrap_or_default();
+        let e: Stored = postcard::from_bytes(payload).map_err(|err| {
+            StorageError(format!(
+                "{}: record at byte {at} does not decode ({err}); {REFUSE}",
+                path.display()
+            ))
+        })?;
+        let want = first.checked_add(i as u64);
+        if Some(e.index) != want {
+            return Err(StorageError(format!(
+                "{}: record at byte {at} holds entry {}, expected {}; {REFUSE}",
+                path.display(),
+                e.index,
+                want.map_or("none".into(), |w| w.to_string())
+            )));
+        }
+        entries.push(e);
+        ends.push(end as u64);
+    }
+    Ok(ReadSegment {
+        first,
+        path,
+        len: recs.good_len as u64,
+        ends,
+        entries,
+    })
+}
+
+/// Read the hard state file (the default when there is none).
+pub(super) fn read_hard(path: &Path) -> Result<HardState, StorageError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HardState::default()),
+        Err(e) => return Err(io_err(path, "reading", &e)),
+    };
+    let bad = |why: &str| StorageError(format!("{}: {why}; {REFUSE}", path.display()));
+    let recs = scan_records(&bytes, path, true).map_err(|e| bad(&e.0))?;
+    if recs.torn.is_some() || recs.spans.len() != 1 {
+        return Err(bad("not one whole record (damaged)"));
+    }
+    let (start, end) = recs.spans[0];
+    let payload = bytes.get(start..end).unwrap_or_default();
+    postcard::from_bytes(payload)
+        .or_else(|e| {
+            // Written before the boot count existed: term and vote only.
+            postcard::from_bytes::<(u64, Option<u64>)>(payload)
+                .map(|(term, voted_for)| HardState {
+                    term,
+                    voted_for,
+                    boot: 0,
+                })
+                .map_err(|_| e)
+        })
+        .map_err(|e| bad(&format!("does not decode ({e})")))
+}
+
+/// The snapshot file's bytes for `meta` and `data`.
+pub(super) fn encode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let m = postcard::to_allocvec(meta)
+        .map_err(|e| StorageError(format!("encoding the snapshot: {e}")))?;
+    let meta_len = u32::try_from(m.len())
+        .map_err(|_| StorageError("snapshot metadata too large".into()))?
+        .to_le_bytes();
+    let data_len = (data.len() as u64).to_le_bytes();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&meta_len);
+    h.update(&data_len);
+    h.update(&m);
+    h.update(data);
+    let mut out = Vec::with_capacity(SNAP_MAGIC.len() + SNAP_HEADER + m.len() + data.len());
+    out.extend_from_slice(SNAP_MAGIC);
+    out.extend_from_slice(&meta_len);
+    out.extend_from_slice(&data_len);
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&m);
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// Read and check the snapshot file (none when there is no file).
+pub(super) fn read_snapshot(path: &Path) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+    let mut bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "reading", &e)),
+    };
+    let bad =
+        |why: &str| StorageError(format!("{}: bad snapshot: {why}; {REFUSE}", path.display()));
+    let m = SNAP_MAGIC.len();
+    if bytes.get(..m) != Some(&SNAP_MAGIC[..]) {
+        return Err(bad("not a snapshot file"));
+    }
+    let Some(h) = bytes.get(m..m + SNAP_HEADER) else {
+        return Err(bad("short header"));
+    };
+    let meta_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as u64;
+    let data_len = u64::from_le_bytes([h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]]);
+    let crc = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+    let body = (m + SNAP_HEADER) as u64;
+    if meta_len
+        .checked_add(data_len)
+        .and_then(|n| n.checked_add(body))
+        != Some(bytes.len() as u64)
+    {
+        return Err(bad("lengths do not match the file size"));
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&h[..12]);
+    hasher.update(&bytes[m + SNAP_HEADER..]);
+    if hasher.finalize() != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let meta_end = m + SNAP_HEADER + meta_len as usize;
+    let meta: SnapshotMeta = postcard::from_bytes(&bytes[m + SNAP_HEADER..meta_end])
+        .map_err(|e| bad(&format!("metadata does not decode ({e})")))?;
+    let data = bytes.split_off(meta_end);
+    Ok(Some((meta, data)))
+}
+
+/// Read the whole store: hard state, snapshot and segments, checked;
+/// torn tail cut, and segments that hold nothing (empty, or covered by the
+/// snapshot) deleted.
+pub(super) fn read_all(dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
+    let hard = read_hard(&dir.join("hardstate"))?;
+    let snapshot = read_snapshot(&dir.join("snapshot"))?;
+    let snap_index = snapshot.as_ref().map_or(0, |(m, _)| m.index);
+
+    let mut names = Vec::new();
+    let listing = fs::read_dir(log_dir).map_err(|e| io_err(log_dir, "listing", &e))?;
+    for ent in listing {
+        let ent = ent.map_err(|e| io_err(log_dir, "listing", &e))?;
+        if let Some(first) = ent.file_name().to_str().and_then(parse_segment_name) {
+            names.push((first, ent.path()));
+        }
+    }
+    names.sort();
+    let n = names.len();
+    let mut read = Vec::with_capacity(n);
+    for (i, (first, path)) in names.into_iter().enumerate() {
+        read.push(read_segment(first, path, i + 1 == n)?);
+    }
+
+    // Empty segments (a crash between creating one and writing it) and
+    // those the snapshot covers entirely (a crash before their deletion
+    // was durable) hold nothing needed.
+    let mut removed = false;
+    let mut kept: Vec<ReadSegment> = Vec::new();
+    for seg in read {
+        let useless = seg.entries.is_empty() || (kept.is_empty() && seg.last() <= snap_index);
+        if useless {
+            fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, "removing", &e))?;
+            removed = true;
+        } else {
+            kept.push(seg);
+        }
+    }
+    if removed {
+        sync_dir(log_dir)?;
+    }
+
+    if let Some(first) = kept.first()
+        && first.first > snap_index.saturating_add(1)
+    {
+        return Err(StorageError(format!(
+            "{}: the log starts at entry {} but the snapshot ends at {snap_index}: \
+             entries are missing; {REFUSE}",
+            first.path.display(),
+            first.first
+        )));
+    }
+    for pair in kept.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.last().checked_add(1) != Some(b.first) {
+            return Err(StorageError(format!(
+                "{}: starts at entry {} but {} ends at {} (byte {}): the log is not \
+                 contiguous; {REFUSE}",
+                b.path.display(),
+                b.first,
+                a.path.display(),
+                a.last(),
+                a.len
+            )));
+        }
+    }
+
+    let mut segments = Vec::with_capacity(kept.len());
+    let mut ends = VecDeque::new();
+    let mut entries = Vec::new();
+    for seg in kept {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&seg.path)
+            .map_err(|e| io_err(&seg.path, "opening", &e))?;
+        ends.extend(seg.ends.iter().copied());
+        let count = seg.entries.len() as u64;
+        entries.extend(seg.entries.into_iter().filter(|e| e.index > snap_index));
+        segments.push(Segment {
+            first: seg.first,
+            path: seg.path,
+            file,
+            len: seg.len,
+            count,
+        });
+    }
+    Ok(Recovered {
+        segments,
+        ends,
+        hard,
+        snap_index,
+        loaded: Loaded {
+            hard,
+            snapshot,
+            entries,
+        },
+    })
+}

@@ -1,0 +1,454 @@
+//! The segment store's tests: round trips, crashes, corruption, and a
+//! random comparison with the in-memory storage.
+
+use super::files::{parse_segment_name, read_hard};
+use super::*;
+use cellfs::raft::{Body, MemStorage, Membership};
+
+fn entry(index: Index, term: u64) -> Stored {
+    Stored {
+        index,
+        term,
+        body: Body::Command {
+            origin: 1,
+            seq: index,
+            data: vec![index as u8; (index % 7) as usize * 10],
+        },
+    }
+}
+
+fn entries(from: Index, to: Index, term: u64) -> Vec<Stored> {
+    (from..=to).map(|i| entry(i, term)).collect()
+}
+
+fn meta(index: Index, term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        index,
+        term,
+        membership: Membership {
+            voters: vec![1, 2, 3],
+            ..Membership::default()
+        },
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn round_trip_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let hard = HardState {
+        term: 4,
+        voted_for: Some(2),
+        boot: 3,
+    };
+    {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        assert_eq!(s.load().unwrap(), Loaded::default());
+        s.save_hard_state(&hard).unwrap();
+        s.append(0, &entries(1, 10, 1)).unwrap();
+        s.sync().unwrap();
+        s.save_snapshot(&meta(3, 1), b"state at 3").unwrap();
+        s.append(10, &entries(11, 12, 4)).unwrap();
+        s.sync().unwrap();
+    }
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.hard, hard);
+    assert_eq!(l.snapshot, Some((meta(3, 1), b"state at 3".to_vec())));
+    let mut want = entries(4, 10, 1);
+    want.extend(entries(11, 12, 4));
+    assert_eq!(l.entries, want);
+    assert_eq!(
+        s.stats(),
+        StoreStats {
+            segments: 1,
+            bytes: fs::metadata(dir.path().join("log").join(segment_name(1)))
+                .unwrap()
+                .len(),
+            first_index: 4,
+            last_index: 12,
+        }
+    );
+    // A second load reads the disk again and agrees.
+    assert_eq!(s.load().unwrap(), l);
+}
+
+#[test]
+fn a_hard_state_from_before_the_boot_count_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Vec::new();
+    encode_record(
+        &postcard::to_allocvec(&(7u64, Some(3u64))).unwrap(),
+        &mut rec,
+    );
+    fs::write(dir.path().join("hardstate"), rec).unwrap();
+    let hard = read_hard(&dir.path().join("hardstate")).unwrap();
+    assert_eq!(
+        hard,
+        HardState {
+            term: 7,
+            voted_for: Some(3),
+            boot: 0
+        }
+    );
+}
+
+#[test]
+fn overwrite_truncates_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+        s.append(0, &entries(1, 30, 1)).unwrap();
+        s.sync().unwrap();
+        let before = s.stats().segments;
+        assert!(before > 3, "{before} segments");
+        s.append(5, &entries(6, 8, 2)).unwrap();
+        assert!(s.stats().segments < before);
+        s.sync().unwrap();
+        assert_eq!(s.stats().last_index, 8);
+        // An overwrite that lands exactly on a segment boundary.
+        let second = segment_files(dir.path())[1].clone();
+        let b = parse_segment_name(&second).unwrap();
+        s.append(b - 1, &entries(b, b + 1, 3)).unwrap();
+        s.sync().unwrap();
+    }
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    let l = s.load().unwrap();
+    let b = parse_segment_name(&segment_files(dir.path())[1]).unwrap();
+    let mut want = entries(1, 5, 1);
+    want.extend(entries(6, 8, 2));
+    want.truncate((b - 1) as usize);
+    want.extend(entries(b, b + 1, 3));
+    assert_eq!(l.entries, want);
+    // Truncating everything, then starting again.
+    s.append(0, &entries(1, 2, 5)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    assert_eq!(s.load().unwrap().entries, entries(1, 2, 5));
+    assert_eq!(segment_files(dir.path()), vec![segment_name(1)]);
+}
+
+#[test]
+fn bad_appends_are_refused_like_memstorage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    let mut m = MemStorage::default();
+    s.append(0, &entries(1, 5, 1)).unwrap();
+    m.append(0, &entries(1, 5, 1)).unwrap();
+    assert_eq!(
+        s.append(7, &entries(8, 8, 1)),
+        m.append(7, &entries(8, 8, 1))
+    );
+    s.save_snapshot(&meta(3, 1), b"x").unwrap();
+    m.save_snapshot(&meta(3, 1), b"x").unwrap();
+    assert_eq!(
+        s.append(1, &entries(2, 2, 1)),
+        m.append(1, &entries(2, 2, 1))
+    );
+    assert!(s.append(5, &entries(7, 7, 1)).is_err(), "not consecutive");
+    assert!(s.append(u64::MAX, &[]).is_err());
+    // Refusals leave the store working.
+    s.append(5, &entries(6, 6, 1)).unwrap();
+    s.sync().unwrap();
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_reported_at_every_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        s.append(0, &entries(1, 3, 1)).unwrap();
+        s.sync().unwrap();
+    }
+    let path = dir.path().join("log").join(segment_name(1));
+    let whole = fs::read(&path).unwrap();
+    let mut rec = Vec::new();
+    encode_record(&postcard::to_allocvec(&entry(3, 1)).unwrap(), &mut rec);
+    let keep = whole.len() - rec.len();
+    for cut in keep..whole.len() {
+        fs::write(&path, &whole[..cut]).unwrap();
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        assert_eq!(s.load().unwrap().entries, entries(1, 2, 1), "cut at {cut}");
+        assert_eq!(fs::metadata(&path).unwrap().len(), keep as u64);
+        // The store goes on from the cut.
+        s.append(2, &entries(3, 3, 2)).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        let mut want = entries(1, 2, 1);
+        want.push(entry(3, 2));
+        assert_eq!(s.load().unwrap().entries, want);
+    }
+    // Zero fill after the last record, and a flipped bit in it.
+    for damage in 0..2 {
+        let mut bad = whole.clone();
+        if damage == 0 {
+            bad.extend_from_slice(&[0; 4096]);
+        } else if let Some(b) = bad.last_mut() {
+            *b ^= 1;
+        }
+        fs::write(&path, &bad).unwrap();
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        let got = s.load().unwrap().entries;
+        assert_eq!(got.len(), if damage == 0 { 3 } else { 2 });
+    }
+}
+
+#[test]
+fn corruption_in_the_middle_names_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        s.append(0, &entries(1, 3, 1)).unwrap();
+        s.sync().unwrap();
+    }
+    let path = dir.path().join("log").join(segment_name(1));
+    let mut bytes = fs::read(&path).unwrap();
+    let mut first = Vec::new();
+    encode_record(&postcard::to_allocvec(&entry(1, 1)).unwrap(), &mut first);
+    let second = first.len();
+    bytes[second + HEADER] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+    let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+    assert!(
+        err.contains(&format!(
+            "{}: corrupt record at byte {second}",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("refusing to start"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
+}
+
+#[test]
+fn damage_in_an_earlier_segment_or_a_hole_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SegmentStore::open_with(dir.path(), 60).unwrap();
+        s.append(0, &entries(1, 20, 1)).unwrap();
+        s.sync().unwrap();
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3);
+    // A torn tail in a segment that is not the last one.
+    let p = dir.path().join("log").join(&files[0]);
+    let good = fs::read(&p).unwrap();
+    fs::write(&p, &good[..good.len() - 1]).unwrap();
+    let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+    assert!(err.contains(&files[0]) && err.contains("at byte"), "{err}");
+    fs::write(&p, &good).unwrap();
+    // A missing segment in the middle.
+    let mid = dir.path().join("log").join(&files[1]);
+    fs::remove_file(&mid).unwrap();
+    let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+    assert!(
+        err.contains(&files[2]) && err.contains("not contiguous"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_damaged_snapshot_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        s.save_snapshot(&meta(5, 2), b"the state").unwrap();
+    }
+    let p = dir.path().join("snapshot");
+    let mut bytes = fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 4;
+    fs::write(&p, &bytes).unwrap();
+    let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+    assert!(err.contains("snapshot: bad snapshot: checksum"), "{err}");
+    for cut in 0..n {
+        fs::write(&p, &bytes[..cut]).unwrap();
+        assert!(SegmentStore::open(dir.path()).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn snapshot_drops_covered_segments_and_load_skips_covered_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    s.append(0, &entries(1, 40, 1)).unwrap();
+    s.sync().unwrap();
+    let before = segment_files(dir.path());
+    // The segment holding 20 stays; every earlier one goes.
+    let holding = before
+        .iter()
+        .rev()
+        .find(|n| parse_segment_name(n).unwrap() <= 20)
+        .unwrap()
+        .clone();
+    s.save_snapshot(&meta(20, 1), b"s20").unwrap();
+    s.settle().unwrap();
+    let after = segment_files(dir.path());
+    assert_eq!(after[0], holding);
+    assert!(after.len() < before.len());
+    assert_eq!(s.stats().first_index, 21);
+    drop(s);
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.entries, entries(21, 40, 1));
+    assert_eq!(l.snapshot.unwrap().0, meta(20, 1));
+    // A snapshot past the end drops everything; the log goes on after it.
+    s.save_snapshot(&meta(50, 3), b"s50").unwrap();
+    s.settle().unwrap();
+    assert!(segment_files(dir.path()).is_empty());
+    s.append(50, &entries(51, 52, 3)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.entries, entries(51, 52, 3));
+    assert_eq!(
+        s.stats(),
+        StoreStats {
+            segments: 1,
+            bytes: s.stats().bytes,
+            first_index: 51,
+            last_index: 52
+        }
+    );
+}
+
+#[test]
+fn a_covered_segment_left_by_a_crash_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    s.append(0, &entries(1, 5, 1)).unwrap();
+    s.sync().unwrap();
+    let old = fs::read(dir.path().join("log").join(segment_name(1))).unwrap();
+    s.save_snapshot(&meta(100, 2), b"s").unwrap();
+    s.append(100, &entries(101, 102, 2)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    // As if the deletion of segment 1 had not reached the disk.
+    fs::write(dir.path().join("log").join(segment_name(1)), old).unwrap();
+    let mut s = SegmentStore::open_with(dir.path(), 100).unwrap();
+    assert_eq!(s.load().unwrap().entries, entries(101, 102, 2));
+    assert_eq!(segment_files(dir.path()), vec![segment_name(101)]);
+}
+
+#[test]
+fn segments_roll_over_at_the_size_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open_with(dir.path(), 128).unwrap();
+    for i in 1..=50 {
+        s.append(i - 1, &[entry(i, 1)]).unwrap();
+    }
+    s.sync().unwrap();
+    let files = segment_files(dir.path());
+    assert!(files.len() > 5, "{files:?}");
+    for f in &files[..files.len() - 1] {
+        let len = fs::metadata(dir.path().join("log").join(f)).unwrap().len();
+        // Full at 128 bytes, at most one record past it.
+        assert!((128..128 + 100).contains(&len), "{f}: {len}");
+    }
+    assert_eq!(s.stats().segments, files.len());
+    drop(s);
+    let mut s = SegmentStore::open_with(dir.path(), 128).unwrap();
+    assert_eq!(s.load().unwrap().entries, entries(1, 50, 1));
+}
+
+#[test]
+fn garbage_files_never_panic() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..200 {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("log")).unwrap();
+        let n = (xorshift(&mut seed) % 200) as usize;
+        let junk: Vec<u8> = (0..n).map(|_| xorshift(&mut seed) as u8).collect();
+        let target = match round % 3 {
+            0 => dir.path().join("hardstate"),
+            1 => dir.path().join("snapshot"),
+            _ => dir.path().join("log").join(segment_name(1)),
+        };
+        fs::write(&target, &junk).unwrap();
+        let _ = SegmentStore::open(dir.path()).map(|mut s| s.load());
+    }
+}
+
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+/// Random operations on a SegmentStore and a MemStorage side by side:
+/// after every sync (and every reopen) both load the same thing.
+#[test]
+fn matches_memstorage_on_random_operations() {
+    // Compared loads that held a snapshot and entries, so the test is
+    // known to reach the interesting states.
+    let mut rich = 0;
+    for case in 0..24u64 {
+        let mut seed = 0x2545_f491_4f6c_dd1d ^ (case.wrapping_mul(0x9e37_79b9));
+        let mut rnd = move |n: u64| xorshift(&mut seed) % n.max(1);
+        let dir = tempfile::tempdir().unwrap();
+        let seg_bytes = 64 + rnd(400);
+        let mut s = SegmentStore::open_with(dir.path(), seg_bytes).unwrap();
+        let mut m = MemStorage::default();
+        let mut term = 1;
+        for step in 0..150 {
+            let l = m.load().unwrap();
+            let snap = l.snapshot.as_ref().map_or(0, |(mt, _)| mt.index);
+            let last = l.entries.last().map_or(snap, |e| e.index);
+            match rnd(10) {
+                0..=4 => {
+                    let lo = l.entries.first().map_or(snap, |e| e.index - 1);
+                    let after = lo + rnd(last - lo + 1);
+                    if rnd(3) == 0 {
+                        term += 1;
+                    }
+                    let es = entries(after + 1, after + rnd(6), term);
+                    assert_eq!(s.append(after, &es), m.append(after, &es), "case {case}");
+                }
+                5 => {
+                    let h = HardState {
+                        term,
+                        voted_for: (rnd(2) == 0).then(|| rnd(5)),
+                        boot: rnd(4),
+                    };
+                    s.save_hard_state(&h).unwrap();
+                    m.save_hard_state(&h).unwrap();
+                }
+                6 => {
+                    let idx = snap + rnd(last - snap + 4);
+                    let data = format!("state {step}").into_bytes();
+                    s.save_snapshot(&meta(idx, term), &data).unwrap();
+                    m.save_snapshot(&meta(idx, term), &data).unwrap();
+                }
+                7 | 8 => {
+                    s.sync().unwrap();
+                    m.sync().unwrap();
+                    let want = m.load().unwrap();
+                    rich += usize::from(want.snapshot.is_some() && want.entries.len() > 3);
+                    assert_eq!(s.load().unwrap(), want, "case {case} step {step}");
+                }
+                _ => {
+                    s.sync().unwrap();
+                    m.sync().unwrap();
+                    drop(s);
+                    s = SegmentStore::open_with(dir.path(), seg_bytes).unwrap();
+                    let want = m.load().unwrap();
+                    rich += usize::from(want.snapshot.is_some() && want.entries.len() > 3);
+                    assert_eq!(s.load().unwrap(), want, "case {case} step {step}");
+                }
+            }
+        }
+    }
+    assert!(rich > 100, "only {rich} rich comparisons");
+}
