@@ -5,30 +5,7 @@ use ninep::{Attr, Body, Qid, StatFs};
 use super::reply::unexpected;
 use super::{Client, ClientError, Opened, Result};
 
-/// `unlinkat` flag: the name is a directory.
-pub const AT_REMOVEDIR: u32 = 0x200;
-
-/// The `valid` bits of Tsetattr (diod's protocol notes).
-pub mod setattr {
-    /// Set the mode.
-    pub const MODE: u32 = 0x1;
-    /// Set the owner.
-    pub const UID: u32 = 0x2;
-    /// Set the group.
-    pub const GID: u32 = 0x4;
-    /// Set the size (truncate).
-    pub const SIZE: u32 = 0x8;
-    /// Set the access time (to now unless [`ATIME_SET`]).
-    pub const ATIME: u32 = 0x10;
-    /// Set the modification time (to now unless [`MTIME_SET`]).
-    pub const MTIME: u32 = 0x20;
-    /// Set the change time.
-    pub const CTIME: u32 = 0x40;
-    /// The access time given, not now.
-    pub const ATIME_SET: u32 = 0x80;
-    /// The modification time given, not now.
-    pub const MTIME_SET: u32 = 0x100;
-}
+pub use ninep::mode::{AT_REMOVEDIR, setattr};
 
 /// The fields of a Tsetattr; only those named in `valid` count.
 #[allow(missing_docs)]

@@ -6,18 +6,9 @@ use ninep::{Body, Qid, Stat};
 use super::reply::unexpected;
 use super::{Client, ClientError, Opened, Result};
 
-/// The open modes of open(5).
+/// The open modes of open(5) (ninep's, shared with the server).
 pub mod mode {
-    /// Read.
-    pub const OREAD: u8 = 0;
-    /// Write.
-    pub const OWRITE: u8 = 1;
-    /// Read and write.
-    pub const ORDWR: u8 = 2;
-    /// Truncate on open.
-    pub const OTRUNC: u8 = 0x10;
-    /// Remove on clunk.
-    pub const ORCLOSE: u8 = 0x40;
+    pub use ninep::mode::{ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE};
 }
 
 /// A 9P2000 stat record, owned.

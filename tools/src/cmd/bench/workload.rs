@@ -5,14 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ninep::Body;
+use ninep::mode::AT_REMOVEDIR;
 
 use super::conn::Conn;
 use super::servers::Target;
 
 /// The message size of the channel case.
 const MESSAGE: usize = 64;
-/// `AT_REMOVEDIR` for Tunlinkat.
-const AT_REMOVEDIR: u32 = 0x200;
 /// Fids the loops use (the root is 0).
 const FILE: u32 = 1;
 const DIR: u32 = 2;
