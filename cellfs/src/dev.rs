@@ -76,19 +76,19 @@ impl<'a> Ctx<'a> {
     /// capability allows ([`Guard::guards`]): only then is it worth
     /// naming paths for [`Ctx::vet`].
     pub fn guarded(&self) -> bool {
-        self.grant.is_some()
-            && self
-                .devices
+        self.grant.is_some_and(|grant| {
+            self.devices
                 .all()
                 .iter()
-                .any(|d| d.guard().is_some_and(|g| g.guards(self)))
+                .any(|d| d.guard().is_some_and(|g| g.guards(grant)))
+        })
     }
 
     /// Let every guarding device refuse `step` (see [`Guard::vet`]).
     pub fn vet(&self, step: &Step<'_>) -> Result<(), Error> {
         for d in self.devices.all() {
             if let Some(g) = d.guard()
-                && g.guards(self)
+                && self.grant.is_some_and(|grant| g.guards(grant))
             {
                 g.vet(self, step)?;
             }
@@ -101,7 +101,7 @@ impl<'a> Ctx<'a> {
     pub fn hide(&self, dir: File, nodes: &mut Vec<File>) {
         for d in self.devices.all() {
             if let Some(g) = d.guard()
-                && g.guards(self)
+                && self.grant.is_some_and(|grant| g.guards(grant))
             {
                 g.hide(self, dir, nodes);
             }
@@ -112,7 +112,7 @@ impl<'a> Ctx<'a> {
     pub fn note(&self, did: &Did<'_>) {
         for d in self.devices.all() {
             if let Some(g) = d.guard()
-                && g.guards(self)
+                && self.grant.is_some_and(|grant| g.guards(grant))
             {
                 g.note(self, did);
             }
@@ -208,8 +208,9 @@ pub enum Did<'p> {
 /// allows (the agent device holds an agent to its intent). Every method
 /// is called only for requests it [`guards`](Guard::guards).
 pub trait Guard: Sync {
-    /// Whether the request in `cx` is one this guard holds.
-    fn guards(&self, cx: &Ctx<'_>) -> bool;
+    /// Whether requests made with `grant` are ones this guard holds
+    /// (asked often: keep it cheap).
+    fn guards(&self, grant: &Grant) -> bool;
     /// Refuse `step` if the request may not take it.
     fn vet(&self, cx: &Ctx<'_>, step: &Step<'_>) -> Result<(), Error>;
     /// Take out of `nodes`, the entries of `dir`, what may not be seen.

@@ -230,8 +230,8 @@ pub fn applied(local: &Record, agents: &Agents, cmd: &AgentCmd) {
 pub struct IntentGuard;
 
 impl Guard for IntentGuard {
-    fn guards(&self, cx: &Ctx<'_>) -> bool {
-        is_agents(cx)
+    fn guards(&self, grant: &Grant) -> bool {
+        holder_agent(grant).is_some()
     }
 
     fn vet(&self, cx: &Ctx<'_>, step: &Step<'_>) -> Result<(), Error> {

@@ -178,7 +178,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                         Access::Attached { grant, .. } => {
                             self.world.check(grant).is_ok()
                                 && grant.rights.has(Right::Remove)
-                                && (!self.world.ctx_as(grant).guarded()
+                                && (!self.world.guarded(grant)
                                     || self.allow(grant, Op::Remove, On::File(f.node)).is_ok())
                         }
                         Access::Auth(_) => false,

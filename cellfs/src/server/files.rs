@@ -181,7 +181,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             return Ok(());
         }
         let (at, grant, _) = self.access(conn, fid)?;
-        let guarded = self.world.ctx_as(&grant).guarded();
+        let guarded = self.world.guarded(&grant);
         if guarded {
             // A guard changed since the open (an agent's new intent)
             // applies now.
@@ -303,7 +303,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     ) -> Result<(), Error> {
         let count = count.min(self.iounit(conn)) as usize;
         let (at, grant, _) = self.access(conn, fid)?;
-        if self.world.ctx_as(&grant).guarded() {
+        if self.world.guarded(&grant) {
             self.allow(&grant, Op::Read, On::File(at))?;
         }
         let f = self.conn(conn)?.fids.get(fid)?;

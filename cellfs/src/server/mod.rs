@@ -90,6 +90,10 @@ struct World<C> {
     config: Config,
     clock: C,
     started: u64,
+    /// The monotonic clock at the last [`World::tick`], in nanoseconds.
+    mono_now: u64,
+    /// The wall clock then, in nanoseconds since the Unix epoch.
+    unix_now: u64,
     state: State,
     events: Events,
     parked: Parked,
@@ -166,16 +170,32 @@ impl<C: Clock> World<C> {
         }
     }
 
+    /// Read the clocks once for what follows (a request, a poll): every
+    /// context made meanwhile sees that moment, and making one costs no
+    /// clock read.
+    fn tick(&mut self) {
+        self.mono_now = self.clock.monotonic_nanos();
+        self.unix_now = self.clock.unix_nanos();
+    }
+
+    /// Whether some device's guard holds requests made with `grant` (an
+    /// agent's capability): only then are paths named for it.
+    fn guarded(&self, grant: &Grant) -> bool {
+        DEVICES
+            .all()
+            .iter()
+            .any(|d| d.guard().is_some_and(|g| g.guards(grant)))
+    }
+
     fn ctx(&self) -> Ctx<'_> {
-        let now = self.clock.monotonic_nanos();
         Ctx {
             state: &self.state,
             events: &self.events,
             node_id: &self.config.node_id,
-            uptime_secs: now.saturating_sub(self.started) / 1_000_000_000,
+            uptime_secs: self.mono_now.saturating_sub(self.started) / 1_000_000_000,
             connections: self.connections,
             fids: self.fids,
-            unix_ms: self.clock.unix_nanos() / 1_000_000,
+            unix_ms: self.unix_now / 1_000_000,
             waiting: &self.parked,
             raft: &self.raft,
             boot_proof: &self.config.boot_proof,
@@ -290,10 +310,13 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// the first [`Server::poll`]) and `clock`.
     pub fn new(config: Config, log: L, clock: C) -> Self {
         let started = clock.monotonic_nanos();
+        let unix_now = clock.unix_nanos();
         let mut world = World {
             config,
             clock,
             started,
+            mono_now: started,
+            unix_now,
             state: State::default(),
             events: Events::default(),
             parked: Parked::default(),
@@ -357,6 +380,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// The connection is gone: clunk its fids and drop its parked requests.
     /// Commands it proposed still commit; their answers are dropped.
     pub fn disconnect(&mut self, conn: ConnId, out: &mut Outbox) {
+        self.world.tick();
         self.reset(conn);
         if self.conns.remove(&conn).is_some() {
             self.world.connections -= 1;
@@ -397,6 +421,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// connection whose parked request this one completes) go to `out`; a
     /// frame too broken to answer asks `out` to close the connection.
     pub fn handle(&mut self, conn: ConnId, frame: &[u8], out: &mut Outbox) {
+        self.world.tick();
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -458,6 +483,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// the requests that were waiting on it. Call after every batch of
     /// `handle` calls and whenever the log signals progress.
     pub fn poll(&mut self, out: &mut Outbox) {
+        self.world.tick();
         // Answering one batch can propose more (a woken read's receive); a
         // log that commits at once has those ready straight away.
         loop {
