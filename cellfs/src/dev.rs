@@ -244,6 +244,87 @@ pub struct Info<'a> {
     pub mtime: u64,
 }
 
+/// One fixed file of a device's directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its name.
+    pub name: &'static str,
+    /// Its kind, in the device's own numbering ([`File::kind`]).
+    pub kind: u8,
+    /// Whether it is a directory.
+    pub dir: bool,
+    /// Permission bits (0o444 read-only, 0o220 write-only, …), which the
+    /// server holds every open to.
+    pub perm: u32,
+}
+
+impl Entry {
+    /// A plain file.
+    pub const fn file(name: &'static str, kind: u8, perm: u32) -> Entry {
+        Entry {
+            name,
+            kind,
+            dir: false,
+            perm,
+        }
+    }
+
+    /// A directory.
+    pub const fn dir(name: &'static str, kind: u8, perm: u32) -> Entry {
+        Entry {
+            name,
+            kind,
+            dir: true,
+            perm,
+        }
+    }
+
+    /// Its metadata, changed last at `mtime` (Unix seconds).
+    pub fn info<'a>(&self, mtime: u64) -> Info<'a> {
+        Info {
+            name: self.name,
+            dir: self.dir,
+            perm: self.perm,
+            length: 0,
+            version: 0,
+            mtime,
+        }
+    }
+}
+
+/// The fixed files of one kind of directory, in listing order: a device
+/// declares each of its directories once, and looks names and kinds up
+/// here.
+#[derive(Clone, Copy, Debug)]
+pub struct Table(pub &'static [Entry]);
+
+impl Table {
+    /// The entry named `name`.
+    pub fn named(self, name: &str) -> Option<&'static Entry> {
+        self.0.iter().find(|e| e.name == name)
+    }
+
+    /// The entry of kind `kind`.
+    pub fn kind(self, kind: u8) -> Option<&'static Entry> {
+        self.0.iter().find(|e| e.kind == kind)
+    }
+
+    /// The file `name` of object `obj` of device `dev`.
+    pub fn lookup(self, dev: u8, obj: u64, name: &str) -> Option<File> {
+        self.named(name).map(|e| File::new(dev, e.kind, obj))
+    }
+
+    /// Every file of object `obj` of device `dev`, in order.
+    pub fn list(self, dev: u8, obj: u64, out: &mut Vec<File>) {
+        out.extend(self.0.iter().map(|e| File::new(dev, e.kind, obj)));
+    }
+
+    /// Every entry, in order.
+    pub fn entries(self) -> &'static [Entry] {
+        self.0
+    }
+}
+
 /// Per-fid memory a device keeps between reads of one open file.
 #[derive(Debug, Default)]
 pub enum Aux {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Applied, Command};
 use crate::ctl::{self, Verb};
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Table};
 use crate::error::Error;
 use crate::events::Kind;
 use crate::file::File;
@@ -25,11 +25,12 @@ pub const ROOT: File = File::new(DEV, K_ROOT, 0);
 /// `/events`, whose readers are woken after every batch of changes.
 pub const EVENTS: File = File::new(DEV, K_EVENTS, 0);
 
-const FILES: [(&str, u8, u32); 3] = [
-    ("ctl", K_CTL, 0o220),
-    ("status", K_STATUS, 0o444),
-    ("events", K_EVENTS, 0o444),
-];
+/// The files of the root, before the devices' directories.
+const FILES: Table = Table(&[
+    Entry::file("ctl", K_CTL, 0o220),
+    Entry::file("status", K_STATUS, 0o444),
+    Entry::file("events", K_EVENTS, 0o444),
+]);
 
 /// The verbs of `/ctl`.
 pub const CTL_VERBS: &[Verb] = &[
@@ -93,7 +94,7 @@ impl Device for Root {
                 mtime,
             });
         }
-        let (name, _, perm) = FILES.iter().find(|f| f.1 == node.kind && node.obj == 0)?;
+        let Entry { name, perm, .. } = FILES.kind(node.kind).filter(|_| node.obj == 0)?;
         let version = if node.kind == K_STATUS {
             cx.state.applied as u32
         } else {
@@ -117,8 +118,8 @@ impl Device for Root {
         if dir != ROOT {
             return None;
         }
-        if let Some(f) = FILES.iter().find(|f| f.0 == name) {
-            return Some(File::new(DEV, f.1, 0));
+        if let Some(f) = FILES.lookup(DEV, 0, name) {
+            return Some(f);
         }
         cx.devices
             .all()
@@ -130,7 +131,7 @@ impl Device for Root {
 
     fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         if dir == ROOT {
-            out.extend(FILES.iter().map(|f| File::new(DEV, f.1, 0)));
+            FILES.list(DEV, 0, out);
             out.extend(
                 cx.devices
                     .all()
@@ -141,11 +142,9 @@ impl Device for Root {
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, _read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
-            K_CTL if read => Err(Error::Perm(String::from("/ctl is write-only"))),
-            K_STATUS if write => Err(Error::Perm(String::from("/status is read-only"))),
-            K_EVENTS if write => Err(Error::Perm(String::from("/events is read-only"))),
+            // Opens against the permission bits are refused by the server.
             K_ROOT if write => Err(Error::IsDir),
             // A reader of /events sees what happens from its open on.
             K_EVENTS => Ok(Aux::Cursor(cx.events.end())),
@@ -211,7 +210,7 @@ impl Device for Root {
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
-        let name = FILES.iter().find(|f| f.1 == node.kind).map_or("/", |f| f.0);
+        let name = FILES.kind(node.kind).map_or("/", |f| f.name);
         Err(Error::Perm(format!(
             "cannot remove '{name}': it is part of the node"
         )))

@@ -40,7 +40,7 @@ use core::fmt::Write;
 
 use crate::cap::{Right, scope};
 use crate::command::Command;
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Table};
 use crate::error::Error;
 use crate::file::File;
 use crate::root;
@@ -65,16 +65,16 @@ const K_SPEC: u8 = 9;
 pub const TOP: File = File::new(DEV, K_TOP, 0);
 
 /// The entries of every agent directory: name, kind, permissions.
-const FILES: [(&str, u8, u32); 8] = [
-    ("children", K_CHILDREN, 0o444),
-    ("ctl", K_CTL, 0o220),
-    ("intent", K_INTENT, 0o444),
-    ("key", K_KEY, 0o444),
-    ("log", K_LOG, 0o444),
-    ("spec", K_SPEC, 0o400),
-    ("status", K_STATUS, 0o444),
-    ("trace", K_TRACE, 0o444),
-];
+const FILES: Table = Table(&[
+    Entry::file("children", K_CHILDREN, 0o444),
+    Entry::file("ctl", K_CTL, 0o220),
+    Entry::file("intent", K_INTENT, 0o444),
+    Entry::file("key", K_KEY, 0o444),
+    Entry::file("log", K_LOG, 0o444),
+    Entry::file("spec", K_SPEC, 0o400),
+    Entry::file("status", K_STATUS, 0o444),
+    Entry::file("trace", K_TRACE, 0o444),
+]);
 
 fn dir_node(id: u64) -> File {
     File::new(DEV, K_DIR, id)
@@ -298,10 +298,7 @@ impl Device for AgentDev {
         let agent = cx.state.agents.get(node.obj)?;
         let (name, dir, perm) = match node.kind {
             K_DIR => (agent.name.as_str(), true, 0o755),
-            kind => FILES
-                .iter()
-                .find(|f| f.1 == kind)
-                .map(|f| (f.0, false, f.2))?,
+            kind => FILES.kind(kind).map(|f| (f.name, f.dir, f.perm))?,
         };
         Some(Info {
             name,
@@ -326,10 +323,7 @@ impl Device for AgentDev {
             K_TOP => cx.state.agents.id(name).map(dir_node),
             K_DIR => {
                 cx.state.agents.get(dir.obj)?;
-                FILES
-                    .iter()
-                    .find(|f| f.0 == name)
-                    .map(|f| File::new(DEV, f.1, dir.obj))
+                FILES.lookup(DEV, dir.obj, name)
             }
             _ => None,
         }
@@ -339,7 +333,7 @@ impl Device for AgentDev {
         match dir.kind {
             K_TOP => out.extend(cx.state.agents.ids().map(dir_node)),
             K_DIR if cx.state.agents.get(dir.obj).is_some() => {
-                out.extend(FILES.iter().map(|f| File::new(DEV, f.1, dir.obj)));
+                FILES.list(DEV, dir.obj, out);
             }
             _ => {}
         }

@@ -20,7 +20,7 @@ use super::token::{Claims, Grant, OWNER_HOLDER, check_holder, holder_rule};
 use super::{Right, Rights, scope};
 use crate::command::Command;
 use crate::ctl::{self, Verb};
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome, Step};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Step, Table};
 use crate::error::Error;
 use crate::file::{File, MAX_OBJ};
 use crate::root;
@@ -39,17 +39,19 @@ const K_NCTL: u8 = 7;
 /// `/cap` itself.
 pub const TOP: File = File::new(DEV, K_TOP, 0);
 
-const TOP_FILES: [(&str, u8, u32); 3] = [
-    ("ctl", K_CTL, 0o220),
-    ("key", K_KEY, 0o444),
-    ("revoked", K_REVOKED, 0o444),
-];
+/// The files of `/cap`, before the capabilities' directories.
+const TOP_FILES: Table = Table(&[
+    Entry::file("ctl", K_CTL, 0o220),
+    Entry::file("key", K_KEY, 0o444),
+    Entry::file("revoked", K_REVOKED, 0o444),
+]);
 
-const CAP_FILES: [(&str, u8, u32); 3] = [
-    ("ctl", K_NCTL, 0o220),
-    ("status", K_STATUS, 0o444),
-    ("token", K_TOKEN, 0o400),
-];
+/// The files of each capability's directory.
+const CAP_FILES: Table = Table(&[
+    Entry::file("ctl", K_NCTL, 0o220),
+    Entry::file("status", K_STATUS, 0o444),
+    Entry::file("token", K_TOKEN, 0o400),
+]);
 
 /// The verbs of `/cap/ctl`.
 pub const CTL_VERBS: &[Verb] = &[
@@ -305,8 +307,8 @@ impl Device for CapDev {
                 mtime,
             }),
             K_KEY | K_REVOKED | K_CTL if node.obj == 0 => {
-                let f = TOP_FILES.iter().find(|f| f.1 == node.kind)?;
-                Some(file(f.0, f.2))
+                let f = TOP_FILES.kind(node.kind)?;
+                Some(file(f.name, f.perm))
             }
             K_DIR => Some(Info {
                 name: cx.state.caps.name(node.obj)?,
@@ -318,8 +320,8 @@ impl Device for CapDev {
             }),
             K_TOKEN | K_STATUS | K_NCTL => {
                 cx.state.caps.minted(node.obj)?;
-                let f = CAP_FILES.iter().find(|f| f.1 == node.kind)?;
-                Some(file(f.0, f.2))
+                let f = CAP_FILES.kind(node.kind)?;
+                Some(file(f.name, f.perm))
             }
             _ => None,
         }
@@ -336,8 +338,8 @@ impl Device for CapDev {
     fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         match dir.kind {
             K_TOP => {
-                if let Some(f) = TOP_FILES.iter().find(|f| f.0 == name) {
-                    return top_visible(cx, f.1).then_some(File::new(DEV, f.1, 0));
+                if let Some(f) = TOP_FILES.named(name) {
+                    return top_visible(cx, f.kind).then_some(File::new(DEV, f.kind, 0));
                 }
                 let n: u64 = name.parse().ok()?;
                 // Only the canonical spelling names it ("01" does not).
@@ -351,8 +353,7 @@ impl Device for CapDev {
                 if !visible(cx, dir.obj) {
                     return None;
                 }
-                let f = CAP_FILES.iter().find(|f| f.0 == name)?;
-                Some(File::new(DEV, f.1, dir.obj))
+                CAP_FILES.lookup(DEV, dir.obj, name)
             }
             _ => None,
         }
@@ -363,9 +364,10 @@ impl Device for CapDev {
             K_TOP => {
                 out.extend(
                     TOP_FILES
+                        .entries()
                         .iter()
-                        .filter(|f| top_visible(cx, f.1))
-                        .map(|f| File::new(DEV, f.1, 0)),
+                        .filter(|f| top_visible(cx, f.kind))
+                        .map(|f| File::new(DEV, f.kind, 0)),
                 );
                 out.extend(
                     cx.state
@@ -376,7 +378,7 @@ impl Device for CapDev {
                 );
             }
             K_DIR if cx.state.caps.minted(dir.obj).is_some() && visible(cx, dir.obj) => {
-                out.extend(CAP_FILES.iter().map(|f| File::new(DEV, f.1, dir.obj)));
+                CAP_FILES.list(DEV, dir.obj, out);
             }
             _ => {}
         }

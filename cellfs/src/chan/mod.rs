@@ -29,7 +29,7 @@ use alloc::boxed::Box;
 use core::any::Any;
 
 use crate::command::{Applied, Command};
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Table};
 use crate::error::Error;
 use crate::file::File;
 use crate::root;
@@ -58,14 +58,14 @@ pub const GRAPH: File = File::new(DEV, K_GRAPH, 0);
 pub const GRAPH_NAME: &str = "graph";
 
 /// The entries of every channel directory: name, kind, permissions.
-const FILES: [(&str, u8, u32); 5] = [
-    ("ctl", K_CTL, 0o220),
+const FILES: Table = Table(&[
+    Entry::file("ctl", K_CTL, 0o220),
     // Append-only: each write is one message (see attr::qid).
-    ("data", K_DATA, ninep::stat::DMAPPEND | 0o660),
-    ("groups", K_GROUPS, 0o555),
-    ("msgs", K_MSGS, 0o444),
-    ("status", K_STATUS, 0o444),
-];
+    Entry::file("data", K_DATA, ninep::stat::DMAPPEND | 0o660),
+    Entry::dir("groups", K_GROUPS, 0o555),
+    Entry::file("msgs", K_MSGS, 0o444),
+    Entry::file("status", K_STATUS, 0o444),
+]);
 
 /// Longest channel name.
 pub const MAX_NAME: usize = crate::name::MAX_OBJECT;
@@ -164,10 +164,7 @@ impl Device for ChanDev {
         let (name, dir, perm) = match node.kind {
             K_DIR => (chan.name.as_str(), true, 0o755),
             K_GROUP => (Self::group(chan, node)?.0, false, 0o444),
-            kind => FILES
-                .iter()
-                .find(|f| f.1 == kind)
-                .map(|f| (f.0, kind == K_GROUPS, f.2))?,
+            kind => FILES.kind(kind).map(|f| (f.name, f.dir, f.perm))?,
         };
         Some(Info {
             name,
@@ -194,10 +191,7 @@ impl Device for ChanDev {
             K_TOP => cx.state.chans.id(name).map(dir_node),
             K_DIR => {
                 cx.state.chans.get(dir.obj)?;
-                FILES
-                    .iter()
-                    .find(|f| f.0 == name)
-                    .map(|f| File::new(DEV, f.1, dir.obj))
+                FILES.lookup(DEV, dir.obj, name)
             }
             K_GROUPS => {
                 let g = cx.state.chans.get(dir.obj)?.groups.get(name)?;
@@ -214,7 +208,7 @@ impl Device for ChanDev {
                 out.extend(cx.state.chans.ids().map(dir_node));
             }
             K_DIR if cx.state.chans.get(dir.obj).is_some() => {
-                out.extend(FILES.iter().map(|f| File::new(DEV, f.1, dir.obj)));
+                FILES.list(DEV, dir.obj, out);
             }
             K_GROUPS => {
                 if let Some(c) = cx.state.chans.get(dir.obj) {
@@ -229,7 +223,7 @@ impl Device for ChanDev {
         if matches!(node.kind, K_TOP | K_GRAPH) {
             return match (node.kind, write) {
                 (K_TOP, true) => Err(Error::IsDir),
-                (_, true) => Err(Error::Perm(String::from("/chan/graph is read-only"))),
+                // A write to the read-only graph is refused by the server.
                 _ => Ok(Aux::None),
             };
         }

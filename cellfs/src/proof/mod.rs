@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 
 use self::head::Head;
 use crate::command::Command;
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Table};
 use crate::error::Error;
 use crate::file::File;
 use crate::root;
@@ -35,7 +35,11 @@ const CHAIN: File = File::new(DEV, K_CHAIN, 0);
 const HEAD: File = File::new(DEV, K_HEAD, 0);
 
 /// The files of `/proof`, in listing order.
-const FILES: [(&str, File); 3] = [("boot", BOOT), ("chain", CHAIN), ("head", HEAD)];
+const FILES: Table = Table(&[
+    Entry::file("boot", K_BOOT, 0o444),
+    Entry::file("chain", K_CHAIN, 0o444),
+    Entry::file("head", K_HEAD, 0o444),
+]);
 
 /// What `/proof/boot` holds on a node that has no boot ledger.
 pub const NO_BOOT_PROOF: &str =
@@ -90,12 +94,12 @@ impl Device for ProofDev {
         if dir != TOP {
             return None;
         }
-        FILES.iter().find(|f| f.0 == name).map(|f| f.1)
+        FILES.lookup(DEV, 0, name)
     }
 
     fn list(&self, _cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         if dir == TOP {
-            out.extend(FILES.iter().map(|f| f.1));
+            FILES.list(DEV, 0, out);
         }
     }
 
@@ -156,7 +160,7 @@ impl Device for ProofDev {
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
-        let name = FILES.iter().find(|f| f.1 == node).map_or("proof", |f| f.0);
+        let name = FILES.kind(node.kind).map_or("proof", |f| f.name);
         Err(Error::Perm(format!(
             "cannot remove /proof/{name}: a proof is part of the node"
         )))

@@ -14,7 +14,7 @@ use core::fmt::Write;
 use crate::cap::{Right, scope};
 use crate::command::Command;
 use crate::ctl::{self, CtlLine, Verb};
-use crate::dev::{self, Aux, Ctx, Device, Info, ReadOutcome, Step};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Step, Table};
 use crate::error::Error;
 use crate::file::{File, MAX_OBJ};
 use crate::log::{Change, PeerStatus};
@@ -35,12 +35,12 @@ pub const TOP: File = File::new(DEV, K_TOP, 0);
 const PEERS: File = File::new(DEV, K_PEERS, 0);
 
 /// The files of `/raft`: name, kind, permissions.
-const FILES: [(&str, u8, u32); 4] = [
-    ("ctl", K_CTL, 0o222),
-    ("log", K_LOG, 0o444),
-    ("peers", K_PEERS, 0o555),
-    ("status", K_STATUS, 0o444),
-];
+const FILES: Table = Table(&[
+    Entry::file("ctl", K_CTL, 0o222),
+    Entry::file("log", K_LOG, 0o444),
+    Entry::dir("peers", K_PEERS, 0o555),
+    Entry::file("status", K_STATUS, 0o444),
+]);
 
 /// Where errors about `/raft/ctl` say they come from.
 const OBJECT: &str = "/raft/ctl";
@@ -397,11 +397,11 @@ impl Device for RaftDev {
             K_TOP if node.obj == 0 => Some(dir("raft")),
             K_PEERS if node.obj == 0 => Some(dir("peers")),
             K_CTL | K_STATUS | K_LOG if node.obj == 0 => {
-                let f = FILES.iter().find(|f| f.1 == node.kind)?;
+                let f = FILES.kind(node.kind)?;
                 Some(Info {
-                    name: f.0,
+                    name: f.name,
                     dir: false,
-                    perm: f.2,
+                    perm: f.perm,
                     length: 0,
                     version,
                     mtime,
@@ -433,10 +433,7 @@ impl Device for RaftDev {
 
     fn lookup(&self, cx: &Ctx<'_>, dir: File, name: &str) -> Option<File> {
         match dir.kind {
-            K_TOP => FILES
-                .iter()
-                .find(|f| f.0 == name)
-                .map(|f| File::new(DEV, f.1, 0)),
+            K_TOP => FILES.lookup(DEV, 0, name),
             K_PEERS => {
                 let id: u64 = name.parse().ok()?;
                 // Only the canonical spelling names it ("01" does not).
@@ -452,16 +449,15 @@ impl Device for RaftDev {
 
     fn list(&self, cx: &Ctx<'_>, dir: File, out: &mut Vec<File>) {
         match dir.kind {
-            K_TOP => out.extend(FILES.iter().map(|f| File::new(DEV, f.1, 0))),
+            K_TOP => FILES.list(DEV, 0, out),
             K_PEERS => out.extend(listed(cx).into_iter().map(|id| File::new(DEV, K_PEER, id))),
             _ => {}
         }
     }
 
-    fn open(&self, _cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, _cx: &Ctx<'_>, node: File, _read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
             K_TOP | K_PEERS if write => Err(Error::IsDir),
-            K_CTL if read => Err(Error::Perm(String::from("/raft/ctl is write-only"))),
             K_STATUS | K_LOG | K_PEER if write => Err(Error::Perm(String::from(
                 "this /raft file is read-only; write changes to /raft/ctl",
             ))),

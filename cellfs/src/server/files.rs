@@ -87,9 +87,23 @@ impl<L: Log, C: Clock> Server<L, C> {
         let ctx = self.world.ctx_as(&grant);
         let dev = ctx.device(node);
         let info = dev.info(&ctx, node).ok_or_else(gone)?;
+        let aux = dev.open(&ctx, node, mode.read, mode.write)?;
+        // Every file is held to its permission bits, whatever its device
+        // checked (and in the same words for every device).
+        let refused = if mode.read && info.perm & 0o444 == 0 {
+            Some("write-only")
+        } else if mode.write && info.perm & 0o222 == 0 {
+            Some("read-only")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            let path = walk::path_of(&self.world.ctx(), node);
+            return Err(Error::Perm(format!("{path} is {what}")));
+        }
         let c = self.conns.get_mut(&conn).ok_or(Error::UnknownFid(fid))?;
         let f = c.fids.get_mut(fid)?;
-        f.aux = dev.open(&ctx, node, mode.read, mode.write)?;
+        f.aux = aux;
         f.open = Some(mode);
         f.rclose = rclose;
         Ok(attr::qid(node, &info))
