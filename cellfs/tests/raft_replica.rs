@@ -1,7 +1,7 @@
 //! The replica on its own: a small perfect network, step by step. The
 //! seeded fault-injecting simulation of whole nodes is `raft_sim`.
 
-use cellfs::raft::{MemStorage, Member, Msg, Options, Replica};
+use cellfs::raft::{MemStorage, Member, Options, Replica, Rpc};
 use cellfs::{Change, Commit, LogError, ReadGate};
 
 fn member(id: u64) -> Member {
@@ -67,7 +67,7 @@ impl Net {
                     moved = true;
                     let bytes = m.encode();
                     if let Some(Some(n)) = self.nodes.get_mut(to as usize - 1) {
-                        n.receive(from, Msg::decode(&bytes).unwrap());
+                        n.receive(from, Rpc::decode(&bytes).unwrap());
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! `noraft` decides (elections, what is committed, membership by joint
 //! consensus) and does no I/O. [`replica::Replica`] gives it what it leaves
 //! to its user: the entries' bodies, storage through [`storage::Storage`],
-//! messages as [`wire::Msg`] bytes for a transport, timers from the
+//! messages as [`wire::Rpc`] bytes for a transport, timers from the
 //! caller's clock, proposals forwarded from followers to the leader,
 //! leadership transfer, snapshots of the tree, and the protection against
 //! disruptive elections (a follower that heard from its leader recently
@@ -20,4 +20,4 @@ pub use storage::{
     Body, HardState, Loaded, MemStorage, Member, Membership, SnapshotMeta, Storage, StorageError,
     StorageUsage, Stored,
 };
-pub use wire::Msg;
+pub use wire::Rpc;

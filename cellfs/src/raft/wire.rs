@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::log::{Change, Index, Term};
 use crate::raft::storage::{SnapshotMeta, Stored};
 
-/// One message from one replica to another.
+/// One message from one replica to another (Raft's RPCs and their replies).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Msg {
+pub enum Rpc {
     /// RequestVote.
     Vote {
         /// The candidate's term.
@@ -35,7 +35,7 @@ pub enum Msg {
         /// Ditto.
         last_index: Index,
     },
-    /// The answer to [`Msg::PreVote`].
+    /// The answer to [`Rpc::PreVote`].
     PreVoteReply {
         /// The term asked about.
         term: Term,
@@ -44,7 +44,7 @@ pub enum Msg {
         /// up to date as its own.
         granted: bool,
     },
-    /// The answer to [`Msg::Vote`].
+    /// The answer to [`Rpc::Vote`].
     VoteReply {
         /// The voter's term.
         term: Term,
@@ -63,10 +63,10 @@ pub enum Msg {
         prev_index: Index,
         /// The entries, with their bodies.
         entries: Vec<Stored>,
-        /// The leader's latest read round (see [`Msg::AppendReply`]).
+        /// The leader's latest read round (see [`Rpc::AppendReply`]).
         read: u64,
     },
-    /// The answer to [`Msg::Append`]: the follower's last entry.
+    /// The answer to [`Rpc::Append`]: the follower's last entry.
     AppendReply {
         /// The follower's term.
         term: Term,
@@ -124,7 +124,7 @@ pub enum Msg {
         /// The follower's request id.
         seq: u64,
     },
-    /// The leader's answer to [`Msg::Read`]: once the follower has applied
+    /// The leader's answer to [`Rpc::Read`]: once the follower has applied
     /// through `index`, its state holds every write acknowledged before
     /// the read was asked.
     ReadIndex {
@@ -142,7 +142,7 @@ pub enum Msg {
     },
 }
 
-impl Msg {
+impl Rpc {
     /// The bytes the transport sends.
     pub fn encode(&self) -> Vec<u8> {
         // Encoding an in-memory message into a growable buffer cannot fail.
@@ -150,7 +150,7 @@ impl Msg {
     }
 
     /// A message back from the wire; `None` if the bytes are not one.
-    pub fn decode(bytes: &[u8]) -> Option<Msg> {
+    pub fn decode(bytes: &[u8]) -> Option<Rpc> {
         postcard::from_bytes(bytes).ok()
     }
 }

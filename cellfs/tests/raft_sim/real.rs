@@ -1,6 +1,6 @@
 //! The replica under test, as the simulator drives it.
 
-use cellfs::raft::{MemStorage, Member, Msg, Options, Replica, Storage};
+use cellfs::raft::{MemStorage, Member, Options, Replica, Rpc, Storage};
 
 use crate::SimLog;
 
@@ -34,7 +34,7 @@ impl SimLog for Replica<MemStorage> {
     }
 
     fn sim_receive(&mut self, from: u64, bytes: &[u8]) {
-        let msg = Msg::decode(bytes).expect("a message the replica encoded decodes");
+        let msg = Rpc::decode(bytes).expect("a message the replica encoded decodes");
         self.receive(from, msg);
     }
 
@@ -69,8 +69,8 @@ impl SimLog for Replica<MemStorage> {
     }
 
     fn sim_describe(bytes: &[u8]) -> String {
-        match Msg::decode(bytes) {
-            Some(Msg::Forward { seq, data }) => {
+        match Rpc::decode(bytes) {
+            Some(Rpc::Forward { seq, data }) => {
                 format!("Forward seq {seq} {:?}", cellfs::Command::decode(&data))
             }
             Some(m) => {

@@ -25,7 +25,7 @@ use ninep::{Attr, Body, QidType};
 use super::handle::{Handle, Handles};
 use super::inode::{InoMap, Inodes, Remembered, child_path};
 use super::interrupt::Watcher;
-use super::log::Log;
+use super::log::Sink;
 use crate::client::{AT_REMOVEDIR, Client, ClientError, ROOT, SetAttr, setattr};
 
 /// Attributes and entries are never cached: status files change all the
@@ -49,8 +49,8 @@ pub struct CellFs {
     inodes: Inodes,
     handles: Handles,
     watcher: Arc<Watcher>,
-    /// Where errors are told (see [`Log`]).
-    log: Log,
+    /// Where errors are told (see [`Sink`]).
+    log: Sink,
     /// The largest write to a message file that the kernel is sure to
     /// hand over in one piece (set at init; see `init`).
     max_message: std::sync::atomic::AtomicU32,
@@ -94,7 +94,7 @@ fn kind_of_dtype(ty: u8) -> FileType {
 }
 
 /// The errno for `e`, logged with what was being done where.
-fn fail(log: &Log, op: &str, path: &str, e: &ClientError) -> Errno {
+fn fail(log: &Sink, op: &str, path: &str, e: &ClientError) -> Errno {
     log.line(format_args!("{op} {path}: {e}"));
     Errno::from_i32(e.errno())
 }
@@ -105,7 +105,7 @@ pub struct Place {
     /// requests carry their thread ids in that namespace).
     pub proc: std::path::PathBuf,
     /// Where errors are told.
-    pub log: Log,
+    pub log: Sink,
 }
 
 impl Place {
@@ -113,7 +113,7 @@ impl Place {
     pub fn here() -> Place {
         Place {
             proc: std::path::PathBuf::from("/proc"),
-            log: Log::Stderr,
+            log: Sink::Stderr,
         }
     }
 }

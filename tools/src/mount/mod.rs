@@ -183,7 +183,7 @@ pub(crate) fn serve_connection(
     client: Client,
     fuse: std::os::fd::OwnedFd,
     proc: PathBuf,
-    log: log::Log,
+    log: log::Sink,
 ) -> anyhow::Result<()> {
     let fs =
         fs::CellFs::new(client, fs::Place { proc, log }).context("starting the mount's threads")?;

@@ -8,7 +8,7 @@ use noraft::NodeId;
 
 use crate::log::{Commit, Index, LogError, Term};
 use crate::raft::storage::Storage;
-use crate::raft::wire::Msg;
+use crate::raft::wire::Rpc;
 
 use super::Replica;
 
@@ -82,7 +82,7 @@ impl<S: Storage> Replica<S> {
         for to in voters {
             self.outbox.push((
                 to,
-                Msg::PreVote {
+                Rpc::PreVote {
                     term,
                     last_term: last.term.get(),
                     last_index: last.index.get(),
@@ -138,7 +138,7 @@ impl<S: Storage> Replica<S> {
             if let Some(t) = &mut self.transfer {
                 t.sent = true;
             }
-            self.outbox.push((to, Msg::TimeoutNow { term }));
+            self.outbox.push((to, Rpc::TimeoutNow { term }));
         }
     }
 
@@ -156,7 +156,7 @@ impl<S: Storage> Replica<S> {
         } else {
             self.outbox.push((
                 t.origin,
-                Msg::ChangeDone {
+                Rpc::ChangeDone {
                     seq: t.seq,
                     error: result.err(),
                 },

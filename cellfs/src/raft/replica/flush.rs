@@ -11,7 +11,7 @@ use noraft::{Action, LogEntries, LogEntry, Message};
 use crate::command::Command;
 use crate::log::{Commit, Entry, Index, LogError, ProposalId, Term};
 use crate::raft::storage::{Body, HardState, Storage, StorageError, Stored};
-use crate::raft::wire::Msg;
+use crate::raft::wire::Rpc;
 
 use super::{Replica, Stage};
 
@@ -170,7 +170,7 @@ impl<S: Storage> Replica<S> {
                 term,
                 last_position,
                 ..
-            } => Msg::Vote {
+            } => Rpc::Vote {
                 term: term.get(),
                 last_term: last_position.term.get(),
                 last_index: last_position.index.get(),
@@ -178,7 +178,7 @@ impl<S: Storage> Replica<S> {
             },
             Message::RequestVoteReply {
                 term, vote_granted, ..
-            } => Msg::VoteReply {
+            } => Rpc::VoteReply {
                 term: term.get(),
                 granted: vote_granted,
             },
@@ -186,7 +186,7 @@ impl<S: Storage> Replica<S> {
                 term,
                 last_position,
                 ..
-            } => Msg::AppendReply {
+            } => Rpc::AppendReply {
                 term: term.get(),
                 last_term: last_position.term.get(),
                 last_index: last_position.index.get(),
@@ -219,7 +219,7 @@ impl<S: Storage> Replica<S> {
                         break;
                     }
                 }
-                Msg::Append {
+                Rpc::Append {
                     term: term.get(),
                     commit: commit_index.get(),
                     prev_term: prev.term.get(),

@@ -31,7 +31,7 @@ use crate::log::{
 use crate::raft::storage::{
     Body, HardState, Member, Membership, SnapshotMeta, Storage, StorageError, Stored,
 };
-use crate::raft::wire::Msg;
+use crate::raft::wire::Rpc;
 
 mod election;
 mod flush;
@@ -191,7 +191,7 @@ pub struct Replica<S: Storage> {
     /// As follower: the latest round heard from the leader, and its term.
     read_echo: (Term, u64),
     commits: Vec<Commit>,
-    outbox: Vec<(u64, Msg)>,
+    outbox: Vec<(u64, Rpc)>,
 }
 
 fn to_config(m: &Membership) -> ClusterConfig {
@@ -471,13 +471,13 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Handle a message from node `from` (authenticated by the transport).
-    pub fn receive(&mut self, from: u64, msg: Msg) {
+    pub fn receive(&mut self, from: u64, msg: Rpc) {
         if self.failed.is_some() || from == self.me() || from == 0 {
             return;
         }
         self.last_contact.insert(from, self.now);
         match msg {
-            Msg::Vote {
+            Rpc::Vote {
                 term,
                 last_term,
                 last_index,
@@ -494,16 +494,16 @@ impl<S: Storage> Replica<S> {
                     last_position: pos(last_term, last_index),
                 });
             }
-            Msg::PreVote {
+            Rpc::PreVote {
                 term,
                 last_term,
                 last_index,
             } => {
                 let granted = self.would_vote(term, last_term, last_index);
                 self.outbox
-                    .push((from, Msg::PreVoteReply { term, granted }));
+                    .push((from, Rpc::PreVoteReply { term, granted }));
             }
-            Msg::PreVoteReply { term, granted } => {
+            Rpc::PreVoteReply { term, granted } => {
                 if granted
                     && let Some((t, yes)) = &mut self.prevote
                     && *t == term
@@ -512,12 +512,12 @@ impl<S: Storage> Replica<S> {
                     self.check_prevote();
                 }
             }
-            Msg::VoteReply { term, granted } => self.engine(Message::RequestVoteReply {
+            Rpc::VoteReply { term, granted } => self.engine(Message::RequestVoteReply {
                 from: NodeId::new(from),
                 term: noraft::Term::new(term),
                 vote_granted: granted,
             }),
-            Msg::Append {
+            Rpc::Append {
                 term,
                 commit,
                 prev_term,
@@ -531,7 +531,7 @@ impl<S: Storage> Replica<S> {
                 }
                 self.receive_append(from, term, commit, pos(prev_term, prev_index), entries)
             }
-            Msg::AppendReply {
+            Rpc::AppendReply {
                 term,
                 last_term,
                 last_index,
@@ -547,27 +547,27 @@ impl<S: Storage> Replica<S> {
                     last_position: pos(last_term, last_index),
                 })
             }
-            Msg::Read { seq } => self.read_asked(from, seq),
-            Msg::ReadIndex { seq, index } => {
+            Rpc::Read { seq } => self.read_asked(from, seq),
+            Rpc::ReadIndex { seq, index } => {
                 if let Some(w) = self.waiting.get_mut(&seq)
                     && matches!(w.stage, Stage::Sent { to, pending: Pending::Read } if to == from)
                 {
                     w.stage = Stage::ReadAt { index };
                 }
             }
-            Msg::Snapshot { term, meta, data } => self.receive_snapshot(from, term, meta, data),
-            Msg::TimeoutNow { term } => {
+            Rpc::Snapshot { term, meta, data } => self.receive_snapshot(from, term, meta, data),
+            Rpc::TimeoutNow { term } => {
                 if term == self.node.current_term().get() && !self.is_leader() {
                     self.campaign_transfer = true;
                     self.node.handle_election_timeout();
                 }
             }
-            Msg::Forward { seq, data } => self.forwarded(from, seq, Pending::Data(data)),
-            Msg::ForwardChange { seq, change } => {
+            Rpc::Forward { seq, data } => self.forwarded(from, seq, Pending::Data(data)),
+            Rpc::ForwardChange { seq, change } => {
                 self.forwarded(from, seq, Pending::Change(change))
             }
-            Msg::Refuse { seq, leader, why } => self.refused(from, seq, leader, why),
-            Msg::ChangeDone { seq, error } => {
+            Rpc::Refuse { seq, leader, why } => self.refused(from, seq, leader, why),
+            Rpc::ChangeDone { seq, error } => {
                 if self.waiting.remove(&seq).is_some() {
                     let result = match error {
                         None => Ok(()),
@@ -720,7 +720,7 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Messages to send, after flushing (see the module comment).
-    pub fn take_messages(&mut self, out: &mut Vec<(u64, Msg)>) {
+    pub fn take_messages(&mut self, out: &mut Vec<(u64, Rpc)>) {
         self.flush();
         out.append(&mut self.outbox);
     }

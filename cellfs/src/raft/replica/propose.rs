@@ -11,7 +11,7 @@ use noraft::{ClusterConfig, LogPosition, NodeId};
 
 use crate::log::{Change, Commit, Index, LogError, ProposalId};
 use crate::raft::storage::{Body, Member, Membership, Storage};
-use crate::raft::wire::Msg;
+use crate::raft::wire::Rpc;
 
 use super::{LeaderRead, Pending, Replica, Stage, Transfer, ids};
 
@@ -203,7 +203,7 @@ impl<S: Storage> Replica<S> {
                 };
                 self.outbox.push((
                     from,
-                    Msg::Refuse {
+                    Rpc::Refuse {
                         seq,
                         leader: None,
                         why,
@@ -222,7 +222,7 @@ impl<S: Storage> Replica<S> {
         let leader = self.leader.filter(|&l| l != from);
         self.outbox.push((
             from,
-            Msg::Refuse {
+            Rpc::Refuse {
                 seq,
                 leader,
                 why: None,
@@ -367,16 +367,16 @@ impl<S: Storage> Replica<S> {
     }
 }
 
-fn forward(seq: u64, pending: &Pending) -> Msg {
+fn forward(seq: u64, pending: &Pending) -> Rpc {
     match pending {
-        Pending::Data(data) => Msg::Forward {
+        Pending::Data(data) => Rpc::Forward {
             seq,
             data: data.clone(),
         },
-        Pending::Change(change) => Msg::ForwardChange {
+        Pending::Change(change) => Rpc::ForwardChange {
             seq,
             change: change.clone(),
         },
-        Pending::Read => Msg::Read { seq },
+        Pending::Read => Rpc::Read { seq },
     }
 }

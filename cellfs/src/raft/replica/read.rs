@@ -4,7 +4,7 @@
 use noraft::NodeId;
 
 use crate::raft::storage::Storage;
-use crate::raft::wire::Msg;
+use crate::raft::wire::Rpc;
 
 use super::{LeaderRead, Pending, Replica, Stage};
 
@@ -92,7 +92,7 @@ impl<S: Storage> Replica<S> {
             }
             let r = self.reads.swap_remove(i);
             match r.who {
-                Some((origin, seq)) => self.outbox.push((origin, Msg::ReadIndex { seq, index })),
+                Some((origin, seq)) => self.outbox.push((origin, Rpc::ReadIndex { seq, index })),
                 None => {
                     if let Some(w) = self.waiting.get_mut(&r.seq) {
                         w.stage = Stage::ReadAt { index };

@@ -9,7 +9,7 @@ use noraft::LogIndex;
 
 use crate::log::{Commit, LogError, Snapshot, Term};
 use crate::raft::storage::{SnapshotMeta, Storage, StorageError};
-use crate::raft::wire::Msg;
+use crate::raft::wire::Rpc;
 
 use super::{Replica, pos, to_config};
 
@@ -91,7 +91,7 @@ impl<S: Storage> Replica<S> {
             return;
         }
         self.snapshot_sent.insert(to, self.now);
-        let msg = Msg::Snapshot {
+        let msg = Rpc::Snapshot {
             term: self.node.current_term().get(),
             meta: meta.clone(),
             data: data.clone(),

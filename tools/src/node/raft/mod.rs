@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cellfs::raft::{Member, Msg, Replica, Storage};
+use cellfs::raft::{Member, Replica, Rpc, Storage};
 use cellfs::{Change, Commit, Log, LogError, LogStatus, ProposalId, ReadGate, Snapshot};
 
 /// Called after each batch the Raft thread hands back.
@@ -290,7 +290,7 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
                     }),
                     Err(e) => proposed(id, Err(e), &mut ids, &mut commits),
                 },
-                Input::Receive(from, frame) => match Msg::decode(&frame) {
+                Input::Receive(from, frame) => match Rpc::decode(&frame) {
                     Some(m) => r.receive(from, m),
                     None => eprintln!(
                         "cell0: raft: node {from} sent a frame that is not a message; ignored"

@@ -22,7 +22,7 @@ use ninep::Dialect;
 
 use crate::client::{Client, Options};
 use crate::identity::ClientToken;
-use crate::mount::log::Log;
+use crate::mount::log::Sink;
 
 /// The descriptors one run of an agent gets, in the order the shim
 /// expects them (`READY_FD` to `PROGRAM_FD`); the thread that will serve
@@ -96,7 +96,7 @@ fn serve(ready: OwnedFd, addr: &str, token: &str) -> anyhow::Result<()> {
     // The callers' thread ids are the sandbox's: read them in its /proc,
     // through its root (the shim is its pid 1).
     let proc = PathBuf::from(format!("/proc/{pid}/root/proc"));
-    let log = Log::File(Arc::new(File::from(stderr)));
+    let log = Sink::File(Arc::new(File::from(stderr)));
     let opts = Options::new(Dialect::L).with_token(&ClientToken {
         text: Some(token.to_string()),
         explicit: true,

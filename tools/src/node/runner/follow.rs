@@ -5,12 +5,12 @@ use std::sync::mpsc::Sender;
 
 use crate::client::{Client, mode};
 
-use super::Msg;
+use super::Notice;
 
 /// Read `/events` on `client` until the session breaks or the runner is
-/// gone, sending [`Msg::Changed`] for each agent an event names and
-/// [`Msg::Resync`] when events were lost. Returns why it stopped.
-pub fn follow(client: Client, tx: Sender<Msg>) -> String {
+/// gone, sending [`Notice::Changed`] for each agent an event names and
+/// [`Notice::Resync`] when events were lost. Returns why it stopped.
+pub fn follow(client: Client, tx: Sender<Notice>) -> String {
     let fid = match client.walk_path("/events") {
         Ok(fid) => fid,
         Err(e) => return format!("/events: {e}"),
@@ -22,7 +22,7 @@ pub fn follow(client: Client, tx: Sender<Msg>) -> String {
     let count = client.effective_iounit(opened.iounit);
     // Whatever happened before this reader existed is what the first
     // full pass reads.
-    if tx.send(Msg::Resync).is_err() {
+    if tx.send(Notice::Resync).is_err() {
         return String::new();
     }
     let mut offset = 0u64;
@@ -41,8 +41,8 @@ pub fn follow(client: Client, tx: Sender<Msg>) -> String {
         offset += data.len() as u64;
         for line in String::from_utf8_lossy(data).lines() {
             let msg = match changed(line) {
-                Some(Seen::Agent(name)) => Msg::Changed(name.to_string()),
-                Some(Seen::Lost) => Msg::Resync,
+                Some(Seen::Agent(name)) => Notice::Changed(name.to_string()),
+                Some(Seen::Lost) => Notice::Resync,
                 None => continue,
             };
             if tx.send(msg).is_err() {

@@ -66,7 +66,7 @@ pub struct Confine {
 }
 
 /// What the runner's loop is told.
-pub enum Msg {
+pub enum Notice {
     /// Agent NAME may have changed in the tree.
     Changed(String),
     /// Look at every agent again.
@@ -80,14 +80,14 @@ pub enum Msg {
 
 /// A running runner; dropping it ends its agents' processes.
 pub struct Handle {
-    tx: Sender<Msg>,
+    tx: Sender<Notice>,
     thread: Option<JoinHandle<()>>,
     ready: Option<mpsc::Receiver<anyhow::Result<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let _ = self.tx.send(Msg::Stop);
+        let _ = self.tx.send(Notice::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -159,7 +159,7 @@ fn setup(
     token: &Token,
     hide: Vec<PathBuf>,
     confine: Confine,
-    tx: Sender<Msg>,
+    tx: Sender<Notice>,
 ) -> anyhow::Result<Runner> {
     let tree = Tree::connect(addr, &token.to_text())?;
     let shim = std::env::current_exe().context("runner: finding the cell0 binary")?;
@@ -185,7 +185,7 @@ fn setup(
         .name("cell0-runner-sup".into())
         .spawn(move || {
             for ev in sup_events {
-                if t.send(Msg::Sup(ev)).is_err() {
+                if t.send(Notice::Sup(ev)).is_err() {
                     return;
                 }
             }
@@ -199,7 +199,7 @@ fn setup(
             // restarted): each new follow starts with a full pass.
             loop {
                 let why = follow::follow(events.client(), tx.clone());
-                if why.is_empty() || tx.send(Msg::Resync).is_err() {
+                if why.is_empty() || tx.send(Notice::Resync).is_err() {
                     return;
                 }
                 eprintln!("cell0 runner {label}: {why}; following again in a second");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cell0_agents::{Event, ExitStatus, State, Supervisor, What};
 use cellfs::agent::{Phase, RunSpec, Want};
 
-use super::Msg;
+use super::Notice;
 use super::launch::{Confinement, Launcher, sandbox_words};
 use super::tree::{Found, Tree};
 
@@ -156,20 +156,20 @@ impl Runner {
     }
 
     /// Act on messages until the channel closes or says stop.
-    pub fn run(mut self, rx: Receiver<Msg>) {
+    pub fn run(mut self, rx: Receiver<Notice>) {
         let mut next_log = Instant::now() + LOG_EVERY;
         let mut next_sync = Instant::now() + RESYNC_EVERY;
         loop {
             let now = Instant::now();
             let wait = next_log.min(next_sync).saturating_duration_since(now);
             match rx.recv_timeout(wait) {
-                Ok(Msg::Changed(name)) => self.visit(&name),
-                Ok(Msg::Resync) => {
+                Ok(Notice::Changed(name)) => self.visit(&name),
+                Ok(Notice::Resync) => {
                     self.resync();
                     next_sync = Instant::now() + RESYNC_EVERY;
                 }
-                Ok(Msg::Sup(ev)) => self.on_event(ev),
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Notice::Sup(ev)) => self.on_event(ev),
+                Ok(Notice::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             let now = Instant::now();
