@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::child::ExitStatus;
 use crate::error::StartError;
+use crate::process::ExitStatus;
 use crate::sandbox::Isolation;
 
 /// Where an agent is.

@@ -29,16 +29,18 @@ mod error;
 mod event;
 mod logbuf;
 pub mod privs;
+mod process;
+mod run;
 mod sandbox;
 pub mod seccomp;
 mod spec;
 mod supervisor;
 
 pub use backoff::{FIRST_DELAY, HEALTHY_RUN, MAX_DELAY};
-pub use child::{ExitStatus, signal_name};
 pub use error::{Error, StartError};
 pub use event::{EXIT_STDERR_LINES, Event, Exit, State, Status, What};
 pub use logbuf::LogChunk;
+pub use process::{ExitStatus, signal_name};
 pub use sandbox::Isolation;
 pub use spec::{
     DEFAULT_GRACE, DEFAULT_HOME, DEFAULT_LOG_BYTES, DEFAULT_PATH, Fds, Limits, MAX_LOG_BYTES,

@@ -58,10 +58,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::backoff::{Backoff, Budget};
 use crate::cgroup::{self, Applied, Cgroup};
-use crate::child::{self, Child, ExitStatus, Launch};
+use crate::child::{self, Launch};
 use crate::error::{Error, StartError};
 use crate::event::{EXIT_STDERR_LINES, Event, Exit, State, Status, What};
 use crate::logbuf::{LogBuf, LogChunk};
+use crate::process::{self, ExitStatus};
+use crate::run::Run;
 use crate::sandbox::{Host, Isolation};
 use crate::spec::{Restart, Spec};
 
@@ -118,85 +120,6 @@ enum Want {
     Running,
     Stopped,
     Killed,
-}
-
-/// One agent's process.
-#[derive(Debug)]
-struct Run {
-    child: Child,
-    started: Instant,
-    cgroup: Option<Cgroup>,
-    /// Its stderr, for its exit record.
-    stderr: LogBuf,
-    /// TERM was sent; KILL goes at this time.
-    kill_at: Option<Instant>,
-    /// KILL was sent.
-    killed: bool,
-    /// It is pid 1 of a pid namespace.
-    pid_ns: bool,
-    /// The processes of its cgroup that were sent TERM.
-    termed: Vec<i32>,
-    /// Its slot among the host ids of user namespaces, if it holds one.
-    id_slot: Option<u32>,
-    /// TERM was sent, and it is pid 1 of its namespace and neither
-    /// handles nor blocks TERM, so the TERM never reached it.
-    deaf: bool,
-}
-
-impl Run {
-    fn pid(&self) -> u32 {
-        self.child.pid as u32
-    }
-
-    /// TERM to every process: the cgroup's, or the process group's.
-    fn terminate(&mut self) {
-        match &self.cgroup {
-            Some(cg) => {
-                for pid in cg.pids() {
-                    child::signal_pid(pid, libc::SIGTERM);
-                    self.termed.push(pid);
-                }
-            }
-            None => child::signal_group(self.child.pid, libc::SIGTERM),
-        }
-        self.deaf = self.pid_ns && child::deaf_to(self.child.pid, libc::SIGTERM);
-    }
-
-    /// While stopping, TERM (once) to each process that appeared in the
-    /// cgroup since: what the agent starts while it is being stopped is
-    /// told to end too, and not left for the final KILL.
-    fn terminate_newcomers(&mut self) {
-        let Some(cg) = &self.cgroup else { return };
-        for pid in cg.pids() {
-            if !self.termed.contains(&pid) {
-                child::signal_pid(pid, libc::SIGTERM);
-                self.termed.push(pid);
-            }
-        }
-    }
-
-    /// Whether the agent is deaf to the TERM sent and is the last of its
-    /// processes: TERM's default action would have ended it, and the
-    /// processes it started have had theirs, so it is killed now rather
-    /// than at the end of the grace period.
-    fn deaf_and_alone(&self) -> bool {
-        self.deaf
-            && !self.killed
-            && match &self.cgroup {
-                Some(cg) => cg.pids().iter().all(|&p| p == self.child.pid),
-                None => !child::has_live_children(self.child.pid),
-            }
-    }
-
-    /// KILL to every process: the cgroup, the group, and the agent (pid
-    /// 1 of its namespace, if it has one: that kills the namespace).
-    fn kill(&mut self) {
-        if let Some(cg) = &self.cgroup {
-            cg.kill();
-        }
-        child::signal_group(self.child.pid, libc::SIGKILL);
-        self.killed = true;
-    }
 }
 
 /// One agent.
@@ -680,7 +603,7 @@ impl Looper {
                 // process must never be left unwatched.
                 if let Ok(mut s) = result {
                     s.run.kill();
-                    child::reap(s.run.child.pid);
+                    process::reap(s.run.child.pid);
                     if let Some(slot) = s.run.id_slot {
                         self.host.ids.free(slot);
                     }
@@ -886,7 +809,7 @@ impl Looper {
             }
             if *tag == Fd::Wake {
                 let mut sink = |_: &[u8]| {};
-                child::read_available(&self.wake, usize::MAX, &mut sink);
+                process::read_available(&self.wake, usize::MAX, &mut sink);
                 continue;
             }
             let Some(a) = inner.agents.get_mut(name) else {
@@ -905,7 +828,7 @@ impl Looper {
         for (name, a) in &inner.agents {
             if let Some(run) = &a.run
                 && run.child.pidfd.is_none()
-                && child::has_ended(run.child.pid)
+                && process::has_ended(run.child.pid)
             {
                 ended.push(name.clone());
             }
@@ -931,7 +854,7 @@ impl Looper {
 
         // Its pid is not reaped yet, so its group id is still its own.
         run.kill();
-        let status = child::reap(run.child.pid);
+        let status = process::reap(run.child.pid);
         let now = Instant::now();
         let ran = now.duration_since(run.started);
         let pid = run.pid();
@@ -1013,7 +936,7 @@ fn read_output(log: &mut LogBuf, run: &mut Run, stderr: bool) {
     };
     let Some(fd) = pipe else { return };
     let tail = &mut run.stderr;
-    let open = child::read_available(fd, READ_TURN, &mut |bytes| {
+    let open = process::read_available(fd, READ_TURN, &mut |bytes| {
         log.push(bytes);
         if stderr {
             tail.push(bytes);
