@@ -76,47 +76,30 @@ impl<'a> Ctx<'a> {
     /// capability allows ([`Guard::guards`]): only then is it worth
     /// naming paths for [`Ctx::vet`].
     pub fn guarded(&self) -> bool {
-        self.grant.is_some_and(|grant| {
-            self.devices
-                .all()
-                .iter()
-                .any(|d| d.guard().is_some_and(|g| g.guards(grant)))
-        })
+        self.guards().next().is_some()
+    }
+
+    /// The guards that hold this request.
+    fn guards(&self) -> impl Iterator<Item = &'static dyn Guard> + '_ {
+        self.grant
+            .into_iter()
+            .flat_map(|grant| self.devices.guards_of(grant))
     }
 
     /// Let every guarding device refuse `step` (see [`Guard::vet`]).
     pub fn vet(&self, step: &Step<'_>) -> Result<(), Error> {
-        for d in self.devices.all() {
-            if let Some(g) = d.guard()
-                && self.grant.is_some_and(|grant| g.guards(grant))
-            {
-                g.vet(self, step)?;
-            }
-        }
-        Ok(())
+        self.guards().try_for_each(|g| g.vet(self, step))
     }
 
     /// Let every guarding device take out of `nodes`, the entries of
     /// `dir`, what the request may not see.
     pub fn hide(&self, dir: File, nodes: &mut Vec<File>) {
-        for d in self.devices.all() {
-            if let Some(g) = d.guard()
-                && self.grant.is_some_and(|grant| g.guards(grant))
-            {
-                g.hide(self, dir, nodes);
-            }
-        }
+        self.guards().for_each(|g| g.hide(self, dir, nodes));
     }
 
     /// Tell every guarding device what the request did.
     pub fn note(&self, did: &Did<'_>) {
-        for d in self.devices.all() {
-            if let Some(g) = d.guard()
-                && self.grant.is_some_and(|grant| g.guards(grant))
-            {
-                g.note(self, did);
-            }
-        }
+        self.guards().for_each(|g| g.note(self, did));
     }
 }
 
@@ -144,6 +127,15 @@ impl Devices {
     /// Every device, in table order.
     pub fn all(self) -> &'static [&'static dyn Device] {
         self.0
+    }
+
+    /// The guards of the devices that hold requests made with `grant`
+    /// ([`Guard::guards`]).
+    pub fn guards_of(self, grant: &Grant) -> impl Iterator<Item = &'static dyn Guard> + '_ {
+        self.0
+            .iter()
+            .filter_map(|d| d.guard())
+            .filter(move |g| g.guards(grant))
     }
 }
 

@@ -181,10 +181,7 @@ impl<C: Clock> World<C> {
     /// Whether some device's guard holds requests made with `grant` (an
     /// agent's capability): only then are paths named for it.
     fn guarded(&self, grant: &Grant) -> bool {
-        DEVICES
-            .all()
-            .iter()
-            .any(|d| d.guard().is_some_and(|g| g.guards(grant)))
+        DEVICES.guards_of(grant).next().is_some()
     }
 
     fn ctx(&self) -> Ctx<'_> {
