@@ -384,10 +384,10 @@ impl Device for CapDev {
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, _read: bool, write: bool) -> Result<Aux, Error> {
         match node.kind {
             K_TOP | K_DIR if write => Err(Error::IsDir),
-            K_CTL | K_NCTL if read => Err(Error::Perm(String::from("cap ctl is write-only"))),
+            // Reading a ctl file is refused by the server (its mode is 0220).
             K_KEY | K_REVOKED | K_STATUS | K_TOKEN if write => Err(Error::Perm(String::from(
                 "this /cap file is read-only; write verbs to /cap/ctl or /cap/N/ctl",
             ))),

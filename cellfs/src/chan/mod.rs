@@ -219,7 +219,7 @@ impl Device for ChanDev {
         }
     }
 
-    fn open(&self, cx: &Ctx<'_>, node: File, read: bool, write: bool) -> Result<Aux, Error> {
+    fn open(&self, cx: &Ctx<'_>, node: File, _read: bool, write: bool) -> Result<Aux, Error> {
         if matches!(node.kind, K_TOP | K_GRAPH) {
             return match (node.kind, write) {
                 (K_TOP, true) => Err(Error::IsDir),
@@ -230,7 +230,7 @@ impl Device for ChanDev {
         let chan = Self::chan(cx, node)?;
         match node.kind {
             K_DIR | K_GROUPS if write => Err(Error::IsDir),
-            K_CTL if read => Err(Error::Perm(String::from("chan ctl is write-only"))),
+            // Reading ctl is refused by the server (its mode is 0220).
             K_STATUS | K_MSGS | K_GROUP if write => Err(Error::Perm(format!(
                 "chan {}: only data and ctl can be written",
                 chan.name
