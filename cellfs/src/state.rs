@@ -13,7 +13,7 @@ use crate::log::{Index, Term};
 use crate::proof::chain::Chain;
 use crate::raft::Membership;
 use crate::raft::journal::Journal;
-use crate::root;
+use crate::root::cmd as root;
 
 /// Everything the log has built. Only [`State::apply`] changes it (and
 /// [`Chain::push`], as each entry commits).

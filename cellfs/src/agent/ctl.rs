@@ -13,7 +13,6 @@ use crate::cap::scope;
 use crate::ctl::{self, CtlLine, Verb};
 use crate::error::Error;
 
-use super::check_name;
 use super::intent::{self, Intent};
 use super::state::{
     AgentCmd, AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_AGENTS, MAX_STDERR, Report,
@@ -732,6 +731,17 @@ impl core::fmt::Display for AgentCmd {
                 write!(f, "/agent/{name} drift {op} {path}")
             }
         }
+    }
+}
+
+/// Check a new agent's name: the rule of channel names (1–64 of
+/// `[A-Za-z0-9._-]`, not starting with a dot), so a name is safe in a
+/// path, a shell word and a cgroup.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if crate::name::is_object(name) {
+        Ok(())
+    } else {
+        Err(Error::BadName(crate::name::bad_object("agent", name)))
     }
 }
 

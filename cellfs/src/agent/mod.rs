@@ -19,7 +19,8 @@ mod spec;
 mod state;
 
 pub use ctl::{
-    CTL_VERBS, MAX_LOG_LINE, MAX_SANDBOX, check_runner, parse_size, quote, size_word, split_words,
+    CTL_VERBS, MAX_LOG_LINE, MAX_SANDBOX, check_name, check_runner, parse_size, quote, size_word,
+    split_words,
 };
 pub use guard::{HOLDER, holder_agent};
 pub use record::{Caught, Record};
@@ -78,17 +79,6 @@ const FILES: Table = Table(&[
 
 fn dir_node(id: u64) -> File {
     File::new(DEV, K_DIR, id)
-}
-
-/// Check a new agent's name: the rule of channel names (1–64 of
-/// `[A-Za-z0-9._-]`, not starting with a dot), so a name is safe in a
-/// path, a shell word and a cgroup.
-pub fn check_name(name: &str) -> Result<(), Error> {
-    if crate::name::is_object(name) {
-        Ok(())
-    } else {
-        Err(Error::BadName(crate::name::bad_object("agent", name)))
-    }
 }
 
 /// A new agent's key seed: derived from this node's secret, the agent's

@@ -166,7 +166,7 @@ impl<'a> Parser<'a> {
             format!("spec line {n}: {key} \"{}\": {what}", v.escape_debug())
         };
         let (n, name) = self.next("name")?;
-        super::check_name(name).map_err(|e| format!("spec line {n}: {e}"))?;
+        super::ctl::check_name(name).map_err(|e| format!("spec line {n}: {e}"))?;
         let (n, v) = self.next("want")?;
         let want = Want::parse(v)
             .ok_or_else(|| bad(n, "want", v, "expected running, stopped or killed"))?;

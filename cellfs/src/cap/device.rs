@@ -418,7 +418,7 @@ impl Device for CapDev {
         let mut text =
             |render: &dyn Fn() -> String| Ok(dev::read_text(aux, offset, count, out, render));
         match node.kind {
-            K_KEY => text(&|| format!("{}\n", super::hex(&cx.key.public()))),
+            K_KEY => text(&|| format!("{}\n", crate::hex::encode(&cx.key.public()))),
             K_REVOKED => text(&|| {
                 let mut s = String::new();
                 for id in cx.state.caps.revoked() {

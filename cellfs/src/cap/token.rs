@@ -106,7 +106,7 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the proof: it is what lets a holder attenuate.
         f.debug_struct("Token")
-            .field("issuer", &super::hex(&self.issuer))
+            .field("issuer", &crate::hex::encode(&self.issuer))
             .field("links", &self.links)
             .finish_non_exhaustive()
     }
@@ -269,7 +269,7 @@ impl fmt::Display for CapError {
             CapError::UnknownIssuer(k) => write!(
                 f,
                 "capability issued by unknown key {}: this node does not trust it",
-                super::hex(k)
+                crate::hex::encode(k)
             ),
             CapError::BadProof => {
                 f.write_str("capability proof does not match its last link: a link was removed")
@@ -485,7 +485,7 @@ pub struct NodeKey(SigningKey);
 
 impl fmt::Debug for NodeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeKey({})", super::hex(&self.public()))
+        write!(f, "NodeKey({})", crate::hex::encode(&self.public()))
     }
 }
 

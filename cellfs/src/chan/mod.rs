@@ -7,6 +7,7 @@
 //! file hands each message to one of its readers.
 
 mod ctl;
+mod files;
 mod local;
 pub mod msg;
 pub mod nth;
@@ -14,6 +15,7 @@ pub mod qos;
 mod state;
 
 pub use ctl::CTL_VERBS;
+pub use files::{DEV, GRAPH, TOP};
 pub use local::Slot;
 pub use state::{
     Chan, ChanCmd, ChanOp, Chans, DEFAULT_RETAIN, Full, Group, MAX_BYTES, MAX_GROUPS, MAX_RETAIN,
@@ -34,25 +36,9 @@ use crate::error::Error;
 use crate::file::File;
 use crate::root;
 
+use files::*;
 use local::meters;
 use msg::Unsigned;
-
-/// The channel device's number in [`crate::devices::DEVICES`].
-pub const DEV: u8 = 1;
-const K_TOP: u8 = 0;
-const K_DIR: u8 = 1;
-const K_CTL: u8 = 2;
-const K_DATA: u8 = 3;
-const K_STATUS: u8 = 4;
-const K_MSGS: u8 = 5;
-const K_GROUPS: u8 = 6;
-const K_GROUP: u8 = 7;
-const K_GRAPH: u8 = 8;
-
-/// `/chan` itself.
-pub const TOP: File = File::new(DEV, K_TOP, 0);
-/// `/chan/graph`.
-pub const GRAPH: File = File::new(DEV, K_GRAPH, 0);
 
 /// The name `/chan/graph` takes, which no channel can have.
 pub const GRAPH_NAME: &str = "graph";
@@ -69,32 +55,6 @@ const FILES: Table = Table(&[
 
 /// Longest channel name.
 pub const MAX_NAME: usize = crate::name::MAX_OBJECT;
-
-fn dir_node(id: u64) -> File {
-    File::new(DEV, K_DIR, id)
-}
-
-fn data_node(id: u64) -> File {
-    File::new(DEV, K_DATA, id)
-}
-
-fn msgs_node(id: u64) -> File {
-    File::new(DEV, K_MSGS, id)
-}
-
-fn group_node(id: u64, group: u16) -> File {
-    File::new(DEV, K_GROUP, (u64::from(group) << 32) | id)
-}
-
-/// The channel number of any node of the device (group files carry the
-/// group's number above it).
-fn chan_id(node: File) -> u64 {
-    node.obj & u64::from(u32::MAX)
-}
-
-fn group_id(node: File) -> u16 {
-    (node.obj >> 32) as u16
-}
 
 /// Check a new channel's (or group's) name: 1–64 of `[A-Za-z0-9._-]`, not
 /// starting with a dot.

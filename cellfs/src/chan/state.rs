@@ -13,9 +13,9 @@ use crate::error::Error;
 use crate::events::Kind;
 use crate::file::File;
 
+use super::files::{data_node, dir_node, group_node, msgs_node};
 use super::msg::{Message, Stamp};
 use super::qos::{Bucket, Qos};
-use super::{data_node, dir_node, group_node, msgs_node};
 
 /// Messages a new channel retains.
 pub const DEFAULT_RETAIN: u32 = 4096;

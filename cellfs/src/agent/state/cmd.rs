@@ -136,7 +136,7 @@ impl AgentOp {
             AgentOp::Report(r) => r.describe(),
             AgentOp::Log(line) => format!("log {} bytes", line.len()),
             AgentOp::Quota(q) => format!("limit agents={}", limit_word(*q)),
-            AgentOp::By(name) => format!("by {}{name}", crate::agent::HOLDER),
+            AgentOp::By(name) => format!("by {}{name}", crate::cap::token::AGENT_HOLDER),
         }
     }
 
