@@ -44,7 +44,14 @@ pub const CTL_VERBS: &[Verb] = &[
         keys: &["rate", "burst"],
         usage: "qos rate=R [burst=B] | qos off",
     },
-    verb("full", 0, &["full"], "full=block|refuse"),
+    // `full=block` and `full block` alike (chan(3)).
+    Verb {
+        name: "full",
+        min_args: 0,
+        max_args: 1,
+        keys: &["full"],
+        usage: "full=block|refuse",
+    },
     verb("group", 1, &[], "group NAME"),
     verb("ungroup", 1, &[], "ungroup NAME"),
     verb("connect", 1, &[], "connect CHANNEL"),
@@ -121,15 +128,22 @@ fn op(object: &str, l: &CtlLine<'_>) -> Result<ChanOp, Error> {
                 ChanOp::Qos(Some(Qos { rate, burst }))
             }
         },
-        "full" => match l.get("full") {
-            Some("block") => ChanOp::Full(Full::Block),
-            Some("refuse") => ChanOp::Full(Full::Refuse),
-            Some(other) => {
-                return Err(inv(format!(
-                    "full=\"{other}\": expected full=block or full=refuse"
+        "full" => match (l.get("full"), l.args.first()) {
+            (Some(_), Some(_)) => {
+                return Err(inv(String::from(
+                    "full given twice; usage: full=block|refuse (or full block|refuse)",
                 )));
             }
-            None => return Err(inv(String::from("usage: full=block|refuse"))),
+            (v, a) => match v.or(a.copied()) {
+                Some("block") => ChanOp::Full(Full::Block),
+                Some("refuse") => ChanOp::Full(Full::Refuse),
+                Some(other) => {
+                    return Err(inv(format!(
+                        "full=\"{other}\": expected full=block or full=refuse"
+                    )));
+                }
+                None => return Err(inv(String::from("usage: full=block|refuse"))),
+            },
         },
         verb => {
             let arg = l.args.first().copied().unwrap_or_default();
@@ -216,6 +230,14 @@ mod tests {
         assert!(err("qos burst=3").contains("missing rate="));
         assert!(err("qos fast").contains("unexpected argument"));
         assert!(err("full=maybe").contains("expected full=block or full=refuse"));
+        // chan(3): `full block` is the same as `full=block`.
+        assert_eq!(
+            parse("c", b"full block\nfull refuse").unwrap(),
+            alloc::vec![ChanOp::Full(Full::Block), ChanOp::Full(Full::Refuse)]
+        );
+        assert!(err("full maybe").contains("expected full=block or full=refuse"));
+        assert!(err("full block full=refuse").contains("full given twice"));
+        assert!(err("full block refuse").contains("full"));
         assert!(err("retain").contains("say count=N"));
         assert!(err("retain count=0").contains("out of range"));
         assert!(err("retain age=forever").contains("not a duration"));
