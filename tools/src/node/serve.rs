@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+use crate::node::fds::Acceptor;
 use crate::node::raft::join::Sponsor;
 use crate::node::raft::store::SegmentStore;
 use crate::node::raft::transport::{Directory, Transport};
@@ -185,6 +186,11 @@ impl Core {
 /// Run the node until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data = args.data.unwrap_or_else(crate::config::default_data_dir);
+    // Every connection and every agent's mount takes descriptors: take
+    // all the host allows (the soft limit is often a tenth of it).
+    if let Err(e) = crate::node::fds::raise_limit() {
+        eprintln!("cell0: could not raise the limit on open files: {e}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -333,15 +339,13 @@ pub async fn serve(
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = stop.unwrap_or_default();
+    let mut acceptor = Acceptor::new(crate::node::fds::limit());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(core.clone(), stream));
-                }
-                Err(e) => eprintln!("cell0: accept failed: {e}"),
-            },
+            stream = acceptor.accept(&listener) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(core.clone(), stream));
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
             _ = stop.notified() => break,
