@@ -12,6 +12,10 @@ use core::fmt::Write;
 /// How many events are kept for readers that lag.
 pub const RING: usize = 1024;
 
+/// Longest text of one event, in bytes: longer is cut (with `…`), so the
+/// ring holds at most about [`RING`] × this, whatever names clients send.
+pub const MAX_TEXT: usize = 1024;
+
 /// What kind of thing happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -67,7 +71,7 @@ impl Events {
         }
         let seq = self.end();
         // Newlines inside the text would split one event into two lines.
-        let text = text.replace('\n', " ");
+        let text = crate::ctl::cut(text, MAX_TEXT).replace('\n', " ");
         self.ring
             .push_back(format!("{seq} {unix_ms} {} {text}\n", kind.word()));
     }
@@ -112,6 +116,22 @@ impl Events {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+
+    #[test]
+    fn a_long_text_is_cut_so_the_ring_stays_small() {
+        let mut ev = Events::default();
+        let long = "x".repeat(65_000);
+        for _ in 0..RING {
+            ev.push(1, Kind::Error, &long);
+        }
+        let held: usize = ev.ring.iter().map(String::len).sum();
+        assert!(held <= RING * (MAX_TEXT + 64), "{held} bytes held");
+        let mut cur = 0;
+        let mut out = Vec::new();
+        ev.read(&mut cur, 1 << 20, 0, &mut out);
+        let first = core::str::from_utf8(&out).unwrap().lines().next().unwrap();
+        assert!(first.ends_with("x…"), "{}", &first[first.len() - 10..]);
+    }
 
     #[test]
     fn readers_get_whole_lines_in_order_and_block_at_end() {
