@@ -16,4 +16,12 @@ pub struct Conn {
     pub fids: Fids,
     /// Tags of requests not yet answered (parked or waiting for commit).
     pub live_tags: BTreeSet<u16>,
+    /// An attach succeeded since the last Tversion: until then the
+    /// connection is a stranger, held to [`PREAUTH_FRAME`].
+    pub attached: bool,
 }
+
+/// The largest frame a connection may send before it has attached: room
+/// for a version, an auth exchange with a long token, and an attach, but
+/// not for a stranger to make the node hold a megabyte per connection.
+pub const PREAUTH_FRAME: u32 = 64 * 1024;

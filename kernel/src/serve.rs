@@ -173,7 +173,7 @@ fn receive(
     }
     let mut at = 0;
     while !c.closing {
-        match ninep::frame::frame_len(&c.inbuf[at..], server.msize(c.id)) {
+        match ninep::frame::frame_len(&c.inbuf[at..], server.frame_limit(c.id)) {
             Ok(Some(n)) => {
                 server.handle(c.id, &c.inbuf[at..at + n], out);
                 at += n;

@@ -114,6 +114,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node's process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Start a node on a free loopback port with a fresh data directory.
     pub fn start() -> Node {
         Node::start_in(tempfile::tempdir().expect("tempdir"), None, &[])

@@ -76,6 +76,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 let c = self.conn(conn)?;
                 c.fids
                     .insert(fid, Fid::new(root, Access::Attached { grant, root }));
+                c.attached = true;
                 self.world.fids += 1;
                 self.reply(conn, tag, Body::Rattach { qid }, out);
                 Ok(())
@@ -331,6 +332,8 @@ impl<L: Log, C: Clock> Server<L, C> {
         self.reset(conn);
         let max = self.world.config.max_msize;
         let c = self.conn(conn)?;
+        // A new session: a stranger again until it attaches.
+        c.attached = false;
         let dialect = if version == "9P2000.L" {
             Some(Dialect::L)
         } else if version.starts_with("9P2000") {

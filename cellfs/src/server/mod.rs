@@ -385,11 +385,28 @@ impl<L: Log, C: Clock> Server<L, C> {
         self.run_wakes(out);
     }
 
-    /// The largest frame `conn` may send now (its negotiated msize).
+    /// The negotiated msize of `conn`.
     pub fn msize(&self, conn: ConnId) -> u32 {
         self.conns
             .get(&conn)
             .map_or(self.world.config.max_msize, |c| c.msize)
+    }
+
+    /// The largest frame `conn` may send now: its msize once it has
+    /// attached, and no more than [`crate::conn::PREAUTH_FRAME`] before
+    /// (a transport refuses a frame declared larger, before reading it).
+    pub fn frame_limit(&self, conn: ConnId) -> u32 {
+        match self.conns.get(&conn) {
+            Some(c) if c.attached => c.msize,
+            Some(c) => c.msize.min(crate::conn::PREAUTH_FRAME),
+            None => crate::conn::PREAUTH_FRAME,
+        }
+    }
+
+    /// Whether `conn` has attached since its last Tversion (a transport
+    /// may close a connection that stays a stranger too long).
+    pub fn attached(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.attached)
     }
 
     /// Drop everything `conn` has in flight: fids, parked reads, answers.

@@ -469,6 +469,11 @@ fn open_log(
     Ok((log, held, sponsor.map(|s| (s, me))))
 }
 
+/// How long a connection may stay a stranger (not attached) before it is
+/// closed: a client attaches at once, and one that does not holds a
+/// descriptor and a buffer for nothing (cellfs(4) LIMITS).
+const STRANGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve one client until it hangs up or the server closes it.
 async fn connection(core: Shared, mut stream: TcpStream) {
     let wake = Arc::new(Notify::new());
@@ -489,6 +494,10 @@ async fn connection(core: Shared, mut stream: TcpStream) {
     // Replies being written; swapped with the peer's queue so both
     // buffers are reused and the request path allocates nothing.
     let mut replies: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // A stranger (no attach yet) has this long to become a client.
+    let stranger = tokio::time::sleep(STRANGER_TIMEOUT);
+    tokio::pin!(stranger);
+    let mut attached = false;
     loop {
         tokio::select! {
             // Cancel-safe: bytes read are in `buf` or still in the socket.
@@ -497,14 +506,15 @@ async fn connection(core: Shared, mut stream: TcpStream) {
                 Ok(_) => {}
             },
             _ = wake.notified() => {}
+            _ = &mut stranger, if !attached => break,
         }
         let closing = {
             let mut c = lock(&core);
             let c = &mut *c;
             let mut bad = false;
             loop {
-                let msize = c.server.msize(conn);
-                match ninep::frame::frame_len(&buf, msize) {
+                let limit = c.server.frame_limit(conn);
+                match ninep::frame::frame_len(&buf, limit) {
                     Ok(Some(n)) => {
                         let frame = buf.split_to(n);
                         c.server.handle(conn, &frame, &mut c.out);
@@ -518,6 +528,14 @@ async fn connection(core: Shared, mut stream: TcpStream) {
                 }
             }
             c.poll(Some(conn));
+            let now = c.server.attached(conn);
+            if attached && !now {
+                // A new Tversion: a stranger again, with a fresh allowance.
+                stranger
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STRANGER_TIMEOUT);
+            }
+            attached = now;
             c.take(conn, &mut replies) || bad
         };
         if !replies.is_empty() {
