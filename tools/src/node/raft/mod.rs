@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cellfs::raft::{Member, Replica, Rpc, Storage};
+use cellfs::raft::{Member, Replica, Rpc, Storage, StorageError};
 use cellfs::{Change, Commit, Log, LogError, LogStatus, ProposalId, ReadGate, Snapshot};
 
 /// Called after each batch the Raft thread hands back.
@@ -59,6 +59,20 @@ impl Wire for transport::Transport {
                 })
                 .collect(),
         );
+    }
+}
+
+/// Storage that can record a clean stop, so that its next open can tell
+/// damage to the last record from a write a crash tore.
+pub trait CleanStop: Storage {
+    /// Make everything written durable and record that the node stopped
+    /// cleanly (see [`store::SegmentStore::close`]).
+    fn stop_cleanly(&mut self) -> Result<(), StorageError>;
+}
+
+impl CleanStop for store::SegmentStore {
+    fn stop_cleanly(&mut self) -> Result<(), StorageError> {
+        self.close()
     }
 }
 
@@ -141,7 +155,7 @@ impl RaftLog {
     /// Start the Raft thread over `replica`, sending through `wire`,
     /// reading what `inbox` receives, and calling `notify` after each
     /// batch of commits.
-    pub fn start<S: Storage + Send + 'static, W: Wire>(
+    pub fn start<S: CleanStop + Send + 'static, W: Wire>(
         replica: Replica<S>,
         wire: W,
         inbox: Inbox,
@@ -255,7 +269,7 @@ fn proposed(
 }
 
 /// The Raft thread.
-fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, notify: Notify) {
+fn run<S: CleanStop, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, notify: Notify) {
     let start = Instant::now();
     let now_ms = |start: &Instant| start.elapsed().as_millis() as u64;
     // The server's proposal ids, by the replica's.
@@ -352,6 +366,15 @@ fn run<S: Storage, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, not
             std::process::exit(70);
         }
         if closing {
+            // Everything written is made durable and the stop recorded
+            // as clean, so that the next start refuses a damaged last
+            // record instead of cutting it as torn.
+            if let Err(e) = r.storage_mut().stop_cleanly() {
+                eprintln!(
+                    "cell0: raft storage: recording the clean stop failed: {e}; \
+                     the next start treats this stop as a crash"
+                );
+            }
             return;
         }
     }

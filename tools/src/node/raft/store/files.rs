@@ -51,7 +51,6 @@ pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), S
     sync_dir(dir)
 }
 
-/// Append one record for `payload` to `out`.
 /// A record's header: its payload's length and CRC-32, 4 bytes each.
 pub(super) const RECORD_HEADER: usize = 8;
 
@@ -75,6 +74,70 @@ pub(super) fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
     seal_record(&mut out[start..]);
 }
 
+/// The clean-stop marker's name in the store's directory.
+pub(super) const CLEAN: &str = "clean";
+
+/// What a clean stop left: the last segment's first index and length in
+/// bytes, or `None` when no segment was left.
+pub(super) type CleanStop = Option<(Index, u64)>;
+
+/// The marker's bytes: one line naming the last segment and its length
+/// (`00000000000000000001.seg 1234`), or `no segments`.
+pub(super) fn encode_clean(stop: CleanStop) -> String {
+    match stop {
+        Some((first, len)) => format!("{} {len}\n", segment_name(first)),
+        None => "no segments\n".to_string(),
+    }
+}
+
+/// How a clean stop's log ended, in words for messages.
+fn describe_clean(stop: CleanStop) -> String {
+    match stop {
+        Some((first, len)) => format!("log/{} at {len} bytes", segment_name(first)),
+        None => "no segment".to_string(),
+    }
+}
+
+/// Read the clean-stop marker: `None` when there is none (the node did
+/// not stop cleanly, or has written since). A marker that is not exactly
+/// what [`encode_clean`] writes is damaged, and refused.
+pub(super) fn read_clean(path: &Path) -> Result<Option<CleanStop>, StorageError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "reading", &e)),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let stop = match text.trim_end().split_once(' ') {
+        Some(("no", "segments")) => Some(None),
+        Some((name, len)) => parse_segment_name(name)
+            .zip(len.parse::<u64>().ok())
+            .map(Some),
+        None => None,
+    };
+    // Canonical form only, so that any change to the file is noticed.
+    match stop {
+        Some(stop) if encode_clean(stop).as_bytes() == bytes => Ok(Some(stop)),
+        _ => Err(StorageError(format!(
+            "{}: damaged clean-stop marker (holds {:?}); {REFUSE}: remove it to open the \
+             log as after a crash (a bad last record is then cut as a torn write)",
+            path.display(),
+            text.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+/// Remove the clean-stop marker in `dir`, durably: once this returns, a
+/// crash finds no marker.
+pub(super) fn remove_clean(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(CLEAN);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&path, "removing", &e)),
+    }
+}
+
 /// The records of one segment file: where each starts and ends, and
 /// whether a torn tail follows them (with why).
 pub(super) struct Records {
@@ -83,10 +146,30 @@ pub(super) struct Records {
     pub(super) torn: Option<&'static str>,
 }
 
-/// Split `bytes` into records. A bad record at the end is a torn tail when
-/// `last` (the last segment, the only one a crash can tear); anywhere else
-/// it is an error naming the file and byte offset.
-pub(super) fn scan_records(bytes: &[u8], path: &Path, last: bool) -> Result<Records, StorageError> {
+/// Where a file being scanned sits, which decides what a bad record at
+/// its end means.
+#[derive(Clone, Copy)]
+pub(super) enum Tail<'a> {
+    /// The last segment after a crash (or a file a crash may tear): a bad
+    /// last record is a torn write, to be cut.
+    MayTear,
+    /// A segment with others after it: nothing in it can be torn.
+    Earlier,
+    /// The last segment of a log that stopped cleanly, as the marker at
+    /// this path says: its last record was whole and synced, so a bad one
+    /// is damage.
+    Clean(&'a Path),
+}
+
+/// Split `bytes` into records. A bad record at the end is a torn tail
+/// under [`Tail::MayTear`] (the last segment, the only one a crash can
+/// tear); anywhere else, or after a clean stop, it is an error naming the
+/// file and byte offset.
+pub(super) fn scan_records(
+    bytes: &[u8],
+    path: &Path,
+    tail: Tail<'_>,
+) -> Result<Records, StorageError> {
     let mut spans = Vec::new();
     let mut at = 0usize;
     let torn = loop {
@@ -125,14 +208,24 @@ pub(super) fn scan_records(bytes: &[u8], path: &Path, last: bool) -> Result<Reco
             // Only the very last record may be torn: a failed checksum
             // with more data after it is damage, not an interrupted write.
             let at_end = why != "checksum mismatch" || end == rest.len();
-            if last && at_end {
-                break Some(why);
-            }
             let more = rest.len().saturating_sub(end.min(rest.len()));
-            let place = if last {
-                format!("{more} more bytes follow")
-            } else {
-                "not the last segment".to_string()
+            let place = match tail {
+                Tail::MayTear if at_end => break Some(why),
+                Tail::MayTear => format!("{more} more bytes follow"),
+                Tail::Earlier => "not the last segment".to_string(),
+                Tail::Clean(marker) if at_end => {
+                    return Err(StorageError(format!(
+                        "{}: corrupt last record at byte {at} ({why}) of a log that {} says \
+                         was stopped cleanly: damage, not a torn write; {REFUSE}: restore the \
+                         store from a backup, or move it aside to start empty and catch up \
+                         from the cluster; to accept losing this record (one log entry), \
+                         remove {} and start again (it is then cut as a torn write)",
+                        path.display(),
+                        marker.display(),
+                        marker.display()
+                    )));
+                }
+                Tail::Clean(_) => format!("{more} more bytes follow"),
             };
             return Err(StorageError(format!(
                 "{}: corrupt record at byte {at} ({why}, {place}); {REFUSE}: \
@@ -166,14 +259,14 @@ impl ReadSegment {
 }
 
 /// Read one segment file: its entries, checked to be consecutive from the
-/// index its name gives, with a torn tail cut off when `last`.
+/// index its name gives, with a torn tail cut off under [`Tail::MayTear`].
 pub(super) fn read_segment(
     first: Index,
     path: PathBuf,
-    last: bool,
+    tail: Tail<'_>,
 ) -> Result<ReadSegment, StorageError> {
     let bytes = fs::read(&path).map_err(|e| io_err(&path, "reading", &e))?;
-    let recs = scan_records(&bytes, &path, last)?;
+    let recs = scan_records(&bytes, &path, tail)?;
     if let Some(why) = recs.torn {
         eprintln!(
             "cell0: {}: cutting a torn last record at byte {} ({why}, {} bytes)",
@@ -230,7 +323,7 @@ pub(super) fn read_hard(path: &Path) -> Result<HardState, StorageError> {
         Err(e) => return Err(io_err(path, "reading", &e)),
     };
     let bad = |why: &str| StorageError(format!("{}: {why}; {REFUSE}", path.display()));
-    let recs = scan_records(&bytes, path, true).map_err(|e| bad(&e.0))?;
+    let recs = scan_records(&bytes, path, Tail::MayTear).map_err(|e| bad(&e.0))?;
     if recs.torn.is_some() || recs.spans.len() != 1 {
         return Err(bad("not one whole record (damaged)"));
     }
@@ -317,6 +410,8 @@ pub(super) fn read_snapshot(path: &Path) -> Result<Option<(SnapshotMeta, Vec<u8>
 /// torn tail cut, and segments that hold nothing (empty, or covered by the
 /// snapshot) deleted.
 pub(super) fn read_all(dir: &Path, log_dir: &Path) -> Result<Recovered, StorageError> {
+    let marker = dir.join(CLEAN);
+    let mut clean = read_clean(&marker)?;
     let hard = read_hard(&dir.join("hardstate"))?;
     let snapshot = read_snapshot(&dir.join("snapshot"))?;
     let snap_index = snapshot.as_ref().map_or(0, |(m, _)| m.index);
@@ -330,10 +425,40 @@ pub(super) fn read_all(dir: &Path, log_dir: &Path) -> Result<Recovered, StorageE
         }
     }
     names.sort();
+    if let Some(stop) = clean {
+        // After a clean stop the log ends exactly where the stop left it.
+        let found = match names.last() {
+            Some((first, path)) => {
+                let len = fs::metadata(path)
+                    .map_err(|e| io_err(path, "reading", &e))?
+                    .len();
+                Some((*first, len))
+            }
+            None => None,
+        };
+        if found != stop {
+            return Err(StorageError(format!(
+                "{}: the node stopped cleanly with its log ending in {}, but it now ends in \
+                 {}: the log changed after the stop; {REFUSE}: restore the store from a \
+                 backup, or move it aside to start empty and catch up from the cluster; to \
+                 accept the log as it is, remove {} and start again (a bad last record is \
+                 then cut as a torn write)",
+                marker.display(),
+                describe_clean(stop),
+                describe_clean(found),
+                marker.display()
+            )));
+        }
+    }
     let n = names.len();
     let mut read = Vec::with_capacity(n);
     for (i, (first, path)) in names.into_iter().enumerate() {
-        read.push(read_segment(first, path, i + 1 == n)?);
+        let tail = match clean {
+            _ if i + 1 < n => Tail::Earlier,
+            Some(_) => Tail::Clean(&marker),
+            None => Tail::MayTear,
+        };
+        read.push(read_segment(first, path, tail)?);
     }
 
     // Empty segments (a crash between creating one and writing it) and
@@ -344,6 +469,11 @@ pub(super) fn read_all(dir: &Path, log_dir: &Path) -> Result<Recovered, StorageE
     for seg in read {
         let useless = seg.entries.is_empty() || (kept.is_empty() && seg.last() <= snap_index);
         if useless {
+            // A clean stop leaves none of these, but should one be found,
+            // the marker goes first: it describes the files as they were.
+            if clean.take().is_some() {
+                remove_clean(dir)?;
+            }
             fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, "removing", &e))?;
             removed = true;
         } else {
@@ -403,6 +533,7 @@ pub(super) fn read_all(dir: &Path, log_dir: &Path) -> Result<Recovered, StorageE
         ends,
         hard,
         snap_index,
+        clean: clean.is_some(),
         loaded: Loaded {
             hard,
             snapshot,

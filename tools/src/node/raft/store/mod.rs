@@ -13,6 +13,10 @@
 //!   replaced atomically (temporary file, fsync, rename, directory fsync).
 //! - `snapshot`: `magic[8] meta_len[4] data_len[8] crc32[4] meta data`, the
 //!   checksum covering everything after the magic, replaced atomically.
+//! - `clean`: present only after a clean stop ([`SegmentStore::close`]):
+//!   one line naming the last segment and its length in bytes
+//!   (`00000000000000000001.seg 1234`, or `no segments`), written
+//!   atomically once everything else is synced.
 //!
 //! Appends go straight to the segment files and become durable at
 //! [`Storage::sync`], which fdatasyncs every segment written since the
@@ -30,6 +34,22 @@
 //! refuses to start, naming the file and byte offset, rather than lose
 //! committed entries by guessing.
 //!
+//! A crash can tear only a write that was never synced, so never an
+//! acknowledged entry; after a clean stop nothing is torn, and a bad last
+//! record is damage to a synced one. So with `clean` present the last
+//! segment must have exactly the name and length it gives and its last
+//! record must be whole: otherwise the node refuses to start like any
+//! other corruption, changing nothing on disk (the message says what the
+//! operator can do, including removing `clean` to accept the cut). The
+//! marker is removed, with the directory synced, before the first change
+//! to any file after open (an append, the hard state, a snapshot), so a
+//! crash after that change finds no marker and cuts a torn tail as usual.
+//! Every crash leaves a state that opens: during the stop, before the
+//! marker's rename there is no marker (and everything is synced anyway),
+//! after it the marker describes synced files; after a restart, until its
+//! removal is durable nothing has been written, so the marker is still
+//! true.
+//!
 //! This module keeps the store's state and the [`Storage`] calls; `files`
 //! reads and writes the formats above.
 
@@ -44,8 +64,8 @@ use cellfs::raft::{HardState, Loaded, SnapshotMeta, Storage, StorageError, Stora
 mod files;
 
 use files::{
-    RECORD_HEADER, encode_record, encode_snapshot, io_err, read_all, seal_record, segment_name,
-    sync_dir, write_atomic,
+    CLEAN, RECORD_HEADER, encode_clean, encode_record, encode_snapshot, io_err, read_all,
+    remove_clean, seal_record, segment_name, sync_dir, write_atomic,
 };
 
 /// Size at which a segment is closed and a new one begun: large enough
@@ -116,6 +136,9 @@ pub struct SegmentStore {
     /// A snapshot being written on a thread of its own (see
     /// [`SegmentStore::settle`]).
     writing: Option<Writing>,
+    /// The clean-stop marker may be on disk: it is removed, durably,
+    /// before anything else on disk changes (see [`SegmentStore::close`]).
+    clean: bool,
 }
 
 /// A snapshot file being written in the background.
@@ -148,6 +171,8 @@ struct Recovered {
     ends: VecDeque<u64>,
     hard: HardState,
     snap_index: Index,
+    /// The clean-stop marker is on disk and matches the log.
+    clean: bool,
     loaded: Loaded,
 }
 
@@ -172,7 +197,7 @@ impl SegmentStore {
                 sync_dir(parent)?;
             }
         }
-        for stale in ["hardstate.tmp", "snapshot.tmp"] {
+        for stale in ["hardstate.tmp", "snapshot.tmp", "clean.tmp"] {
             let p = dir.join(stale);
             if p.exists() {
                 fs::remove_file(&p).map_err(|e| io_err(&p, "removing", &e))?;
@@ -194,6 +219,7 @@ impl SegmentStore {
             cached: None,
             buf: Vec::new(),
             writing: None,
+            clean: false,
         };
         let loaded = store.recover()?;
         store.cached = Some(loaded);
@@ -257,9 +283,43 @@ impl SegmentStore {
         self.ends = r.ends;
         self.hard = hard;
         self.snap_index = r.snap_index;
+        self.clean = r.clean;
         let firsts: BTreeSet<Index> = self.segments.iter().map(|s| s.first).collect();
         self.dirty.retain(|f| firsts.contains(f));
         Ok(Loaded { hard, ..r.loaded })
+    }
+
+    /// Record a clean stop: settle the snapshot being written, make
+    /// everything written durable, then write the clean-stop marker
+    /// (`clean`, naming the last segment and its length) atomically. At
+    /// the next open the marker says the last record was whole and synced,
+    /// so a bad one is damage and refused, not cut as a torn write. The
+    /// marker is removed, durably, before the next change to the files;
+    /// the store stays usable.
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        self.check()?;
+        self.settle_snapshot(true)?;
+        let r = self.sync_inner();
+        self.poison(r)?;
+        if self.clean {
+            // Nothing changed since the open that found the marker.
+            return Ok(());
+        }
+        let last = self.segments.last().map(|s| (s.first, s.len));
+        // Set first: should the write fail after its rename, the marker
+        // is on disk and must go before the next change.
+        self.clean = true;
+        write_atomic(&self.dir, CLEAN, encode_clean(last).as_bytes())
+    }
+
+    /// Remove the clean-stop marker, durably, before the first change to
+    /// the files it describes: a crash from then on is a crash.
+    fn unmark(&mut self) -> Result<(), StorageError> {
+        if self.clean {
+            remove_clean(&self.dir)?;
+            self.clean = false;
+        }
+        Ok(())
     }
 
     /// Delete the segments from position `from` on, newest first, syncing
@@ -360,6 +420,7 @@ impl SegmentStore {
     }
 
     fn append_inner(&mut self, after: Index, entries: &[Stored]) -> Result<(), StorageError> {
+        self.unmark()?;
         if let (Some(first), Some(last)) = (self.disk_first(), self.disk_last()) {
             if after >= first && after <= last {
                 if after < last {
@@ -415,6 +476,11 @@ impl SegmentStore {
     }
 
     fn sync_inner(&mut self) -> Result<(), StorageError> {
+        if self.hard_dirty {
+            // The only write here not preceded by an append's (which
+            // removed the marker already).
+            self.unmark()?;
+        }
         for first in std::mem::take(&mut self.dirty) {
             if let Some(seg) = self.segments.iter().find(|s| s.first == first) {
                 seg.file
@@ -580,6 +646,8 @@ impl Storage for SegmentStore {
         self.cached = None;
         // One at a time: the file has one name.
         self.settle_snapshot(true)?;
+        let r = self.unmark();
+        self.poison(r)?;
         let bytes = encode_snapshot(meta, data)?;
         // Writing and syncing a large state takes long; the log's thread
         // goes on appending meanwhile. The covered segments stay until the

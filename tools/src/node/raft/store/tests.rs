@@ -452,3 +452,236 @@ fn matches_memstorage_on_random_operations() {
     }
     assert!(rich > 100, "only {rich} rich comparisons");
 }
+
+/// A store holding entries 1..=3, stopped cleanly; its segment's path,
+/// bytes, and where its last record starts.
+fn cleanly_stopped(dir: &Path) -> (PathBuf, Vec<u8>, usize) {
+    let mut s = SegmentStore::open(dir).unwrap();
+    s.append(0, &entries(1, 3, 1)).unwrap();
+    s.sync().unwrap();
+    s.close().unwrap();
+    drop(s);
+    let path = dir.join("log").join(segment_name(1));
+    let whole = fs::read(&path).unwrap();
+    let mut rec = Vec::new();
+    encode_record(&postcard::to_allocvec(&entry(3, 1)).unwrap(), &mut rec);
+    let last = whole.len() - rec.len();
+    (path, whole, last)
+}
+
+/// Every file under `dir`, with its bytes.
+fn snapshot_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_clean_stop_leaves_a_marker_naming_the_last_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, whole, _) = cleanly_stopped(dir.path());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("clean")).unwrap(),
+        format!("{} {}\n", segment_name(1), whole.len())
+    );
+    // An empty store says so.
+    let empty = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open(empty.path()).unwrap();
+    s.close().unwrap();
+    drop(s);
+    assert_eq!(
+        fs::read_to_string(empty.path().join("clean")).unwrap(),
+        "no segments\n"
+    );
+    let mut s = SegmentStore::open(empty.path()).unwrap();
+    assert_eq!(s.load().unwrap(), Loaded::default());
+}
+
+#[test]
+fn a_flipped_payload_bit_in_the_last_record_after_a_clean_stop_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, whole, last) = cleanly_stopped(dir.path());
+    for at in last + HEADER..whole.len() {
+        let mut bad = whole.clone();
+        bad[at] ^= 1 << (at % 8);
+        fs::write(&path, &bad).unwrap();
+        let before = snapshot_of(dir.path());
+        let err = SegmentStore::open(dir.path())
+            .err()
+            .unwrap_or_else(|| panic!("bit flipped at byte {at} was accepted"))
+            .0;
+        assert!(
+            err.contains(&format!(
+                "{}: corrupt last record at byte {last}",
+                path.display()
+            )) && err.contains("stopped cleanly")
+                && err.contains("not a torn write")
+                && err.contains("refusing to start")
+                && err.contains(&format!("remove {}", dir.path().join("clean").display())),
+            "{err}"
+        );
+        assert_eq!(snapshot_of(dir.path()), before, "byte {at}: files changed");
+    }
+    // The operator's way out: without the marker it is cut as torn.
+    let mut bad = whole.clone();
+    bad[whole.len() - 1] ^= 1;
+    fs::write(&path, &bad).unwrap();
+    fs::remove_file(dir.path().join("clean")).unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().entries, entries(1, 2, 1));
+}
+
+#[test]
+fn a_flipped_header_bit_in_the_last_record_after_a_clean_stop_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, whole, last) = cleanly_stopped(dir.path());
+    // Every bit of the length and of the checksum.
+    for bit in 0..HEADER * 8 {
+        let mut bad = whole.clone();
+        bad[last + bit / 8] ^= 1 << (bit % 8);
+        fs::write(&path, &bad).unwrap();
+        let before = snapshot_of(dir.path());
+        let err = SegmentStore::open(dir.path())
+            .err()
+            .unwrap_or_else(|| panic!("header bit {bit} flipped was accepted"))
+            .0;
+        assert!(
+            err.contains(&format!("{}: corrupt", path.display()))
+                && err.contains(&format!("at byte {last}"))
+                && err.contains("refusing to start"),
+            "bit {bit}: {err}"
+        );
+        assert_eq!(snapshot_of(dir.path()), before, "bit {bit}: files changed");
+    }
+}
+
+#[test]
+fn a_log_changed_after_a_clean_stop_or_a_damaged_marker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, whole, last) = cleanly_stopped(dir.path());
+    let marker = dir.path().join("clean");
+    // The last record gone whole, bytes added, the segment gone.
+    for changed in [
+        whole[..last].to_vec(),
+        [&whole[..], &[0u8; 16][..]].concat(),
+    ] {
+        fs::write(&path, &changed).unwrap();
+        let before = snapshot_of(dir.path());
+        let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+        assert!(
+            err.contains(&format!("{}: the node stopped cleanly", marker.display()))
+                && err.contains(&format!("at {} bytes", whole.len()))
+                && err.contains(&format!("at {} bytes", changed.len()))
+                && err.contains("refusing to start"),
+            "{err}"
+        );
+        assert_eq!(snapshot_of(dir.path()), before);
+    }
+    fs::remove_file(&path).unwrap();
+    let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+    assert!(err.contains("now ends in no segment"), "{err}");
+    fs::write(&path, &whole).unwrap();
+    // A damaged marker is refused too.
+    let good = fs::read(&marker).unwrap();
+    let mut flipped = good.clone();
+    if let Some(b) = flipped.last_mut() {
+        *b ^= 1;
+    }
+    for bad in [b"".to_vec(), b"junk\n".to_vec(), flipped] {
+        fs::write(&marker, &bad).unwrap();
+        let err = SegmentStore::open(dir.path()).err().expect("refused").0;
+        assert!(
+            err.contains("damaged clean-stop marker") && err.contains("remove it"),
+            "{err}"
+        );
+    }
+    fs::write(&marker, &good).unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().entries, entries(1, 3, 1));
+}
+
+#[test]
+fn the_marker_goes_before_the_first_write_and_a_later_crash_cuts_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = cleanly_stopped(dir.path());
+    let marker = dir.path().join("clean");
+    {
+        // Opening and reading change nothing: the marker stays.
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        assert_eq!(s.load().unwrap().entries, entries(1, 3, 1));
+        assert!(s.load().is_ok());
+        assert!(marker.exists());
+    }
+    // Every kind of first write removes it before writing.
+    for write in 0..3 {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        assert!(marker.exists());
+        match write {
+            0 => s.append(3, &entries(4, 4, 1)).unwrap(),
+            1 => s
+                .save_hard_state(&HardState {
+                    term: 2,
+                    voted_for: None,
+                    boot: 1,
+                })
+                .unwrap(),
+            _ => s.save_snapshot(&meta(1, 1), b"s1").unwrap(),
+        }
+        if write != 1 {
+            assert!(!marker.exists(), "write {write}");
+        }
+        s.sync().unwrap();
+        assert!(!marker.exists(), "write {write}");
+        s.close().unwrap();
+        assert!(marker.exists(), "write {write}");
+    }
+    // New writes after a clean stop, then a crash (no close): a torn
+    // last record is cut as before.
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    s.append(4, &entries(5, 6, 2)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    assert!(!marker.exists());
+    let whole = fs::read(&path).unwrap();
+    fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.entries.last().map(|e| e.index), Some(5));
+    assert_eq!(l.snapshot.map(|(m, _)| m.index), Some(1));
+    // And the store goes on, and stops cleanly again with the new end.
+    s.append(5, &entries(6, 6, 3)).unwrap();
+    s.close().unwrap();
+    drop(s);
+    assert_eq!(
+        fs::read_to_string(&marker).unwrap(),
+        format!(
+            "{} {}\n",
+            segment_name(1),
+            fs::metadata(&path).unwrap().len()
+        )
+    );
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().entries.last(), Some(&entry(6, 3)));
+}
+
+#[test]
+fn a_failed_store_records_no_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    s.append(0, &entries(1, 2, 1)).unwrap();
+    s.failed = Some("a write failed".into());
+    assert!(s.close().is_err());
+    assert!(!dir.path().join("clean").exists());
+}
