@@ -57,6 +57,10 @@ pub struct Options {
     /// Wait for the log since the last snapshot to outgrow it before
     /// taking the next (off only in tests that want snapshots often).
     pub snapshot_by_size: bool,
+    /// Ask for a snapshot once the commands since the last one add up to
+    /// this many bytes, however few they are: the log since a snapshot is
+    /// held in memory, and a few large writes must not hold gigabytes.
+    pub snapshot_bytes: usize,
     /// Most proposals waiting for commit before `propose` says Full.
     pub max_pending: usize,
     /// How long a proposal may wait for its commit before it is reported
@@ -66,8 +70,8 @@ pub struct Options {
 
 impl Options {
     /// The defaults for node `id`: heartbeats every 50 ms, elections after
-    /// 300–600 ms of silence, a snapshot every 10,000 entries once they
-    /// outweigh the last one.
+    /// 300–600 ms of silence, a snapshot every 10,000 entries or 64 MiB of
+    /// commands, once they outweigh the last one.
     pub fn new(id: u64) -> Options {
         Options {
             id,
@@ -76,6 +80,7 @@ impl Options {
             seed: id,
             snapshot_every: 10_000,
             snapshot_by_size: true,
+            snapshot_bytes: 64 << 20,
             max_pending: 65_536,
             proposal_timeout_ms: 5_000,
         }
@@ -732,15 +737,17 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Whether a snapshot is due (see [`Log::wants_snapshot`]): asked for,
-    /// or `snapshot_every` entries applied since the last one whose
-    /// commands add up to at least that snapshot's size. The second rule
+    /// or `snapshot_every` entries (or `snapshot_bytes` bytes of commands)
+    /// applied since the last one whose commands add up to at least that
+    /// snapshot's size. The last rule
     /// keeps the cost of snapshots below the cost of the log itself however
     /// large the state grows; snapshotting a large state every few
     /// thousand small entries would spend most of the node's time there.
     pub fn wants_snapshot(&self) -> bool {
         let last = self.snapshot.as_ref().map_or(0, |(_, data)| data.len());
         !self.snapshot_asked.is_empty()
-            || (self.since_snapshot >= self.opts.snapshot_every
+            || ((self.since_snapshot >= self.opts.snapshot_every
+                || self.since_snapshot_bytes >= self.opts.snapshot_bytes)
                 && (!self.opts.snapshot_by_size || self.since_snapshot_bytes >= last))
     }
 
