@@ -309,12 +309,20 @@ pub async fn serve(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut trim = Trim::default();
         loop {
-            tokio::select! {
-                _ = committed.notified() => {}
-                _ = tick.tick() => {}
+            let ticked = tokio::select! {
+                _ = committed.notified() => false,
+                _ = tick.tick() => true,
+            };
+            let conns = {
+                let mut core = lock(&c);
+                core.poll(None);
+                core.peers.len()
+            };
+            if ticked {
+                trim.after(conns);
             }
-            lock(&c).poll(None);
         }
     });
 
@@ -467,6 +475,34 @@ fn open_log(
         None => RaftLog::start(replica, Alone, inbox, notify)?,
     };
     Ok((log, held, sponsor.map(|s| (s, me))))
+}
+
+/// Gives the allocator's free memory back to the system once many
+/// connections have gone: the C allocator keeps what it freed for reuse,
+/// so a node that once held thousands of clients would hold their buffers
+/// for ever.
+#[derive(Debug, Default)]
+struct Trim {
+    /// The most connections seen since the last trim.
+    high: usize,
+}
+
+impl Trim {
+    /// How many connections must have gone since the high mark.
+    const GONE: usize = 64;
+
+    /// `conns` connections are open now (checked once a second, outside
+    /// the core's lock).
+    fn after(&mut self, conns: usize) {
+        self.high = self.high.max(conns);
+        if conns + Self::GONE <= self.high {
+            // SAFETY: malloc_trim only walks the allocator's own free
+            // lists, under the allocator's locks; it touches no memory of
+            // ours.
+            unsafe { libc::malloc_trim(0) };
+            self.high = conns;
+        }
+    }
 }
 
 /// How long a connection may stay a stranger (not attached) before it is
