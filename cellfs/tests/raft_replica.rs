@@ -278,11 +278,14 @@ fn reads_are_confirmed_by_a_majority_and_see_every_acknowledged_write() {
     let done =
         |c: &Commit, r| matches!(c, Commit::Done { proposal, result: Ok(()) } if *proposal == r);
     assert!(net.commits[leader as usize - 1].iter().any(|c| done(c, r)));
-    // A write committed on the leader; the follower has not heard the new
-    // commit index yet (the next heartbeat brings it), but a read there
-    // must see the write: the read is answered only after it.
+    // A write committed on the leader while the follower was cut off, so
+    // it has not heard of it (a leader tells its followers a new commit
+    // index at once), but a read there must see the write: the read is
+    // answered only after it.
+    net.cut = Some(follower);
     net.node(leader).propose(b"cmd w".to_vec()).unwrap();
     net.run(1);
+    net.cut = None;
     let fc = follower as usize - 1;
     net.commits[fc].clear();
     let ReadGate::Wait(r) = net.node(follower).read().unwrap() else {

@@ -37,6 +37,22 @@ fn bench_raft_prints_a_row_per_case_and_the_ratios() {
     ] {
         assert!(cases.iter().any(|c| c == want), "no row for {want}:\n{out}");
     }
+    // Writes through a follower, which forwards them to the leader.
+    for want in ["cell0-follower 3 1 ", "cell0-follower 3 64 "] {
+        let row = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .find(|l| l.starts_with(want))
+            .unwrap_or_else(|| panic!("no row for {want}:\n{out}"));
+        let figures: Vec<f64> = row[want.len()..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or_else(|_| panic!("{f:?} in {row}")))
+            .collect();
+        assert!(
+            figures.len() == 4 && figures.iter().all(|&v| v > 0.0),
+            "commits, commits/s, p50, p99: {row}"
+        );
+    }
     for w in ["1 writer:", "64 writers:"] {
         let ratio = out
             .lines()

@@ -99,6 +99,18 @@ impl<S: Storage> Replica<S> {
         self.check_local_proposals();
         self.finish_reads();
         self.deliver();
+        // When nothing later is on its way to the followers (an append
+        // would carry the new commit index), tell them now: a follower
+        // then answers the write it forwarded, and shows what was
+        // acknowledged here, within a round trip rather than a heartbeat.
+        if core::mem::take(&mut self.commit_due)
+            && self.is_leader()
+            && self.node.commit_index() == self.node.log().last_position().index
+        {
+            // Once: the heartbeat's own flush delivers nothing new.
+            self.node.heartbeat();
+            self.flush();
+        }
     }
 
     fn fail_waiting(&mut self) {
@@ -268,6 +280,7 @@ impl<S: Storage> Replica<S> {
                 Body::Command { origin, seq, data } => (*origin, *seq, data.clone()),
             };
             let data_len = data.len();
+            self.commit_due = true;
             let proposal =
                 (origin == self.me() && self.waiting.remove(&seq).is_some()).then_some(seq);
             self.commits.push(Commit::Entry {

@@ -191,6 +191,10 @@ pub struct Replica<S: Storage> {
     read_round: u64,
     read_sent: u64,
     read_due: bool,
+    /// This leader delivered entries since its last flush: the followers
+    /// may need the new commit index before the next heartbeat (a follower
+    /// answers a write it forwarded only once it knows it committed).
+    commit_due: bool,
     /// Per follower, the highest round it echoed in this term.
     read_acks: BTreeMap<u64, u64>,
     /// As follower: the latest round heard from the leader, and its term.
@@ -318,6 +322,7 @@ impl<S: Storage> Replica<S> {
             read_round: 1,
             read_sent: 0,
             read_due: false,
+            commit_due: false,
             read_acks: BTreeMap::new(),
             read_echo: (0, 0),
             commits,

@@ -45,6 +45,18 @@ impl Cluster {
         Ok(self.cluster.leader()?.addr.clone())
     }
 
+    /// A follower's 9P address (a node of two or more that is not the
+    /// leader), if there is one.
+    pub fn follower(&self) -> anyhow::Result<Option<String>> {
+        let leader = self.cluster.leader()?.addr.clone();
+        Ok(self
+            .cluster
+            .nodes()
+            .iter()
+            .map(|n| n.addr.clone())
+            .find(|a| *a != leader))
+    }
+
     /// The aname that attaches with node 1's owner token (every member
     /// accepts it).
     pub fn aname(&self) -> anyhow::Result<String> {

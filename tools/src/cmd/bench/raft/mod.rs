@@ -65,6 +65,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
         plan.span.as_secs()
     );
     println!("each writer is a thread with its own connection to the leader, one write at a time");
+    println!(
+        "cell0-follower: the same writes sent to a follower, which forwards them to the leader and answers once it has applied them"
+    );
     println!("cell0: `note bench` written to /ctl over 9P2000.L");
     if let Some(v) = &etcd_version {
         println!(
@@ -74,7 +77,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<6} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10}",
+        "{:<14} {:>5} {:>7} {:>8} {:>10} {:>10} {:>10}",
         "system", "nodes", "writers", "commits", "commits/s", "p50 µs", "p99 µs"
     );
     let mut rows = Vec::new();
@@ -87,6 +90,14 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
                 .map(|_| cell0::Cell0Writer::open(&leader, &aname))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             rows.push(case("cell0", n, w, writers, plan.span)?);
+        }
+        if let Some(follower) = cluster.follower()? {
+            for &w in &plan.writers {
+                let writers = (0..w)
+                    .map(|_| cell0::Cell0Writer::open(&follower, &aname))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                rows.push(case("cell0-follower", n, w, writers, plan.span)?);
+            }
         }
     }
     if etcd_version.is_some() {
@@ -114,7 +125,7 @@ fn case<W: Writer>(
     let commits = load::measure(clients, span)
         .with_context(|| format!("{system}, {nodes} nodes, {writers} writers"))?;
     println!(
-        "{:<6} {:>5} {:>7} {:>8} {:>10.0} {:>10.0} {:>10.0}",
+        "{:<14} {:>5} {:>7} {:>8} {:>10.0} {:>10.0} {:>10.0}",
         system,
         nodes,
         writers,
