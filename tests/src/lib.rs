@@ -23,6 +23,6 @@ pub use kernel::{QEMU_FAILURE, QEMU_SUCCESS, ServingKernel, boot, kernel_image, 
 pub use mount::{Mount, is_mounted};
 pub use node::{CLIENT_LIMIT, Diod, Node, Served, cell0_bin, run_cell0};
 pub use ports::{free_addr, free_port, free_port_run};
-pub use procs::{children_of, default_signals, kill, pids, proc_state, wait_for};
+pub use procs::{children_of, default_signals, kill, pids, proc_state, rss_kib, wait_for};
 pub use raw::Raw;
 pub use shell::{output_within, require_tool, sh, sh_ok};

@@ -72,3 +72,15 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// The resident memory of process `pid`, in KiB (`VmRSS` of its
+/// `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("a VmRSS line")
+}

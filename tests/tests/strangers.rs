@@ -7,19 +7,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use cell0_tests::{Node, Raw};
+use cell0_tests::{Node, Raw, rss_kib};
 use ninep::Dialect;
-
-/// The node's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node runs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("a VmRSS line")
-}
 
 /// Whether the peer closed `s` (end of file or a reset) within `wait`.
 fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {

@@ -7,19 +7,8 @@ use std::path::Path;
 
 use cell0::client::{Client, Options, mode};
 use cell0::identity::ClientToken;
-use cell0_tests::Node;
+use cell0_tests::{Node, rss_kib};
 use ninep::Dialect;
-
-/// The node's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node runs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("a VmRSS line")
-}
 
 #[test]
 fn large_writes_do_not_pile_up_in_memory() {
