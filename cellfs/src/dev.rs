@@ -455,6 +455,12 @@ pub trait Device: Sync {
     }
 }
 
+/// The refusal of a create of `name` in directory `dir`, where nothing can
+/// be made by a create, with `how` to make what was wanted instead.
+pub fn cannot_create(name: &str, dir: &str, how: &str) -> Error {
+    Error::Perm(alloc::format!("cannot create '{name}' in {dir}: {how}"))
+}
+
 /// Serve a read of a text file from the snapshot in `aux`, rendering it
 /// afresh at offset 0 (or when there is none yet).
 pub fn read_text(

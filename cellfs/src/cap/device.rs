@@ -500,9 +500,11 @@ impl Device for CapDev {
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
-        Err(Error::Perm(format!(
-            "cannot create '{name}' in /cap: mint capabilities by writing to /cap/ctl"
-        )))
+        Err(dev::cannot_create(
+            name,
+            "/cap",
+            "mint capabilities by writing to /cap/ctl",
+        ))
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {

@@ -154,9 +154,11 @@ impl Device for ProofDev {
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
-        Err(Error::Perm(format!(
-            "cannot create '{name}' in /proof: it holds only the node's own proofs"
-        )))
+        Err(dev::cannot_create(
+            name,
+            "/proof",
+            "it holds only the node's own proofs",
+        ))
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {

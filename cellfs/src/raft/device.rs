@@ -506,9 +506,11 @@ impl Device for RaftDev {
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
-        Err(Error::Perm(format!(
-            "cannot create '{name}' in /raft: add members with 'add id=ID addr=HOST:PORT key=HEX' on /raft/ctl"
-        )))
+        Err(dev::cannot_create(
+            name,
+            "/raft",
+            "add members with 'add id=ID addr=HOST:PORT key=HEX' on /raft/ctl",
+        ))
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {

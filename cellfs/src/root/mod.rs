@@ -182,9 +182,11 @@ impl Device for Root {
         name: &str,
         _is_dir: bool,
     ) -> Result<Command, Error> {
-        Err(Error::Perm(format!(
-            "cannot create '{name}' in /: the root holds only the node's own files"
-        )))
+        Err(dev::cannot_create(
+            name,
+            "/",
+            "the root holds only the node's own files",
+        ))
     }
 
     fn remove(&self, _cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error> {
