@@ -91,6 +91,28 @@ fn free_addr() -> anyhow::Result<String> {
     Ok(l.local_addr()?.to_string())
 }
 
+/// The version a peer program (`redis-server`, `etcd`) prints for
+/// `PROGRAM --version`, as `pick` finds it in that output; or `install`
+/// (how to get the program) when it is not installed.
+pub fn peer_version(
+    program: &str,
+    install: &str,
+    pick: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            Ok(pick(&String::from_utf8_lossy(&o.stdout)).unwrap_or_else(|| "unknown".into()))
+        }
+        Ok(o) => bail!("{program} --version failed ({})", o.status),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{install}"),
+        Err(e) => Err(e).context(format!("running {program} --version")),
+    }
+}
+
 /// A fresh directory `BASE/cell0-bench-WHAT-PID`, emptied if a run that
 /// died left it behind.
 pub fn scratch_dir(base: &Path, what: &str) -> anyhow::Result<PathBuf> {

@@ -39,25 +39,15 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// The installed redis-server's version, or how to install it.
 pub fn version() -> anyhow::Result<String> {
-    let out = Command::new("redis-server")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            Ok(text
-                .split_whitespace()
+    crate::cmd::bench::servers::peer_version(
+        "redis-server",
+        "install redis-server: apt-get install redis-server",
+        |text| {
+            text.split_whitespace()
                 .find_map(|w| w.strip_prefix("v="))
-                .unwrap_or("unknown")
-                .to_string())
-        }
-        Ok(o) => bail!("redis-server --version failed ({})", o.status),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("install redis-server: apt-get install redis-server")
-        }
-        Err(e) => Err(e).context("running redis-server --version"),
-    }
+                .map(String::from)
+        },
+    )
 }
 
 /// A redis-server started for the benchmark.

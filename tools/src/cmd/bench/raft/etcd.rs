@@ -42,28 +42,15 @@ pub struct Etcd {
 
 /// The installed etcd's version (`etcd --version`), or how to install it.
 pub fn version() -> anyhow::Result<String> {
-    let out = Command::new("etcd")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            Ok(text
-                .lines()
+    crate::cmd::bench::servers::peer_version(
+        "etcd",
+        "install etcd-server: apt-get install etcd-server (or leave etcd out with --no-etcd)",
+        |text| {
+            text.lines()
                 .find_map(|l| l.strip_prefix("etcd Version:"))
-                .unwrap_or("unknown")
-                .trim()
-                .to_string())
-        }
-        Ok(o) => bail!("etcd --version failed ({})", o.status),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "install etcd-server: apt-get install etcd-server (or leave etcd out with --no-etcd)"
-            )
-        }
-        Err(e) => Err(e).context("running etcd --version"),
-    }
+                .map(|v| v.trim().to_string())
+        },
+    )
 }
 
 impl Etcd {
