@@ -157,6 +157,8 @@ impl fmt::Display for Error {
             Error::NoAuth => f.write_str(
                 "authentication not required: attach with afid NOFID and token=c0.… in aname (or Tauth with aname auth=cap); see cap(3)",
             ),
+            // These two say themselves whether anything changed.
+            Error::Log(e @ (LogError::Unknown | LogError::NoLeader)) => write!(f, "{e}"),
             Error::Log(e) => write!(f, "{e}; nothing was changed"),
             Error::Cap(e) => write!(f, "{e}"),
             Error::Unauthorized(why) => f.write_str(why),

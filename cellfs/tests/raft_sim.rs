@@ -30,6 +30,7 @@ mod raft_sim {
     pub mod check;
     pub mod real;
     pub mod rng;
+    pub mod set;
     pub mod world;
 }
 

@@ -131,6 +131,9 @@ impl<L: Log, C: Clock> Server<L, C> {
             match commit {
                 Commit::Entry { entry, proposal } => self.apply_entry(entry, proposal, out),
                 Commit::Snapshot(snap) => self.install(snap),
+                Commit::Done { proposal, result } if self.gates.contains_key(&proposal) => {
+                    self.gate_opened(proposal, result, out);
+                }
                 Commit::Done { proposal, result } => {
                     if let Some(w) = self.inflight.remove(&proposal) {
                         if let (Err(_), Then::Own(cmd)) = (&result, &w.then) {

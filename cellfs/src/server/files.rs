@@ -171,7 +171,8 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
     }
 
-    /// Answer Tread. A file read from its start is linearizable: unless
+    /// Answer Tread. A read from its start (of a file or a directory) is
+    /// linearizable: unless
     /// `fresh` (the state is already known to be recent enough), it waits
     /// for the log to confirm that this node has applied every write
     /// acknowledged anywhere before it began (raft(3) READS).
@@ -211,6 +212,16 @@ impl<L: Log, C: Clock> Server<L, C> {
         let ctx = self.world.ctx_as(&grant);
         let dev = ctx.device(node);
         let info = dev.info(&ctx, node).ok_or_else(gone)?;
+        if !fresh
+            && offset == 0
+            && (info.dir || count != 0)
+            && let ReadGate::Wait(proposal) = self.log.read()?
+        {
+            c.live_tags.insert(tag);
+            let then = Then::Read { fid, offset, count };
+            self.inflight.insert(proposal, Waiter::new(conn, tag, then));
+            return Ok(());
+        }
         self.read_buf.clear();
         if info.dir {
             if offset == 0 {
@@ -248,15 +259,6 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         if count == 0 {
             encode_reply(out, conn, tag, Body::Rread { data: &[] });
-            return Ok(());
-        }
-        if !fresh
-            && offset == 0
-            && let ReadGate::Wait(proposal) = self.log.read()?
-        {
-            c.live_tags.insert(tag);
-            let then = Then::Read { fid, offset, count };
-            self.inflight.insert(proposal, Waiter::new(conn, tag, then));
             return Ok(());
         }
         let outcome = dev.read(&ctx, node, &mut f.aux, offset, count, &mut self.read_buf)?;

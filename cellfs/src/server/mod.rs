@@ -43,6 +43,7 @@ mod access;
 mod commit;
 mod dispatch;
 mod files;
+mod gate;
 mod reply;
 mod wait;
 
@@ -288,6 +289,9 @@ pub struct Server<L: Log, C: Clock> {
     /// request waits with: from then on, [`Server::poll`] answers such
     /// requests rather than leave them waiting.
     parked_expiry: u64,
+    /// Reads asked of the log for held requests, and whose they are
+    /// (`gate.rs`).
+    gates: BTreeMap<ProposalId, ConnId>,
 }
 
 /// A command accepted but not yet prepared and proposed.
@@ -340,6 +344,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             batched: Vec::new(),
             outgoing: Vec::new(),
             parked_expiry: u64::MAX,
+            gates: BTreeMap::new(),
         }
     }
 
@@ -423,6 +428,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             return;
         };
         c.live_tags.clear();
+        self.drop_held(conn);
         self.world.parked.remove_where(|r| r.conn == conn);
         self.world.parked.remove_writes_where(|w| w.conn == conn);
         self.batched.retain(|u| u.conn != conn);
@@ -436,6 +442,14 @@ impl<L: Log, C: Clock> Server<L, C> {
     /// frame too broken to answer asks `out` to close the connection.
     pub fn handle(&mut self, conn: ConnId, frame: &[u8], out: &mut Outbox) {
         self.world.tick();
+        self.serve(conn, frame, false, out);
+        self.run_wakes(out);
+        self.propose_outgoing();
+    }
+
+    /// Serve one frame: `released` when it was held back (`gate.rs`) and
+    /// may now go on.
+    fn serve(&mut self, conn: ConnId, frame: &[u8], released: bool, out: &mut Outbox) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -460,6 +474,13 @@ impl<L: Log, C: Clock> Server<L, C> {
                 return out.close(conn);
             }
         }
+        if !released {
+            match self.hold(conn, tag, &msg.body, frame) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => return self.reply_err(conn, tag, &e, out),
+            }
+        }
         let target = mutation_target(&msg.body);
         // Removal clunks the fid, so name the file before it goes.
         let removing = match msg.body {
@@ -473,8 +494,6 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.reply_err(conn, tag, &e, out);
         }
-        self.run_wakes(out);
-        self.propose_outgoing();
     }
 
     fn conn(&mut self, conn: ConnId) -> Result<&mut Conn, Error> {

@@ -14,6 +14,9 @@ use super::*;
 
 impl<L: Log, C: Clock> Server<L, C> {
     pub(super) fn flush(&mut self, conn: ConnId, tag: u16, oldtag: u16, out: &mut Outbox) {
+        if self.unhold(conn, oldtag, out) {
+            return self.reply(conn, tag, Body::Rflush, out);
+        }
         let parked = self
             .world
             .parked

@@ -10,6 +10,12 @@ pub enum OpKind {
     Send(Vec<u8>),
     /// Read (take) the next message.
     Take,
+    /// Make channel NAME (`Ok(Some([1]))`: made; `[0]`: it existed).
+    Make(String),
+    /// Remove channel NAME (`[1]`: removed; `[0]`: it did not exist).
+    Remove(String),
+    /// Walk to channel NAME (`[1]`: there; `[0]`: not).
+    Exists(String),
 }
 
 /// How an operation ended.

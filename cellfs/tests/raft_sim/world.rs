@@ -116,6 +116,11 @@ struct Client {
     /// Connected to this node (index), in this life, on this connection.
     at: Option<(usize, u64, ConnId)>,
     busy: Busy,
+    /// Its attach, walks and opens are sent (pipelined) but not all answered.
+    joining: bool,
+    /// The answer to the walk (tag WALK_TAG) a make or remove sends before
+    /// it: how many names it walked, or why it failed.
+    walked: Option<Result<usize, String>>,
     sent: u64,
     /// Not before this time (after a failed connect).
     retry_at: u64,
@@ -123,6 +128,14 @@ struct Client {
 
 /// The tag of every client operation (one at a time per connection).
 const OP_TAG: u16 = 10;
+/// The tag of the walk a make or remove of a channel sends first.
+const WALK_TAG: u16 = 11;
+/// The tag of the clunk that frees the fid a set operation uses.
+const CLUNK_TAG: u16 = 12;
+/// The fid of set operations.
+const SET_FID: u32 = 8;
+/// The channels that set operations make, remove and look for.
+const SET_NAMES: [&str; 2] = ["s0", "s1"];
 /// The tag of the setup's channel creation.
 const SETUP_TAG: u16 = 7;
 
@@ -178,6 +191,8 @@ impl<R: SimLog> Sim<R> {
         let clients = (0..p.clients)
             .map(|_| Client {
                 at: None,
+                joining: false,
+                walked: None,
                 busy: Busy::Idle,
                 sent: 0,
                 retry_at: 0,
@@ -312,6 +327,7 @@ impl<R: SimLog> Sim<R> {
             if c.at.is_some_and(|(node, l, _)| node == i && l == life) {
                 c.at = None;
                 c.busy = Busy::Idle;
+                c.joining = false;
             }
         }
         if self.setup.is_some_and(|(node, _, _)| node == i) {
@@ -470,6 +486,18 @@ impl<R: SimLog> Sim<R> {
         reply
     }
 
+    /// Send a request without waiting: its reply reaches `dispatch` (a
+    /// walk or an open may wait for the log to confirm the node is
+    /// current, and later requests of the connection wait behind it).
+    fn send(&mut self, i: usize, conn: ConnId, tag: u16, body: Body<'_>) {
+        let mut frame = Vec::new();
+        ninep::encode(&Msg { tag, body }, &mut frame).expect("encode");
+        if let Some(server) = self.nodes[i].server.as_mut() {
+            server.handle(conn, &frame, &mut self.out);
+        }
+        self.collect(i);
+    }
+
     /// A connection to node `i` with fid 0 attached to the root.
     /// Attach to a node picked at random among those up.
     fn attach_anywhere(&mut self) -> Option<(usize, ConnId)> {
@@ -483,6 +511,8 @@ impl<R: SimLog> Sim<R> {
         Some((i, self.attach(i)?))
     }
 
+    /// Negotiate a connection to node `i` and send its attach (tag 1);
+    /// the requests sent after it on the connection follow it.
     fn attach(&mut self, i: usize) -> Option<ConnId> {
         let conn = self.nodes[i].server.as_mut()?.connect();
         let v = self.call(
@@ -494,7 +524,10 @@ impl<R: SimLog> Sim<R> {
                 version: "9P2000",
             },
         )?;
-        let a = self.call(
+        if kind(&v) != "Rversion" {
+            return None;
+        }
+        self.send(
             i,
             conn,
             1,
@@ -505,18 +538,25 @@ impl<R: SimLog> Sim<R> {
                 aname: "",
                 n_uname: None,
             },
-        )?;
-        (kind(&v) == "Rversion" && kind(&a) == "Rattach").then_some(conn)
+        );
+        Some(conn)
     }
 
+    /// Make the channel, pipelined: attach, walk to /chan, create q (its
+    /// answer, under SETUP_TAG, decides; an earlier step that failed makes
+    /// it fail too).
     fn begin_setup(&mut self) {
-        if self.now % 50 > 5 {
+        if self.now % 50 > 5 || self.setup.is_some() {
             return;
         }
         let Some((i, conn)) = self.attach_anywhere() else {
             return;
         };
-        let w = self.call(
+        self.setup = Some((i, self.nodes[i].life, conn));
+        if self.made_chan {
+            return self.make_group(i, conn);
+        }
+        self.send(
             i,
             conn,
             2,
@@ -526,14 +566,7 @@ impl<R: SimLog> Sim<R> {
                 wnames: Names::from_slice(&["chan"]).expect("names"),
             },
         );
-        if w.as_deref().map(kind) != Some("Rwalk".into()) {
-            return;
-        }
-        self.setup = Some((i, self.nodes[i].life, conn));
-        if self.made_chan {
-            return self.make_group(i, conn);
-        }
-        if let Some(r) = self.call(
+        self.send(
             i,
             conn,
             SETUP_TAG,
@@ -543,15 +576,13 @@ impl<R: SimLog> Sim<R> {
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
             },
-        ) {
-            self.frames.push((i, conn, r));
-        }
+        );
     }
 
     /// The second step of the setup: the consumer group the clients'
-    /// takes read (`group g` on /chan/q/ctl).
+    /// takes read (`group g` on /chan/q/ctl), pipelined like the first.
     fn make_group(&mut self, i: usize, conn: ConnId) {
-        let w = self.call(
+        self.send(
             i,
             conn,
             3,
@@ -561,15 +592,8 @@ impl<R: SimLog> Sim<R> {
                 wnames: Names::from_slice(&["chan", "q", "ctl"]).expect("names"),
             },
         );
-        let o = match w.as_deref().map(kind).as_deref() {
-            Some("Rwalk") => self.call(i, conn, 4, Body::Topen { fid: 2, mode: 1 }),
-            _ => None,
-        };
-        if o.as_deref().map(kind).as_deref() != Some("Ropen") {
-            self.setup = None;
-            return;
-        }
-        if let Some(r) = self.call(
+        self.send(i, conn, 4, Body::Topen { fid: 2, mode: 1 });
+        self.send(
             i,
             conn,
             SETUP_TAG,
@@ -578,9 +602,7 @@ impl<R: SimLog> Sim<R> {
                 offset: 0,
                 data: b"group g",
             },
-        ) {
-            self.frames.push((i, conn, r));
-        }
+        );
     }
 
     fn setup_reply(&mut self, f: &[u8]) {
@@ -589,14 +611,25 @@ impl<R: SimLog> Sim<R> {
         if self.made_chan {
             self.say(|| format!("setup: group g: {k}"));
             self.made |= ok;
-            self.setup = None;
+            self.end_setup();
             return;
         }
         self.say(|| format!("setup: mkdir /chan/q: {k}"));
         self.made_chan = ok;
         match self.setup {
             Some((i, _, conn)) if ok => self.make_group(i, conn),
-            _ => self.setup = None,
+            _ => self.end_setup(),
+        }
+    }
+
+    /// The setup's connection is done with.
+    fn end_setup(&mut self) {
+        if let Some((i, life, conn)) = self.setup.take()
+            && self.nodes[i].life == life
+            && let Some(s) = self.nodes[i].server.as_mut()
+        {
+            let mut out = Outbox::new();
+            s.disconnect(conn, &mut out);
         }
     }
 
@@ -614,12 +647,18 @@ impl<R: SimLog> Sim<R> {
                 self.connect(ci);
                 continue;
             }
-            if c.busy != Busy::Idle || !self.faults || !self.rng.chance(0.3) {
+            if c.busy != Busy::Idle || c.joining || !self.faults || !self.rng.chance(0.3) {
                 continue;
             }
             let (i, _, conn) = c.at.expect("connected");
-            let take = self.rng.chance(0.4);
-            let kind = if take {
+            let kind = if self.rng.chance(0.3) {
+                let name = String::from(SET_NAMES[self.rng.index(SET_NAMES.len())]);
+                match self.rng.index(3) {
+                    0 => OpKind::Make(name),
+                    1 => OpKind::Remove(name),
+                    _ => OpKind::Exists(name),
+                }
+            } else if self.rng.chance(0.4) {
                 OpKind::Take
             } else {
                 let v = format!("c{ci}.{}", c.sent).into_bytes();
@@ -637,7 +676,12 @@ impl<R: SimLog> Sim<R> {
             self.clients[ci].busy = Busy::On(at);
             let id = self.nodes[i].id;
             self.say(|| format!("client {ci} on n{id}: {}", show_kind(&kind)));
+            self.clients[ci].walked = None;
             let body = match &kind {
+                OpKind::Make(_) | OpKind::Remove(_) | OpKind::Exists(_) => {
+                    self.start_set(i, conn, &kind);
+                    continue;
+                }
                 OpKind::Send(v) => Body::Twrite {
                     fid: 1,
                     offset: 0,
@@ -660,12 +704,98 @@ impl<R: SimLog> Sim<R> {
         }
     }
 
+    /// Send a set operation, pipelined: free the fid, then (for a make
+    /// or remove) walk it to /chan or to the channel under WALK_TAG, then
+    /// the request whose answer decides, under OP_TAG.
+    fn start_set<'a>(&mut self, i: usize, conn: ConnId, kind: &'a OpKind) {
+        self.send(i, conn, CLUNK_TAG, Body::Tclunk { fid: SET_FID });
+        let walk = |names: &[&'a str]| Names::from_slice(names).expect("names");
+        let (first, then) = match kind {
+            OpKind::Make(n) => (
+                Some(walk(&["chan"])),
+                Body::Tcreate {
+                    fid: SET_FID,
+                    name: n,
+                    perm: ninep::stat::DMDIR | 0o755,
+                    mode: 0,
+                },
+            ),
+            OpKind::Remove(n) => (
+                Some(walk(&["chan", n.as_str()])),
+                Body::Tremove { fid: SET_FID },
+            ),
+            OpKind::Exists(n) => (
+                None,
+                Body::Twalk {
+                    fid: 0,
+                    newfid: SET_FID,
+                    wnames: walk(&["chan", n.as_str()]),
+                },
+            ),
+            _ => return,
+        };
+        if let Some(wnames) = first {
+            let body = Body::Twalk {
+                fid: 0,
+                newfid: SET_FID,
+                wnames,
+            };
+            self.send(i, conn, WALK_TAG, body);
+        }
+        self.send(i, conn, OP_TAG, then);
+    }
+
+    /// How a set operation ended, from the answer under OP_TAG (and the
+    /// walk before it). A result is `[1]` or `[0]` (see [`OpKind`]).
+    fn set_outcome(
+        kind: &OpKind,
+        walked: &Option<Result<usize, String>>,
+        body: Body<'_>,
+    ) -> Outcome {
+        let yes = |b: bool| Outcome::Ok(Some(vec![u8::from(b)]));
+        let err = |ename: &str| {
+            if check::definite_failure(ename) {
+                Outcome::Failed(ename.to_string())
+            } else {
+                Outcome::Unknown(ename.to_string())
+            }
+        };
+        match (kind, walked, body) {
+            // The walk before it failed: the fid it needs never was.
+            (OpKind::Make(_) | OpKind::Remove(_), Some(Err(e)), _) => {
+                Outcome::Failed(format!("walk: {e}"))
+            }
+            (OpKind::Remove(_), Some(Ok(n)), _) if *n < 2 => yes(false),
+            (OpKind::Make(_), _, Body::Rcreate { .. }) => yes(true),
+            (OpKind::Make(_), _, Body::Rerror { ename }) if ename.contains("already exists") => {
+                yes(false)
+            }
+            (OpKind::Remove(_), _, Body::Rremove) => yes(true),
+            (OpKind::Remove(_), _, Body::Rerror { ename })
+                if ename.contains("does not exist") || ename.contains("was removed") =>
+            {
+                yes(false)
+            }
+            (OpKind::Exists(_), _, Body::Rwalk { wqids }) => yes(wqids.len() == 2),
+            // A walk that failed changed nothing.
+            (OpKind::Exists(_), _, Body::Rerror { ename }) => Outcome::Failed(ename.to_string()),
+            (_, _, Body::Rerror { ename }) => err(ename),
+            (_, _, other) => Outcome::Unknown(format!("unexpected {:?}", other.msg_type())),
+        }
+    }
+
+    /// Connect client `ci`, pipelined: attach (tag 1), walk to the
+    /// channel's data (2) and open it (3), walk to the group (4) and open
+    /// it (5). The client is ready when the last open is answered.
     fn connect(&mut self, ci: usize) {
         self.clients[ci].retry_at = self.now + 20;
         let Some((i, conn)) = self.attach_anywhere() else {
             return;
         };
-        let w = self.call(
+        let life = self.nodes[i].life;
+        self.clients[ci].at = Some((i, life, conn));
+        self.clients[ci].joining = true;
+        self.send(
             i,
             conn,
             2,
@@ -675,39 +805,41 @@ impl<R: SimLog> Sim<R> {
                 wnames: Names::from_slice(&["chan", "q", "data"]).expect("names"),
             },
         );
-        let o = match w.as_deref().map(kind).as_deref() {
-            Some("Rwalk") => self.call(i, conn, 3, Body::Topen { fid: 1, mode: 1 }),
-            _ => None,
-        };
-        let g = match o.as_deref().map(kind).as_deref() {
-            Some("Ropen") => self.call(
-                i,
-                conn,
-                4,
-                Body::Twalk {
-                    fid: 0,
-                    newfid: 2,
-                    wnames: Names::from_slice(&["chan", "q", "groups", "g"]).expect("names"),
-                },
-            ),
-            _ => None,
-        };
-        let o = match g.as_deref().map(kind).as_deref() {
-            Some("Rwalk") => self.call(i, conn, 5, Body::Topen { fid: 2, mode: 0 }),
-            _ => None,
-        };
-        if o.as_deref().map(kind).as_deref() != Some("Ropen") {
-            // The node has not applied the channel yet.
-            let mut out = Outbox::new();
-            if let Some(s) = self.nodes[i].server.as_mut() {
+        self.send(i, conn, 3, Body::Topen { fid: 1, mode: 1 });
+        self.send(
+            i,
+            conn,
+            4,
+            Body::Twalk {
+                fid: 0,
+                newfid: 2,
+                wnames: Names::from_slice(&["chan", "q", "groups", "g"]).expect("names"),
+            },
+        );
+        self.send(i, conn, 5, Body::Topen { fid: 2, mode: 0 });
+    }
+
+    /// A reply to one of client `ci`'s connecting requests.
+    fn joined(&mut self, ci: usize, f: &[u8]) {
+        let k = kind(f);
+        if k.starts_with("Rerror") {
+            // The node has not applied the channel yet, or cannot confirm
+            // it is current: try again later.
+            if let Some((i, life, conn)) = self.clients[ci].at.take()
+                && self.nodes[i].life == life
+                && let Some(s) = self.nodes[i].server.as_mut()
+            {
+                let mut out = Outbox::new();
                 s.disconnect(conn, &mut out);
             }
+            self.clients[ci].joining = false;
             return;
         }
-        let life = self.nodes[i].life;
-        self.clients[ci].at = Some((i, life, conn));
-        let id = self.nodes[i].id;
-        self.say(|| format!("client {ci} connects to n{id}"));
+        if tag_of(f) == 5 {
+            self.clients[ci].joining = false;
+            let id = self.clients[ci].at.map_or(0, |(i, ..)| self.nodes[i].id);
+            self.say(|| format!("client {ci} connects to n{id}"));
+        }
     }
 
     /// Hand every reply to the client or setup waiting for it.
@@ -719,17 +851,47 @@ impl<R: SimLog> Sim<R> {
                 self.setup_reply(&f);
                 continue;
             }
+            if self.setup == here {
+                // An earlier step of the setup: its failure shows in the
+                // answer under SETUP_TAG.
+                continue;
+            }
             let Some(ci) = self.clients.iter().position(|c| c.at == here) else {
                 continue;
             };
+            if self.clients[ci].joining {
+                self.joined(ci, &f);
+                continue;
+            }
             let Busy::On(op) = self.clients[ci].busy else {
                 continue;
             };
+            if tag_of(&f) == WALK_TAG {
+                let msg = ninep::decode(&f, ninep::Dialect::P2000).expect("replies decode");
+                self.clients[ci].walked = Some(match msg.body {
+                    Body::Rwalk { wqids } => Ok(wqids.len()),
+                    Body::Rerror { ename } => Err(ename.to_string()),
+                    other => Err(format!("unexpected {:?}", other.msg_type())),
+                });
+                continue;
+            }
             if tag_of(&f) != OP_TAG {
                 continue;
             }
             let msg = ninep::decode(&f, ninep::Dialect::P2000).expect("replies decode");
+            let kind = &self.ops[op].kind;
             let outcome = match msg.body {
+                body @ (Body::Rcreate { .. }
+                | Body::Rremove
+                | Body::Rwalk { .. }
+                | Body::Rerror { .. })
+                    if matches!(
+                        kind,
+                        OpKind::Make(_) | OpKind::Remove(_) | OpKind::Exists(_)
+                    ) =>
+                {
+                    Self::set_outcome(kind, &self.clients[ci].walked, body)
+                }
                 Body::Rwrite { .. } => Outcome::Ok(None),
                 Body::Rread { data } => Outcome::Ok(Some(data.to_vec())),
                 Body::Rerror { ename } if check::definite_failure(ename) => {
@@ -956,6 +1118,7 @@ impl<R: SimLog> Sim<R> {
             .unwrap_or_default();
         self.stats.applied = server.state().applied;
         check::linearizable(&self.ops, &rest, self.now)?;
+        super::set::linearizable(&self.ops)?;
         if self.trace {
             println!("seed {}: {:?}", self.seed, self.stats);
         }
@@ -982,5 +1145,8 @@ fn show_kind(k: &OpKind) -> String {
     match k {
         OpKind::Send(v) => format!("send {}", String::from_utf8_lossy(v)),
         OpKind::Take => String::from("take"),
+        OpKind::Make(n) => format!("mkdir /chan/{n}"),
+        OpKind::Remove(n) => format!("rmdir /chan/{n}"),
+        OpKind::Exists(n) => format!("walk /chan/{n}"),
     }
 }
