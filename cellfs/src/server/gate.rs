@@ -127,7 +127,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if !c.held.front().is_some_and(|h| h.gate.is_none()) {
+            if c.held.front().is_none_or(|h| h.gate.is_some()) {
                 return;
             }
             let Some(h) = c.held.pop_front() else {
