@@ -49,3 +49,6 @@ pub const MAX_HELD: usize = 256;
 
 /// Most bytes of requests a connection may have held back at once.
 pub const MAX_HELD_BYTES: usize = 4 << 20;
+
+/// Most bytes of requests held back across every connection at once.
+pub const MAX_HELD_TOTAL: usize = 64 << 20;

@@ -15,7 +15,7 @@ use alloc::format;
 use ninep::Body;
 
 use crate::clock::Clock;
-use crate::conn::{Held, MAX_HELD, MAX_HELD_BYTES};
+use crate::conn::{Held, MAX_HELD, MAX_HELD_BYTES, MAX_HELD_TOTAL};
 use crate::error::Error;
 use crate::log::{Log, LogError, ProposalId, ReadGate};
 use crate::outbox::{ConnId, Outbox};
@@ -66,6 +66,13 @@ impl<L: Log, C: Clock> Server<L, C> {
                 c.held.len()
             )));
         }
+        if self.held_total + frame.len() > MAX_HELD_TOTAL {
+            return Err(Error::Again(format!(
+                "{} MiB of requests already wait on this node for the log to confirm \
+                 it is current; try again",
+                MAX_HELD_TOTAL >> 20
+            )));
+        }
         let gate = if reads_shape(body) {
             match self.log.read()? {
                 ReadGate::Now => None,
@@ -85,6 +92,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         });
         c.held_bytes += frame.len();
         c.live_tags.insert(tag);
+        self.held_total += frame.len();
         if let Some(p) = gate {
             self.gates.insert(p, conn);
         }
@@ -114,6 +122,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 if let Some(h) = c.held.remove(i) {
                     c.held_bytes -= h.frame.len();
                     c.live_tags.remove(&h.tag);
+                    self.held_total -= h.frame.len();
                     self.reply_err(conn, h.tag, &Error::Log(e), out);
                 }
             }
@@ -135,6 +144,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             };
             c.held_bytes -= h.frame.len();
             c.live_tags.remove(&h.tag);
+            self.held_total -= h.frame.len();
             self.serve(conn, &h.frame, true, out);
         }
     }
@@ -151,6 +161,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         if let Some(h) = c.held.remove(i) {
             c.held_bytes -= h.frame.len();
             c.live_tags.remove(&h.tag);
+            self.held_total -= h.frame.len();
             if let Some(p) = h.gate {
                 self.gates.remove(&p);
             }
@@ -163,6 +174,7 @@ impl<L: Log, C: Clock> Server<L, C> {
     pub(super) fn drop_held(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.held.clear();
+            self.held_total -= c.held_bytes;
             c.held_bytes = 0;
         }
         self.gates.retain(|_, c| *c != conn);

@@ -292,6 +292,8 @@ pub struct Server<L: Log, C: Clock> {
     /// Reads asked of the log for held requests, and whose they are
     /// (`gate.rs`).
     gates: BTreeMap<ProposalId, ConnId>,
+    /// The bytes of every connection's held requests.
+    held_total: usize,
 }
 
 /// A command accepted but not yet prepared and proposed.
@@ -345,6 +347,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             outgoing: Vec::new(),
             parked_expiry: u64::MAX,
             gates: BTreeMap::new(),
+            held_total: 0,
         }
     }
 

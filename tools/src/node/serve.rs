@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::BytesMut;
@@ -93,6 +93,12 @@ impl Default for ClusterArgs {
 /// be reading its replies and is disconnected.
 const MAX_QUEUED: usize = 16 << 20;
 
+/// Reply bytes that may wait across every connection at once: past it, a
+/// connection that would queue more is judged not to be keeping up and
+/// is disconnected (with a line on stderr), so that many slow readers
+/// together cannot hold more than this (cellfs(4) LIMITS).
+const MAX_QUEUED_TOTAL: usize = 256 << 20;
+
 /// Wall and monotonic time from the host.
 pub struct SysClock {
     start: Instant,
@@ -124,6 +130,11 @@ struct Core {
     server: Server<RaftLog, SysClock>,
     out: Outbox,
     peers: HashMap<ConnId, Peer>,
+    /// The bytes queued in every peer's `queued`.
+    queued_total: usize,
+    /// When a connection was last closed for the total budget (for
+    /// logging at most once every 10 s), and how many since.
+    over_budget: (Option<Instant>, u64),
 }
 
 type Shared = Arc<Mutex<Core>>;
@@ -147,8 +158,22 @@ impl Core {
             if peer.queued.len() + frame.len() > MAX_QUEUED {
                 // The client is not reading its replies.
                 peer.hangup = true;
+            } else if self.queued_total + frame.len() > MAX_QUEUED_TOTAL {
+                peer.hangup = true;
+                let (last, count) = &mut self.over_budget;
+                *count += 1;
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    eprintln!(
+                        "cell0: {} MiB of replies wait for slow clients, the most the node holds; \
+                         closed {count} connection(s) that could not take theirs",
+                        MAX_QUEUED_TOTAL >> 20
+                    );
+                    *last = Some(Instant::now());
+                    *count = 0;
+                }
             } else {
                 peer.queued.extend_from_slice(frame);
+                self.queued_total += frame.len();
             }
             // Frames come in runs per connection; wake each run once.
             if Some(conn) != me && woken != Some(conn) {
@@ -176,6 +201,7 @@ impl Core {
         match self.peers.get_mut(&conn) {
             Some(peer) => {
                 std::mem::swap(&mut peer.queued, into);
+                self.queued_total -= into.len();
                 peer.hangup
             }
             None => true,
@@ -278,6 +304,8 @@ pub async fn serve(
         server,
         out,
         peers: HashMap::new(),
+        queued_total: 0,
+        over_budget: (None, 0),
     }));
     let _ = slot.set(Arc::downgrade(&core));
 
@@ -592,7 +620,9 @@ async fn connection(core: Shared, mut stream: TcpStream) {
         let c = &mut *c;
         c.server.disconnect(conn, &mut c.out);
         c.deliver(Some(conn));
-        c.peers.remove(&conn);
+        if let Some(peer) = c.peers.remove(&conn) {
+            c.queued_total -= peer.queued.len();
+        }
     }
     let _ = stream.shutdown().await;
 }
