@@ -37,8 +37,17 @@ fn bench_raft_prints_a_row_per_case_and_the_ratios() {
     ] {
         assert!(cases.iter().any(|c| c == want), "no row for {want}:\n{out}");
     }
-    // Writes through a follower, which forwards them to the leader.
-    for want in ["cell0-follower 3 1 ", "cell0-follower 3 64 "] {
+    // Writes through a follower, and linearizable reads on both sides.
+    for want in [
+        "cell0-follower 3 1 ",
+        "cell0-follower 3 64 ",
+        "cell0-read 3 1 ",
+        "cell0-read 3 64 ",
+        "cell0-read-f 3 1 ",
+        "cell0-read-f 3 64 ",
+        "etcd-read 3 1 ",
+        "etcd-read 3 64 ",
+    ] {
         let row = out
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -62,5 +71,10 @@ fn bench_raft_prints_a_row_per_case_and_the_ratios() {
             ratio.contains("throughput") && ratio.contains("p99"),
             "{ratio}"
         );
+        let reads = out
+            .lines()
+            .find(|l| l.starts_with("cell0-read/etcd-read, 3 nodes") && l.contains(w))
+            .unwrap_or_else(|| panic!("no read ratio line for {w}\n{out}"));
+        assert!(reads.contains("throughput"), "{reads}");
     }
 }

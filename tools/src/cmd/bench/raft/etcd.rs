@@ -25,6 +25,10 @@ const START_WAIT: Duration = Duration::from_secs(30);
 /// /v3beta, 3.2 only /v3alpha).
 pub const PUT: &str = "/v3/kv/put";
 
+/// Where the gateway takes range reads (linearizable unless asked to be
+/// serializable).
+pub const RANGE: &str = "/v3/kv/range";
+
 /// The gateway's status call, which names the leader and the member.
 const STATUS: &str = "/v3/maintenance/status";
 
@@ -179,6 +183,35 @@ impl Writer for EtcdWriter {
         anyhow::ensure!(
             reply.starts_with(b"{\"header\""),
             "etcd answered a PUT with {}",
+            String::from_utf8_lossy(&reply)
+        );
+        Ok(())
+    }
+}
+
+/// A client with its own keep-alive connection, reading one key with
+/// etcd's default (linearizable) range request over and over.
+pub struct EtcdReader {
+    http: Http,
+    body: Vec<u8>,
+}
+
+impl EtcdReader {
+    /// A reader connected to `addr`.
+    pub fn open(addr: &str) -> anyhow::Result<EtcdReader> {
+        Ok(EtcdReader {
+            http: Http::connect(addr)?,
+            body: format!(r#"{{"key":"{}"}}"#, BASE64.encode("bench/0")).into_bytes(),
+        })
+    }
+}
+
+impl Writer for EtcdReader {
+    fn commit(&mut self) -> anyhow::Result<()> {
+        let reply = self.http.post(RANGE, &self.body)?;
+        anyhow::ensure!(
+            reply.starts_with(b"{\"header\""),
+            "etcd answered a range read with {}",
             String::from_utf8_lossy(&reply)
         );
         Ok(())

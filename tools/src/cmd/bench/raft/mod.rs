@@ -69,6 +69,10 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
         "cell0-follower: the same writes sent to a follower, which forwards them to the leader and answers once it has applied them"
     );
     println!("cell0: `note bench` written to /ctl over 9P2000.L");
+    println!(
+        "*-read: each writer reads instead, one linearizable read at a time: cell0 walks to /raft/status and clunks the fid (on the leader, or -read-f on a follower); etcd reads a key (POST {}, its default linearizable range)",
+        etcd::RANGE
+    );
     if let Some(v) = &etcd_version {
         println!(
             "etcd {v}: a PUT of a 10-byte value through the HTTP/JSON gateway (POST {}), keep-alive",
@@ -99,6 +103,20 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
                 rows.push(case("cell0-follower", n, w, writers, plan.span)?);
             }
         }
+        for &w in &plan.writers {
+            let readers = (0..w)
+                .map(|_| cell0::Cell0Reader::open(&leader, &aname))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            rows.push(case("cell0-read", n, w, readers, plan.span)?);
+        }
+        if let Some(follower) = cluster.follower()? {
+            for &w in &plan.writers {
+                let readers = (0..w)
+                    .map(|_| cell0::Cell0Reader::open(&follower, &aname))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                rows.push(case("cell0-read-f", n, w, readers, plan.span)?);
+            }
+        }
     }
     if etcd_version.is_some() {
         let cluster = etcd::Etcd::start(ETCD_NODES)?;
@@ -108,6 +126,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
                 .map(|i| etcd::EtcdWriter::open(&leader, i))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             rows.push(case("etcd", ETCD_NODES, w, writers, plan.span)?);
+        }
+        for &w in &plan.writers {
+            let readers = (0..w)
+                .map(|_| etcd::EtcdReader::open(&leader))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            rows.push(case("etcd-read", ETCD_NODES, w, readers, plan.span)?);
         }
     }
     print_ratios(&rows);
@@ -145,10 +169,16 @@ fn case<W: Writer>(
 /// Cell0 against etcd at the same cluster size and writer count.
 fn print_ratios(rows: &[Row]) {
     let mut header = false;
-    for c in rows.iter().filter(|r| r.system == "cell0") {
+    let pairs = [("cell0", "etcd"), ("cell0-read", "etcd-read")];
+    for (c, peer) in rows.iter().filter_map(|r| {
+        pairs
+            .iter()
+            .find(|(mine, _)| *mine == r.system)
+            .map(|(_, peer)| (r, *peer))
+    }) {
         let Some(e) = rows
             .iter()
-            .find(|e| e.system == "etcd" && e.nodes == c.nodes && e.writers == c.writers)
+            .find(|e| e.system == peer && e.nodes == c.nodes && e.writers == c.writers)
         else {
             continue;
         };
@@ -157,7 +187,9 @@ fn print_ratios(rows: &[Row]) {
             header = true;
         }
         println!(
-            "cell0/etcd, {} nodes, {} writer{}: throughput {:.2}, p99 latency {:.2}",
+            "{}/{}, {} nodes, {} writer{}: throughput {:.2}, p99 latency {:.2}",
+            c.system,
+            e.system,
             c.nodes,
             c.writers,
             if c.writers == 1 { "" } else { "s" },
