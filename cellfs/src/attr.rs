@@ -26,6 +26,21 @@ pub fn qid(node: File, info: &Info<'_>) -> Qid {
     }
 }
 
+/// A stat record in `dialect`: 9P2000's, or 9P2000.u's with numeric ids
+/// (those [`getattr`] reports) and no extension.
+pub fn stat_in<'a>(node: File, info: &Info<'a>, dialect: ninep::Dialect) -> Stat<'a> {
+    let mut s = stat(node, info);
+    if dialect == ninep::Dialect::U {
+        s.ext = Some(ninep::StatExt {
+            extension: "",
+            n_uid: 0,
+            n_gid: 0,
+            n_muid: 0,
+        });
+    }
+    s
+}
+
 /// A 9P2000 stat record.
 pub fn stat<'a>(node: File, info: &Info<'a>) -> Stat<'a> {
     let mtime = u32::try_from(info.mtime).unwrap_or(u32::MAX);
@@ -41,6 +56,7 @@ pub fn stat<'a>(node: File, info: &Info<'a>) -> Stat<'a> {
         uid: OWNER,
         gid: OWNER,
         muid: OWNER,
+        ext: None,
     }
 }
 

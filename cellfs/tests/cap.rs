@@ -69,7 +69,7 @@ impl Node {
         let msg = ninep::decode(frame, self.dialect).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
-            Body::Rerror { ename } => format!("Rerror {ename}"),
+            Body::Rerror { ename, .. } => format!("Rerror {ename}"),
             Body::Rlerror { ecode } => format!("Rlerror {ecode}"),
             other => format!("{:?}", other.msg_type()),
         }
@@ -229,6 +229,7 @@ impl Node {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
+                extension: None,
             },
         );
         self.call(c, Body::Tclunk { fid: 80 });
@@ -514,6 +515,7 @@ fn every_right_is_enforced() {
             name: "x",
             perm: 0o644,
             mode: 0,
+            extension: None,
         },
     );
     assert!(

@@ -197,7 +197,7 @@ impl Node {
         let frames: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
         assert_eq!(frames.len(), 1, "one reply");
         match ninep::decode(&frames[0], Dialect::P2000).unwrap().body {
-            Body::Rerror { ename } => Reply::Error(ename.to_string()),
+            Body::Rerror { ename, .. } => Reply::Error(ename.to_string()),
             Body::Rwalk { wqids } => Reply::Walked(wqids.iter().copied().collect()),
             Body::Rread { data } => Reply::Data(data.to_vec()),
             Body::Rwrite { .. } => Reply::Wrote,
@@ -293,6 +293,7 @@ impl Node {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
+                extension: None,
             },
         );
         self.clunk(c, 8);
@@ -455,6 +456,7 @@ fn attempt(
                     name,
                     perm: ninep::stat::DMDIR | 0o755,
                     mode: 0,
+                    extension: None,
                 },
             );
             n.clunk(c, 50);

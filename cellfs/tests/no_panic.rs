@@ -83,6 +83,7 @@ fn request(kind: u8, a: u8, b: u8, c: u8) -> Vec<u8> {
                 0
             },
             mode: 0,
+            extension: None,
         },
         10 => Body::Tmkdir {
             dfid: fid,

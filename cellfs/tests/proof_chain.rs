@@ -72,7 +72,7 @@ impl Node {
         let msg = ninep::decode(&frames[0], ninep::Dialect::default()).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
-            Body::Rerror { ename } => format!("Rerror {ename}"),
+            Body::Rerror { ename, .. } => format!("Rerror {ename}"),
             other => format!("{:?}", other.msg_type()),
         }
     }
@@ -96,6 +96,7 @@ impl Node {
             name,
             perm: ninep::stat::DMDIR | 0o755,
             mode: 0,
+            extension: None,
         });
         assert_eq!(r, "Rcreate");
         self.call(Body::Tclunk { fid: 80 });

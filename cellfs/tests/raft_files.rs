@@ -140,7 +140,7 @@ impl<L: Log> Node<L> {
         let msg = ninep::decode(&frames[0], Dialect::P2000).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
-            Body::Rerror { ename } => format!("Rerror {ename}"),
+            Body::Rerror { ename, .. } => format!("Rerror {ename}"),
             other => format!("{:?}", other.msg_type()),
         }
     }
@@ -262,6 +262,7 @@ impl<L: Log> Node<L> {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
+                extension: None,
             },
         );
         self.call(c, Body::Tclunk { fid: 80 });

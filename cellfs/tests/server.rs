@@ -153,7 +153,7 @@ impl Node {
             let msg = ninep::decode(f, dialect).expect("server replies decode");
             let text = match &msg.body {
                 Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
-                Body::Rerror { ename } => format!("Rerror {ename}"),
+                Body::Rerror { ename, .. } => format!("Rerror {ename}"),
                 Body::Rlerror { ecode } => format!("Rlerror {ecode}"),
                 other => format!("{:?}", other.msg_type()),
             };
@@ -188,7 +188,7 @@ impl Node {
             },
         );
         assert_eq!(v, "Rversion");
-        let n_uname = (dialect == Dialect::L).then_some(0);
+        let n_uname = matches!(dialect, Dialect::L | Dialect::U).then_some(0);
         let a = self.call(
             c,
             1,
@@ -276,6 +276,7 @@ impl Node {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
+                extension: (self.dialects.get(&c) == Some(&Dialect::U)).then_some(""),
             },
         );
         assert_eq!(r, "Rcreate");
@@ -309,6 +310,23 @@ fn version_negotiation_and_dialects() {
         Body::Tversion {
             msize: 8192,
             version: "9P2000.u",
+        },
+    );
+    let m = ninep::decode(&r[0].frame, Dialect::U).unwrap();
+    assert_eq!(
+        m.body,
+        Body::Rversion {
+            msize: 8192,
+            version: "9P2000.u"
+        }
+    );
+    // A suffix this server does not speak falls back to plain 9P2000.
+    let r = n.send(
+        c,
+        NOTAG,
+        Body::Tversion {
+            msize: 8192,
+            version: "9P2000.x",
         },
     );
     let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
@@ -346,6 +364,60 @@ fn version_negotiation_and_dialects() {
         )
         .starts_with("Rerror msize 16")
     );
+}
+
+#[test]
+fn dialect_9p2000u_carries_errnos_numeric_ids_and_refuses_special_files() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::U);
+    // An error: the whole text and its errno.
+    let r = n.send(c, 2, Body::Tstat { fid: 7 });
+    let m = ninep::decode(&r[0].frame, Dialect::U).unwrap();
+    assert_eq!(
+        m.body,
+        Body::Rerror {
+            ename: "unknown fid 7",
+            errno: Some(9)
+        }
+    );
+    // A stat, alone and in a directory listing, has the .u fields.
+    let r = n.send(c, 2, Body::Tstat { fid: 0 });
+    let Body::Rstat { stat } = ninep::decode(&r[0].frame, Dialect::U).unwrap().body else {
+        panic!("{:?}", r[0].text)
+    };
+    let ext = stat.ext.expect("9P2000.u fields in Rstat");
+    assert_eq!((ext.extension, ext.n_uid), ("", 0));
+    assert_eq!(n.open(c, 5, "", 0), "Ropen");
+    let r = n.send(
+        c,
+        4,
+        Body::Tread {
+            fid: 5,
+            offset: 0,
+            count: 4096,
+        },
+    );
+    let Body::Rread { data } = ninep::decode(&r[0].frame, Dialect::U).unwrap().body else {
+        panic!("{:?}", r[0].text)
+    };
+    let (first, used) = ninep::decode::decode_stat(data).unwrap();
+    assert!(first.ext.is_some() && used > 0, "{first:?}");
+    // Making a channel works as in 9P2000; a symlink or a device does not.
+    n.mkchan(c, "u1");
+    assert_eq!(n.walk(c, 0, 80, "chan"), "Rwalk");
+    let r = n.call(
+        c,
+        7,
+        Body::Tcreate {
+            fid: 80,
+            name: "link",
+            perm: ninep::stat::DMSYMLINK | 0o777,
+            mode: 0,
+            extension: Some("/etc/passwd"),
+        },
+    );
+    assert!(r.contains("symbolic links"), "{r}");
+    assert!(n.walk(c, 80, 81, "link").starts_with("Rerror"));
 }
 
 #[test]

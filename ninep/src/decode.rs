@@ -14,7 +14,7 @@ use crate::MAXWELEM;
 use crate::error::DecodeError;
 use crate::msg::{Body, Dialect, Msg, Names, Qids};
 use crate::qid::{Qid, QidType};
-use crate::stat::{Attr, Dirent, Stat, StatFs};
+use crate::stat::{Attr, Dirent, Stat, StatExt, StatFs};
 
 /// nom's error type for this decoder: the [`DecodeError`] to report.
 #[derive(Debug)]
@@ -109,6 +109,22 @@ impl<'a> Cur<'a> {
             uid: c.str()?,
             gid: c.str()?,
             muid: c.str()?,
+            ext: None,
+        };
+        // The record carries its own size, so the 9P2000.u fields are
+        // known by being there.
+        let stat = if c.0.is_empty() {
+            stat
+        } else {
+            Stat {
+                ext: Some(StatExt {
+                    extension: c.str()?,
+                    n_uid: c.u32()?,
+                    n_gid: c.u32()?,
+                    n_muid: c.u32()?,
+                }),
+                ..stat
+            }
         };
         c.end()?;
         Ok(stat)
@@ -156,7 +172,7 @@ pub fn decode(frame: &[u8], dialect: Dialect) -> Result<Msg<'_>, DecodeError> {
 
 fn body<'a>(c: &mut Cur<'a>, ty: u8, dialect: Dialect) -> Result<Body<'a>, DecodeError> {
     let n_uname = |c: &mut Cur<'a>| -> Result<Option<u32>, DecodeError> {
-        if dialect == Dialect::L {
+        if matches!(dialect, Dialect::L | Dialect::U) {
             c.u32().map(Some)
         } else {
             Ok(None)
@@ -186,7 +202,14 @@ fn body<'a>(c: &mut Cur<'a>, ty: u8, dialect: Dialect) -> Result<Body<'a>, Decod
             n_uname: n_uname(c)?,
         },
         105 => Body::Rattach { qid: c.qid()? },
-        107 => Body::Rerror { ename: c.str()? },
+        107 => Body::Rerror {
+            ename: c.str()?,
+            errno: if dialect == Dialect::U {
+                Some(c.u32()?)
+            } else {
+                None
+            },
+        },
         108 => Body::Tflush { oldtag: c.u16()? },
         109 => Body::Rflush,
         110 => {
@@ -231,6 +254,11 @@ fn body<'a>(c: &mut Cur<'a>, ty: u8, dialect: Dialect) -> Result<Body<'a>, Decod
             name: c.str()?,
             perm: c.u32()?,
             mode: c.u8()?,
+            extension: if dialect == Dialect::U {
+                Some(c.str()?)
+            } else {
+                None
+            },
         },
         115 => Body::Rcreate {
             qid: c.qid()?,

@@ -57,7 +57,14 @@ impl Put<'_> {
         self.str(s.name)?;
         self.str(s.uid)?;
         self.str(s.gid)?;
-        self.str(s.muid)
+        self.str(s.muid)?;
+        if let Some(e) = &s.ext {
+            self.str(e.extension)?;
+            self.u32(e.n_uid);
+            self.u32(e.n_gid);
+            self.u32(e.n_muid);
+        }
+        Ok(())
     }
     /// n[2] then the stat, as Rstat and Twstat carry it.
     fn sized_stat(&mut self, s: &Stat<'_>) -> Result<(), EncodeError> {
@@ -129,7 +136,12 @@ fn body(p: &mut Put<'_>, b: &Body<'_>) -> Result<(), EncodeError> {
         | Body::Rsymlink { qid }
         | Body::Rmknod { qid }
         | Body::Rmkdir { qid } => p.qid(qid),
-        Body::Rerror { ename } => p.str(ename)?,
+        Body::Rerror { ename, errno } => {
+            p.str(ename)?;
+            if let Some(n) = errno {
+                p.u32(*n);
+            }
+        }
         Body::Tflush { oldtag } => p.u16(*oldtag),
         Body::Twalk {
             fid,
@@ -165,11 +177,15 @@ fn body(p: &mut Put<'_>, b: &Body<'_>) -> Result<(), EncodeError> {
             name,
             perm,
             mode,
+            extension,
         } => {
             p.u32(*fid);
             p.str(name)?;
             p.u32(*perm);
             p.u8(*mode);
+            if let Some(e) = extension {
+                p.str(e)?;
+            }
         }
         Body::Tread { fid, offset, count } | Body::Treaddir { fid, offset, count } => {
             p.u32(*fid);
@@ -466,6 +482,7 @@ impl Stat<'_> {
             + self.gid.len()
             + 2
             + self.muid.len()
+            + self.ext.map_or(0, |e| 2 + e.extension.len() + 4 + 4 + 4)
     }
 }
 

@@ -31,7 +31,7 @@ pub use encode::encode;
 pub use error::{DecodeError, EncodeError};
 pub use msg::{Body, Dialect, Msg, MsgType, Names, Qids};
 pub use qid::{Qid, QidType};
-pub use stat::{Attr, Dirent, Stat, StatFs};
+pub use stat::{Attr, Dirent, Stat, StatExt, StatFs};
 
 /// The tag of messages that are not part of a transaction (Tversion).
 pub const NOTAG: u16 = 0xFFFF;

@@ -18,6 +18,9 @@ pub enum Dialect {
     P2000,
     /// 9P2000.L, the Linux dialect (v9fs, diod).
     L,
+    /// 9P2000.u, the Unix extension (QEMU's 9p, Linux's `version=9p2000.u`,
+    /// older unikernels): numeric errors, ids and a create extension.
+    U,
 }
 
 impl Dialect {
@@ -26,6 +29,7 @@ impl Dialect {
         match self {
             Dialect::P2000 => "9P2000",
             Dialect::L => "9P2000.L",
+            Dialect::U => "9P2000.u",
         }
     }
 }
@@ -135,7 +139,7 @@ pub enum Body<'a> {
         msize: u32,
         version: &'a str,
     },
-    /// `n_uname` is present on the wire only in 9P2000.L.
+    /// `n_uname` is present on the wire only in 9P2000.L and .u.
     Tauth {
         afid: u32,
         uname: &'a str,
@@ -145,7 +149,7 @@ pub enum Body<'a> {
     Rauth {
         aqid: Qid,
     },
-    /// `n_uname` is present on the wire only in 9P2000.L.
+    /// `n_uname` is present on the wire only in 9P2000.L and .u.
     Tattach {
         fid: u32,
         afid: u32,
@@ -156,8 +160,10 @@ pub enum Body<'a> {
     Rattach {
         qid: Qid,
     },
+    /// `errno` is present on the wire only in 9P2000.u.
     Rerror {
         ename: &'a str,
+        errno: Option<u32>,
     },
     Tflush {
         oldtag: u16,
@@ -179,11 +185,14 @@ pub enum Body<'a> {
         qid: Qid,
         iounit: u32,
     },
+    /// `extension` (a symlink's target, a device's `b|c major minor`) is
+    /// present on the wire only in 9P2000.u.
     Tcreate {
         fid: u32,
         name: &'a str,
         perm: u32,
         mode: u8,
+        extension: Option<&'a str>,
     },
     Rcreate {
         qid: Qid,

@@ -22,6 +22,19 @@ pub struct Stat<'a> {
     pub uid: &'a str,
     pub gid: &'a str,
     pub muid: &'a str,
+    /// The 9P2000.u fields, which follow `muid` in that dialect.
+    pub ext: Option<StatExt<'a>>,
+}
+
+/// What 9P2000.u adds to a stat record.
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatExt<'a> {
+    /// A symlink's target or a device's `b|c major minor`; else empty.
+    pub extension: &'a str,
+    pub n_uid: u32,
+    pub n_gid: u32,
+    pub n_muid: u32,
 }
 
 /// The directory bit of a 9P2000 mode.
@@ -30,6 +43,14 @@ pub const DMDIR: u32 = 0x8000_0000;
 pub const DMAPPEND: u32 = 0x4000_0000;
 /// The exclusive-use bit of a 9P2000 mode.
 pub const DMEXCL: u32 = 0x2000_0000;
+/// 9P2000.u: the file is a symbolic link.
+pub const DMSYMLINK: u32 = 0x0200_0000;
+/// 9P2000.u: the file is a device (the extension says which).
+pub const DMDEVICE: u32 = 0x0080_0000;
+/// 9P2000.u: the file is a named pipe.
+pub const DMNAMEDPIPE: u32 = 0x0020_0000;
+/// 9P2000.u: the file is a socket.
+pub const DMSOCKET: u32 = 0x0010_0000;
 
 /// One entry of an Rreaddir: qid offset[8] type[1] name[s].
 #[allow(missing_docs)]

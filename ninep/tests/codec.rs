@@ -1,7 +1,7 @@
 //! The codec against hand-written frames, round trips of every message,
 //! and hostile input.
 
-use ninep::stat::{Attr, StatFs};
+use ninep::stat::{Attr, StatExt, StatFs};
 use ninep::{Body, DecodeError, Dialect, Dirent, Msg, Names, Qid, QidType, Qids, Stat};
 use proptest::prelude::*;
 
@@ -183,7 +183,10 @@ fn long_strings_do_not_encode_and_leave_the_buffer_alone() {
     let r = ninep::encode(
         &Msg {
             tag: 1,
-            body: Body::Rerror { ename: &long },
+            body: Body::Rerror {
+                ename: &long,
+                errno: None,
+            },
         },
         &mut out,
     );
@@ -227,7 +230,37 @@ fn stats_and_dirents_round_trip() {
     let f = enc(2, Body::Rstat { stat: s.clone() });
     assert_eq!(
         ninep::decode(&f, Dialect::P2000).unwrap().body,
-        Body::Rstat { stat: s }
+        Body::Rstat { stat: s.clone() }
+    );
+    // 9P2000.u's fields follow muid; the record's size says they are there.
+    let u = Stat {
+        ext: Some(StatExt {
+            extension: "",
+            n_uid: 1000,
+            n_gid: 100,
+            n_muid: u32::MAX,
+        }),
+        ..s
+    };
+    let mut buf = Vec::new();
+    ninep::encode::encode_stat(&u, &mut buf).unwrap();
+    assert_eq!(buf.len(), u.encoded_len());
+    assert_eq!(buf.len(), s.encoded_len() + 2 + 12);
+    assert_eq!(ninep::decode::decode_stat(&buf).unwrap(), (u, buf.len()));
+}
+
+#[test]
+fn a_9p2000u_error_carries_its_errno() {
+    let body = Body::Rerror {
+        ename: "File exists",
+        errno: Some(17),
+    };
+    let f = enc(3, body.clone());
+    assert_eq!(ninep::decode(&f, Dialect::U).unwrap().body, body);
+    // In 9P2000 the same bytes have four too many.
+    assert_eq!(
+        ninep::decode(&f, Dialect::P2000),
+        Err(DecodeError::TrailingBytes(4))
     );
 }
 
@@ -282,11 +315,12 @@ fn build(sd: &Seed, dialect: Dialect) -> Body<'_> {
         sd.s[3].as_str(),
     );
     let u32_ = |i: usize| n[i] as u32;
-    let nu = if dialect == Dialect::L {
+    let nu = if matches!(dialect, Dialect::L | Dialect::U) {
         Some(u32_(9))
     } else {
         None
     };
+    let u = dialect == Dialect::U;
     let stat = Stat {
         ty: n[0] as u16,
         dev: u32_(1),
@@ -299,6 +333,12 @@ fn build(sd: &Seed, dialect: Dialect) -> Body<'_> {
         uid: s1,
         gid: s2,
         muid: s3,
+        ext: u.then_some(StatExt {
+            extension: s2,
+            n_uid: u32_(7),
+            n_gid: u32_(8),
+            n_muid: u32_(10),
+        }),
     };
     let mut names = Names::new();
     let mut qids = Qids::new();
@@ -349,7 +389,10 @@ fn build(sd: &Seed, dialect: Dialect) -> Body<'_> {
             n_uname: nu,
         },
         5 => Body::Rattach { qid: qid(n[0]) },
-        6 => Body::Rerror { ename: s1 },
+        6 => Body::Rerror {
+            ename: s1,
+            errno: u.then_some(u32_(2)),
+        },
         7 => Body::Tflush {
             oldtag: n[0] as u16,
         },
@@ -373,6 +416,7 @@ fn build(sd: &Seed, dialect: Dialect) -> Body<'_> {
             name: s0,
             perm: u32_(1),
             mode: n[2] as u8,
+            extension: u.then_some(s3),
         },
         14 => Body::Rcreate {
             qid: qid(n[0]),
@@ -544,8 +588,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_message_round_trips(sd in seed(), tag in any::<u16>(), l in any::<bool>()) {
-        let dialect = if l { Dialect::L } else { Dialect::P2000 };
+    fn every_message_round_trips(sd in seed(), tag in any::<u16>(), d in 0u8..3) {
+        let dialect = [Dialect::P2000, Dialect::L, Dialect::U][usize::from(d)];
         let body = build(&sd, dialect);
         let mut f = Vec::new();
         ninep::encode(&Msg { tag, body: body.clone() }, &mut f).unwrap();

@@ -4,7 +4,7 @@
 Any server of the tree passes: the hosted node or the kernel.
 
 Usage: p9fs_check.py HOST PORT VERSION [ANAME]
-  VERSION: 9P2000 or 9P2000.L; ANAME: what to attach, such as
+  VERSION: 9P2000, 9P2000.u or 9P2000.L; ANAME: what to attach, such as
   "token=c0.…" to present a capability (see cap(3)).
 Prints one line per check; exits non-zero on the first failure.
 """

@@ -228,9 +228,10 @@ pub fn cell0(addr: &str, token: Option<&Path>, args: &[&str]) -> (bool, String, 
     )
 }
 
-/// The p9fs checks (tests/clients/p9fs_check.py) in both dialects.
+/// The p9fs checks (tests/clients/p9fs_check.py) in every dialect.
 pub fn p9fs_suite(addr: &str, token: Option<&Path>) {
     p9fs(addr, "9P2000", token);
+    p9fs(addr, "9P2000.u", token);
     p9fs(addr, "9P2000.L", token);
 }
 
@@ -247,7 +248,7 @@ pub fn token_aname(token: Option<&Path>) -> String {
     }
 }
 
-/// The p9fs checks in `version` (`9P2000` or `9P2000.L`): ls of the root,
+/// The p9fs checks in `version` (`9P2000`, `9P2000.u` or `9P2000.L`): ls of the root,
 /// /status, /proof/boot, a channel made, written, read, a bad ctl verb
 /// refused, the channel removed.
 pub fn p9fs(addr: &str, version: &str, token: Option<&Path>) {

@@ -115,7 +115,7 @@ impl Raw {
         match ninep::decode(frame, self.dialect) {
             Ok(m) => match m.body {
                 Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
-                Body::Rerror { ename } => format!("Rerror {ename}"),
+                Body::Rerror { ename, .. } => format!("Rerror {ename}"),
                 Body::Rlerror { ecode } => format!("Rlerror {ecode}"),
                 other => format!("{:?}", other.msg_type()),
             },
@@ -146,7 +146,7 @@ impl Raw {
         assert_eq!(self.walk(99, path), "Rwalk", "walk {path}");
         let open = match self.dialect {
             Dialect::L => self.rpc(3, Body::Tlopen { fid: 99, flags: 0 }),
-            Dialect::P2000 => self.rpc(3, Body::Topen { fid: 99, mode: 0 }),
+            Dialect::P2000 | Dialect::U => self.rpc(3, Body::Topen { fid: 99, mode: 0 }),
         };
         assert!(
             self.text(&open).starts_with("R") && !self.text(&open).contains("error"),

@@ -222,6 +222,7 @@ fn the_kernel_serves_cellfs_over_9p() {
             name: "k1",
             perm: ninep::stat::DMDIR | 0o755,
             mode: 0,
+            extension: None,
         },
     );
     assert_eq!(r.text(&c), "Rcreate", "mkdir /chan/k1");

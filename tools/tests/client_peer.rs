@@ -193,7 +193,7 @@ fn rerror_text_reaches_the_caller() {
     std::thread::spawn(move || tx.send(c2.write(5, 0, b"qoss\n")));
     let tag = peer.expect(|t, _| t);
     let ename = "chan a: unknown verb \"qoss\"; expected clear, close, open";
-    peer.send(tag, Body::Rerror { ename });
+    peer.send(tag, Body::Rerror { ename, errno: None });
     assert_eq!(rx.recv().unwrap(), Err(ClientError::Server(ename.into())));
 }
 

@@ -130,7 +130,14 @@ impl<L: Log, C: Clock> Server<L, C> {
                 name,
                 perm,
                 mode,
+                ..
             } => {
+                use ninep::stat::{DMDEVICE, DMNAMEDPIPE, DMSOCKET, DMSYMLINK};
+                if perm & (DMSYMLINK | DMDEVICE | DMNAMEDPIPE | DMSOCKET) != 0 {
+                    return Err(Error::Unsupported(
+                        "symbolic links, devices, pipes and sockets",
+                    ));
+                }
                 let how = CreateHow::Create(Mode::from_9p(mode));
                 self.create(conn, tag, fid, name, perm & DMDIR != 0, how)
             }
@@ -235,7 +242,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
                 let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
-                let stat = attr::stat(node, &info);
+                let stat = attr::stat_in(node, &info, self.dialect(conn));
                 encode_reply(out, conn, tag, Body::Rstat { stat });
                 Ok(())
             }
@@ -249,7 +256,14 @@ impl<L: Log, C: Clock> Server<L, C> {
                 if !stat.name.is_empty() && stat.name != info.name {
                     return Err(Error::Perm(String::from("files cannot be renamed")));
                 }
-                if !keeps(stat.mode) || !stat.uid.is_empty() || !stat.gid.is_empty() || !truncate_ok
+                let ids_kept = stat
+                    .ext
+                    .is_none_or(|e| keeps(e.n_uid) && keeps(e.n_gid) && keeps(e.n_muid));
+                if !keeps(stat.mode)
+                    || !stat.uid.is_empty()
+                    || !stat.gid.is_empty()
+                    || !ids_kept
+                    || !truncate_ok
                 {
                     return Err(Error::Perm(String::from(
                         "mode, owner and length are fixed (only a truncation to 0 is accepted)",
@@ -334,12 +348,13 @@ impl<L: Log, C: Clock> Server<L, C> {
         let c = self.conn(conn)?;
         // A new session: a stranger again until it attaches.
         c.attached = false;
-        let dialect = if version == "9P2000.L" {
-            Some(Dialect::L)
-        } else if version.starts_with("9P2000") {
-            Some(Dialect::P2000)
-        } else {
-            None
+        // version(5): the highest dialect both speak; a suffix this
+        // server does not know falls back to plain 9P2000.
+        let dialect = match version {
+            "9P2000.L" => Some(Dialect::L),
+            "9P2000.u" => Some(Dialect::U),
+            v if v.starts_with("9P2000") => Some(Dialect::P2000),
+            _ => None,
         };
         if msize < MIN_MSIZE {
             c.dialect = None;

@@ -190,6 +190,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             count,
         } = req;
         let iounit = self.iounit(conn);
+        let dialect = self.dialect(conn);
         if self.is_auth(conn, fid)? {
             // Reading an auth fid returns nothing: the client only writes.
             encode_reply(out, conn, tag, Body::Rread { data: &[] });
@@ -239,7 +240,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 let Some(i) = ctx.device(n).info(&ctx, n) else {
                     continue;
                 };
-                let stat = attr::stat(n, &i);
+                let stat = attr::stat_in(n, &i, dialect);
                 if self.read_buf.len() + stat.encoded_len() > count as usize {
                     break;
                 }

@@ -73,17 +73,32 @@ impl<L: Log, C: Clock> Server<L, C> {
         encode_reply(out, conn, tag, body);
     }
 
-    pub(super) fn reply_err(&mut self, conn: ConnId, tag: u16, e: &Error, out: &mut Outbox) {
-        let dialect = self
-            .conns
+    /// The dialect `conn` negotiated (plain 9P2000 before it has).
+    pub(super) fn dialect(&self, conn: ConnId) -> Dialect {
+        self.conns
             .get(&conn)
             .and_then(|c| c.dialect)
-            .unwrap_or_default();
-        match dialect {
+            .unwrap_or_default()
+    }
+
+    pub(super) fn reply_err(&mut self, conn: ConnId, tag: u16, e: &Error, out: &mut Outbox) {
+        match self.dialect(conn) {
             Dialect::L => encode_reply(out, conn, tag, Body::Rlerror { ecode: e.errno() }),
             Dialect::P2000 => {
                 let text = e.to_string();
-                encode_reply(out, conn, tag, Body::Rerror { ename: &text });
+                let body = Body::Rerror {
+                    ename: &text,
+                    errno: None,
+                };
+                encode_reply(out, conn, tag, body);
+            }
+            Dialect::U => {
+                let text = e.to_string();
+                let body = Body::Rerror {
+                    ename: &text,
+                    errno: Some(e.errno()),
+                };
+                encode_reply(out, conn, tag, body);
             }
         }
     }
@@ -99,6 +114,7 @@ pub(super) fn encode_reply(out: &mut Outbox, conn: ConnId, tag: u16, body: Body<
             tag,
             body: Body::Rerror {
                 ename: "reply too large to encode",
+                errno: None,
             },
         };
         let _ = out.push_with(conn, |buf| ninep::encode(&fallback, buf));

@@ -575,6 +575,7 @@ impl<R: SimLog> Sim<R> {
                 name: "q",
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
+                extension: None,
             },
         );
     }
@@ -718,6 +719,7 @@ impl<R: SimLog> Sim<R> {
                     name: n,
                     perm: ninep::stat::DMDIR | 0o755,
                     mode: 0,
+                    extension: None,
                 },
             ),
             OpKind::Remove(n) => (
@@ -767,19 +769,23 @@ impl<R: SimLog> Sim<R> {
             }
             (OpKind::Remove(_), Some(Ok(n)), _) if *n < 2 => yes(false),
             (OpKind::Make(_), _, Body::Rcreate { .. }) => yes(true),
-            (OpKind::Make(_), _, Body::Rerror { ename }) if ename.contains("already exists") => {
+            (OpKind::Make(_), _, Body::Rerror { ename, .. })
+                if ename.contains("already exists") =>
+            {
                 yes(false)
             }
             (OpKind::Remove(_), _, Body::Rremove) => yes(true),
-            (OpKind::Remove(_), _, Body::Rerror { ename })
+            (OpKind::Remove(_), _, Body::Rerror { ename, .. })
                 if ename.contains("does not exist") || ename.contains("was removed") =>
             {
                 yes(false)
             }
             (OpKind::Exists(_), _, Body::Rwalk { wqids }) => yes(wqids.len() == 2),
             // A walk that failed changed nothing.
-            (OpKind::Exists(_), _, Body::Rerror { ename }) => Outcome::Failed(ename.to_string()),
-            (_, _, Body::Rerror { ename }) => err(ename),
+            (OpKind::Exists(_), _, Body::Rerror { ename, .. }) => {
+                Outcome::Failed(ename.to_string())
+            }
+            (_, _, Body::Rerror { ename, .. }) => err(ename),
             (_, _, other) => Outcome::Unknown(format!("unexpected {:?}", other.msg_type())),
         }
     }
@@ -870,7 +876,7 @@ impl<R: SimLog> Sim<R> {
                 let msg = ninep::decode(&f, ninep::Dialect::P2000).expect("replies decode");
                 self.clients[ci].walked = Some(match msg.body {
                     Body::Rwalk { wqids } => Ok(wqids.len()),
-                    Body::Rerror { ename } => Err(ename.to_string()),
+                    Body::Rerror { ename, .. } => Err(ename.to_string()),
                     other => Err(format!("unexpected {:?}", other.msg_type())),
                 });
                 continue;
@@ -894,10 +900,10 @@ impl<R: SimLog> Sim<R> {
                 }
                 Body::Rwrite { .. } => Outcome::Ok(None),
                 Body::Rread { data } => Outcome::Ok(Some(data.to_vec())),
-                Body::Rerror { ename } if check::definite_failure(ename) => {
+                Body::Rerror { ename, .. } if check::definite_failure(ename) => {
                     Outcome::Failed(ename.to_string())
                 }
-                Body::Rerror { ename } => Outcome::Unknown(ename.to_string()),
+                Body::Rerror { ename, .. } => Outcome::Unknown(ename.to_string()),
                 other => Outcome::Unknown(format!("unexpected {:?}", other.msg_type())),
             };
             if matches!(outcome, Outcome::Ok(_)) {
@@ -1134,7 +1140,7 @@ fn tag_of(f: &[u8]) -> u16 {
 fn kind(f: &[u8]) -> String {
     match ninep::decode(f, ninep::Dialect::P2000) {
         Ok(m) => match m.body {
-            Body::Rerror { ename } => format!("Rerror {ename}"),
+            Body::Rerror { ename, .. } => format!("Rerror {ename}"),
             b => format!("{:?}", b.msg_type()),
         },
         Err(e) => format!("undecodable: {e:?}"),

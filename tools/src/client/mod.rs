@@ -170,7 +170,7 @@ impl Client {
             afid,
             uname: &opts.uname,
             aname: &opts.aname,
-            n_uname: (opts.dialect == Dialect::L).then_some(uid),
+            n_uname: matches!(opts.dialect, Dialect::L | Dialect::U).then_some(uid),
         };
         let attached = client.call(&attach);
         if afid != NOFID {
@@ -202,7 +202,7 @@ impl Client {
             afid,
             uname: &opts.uname,
             aname: aname.trim_start(),
-            n_uname: (opts.dialect == Dialect::L).then_some(uid),
+            n_uname: matches!(opts.dialect, Dialect::L | Dialect::U).then_some(uid),
         };
         match self.call(&auth) {
             Ok(r) => match r.body()? {

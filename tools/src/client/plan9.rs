@@ -88,6 +88,7 @@ impl Client {
             name,
             perm,
             mode,
+            extension: (self.dialect() == ninep::Dialect::U).then_some(""),
         };
         match self.call(&body)?.body()? {
             Body::Rcreate { qid, iounit } => Ok(Opened {

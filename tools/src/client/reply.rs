@@ -56,7 +56,7 @@ pub(crate) fn classify(frame: Vec<u8>, expect: u8, dialect: Dialect) -> Result<R
     let ty = frame.get(4).copied().unwrap_or(0);
     if ty == MsgType::Rerror as u8 || ty == MsgType::Rlerror as u8 {
         return match ninep::decode(&frame, dialect).map(|m| m.body) {
-            Ok(Body::Rerror { ename }) => Err(ClientError::Server(ename.to_string())),
+            Ok(Body::Rerror { ename, .. }) => Err(ClientError::Server(ename.to_string())),
             Ok(Body::Rlerror { ecode }) => Err(ClientError::Errno(ecode)),
             Ok(other) => Err(unexpected("error", &other)),
             Err(e) => Err(ClientError::Protocol(format!(
@@ -87,6 +87,7 @@ mod tests {
     fn rerror_keeps_the_text_and_rlerror_the_errno() {
         let f = frame(Body::Rerror {
             ename: "chan x: full",
+            errno: None,
         });
         assert_eq!(
             classify(f, MsgType::Rwrite as u8, Dialect::P2000).unwrap_err(),
