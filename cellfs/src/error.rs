@@ -21,6 +21,7 @@ pub mod errno {
     pub const ENOTDIR: u32 = 20;
     pub const EISDIR: u32 = 21;
     pub const EINVAL: u32 = 22;
+    pub const ENOSPC: u32 = 28;
     pub const EPIPE: u32 = 32;
     pub const ERANGE: u32 = 34;
     pub const ENAMETOOLONG: u32 = 36;
@@ -28,6 +29,35 @@ pub mod errno {
     pub const EPROTO: u32 = 71;
     pub const EMSGSIZE: u32 = 90;
     pub const EOPNOTSUPP: u32 = 95;
+}
+
+/// The text Linux's 9P2000 client (and other Unix clients) maps back to
+/// `errno`: the C library's message for it, word for word. A plain 9P2000
+/// error carries only this, so that such a client gets the right errno;
+/// 9P2000.u carries the node's own message beside the number.
+pub fn strerror(errno: u32) -> &'static str {
+    use errno::*;
+    match errno {
+        EPERM => "Operation not permitted",
+        ENOENT => "No such file or directory",
+        EBADF => "Bad file descriptor",
+        EAGAIN => "Resource temporarily unavailable",
+        EACCES => "Permission denied",
+        EBUSY => "Device or resource busy",
+        EEXIST => "File exists",
+        ENOTDIR => "Not a directory",
+        EISDIR => "Is a directory",
+        EINVAL => "Invalid argument",
+        ENOSPC => "No space left on device",
+        EPIPE => "Broken pipe",
+        ERANGE => "Numerical result out of range",
+        ENAMETOOLONG => "File name too long",
+        ENOTEMPTY => "Directory not empty",
+        EPROTO => "Protocol error",
+        EMSGSIZE => "Message too long",
+        EOPNOTSUPP => "Operation not supported",
+        _ => "Input/output error",
+    }
 }
 
 /// Why a request failed.

@@ -55,7 +55,7 @@ impl Node {
     fn call(&mut self, conn: ConnId, body: Body<'_>) -> String {
         let frames = self.frames(conn, body);
         assert_eq!(frames.len(), 1);
-        let msg = ninep::decode(&frames[0], Dialect::P2000).unwrap();
+        let msg = ninep::decode(&frames[0], Dialect::U).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
             Body::Rerror { ename, .. } => format!("Rerror {ename}"),
@@ -70,7 +70,7 @@ impl Node {
             c,
             Body::Tversion {
                 msize: 8192,
-                version: "9P2000",
+                version: "9P2000.u",
             },
         );
         assert_eq!(v, "Rversion");
@@ -82,7 +82,7 @@ impl Node {
                 afid: NOFID,
                 uname: "u",
                 aname: &aname,
-                n_uname: None,
+                n_uname: Some(0),
             },
         );
         assert_eq!(a, "Rattach");
@@ -163,7 +163,7 @@ impl Node {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
-                extension: None,
+                extension: Some(""),
             },
         );
         self.call(c, Body::Tclunk { fid: 80 });
@@ -190,7 +190,7 @@ impl Node {
                 count: 8192,
             },
         );
-        let Body::Rread { data } = ninep::decode(&frames[0], Dialect::P2000).unwrap().body else {
+        let Body::Rread { data } = ninep::decode(&frames[0], Dialect::U).unwrap().body else {
             panic!("ls {path}")
         };
         let mut names = Vec::new();
@@ -234,7 +234,7 @@ impl Node {
             c,
             Body::Tversion {
                 msize: 8192,
-                version: "9P2000",
+                version: "9P2000.u",
             },
         );
         let aname = format!("token={}", token.to_text());
@@ -245,7 +245,7 @@ impl Node {
                 afid: NOFID,
                 uname: "u",
                 aname: &aname,
-                n_uname: None,
+                n_uname: Some(0),
             },
         )
     }

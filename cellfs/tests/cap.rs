@@ -45,7 +45,7 @@ impl Node {
             log,
             time,
             out,
-            dialect: Dialect::P2000,
+            dialect: Dialect::U,
         }
     }
 
@@ -133,7 +133,7 @@ impl Node {
                 afid: NOFID,
                 uname: "u",
                 aname,
-                n_uname: (self.dialect == Dialect::L).then_some(0),
+                n_uname: (self.dialect != Dialect::P2000).then_some(0),
             },
         )
     }
@@ -229,7 +229,7 @@ impl Node {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
-                extension: None,
+                extension: Some(""),
             },
         );
         self.call(c, Body::Tclunk { fid: 80 });
@@ -273,7 +273,7 @@ fn attach_through_an_auth_fid() {
             afid: 5,
             uname: "u",
             aname: "",
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert!(
@@ -286,7 +286,7 @@ fn attach_through_an_auth_fid() {
             afid: 5,
             uname: "u",
             aname: cellfs::server::AUTH_WORD,
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert_eq!(aqid.ty.0, 0x08, "QTAUTH");
@@ -298,7 +298,7 @@ fn attach_through_an_auth_fid() {
             afid: 5,
             uname: "u",
             aname: "",
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert!(early.contains("holds no valid capability"), "{early}");
@@ -315,7 +315,7 @@ fn attach_through_an_auth_fid() {
             afid: 5,
             uname: "u",
             aname: "",
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert_eq!(a, "Rattach");
@@ -345,7 +345,7 @@ fn attach_through_the_aname_and_without_a_token() {
             afid: 5,
             uname: "u",
             aname: &aname,
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert!(t.starts_with("Rerror authentication not required"), "{t}");
@@ -447,7 +447,7 @@ fn the_scope_is_the_root_and_dotdot_cannot_leave_it() {
             afid: NOFID,
             uname: "u",
             aname: &format!("token={}", t.to_text()),
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     let mut up = Names::new();
@@ -515,7 +515,7 @@ fn every_right_is_enforced() {
             name: "x",
             perm: 0o644,
             mode: 0,
-            extension: None,
+            extension: Some(""),
         },
     );
     assert!(
@@ -983,7 +983,7 @@ fn an_aname_gives_each_word_once() {
             afid: 5,
             uname: "u",
             aname: cellfs::server::AUTH_WORD,
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert_eq!(aqid.ty.0, 0x08);
@@ -996,7 +996,7 @@ fn an_aname_gives_each_word_once() {
             afid: 5,
             uname: "u",
             aname: &aname,
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert!(r.contains("two capabilities"), "{r}");
@@ -1037,7 +1037,7 @@ fn a_scoped_admin_mints_and_revokes_within_its_scope() {
             },
         );
         n.clunk(c, 70);
-        let Body::Rread { data } = ninep::decode(&frames[0], Dialect::P2000).unwrap().body else {
+        let Body::Rread { data } = ninep::decode(&frames[0], Dialect::U).unwrap().body else {
             panic!("no Rread");
         };
         let mut names = Vec::new();

@@ -196,7 +196,7 @@ impl Node {
         self.server.poll(&mut self.out);
         let frames: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
         assert_eq!(frames.len(), 1, "one reply");
-        match ninep::decode(&frames[0], Dialect::P2000).unwrap().body {
+        match ninep::decode(&frames[0], Dialect::U).unwrap().body {
             Body::Rerror { ename, .. } => Reply::Error(ename.to_string()),
             Body::Rwalk { wqids } => Reply::Walked(wqids.iter().copied().collect()),
             Body::Rread { data } => Reply::Data(data.to_vec()),
@@ -215,7 +215,7 @@ impl Node {
             c,
             Body::Tversion {
                 msize: 8192,
-                version: "9P2000",
+                version: "9P2000.u",
             },
         );
         assert!(matches!(v, Reply::Done), "{v:?}");
@@ -227,7 +227,7 @@ impl Node {
                 afid: NOFID,
                 uname: "u",
                 aname: &aname,
-                n_uname: None,
+                n_uname: Some(0),
             },
         ) {
             Reply::Error(e) => Err(e),
@@ -293,7 +293,7 @@ impl Node {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
-                extension: None,
+                extension: Some(""),
             },
         );
         self.clunk(c, 8);
@@ -456,7 +456,7 @@ fn attempt(
                     name,
                     perm: ninep::stat::DMDIR | 0o755,
                     mode: 0,
-                    extension: None,
+                    extension: Some(""),
                 },
             );
             n.clunk(c, 50);

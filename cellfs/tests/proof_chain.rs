@@ -40,7 +40,7 @@ impl Node {
         n.poll();
         let v = n.call(Body::Tversion {
             msize: 8192,
-            version: "9P2000",
+            version: "9P2000.u",
         });
         assert_eq!(v, "Rversion");
         let a = n.call(Body::Tattach {
@@ -48,7 +48,7 @@ impl Node {
             afid: NOFID,
             uname: "u",
             aname: "",
-            n_uname: None,
+            n_uname: Some(0),
         });
         assert_eq!(a, "Rattach");
         n
@@ -69,7 +69,7 @@ impl Node {
         self.server.poll(&mut self.out);
         let frames: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
         assert_eq!(frames.len(), 1, "one reply expected");
-        let msg = ninep::decode(&frames[0], ninep::Dialect::default()).unwrap();
+        let msg = ninep::decode(&frames[0], ninep::Dialect::U).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
             Body::Rerror { ename, .. } => format!("Rerror {ename}"),
@@ -96,7 +96,7 @@ impl Node {
             name,
             perm: ninep::stat::DMDIR | 0o755,
             mode: 0,
-            extension: None,
+            extension: Some(""),
         });
         assert_eq!(r, "Rcreate");
         self.call(Body::Tclunk { fid: 80 });

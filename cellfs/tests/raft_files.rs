@@ -137,7 +137,7 @@ impl<L: Log> Node<L> {
         self.server.poll(&mut self.out);
         let frames: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
         assert_eq!(frames.len(), 1, "one reply");
-        let msg = ninep::decode(&frames[0], Dialect::P2000).unwrap();
+        let msg = ninep::decode(&frames[0], Dialect::U).unwrap();
         match &msg.body {
             Body::Rread { data } => format!("Rread {}", String::from_utf8_lossy(data)),
             Body::Rerror { ename, .. } => format!("Rerror {ename}"),
@@ -152,7 +152,7 @@ impl<L: Log> Node<L> {
             c,
             Body::Tversion {
                 msize: 8192,
-                version: Dialect::P2000.version(),
+                version: Dialect::U.version(),
             },
         );
         assert_eq!(v, "Rversion");
@@ -164,7 +164,7 @@ impl<L: Log> Node<L> {
                 afid: NOFID,
                 uname: "u",
                 aname: &aname,
-                n_uname: None,
+                n_uname: Some(0),
             },
         );
         assert_eq!(a, "Rattach");
@@ -262,7 +262,7 @@ impl<L: Log> Node<L> {
                 name,
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
-                extension: None,
+                extension: Some(""),
             },
         );
         self.call(c, Body::Tclunk { fid: 80 });
@@ -288,7 +288,7 @@ impl<L: Log> Node<L> {
         self.out.clear();
         self.server.handle(c, &frame, &mut self.out);
         let reply = self.out.frames().next().unwrap().1.to_vec();
-        let msg = ninep::decode(&reply, Dialect::P2000).unwrap();
+        let msg = ninep::decode(&reply, Dialect::U).unwrap();
         let Body::Rread { data } = msg.body else {
             panic!("{:?}", msg.body)
         };

@@ -421,6 +421,50 @@ fn dialect_9p2000u_carries_errnos_numeric_ids_and_refuses_special_files() {
 }
 
 #[test]
+fn plain_9p2000_errors_are_the_words_unix_clients_map_to_an_errno() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::P2000);
+    // Linux's 9P2000 client maps these exact strings (net/9p/error.c);
+    // anything else would reach its programs as ESERVERFAULT.
+    assert_eq!(
+        n.walk(c, 0, 1, "nosuch"),
+        "Rerror No such file or directory"
+    );
+    n.mkchan(c, "p");
+    assert_eq!(n.walk(c, 0, 80, "chan"), "Rwalk");
+    let r = n.call(
+        c,
+        7,
+        Body::Tcreate {
+            fid: 80,
+            name: "p",
+            perm: ninep::stat::DMDIR | 0o755,
+            mode: 0,
+            extension: None,
+        },
+    );
+    assert_eq!(r, "Rerror File exists");
+    // The whole message of a failed change is on /events.
+    park_events_read(&mut n, c);
+    assert_eq!(n.open(c, 81, "chan/p/ctl", 1), "Ropen");
+    let r = n.send(
+        c,
+        5,
+        Body::Twrite {
+            fid: 81,
+            offset: 0,
+            data: b"qoss",
+        },
+    );
+    let texts: Vec<&str> = r.iter().map(|r| r.text.as_str()).collect();
+    assert!(texts.contains(&"Rerror Invalid argument"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("unknown verb \"qoss\"")),
+        "{texts:?}"
+    );
+}
+
+#[test]
 fn nothing_is_served_before_version() {
     let mut n = Node::new();
     let c = n.server.connect();
@@ -441,7 +485,7 @@ fn nothing_is_served_before_version() {
 #[test]
 fn status_reads_key_value_lines() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     let text = n.cat(c, "status");
     assert!(text.starts_with("Rread node test\nversion "), "{text}");
     assert!(text.contains("\nconnections 1\n"), "{text}");
@@ -452,7 +496,7 @@ fn status_reads_key_value_lines() {
 #[test]
 fn walk_rules_of_walk5() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     // `..` at the root is the root; a partial walk returns the qids it got
     // and does not create the new fid.
     let r = n.send(
@@ -464,7 +508,7 @@ fn walk_rules_of_walk5() {
             wnames: Names::from_slice(&["..", "chan", "nope"]).unwrap(),
         },
     );
-    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    let m = ninep::decode(&r[0].frame, Dialect::U).unwrap();
     let Body::Rwalk { wqids } = m.body else {
         panic!("{m:?}")
     };
@@ -511,7 +555,7 @@ fn walk_rules_of_walk5() {
 #[test]
 fn bad_input_is_refused_and_the_node_keeps_serving() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     let other = n.client(Dialect::L);
     // Unknown message type with a readable header: an error under its tag.
     let r = n.raw(c, &[7, 0, 0, 0, 200, 3, 0]);
@@ -665,8 +709,8 @@ fn channels_mkdir_write_read_remove() {
 #[test]
 fn blocking_read_is_answered_by_another_connections_write() {
     let mut n = Node::new();
-    let reader = n.client(Dialect::P2000);
-    let writer = n.client(Dialect::P2000);
+    let reader = n.client(Dialect::U);
+    let writer = n.client(Dialect::U);
     n.mkchan(writer, "x");
     assert_eq!(n.open(reader, 1, "chan/x/data", 0), "Ropen");
     assert_eq!(n.open(writer, 1, "chan/x/data", 1), "Ropen");
@@ -705,7 +749,7 @@ fn blocking_read_is_answered_by_another_connections_write() {
 #[test]
 fn flush_cancels_a_parked_read_and_the_message_stays() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
     assert!(
@@ -724,7 +768,7 @@ fn flush_cancels_a_parked_read_and_the_message_stays() {
     let r = n.send(c, 40, Body::Tclunk { fid: 99 });
     assert!(r[0].text.starts_with("Rerror tag 40 is already in use"));
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
     assert!(
@@ -748,7 +792,7 @@ fn flush_cancels_a_parked_read_and_the_message_stays() {
 #[test]
 fn flush_of_a_committing_read_follows_its_answer() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     n.group(c, "x", "g");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
@@ -776,7 +820,7 @@ fn flush_of_a_committing_read_follows_its_answer() {
 #[test]
 fn a_reader_gone_before_commit_loses_no_message() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     n.group(c, "x", "g");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
@@ -802,7 +846,7 @@ fn a_reader_gone_before_commit_loses_no_message() {
     n.log.commit_held();
     n.log.0.borrow_mut().hold = false;
     n.poll();
-    let c2 = n.client(Dialect::P2000);
+    let c2 = n.client(Dialect::U);
     assert_eq!(n.open(c2, 1, "chan/x/groups/g", 0), "Ropen");
     assert_eq!(n.read(c2, 1), "Rread precious", "given back to the group");
 }
@@ -810,7 +854,7 @@ fn a_reader_gone_before_commit_loses_no_message() {
 #[test]
 fn a_group_message_read_in_part_by_a_fid_that_goes_is_given_back_whole() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     n.group(c, "x", "g");
     assert_eq!(n.open(c, 1, "chan/x/data", 2), "Ropen");
@@ -858,7 +902,7 @@ fn park_events_read(n: &mut Node, c: ConnId) {
 #[test]
 fn bad_ctl_changes_nothing_and_reaches_events() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "alerts");
     park_events_read(&mut n, c);
     assert_eq!(n.open(c, 2, "chan/alerts/ctl", 1), "Ropen");
@@ -894,7 +938,7 @@ fn bad_ctl_changes_nothing_and_reaches_events() {
 #[test]
 fn an_error_that_names_its_file_is_not_named_twice_on_events() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     park_events_read(&mut n, c);
     assert_eq!(n.open(c, 2, "ctl", 1), "Ropen");
     let r = n.send(
@@ -920,7 +964,7 @@ fn an_error_that_names_its_file_is_not_named_twice_on_events() {
 #[test]
 fn removing_a_channel_ends_its_parked_reads() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 0), "Ropen");
     assert!(
@@ -949,7 +993,7 @@ fn removing_a_channel_ends_its_parked_reads() {
 #[test]
 fn state_is_rebuilt_from_the_log() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "a");
     n.mkchan(c, "b");
     assert_eq!(n.open(c, 1, "chan/a/data", 2), "Ropen");
@@ -958,7 +1002,7 @@ fn state_is_rebuilt_from_the_log() {
     }
     assert_eq!(n.read(c, 1), "Rread 1");
     let mut again = Node::with_log(n.log.reopened());
-    let c = again.client(Dialect::P2000);
+    let c = again.client(Dialect::U);
     let status = again.cat(c, "status");
     assert!(status.contains("channels 2\nretained 3\n"), "{status}");
     assert_eq!(again.open(c, 1, "chan/a/data", 0), "Ropen");
@@ -972,7 +1016,7 @@ fn state_is_rebuilt_from_the_log() {
 #[test]
 fn nine_p2000_directory_reads_and_stat() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     assert_eq!(n.open(c, 1, "", 0), "Ropen");
     let r = n.send(
         c,
@@ -983,7 +1027,7 @@ fn nine_p2000_directory_reads_and_stat() {
             count: 4096,
         },
     );
-    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    let m = ninep::decode(&r[0].frame, Dialect::U).unwrap();
     let Body::Rread { data } = m.body else {
         panic!()
     };
@@ -1015,7 +1059,7 @@ fn nine_p2000_directory_reads_and_stat() {
     );
     assert_eq!(n.walk(c, 0, 2, "chan"), "Rwalk");
     let r = n.send(c, 5, Body::Tstat { fid: 2 });
-    let m = ninep::decode(&r[0].frame, Dialect::P2000).unwrap();
+    let m = ninep::decode(&r[0].frame, Dialect::U).unwrap();
     let Body::Rstat { stat } = m.body else {
         panic!()
     };
@@ -1039,7 +1083,7 @@ fn nine_p2000_directory_reads_and_stat() {
 #[test]
 fn node_ctl_notes_and_syncs() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     assert_eq!(n.open(c, 1, "events", 0), "Ropen");
     assert_eq!(n.open(c, 2, "ctl", 1), "Ropen");
     assert_eq!(n.write(c, 2, "note deploy started\nsync\n"), "Rwrite");
@@ -1054,7 +1098,7 @@ fn node_ctl_notes_and_syncs() {
 #[test]
 fn every_reader_sees_every_message_and_a_late_one_starts_at_the_oldest_retained() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
     assert_eq!(n.open(c, 2, "chan/x/data", 0), "Ropen");
@@ -1082,7 +1126,7 @@ fn every_reader_sees_every_message_and_a_late_one_starts_at_the_oldest_retained(
 #[test]
 fn a_writer_to_a_full_blocking_channel_waits_for_its_group_and_can_be_flushed() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 9, "chan/x/ctl", 1), "Ropen");
     assert_eq!(
@@ -1138,7 +1182,7 @@ fn a_writer_to_a_full_blocking_channel_waits_for_its_group_and_can_be_flushed() 
 #[test]
 fn msgs_shows_each_message_with_its_stamp_and_a_good_signature() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
     assert_eq!(n.write(c, 1, "hi"), "Rwrite");
@@ -1153,7 +1197,7 @@ fn msgs_shows_each_message_with_its_stamp_and_a_good_signature() {
 #[test]
 fn writers_waiting_for_room_go_one_at_a_time_and_none_is_refused() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 9, "chan/x/ctl", 1), "Ropen");
     assert_eq!(
@@ -1199,7 +1243,7 @@ fn writers_waiting_for_room_go_one_at_a_time_and_none_is_refused() {
 #[test]
 fn lines_of_text_come_several_to_a_read_and_other_messages_alone() {
     let mut n = Node::new();
-    let c = n.client(Dialect::P2000);
+    let c = n.client(Dialect::U);
     n.mkchan(c, "x");
     assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
     for m in ["l1\n", "l2\n", "bin", "l3\n"] {

@@ -41,7 +41,7 @@ impl Raw {
         );
         r.dialect = dialect;
         assert_eq!(r.text(&v), "Rversion");
-        let n_uname = (dialect == Dialect::L).then_some(0);
+        let n_uname = (dialect != Dialect::P2000).then_some(0);
         let a = r.rpc(
             1,
             Body::Tattach {

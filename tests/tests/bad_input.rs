@@ -5,7 +5,7 @@ use cell0_tests::{Node, Raw};
 use ninep::{Body, Dialect, NOTAG, Names};
 
 fn still_serving(node: &Node) {
-    let mut ok = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
+    let mut ok = Raw::attached(&node.addr, Dialect::U, &node.aname());
     assert!(
         ok.cat("status").starts_with("Rread node "),
         "node stopped serving"
@@ -50,7 +50,7 @@ fn hostile_frames_do_not_hurt_the_node() {
     drop(r);
 
     // An unknown message type under a readable header.
-    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
+    let mut r = Raw::attached(&node.addr, Dialect::U, &node.aname());
     r.send_bytes(&[7, 0, 0, 0, 250, 9, 0]);
     let f = r.recv().expect("an error reply");
     assert!(

@@ -615,9 +615,10 @@ fn an_aname_with_two_tokens_is_refused() {
         NOTAG,
         Body::Tversion {
             msize: 65536,
-            version: Dialect::P2000.version(),
+            version: Dialect::U.version(),
         },
     );
+    r.dialect = Dialect::U;
     assert_eq!(r.text(&v), "Rversion");
     let aname = format!("token={ro} token={}", owner.trim());
     let a = r.rpc(
@@ -627,7 +628,7 @@ fn an_aname_with_two_tokens_is_refused() {
             afid: NOFID,
             uname: "test",
             aname: &aname,
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     let text = r.text(&a);

@@ -14,7 +14,7 @@ fn channels_messages_and_group_cursors_survive_restart() {
     assert!(node.cell0(&["write", "/chan/keep/data", "first"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "second"]).0);
     assert!(node.cell0(&["write", "/chan/keep/data", "third"]).0);
-    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
+    let mut r = Raw::attached(&node.addr, Dialect::U, &node.aname());
     assert_eq!(r.cat("chan/keep/groups/g"), "Rread first\n");
     drop(r);
     node.restart();
@@ -23,7 +23,7 @@ fn channels_messages_and_group_cursors_survive_restart() {
         ok && ls.lines().any(|l| l.trim_end_matches('/') == "keep"),
         "{ls}"
     );
-    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
+    let mut r = Raw::attached(&node.addr, Dialect::U, &node.aname());
     // The group goes on where it was; a new reader of data sees all.
     assert_eq!(r.cat("chan/keep/groups/g"), "Rread second\n");
     assert_eq!(r.cat("chan/keep/groups/g"), "Rread third\n");
@@ -48,7 +48,7 @@ fn every_acknowledged_write_survives_sigkill() {
             let aname = node.aname();
             let acked = acked.clone();
             std::thread::spawn(move || {
-                let mut r = Raw::attached(&addr, Dialect::P2000, &aname);
+                let mut r = Raw::attached(&addr, Dialect::U, &aname);
                 assert_eq!(r.walk(1, "chan/log/data"), "Rwalk");
                 let f = r.rpc(3, Body::Topen { fid: 1, mode: 1 });
                 assert_eq!(r.text(&f), "Ropen");
@@ -84,7 +84,7 @@ fn every_acknowledged_write_survives_sigkill() {
         .flat_map(|w| w.join().unwrap())
         .collect();
     assert!(acknowledged.len() >= 200);
-    let mut r = Raw::attached(&node.addr, Dialect::P2000, &node.aname());
+    let mut r = Raw::attached(&node.addr, Dialect::U, &node.aname());
     let status = r.cat("chan/log/status");
     let queued: usize = status
         .lines()

@@ -171,7 +171,7 @@ fn the_kernel_serves_cellfs_over_9p() {
         "kernel: #E10 {} ms after QEMU started",
         k.boot_time.as_millis()
     );
-    let mut r = attach(&k, Dialect::P2000);
+    let mut r = attach(&k, Dialect::U);
 
     // Without a capability, the kernel refuses the attach.
     let mut anon = Raw::connect(&k.addr);
@@ -179,9 +179,10 @@ fn the_kernel_serves_cellfs_over_9p() {
         NOTAG,
         Body::Tversion {
             msize: 65536,
-            version: "9P2000",
+            version: "9P2000.u",
         },
     );
+    anon.dialect = Dialect::U;
     assert_eq!(anon.text(&v), "Rversion");
     let a = anon.rpc(
         1,
@@ -190,7 +191,7 @@ fn the_kernel_serves_cellfs_over_9p() {
             afid: NOFID,
             uname: "test",
             aname: "",
-            n_uname: None,
+            n_uname: Some(0),
         },
     );
     assert!(
@@ -222,7 +223,7 @@ fn the_kernel_serves_cellfs_over_9p() {
             name: "k1",
             perm: ninep::stat::DMDIR | 0o755,
             mode: 0,
-            extension: None,
+            extension: Some(""),
         },
     );
     assert_eq!(r.text(&c), "Rcreate", "mkdir /chan/k1");
@@ -295,7 +296,7 @@ fn the_kernel_serves_cellfs_over_9p() {
 
     // A frame larger than the negotiated msize closes that connection
     // only.
-    let mut bad = attach(&k, Dialect::P2000);
+    let mut bad = attach(&k, Dialect::U);
     bad.send_bytes(&(1u32 << 30).to_le_bytes());
     assert!(
         bad.recv().is_none(),
@@ -307,7 +308,7 @@ fn the_kernel_serves_cellfs_over_9p() {
     drop(others);
     drop(reader);
     for _ in 0..10 {
-        let mut c = attach(&k, Dialect::P2000);
+        let mut c = attach(&k, Dialect::U);
         assert!(c.cat("/status").starts_with("Rread node kernel\n"));
     }
     assert!(k.running(), "QEMU stopped:\n{}", k.console());

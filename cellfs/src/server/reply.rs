@@ -82,12 +82,25 @@ impl<L: Log, C: Clock> Server<L, C> {
     }
 
     pub(super) fn reply_err(&mut self, conn: ConnId, tag: u16, e: &Error, out: &mut Outbox) {
-        match self.dialect(conn) {
-            Dialect::L => encode_reply(out, conn, tag, Body::Rlerror { ecode: e.errno() }),
-            Dialect::P2000 => {
+        let negotiated = self.conns.get(&conn).and_then(|c| c.dialect);
+        match negotiated.unwrap_or(Dialect::U) {
+            // Before a dialect is settled (a refused Tversion, a request
+            // before one), the whole message: it is about the protocol.
+            _ if negotiated.is_none() => {
                 let text = e.to_string();
                 let body = Body::Rerror {
                     ename: &text,
+                    errno: None,
+                };
+                encode_reply(out, conn, tag, body);
+            }
+            Dialect::L => encode_reply(out, conn, tag, Body::Rlerror { ecode: e.errno() }),
+            // Only the C library's words for the errno, which Unix
+            // clients (Linux's v9fs among them) map back to it; the whole
+            // message of a failed change is on /events.
+            Dialect::P2000 => {
+                let body = Body::Rerror {
+                    ename: crate::error::strerror(e.errno()),
                     errno: None,
                 };
                 encode_reply(out, conn, tag, body);

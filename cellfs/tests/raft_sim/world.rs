@@ -521,7 +521,7 @@ impl<R: SimLog> Sim<R> {
             NOTAG,
             Body::Tversion {
                 msize: 8192,
-                version: "9P2000",
+                version: "9P2000.u",
             },
         )?;
         if kind(&v) != "Rversion" {
@@ -536,7 +536,7 @@ impl<R: SimLog> Sim<R> {
                 afid: NOFID,
                 uname: "sim",
                 aname: "",
-                n_uname: None,
+                n_uname: Some(0),
             },
         );
         Some(conn)
@@ -575,7 +575,7 @@ impl<R: SimLog> Sim<R> {
                 name: "q",
                 perm: ninep::stat::DMDIR | 0o755,
                 mode: 0,
-                extension: None,
+                extension: Some(""),
             },
         );
     }
@@ -719,7 +719,7 @@ impl<R: SimLog> Sim<R> {
                     name: n,
                     perm: ninep::stat::DMDIR | 0o755,
                     mode: 0,
-                    extension: None,
+                    extension: Some(""),
                 },
             ),
             OpKind::Remove(n) => (
@@ -873,7 +873,7 @@ impl<R: SimLog> Sim<R> {
                 continue;
             };
             if tag_of(&f) == WALK_TAG {
-                let msg = ninep::decode(&f, ninep::Dialect::P2000).expect("replies decode");
+                let msg = ninep::decode(&f, ninep::Dialect::U).expect("replies decode");
                 self.clients[ci].walked = Some(match msg.body {
                     Body::Rwalk { wqids } => Ok(wqids.len()),
                     Body::Rerror { ename, .. } => Err(ename.to_string()),
@@ -884,7 +884,7 @@ impl<R: SimLog> Sim<R> {
             if tag_of(&f) != OP_TAG {
                 continue;
             }
-            let msg = ninep::decode(&f, ninep::Dialect::P2000).expect("replies decode");
+            let msg = ninep::decode(&f, ninep::Dialect::U).expect("replies decode");
             let kind = &self.ops[op].kind;
             let outcome = match msg.body {
                 body @ (Body::Rcreate { .. }
@@ -1138,7 +1138,7 @@ fn tag_of(f: &[u8]) -> u16 {
 
 /// The reply's type, or its error text.
 fn kind(f: &[u8]) -> String {
-    match ninep::decode(f, ninep::Dialect::P2000) {
+    match ninep::decode(f, ninep::Dialect::U) {
         Ok(m) => match m.body {
             Body::Rerror { ename, .. } => format!("Rerror {ename}"),
             b => format!("{:?}", b.msg_type()),

@@ -20,6 +20,14 @@ pub enum ClientError {
     Server(String),
     /// The node refused the request with an errno (9P2000.L Rlerror).
     Errno(u32),
+    /// The node refused the request with its message and the errno that
+    /// stands for it (9P2000.u Rerror).
+    Refused {
+        /// The node's message.
+        text: String,
+        /// Its errno.
+        errno: u32,
+    },
     /// A walk stopped at this name: it does not exist.
     NotFound(String),
     /// The request was cancelled with Tflush before it was answered.
@@ -31,7 +39,9 @@ impl ClientError {
     /// program that made the system call).
     pub fn errno(&self) -> i32 {
         match self {
-            ClientError::Errno(e) => i32::try_from(*e).unwrap_or(libc::EIO),
+            ClientError::Errno(e) | ClientError::Refused { errno: e, .. } => {
+                i32::try_from(*e).unwrap_or(libc::EIO)
+            }
             ClientError::NotFound(_) => libc::ENOENT,
             ClientError::Flushed => libc::EINTR,
             ClientError::Protocol(_) => libc::EPROTO,
@@ -50,7 +60,7 @@ impl fmt::Display for ClientError {
             }
             ClientError::Closed(why) => write!(f, "connection to the node lost: {why}"),
             ClientError::Protocol(e) => write!(f, "9P protocol error: {e}"),
-            ClientError::Server(e) => f.write_str(e),
+            ClientError::Server(e) | ClientError::Refused { text: e, .. } => f.write_str(e),
             // "Invalid argument (os error 22)": the text and the number.
             ClientError::Errno(_) => {
                 write!(f, "{}", std::io::Error::from_raw_os_error(self.errno()))

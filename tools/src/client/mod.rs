@@ -8,7 +8,7 @@
 //! nobody else, and [`Client::flush`] cancels it with Tflush.
 //!
 //! ```ignore
-//! let c = Client::connect("127.0.0.1:5640", ninep::Dialect::P2000)?;
+//! let c = Client::connect("127.0.0.1:5640", ninep::Dialect::U)?;
 //! let fid = c.walk_path("/status")?;
 //! let opened = c.open(fid, mode::OREAD)?;
 //! let text = c.read_all(fid, opened.iounit)?;

@@ -56,6 +56,13 @@ pub(crate) fn classify(frame: Vec<u8>, expect: u8, dialect: Dialect) -> Result<R
     let ty = frame.get(4).copied().unwrap_or(0);
     if ty == MsgType::Rerror as u8 || ty == MsgType::Rlerror as u8 {
         return match ninep::decode(&frame, dialect).map(|m| m.body) {
+            Ok(Body::Rerror {
+                ename,
+                errno: Some(errno),
+            }) => Err(ClientError::Refused {
+                text: ename.to_string(),
+                errno,
+            }),
             Ok(Body::Rerror { ename, .. }) => Err(ClientError::Server(ename.to_string())),
             Ok(Body::Rlerror { ecode }) => Err(ClientError::Errno(ecode)),
             Ok(other) => Err(unexpected("error", &other)),

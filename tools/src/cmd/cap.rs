@@ -305,7 +305,7 @@ fn check_against(t: &Token, node: &Node) -> anyhow::Result<()> {
 fn connect_cap(node: &Node) -> anyhow::Result<Client> {
     let opts = Options {
         aname: cellfs::server::CAP_ROOT.to_string(),
-        ..Options::new(Dialect::P2000).with_token(&node.token)
+        ..Options::new(Dialect::U).with_token(&node.token)
     };
     Ok(Client::connect_with(&node.addr, &opts)?)
 }

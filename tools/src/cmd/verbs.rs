@@ -1,7 +1,7 @@
 //! Plain 9P client verbs for scripts: `cell0 ls|cat|stat|mkdir|rm|write`.
 //!
-//! They speak 9P2000, whose Rerror carries the node's own message, so a
-//! script sees exactly why a request was refused; any failure is an error
+//! They speak 9P2000.u, whose Rerror carries the node's own message (and
+//! its errno), so a script sees exactly why a request was refused; any failure is an error
 //! (non-zero exit) naming the path.
 
 use std::io::{ErrorKind, Read, Write};
@@ -30,9 +30,9 @@ impl Node {
     }
 }
 
-/// A 9P2000 session with `node`, attached with its token.
+/// A 9P2000.u session with `node`, attached with its token.
 pub fn connect(node: &Node) -> anyhow::Result<Client> {
-    let opts = Options::new(Dialect::P2000).with_token(&node.token);
+    let opts = Options::new(Dialect::U).with_token(&node.token);
     Ok(Client::connect_with(&node.addr, &opts)?)
 }
 

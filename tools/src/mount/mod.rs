@@ -92,10 +92,10 @@ fn connect(addr: &str, aname: &str, token: &ClientToken) -> anyhow::Result<Clien
     match Client::connect_with(addr, &opts) {
         Ok(c) => Ok(c),
         Err(e) => {
-            // 9P2000.L refusals carry only an errno; 9P2000 carries the
+            // 9P2000.L refusals carry only an errno; 9P2000.u carries the
             // node's reason ("token expired …"), so ask again for it.
             let plain = Options {
-                dialect: Dialect::P2000,
+                dialect: Dialect::U,
                 ..opts
             };
             // Only a refusal of the attach itself is worth showing: a

@@ -50,7 +50,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
         .context("the benchmark's node is its own process")?;
     let c = Client::connect_with(
         &node.addr,
-        &Options::new(Dialect::P2000).with_token(&ClientToken {
+        &Options::new(Dialect::U).with_token(&ClientToken {
             text: Some(owner.to_text()),
             explicit: true,
         }),

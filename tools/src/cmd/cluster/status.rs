@@ -13,7 +13,7 @@ pub struct RaftStatus {
 impl RaftStatus {
     /// Read it, attaching with `token`.
     pub fn read(addr: &str, token: &ClientToken) -> anyhow::Result<RaftStatus> {
-        let opts = Options::new(Dialect::P2000).with_token(token);
+        let opts = Options::new(Dialect::U).with_token(token);
         let c = Client::connect_with(addr, &opts)?;
         let bytes = c.read_file("/raft/status")?;
         Ok(RaftStatus {

@@ -23,7 +23,7 @@ pub struct Sponsor {
 impl Sponsor {
     /// Attach to `addr` with `token` (it needs admin over `/raft`).
     pub fn connect(addr: &str, token: &ClientToken) -> anyhow::Result<Sponsor> {
-        let opts = Options::new(Dialect::P2000).with_token(token);
+        let opts = Options::new(Dialect::U).with_token(token);
         let client = Client::connect_with(addr, &opts)
             .with_context(|| format!("--join {addr}: connecting"))?;
         Ok(Sponsor {

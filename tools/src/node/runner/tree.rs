@@ -34,7 +34,7 @@ pub enum Found {
 impl Tree {
     /// Attach to `addr` with the capability `token` (text form).
     pub fn connect(addr: &str, token: &str) -> anyhow::Result<Tree> {
-        let opts = Options::new(Dialect::P2000).with_token(&ClientToken {
+        let opts = Options::new(Dialect::U).with_token(&ClientToken {
             text: Some(token.to_string()),
             explicit: true,
         });
@@ -136,7 +136,9 @@ fn next_write(rest: &str, max: usize) -> (usize, usize) {
 pub fn is_gone(e: &ClientError) -> bool {
     match e {
         ClientError::NotFound(_) => true,
-        ClientError::Server(text) => text.contains("removed") || text.contains("does not exist"),
+        ClientError::Server(text) | ClientError::Refused { text, .. } => {
+            text.contains("removed") || text.contains("does not exist")
+        }
         _ => false,
     }
 }
