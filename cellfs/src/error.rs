@@ -21,6 +21,7 @@ pub mod errno {
     pub const ENOTDIR: u32 = 20;
     pub const EISDIR: u32 = 21;
     pub const EINVAL: u32 = 22;
+    pub const ENOSPC: u32 = 28;
     pub const EPIPE: u32 = 32;
     pub const ERANGE: u32 = 34;
     pub const ENAMETOOLONG: u32 = 36;
@@ -124,6 +125,7 @@ impl Error {
             Error::Protocol(_) => EPROTO,
             Error::Log(LogError::Full | LogError::NoLeader) => EAGAIN,
             Error::Log(LogError::Refused(_)) => EINVAL,
+            Error::Log(LogError::NoSpace(_)) => ENOSPC,
             Error::Log(_) => EIO,
             Error::Cap(_) | Error::Unauthorized(_) | Error::Denied { .. } => EACCES,
         }
