@@ -246,3 +246,47 @@ fn a_follower_with_a_full_disk_takes_no_entries_until_space_returns() {
         );
     }
 }
+
+#[test]
+fn a_leader_with_a_full_disk_refuses_writes_and_loses_nothing() {
+    let mut net = Net::new(3);
+    net.run(2000);
+    let full = net.leader().expect("a leader within 2 s");
+    let other = (1..=3).find(|&i| i != full).unwrap();
+    let a = net.node(full).propose(b"cmd a".to_vec()).unwrap();
+    net.run(100);
+    assert_eq!(net.answer(full, a), Some(Ok(())));
+
+    net.full[full as usize - 1].set(true);
+    let b = net.node(full).propose(b"cmd b".to_vec()).unwrap();
+    net.run(1);
+    assert!(no_space(net.answer(full, b)), "{:?}", net.answer(full, b));
+    assert!(net.node(full).failed().is_none(), "the replica stopped");
+    // The cluster goes on: a write through another node is either taken
+    // (a node with room leads now) or refused, never lost.
+    net.run(2000);
+    assert!(net.leader().is_some(), "no leader with one full disk");
+    let c = net.node(other).propose(b"cmd c".to_vec()).unwrap();
+    net.run(300);
+    let c_taken = match net.answer(other, c) {
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
+            assert!(e.to_string().contains("no space"), "{e}");
+            false
+        }
+        None => panic!("cmd c was not answered"),
+    };
+
+    net.full[full as usize - 1].set(false);
+    let d = net.node(other).propose(b"cmd d".to_vec()).unwrap();
+    net.run(2000);
+    assert_eq!(net.answer(other, d), Some(Ok(())));
+    let mut want = vec![b"cmd a".to_vec()];
+    if c_taken {
+        want.push(b"cmd c".to_vec());
+    }
+    want.push(b"cmd d".to_vec());
+    for id in 1..=3 {
+        assert_eq!(net.applied(id), want, "node {id}");
+    }
+}
