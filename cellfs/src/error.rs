@@ -154,6 +154,7 @@ impl Error {
             Error::Protocol(_) => EPROTO,
             Error::Log(LogError::Full | LogError::NoLeader) => EAGAIN,
             Error::Log(LogError::Refused(_)) => EINVAL,
+            Error::Log(LogError::NoSpace(_)) => ENOSPC,
             Error::Log(_) => EIO,
             Error::Cap(_) | Error::Unauthorized(_) | Error::Denied { .. } => EACCES,
         }

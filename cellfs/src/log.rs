@@ -88,6 +88,10 @@ pub enum LogError {
     /// A membership or leadership change that cannot be made now; the
     /// message says why.
     Refused(String),
+    /// The node's disk is full: nothing was appended, and writes are
+    /// refused until space is freed there (reads go on). The message names
+    /// the file that found no room.
+    NoSpace(String),
 }
 
 impl fmt::Display for LogError {
@@ -103,6 +107,11 @@ impl fmt::Display for LogError {
                 "the raft leader changed before this write committed: it may or may not have been applied; read before retrying",
             ),
             LogError::Refused(why) => f.write_str(why),
+            LogError::NoSpace(why) => write!(
+                f,
+                "no space left on the node's disk ({why}); writes are refused until space is \
+                 freed there, and taken again by themselves once it is (reads go on)"
+            ),
         }
     }
 }

@@ -104,10 +104,16 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all());
     drop(f);
+    if let Err(e) = written {
+        // Nothing half-written is left behind (a full disk, say).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 

@@ -141,6 +141,16 @@ pub trait Storage {
     /// every entry after it. Snapshots hold committed entries only, so no
     /// commit rests on one being durable.
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError>;
+    /// Why this storage refuses to grow, if it does: the file system
+    /// has no room. A call that failed for that reason left what storage
+    /// holds as it was before the call (nothing half-written), so the
+    /// replica goes on (it starts again from what storage holds, and
+    /// refuses new commands while this is `Some`) instead of stopping.
+    /// Storage clears it once space has returned. Every other error
+    /// stops the replica.
+    fn no_space(&self) -> Option<String> {
+        None
+    }
     /// How much the log takes and how often it was synced, for
     /// `/raft/status` (zeroes where the storage does not count).
     fn usage(&self) -> StorageUsage {

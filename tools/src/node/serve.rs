@@ -268,7 +268,7 @@ pub async fn serve(
     };
     let key = crate::identity::load_or_create_key(data)?;
     let (log, replayed, sponsor) = open_log(data, &key, cluster, Box::new(on_commit))?;
-    let owner = crate::identity::write_owner_token(data, &key, crate::identity::now())?;
+    let owner = owner_token(data, &key)?;
     if insecure {
         eprintln!(
             "cell0: WARNING: --insecure: this node lets in ANY client without a capability, \
@@ -625,6 +625,31 @@ async fn connection(core: Shared, mut stream: TcpStream) {
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// Write the owner token afresh, or, when the disk has no room for it,
+/// keep the one already there (a node on a full disk still starts and
+/// serves reads; see cellfs(4)).
+fn owner_token(data: &Path, key: &cellfs::cap::NodeKey) -> anyhow::Result<std::path::PathBuf> {
+    match crate::identity::write_owner_token(data, key, crate::identity::now()) {
+        Ok(path) => Ok(path),
+        Err(e) => {
+            let path = crate::identity::owner_token_path(data);
+            let no_space = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::raw_os_error)
+                    .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+            });
+            if !no_space || !path.exists() {
+                return Err(e);
+            }
+            eprintln!(
+                "cell0: renewing the owner token: {e:#}; keeping {} as it is",
+                path.display()
+            );
+            Ok(path)
+        }
+    }
 }
 
 /// Create the data directory, readable by its owner only.

@@ -41,17 +41,21 @@ impl<S: Storage> Replica<S> {
                         voted_for: self.node.voted_for().map(|n| n.get()),
                         boot: self.hard.boot,
                     };
-                    if hard != self.hard {
+                    // After a write that found no space the step is
+                    // dropped (see `space`): nothing more is written.
+                    if hard != self.hard && self.short.is_none() {
                         self.hard = hard;
                         if let Err(e) = self.storage.save_hard_state(&hard) {
-                            self.fail(e);
+                            self.storage_failed(e);
                         }
                         wrote = true;
                     }
                 }
                 Action::AppendLogEntries(entries) => {
-                    if let Err(e) = self.append(&entries) {
-                        self.fail(e);
+                    if self.short.is_none()
+                        && let Err(e) = self.append(&entries)
+                    {
+                        self.storage_failed(e);
                     }
                     wrote = true;
                 }
@@ -62,8 +66,21 @@ impl<S: Storage> Replica<S> {
         }
         // Bodies that arrived are in storage now, or were not taken.
         self.incoming.clear();
-        if wrote && let Err(e) = self.storage.sync() {
-            self.fail(e);
+        if wrote
+            && self.short.is_none()
+            && let Err(e) = self.storage.sync()
+        {
+            self.storage_failed(e);
+        }
+        if let Some(e) = self.short.take() {
+            // Nothing of this step is sent or reported: its messages
+            // (an acknowledgement of entries not written, say) go with
+            // the engine that made them.
+            self.restart_from_storage(e);
+            if self.failed.is_some() {
+                self.fail_waiting();
+            }
+            return;
         }
         if self.failed.is_some() {
             self.fail_waiting();

@@ -38,6 +38,7 @@ mod flush;
 mod propose;
 mod read;
 mod snapshot;
+mod space;
 
 /// Settings of a replica.
 #[derive(Clone, Debug)]
@@ -153,6 +154,9 @@ pub struct Replica<S: Storage> {
     node: Node,
     storage: S,
     failed: Option<StorageError>,
+    /// A write of this step found no space: the replica starts again from
+    /// storage at the end of the step (see `space`).
+    short: Option<StorageError>,
     /// Term and body of every entry in the engine's log, by index.
     bodies: BTreeMap<Index, (Term, Body)>,
     /// Bodies that came in appends since the last flush, for the entries
@@ -297,6 +301,7 @@ impl<S: Storage> Replica<S> {
             node,
             storage,
             failed: None,
+            short: None,
             bodies,
             incoming: BTreeMap::new(),
             directory,
@@ -609,6 +614,13 @@ impl<S: Storage> Replica<S> {
                 .enumerate()
                 .any(|(i, s)| s.index != prev_index + 1 + i as u64)
         {
+            return;
+        }
+        // A disk that is full takes no entries: an append that carries
+        // some goes unanswered (the leader sends them again after a later
+        // heartbeat), so nothing new is acknowledged until space returns.
+        // Heartbeats are still heard: this node stays a quiet follower.
+        if !entries.is_empty() && self.storage.no_space().is_some() {
             return;
         }
         let mut engine_entries = LogEntries::new(prev);

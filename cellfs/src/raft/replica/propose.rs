@@ -23,6 +23,15 @@ impl<S: Storage> Replica<S> {
     /// Append a proposal here if leading, else hand it to the leader.
     /// `None` when it already failed (reported as [`Commit::Done`]).
     pub(super) fn route(&mut self, seq: u64, pending: Pending) -> Option<Stage> {
+        if let Some(e) = self.refused_for_space(&pending) {
+            // This node's disk is full: it could not take the entry in
+            // even if another node led.
+            self.commits.push(Commit::Done {
+                proposal: seq,
+                result: Err(e),
+            });
+            return None;
+        }
         if self.is_leader() && matches!(pending, Pending::Read) {
             self.reads.push(LeaderRead {
                 who: None,
@@ -64,6 +73,9 @@ impl<S: Storage> Replica<S> {
     ) -> Result<Option<LogPosition>, LogError> {
         if self.transfer.is_some() {
             return Err(LogError::NoLeader);
+        }
+        if let Some(e) = self.refused_for_space(&pending) {
+            return Err(e);
         }
         if !self.heard_majority(self.opts.election_ms.1) {
             // Check-quorum: a leader cut off from most voters would only

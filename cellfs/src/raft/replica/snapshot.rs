@@ -47,7 +47,7 @@ impl<S: Storage> Replica<S> {
             }
         });
         if let Err(e) = result {
-            self.fail(e);
+            self.storage_failed(e);
             return;
         }
         if !self
@@ -133,8 +133,11 @@ impl<S: Storage> Replica<S> {
         };
         if let Err(e) = self.storage.save_snapshot(&meta, &snap.data) {
             let why = e.0.clone();
-            self.fail(e);
-            return Err(LogError::Storage(why));
+            self.storage_failed(e);
+            return Err(match self.storage.no_space() {
+                Some(_) => LogError::NoSpace(why),
+                None => LogError::Storage(why),
+            });
         }
         if !self.node.handle_snapshot_installed(at, config) {
             return Err(LogError::Refused(String::from(

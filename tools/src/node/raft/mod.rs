@@ -68,11 +68,19 @@ pub trait CleanStop: Storage {
     /// Make everything written durable and record that the node stopped
     /// cleanly (see [`store::SegmentStore::close`]).
     fn stop_cleanly(&mut self) -> Result<(), StorageError>;
+    /// While the storage is short of space, see whether space has
+    /// returned (cheaply, and at most as often as the storage allows), so
+    /// that writes are taken again without a restart.
+    fn retry_space(&mut self) {}
 }
 
 impl CleanStop for store::SegmentStore {
     fn stop_cleanly(&mut self) -> Result<(), StorageError> {
         self.close()
+    }
+
+    fn retry_space(&mut self) {
+        store::SegmentStore::retry_space(self);
     }
 }
 
@@ -313,6 +321,9 @@ fn run<S: CleanStop, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, n
                 Input::Snapshot(s) => r.save_snapshot(s),
             }
         }
+        // A full disk is tried again (at most once a second: the thread
+        // wakes at least that often).
+        r.storage_mut().retry_space();
         r.tick(now_ms(&start));
         r.take_messages(&mut msgs);
         for (to, m) in msgs.drain(..) {
@@ -361,7 +372,9 @@ fn run<S: CleanStop, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, n
         }
         if let Some(why) = failed {
             // Fail-stop: what was acknowledged is on disk; nothing after
-            // the failure was.
+            // the failure was. (A write that found no space is not a
+            // failure: the replica refuses writes and goes on, see
+            // cellfs(4).)
             eprintln!("cell0: raft storage failed: {why}; stopping the node");
             std::process::exit(70);
         }

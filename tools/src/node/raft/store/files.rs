@@ -37,18 +37,128 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(|e| io_err(dir, "syncing the directory", &e))
 }
 
+/// A write that failed, by what it means for the store.
+#[derive(Debug)]
+pub(super) enum WriteFailure {
+    /// The file system had no room (ENOSPC, or EDQUOT for a quota). What
+    /// the write began was removed or cut back, so nothing half-written is
+    /// left; the same write may succeed once space is freed.
+    NoSpace(StorageError),
+    /// Anything else (an I/O error, a failed fsync): what is on disk is no
+    /// longer known to match the store's index.
+    Failed(StorageError),
+}
+
+impl From<WriteFailure> for StorageError {
+    fn from(f: WriteFailure) -> StorageError {
+        match f {
+            WriteFailure::NoSpace(e) | WriteFailure::Failed(e) => e,
+        }
+    }
+}
+
+/// Whether `e` says the file system is out of room: ENOSPC, or EDQUOT
+/// (a quota reached), which an operator answers the same way.
+pub(super) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// [`io_err`], classified: lack of space or any other failure.
+pub(super) fn write_err(path: &Path, doing: &str, e: &std::io::Error) -> WriteFailure {
+    if is_no_space(e) {
+        WriteFailure::NoSpace(io_err(path, doing, e))
+    } else {
+        WriteFailure::Failed(io_err(path, doing, e))
+    }
+}
+
 /// Replace `dir/name` with `bytes` so that a crash leaves the old file or
-/// the new one, never a mix, and the new one is durable on return.
-pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+/// the new one, never a mix, and the new one is durable on return. A
+/// failure before the rename removes the temporary file, so nothing
+/// half-written stays behind (the old file is untouched); a failed fsync
+/// of the temporary file is harmless for the same reason.
+pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), WriteFailure> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, "creating", &e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err(&tmp, "writing", &e))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(|e| io_err(&path, "renaming into place", &e))?;
-    sync_dir(dir)
+    let written = File::create(&tmp)
+        .map_err(|e| ("creating", e))
+        .and_then(|mut f| {
+            f.write_all(bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| ("writing", e))
+        });
+    if let Err((doing, e)) = written {
+        // Best effort: a temporary file left by a failed removal is
+        // removed at the next open.
+        let _ = fs::remove_file(&tmp);
+        return Err(write_err(&tmp, doing, &e));
+    }
+    fs::rename(&tmp, &path)
+        .map_err(|e| WriteFailure::Failed(io_err(&path, "renaming into place", &e)))?;
+    sync_dir(dir).map_err(WriteFailure::Failed)
+}
+
+/// Largest write [`overwrite_in_place`] makes: one disk sector, which
+/// disks write whole or not at all (the assumption PostgreSQL makes of
+/// its `pg_control`, kept under 512 bytes for the same reason).
+const SECTOR: usize = 512;
+
+/// Overwrite the existing file `path` in place with `bytes` (zero-filled
+/// up to its old length, so it never shrinks) and sync it. This needs no
+/// new block, so it works on a full file system, where [`write_atomic`]
+/// cannot create its temporary file; it is atomic only because the write
+/// fits in one sector, so it takes at most [`SECTOR`] bytes and a file
+/// no longer than that.
+pub(super) fn overwrite_in_place(path: &Path, bytes: &[u8]) -> Result<(), WriteFailure> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| write_err(path, "opening to overwrite", &e))?;
+    let old = f
+        .metadata()
+        .map_err(|e| write_err(path, "reading", &e))?
+        .len();
+    if bytes.len() > SECTOR || old > SECTOR as u64 {
+        return Err(WriteFailure::NoSpace(StorageError(format!(
+            "{}: no space for a new copy, and {} bytes (file of {old}) are too many to \
+             overwrite in place within one {SECTOR}-byte sector",
+            path.display(),
+            bytes.len()
+        ))));
+    }
+    let mut buf = bytes.to_vec();
+    buf.resize(buf.len().max(old as usize), 0);
+    f.write_all_at(&buf, 0)
+        .map_err(|e| write_err(path, "overwriting in place", &e))?;
+    // Not a temporary file: after a failed fsync the page cache may hold
+    // what the disk does not, so this is no case for a retry.
+    f.sync_data()
+        .map_err(|e| WriteFailure::Failed(io_err(path, "syncing", &e)))
+}
+
+/// The space reserve's name in the store's directory.
+pub(super) const RESERVE: &str = "reserve";
+
+/// Bytes the reserve holds.
+pub(super) const RESERVE_BYTES: usize = 1 << 20;
+
+/// (Re)write the space reserve: [`RESERVE_BYTES`] of bytes that do not
+/// compress (a file system that compresses or deduplicates would store
+/// zeros in no space at all), replaced atomically. It succeeds only when
+/// that much is free besides any reserve already in place, which makes it
+/// the store's test that space has returned.
+pub(super) fn write_reserve(dir: &Path) -> Result<(), WriteFailure> {
+    let mut bytes = Vec::with_capacity(RESERVE_BYTES);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bytes.len() < RESERVE_BYTES {
+        // xorshift64: cheap bytes no compressor can shrink.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    write_atomic(dir, RESERVE, &bytes)
 }
 
 /// A record's header: its payload's length and CRC-32, 4 bytes each.
@@ -324,7 +434,12 @@ pub(super) fn read_hard(path: &Path) -> Result<HardState, StorageError> {
     };
     let bad = |why: &str| StorageError(format!("{}: {why}; {REFUSE}", path.display()));
     let recs = scan_records(&bytes, path, Tail::MayTear).map_err(|e| bad(&e.0))?;
-    if recs.torn.is_some() || recs.spans.len() != 1 {
+    // An overwrite in place (see `overwrite_in_place`) leaves zeros after
+    // a record shorter than the one it replaced.
+    let zero_fill = bytes
+        .get(recs.good_len..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == 0));
+    if (recs.torn.is_some() && !zero_fill) || recs.spans.len() != 1 {
         return Err(bad("not one whole record (damaged)"));
     }
     let (start, end) = recs.spans[0];

@@ -13,6 +13,8 @@
 //!   replaced atomically (temporary file, fsync, rename, directory fsync).
 //! - `snapshot`: `magic[8] meta_len[4] data_len[8] crc32[4] meta data`, the
 //!   checksum covering everything after the magic, replaced atomically.
+//! - `reserve`: 1 MiB of incompressible bytes kept for the node's own
+//!   records on a full disk (see below).
 //! - `clean`: present only after a clean stop ([`SegmentStore::close`]):
 //!   one line naming the last segment and its length in bytes
 //!   (`00000000000000000001.seg 1234`, or `no segments`), written
@@ -50,6 +52,23 @@
 //! removal is durable nothing has been written, so the marker is still
 //! true.
 //!
+//! A full disk (ENOSPC, or EDQUOT) is not a failure (cellfs(4), "A full
+//! disk"). An append that finds no room is undone: segments it created
+//! are deleted and the last one is cut back to where it ended, the cut
+//! synced, so neither a partial record nor a refused entry can be found
+//! after a crash. A temporary file that could not be written is removed
+//! (the file it would have replaced is untouched); the hard state, when
+//! there is no room for a new copy, is overwritten in place within one
+//! sector. A snapshot that finds no room is given up, keeping the segments
+//! it would have replaced. The store is then *short of space*
+//! ([`Storage::no_space`]): the replica refuses commands, restarts from
+//! what the store holds, and goes on. `reserve` (1 MiB) keeps room for the
+//! node's own records (a new leader's first entry): it is given up when
+//! one finds no room, and rewritten by [`SegmentStore::retry_space`],
+//! whose success (a free MiB besides it) ends the shortage. Everything
+//! else that fails, a failed fsync above all (whose page cache may no
+//! longer match the disk), poisons the store: the node stops.
+//!
 //! This module keeps the store's state and the [`Storage`] calls; `files`
 //! reads and writes the formats above.
 
@@ -57,6 +76,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use cellfs::Index;
 use cellfs::raft::{HardState, Loaded, SnapshotMeta, Storage, StorageError, StorageUsage, Stored};
@@ -64,8 +84,9 @@ use cellfs::raft::{HardState, Loaded, SnapshotMeta, Storage, StorageError, Stora
 mod files;
 
 use files::{
-    CLEAN, RECORD_HEADER, encode_clean, encode_record, encode_snapshot, io_err, read_all,
-    remove_clean, seal_record, segment_name, sync_dir, write_atomic,
+    CLEAN, RECORD_HEADER, RESERVE, RESERVE_BYTES, WriteFailure, encode_clean, encode_record,
+    encode_snapshot, io_err, overwrite_in_place, read_all, remove_clean, seal_record, segment_name,
+    sync_dir, write_atomic, write_err, write_reserve,
 };
 
 /// Size at which a segment is closed and a new one begun: large enough
@@ -118,6 +139,9 @@ pub struct SegmentStore {
     /// `hard_dirty`).
     hard: HardState,
     hard_dirty: bool,
+    /// The hard state as last made durable (what a write that found no
+    /// space falls back to).
+    hard_durable: HardState,
     /// Segment fsyncs so far.
     syncs: u64,
     /// The last index the snapshot covers (0 without one).
@@ -139,14 +163,23 @@ pub struct SegmentStore {
     /// The clean-stop marker may be on disk: it is removed, durably,
     /// before anything else on disk changes (see [`SegmentStore::close`]).
     clean: bool,
+    /// Why the store last found no space, until the reserve can be
+    /// written again (see [`SegmentStore::retry_space`]); while set, the
+    /// replica refuses new commands.
+    short: Option<String>,
+    /// When [`SegmentStore::retry_space`] last tried.
+    last_retry: Option<Instant>,
 }
 
 /// A snapshot file being written in the background.
 struct Writing {
     /// The last index it covers.
     index: Index,
+    /// The last index the snapshot on disk covers until this one is in
+    /// place (what the store falls back to if it cannot be written).
+    prev_index: Index,
     /// The writer: done when its file is durable in place.
-    thread: std::thread::JoinHandle<Result<(), StorageError>>,
+    thread: std::thread::JoinHandle<Result<(), WriteFailure>>,
 }
 
 /// Numbers about the store, for status output.
@@ -162,6 +195,16 @@ pub struct StoreStats {
     pub first_index: Index,
     /// The last entry, or the snapshot's last index when no entry is kept.
     pub last_index: Index,
+}
+
+/// Where the log ended before a write, to put it back there.
+struct Mark {
+    /// How many segments there were.
+    segments: usize,
+    /// The last one's length in bytes and entries.
+    last: Option<(u64, u64)>,
+    /// Entries on disk.
+    ends: usize,
 }
 
 /// Everything read from disk at recovery, before it replaces the store's
@@ -197,7 +240,7 @@ impl SegmentStore {
                 sync_dir(parent)?;
             }
         }
-        for stale in ["hardstate.tmp", "snapshot.tmp", "clean.tmp"] {
+        for stale in ["hardstate.tmp", "snapshot.tmp", "clean.tmp", "reserve.tmp"] {
             let p = dir.join(stale);
             if p.exists() {
                 fs::remove_file(&p).map_err(|e| io_err(&p, "removing", &e))?;
@@ -211,6 +254,7 @@ impl SegmentStore {
             ends: VecDeque::new(),
             hard: HardState::default(),
             hard_dirty: false,
+            hard_durable: HardState::default(),
             syncs: 0,
             snap_index: 0,
             dirty: BTreeSet::new(),
@@ -220,10 +264,109 @@ impl SegmentStore {
             buf: Vec::new(),
             writing: None,
             clean: false,
+            short: None,
+            last_retry: None,
         };
         let loaded = store.recover()?;
         store.cached = Some(loaded);
+        let reserve = store.dir.join(RESERVE);
+        let in_place = fs::metadata(&reserve).is_ok_and(|m| m.len() == RESERVE_BYTES as u64);
+        if !in_place {
+            match write_reserve(&store.dir) {
+                Ok(()) => {}
+                Err(WriteFailure::NoSpace(e)) => {
+                    eprintln!(
+                        "cell0: {e}: no room for the space reserve; writes are refused until \
+                         space is freed (reads are served)"
+                    );
+                    store.short = Some(e.0);
+                }
+                Err(WriteFailure::Failed(e)) => return Err(e),
+            }
+        }
         Ok(store)
+    }
+
+    /// Why the store is short of space, if it is: set when a write found
+    /// no room, cleared by [`SegmentStore::retry_space`] once the reserve
+    /// can be written again.
+    pub fn short_of_space(&self) -> Option<&str> {
+        match &self.failed {
+            Some(_) => None,
+            None => self.short.as_deref(),
+        }
+    }
+
+    /// While short of space, at most once a second: try to write the
+    /// reserve again. It needs [`RESERVE_BYTES`] free besides any reserve
+    /// in place, so success means space has returned: the store is no
+    /// longer short, and the replica takes commands again. Returns whether
+    /// the store is short of space after the try.
+    pub fn retry_space(&mut self) -> bool {
+        if self.short.is_none() || self.failed.is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if self
+            .last_retry
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return true;
+        }
+        self.last_retry = Some(now);
+        match write_reserve(&self.dir) {
+            Ok(()) => {
+                eprintln!(
+                    "cell0: {}: space has returned; writes are taken again",
+                    self.dir.display()
+                );
+                self.short = None;
+                false
+            }
+            Err(WriteFailure::NoSpace(_)) => true,
+            Err(WriteFailure::Failed(e)) => {
+                eprintln!("cell0: writing the space reserve: {e}");
+                true
+            }
+        }
+    }
+
+    /// Give up the space reserve so that a write the node needs to go on
+    /// (a new leader's first entry, a configuration) finds room: true if
+    /// there was one to give up. The store is short of space from then on,
+    /// until the reserve is back: commands must not take its room.
+    fn release_reserve(&mut self) -> bool {
+        let path = self.dir.join(RESERVE);
+        if fs::remove_file(&path).is_err() {
+            return false;
+        }
+        let why = format!(
+            "{}: the disk is full; the space reserve was released for the node's own records",
+            path.display()
+        );
+        eprintln!("cell0: {why}");
+        self.short.get_or_insert(why);
+        self.last_retry = Some(Instant::now());
+        true
+    }
+
+    /// The outcome of a write, for the replica: lack of space leaves the
+    /// store usable (and short of space); any other failure poisons it.
+    fn outcome<T>(&mut self, r: Result<T, WriteFailure>) -> Result<T, StorageError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(WriteFailure::NoSpace(e)) => {
+                if self.short.is_none() {
+                    eprintln!(
+                        "cell0: {e}; writes are refused until space is freed (reads are served)"
+                    );
+                }
+                self.short = Some(e.0.clone());
+                self.last_retry = Some(Instant::now());
+                Err(e)
+            }
+            Err(WriteFailure::Failed(e)) => self.poison(Err(e)),
+        }
     }
 
     /// Numbers for status output: how much log is kept and in how many
@@ -282,6 +425,7 @@ impl SegmentStore {
         self.segments = r.segments;
         self.ends = r.ends;
         self.hard = hard;
+        self.hard_durable = r.hard;
         self.snap_index = r.snap_index;
         self.clean = r.clean;
         let firsts: BTreeSet<Index> = self.segments.iter().map(|s| s.first).collect();
@@ -298,9 +442,10 @@ impl SegmentStore {
     /// the store stays usable.
     pub fn close(&mut self) -> Result<(), StorageError> {
         self.check()?;
-        self.settle_snapshot(true)?;
+        let r = self.settle_snapshot(true);
+        self.outcome(r)?;
         let r = self.sync_inner();
-        self.poison(r)?;
+        self.outcome(r)?;
         if self.clean {
             // Nothing changed since the open that found the marker.
             return Ok(());
@@ -309,7 +454,7 @@ impl SegmentStore {
         // Set first: should the write fail after its rename, the marker
         // is on disk and must go before the next change.
         self.clean = true;
-        write_atomic(&self.dir, CLEAN, encode_clean(last).as_bytes())
+        write_atomic(&self.dir, CLEAN, encode_clean(last).as_bytes()).map_err(StorageError::from)
     }
 
     /// Remove the clean-stop marker, durably, before the first change to
@@ -374,16 +519,18 @@ impl SegmentStore {
     }
 
     /// Write `buf` at the end of the last segment.
-    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), WriteFailure> {
         if buf.is_empty() {
             return Ok(());
         }
         let Some(seg) = self.segments.last_mut() else {
-            return Err(StorageError("no segment to write to".into()));
+            return Err(WriteFailure::Failed(StorageError(
+                "no segment to write to".into(),
+            )));
         };
         seg.file
             .write_all(buf)
-            .map_err(|e| io_err(&seg.path, "writing", &e))?;
+            .map_err(|e| write_err(&seg.path, "writing", &e))?;
         seg.len += buf.len() as u64;
         self.dirty.insert(seg.first);
         buf.clear();
@@ -392,13 +539,13 @@ impl SegmentStore {
 
     /// Sync the last segment and begin a new one whose first entry is
     /// `first`.
-    fn roll(&mut self, first: Index) -> Result<(), StorageError> {
+    fn roll(&mut self, first: Index) -> Result<(), WriteFailure> {
         if let Some(seg) = self.segments.last()
             && self.dirty.remove(&seg.first)
         {
             seg.file
                 .sync_data()
-                .map_err(|e| io_err(&seg.path, "syncing", &e))?;
+                .map_err(|e| WriteFailure::Failed(io_err(&seg.path, "syncing", &e)))?;
         }
         let path = self.log_dir.join(segment_name(first));
         // Append mode, so writes after a truncation land at the new end.
@@ -407,7 +554,7 @@ impl SegmentStore {
             .append(true)
             .open(&path)
             .and_then(|f| f.set_len(0).map(|()| f))
-            .map_err(|e| io_err(&path, "creating", &e))?;
+            .map_err(|e| write_err(&path, "creating", &e))?;
         self.segments.push(Segment {
             first,
             path,
@@ -419,37 +566,64 @@ impl SegmentStore {
         Ok(())
     }
 
-    fn append_inner(&mut self, after: Index, entries: &[Stored]) -> Result<(), StorageError> {
-        self.unmark()?;
+    fn append_inner(&mut self, after: Index, entries: &[Stored]) -> Result<(), WriteFailure> {
+        self.unmark().map_err(WriteFailure::Failed)?;
         if let (Some(first), Some(last)) = (self.disk_first(), self.disk_last()) {
             if after >= first && after <= last {
                 if after < last {
-                    self.truncate_after(after)?;
+                    self.truncate_after(after).map_err(WriteFailure::Failed)?;
                 }
             } else {
                 // Nothing on disk is kept (all of it is after `after`, or
                 // covered by the snapshot and before a new start), once
                 // that snapshot is durable.
                 self.settle_snapshot(true)?;
-                self.remove_segments_from(0)?;
+                self.remove_segments_from(0).map_err(WriteFailure::Failed)?;
             }
         }
+        let before = Mark {
+            segments: self.segments.len(),
+            last: self.segments.last().map(|s| (s.len, s.count)),
+            ends: self.ends.len(),
+        };
+        let mut written = self.write_entries(entries);
+        if let Err(WriteFailure::NoSpace(_)) = &written {
+            self.undo_write(&before)?;
+            // The node's own records (a new leader's first entry, a
+            // configuration) may use the reserve; commands never do.
+            let own = entries
+                .iter()
+                .all(|e| !matches!(e.body, cellfs::raft::Body::Command { .. }));
+            if own && self.release_reserve() {
+                written = self.write_entries(entries);
+                if let Err(WriteFailure::NoSpace(_)) = &written {
+                    self.undo_write(&before)?;
+                }
+            }
+        }
+        written
+    }
+
+    /// Write `entries` after the last one on disk (any truncation done).
+    fn write_entries(&mut self, entries: &[Stored]) -> Result<(), WriteFailure> {
         let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         for e in entries {
             // Each record goes straight into the write buffer: header room
             // first, the entry serialised after it, the header filled in.
             let start = buf.len();
             buf.extend_from_slice(&[0; RECORD_HEADER]);
-            buf = postcard::to_extend(e, buf)
-                .map_err(|err| StorageError(format!("encoding entry {}: {err}", e.index)))?;
+            buf = postcard::to_extend(e, buf).map_err(|err| {
+                WriteFailure::Failed(StorageError(format!("encoding entry {}: {err}", e.index)))
+            })?;
             let payload_len = buf.len() - start - RECORD_HEADER;
             if payload_len > MAX_RECORD {
                 buf.truncate(start);
                 self.buf = buf;
-                return Err(StorageError(format!(
+                return Err(WriteFailure::Failed(StorageError(format!(
                     "entry {} is {payload_len} bytes, more than the {MAX_RECORD} a record may hold",
                     e.index
-                )));
+                ))));
             }
             seal_record(&mut buf[start..]);
             let full = self
@@ -460,56 +634,116 @@ impl SegmentStore {
                 // The record opens the next segment; what precedes it
                 // closes this one.
                 let record = buf.split_off(start);
-                self.flush(&mut buf)?;
-                self.roll(e.index)?;
+                if let Err(e) = self.flush(&mut buf).and_then(|()| self.roll(e.index)) {
+                    self.buf = record;
+                    return Err(e);
+                }
                 buf.extend_from_slice(&record);
             }
             let Some(seg) = self.segments.last_mut() else {
-                return Err(StorageError("no segment to write to".into()));
+                return Err(WriteFailure::Failed(StorageError(
+                    "no segment to write to".into(),
+                )));
             };
             self.ends.push_back(seg.len + buf.len() as u64);
             seg.count += 1;
         }
         let flushed = self.flush(&mut buf);
+        buf.clear();
         self.buf = buf;
         flushed
     }
 
-    fn sync_inner(&mut self) -> Result<(), StorageError> {
+    /// Put the log back as it was at `before`, after a write that found
+    /// no space: segments it began are deleted, the last one it kept is
+    /// cut back to its old length, and the cut is synced (part of the
+    /// write may have reached the disk already, and an entry refused to
+    /// its client must not come back after a crash). Failing that, the
+    /// log's state is unknown: the store stops.
+    fn undo_write(&mut self, before: &Mark) -> Result<(), WriteFailure> {
+        let failed = |e: StorageError| WriteFailure::Failed(e);
+        let mut removed = false;
+        while self.segments.len() > before.segments {
+            let Some(seg) = self.segments.pop() else {
+                break;
+            };
+            self.dirty.remove(&seg.first);
+            drop(seg.file);
+            fs::remove_file(&seg.path)
+                .map_err(|e| failed(io_err(&seg.path, "removing after a full disk", &e)))?;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.log_dir).map_err(failed)?;
+        }
+        if let (Some(seg), Some((len, count))) = (self.segments.last_mut(), before.last) {
+            seg.file
+                .set_len(len)
+                .and_then(|()| seg.file.sync_data())
+                .map_err(|e| failed(io_err(&seg.path, "cutting back after a full disk", &e)))?;
+            seg.len = len;
+            seg.count = count;
+        }
+        self.ends.truncate(before.ends);
+        Ok(())
+    }
+
+    fn sync_inner(&mut self) -> Result<(), WriteFailure> {
         if self.hard_dirty {
             // The only write here not preceded by an append's (which
             // removed the marker already).
-            self.unmark()?;
+            self.unmark().map_err(WriteFailure::Failed)?;
         }
         for first in std::mem::take(&mut self.dirty) {
             if let Some(seg) = self.segments.iter().find(|s| s.first == first) {
+                // After a failed fsync the page cache may hold what the
+                // disk does not (and a retry would then succeed on
+                // nothing): never a case for a retry, whatever the errno.
                 seg.file
                     .sync_data()
-                    .map_err(|e| io_err(&seg.path, "syncing", &e))?;
+                    .map_err(|e| WriteFailure::Failed(io_err(&seg.path, "syncing", &e)))?;
                 self.syncs += 1;
             }
         }
         if self.log_dir_dirty {
-            sync_dir(&self.log_dir)?;
+            sync_dir(&self.log_dir).map_err(WriteFailure::Failed)?;
             self.log_dir_dirty = false;
         }
         if self.hard_dirty {
-            let payload = postcard::to_allocvec(&self.hard)
-                .map_err(|e| StorageError(format!("encoding the hard state: {e}")))?;
+            let payload = postcard::to_allocvec(&self.hard).map_err(|e| {
+                WriteFailure::Failed(StorageError(format!("encoding the hard state: {e}")))
+            })?;
             let mut rec = Vec::new();
             encode_record(&payload, &mut rec);
-            write_atomic(&self.dir, "hardstate", &rec)?;
+            let written = match write_atomic(&self.dir, "hardstate", &rec) {
+                // No room for a new copy: the old one is overwritten in
+                // place, which needs none.
+                Err(WriteFailure::NoSpace(_)) if self.dir.join("hardstate").exists() => {
+                    overwrite_in_place(&self.dir.join("hardstate"), &rec)
+                }
+                r => r,
+            };
+            if let Err(WriteFailure::NoSpace(_)) = &written {
+                // Not written: what the replica restarts from is what
+                // the disk holds.
+                self.hard = self.hard_durable;
+                self.hard_dirty = false;
+            }
+            written?;
+            self.hard_durable = self.hard;
             self.hard_dirty = false;
         }
         Ok(())
     }
 
-    /// Delete the segments whose entries the snapshot covers entirely.
     /// Finish the snapshot being written, waiting for it if `wait`: once
     /// its file is durable, the segments it covers go. Until then they
     /// stay, so a crash finds the previous snapshot and every entry after
-    /// it; anything that would delete segments otherwise waits first.
-    fn settle_snapshot(&mut self, wait: bool) -> Result<(), StorageError> {
+    /// it; anything that would delete segments otherwise waits first. A
+    /// snapshot that found no space is given up (its temporary file is
+    /// gone): the previous one and the entries after it stay, and the
+    /// store is short of space.
+    fn settle_snapshot(&mut self, wait: bool) -> Result<(), WriteFailure> {
         let done = self
             .writing
             .as_ref()
@@ -521,22 +755,31 @@ impl SegmentStore {
             return Ok(());
         };
         let written = w.thread.join().unwrap_or_else(|_| {
-            Err(StorageError(format!(
+            Err(WriteFailure::Failed(StorageError(format!(
                 "{}: the thread writing the snapshot failed",
                 self.dir.display()
-            )))
+            ))))
         });
-        self.poison(written)?;
-        let r = self.drop_covered(w.index);
-        self.poison(r)
+        if let Err(WriteFailure::NoSpace(e)) = written {
+            self.snap_index = w.prev_index;
+            return Err(WriteFailure::NoSpace(StorageError(format!(
+                "{e}; the snapshot through entry {} was given up and the log it would have \
+                 replaced is kept",
+                w.index
+            ))));
+        }
+        written?;
+        self.drop_covered(w.index).map_err(WriteFailure::Failed)
     }
 
     /// Wait for the snapshot being written, if any (for tests and a clean
     /// stop).
     pub fn settle(&mut self) -> Result<(), StorageError> {
-        self.settle_snapshot(true)
+        let r = self.settle_snapshot(true);
+        self.outcome(r)
     }
 
+    /// Delete the segments whose entries the snapshot covers entirely.
     fn drop_covered(&mut self, covered: Index) -> Result<(), StorageError> {
         while let Some(seg) = self.segments.first() {
             if seg.first + seg.count > covered.saturating_add(1) {
@@ -568,7 +811,12 @@ impl Storage for SegmentStore {
         if let Some(l) = self.cached.take() {
             return Ok(l);
         }
-        self.settle_snapshot(true)?;
+        let r = self.settle_snapshot(true);
+        // A snapshot given up for lack of space leaves the previous one
+        // and its log, which `recover` reads.
+        if let Err(WriteFailure::Failed(e)) = r {
+            return self.poison(Err(e));
+        }
         let r = self.recover();
         self.poison(r)
     }
@@ -622,14 +870,17 @@ impl Storage for SegmentStore {
             }
         }
         let r = self.append_inner(after, entries);
-        self.poison(r)
+        self.outcome(r)
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.check()?;
-        self.settle_snapshot(false)?;
-        let r = self.sync_inner();
-        self.poison(r)
+        let r = self.settle_snapshot(false).and_then(|()| self.sync_inner());
+        self.outcome(r)
+    }
+
+    fn no_space(&self) -> Option<String> {
+        self.short_of_space().map(String::from)
     }
 
     fn usage(&self) -> StorageUsage {
@@ -644,11 +895,17 @@ impl Storage for SegmentStore {
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         self.check()?;
         self.cached = None;
-        // One at a time: the file has one name.
-        self.settle_snapshot(true)?;
+        // One at a time: the file has one name. One given up for lack of
+        // space is replaced by this newer one.
+        match self.settle_snapshot(true) {
+            Ok(()) => {}
+            Err(WriteFailure::NoSpace(e)) => eprintln!("cell0: {e}"),
+            Err(WriteFailure::Failed(e)) => return self.poison(Err(e)),
+        }
         let r = self.unmark();
         self.poison(r)?;
         let bytes = encode_snapshot(meta, data)?;
+        let prev_index = self.snap_index;
         // Writing and syncing a large state takes long; the log's thread
         // goes on appending meanwhile. The covered segments stay until the
         // file is in place (see `settle_snapshot`).
@@ -660,6 +917,7 @@ impl Storage for SegmentStore {
         let thread = self.poison(thread)?;
         self.writing = Some(Writing {
             index: meta.index,
+            prev_index,
             thread,
         });
         self.snap_index = meta.index;

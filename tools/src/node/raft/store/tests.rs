@@ -685,3 +685,134 @@ fn a_failed_store_records_no_clean_stop() {
     assert!(s.close().is_err());
     assert!(!dir.path().join("clean").exists());
 }
+
+/// Make `dir/name` a link to /dev/full, where every write fails with
+/// ENOSPC: a full disk for that one file, without root.
+fn full_file(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::os::unix::fs::symlink("/dev/full", &p).unwrap();
+    p
+}
+
+#[test]
+fn write_atomic_leaves_no_temporary_file_when_the_disk_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("thing"), b"old").unwrap();
+    let tmp = full_file(dir.path(), "thing.tmp");
+    let err = files::write_atomic(dir.path(), "thing", b"new").unwrap_err();
+    let WriteFailure::NoSpace(e) = err else {
+        panic!("not a lack of space: {err:?}");
+    };
+    assert!(e.0.contains("No space left on device"), "{e}");
+    assert!(
+        fs::symlink_metadata(&tmp).is_err(),
+        "the temporary file stayed"
+    );
+    assert_eq!(fs::read(dir.path().join("thing")).unwrap(), b"old");
+}
+
+#[test]
+fn a_hard_state_with_no_room_for_a_copy_is_overwritten_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let hard = |term| HardState {
+        term,
+        voted_for: Some(7),
+        boot: 3,
+    };
+    {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        s.load().unwrap();
+        s.save_hard_state(&hard(u64::MAX)).unwrap();
+        s.sync().unwrap();
+    }
+    let tmp = full_file(dir.path(), "hardstate.tmp");
+    {
+        let mut s = SegmentStore::open(dir.path()).unwrap();
+        // Open removes a stale temporary file: put the full one back.
+        full_file(dir.path(), "hardstate.tmp");
+        s.load().unwrap();
+        // A shorter record than the one it replaces: zeros follow it.
+        s.save_hard_state(&hard(5)).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.no_space(), None, "the overwrite found room");
+    }
+    assert!(
+        fs::symlink_metadata(&tmp).is_err(),
+        "the temporary file stayed"
+    );
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().hard, hard(5));
+    assert_eq!(read_hard(&dir.path().join("hardstate")).unwrap(), hard(5));
+}
+
+#[test]
+fn a_first_hard_state_with_no_room_leaves_the_store_short_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    s.load().unwrap();
+    full_file(dir.path(), "hardstate.tmp");
+    let hard = HardState {
+        term: 2,
+        voted_for: None,
+        boot: 1,
+    };
+    s.save_hard_state(&hard).unwrap();
+    let err = s.sync().unwrap_err();
+    assert!(err.0.contains("No space left on device"), "{err}");
+    assert!(s.no_space().is_some());
+    assert!(fs::symlink_metadata(dir.path().join("hardstate.tmp")).is_err());
+    // Not poisoned: the log still takes appends, and a sync succeeds once
+    // nothing needs the space.
+    s.append(0, &entries(1, 3, 1)).unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.load().unwrap().hard, HardState::default());
+    assert_eq!(s.load().unwrap().entries, entries(1, 3, 1));
+}
+
+#[test]
+fn a_snapshot_with_no_room_is_given_up_and_the_log_it_covers_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open_with(dir.path(), 200).unwrap();
+    s.load().unwrap();
+    s.append(0, &entries(1, 20, 1)).unwrap();
+    s.sync().unwrap();
+    let before = segment_files(dir.path());
+    full_file(dir.path(), "snapshot.tmp");
+    s.save_snapshot(&meta(15, 1), b"state").unwrap();
+    let err = s.settle().unwrap_err();
+    assert!(err.0.contains("given up"), "{err}");
+    assert!(s.no_space().is_some());
+    assert_eq!(segment_files(dir.path()), before, "covered segments went");
+    assert!(fs::symlink_metadata(dir.path().join("snapshot.tmp")).is_err());
+    // The store goes on, and reopens with every entry.
+    s.append(20, &entries(21, 22, 1)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let mut s = SegmentStore::open_with(dir.path(), 200).unwrap();
+    let l = s.load().unwrap();
+    assert!(l.snapshot.is_none());
+    assert_eq!(l.entries, entries(1, 22, 1));
+}
+
+#[test]
+fn the_reserve_is_made_at_open_and_space_is_retried_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SegmentStore::open(dir.path()).unwrap();
+    let reserve = dir.path().join(files::RESERVE);
+    assert_eq!(
+        fs::metadata(&reserve).unwrap().len(),
+        files::RESERVE_BYTES as u64
+    );
+    assert!(!s.retry_space(), "not short, nothing to retry");
+    // Short of space (the reserve cannot be rewritten): still short
+    // after a retry, and the retry leaves nothing behind.
+    s.short = Some("test".into());
+    s.last_retry = None;
+    full_file(dir.path(), "reserve.tmp");
+    assert!(s.retry_space());
+    assert!(fs::symlink_metadata(dir.path().join("reserve.tmp")).is_err());
+    // Space back: the next retry (a second later) clears it.
+    s.last_retry = None;
+    assert!(!s.retry_space());
+    assert_eq!(s.no_space(), None);
+}
