@@ -12,8 +12,12 @@
 //! - `CELL0_NEMESIS=long`: random faults for `CELL0_NEMESIS_SECS` seconds
 //!   (600 by default) per cluster;
 //! - `CELL0_NEMESIS_SEED=N`: another seed (nodes hit, clients' choices);
-//! - `CELL0_NEMESIS_EXISTS=0`: no existence checks (walks), only creates,
-//!   removes and appends;
+//! - `CELL0_NEMESIS_READS=list`: learn whether a channel exists by reading
+//!   `/chan` (linearizable) instead of walking to it (a walk through a
+//!   follower may lag the leader today: issue 19), and take no answer
+//!   from a walk before a remove;
+//! - `CELL0_NEMESIS_ROUTE=leader`: every client sends to the node the
+//!   leader is (asking before each operation) instead of to its own node;
 //! - `CELL0_NEMESIS_DISK=1`: add the full-disk fault on the last node.
 //!
 //! Run one: `cargo test -p cell0-tests --test nemesis -- --nocapture`.
@@ -24,7 +28,7 @@ use std::time::Duration;
 use cell0_tests::nemesis::faults::{random_schedule, short_schedule};
 use cell0_tests::nemesis::report::schedule_text;
 use cell0_tests::nemesis::rng::Rng;
-use cell0_tests::nemesis::workload::Workload;
+use cell0_tests::nemesis::workload::{Reads, Route, Workload};
 use cell0_tests::nemesis::{Config, run};
 
 /// The runs share the machine's two cores: one at a time.
@@ -57,7 +61,16 @@ fn config(nodes: usize) -> Config {
             clients: 2 * nodes,
             keys: 5,
             timeout: Duration::from_secs(2),
-            exists: env("CELL0_NEMESIS_EXISTS").as_deref() != Some("0"),
+            reads: match env("CELL0_NEMESIS_READS").as_deref() {
+                None | Some("walk") => Reads::Walk,
+                Some("list") => Reads::List,
+                Some(other) => panic!("CELL0_NEMESIS_READS={other}: expected walk or list"),
+            },
+            route: match env("CELL0_NEMESIS_ROUTE").as_deref() {
+                None | Some("any") => Route::Bound,
+                Some("leader") => Route::Leader,
+                Some(other) => panic!("CELL0_NEMESIS_ROUTE={other}: expected any or leader"),
+            },
             pace: Duration::from_millis(10),
             seed: seed + nodes as u64,
         },

@@ -217,10 +217,20 @@ impl Conn {
     }
 
     /// Remove `/chan/NAME`: `true` if this removed it, `false` if there was
-    /// none (the walk to it failed, or the node said so).
-    pub fn remove(&mut self, name: &str, deadline: Instant) -> Result<bool, Failure> {
+    /// none (the walk to it failed, or the node said so). With
+    /// `trust_walk` false, a walk that finds no channel is not taken as
+    /// an answer: the remove is then [`Failure::Unsent`].
+    pub fn remove(
+        &mut self,
+        name: &str,
+        trust_walk: bool,
+        deadline: Instant,
+    ) -> Result<bool, Failure> {
         if !self.walk(&["chan", name], deadline).map_err(unsent)? {
-            return Ok(false);
+            if trust_walk {
+                return Ok(false);
+            }
+            return Err(Failure::Unsent("the walk found no channel".into()));
         }
         // Tremove clunks the fid whatever the answer.
         match self.rpc(Body::Tremove { fid: WORK }, deadline) {
@@ -232,6 +242,21 @@ impl Conn {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The names in directory `/chan`, from a read of it from its start
+    /// (a read from the start is linearizable; raft(3) READS).
+    pub fn list_chan(&mut self, deadline: Instant) -> Result<Vec<String>, Failure> {
+        let bytes = self.read_until("/chan", deadline, |_| false)?;
+        let mut names = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (stat, used) = ninep::decode::decode_stat(rest)
+                .map_err(|e| Failure::Lost(format!("bad directory entry: {e:?}")))?;
+            names.push(stat.name.to_string());
+            rest = &rest[used..];
+        }
+        Ok(names)
     }
 
     /// Open `path` (walked from the root) with `mode` on [`WORK`].

@@ -76,6 +76,9 @@ pub fn schedule_text(schedule: &[Step]) -> String {
     s
 }
 
+/// The most operations of a counterexample's window printed.
+const WINDOW: usize = 40;
+
 /// The operations of `k` around where the search got stuck: from the
 /// invocation of the earliest of the last few operations it could
 /// linearize to the return of the one it could not.
@@ -106,12 +109,20 @@ fn counterexample(f: &mut fmt::Formatter<'_>, k: &KeyVerdict, w: &Witness) -> fm
         .min()
         .unwrap_or(stuck.call)
         .min(stuck.call);
-    writeln!(f, "    every operation on {} in that window:", k.key)?;
-    for o in k
+    let window: Vec<&Op> = k
         .ops
         .iter()
         .filter(|o| o.ret >= from && o.call <= stuck.ret)
-    {
+        .collect();
+    let shown = &window[window.len().saturating_sub(WINDOW)..];
+    writeln!(
+        f,
+        "    the operations on {} in that window ({} of {}, the latest):",
+        k.key,
+        shown.len(),
+        window.len()
+    )?;
+    for o in shown {
         writeln!(f, "      {o}")?;
     }
     Ok(())
@@ -122,13 +133,14 @@ impl fmt::Display for Report {
         let c = &self.config;
         writeln!(
             f,
-            "== nemesis run {}: {} nodes, seed {}, {} clients, {} keys, exists {}, {:.1} s ==",
+            "== nemesis run {}: {} nodes, seed {}, {} clients ({:?}), {} keys, reads by {:?}, {:.1} s ==",
             c.name,
             c.nodes,
             c.seed,
             c.workload.clients,
+            c.workload.route,
             c.workload.keys,
-            if c.workload.exists { "on" } else { "off" },
+            c.workload.reads,
             self.elapsed.as_secs_f64()
         )?;
         writeln!(f, "operations: {}", Tally::of(&self.ops, |_| true))?;

@@ -25,13 +25,36 @@ pub struct Workload {
     pub keys: usize,
     /// How long an operation may take before it is indeterminate.
     pub timeout: Duration,
-    /// Whether clients check existence with a walk (which, through a
-    /// follower, may lag the leader; see DESIGN.md and issue 19).
-    pub exists: bool,
+    /// How clients learn whether a channel exists.
+    pub reads: Reads,
+    /// Which node a client sends to.
+    pub route: Route,
     /// Pause between two operations of one client.
     pub pace: Duration,
     /// Seed of the clients' choices.
     pub seed: u64,
+}
+
+/// How a client learns whether a channel exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// A walk to it, for `exists`, and before a remove (a walk that finds
+    /// nothing answers the remove): what a program does, and what may lag
+    /// the leader on a follower today (issue 19).
+    Walk,
+    /// A read of the `/chan` directory from its start (linearizable) for
+    /// `exists`; a remove whose walk finds nothing is not counted as an
+    /// answer.
+    List,
+}
+
+/// Which node a client sends its operations to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Always the same one (client `c` to node `c % n`): followers too.
+    Bound,
+    /// The leader, as its node names it (asked before each operation).
+    Leader,
 }
 
 /// The name of key `k`.
@@ -57,16 +80,16 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Start `w.clients` clients, client `c` on `targets[c % len]`.
+    /// Start `w.clients` clients, client `c` first on node `c % len`.
     pub fn start(w: &Workload, targets: &[Target], history: Arc<History>) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..w.clients)
             .map(|c| {
-                let target = targets[c % targets.len()].clone();
+                let targets = targets.to_vec();
                 let (w, h, s) = (w.clone(), history.clone(), stop.clone());
                 std::thread::Builder::new()
                     .name(format!("nemesis-client-{c}"))
-                    .spawn(move || client(c, &w, &target, &h, &s))
+                    .spawn(move || client(c, &w, &targets, &h, &s))
                     .expect("client thread starts")
             })
             .collect();
@@ -90,9 +113,7 @@ fn choose(rng: &mut Rng, w: &Workload, client: usize, seq: u64) -> (Kind, String
         0..=24 => (Kind::Append, format!("c{client}-{seq}")),
         25..=49 => (Kind::Create, key),
         50..=74 => (Kind::Remove, key),
-        _ if w.exists => (Kind::Exists, key),
-        _ if roll % 2 == 0 => (Kind::Create, key),
-        _ => (Kind::Remove, key),
+        _ => (Kind::Exists, key),
     }
 }
 
@@ -108,39 +129,79 @@ fn refused(kind: Kind, text: String) -> Outcome {
     }
 }
 
-fn client(id: usize, w: &Workload, t: &Target, h: &History, stop: &AtomicBool) {
+/// A client's connection to the node it sends to.
+struct Session {
+    node: usize,
+    conn: Option<Conn>,
+}
+
+impl Session {
+    /// Attached to `node`, connecting if need be.
+    fn conn(&mut self, targets: &[Target], limit: Duration) -> Result<&mut Conn, Failure> {
+        if self.conn.is_none() {
+            let t = &targets[self.node];
+            self.conn = Some(Conn::connect(&t.addr, &t.aname, limit)?);
+        }
+        Ok(self.conn.as_mut().expect("connected"))
+    }
+
+    /// With [`Route::Leader`]: move to the node this one names as
+    /// leader (a read of its `/raft/status`), if that is another.
+    fn follow_leader(&mut self, targets: &[Target], limit: Duration) {
+        let Ok(c) = self.conn(targets, limit) else {
+            // This node is down: try the next one.
+            self.node = (self.node + 1) % targets.len();
+            return;
+        };
+        let status = c.cat("/raft/status", Instant::now() + limit);
+        let leader = match status {
+            Ok(s) => crate::cluster::field(&s, "leader").and_then(|v| v.parse::<usize>().ok()),
+            Err(_) => {
+                self.conn = None;
+                None
+            }
+        };
+        if let Some(id) = leader.filter(|&id| (1..=targets.len()).contains(&id))
+            && id - 1 != self.node
+        {
+            self.node = id - 1;
+            self.conn = None;
+        }
+    }
+}
+
+fn client(id: usize, w: &Workload, targets: &[Target], h: &History, stop: &AtomicBool) {
     let mut rng = Rng::new(w.seed ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let mut conn: Option<Conn> = None;
+    let limit = w.timeout.min(Duration::from_secs(1));
+    let mut s = Session {
+        node: id % targets.len(),
+        conn: None,
+    };
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
+        if w.route == Route::Leader {
+            s.follow_leader(targets, limit);
+        }
         let (kind, key) = choose(&mut rng, w, id, seq);
         let call = h.now();
         let deadline = Instant::now() + w.timeout;
-        let result = match conn.as_mut() {
-            Some(c) => run(c, kind, &key, deadline),
-            None => match Conn::connect(&t.addr, &t.aname, w.timeout.min(Duration::from_secs(1))) {
-                Ok(mut c) => {
-                    let r = run(&mut c, kind, &key, deadline);
-                    conn = Some(c);
-                    r
-                }
-                Err(e) => Err(e),
-            },
-        };
+        let result = s
+            .conn(targets, limit)
+            .and_then(|c| run(c, w.reads, kind, &key, deadline));
         let outcome = match result {
             Ok(v) => Outcome::Ok(v),
             Err(Failure::Unsent(e)) => Outcome::Failed(e),
             Err(Failure::Refused(e)) => refused(kind, e),
             Err(Failure::Lost(e)) => {
-                conn = None;
+                s.conn = None;
                 Outcome::Indeterminate(e)
             }
         };
-        let unsent = matches!(outcome, Outcome::Failed(_)) && conn.is_none();
+        let unsent = matches!(outcome, Outcome::Failed(_)) && s.conn.is_none();
         h.record(Op {
             client: id,
-            node: t.node,
+            node: s.node,
             kind,
             key,
             call,
@@ -157,12 +218,21 @@ fn client(id: usize, w: &Workload, t: &Target, h: &History, stop: &AtomicBool) {
     }
 }
 
-fn run(c: &mut Conn, kind: Kind, key: &str, deadline: Instant) -> Result<bool, Failure> {
-    match kind {
-        Kind::Create => c.create(key, deadline),
-        Kind::Remove => c.remove(key, deadline),
-        Kind::Exists => c.exists(key, deadline),
-        Kind::Append => {
+fn run(
+    c: &mut Conn,
+    reads: Reads,
+    kind: Kind,
+    key: &str,
+    deadline: Instant,
+) -> Result<bool, Failure> {
+    match (kind, reads) {
+        (Kind::Create, _) => c.create(key, deadline),
+        (Kind::Remove, _) => c.remove(key, reads == Reads::Walk, deadline),
+        (Kind::Exists, Reads::Walk) => c.exists(key, deadline),
+        (Kind::Exists, Reads::List) => c
+            .list_chan(deadline)
+            .map(|names| names.iter().any(|n| n == key)),
+        (Kind::Append, _) => {
             let path = format!("/chan/{APPEND_CHAN}/data");
             c.write(&path, format!("{key}\n").as_bytes(), deadline)
                 .map(|()| true)
