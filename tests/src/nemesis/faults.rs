@@ -126,9 +126,9 @@ pub struct FaultLog {
     pub lines: Vec<(u64, String)>,
     /// Faults injected.
     pub injected: usize,
-    /// Things seen on the way that are not the checker's business
-    /// (a node that exited by itself, a start that failed).
-    pub observations: Vec<String>,
+    /// Nodes that failed by themselves: exited without being killed, or
+    /// did not start again. A node must survive every fault.
+    pub node_failures: Vec<String>,
 }
 
 impl FaultLog {
@@ -138,9 +138,9 @@ impl FaultLog {
         self.lines.push((ms, text));
     }
 
-    fn observe(&mut self, h: &History, text: String) {
-        self.note(h, format!("observed: {text}"));
-        self.observations.push(text);
+    fn node_failed(&mut self, h: &History, text: String) {
+        self.note(h, format!("node failure: {text}"));
+        self.node_failures.push(text);
     }
 }
 
@@ -278,7 +278,7 @@ impl Nemesis<'_> {
     fn start(&mut self, i: usize, h: &History) {
         if let Err(e) = self.cluster.nodes[i].start() {
             self.log
-                .observe(h, format!("n{} did not start: {e}", i + 1));
+                .node_failed(h, format!("n{} did not start: {e}", i + 1));
         }
     }
 
@@ -288,7 +288,7 @@ impl Nemesis<'_> {
             if let Some(st) = self.cluster.nodes[i].exited() {
                 let log = self.cluster.nodes[i].log();
                 let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                self.log.observe(
+                self.log.node_failed(
                     h,
                     format!(
                         "n{} exited by itself ({st}); last lines: {}",

@@ -53,9 +53,13 @@ impl Report {
         self.appends.iter().filter(|a| a.bad()).collect()
     }
 
-    /// Whether the run found nothing wrong.
+    /// Whether the run found nothing wrong: every key linearizable, no
+    /// acknowledged write lost, no node that failed by itself.
     pub fn passed(&self) -> bool {
-        self.violations().is_empty() && self.lost().is_empty() && self.unknown() == 0
+        self.violations().is_empty()
+            && self.lost().is_empty()
+            && self.unknown() == 0
+            && self.faults.node_failures.is_empty()
     }
 }
 
@@ -154,9 +158,9 @@ impl fmt::Display for Report {
         for (ms, line) in &self.faults.lines {
             writeln!(f, "  {:>8.3} s  {line}", *ms as f64 / 1000.0)?;
         }
-        if !self.faults.observations.is_empty() {
-            writeln!(f, "observations:")?;
-            for o in &self.faults.observations {
+        if !self.faults.node_failures.is_empty() {
+            writeln!(f, "node failures:")?;
+            for o in &self.faults.node_failures {
                 writeln!(f, "  {o}")?;
             }
         }
