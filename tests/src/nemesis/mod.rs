@@ -66,7 +66,6 @@ pub fn run(cfg: &Config) -> Report {
     let history = Arc::new(History::new(Instant::now()));
     let targets: Vec<Target> = (0..cluster.len())
         .map(|i| Target {
-            node: i,
             addr: cluster.nodes[i].addr.clone(),
             aname: cluster.aname.clone(),
         })
@@ -88,8 +87,11 @@ pub fn run(cfg: &Config) -> Report {
     let ops = history.ops();
     let caught_up = appends::wait_caught_up(&cluster, Duration::from_secs(60));
     let appends = appends::check(&cluster, &ops);
+    let checking = Instant::now();
     let keys = model::check_keys(&ops, BUDGET);
+    let check_time = checking.elapsed();
     Report {
+        check_time,
         config: cfg.clone(),
         ops,
         faults: log,

@@ -3,13 +3,14 @@
 //! a key that is not linearizable, its history around where the search
 //! got stuck.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use super::Config;
 use super::appends::NodeAppends;
 use super::faults::{FaultLog, Step};
-use super::history::{Kind, Op, Tally};
+use super::history::{Kind, Op, Outcome, Tally};
 use super::linear::{Verdict, Witness};
 use super::model::KeyVerdict;
 
@@ -29,6 +30,8 @@ pub struct Report {
     pub caught_up: bool,
     /// The whole run.
     pub elapsed: Duration,
+    /// How long the linearizability checker took.
+    pub check_time: Duration,
 }
 
 impl Report {
@@ -79,6 +82,39 @@ pub fn schedule_text(schedule: &[Step]) -> String {
     }
     s
 }
+
+/// The most common reasons operations failed or ended indeterminate
+/// (numbers blanked out so that alike reasons count together).
+fn reasons(f: &mut fmt::Formatter<'_>, ops: &[Op]) -> fmt::Result {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for o in ops {
+        let (what, why) = match &o.outcome {
+            Outcome::Failed(why) => ("failed", why),
+            Outcome::Indeterminate(why) => ("indeterminate", why),
+            Outcome::Ok(_) => continue,
+        };
+        let why: String = why
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect();
+        *counts.entry(format!("{what}: {why}")).or_default() += 1;
+    }
+    let mut by_count: Vec<(String, usize)> = counts.into_iter().collect();
+    by_count.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    if !by_count.is_empty() {
+        writeln!(
+            f,
+            "why operations failed or are indeterminate (most common):"
+        )?;
+    }
+    for (why, n) in by_count.iter().take(REASONS) {
+        writeln!(f, "  {n:>6}  {why}")?;
+    }
+    Ok(())
+}
+
+/// How many reasons [`reasons`] prints.
+const REASONS: usize = 8;
 
 /// The most operations of a counterexample's window printed.
 const WINDOW: usize = 40;
@@ -154,6 +190,7 @@ impl fmt::Display for Report {
                 writeln!(f, "  {kind:<7} {t}")?;
             }
         }
+        reasons(f, &self.ops)?;
         writeln!(f, "faults injected: {}", self.faults.injected)?;
         for (ms, line) in &self.faults.lines {
             writeln!(f, "  {:>8.3} s  {line}", *ms as f64 / 1000.0)?;
@@ -167,9 +204,10 @@ impl fmt::Display for Report {
         let checked: usize = self.keys.iter().map(|k| k.checked).sum();
         writeln!(
             f,
-            "linearizability: {} keys, {} operations checked: {} linearizable, {} violations, {} unknown",
+            "linearizability: {} keys, {} operations checked in {:.2} s: {} linearizable, {} violations, {} unknown",
             self.keys.len(),
             checked,
+            self.check_time.as_secs_f64(),
             self.keys
                 .iter()
                 .filter(|k| k.verdict == Verdict::Linearizable)
@@ -185,7 +223,7 @@ impl fmt::Display for Report {
         let acked = self
             .ops
             .iter()
-            .filter(|o| o.kind == Kind::Append && o.outcome == super::history::Outcome::Ok(true))
+            .filter(|o| o.kind == Kind::Append && o.outcome == Outcome::Ok(true))
             .count();
         writeln!(
             f,

@@ -62,11 +62,9 @@ pub fn key_name(k: usize) -> String {
     format!("k{k}")
 }
 
-/// What a client needs to reach its node.
+/// What a client needs to reach a node.
 #[derive(Clone)]
 pub struct Target {
-    /// The node's index.
-    pub node: usize,
     /// Its 9P address.
     pub addr: String,
     /// The attach aname (with the token).
@@ -97,11 +95,18 @@ impl Clients {
     }
 
     /// Stop every client after its current operation and wait for them.
-    pub fn stop(self) {
+    pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             t.join().expect("a client thread panicked");
         }
+    }
+}
+
+impl Drop for Clients {
+    /// A run that panics stops its clients too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
