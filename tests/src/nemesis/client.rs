@@ -43,6 +43,9 @@ fn unsent(f: Failure) -> Failure {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// A request got no answer in time, or the connection broke: the
+    /// connection must not be used again.
+    broken: bool,
 }
 
 impl Conn {
@@ -58,6 +61,7 @@ impl Conn {
         let mut c = Conn {
             stream,
             buf: Vec::new(),
+            broken: false,
         };
         c.rpc(
             Body::Tversion {
@@ -81,9 +85,26 @@ impl Conn {
         Ok(c)
     }
 
+    /// Whether a request on it went unanswered (or it broke): its next
+    /// answer could belong to that request, so it must be dropped.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
     /// Send `body`, wait until `deadline` for the answer; an Rerror is
     /// [`Failure::Refused`]. The answer's bytes are kept in `self.buf`.
     fn rpc(&mut self, body: Body<'_>, deadline: Instant) -> Result<(), Failure> {
+        if self.broken {
+            return Err(Failure::Unsent("the connection is broken".into()));
+        }
+        let r = self.exchange(body, deadline);
+        if matches!(r, Err(Failure::Lost(_))) {
+            self.broken = true;
+        }
+        r
+    }
+
+    fn exchange(&mut self, body: Body<'_>, deadline: Instant) -> Result<(), Failure> {
         let lost = |e: std::io::Error| Failure::Lost(e.to_string());
         let mut frame = Vec::new();
         let tag = if matches!(&body, Body::Tversion { .. }) {
@@ -184,7 +205,9 @@ impl Conn {
     pub fn exists(&mut self, name: &str, deadline: Instant) -> Result<bool, Failure> {
         let found = self.walk(&["chan", name], deadline)?;
         if found {
-            self.clunk(deadline)?;
+            // The answer is in; a clunk that fails only breaks the
+            // connection.
+            let _ = self.clunk(deadline);
         }
         Ok(found)
     }
@@ -204,16 +227,15 @@ impl Conn {
             },
             deadline,
         );
-        // The fid is the new directory, or still /chan: clunk it either way.
+        // The fid is the new directory, or still /chan: clunk it either
+        // way (a clunk that fails only breaks the connection).
         let result = match r {
             Ok(()) => Ok(true),
             Err(Failure::Refused(e)) if e.contains("already exists") => Ok(false),
             Err(e) => Err(e),
         };
-        let clunked = self.clunk(deadline);
-        let made = result?;
-        clunked?;
-        Ok(made)
+        let _ = self.clunk(deadline);
+        result
     }
 
     /// Remove `/chan/NAME`: `true` if this removed it, `false` if there was
@@ -284,9 +306,9 @@ impl Conn {
             },
             deadline,
         );
-        let clunked = self.clunk(deadline);
-        r?;
-        clunked
+        // The answer is in; a clunk that fails only breaks the connection.
+        let _ = self.clunk(deadline);
+        r
     }
 
     /// Read `path` from its start with reads of up to `count` bytes until

@@ -161,11 +161,11 @@ impl Session {
         let status = c.cat("/raft/status", Instant::now() + limit);
         let leader = match status {
             Ok(s) => crate::cluster::field(&s, "leader").and_then(|v| v.parse::<usize>().ok()),
-            Err(_) => {
-                self.conn = None;
-                None
-            }
+            Err(_) => None,
         };
+        if c.broken() {
+            self.conn = None;
+        }
         if let Some(id) = leader.filter(|&id| (1..=targets.len()).contains(&id))
             && id - 1 != self.node
         {
@@ -198,11 +198,11 @@ fn client(id: usize, w: &Workload, targets: &[Target], h: &History, stop: &Atomi
             Ok(v) => Outcome::Ok(v),
             Err(Failure::Unsent(e)) => Outcome::Failed(e),
             Err(Failure::Refused(e)) => refused(kind, e),
-            Err(Failure::Lost(e)) => {
-                s.conn = None;
-                Outcome::Indeterminate(e)
-            }
+            Err(Failure::Lost(e)) => Outcome::Indeterminate(e),
         };
+        if s.conn.as_ref().is_some_and(Conn::broken) {
+            s.conn = None;
+        }
         let unsent = matches!(outcome, Outcome::Failed(_)) && s.conn.is_none();
         h.record(Op {
             client: id,
