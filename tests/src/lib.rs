@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod fake_qemu;
 pub mod kernel;
 pub mod mount;
+pub mod nemesis;
 pub mod node;
 pub mod ports;
 pub mod procs;
