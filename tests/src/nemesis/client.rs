@@ -1,4 +1,4 @@
-//! A small blocking 9P2000 client for the workload: one request at a
+//! A small blocking 9P2000.u client for the workload: one request at a
 //! time on one connection, every wait bounded by a deadline, so that each
 //! operation's end (or its lack of one) is known precisely. A connection
 //! whose request timed out is dropped (a late answer could be taken for
@@ -49,7 +49,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connect to `addr`, negotiate 9P2000 and attach the root with
+    /// Connect to `addr`, negotiate 9P2000.u (whose errors carry the node's message) and attach the root with
     /// `aname` (which carries the capability: `token=c0.…`), all within
     /// `limit`.
     pub fn connect(addr: &str, aname: &str, limit: Duration) -> Result<Conn, Failure> {
@@ -66,7 +66,7 @@ impl Conn {
         c.rpc(
             Body::Tversion {
                 msize: MSIZE,
-                version: Dialect::P2000.version(),
+                version: Dialect::U.version(),
             },
             deadline,
         )
@@ -77,7 +77,7 @@ impl Conn {
                 afid: NOFID,
                 uname: "nemesis",
                 aname,
-                n_uname: None,
+                n_uname: Some(0),
             },
             deadline,
         )
@@ -134,10 +134,10 @@ impl Conn {
         let r = self.read_exact(&mut rest[4..], deadline);
         self.buf = rest;
         r?;
-        let msg = ninep::decode(&self.buf, Dialect::P2000)
+        let msg = ninep::decode(&self.buf, Dialect::U)
             .map_err(|e| Failure::Lost(format!("undecodable answer: {e:?}")))?;
         match msg.body {
-            Body::Rerror { ename } => Err(Failure::Refused(ename.to_string())),
+            Body::Rerror { ename, .. } => Err(Failure::Refused(ename.to_string())),
             _ => Ok(()),
         }
     }
@@ -166,7 +166,7 @@ impl Conn {
 
     /// The decoded last answer.
     fn answer(&self) -> Body<'_> {
-        ninep::decode(&self.buf, Dialect::P2000)
+        ninep::decode(&self.buf, Dialect::U)
             .expect("decoded once already")
             .body
     }
@@ -224,6 +224,7 @@ impl Conn {
                 name,
                 perm: DMDIR | 0o775,
                 mode: ninep::mode::OREAD,
+                extension: Some(""),
             },
             deadline,
         );
