@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod fake_qemu;
 pub mod kernel;
+pub mod linux_guest;
 pub mod mount;
 pub mod nemesis;
 pub mod node;
