@@ -23,6 +23,9 @@ pub struct Conn {
     pub held: alloc::collections::VecDeque<Held>,
     /// The bytes of the frames in `held`.
     pub held_bytes: usize,
+    /// An attach asked for `reads=batch`: streams end each batch with an
+    /// empty read here even in plain 9P2000.
+    pub batch_reads: bool,
 }
 
 /// The largest frame a connection may send before it has attached: room

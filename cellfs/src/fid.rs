@@ -58,6 +58,10 @@ pub struct Fid {
     pub rclose: bool,
     /// Reads parked on this fid, so clunk knows whether to look for them.
     pub parked: u32,
+    /// A read just handed over less than it asked for, in a dialect whose
+    /// clients read until a read returns nothing (Linux's): the next read
+    /// that would wait answers no bytes instead, once (cellfs(4) STREAMS).
+    pub batch_end: bool,
 }
 
 impl Fid {
@@ -69,6 +73,7 @@ impl Fid {
             open: None,
             aux: Aux::None,
             dir: DirCursor::default(),
+            batch_end: false,
             rclose: false,
             parked: 0,
         }

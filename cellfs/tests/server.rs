@@ -746,6 +746,92 @@ fn blocking_read_is_answered_by_another_connections_write() {
     );
 }
 
+/// Read fid 1 of `c` (count 100) under tag 60: the answer, or "" if it
+/// waits.
+fn read_now(n: &mut Node, c: ConnId) -> String {
+    let r = n.send(
+        c,
+        60,
+        Body::Tread {
+            fid: 1,
+            offset: 0,
+            count: 100,
+        },
+    );
+    r.into_iter()
+        .find(|r| r.conn == c && r.tag == 60)
+        .map_or(String::new(), |r| r.text)
+}
+
+#[test]
+fn streams_end_a_batch_with_one_empty_read_for_clients_that_read_until_one() {
+    let mut n = Node::new();
+    let writer = n.client(Dialect::U);
+    n.mkchan(writer, "b");
+    assert_eq!(n.open(writer, 1, "chan/b/data", 1), "Ropen");
+    // A plain 9P2000 client attached with reads=batch (Linux mounted with
+    // version=9p2000), then 9P2000.L: both get one empty read after a
+    // batch, then wait for the next message.
+    let p = n.server.connect();
+    n.dialects.insert(p, Dialect::P2000);
+    let v = n.call(
+        p,
+        NOTAG,
+        Body::Tversion {
+            msize: 8192,
+            version: "9P2000",
+        },
+    );
+    assert_eq!(v, "Rversion");
+    let a = Body::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname: "u",
+        aname: "reads=batch",
+        n_uname: None,
+    };
+    assert_eq!(n.call(p, 1, a), "Rattach");
+    let l = n.client(Dialect::L);
+    for c in [p, l] {
+        assert_eq!(n.open(c, 1, "chan/b/data", 0), "Ropen");
+    }
+    assert_eq!(n.write(writer, 1, "m1"), "Rwrite");
+    for c in [p, l] {
+        assert_eq!(read_now(&mut n, c), "Rread m1");
+        assert_eq!(
+            read_now(&mut n, c),
+            "Rread ",
+            "the batch ends with one empty read"
+        );
+        assert_eq!(read_now(&mut n, c), "", "then the read waits");
+    }
+    let r = n.send(
+        writer,
+        5,
+        Body::Twrite {
+            fid: 1,
+            offset: 0,
+            data: b"m2",
+        },
+    );
+    for c in [p, l] {
+        assert!(
+            r.iter()
+                .any(|r| r.conn == c && r.tag == 60 && r.text == "Rread m2"),
+            "{r:?}"
+        );
+    }
+    // A plain 9P2000 client (Plan 9's kind) is never handed an empty read
+    // while the stream is open: its next read waits.
+    let plan9 = n.client(Dialect::P2000);
+    assert_eq!(n.open(plan9, 1, "chan/b/data", 0), "Ropen");
+    assert_eq!(n.write(writer, 1, "m3"), "Rwrite");
+    assert_eq!(read_now(&mut n, plan9), "Rread m1");
+    assert_eq!(read_now(&mut n, plan9), "Rread m2");
+    assert_eq!(read_now(&mut n, plan9), "Rread m3");
+    assert_eq!(read_now(&mut n, plan9), "", "a Plan 9 reader waits");
+}
+
 #[test]
 fn flush_cancels_a_parked_read_and_the_message_stays() {
     let mut n = Node::new();

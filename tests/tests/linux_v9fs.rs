@@ -53,11 +53,10 @@ const EXPECTED: &[(&str, Check)] = &[
     ("blocking-read", |s, _| {
         expect(
             s.rc == 0,
-            "a cat of data started before `echo hello > data` should print hello within 5 s. \
-             SERVER (issue 20): the node answers cat's Treads with the messages (status: \
-             delivered counts them, waiting 1), but Linux's p9_client_read keeps sending \
-             Treads until the caller's buffer is full or a read returns 0 bytes, so the \
-             messages sit in the guest's kernel while its next Tread waits on the node",
+            "a cat of data started before `echo hello > data` should print hello within 5 s: \
+             Linux's p9_client_read sends Treads until the caller's buffer is full or a read \
+             returns 0 bytes, so the stream must end the batch it handed over with one empty \
+             read (9P2000.L and .u always, plain 9P2000 with reads=batch in the aname)",
         )
     }),
     ("ctl-bad", |s, _| {

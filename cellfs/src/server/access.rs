@@ -29,8 +29,15 @@ impl<L: Log, C: Clock> Server<L, C> {
         afid: u32,
         aname: &str,
     ) -> Result<(Arc<Grant>, bool), Error> {
-        let Aname { token, at_cap } = Aname::parse(aname)?;
+        let Aname {
+            token,
+            at_cap,
+            batch,
+        } = Aname::parse(aname)?;
         let grant = self.attach_token(conn, afid, token)?;
+        if batch && let Some(c) = self.conns.get_mut(&conn) {
+            c.batch_reads = true;
+        }
         Ok((grant, at_cap))
     }
 
@@ -206,7 +213,14 @@ pub(super) struct Aname<'a> {
     token: Option<&'a str>,
     /// Whether it attaches at `/cap` ([`CAP_ROOT`]) rather than the scope.
     at_cap: bool,
+    /// The `reads=batch` word: streams end each batch with an empty read
+    /// on this connection whatever its dialect (cellfs(4) STREAMS).
+    batch: bool,
 }
+
+/// The aname word that makes streams end each batch with an empty read in
+/// plain 9P2000 too: for Linux's client mounted with `version=9p2000`.
+pub const BATCH_WORD: &str = "reads=batch";
 
 impl<'a> Aname<'a> {
     /// Read `aname`. A word given twice is refused, not resolved by
@@ -216,9 +230,12 @@ impl<'a> Aname<'a> {
         let mut token = None;
         let mut root = None;
         let mut auth = false;
+        let mut batch = false;
         for word in aname.split_ascii_whitespace() {
             let (what, again) = if let Some(t) = word.strip_prefix("token=") {
                 ("token=", token.replace(t).is_some())
+            } else if word == BATCH_WORD {
+                (BATCH_WORD, core::mem::replace(&mut batch, true))
             } else if word == AUTH_WORD {
                 (AUTH_WORD, core::mem::replace(&mut auth, true))
             } else if word == "/" || word == CAP_ROOT {
@@ -226,7 +243,7 @@ impl<'a> Aname<'a> {
             } else {
                 let shown: String = word.chars().take(40).collect();
                 return Err(Error::NotFound(format!(
-                    "aname word \"{}\"; attach to \"\", \"/\" or \"{CAP_ROOT}\", optionally with token=c0.…",
+                    "aname word \"{}\"; attach to \"\", \"/\" or \"{CAP_ROOT}\", optionally with token=c0.… and {BATCH_WORD}",
                     shown.escape_default()
                 )));
             };
@@ -239,6 +256,7 @@ impl<'a> Aname<'a> {
         Ok(Aname {
             token,
             at_cap: root == Some(CAP_ROOT),
+            batch,
         })
     }
 }

@@ -314,14 +314,19 @@ impl<L: Log, C: Clock> Server<L, C> {
                     // A message taken whole for this fid: what the read
                     // has no room for waits on the fid for its next read.
                     let rest = data.split_off(data.len().min(count as usize));
-                    if !rest.is_empty()
-                        && let Some(seq) = applied.taken
-                        && let Some(f) = self
-                            .conns
-                            .get_mut(&conn)
-                            .and_then(|c| c.fids.get_mut(fid).ok())
+                    let batch_end = files::ends_batches(self.conns.get(&conn))
+                        && (1..count as usize).contains(&data.len());
+                    if let Some(f) = self
+                        .conns
+                        .get_mut(&conn)
+                        .and_then(|c| c.fids.get_mut(fid).ok())
                     {
-                        f.aux = crate::dev::Aux::Rest { seq, data: rest };
+                        f.batch_end = batch_end;
+                        if !rest.is_empty()
+                            && let Some(seq) = applied.taken
+                        {
+                            f.aux = crate::dev::Aux::Rest { seq, data: rest };
+                        }
                     }
                     encode_reply(out, conn, tag, Body::Rread { data: &data })
                 }

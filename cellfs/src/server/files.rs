@@ -191,6 +191,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         } = req;
         let iounit = self.iounit(conn);
         let dialect = self.dialect(conn);
+        let batches = ends_batches(self.conns.get(&conn));
         if self.is_auth(conn, fid)? {
             // Reading an auth fid returns nothing: the client only writes.
             encode_reply(out, conn, tag, Body::Rread { data: &[] });
@@ -277,6 +278,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         }
         match outcome {
             ReadOutcome::Done => {
+                f.batch_end = batches && (1..count as usize).contains(&self.read_buf.len());
                 encode_reply(
                     out,
                     conn,
@@ -285,6 +287,12 @@ impl<L: Log, C: Clock> Server<L, C> {
                         data: &self.read_buf,
                     },
                 );
+                Ok(())
+            }
+            ReadOutcome::Block if f.batch_end => {
+                // The reader's client has what came; let it hand that over.
+                f.batch_end = false;
+                encode_reply(out, conn, tag, Body::Rread { data: &[] });
                 Ok(())
             }
             ReadOutcome::Block => {
@@ -440,4 +448,17 @@ impl<L: Log, C: Clock> Server<L, C> {
 
 pub(super) fn gone() -> Error {
     Error::Removed("file")
+}
+
+/// Whether the clients of `conn` read a stream until a read returns
+/// nothing (Linux's `p9_client_read` does, in every dialect), so that a
+/// stream ends each batch it hands over with one empty read: in 9P2000.L
+/// and 9P2000.u (which Plan 9 never speaks), and in plain 9P2000 when an
+/// attach asked for it (`reads=batch`). Plain 9P2000 clients otherwise
+/// (Plan 9's) take an empty read for the end of the file, so they are never
+/// given one while the stream is open.
+pub(super) fn ends_batches(conn: Option<&crate::conn::Conn>) -> bool {
+    conn.is_some_and(|c| {
+        c.batch_reads || matches!(c.dialect, Some(ninep::Dialect::L | ninep::Dialect::U))
+    })
 }

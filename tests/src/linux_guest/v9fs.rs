@@ -51,7 +51,15 @@ pub fn steps(console: &str) -> Vec<Step> {
 pub fn script(port: u16, aname: &str) -> String {
     let mut s = String::from(PRELUDE);
     for (short, version) in DIALECTS {
-        s.push_str(&format!("dialect {short} {version} {port} \"{aname}\"\n"));
+        // Plain 9P2000 cannot tell Linux from Plan 9, whose clients take
+        // an empty read for the end of a file: a Linux mount in that
+        // dialect asks for streams to end each batch (cellfs(4) STREAMS).
+        let words = if *version == "9p2000" {
+            format!("{aname} reads=batch")
+        } else {
+            aname.to_string()
+        };
+        s.push_str(&format!("dialect {short} {version} {port} \"{words}\"\n"));
     }
     s.push_str(EPILOGUE);
     s

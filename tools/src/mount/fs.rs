@@ -26,6 +26,7 @@ use super::handle::{Handle, Handles};
 use super::inode::{InoMap, Inodes, Remembered, child_path};
 use super::interrupt::Watcher;
 use super::log::Sink;
+use super::read::Read;
 use crate::client::{AT_REMOVEDIR, Client, ClientError, ROOT, SetAttr, setattr};
 
 /// Attributes and entries are never cached: status files change all the
@@ -94,7 +95,7 @@ fn kind_of_dtype(ty: u8) -> FileType {
 }
 
 /// The errno for `e`, logged with what was being done where.
-fn fail(log: &Sink, op: &str, path: &str, e: &ClientError) -> Errno {
+pub(super) fn fail(log: &Sink, op: &str, path: &str, e: &ClientError) -> Errno {
     log.line(format_args!("{op} {path}: {e}"));
     Errno::from_i32(e.errno())
 }
@@ -509,35 +510,18 @@ impl Filesystem for CellFs {
         // request from the kernel itself has no caller: pid 0).
         let tid = req.pid();
         let key = (tid != 0).then(|| self.watcher.register(tid));
-        let watcher = self.watcher.clone();
-        let log = self.log.clone();
-        let path = h.path.clone();
-        let body = Body::Tread {
+        let read = Read {
+            client: self.client.clone(),
+            watcher: self.watcher.clone(),
+            key,
+            log: self.log.clone(),
+            path: h.path.clone(),
             fid: h.fid,
             offset,
             count: size.min(h.iounit),
+            size,
         };
-        let sent = self.client.start_with(&body, move |answer| {
-            if let Some(k) = key {
-                watcher.done(k);
-            }
-            match answer {
-                Ok(r) => match r.read_data() {
-                    Ok(d) => reply.data(&d[..d.len().min(size as usize)]),
-                    Err(e) => reply.error(fail(&log, "read", &path, &e)),
-                },
-                Err(ClientError::Flushed) => {
-                    log.line(format_args!(
-                        "read {path}: the reader was interrupted; cancelled with Tflush"
-                    ));
-                    reply.error(Errno::EINTR);
-                }
-                Err(e) => reply.error(fail(&log, "read", &path, &e)),
-            }
-        });
-        if let (Some(k), Some(id)) = (key, sent) {
-            self.watcher.sent(k, id);
-        }
+        read.send(reply, false);
     }
 
     fn write(

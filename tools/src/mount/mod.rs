@@ -15,6 +15,7 @@ mod inode;
 mod interrupt;
 pub(crate) mod log;
 mod mountinfo;
+mod read;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
