@@ -418,6 +418,27 @@ fn dialect_9p2000u_carries_errnos_numeric_ids_and_refuses_special_files() {
     );
     assert!(r.contains("symbolic links"), "{r}");
     assert!(n.walk(c, 80, 81, "link").starts_with("Rerror"));
+    // Making what is already there is EEXIST wherever it is, not EPERM.
+    assert_eq!(n.walk(c, 0, 82, ""), "Rwalk");
+    let r = n.send(
+        c,
+        7,
+        Body::Tcreate {
+            fid: 82,
+            name: "chan",
+            perm: ninep::stat::DMDIR | 0o755,
+            mode: 0,
+            extension: Some(""),
+        },
+    );
+    let m = ninep::decode(&r[0].frame, Dialect::U).unwrap();
+    assert_eq!(
+        m.body,
+        Body::Rerror {
+            ename: "/chan already exists",
+            errno: Some(17)
+        }
+    );
 }
 
 #[test]

@@ -118,7 +118,7 @@ impl<L: Log, C: Clock> Server<L, C> {
         is_dir: bool,
         how: CreateHow,
     ) -> Result<(), Error> {
-        let (dir, grant, _) = self.access(conn, fid)?;
+        let (dir, grant, root) = self.access(conn, fid)?;
         let f = self.conn(conn)?.fids.get(fid)?;
         if matches!(how, CreateHow::Create(_) | CreateHow::Lcreate(_)) && f.open.is_some() {
             return Err(Error::FidOpen);
@@ -141,7 +141,29 @@ impl<L: Log, C: Clock> Server<L, C> {
             return Err(Error::NotDir);
         }
         crate::name::check_element(name).map_err(Error::BadName)?;
-        let cmd = dev.create(&ctx, dir, name, is_dir)?;
+        let cmd = match dev.create(&ctx, dir, name, is_dir) {
+            Ok(cmd) => cmd,
+            Err(e @ Error::Exists(_)) => return Err(e),
+            // Making what is there already is EEXIST wherever it is (so
+            // that `mkdir -p` and fsspec's exist_ok work), when the caller
+            // may see it.
+            Err(e) => {
+                let seen = if ctx.guarded() {
+                    walk::lookup(&ctx, root, dir, name).is_ok()
+                } else {
+                    dev.lookup(&ctx, dir, name).is_some()
+                };
+                if seen {
+                    let mut path = walk::path_of(&ctx, dir);
+                    if !path.ends_with('/') {
+                        path.push('/');
+                    }
+                    path.push_str(name);
+                    return Err(Error::Exists(path));
+                }
+                return Err(e);
+            }
+        };
         self.propose(cmd, conn, tag, Then::Create { fid, how })
     }
 

@@ -899,6 +899,11 @@ impl<R: SimLog> Sim<R> {
                     Self::set_outcome(kind, &self.clients[ci].walked, body)
                 }
                 Body::Rwrite { .. } => Outcome::Ok(None),
+                // An empty read ends the batch a stream handed over in
+                // 9P2000.u (cellfs(4) STREAMS): nothing was taken.
+                Body::Rread { data } if data.is_empty() => {
+                    Outcome::Failed(String::from("an empty read: the end of a batch"))
+                }
                 Body::Rread { data } => Outcome::Ok(Some(data.to_vec())),
                 Body::Rerror { ename, .. } if check::definite_failure(ename) => {
                     Outcome::Failed(ename.to_string())
