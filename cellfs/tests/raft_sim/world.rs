@@ -901,7 +901,7 @@ impl<R: SimLog> Sim<R> {
                 Body::Rwrite { .. } => Outcome::Ok(None),
                 // An empty read ends the batch a stream handed over in
                 // 9P2000.u (cellfs(4) STREAMS): nothing was taken.
-                Body::Rread { data } if data.is_empty() => {
+                Body::Rread { data: [] } => {
                     Outcome::Failed(String::from("an empty read: the end of a batch"))
                 }
                 Body::Rread { data } => Outcome::Ok(Some(data.to_vec())),
