@@ -74,6 +74,24 @@ impl<'a> Ctx<'a> {
 
     /// Whether some device holds this request to more than its
     /// capability allows ([`Guard::guards`]): only then is it worth
+    /// The length a stat reports for `node` (whose metadata is `info`):
+    /// the device's, or for a file rendered from the state
+    /// ([`Device::rendered`]), its rendering's length now.
+    pub fn stat_length(&self, node: File, info: &Info<'_>) -> u64 {
+        let dev = self.device(node);
+        if info.dir || info.length != 0 || !dev.rendered(node) {
+            return info.length;
+        }
+        let Ok(mut aux) = dev.open(self, node, true, false) else {
+            return 0;
+        };
+        let mut text = Vec::new();
+        match dev.read(self, node, &mut aux, 0, u32::MAX, &mut text) {
+            Ok(ReadOutcome::Done) => text.len() as u64,
+            _ => 0,
+        }
+    }
+
     /// naming paths for [`Ctx::vet`].
     pub fn guarded(&self) -> bool {
         self.guards().next().is_some()
@@ -385,6 +403,15 @@ pub trait Device: Sync {
     /// The command that removes `node`, or `None` when removing it is
     /// accepted but changes nothing (an object's own files, so `rm -r` works).
     fn remove(&self, cx: &Ctx<'_>, node: File) -> Result<Option<Command>, Error>;
+
+    /// Whether `node` is a file whose whole content is rendered from the
+    /// state by a read from its start (a status file): a stat then reports
+    /// that rendering's length, so that clients which read as many bytes as
+    /// the stat says (fsspec's `cat`) get all of it. Streams and ctl files
+    /// are not, and keep length 0.
+    fn rendered(&self, _node: File) -> bool {
+        false
+    }
 
     /// A fresh node-local slot: what this device keeps on one node only
     /// (never replicated), reached with [`Ctx::slot`].

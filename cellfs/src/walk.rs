@@ -39,9 +39,9 @@ pub fn lookup(ctx: &Ctx<'_>, root: File, dir: File, name: &str) -> Result<File, 
             dev.parent(dir)
         });
     }
-    if name.is_empty() {
-        // The directory itself, as diod and p9fs's users expect (fsspec
-        // walks "" for "/"); nothing else is loosened.
+    if name.is_empty() || name == "/" {
+        // The directory itself, as diod takes both (fsspec's clients walk
+        // "/" for the root); no other name holding '/' is taken.
         return Ok(dir);
     }
     if name.len() > MAX_NAME {

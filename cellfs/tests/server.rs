@@ -486,6 +486,27 @@ fn plain_9p2000_errors_are_the_words_unix_clients_map_to_an_errno() {
 }
 
 #[test]
+fn a_create_of_an_existing_file_opens_it_unless_exclusive() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::L);
+    n.mkchan(c, "w");
+    let lcreate = |flags: u32| Body::Tlcreate {
+        fid: 70,
+        name: "data",
+        flags,
+        mode: 0o644,
+        gid: 0,
+    };
+    // O_CREAT|O_EXCL (the flags are Linux's): EEXIST, the fid stays.
+    assert_eq!(n.walk(c, 0, 70, "chan/w"), "Rwalk");
+    assert_eq!(n.call(c, 8, lcreate(0o301)), "Rlerror 17");
+    // O_WRONLY|O_CREAT|O_TRUNC: the existing data file, opened to write.
+    assert_eq!(n.call(c, 8, lcreate(0o1101)), "Rlcreate");
+    assert_eq!(n.write(c, 70, "created into"), "Rwrite");
+    assert!(n.cat(c, "chan/w/status").contains("retained 1\n"));
+}
+
+#[test]
 fn nothing_is_served_before_version() {
     let mut n = Node::new();
     let c = n.server.connect();

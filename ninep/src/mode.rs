@@ -23,6 +23,9 @@ pub const O_WRONLY: u32 = 1;
 /// Linux open flags: read and write.
 pub const O_RDWR: u32 = 2;
 
+/// Linux open flags: fail if the file exists (with O_CREAT).
+pub const O_EXCL: u32 = 0o200;
+
 /// Tunlinkat flag: the name is a directory.
 pub const AT_REMOVEDIR: u32 = 0x200;
 

@@ -19,6 +19,32 @@ def main():
     aname = sys.argv[4] if len(sys.argv) > 4 else ""
     fs = P9FileSystem(host=host, port=port, username="p9fs", version=version, aname=aname)
 
+    # The fsspec interface, as p9fs's users call it.
+    top = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls("/", detail=False))
+    assert "chan" in top and "status" in top, top
+    print("fsspec ls('/'):", " ".join(top))
+    text = fs.cat("status")
+    assert text.startswith(b"node ") and text.endswith(b"\n"), text
+    assert fs.cat("/status").startswith(b"node "), "a leading slash"
+    size = fs.info("status")["size"]
+    assert size > 0, fs.info("status")
+    print("fsspec cat('status'):", len(text), "bytes; info size", size)
+    with fs.open("status", "rb") as f:
+        assert f.read().startswith(b"node ")
+    fchan = "chan/fs" + version.replace(".", "")
+    fs.mkdir(fchan, exist_ok=True)
+    fs.mkdir(fchan, exist_ok=True)
+    try:
+        fs.mkdir(fchan, create_parents=False)
+    except Exception as e:  # an existing name is EEXIST
+        assert "exist" in str(e) or "17" in str(e), e
+    else:
+        raise AssertionError("mkdir of an existing channel succeeded")
+    fs.pipe(fchan + "/data", b"piped by fsspec")
+    msgs = fs.cat(fchan + "/status")
+    assert b"retained 1\n" in msgs, msgs
+    print("fsspec mkdir(exist_ok=True) twice, pipe:", fchan, "retained 1")
+
     names = sorted(os.path.basename(p.rstrip("/")) for p in fs.ls("", detail=False))
     for want in ["chan", "ctl", "events", "proof", "status"]:
         assert want in names, names
@@ -76,6 +102,16 @@ def main():
     else:
         raise AssertionError("a bad ctl write succeeded")
 
+    for gone in [chan, fchan]:
+        remove(fs, version, gone)
+        left = [os.path.basename(p) for p in fs.ls("chan", detail=False)]
+        assert os.path.basename(gone) not in left, left
+        print("removed", gone)
+    print("p9fs", version, "ok")
+
+
+def remove(fs, version, chan):
+    """Remove channel directory CHAN."""
     if version == "9P2000.L":
         # p9fs's rmdir sends Tunlinkat without AT_REMOVEDIR, which a
         # directory refuses (EISDIR) as unlinkat(2) does; send what
@@ -90,10 +126,6 @@ def main():
             fs.fids.release(parent)
     else:
         fs.rm(chan)
-    left = [os.path.basename(p) for p in fs.ls("chan", detail=False)]
-    assert os.path.basename(chan) not in left, left
-    print("removed", chan)
-    print("p9fs", version, "ok")
 
 
 if __name__ == "__main__":

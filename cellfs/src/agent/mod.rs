@@ -270,6 +270,10 @@ impl AgentDev {
 }
 
 impl Device for AgentDev {
+    fn rendered(&self, node: File) -> bool {
+        matches!(node.kind, K_STATUS | K_INTENT | K_KEY | K_CHILDREN)
+    }
+
     fn top(&self) -> Option<(&'static str, File)> {
         Some(("agent", TOP))
     }

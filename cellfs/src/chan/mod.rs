@@ -102,6 +102,10 @@ fn cursor(aux: &mut Aux, chan: &Chan) -> (u64, usize) {
 }
 
 impl Device for ChanDev {
+    fn rendered(&self, node: File) -> bool {
+        matches!(node.kind, K_STATUS | K_GRAPH)
+    }
+
     fn top(&self) -> Option<(&'static str, File)> {
         Some(("chan", TOP))
     }

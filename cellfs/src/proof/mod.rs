@@ -49,6 +49,10 @@ pub const NO_BOOT_PROOF: &str =
 pub struct ProofDev;
 
 impl Device for ProofDev {
+    fn rendered(&self, node: File) -> bool {
+        node.kind == K_HEAD
+    }
+
     fn top(&self) -> Option<(&'static str, File)> {
         Some(("proof", TOP))
     }

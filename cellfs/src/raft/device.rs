@@ -378,6 +378,10 @@ pub fn status_text(cx: &Ctx<'_>) -> String {
 pub struct RaftDev;
 
 impl Device for RaftDev {
+    fn rendered(&self, node: File) -> bool {
+        node.kind == K_STATUS
+    }
+
     fn top(&self) -> Option<(&'static str, File)> {
         Some(("raft", TOP))
     }

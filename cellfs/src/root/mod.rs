@@ -56,6 +56,10 @@ pub const CTL_VERBS: &[Verb] = &[
 pub struct Root;
 
 impl Device for Root {
+    fn rendered(&self, node: File) -> bool {
+        node.kind == K_STATUS
+    }
+
     fn top(&self) -> Option<(&'static str, File)> {
         None
     }

@@ -18,6 +18,7 @@ use ninep::stat::{DMDIR, StatFs};
 use ninep::{Body, Dialect, Msg, Qid, QidType};
 
 use super::access::{On, Op};
+use super::files::Making;
 use super::*;
 
 impl<L: Log, C: Clock> Server<L, C> {
@@ -139,21 +140,31 @@ impl<L: Log, C: Clock> Server<L, C> {
                     ));
                 }
                 let how = CreateHow::Create(Mode::from_9p(mode));
-                self.create(conn, tag, fid, name, perm & DMDIR != 0, how)
+                let making = if perm & DMDIR != 0 {
+                    Making::Dir
+                } else if perm & ninep::stat::DMEXCL != 0 {
+                    Making::NewFile
+                } else {
+                    Making::File
+                };
+                let opened = self.create(conn, tag, fid, name, making, how)?;
+                self.created(conn, tag, opened, false, out)
             }
             Body::Tlcreate {
                 fid, name, flags, ..
-            } => self.create(
-                conn,
-                tag,
-                fid,
-                name,
-                false,
-                CreateHow::Lcreate(Mode::from_linux(flags)),
-            ),
-            Body::Tmkdir { dfid, name, .. } => {
-                self.create(conn, tag, dfid, name, true, CreateHow::Mkdir)
+            } => {
+                let making = if flags & ninep::mode::O_EXCL != 0 {
+                    Making::NewFile
+                } else {
+                    Making::File
+                };
+                let how = CreateHow::Lcreate(Mode::from_linux(flags));
+                let opened = self.create(conn, tag, fid, name, making, how)?;
+                self.created(conn, tag, opened, true, out)
             }
+            Body::Tmkdir { dfid, name, .. } => self
+                .create(conn, tag, dfid, name, Making::Dir, CreateHow::Mkdir)
+                .map(|_| ()),
             Body::Tread { fid, offset, count } => {
                 let req = ParkedRead {
                     conn,
@@ -241,7 +252,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             Body::Tstat { fid } => {
                 let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
-                let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
+                let mut info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
+                info.length = ctx.stat_length(node, &info);
                 let stat = attr::stat_in(node, &info, self.dialect(conn));
                 encode_reply(out, conn, tag, Body::Rstat { stat });
                 Ok(())
@@ -275,7 +287,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             Body::Tgetattr { fid, .. } => {
                 let (node, ..) = self.access(conn, fid)?;
                 let ctx = self.world.ctx();
-                let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
+                let mut info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
+                info.length = ctx.stat_length(node, &info);
                 let attr = attr::getattr(node, &info);
                 self.reply(conn, tag, Body::Rgetattr { attr }, out);
                 Ok(())
@@ -333,6 +346,29 @@ impl<L: Log, C: Clock> Server<L, C> {
                 other.msg_type()
             ))),
         }
+    }
+
+    /// Answer a create that opened an existing file (`opened`, with
+    /// `linux` for Rlcreate); one that makes a file is answered when it
+    /// commits.
+    fn created(
+        &mut self,
+        conn: ConnId,
+        tag: u16,
+        opened: Option<Qid>,
+        linux: bool,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        if let Some(qid) = opened {
+            let iounit = self.iounit(conn);
+            let body = if linux {
+                Body::Rlcreate { qid, iounit }
+            } else {
+                Body::Rcreate { qid, iounit }
+            };
+            self.reply(conn, tag, body, out);
+        }
+        Ok(())
     }
 
     pub(super) fn version(

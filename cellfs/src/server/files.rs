@@ -115,15 +115,21 @@ impl<L: Log, C: Clock> Server<L, C> {
         tag: u16,
         fid: u32,
         name: &str,
-        is_dir: bool,
+        making: Making,
         how: CreateHow,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<ninep::Qid>, Error> {
+        let is_dir = making == Making::Dir;
         let (dir, grant, root) = self.access(conn, fid)?;
         let f = self.conn(conn)?.fids.get(fid)?;
         if matches!(how, CreateHow::Create(_) | CreateHow::Lcreate(_)) && f.open.is_some() {
             return Err(Error::FidOpen);
         }
         crate::name::check_element(name).map_err(Error::BadName)?;
+        if making == Making::File
+            && let Some(r) = self.create_existing(conn, fid, name, how)
+        {
+            return r.map(Some);
+        }
         self.allow(&grant, Op::Create, On::New { dir, name })?;
         let ctx = self.world.ctx_as(&grant);
         if ctx.guarded() {
@@ -165,6 +171,43 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
         };
         self.propose(cmd, conn, tag, Then::Create { fid, how })
+            .map(|()| None)
+    }
+
+    /// A create (not exclusive, not of a directory) of a name that is a
+    /// file already opens that file instead, as open(2) with O_CREAT does:
+    /// the fid becomes it, opened with the create's mode; its qid. `None`
+    /// if the name is not an existing file (the create goes on).
+    fn create_existing(
+        &mut self,
+        conn: ConnId,
+        fid: u32,
+        name: &str,
+        how: CreateHow,
+    ) -> Option<Result<ninep::Qid, Error>> {
+        let mode = match how {
+            CreateHow::Create(m) | CreateHow::Lcreate(m) => m,
+            CreateHow::Mkdir => return None,
+        };
+        let (dir, grant, root) = self.access(conn, fid).ok()?;
+        let ctx = self.world.ctx_as(&grant);
+        let node = walk::lookup(&ctx, root, dir, name).ok()?;
+        if ctx.device(node).info(&ctx, node)?.dir {
+            return None;
+        }
+        let f = self.conns.get_mut(&conn)?.fids.get_mut(fid).ok()?;
+        f.node = node;
+        let opened = self.open(conn, fid, mode, false);
+        if opened.is_err()
+            && let Some(f) = self
+                .conns
+                .get_mut(&conn)
+                .and_then(|c| c.fids.get_mut(fid).ok())
+        {
+            // A failed create leaves the fid where it was.
+            f.node = dir;
+        }
+        Some(opened)
     }
 
     pub(super) fn remove(
@@ -260,9 +303,10 @@ impl<L: Log, C: Clock> Server<L, C> {
             dev.list(&ctx, node, &mut self.nodes);
             ctx.hide(node, &mut self.nodes);
             for &n in self.nodes.iter().skip(f.dir.index) {
-                let Some(i) = ctx.device(n).info(&ctx, n) else {
+                let Some(mut i) = ctx.device(n).info(&ctx, n) else {
                     continue;
                 };
+                i.length = ctx.stat_length(n, &i);
                 let stat = attr::stat_in(n, &i, dialect);
                 if self.read_buf.len() + stat.encoded_len() > count as usize {
                     break;
@@ -483,4 +527,15 @@ pub(super) fn ends_batches(conn: Option<&crate::conn::Conn>) -> bool {
     conn.is_some_and(|c| {
         c.batch_reads || matches!(c.dialect, Some(ninep::Dialect::L | ninep::Dialect::U))
     })
+}
+
+/// What a create makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Making {
+    /// A directory (Tmkdir, Tcreate with DMDIR).
+    Dir,
+    /// A file; if the name is a file already, that file is opened.
+    File,
+    /// A file that must not exist yet (O_EXCL, DMEXCL).
+    NewFile,
 }
