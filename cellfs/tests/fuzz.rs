@@ -61,3 +61,41 @@ fn ctl() {
     );
     eprint!("{}", ctl::summary());
 }
+
+/// Found by the server target (seed 0xce110f002026, unit 17900): an
+/// Rerror quoting a long attach name was sent larger than the msize the
+/// connection had negotiated (381 bytes for msize 256).
+#[test]
+fn an_error_fits_the_msize() {
+    use cellfs::{Outbox, Server};
+    use ninep::{Body, Dialect, NOFID, NOTAG};
+    let mut s = Server::new(
+        node::config(),
+        node::FuzzLog::new(engine::Rng::new(1, 1)),
+        node::FuzzClock::default(),
+    );
+    let c = s.connect();
+    let mut out = Outbox::new();
+    let version = Body::Tversion {
+        msize: 256,
+        version: "9P2000.u",
+    };
+    s.handle(c, &node::frame(NOTAG, version), &mut out);
+    let aname = "é".repeat(400);
+    let attach = Body::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname: "u",
+        aname: &aname,
+        n_uname: Some(0),
+    };
+    out.clear();
+    s.handle(c, &node::frame(1, attach), &mut out);
+    let (_, reply) = out.frames().next().expect("an answer");
+    assert!(reply.len() <= 256, "{} bytes", reply.len());
+    let msg = ninep::decode(reply, Dialect::U).unwrap();
+    assert!(
+        matches!(msg.body, Body::Rerror { ename, .. } if ename.ends_with('…')),
+        "{msg:?}"
+    );
+}
