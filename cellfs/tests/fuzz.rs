@@ -99,3 +99,75 @@ fn an_error_fits_the_msize() {
         "{msg:?}"
     );
 }
+
+/// Found by the server target (seed 0xce110f002026, unit 27336): a
+/// Tflush naming a Tflush that waits for a write to commit was answered,
+/// and the flushed Tflush was answered too, later, under a tag the
+/// client had been told was free.
+#[test]
+fn a_flushed_flush_is_not_answered() {
+    use cellfs::{Outbox, Server};
+    use ninep::{Body, Dialect, NOFID, NOTAG, Names};
+    let mut log = node::FuzzLog::new(engine::Rng::new(1, 1));
+    log.chaos = false;
+    let mut s = Server::new(node::config(), log, node::FuzzClock::default());
+    let c = s.connect();
+    let mut out = Outbox::new();
+    let mut call = |s: &mut Server<_, _>, tag, body| {
+        out.clear();
+        s.handle(c, &node::frame(tag, body), &mut out);
+        s.poll(&mut out);
+        let replies: Vec<(u16, String)> = out
+            .frames()
+            .map(|(_, f)| {
+                let m = ninep::decode(f, Dialect::P2000).unwrap();
+                (m.tag, format!("{:?}", m.body.msg_type()))
+            })
+            .collect();
+        replies
+    };
+    let version = Body::Tversion {
+        msize: 8192,
+        version: "9P2000",
+    };
+    call(&mut s, NOTAG, version);
+    let attach = Body::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname: "u",
+        aname: "",
+        n_uname: None,
+    };
+    call(&mut s, 1, attach);
+    let wnames = Names::from_slice(&["ctl"]).unwrap();
+    call(
+        &mut s,
+        1,
+        Body::Twalk {
+            fid: 0,
+            newfid: 1,
+            wnames,
+        },
+    );
+    call(&mut s, 1, Body::Topen { fid: 1, mode: 1 });
+    s.log_mut().hold = true;
+    let write = Body::Twrite {
+        fid: 1,
+        offset: 0,
+        data: b"note x",
+    };
+    assert_eq!(call(&mut s, 1, write), []);
+    assert_eq!(call(&mut s, 2, Body::Tflush { oldtag: 1 }), []);
+    assert_eq!(
+        call(&mut s, 3, Body::Tflush { oldtag: 2 }),
+        [(3, "Rflush".to_string())]
+    );
+    s.log_mut().hold = false;
+    assert_eq!(
+        call(&mut s, 4, Body::Tclunk { fid: 9 }).len(),
+        2,
+        "the write's reply, then the clunk's"
+    );
+    let replies = call(&mut s, 2, Body::Tstat { fid: 1 });
+    assert_eq!(replies, [(2, "Rstat".to_string())], "tag 2 is free again");
+}
