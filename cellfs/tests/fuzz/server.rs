@@ -141,6 +141,12 @@ impl Drop for Run {
     }
 }
 
+/// Whether `CELL0_FUZZ_TRACE` asks for every frame and reply on stderr.
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("CELL0_FUZZ_TRACE").is_some())
+}
+
 fn is_error(b: &Body<'_>) -> bool {
     matches!(b, Body::Rerror { .. } | Body::Rlerror { .. })
 }
@@ -177,6 +183,10 @@ impl Run {
         self.frames += 1;
         self.sent.push((i, frame.to_vec()));
         let m = &mut self.conns[i];
+        if trace() {
+            let msg = ninep::decode(frame, m.dialect.unwrap_or_default());
+            eprintln!("> {:?} {:?}", m.id, msg.map(|m| (m.tag, m.body.msg_type())));
+        }
         match ninep::decode(frame, m.dialect.unwrap_or_default()) {
             Err(_) => {
                 if frame.len() >= 7 {
@@ -277,6 +287,10 @@ impl Run {
         }
         let dialect = m.dialect.unwrap_or_default();
         let msg = match ninep::decode(f, dialect) {
+            Ok(msg) if trace() => {
+                eprintln!("< {id:?} {} {:?}", msg.tag, msg.body);
+                msg
+            }
             Ok(msg) => msg,
             Err(e) => fail(
                 &self.sent,
@@ -306,7 +320,10 @@ impl Run {
         }
         m.quiet.remove(&msg.tag);
         let Some(want) = m.waiting.remove(&msg.tag) else {
-            fail(&self.sent, format!("a reply no request awaits: {msg:?}"));
+            let (w, q) = (&m.waiting, &m.quiet);
+            let why =
+                format!("a reply no request awaits on {id:?}: {msg:?}; waiting {w:?}, quiet {q:?}");
+            fail(&self.sent, why);
         };
         let bad =
             |why: &str| -> ! { fail(&self.sent, format!("{why}: {want:?} answered by {msg:?}")) };
