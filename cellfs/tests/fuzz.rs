@@ -171,3 +171,93 @@ fn a_flushed_flush_is_not_answered() {
     let replies = call(&mut s, 2, Body::Tstat { fid: 1 });
     assert_eq!(replies, [(2, "Rstat".to_string())], "tag 2 is free again");
 }
+
+/// Found by the server target (seed 0xce110f002026, unit 174704): the
+/// removal a remove-on-close clunk proposes kept the clunk's tag, so a
+/// Tflush naming a later request under that tag was answered when the
+/// removal committed, before the request it flushed.
+#[test]
+fn a_remove_on_close_keeps_no_tag() {
+    use cellfs::{Outbox, Server};
+    use ninep::stat::DMDIR;
+    use ninep::{Body, Dialect, NOFID, NOTAG, Names};
+    let mut log = node::FuzzLog::new(engine::Rng::new(1, 1));
+    log.chaos = false;
+    let mut s = Server::new(node::config(), log, node::FuzzClock::default());
+    let c = s.connect();
+    let mut out = Outbox::new();
+    let mut call = |s: &mut Server<_, _>, tag, body| {
+        out.clear();
+        s.handle(c, &node::frame(tag, body), &mut out);
+        s.poll(&mut out);
+        let replies: Vec<(u16, String)> = out
+            .frames()
+            .map(|(_, f)| {
+                let m = ninep::decode(f, Dialect::P2000).unwrap();
+                (m.tag, format!("{:?}", m.body.msg_type()))
+            })
+            .collect();
+        replies
+    };
+    let walk = |fid, newfid, names: &[&'static str]| Body::Twalk {
+        fid,
+        newfid,
+        wnames: Names::from_slice(names).unwrap(),
+    };
+    call(
+        &mut s,
+        NOTAG,
+        Body::Tversion {
+            msize: 8192,
+            version: "9P2000",
+        },
+    );
+    let attach = Body::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname: "u",
+        aname: "",
+        n_uname: None,
+    };
+    call(&mut s, 1, attach);
+    call(&mut s, 1, walk(0, 1, &["chan"]));
+    let mkdir = Body::Tcreate {
+        fid: 1,
+        name: "x",
+        perm: DMDIR | 0o755,
+        mode: 0,
+        extension: None,
+    };
+    assert_eq!(call(&mut s, 1, mkdir), [(1, "Rcreate".to_string())]);
+    call(&mut s, 1, walk(0, 2, &["chan", "x"]));
+    call(
+        &mut s,
+        1,
+        Body::Topen {
+            fid: 2,
+            mode: ninep::mode::ORCLOSE,
+        },
+    );
+    call(&mut s, 1, walk(0, 3, &["chan", "x", "data"]));
+    call(&mut s, 1, Body::Topen { fid: 3, mode: 1 });
+    s.log_mut().hold = true;
+    // The clunk proposes the removal of /chan/x under tag 7 ...
+    assert_eq!(
+        call(&mut s, 7, Body::Tclunk { fid: 2 }),
+        [(7, "Rclunk".to_string())]
+    );
+    // ... and tag 7 is free: a write uses it, and a Tflush names that.
+    let write = Body::Twrite {
+        fid: 3,
+        offset: 0,
+        data: b"hi",
+    };
+    assert_eq!(call(&mut s, 7, write), []);
+    assert_eq!(call(&mut s, 1, Body::Tflush { oldtag: 7 }), []);
+    s.log_mut().hold = false;
+    // The clunk of an unknown fid is answered at once; then the log
+    // commits the removal (no answer), the write, and its Rflush after it.
+    let replies = call(&mut s, 2, Body::Tclunk { fid: 9 });
+    let order: Vec<u16> = replies.iter().map(|r| r.0).collect();
+    assert_eq!(order, [2, 7, 1], "{replies:?}");
+}
