@@ -7,10 +7,10 @@ use alloc::vec::Vec;
 
 use crate::msg::Dialect;
 
-/// Check one input in both dialects; panics if the property fails.
+/// Check one input in every dialect; panics if the property fails.
 pub fn check(data: &[u8]) {
     let _ = crate::frame::frame_len(data, 1 << 20);
-    for dialect in [Dialect::P2000, Dialect::L] {
+    for dialect in [Dialect::P2000, Dialect::L, Dialect::U] {
         if let Ok(msg) = crate::decode(data, dialect) {
             let mut again = Vec::new();
             crate::encode(&msg, &mut again).expect("a decoded message encodes");

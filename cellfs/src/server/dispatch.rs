@@ -205,8 +205,14 @@ impl<L: Log, C: Clock> Server<L, C> {
                 if allowed {
                     // Remove-on-close: best effort, nobody to tell.
                     let ctx = self.world.ctx();
-                    if let Ok(Some(cmd)) = ctx.device(f.node).remove(&ctx, f.node) {
-                        let _ = self.propose(cmd, conn, tag, Then::Quiet);
+                    if let Ok(Some(cmd)) = ctx.device(f.node).remove(&ctx, f.node)
+                        && let Ok(p) = self.propose_id(cmd, conn, tag, Then::Quiet)
+                    {
+                        // The tag is the client's again at the Rclunk: a
+                        // later request or Tflush under it is not this one.
+                        if let Some(w) = self.inflight.get_mut(&p) {
+                            w.cancelled = true;
+                        }
                         self.conn(conn)?.live_tags.remove(&tag);
                     }
                 }

@@ -83,11 +83,16 @@ impl<L: Log, C: Clock> Server<L, C> {
 
     pub(super) fn reply_err(&mut self, conn: ConnId, tag: u16, e: &Error, out: &mut Outbox) {
         let negotiated = self.conns.get(&conn).and_then(|c| c.dialect);
+        // Like any reply, an error fits the connection's msize (a message
+        // may quote a long name): cut to what is left after size[4]
+        // type[1] tag[2] len[2] errno[4] and the `…`.
+        let room = self.msize(conn).min(u32::from(u16::MAX)).saturating_sub(16);
+        let text = || crate::ctl::cut(&e.to_string(), room as usize);
         match negotiated.unwrap_or(Dialect::U) {
             // Before a dialect is settled (a refused Tversion, a request
             // before one), the whole message: it is about the protocol.
             _ if negotiated.is_none() => {
-                let text = e.to_string();
+                let text = text();
                 let body = Body::Rerror {
                     ename: &text,
                     errno: None,
@@ -106,7 +111,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 encode_reply(out, conn, tag, body);
             }
             Dialect::U => {
-                let text = e.to_string();
+                let text = text();
                 let body = Body::Rerror {
                     ename: &text,
                     errno: Some(e.errno()),

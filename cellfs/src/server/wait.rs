@@ -48,6 +48,17 @@ impl<L: Log, C: Clock> Server<L, C> {
                 c.live_tags.remove(&oldtag);
             }
         }
+        // A Tflush still waiting for its request (below) is a pending
+        // request too: flushed, its Rflush is not sent. (flush(5) asks
+        // clients to name the first request, but one may name the Tflush.)
+        for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
+            if let Some(i) = w.flushes.iter().position(|t| *t == oldtag) {
+                w.flushes.remove(i);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.live_tags.remove(&oldtag);
+                }
+            }
+        }
         // A request already proposed will be answered when it commits (its
         // effect cannot be taken back); per flush(5) the Rflush follows it.
         let waiting = self
