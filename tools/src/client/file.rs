@@ -19,11 +19,20 @@ impl Client {
     /// Read up to `count` bytes at `offset`; the answer keeps the frame, so
     /// [`Reply::read_data`] borrows the bytes without copying.
     pub fn read_reply(&self, fid: u32, offset: u64, count: u32) -> Result<Reply> {
-        self.call(&Body::Tread {
+        let body = Body::Tread {
             fid,
             offset,
             count: count.min(self.iounit()),
-        })
+        };
+        let reply = self.call(&body)?;
+        // A Cell0 stream ends each batch it hands over with one empty read
+        // (cellfs(4) STREAMS): past the start, an empty answer is asked for
+        // once more, which waits for the next message; at a true end of
+        // file it is empty again.
+        if offset > 0 && reply.read_data().is_ok_and(<[u8]>::is_empty) {
+            return self.call(&body);
+        }
+        Ok(reply)
     }
 
     /// Read up to `count` bytes at `offset`.
