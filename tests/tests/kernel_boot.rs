@@ -278,6 +278,16 @@ fn the_kernel_serves_cellfs_over_9p() {
         },
     );
     assert_eq!(reader.text(&first), "Rread hello from the host\n");
+    // 9P2000.L: the batch ends with one empty read (cellfs(4) STREAMS).
+    let end = reader.rpc(
+        10,
+        Body::Tread {
+            fid: 20,
+            offset: 0,
+            count: 4096,
+        },
+    );
+    assert_eq!(reader.text(&end), "Rread ");
     reader.send(
         9,
         Body::Tread {
