@@ -168,13 +168,16 @@ fn cluster() -> (Net, usize, usize) {
     (net, leader, follower)
 }
 
-#[test]
-fn a_follower_walks_to_what_the_leader_acknowledged() {
-    let (mut net, leader, follower) = cluster();
-    let lc = net.attach(leader);
-    let fc = net.attach(follower);
-    // The follower hears nothing while the channel is made and
-    // acknowledged: it is one commit behind when it is asked.
+/// Cut `follower` off, then make channel `name` through the leader's
+/// connection `lc` and see it acknowledged: the follower has not heard of
+/// it. The cut stays.
+fn mkdir_behind_the_followers_back(
+    net: &mut Net,
+    leader: usize,
+    lc: ConnId,
+    follower: usize,
+    name: &str,
+) {
     net.cut = Some(follower);
     net.send(leader, lc, 2, walk(0, 1, &["chan"]));
     net.send(
@@ -183,7 +186,7 @@ fn a_follower_walks_to_what_the_leader_acknowledged() {
         3,
         Body::Tmkdir {
             dfid: 1,
-            name: "x",
+            name,
             mode: 0o755,
             gid: 0,
         },
@@ -192,8 +195,18 @@ fn a_follower_walks_to_what_the_leader_acknowledged() {
     let got = net.answers(leader, lc);
     assert!(
         got.iter().any(|(t, k)| *t == 3 && k == "Rmkdir"),
-        "mkdir /chan/x through the leader: {got:?}"
+        "mkdir /chan/{name} through the leader: {got:?}"
     );
+}
+
+#[test]
+fn a_follower_walks_to_what_the_leader_acknowledged() {
+    let (mut net, leader, follower) = cluster();
+    let lc = net.attach(leader);
+    let fc = net.attach(follower);
+    // The follower hears nothing while the channel is made and
+    // acknowledged: it is one commit behind when it is asked.
+    mkdir_behind_the_followers_back(&mut net, leader, lc, follower, "x");
     net.cut = None;
     // Asked at once, before any heartbeat: the walk waits for the leader
     // to confirm what is committed, then sees the channel; the open and
@@ -227,20 +240,7 @@ fn a_held_walk_can_be_flushed_and_a_cut_off_node_serves_no_stale_walk() {
     let (mut net, leader, follower) = cluster();
     let fc = net.attach(follower);
     let lc = net.attach(leader);
-    net.cut = Some(follower);
-    net.send(leader, lc, 2, walk(0, 1, &["chan"]));
-    net.send(
-        leader,
-        lc,
-        3,
-        Body::Tmkdir {
-            dfid: 1,
-            name: "y",
-            mode: 0o755,
-            gid: 0,
-        },
-    );
-    net.run(20);
+    mkdir_behind_the_followers_back(&mut net, leader, lc, follower, "y");
     // Cut off, the follower cannot confirm it is current: the walk
     // waits rather than answer "'y' does not exist".
     net.send(follower, fc, 4, walk(0, 2, &["chan", "y"]));
