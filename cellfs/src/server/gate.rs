@@ -54,9 +54,10 @@ impl<L: Log, C: Clock> Server<L, C> {
         if matches!(body, Body::Tversion { .. } | Body::Tflush { .. }) {
             return Ok(false);
         }
+        let shape = reads_shape(body);
         let c = self.conn(conn)?;
         let behind = !c.held.is_empty();
-        if !behind && !reads_shape(body) {
+        if !behind && !shape {
             return Ok(false);
         }
         if c.held.len() >= MAX_HELD || c.held_bytes + frame.len() > MAX_HELD_BYTES {
@@ -73,7 +74,7 @@ impl<L: Log, C: Clock> Server<L, C> {
                 MAX_HELD_TOTAL >> 20
             )));
         }
-        let gate = if reads_shape(body) {
+        let gate = if shape {
             match self.log.read()? {
                 ReadGate::Now => None,
                 ReadGate::Wait(p) => Some(p),

@@ -25,11 +25,7 @@ impl Client {
             count: count.min(self.iounit()),
         };
         let reply = self.call(&body)?;
-        // A Cell0 stream ends each batch it hands over with one empty read
-        // (cellfs(4) STREAMS): past the start, an empty answer is asked for
-        // once more, which waits for the next message; at a true end of
-        // file it is empty again.
-        if offset > 0 && reply.read_data().is_ok_and(<[u8]>::is_empty) {
+        if ask_again(offset, &reply) {
             return self.call(&body);
         }
         Ok(reply)
@@ -98,4 +94,13 @@ impl Client {
         }
         Ok(done as u64)
     }
+}
+
+/// Whether a read at `offset` answered by `reply` should be sent once
+/// more: a Cell0 stream ends each batch it hands over with one empty read
+/// (cellfs(4) STREAMS), so past the start an empty answer is asked for
+/// again, which waits for the next message; at a true end of file it is
+/// empty again.
+pub fn ask_again(offset: u64, reply: &Reply) -> bool {
+    offset > 0 && reply.read_data().is_ok_and(<[u8]>::is_empty)
 }

@@ -28,6 +28,7 @@ mod conn;
 mod error;
 mod fid;
 mod file;
+pub use file::ask_again;
 mod linux;
 mod plan9;
 mod reply;

@@ -16,7 +16,7 @@ use ninep::Body;
 
 use super::interrupt::{Key, Watcher};
 use super::log::Sink;
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ask_again};
 
 /// What one FUSE read asks of the node.
 pub struct Read {
@@ -52,10 +52,9 @@ impl Read {
         let client = self.client.clone();
         let (watcher, key) = (self.watcher.clone(), self.key);
         let sent = client.start_with(&body, move |answer| {
-            if let Ok(r) = &answer
-                && r.read_data().is_ok_and(|d| d.is_empty())
-                && self.offset > 0
-                && !again
+            if !again
+                && let Ok(r) = &answer
+                && ask_again(self.offset, r)
             {
                 // Asked again from a thread of its own: this one reads the
                 // connection, and must not wait to write on it.
