@@ -16,6 +16,7 @@ use crate::file::File;
 use crate::log::Change;
 use crate::raft::Membership;
 use crate::root::RootCmd;
+use crate::swarm::SwarmCmd;
 
 /// One mutation, as logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,8 @@ pub enum Command {
     /// Agents. Last, so that logs written before agents existed still
     /// decode (postcard numbers variants in order).
     Agent(AgentCmd),
+    /// The swarm: joins, leaves, removals, the voters wanted, drains.
+    Swarm(SwarmCmd),
 }
 
 impl Command {
@@ -85,6 +88,7 @@ impl core::fmt::Display for Command {
             Command::Members(m) => m.fmt(f),
             Command::Raft(c) => c.fmt(f),
             Command::Agent(c) => c.fmt(f),
+            Command::Swarm(c) => c.fmt(f),
         }
     }
 }

@@ -175,6 +175,34 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Whether `text` is `HOST:PORT`: a host name or address (IPv6 in
+/// brackets), a colon, a port from 1 to 65535.
+pub fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_graphic())
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
+}
+
+/// An ed25519 public key from its 64 hex digits (as `/cap/key` shows it).
+pub fn parse_key(text: &str) -> Option<[u8; 32]> {
+    let b = text.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut key = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        key[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(key)
+}
+
 /// `a, b, c`: the verbs of a table, for messages and manual checks.
 pub fn verb_list(table: &[Verb]) -> String {
     let names: Vec<&str> = table.iter().map(|v| v.name).collect();

@@ -47,6 +47,8 @@ pub struct Ctx<'a> {
     pub waiting: &'a dyn Waiting,
     /// The replicated log's view of the cluster (`/raft`).
     pub raft: &'a crate::log::LogStatus,
+    /// What this node sees of the swarm (`/swarm`).
+    pub vantage: &'a crate::vantage::Vantage,
     /// The boot ledger (`#E0` … `#E10`), empty on a node without one.
     pub boot_proof: &'a str,
     /// The node's key (it signs what `/cap/ctl` mints).
@@ -113,6 +115,41 @@ impl<'a> Ctx<'a> {
     /// `dir`, what the request may not see.
     pub fn hide(&self, dir: File, nodes: &mut Vec<File>) {
         self.guards().for_each(|g| g.hide(self, dir, nodes));
+    }
+
+    /// Refuse unless the request's capability grants `right` over `path`
+    /// (and, for an agent, its intent allows it there); `object` names
+    /// the file written, for the error.
+    pub fn need(&self, right: Right, path: &str, object: &str) -> Result<(), Error> {
+        self.vet(&Step::Op {
+            op: "write",
+            path,
+            right,
+            dir: false,
+        })?;
+        let Some(g) = self.grant else {
+            return Err(Error::Unauthorized(alloc::format!(
+                "{object}: no capability to check the {} right against",
+                right.name()
+            )));
+        };
+        if !g.rights.has(right) {
+            return Err(Error::Denied {
+                op: "write",
+                path: String::from(object),
+                holder: g.holder.clone(),
+                scope: g.scope.clone(),
+                rights: g.rights,
+                right,
+            });
+        }
+        if !crate::cap::scope::contains(&g.scope, path) {
+            return Err(Error::Unauthorized(alloc::format!(
+                "{object}: capability '{}' (scope {}) does not reach {path}",
+                g.holder, g.scope
+            )));
+        }
+        Ok(())
     }
 
     /// Tell every guarding device what the request did.

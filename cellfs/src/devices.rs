@@ -18,4 +18,5 @@ const ALL: &[&dyn Device] = &[
     &crate::cap::CapDev,
     &crate::raft::device::RaftDev,
     &crate::agent::AgentDev,
+    &crate::swarm::SwarmDev,
 ];

@@ -33,6 +33,8 @@ pub enum Kind {
     Start,
     /// An agent was halted for an operation outside its intent.
     Drift,
+    /// The swarm: a join, leave, suspicion, refutation, death, promotion.
+    Swarm,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Error => "error",
             Kind::Start => "start",
             Kind::Drift => "drift",
+            Kind::Swarm => "swarm",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod fid;
 pub mod file;
+pub mod gossip;
 pub mod hex;
 pub mod log;
 pub mod name;
@@ -33,6 +34,8 @@ pub mod raft;
 pub mod root;
 pub mod server;
 pub mod state;
+pub mod swarm;
+pub mod vantage;
 pub mod walk;
 
 pub use clock::{Clock, FixedClock};

@@ -14,6 +14,7 @@ use crate::proof::chain::Chain;
 use crate::raft::Membership;
 use crate::raft::journal::Journal;
 use crate::root::cmd as root;
+use crate::swarm::Swarm;
 
 /// Everything the log has built. Only [`State::apply`] changes it (and
 /// [`Chain::push`], as each entry commits).
@@ -36,6 +37,8 @@ pub struct State {
     pub journal: Journal,
     /// The agents.
     pub agents: Agents,
+    /// The swarm: its members and what it wants of the log.
+    pub swarm: Swarm,
 }
 
 impl State {
@@ -52,9 +55,11 @@ impl State {
                 "a raft change is made by the log, not applied as a command",
             ))),
             Command::Members(m) => {
+                let applied = voter_events(&self.membership, m);
                 self.membership = m.clone();
-                Ok(Applied::default())
+                Ok(applied)
             }
+            Command::Swarm(c) => self.swarm.apply(c),
         }
     }
 
@@ -68,4 +73,26 @@ impl State {
     pub fn decode(bytes: &[u8]) -> Option<State> {
         postcard::from_bytes(bytes).ok()
     }
+}
+
+/// `/events` lines for the voters a configuration change promotes or
+/// demotes (seen when the joint configuration commits) and the learners
+/// it adds or removes.
+fn voter_events(old: &Membership, new: &Membership) -> Applied {
+    let mut applied = Applied::default();
+    let mut line = |text: String| applied.events.push((crate::events::Kind::Swarm, text));
+    if !new.new_voters.is_empty() {
+        for id in new.new_voters.iter().filter(|i| !new.voters.contains(i)) {
+            line(alloc::format!("promote node={id}"));
+        }
+        for id in new.voters.iter().filter(|i| !new.new_voters.contains(i)) {
+            line(alloc::format!("demote node={id}"));
+        }
+    }
+    for id in new.non_voters.iter().filter(|i| {
+        !old.non_voters.contains(i) && !old.voters.contains(i) && !old.new_voters.contains(i)
+    }) {
+        line(alloc::format!("learner node={id}"));
+    }
+    applied
 }

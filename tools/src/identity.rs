@@ -63,11 +63,17 @@ fn read_key(path: &Path) -> anyhow::Result<NodeKey> {
     Ok(NodeKey::from_seed(&seed))
 }
 
-fn create_key(path: &Path) -> anyhow::Result<NodeKey> {
-    let mut seed = [0u8; 32];
+/// `N` random bytes from the kernel; `what` says what they are for.
+pub fn random<const N: usize>(what: &str) -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
     std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .context("reading /dev/urandom for the node key")?;
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .with_context(|| format!("reading /dev/urandom for {what}"))?;
+    Ok(bytes)
+}
+
+fn create_key(path: &Path) -> anyhow::Result<NodeKey> {
+    let seed: [u8; 32] = random("the node key")?;
     // A crash never leaves a half-written key behind.
     write_secret(path, cellfs::cap::hex(&seed).as_bytes())?;
     Ok(NodeKey::from_seed(&seed))
@@ -187,6 +193,13 @@ pub fn parse_hex32(text: &str) -> anyhow::Result<[u8; 32]> {
         *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
     }
     Ok(out)
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Now, in Unix seconds.

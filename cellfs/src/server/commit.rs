@@ -33,7 +33,11 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
         }
         for cmd in cmds.drain(..) {
-            match self.log.propose(cmd.encode()) {
+            let proposed = match &cmd {
+                Command::Raft(change) => self.log.change(change.clone()),
+                cmd => self.log.propose(cmd.encode()),
+            };
+            match proposed {
                 Ok(proposal) => {
                     let own = Then::Own(alloc::boxed::Box::new(cmd));
                     let quiet = Waiter {

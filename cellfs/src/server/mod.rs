@@ -106,6 +106,8 @@ struct World<C> {
     verifications: u64,
     /// The log's view of the cluster as of the last poll, for `/raft`.
     raft: LogStatus,
+    /// What this node sees of the swarm, as the transport last said.
+    vantage: crate::vantage::Vantage,
 }
 
 /// What an attach without a capability gets on an insecure node.
@@ -196,6 +198,7 @@ impl<C: Clock> World<C> {
             unix_ms: self.unix_now / 1_000_000,
             waiting: &self.parked,
             raft: &self.raft,
+            vantage: &self.vantage,
             boot_proof: &self.config.boot_proof,
             key: &self.config.key,
             devices: DEVICES,
@@ -328,6 +331,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             fids: 0,
             verifications: 0,
             raft: LogStatus::default(),
+            vantage: crate::vantage::Vantage::default(),
         };
         world.event(
             Kind::Start,
@@ -513,6 +517,18 @@ impl<L: Log, C: Clock> Server<L, C> {
         let ctx = self.world.ctx();
         let info = ctx.device(node).info(&ctx, node).ok_or_else(gone)?;
         Ok(attr::qid(node, &info))
+    }
+
+    /// What this node now sees of the swarm (from the transport that runs
+    /// its gossip), and lines for `/events` about what changed (a
+    /// suspicion, a death, a refutation). Devices may propose on what
+    /// they see (the leader heals the log's membership): call
+    /// [`Server::poll`] after.
+    pub fn observe(&mut self, vantage: crate::vantage::Vantage, lines: &[String]) {
+        self.world.vantage = vantage;
+        for l in lines {
+            self.world.event(Kind::Swarm, l);
+        }
     }
 
     /// Apply whatever the log has committed since the last call and answer

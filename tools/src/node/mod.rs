@@ -6,3 +6,4 @@ pub mod raft;
 pub mod runner;
 pub mod serve;
 pub mod shim;
+pub mod swarm;

@@ -72,10 +72,29 @@ pub struct ClusterArgs {
     /// of starting a new one (needs --raft).
     #[arg(long, value_name = "HOST:PORT", requires = "raft")]
     pub join: Option<String>,
-    /// Capability for --join (admin over /raft there): a file, or - for
+    /// Capability for --join (admin over /raft there; with --swarm, a
+    /// join token: read, write and create over /swarm): a file, or - for
     /// standard input.
     #[arg(long, value_name = "FILE")]
     pub join_token: Option<PathBuf>,
+    /// Gossip with the swarm on UDP HOST:PORT: this node becomes a swarm
+    /// member (swarm(3)); with --join it joins as a learner of the log.
+    #[arg(long, value_name = "HOST:PORT", requires = "raft")]
+    pub swarm: Option<String>,
+    /// How many voters a swarm this node founds wants (odd, 1 to 9; later
+    /// `voters N` on /swarm/ctl).
+    #[arg(long, default_value_t = cellfs::swarm::state::DEFAULT_VOTERS,
+          value_parser = parse_voters)]
+    pub voters: u8,
+}
+
+/// `--voters N`: odd, from 1 to 9.
+fn parse_voters(s: &str) -> Result<u8, String> {
+    let n: u8 = s
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a number of voters"))?;
+    cellfs::swarm::state::check_voters(n).map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 impl Default for ClusterArgs {
@@ -85,6 +104,8 @@ impl Default for ClusterArgs {
             raft: None,
             join: None,
             join_token: None,
+            swarm: None,
+            voters: cellfs::swarm::state::DEFAULT_VOTERS,
         }
     }
 }
@@ -267,6 +288,7 @@ pub async fn serve(
         n.notify_one();
     };
     let key = crate::identity::load_or_create_key(data)?;
+    let key_pub = key.clone();
     let (log, replayed, sponsor) = open_log(data, &key, cluster, Box::new(on_commit))?;
     let owner = owner_token(data, &key)?;
     if insecure {
@@ -318,14 +340,29 @@ pub async fn serve(
         data.display(),
         owner.display()
     );
+    let swarm_me = match &cluster.swarm {
+        Some(gossip) => Some(start_swarm(&core, gossip, addr, cluster, &node_id, &key_pub).await?),
+        None => None,
+    };
     if let Some((sponsor, me)) = sponsor {
         // The add commits only once this node's transport and replica are
         // running (they are): the leader reaches it while the write waits.
-        tokio::task::block_in_place(|| sponsor.add(&me))?;
-        eprintln!(
-            "cell0: node {node_id} joined the cluster as raft id {}",
-            me.id
-        );
+        match &swarm_me {
+            Some(record) => {
+                tokio::task::block_in_place(|| sponsor.join_swarm(record))?;
+                eprintln!(
+                    "cell0: node {node_id} joined the swarm as node {}; the leader makes it a learner of the log",
+                    me.id
+                );
+            }
+            None => {
+                tokio::task::block_in_place(|| sponsor.add(&me))?;
+                eprintln!(
+                    "cell0: node {node_id} joined the cluster as raft id {}",
+                    me.id
+                );
+            }
+        }
     }
     let _ = std::io::stderr().flush();
 
@@ -400,6 +437,88 @@ pub async fn serve(
     Ok(())
 }
 
+/// Start gossiping on `gossip` (the `--swarm` address) for the node that
+/// serves 9P on `addr`; returns the record it joins the swarm with.
+async fn start_swarm(
+    core: &Shared,
+    gossip: &str,
+    addr: std::net::SocketAddr,
+    cluster: &ClusterArgs,
+    node_id: &str,
+    key: &cellfs::cap::NodeKey,
+) -> anyhow::Result<cellfs::swarm::NodeRecord> {
+    let sock = tokio::net::UdpSocket::bind(gossip)
+        .await
+        .with_context(|| format!("--swarm {gossip}: binding the gossip socket"))?;
+    let me = cellfs::vantage::Me {
+        id: cluster.id,
+        addr: loopback(addr),
+        gossip: loopback(sock.local_addr()?),
+        raft: cluster.raft.clone().unwrap_or_default(),
+        swarm: crate::identity::random("a swarm id")?,
+        voters: cluster.voters,
+    };
+    let record = cellfs::swarm::NodeRecord {
+        id: me.id,
+        key: key.public(),
+        addr: me.addr.clone(),
+        gossip: me.gossip.clone(),
+        raft: me.raft.clone(),
+        name: node_id.to_string(),
+    };
+    let seed = u64::from_le_bytes(key.public()[..8].try_into().unwrap_or_default());
+    let loss = crate::node::swarm::Loss::from_env(seed)?;
+    // The server knows it runs a swarm before the first gossip: it joins
+    // itself (a member of the log already) on its next turn.
+    {
+        let mut c = lock(core);
+        c.server.observe(
+            cellfs::vantage::Vantage {
+                me: Some(me.clone()),
+                ..Default::default()
+            },
+            &[],
+        );
+        c.poll(None);
+    }
+    eprintln!("cell0: node {node_id} gossips on {} (swarm(3))", me.gossip);
+    tokio::spawn(crate::node::swarm::run(
+        sock,
+        me,
+        key.clone(),
+        SwarmExchange(core.clone()),
+        loss,
+    ));
+    Ok(record)
+}
+
+/// The gossip task's way to the server.
+struct SwarmExchange(Shared);
+
+impl crate::node::swarm::Exchange for SwarmExchange {
+    fn exchange(
+        &mut self,
+        vantage: cellfs::vantage::Vantage,
+        lines: Vec<String>,
+    ) -> crate::node::swarm::Committed {
+        let me = vantage.me.as_ref().map(|m| m.id);
+        let mut c = lock(&self.0);
+        c.server.observe(vantage, &lines);
+        c.poll(None);
+        let s = &c.server.state().swarm;
+        crate::node::swarm::Committed {
+            swarm: s.id,
+            members: s
+                .members()
+                .map(|n| (n.record.id, n.record.key, n.record.gossip.clone()))
+                .collect(),
+            left: me
+                .and_then(|id| s.node(id))
+                .is_some_and(|n| n.standing == cellfs::swarm::state::Standing::Left),
+        }
+    }
+}
+
 /// The address a process on this host dials to reach a listener bound
 /// to `addr` (an unspecified address is reached on loopback).
 fn loopback(addr: std::net::SocketAddr) -> String {
@@ -462,7 +581,7 @@ fn open_log(
             let token = crate::identity::ClientToken::resolve(cluster.join_token.as_deref(), None)
                 .context("--join needs --join-token FILE: a capability with admin over /raft on that node")?;
             let sponsor = Sponsor::connect(addr, &token)?;
-            let mut members = sponsor.members()?;
+            let mut members = sponsor.members(cluster.swarm.is_some())?;
             match members.iter().find(|m| m.id == me.id) {
                 // Added before, but stopped before the leader sent it
                 // anything: it is a member, and waits for the log.

@@ -37,54 +37,63 @@ impl Sponsor {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// The cluster's members as its `/raft/peers` lists them, waiting up
-    /// to ten seconds for a node that is still starting to list any.
-    pub fn members(&self) -> anyhow::Result<Vec<Member>> {
+    /// The cluster's members as its `/raft/peers` lists them (or, for a
+    /// node joining a swarm, as `/swarm/nodes` does: a join token reaches
+    /// only `/swarm`), waiting up to ten seconds for a node that is still
+    /// starting to list any.
+    pub fn members(&self, swarm: bool) -> anyhow::Result<Vec<Member>> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (dir, file, addr) = if swarm {
+            ("/swarm/nodes", "/status", "raft")
+        } else {
+            ("/raft/peers", "", "addr")
+        };
         loop {
-            let members = self.members_now()?;
+            let members = self.members_now(dir, file, addr)?;
             if !members.is_empty() {
                 return Ok(members);
             }
             if std::time::Instant::now() > deadline {
                 bail!(
-                    "--join {}: that node lists no raft members; is it a cluster node?",
-                    self.addr
+                    "--join {}: that node lists no members in {dir}; is it a cluster node{}?",
+                    self.addr,
+                    if swarm { " running a swarm (--swarm)" } else { "" }
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
-    fn members_now(&self) -> anyhow::Result<Vec<Member>> {
+    /// The members listed in `dir`, each read from `dir/NAME{file}`, with
+    /// its Raft address under `addr_key`.
+    fn members_now(&self, dir: &str, file: &str, addr_key: &str) -> anyhow::Result<Vec<Member>> {
         let listing = {
             let c = &self.client;
-            let fid = c.walk_path("/raft/peers")?;
+            let fid = c.walk_path(dir)?;
             let r = c.list(fid);
             let _ = c.clunk(fid);
-            r.with_context(|| format!("--join {}: listing /raft/peers", self.addr))?
+            r.with_context(|| format!("--join {}: listing {dir}", self.addr))?
         };
         let mut members = Vec::new();
         for (name, _) in listing {
-            let text = self.read(&format!("/raft/peers/{name}"))?;
+            let path = format!("{dir}/{name}{file}");
+            let text = self.read(&path)?;
             let field = |k: &str| {
                 text.lines()
                     .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix(' ')))
                     .map(str::trim)
             };
-            let (Some(id), Some(addr), Some(key)) = (field("id"), field("addr"), field("key"))
+            let (Some(id), Some(addr), Some(key)) = (field("id"), field(addr_key), field("key"))
             else {
                 bail!(
-                    "--join {}: /raft/peers/{name} lacks id, addr or key",
+                    "--join {}: {path} lacks id, {addr_key} or key",
                     self.addr
                 );
             };
             members.push(Member {
-                id: id
-                    .parse()
-                    .with_context(|| format!("/raft/peers/{name}: id"))?,
+                id: id.parse().with_context(|| format!("{path}: id"))?,
                 addr: addr.to_string(),
-                key: parse_hex32(key).with_context(|| format!("/raft/peers/{name}: key"))?,
+                key: parse_hex32(key).with_context(|| format!("{path}: key"))?,
             });
         }
         Ok(members)
@@ -117,8 +126,41 @@ impl Sponsor {
             me.addr,
             cellfs::cap::hex(&me.key)
         );
+        self.write_ctl("/raft/ctl", &line)
+    }
+
+    /// Ask the swarm to admit `me` (`join` on `/swarm/ctl`); returns once
+    /// the join committed. The leader then makes it a learner of the log,
+    /// and sends it the log over the Raft transport.
+    pub fn join_swarm(&self, me: &cellfs::swarm::NodeRecord) -> anyhow::Result<()> {
+        let line = format!(
+            "join id={} key={} addr={} gossip={} raft={} name={}\n",
+            me.id,
+            cellfs::cap::hex(&me.key),
+            me.addr,
+            me.gossip,
+            me.raft,
+            me.name
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.write_ctl("/swarm/ctl", &line) {
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && ["no raft leader", "try again"]
+                            .iter()
+                            .any(|w| format!("{e:#}").contains(w)) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn write_ctl(&self, path: &str, line: &str) -> anyhow::Result<()> {
         let c = &self.client;
-        let fid = c.walk_path("/raft/ctl")?;
+        let fid = c.walk_path(path)?;
         let r = c
             .open(fid, mode::OWRITE)
             .and_then(|o| c.write_all(fid, 0, line.as_bytes(), o.iounit));

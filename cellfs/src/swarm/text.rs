@@ -1,0 +1,166 @@
+//! The text of `/swarm/status` and `/swarm/nodes/ID/status`: one
+//! `key value` pair per line (swarm(3) FILES lists them in order).
+
+use alloc::string::String;
+use core::fmt::Write;
+
+use crate::agent::Phase;
+use crate::dev::Ctx;
+use crate::gossip::Liveness;
+use crate::swarm::liveness;
+use crate::swarm::state::{SwarmNode, id_list};
+
+/// The role the committed configuration gives `id`.
+fn role(cx: &Ctx<'_>, id: u64) -> &'static str {
+    let m = &cx.state.membership;
+    let old = m.voters.contains(&id);
+    let joint = !m.new_voters.is_empty();
+    let new = m.new_voters.contains(&id);
+    if old && (!joint || new) {
+        "voter"
+    } else if old {
+        "leaving"
+    } else if new {
+        "joining"
+    } else if m.non_voters.contains(&id) {
+        "learner"
+    } else {
+        "none"
+    }
+}
+
+fn word(l: Option<Liveness>) -> String {
+    l.map_or_else(|| String::from("unknown"), |l| alloc::format!("{l}"))
+}
+
+/// The text of `/swarm/status`.
+pub fn status(cx: &Ctx<'_>) -> String {
+    let s = &cx.state.swarm;
+    let v = cx.vantage;
+    let mut t = String::with_capacity(512);
+    match &s.id {
+        Some(id) => {
+            let _ = writeln!(t, "swarm {}", crate::hex::encode(id));
+        }
+        None => t.push_str("swarm none\n"),
+    }
+    match &v.me {
+        Some(me) => {
+            let _ = writeln!(t, "node {}", me.id);
+        }
+        None => t.push_str("node none\n"),
+    }
+    let m = &cx.state.membership;
+    let _ = writeln!(t, "incarnation {}", v.view.incarnation);
+    let _ = writeln!(t, "voters {}", id_list(m.voters.iter()));
+    let _ = writeln!(t, "voters-wanted {}", s.voters);
+    let _ = writeln!(t, "learners {}", id_list(m.non_voters.iter()));
+    let _ = writeln!(t, "members {}", s.nodes.len());
+    let mut counts = [0usize; 5];
+    for id in s.nodes.keys() {
+        let i = match liveness(cx, *id) {
+            Some(Liveness::Alive) => 0,
+            Some(Liveness::Suspect) => 1,
+            Some(Liveness::Dead) => 2,
+            Some(Liveness::Left) => 3,
+            None => 4,
+        };
+        counts[i] += 1;
+    }
+    for (name, n) in ["alive", "suspect", "dead", "left", "unknown"]
+        .iter()
+        .zip(counts)
+    {
+        let _ = writeln!(t, "{name} {n}");
+    }
+    let c = &v.view.counters;
+    let _ = write!(
+        t,
+        "health {}\nsent {}\nreceived {}\nsent-bytes {}\nreceived-bytes {}\n\
+         dropped-bad-signature {}\ndropped-foreign {}\ndropped-replay {}\n\
+         dropped-unknown {}\ndropped-malformed {}\n",
+        v.view.health,
+        c.sent,
+        c.received,
+        c.sent_bytes,
+        c.received_bytes,
+        c.dropped_bad_signature,
+        c.dropped_foreign,
+        c.dropped_replay,
+        c.dropped_unknown,
+        c.dropped_malformed
+    );
+    t
+}
+
+/// The text of `/swarm/nodes/ID/status`.
+pub fn node(cx: &Ctx<'_>, n: &SwarmNode) -> String {
+    let r = &n.record;
+    let v = cx.vantage;
+    let me = v.me.as_ref().is_some_and(|m| m.id == r.id);
+    let seen = v.view.members.get(&r.id);
+    let mut t = String::with_capacity(320);
+    let _ = writeln!(t, "id {}", r.id);
+    let _ = writeln!(t, "state {}", word(liveness(cx, r.id)));
+    let _ = writeln!(t, "role {}", role(cx, r.id));
+    let _ = writeln!(t, "name {}", if r.name.is_empty() { "-" } else { &r.name });
+    let _ = writeln!(t, "addr {}\ngossip {}\nraft {}", r.addr, r.gossip, r.raft);
+    let incarnation = if me {
+        Some(v.view.incarnation)
+    } else {
+        seen.map(|o| o.incarnation)
+    };
+    let _ = writeln!(t, "incarnation {}", or_dash(incarnation));
+    let last_seen = if me {
+        Some(0)
+    } else {
+        seen.and_then(|o| o.last_seen_ms)
+            .map(|at| v.now_ms.saturating_sub(at))
+    };
+    match last_seen {
+        Some(ms) => {
+            let _ = writeln!(t, "last-seen {ms}ms");
+        }
+        None => t.push_str("last-seen never\n"),
+    }
+    let _ = writeln!(
+        t,
+        "rtt {}",
+        seen.and_then(|o| o.rtt_us)
+            .map_or_else(|| String::from("-"), |us| alloc::format!("{us}us"))
+    );
+    let _ = writeln!(
+        t,
+        "health {}",
+        if me {
+            alloc::format!("{}", v.view.health)
+        } else {
+            String::from("-")
+        }
+    );
+    let agents = cx
+        .state
+        .agents
+        .ids()
+        .filter_map(|id| cx.state.agents.get(id))
+        .filter(|a| a.phase == Phase::Running && a.node.as_deref() == Some(r.name.as_str()))
+        .count();
+    let _ = writeln!(t, "agents {agents}");
+    // Others' uptime is not gossiped: what this node knows is how long it
+    // has seen it alive.
+    let uptime = if me {
+        Some(cx.uptime_secs)
+    } else {
+        seen.filter(|o| o.state == Liveness::Alive)
+            .map(|o| v.now_ms.saturating_sub(o.since_ms) / 1000)
+    };
+    let _ = writeln!(t, "uptime {}", or_dash(uptime.map(|s| alloc::format!("{s}s"))));
+    let _ = writeln!(t, "drained {}", if n.drained { "yes" } else { "no" });
+    let _ = writeln!(t, "joined {}", n.joined_ms);
+    let _ = writeln!(t, "key {}", crate::hex::encode(&r.key));
+    t
+}
+
+fn or_dash<T: core::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| String::from("-"), |x| alloc::format!("{x}"))
+}
