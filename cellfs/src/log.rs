@@ -128,7 +128,7 @@ pub enum Change {
         /// Its ed25519 public key: the transport talks only to it.
         key: [u8; 32],
     },
-    /// Remove a member.
+    /// Remove a member: a voter by a joint change, a non-voter at once.
     Remove {
         /// Its Raft id.
         id: u64,
@@ -140,6 +140,37 @@ pub enum Change {
     },
     /// Take a snapshot now and drop the log it covers.
     Snapshot,
+    /// Add a non-voting member (a learner): it receives the log and
+    /// applies it, but counts toward no quorum and never campaigns. No
+    /// joint configuration is needed.
+    Learner {
+        /// Its Raft id.
+        id: u64,
+        /// Where its Raft transport listens (`HOST:PORT`).
+        addr: String,
+        /// Its ed25519 public key: the transport talks only to it.
+        key: [u8; 32],
+    },
+    /// Make a non-voter a voter (a joint change).
+    Promote {
+        /// Its Raft id.
+        id: u64,
+    },
+    /// Make a voter a non-voter that goes on replicating (a joint change,
+    /// then the replica adds it back as a non-voter).
+    Demote {
+        /// Its Raft id.
+        id: u64,
+    },
+    /// In one joint change, voter `out` leaves the voters and non-voter
+    /// `with` becomes one; once that is done `out` stays as a non-voter,
+    /// so it can be promoted again when it comes back.
+    Replace {
+        /// The voter that leaves the voters.
+        out: u64,
+        /// The non-voter that takes its place.
+        with: u64,
+    },
 }
 
 /// One member as `/raft/peers/ID` shows it.
@@ -151,7 +182,8 @@ pub struct PeerStatus {
     pub addr: String,
     /// Public key.
     pub key: [u8; 32],
-    /// `voter`, `joining` (new voter in a joint configuration), `leaving`.
+    /// `voter`, `joining` (new voter in a joint configuration), `leaving`
+    /// (a voter leaving the voters in one), `non-voter`.
     pub role: &'static str,
     /// Highest index known replicated on it (leader only; else 0).
     pub match_index: Index,
@@ -182,6 +214,22 @@ pub struct LogStatus {
     pub peers: Vec<PeerStatus>,
     /// The log's files and syncs (zeroes for a log kept in memory).
     pub storage: StorageUsage,
+    /// The voters of this node's latest configuration, ascending (during
+    /// a joint change, the old and new voters together).
+    pub voters: Vec<u64>,
+    /// The non-voters (learners) of that configuration, ascending.
+    pub non_voters: Vec<u64>,
+    /// A membership change is under way (a joint configuration): another
+    /// is refused until it is done.
+    pub joint: bool,
+}
+
+impl LogStatus {
+    /// Whether this node leads (and so may propose membership changes
+    /// without forwarding them).
+    pub fn leads(&self) -> bool {
+        self.role == "leader" && self.leader == Some(self.id)
+    }
 }
 
 /// When a linearizable read may be served; see [`Log::read`].
@@ -273,6 +321,7 @@ impl Log for MemLog {
             leader: Some(1),
             commit: self.next,
             last_index: self.next,
+            voters: alloc::vec![1],
             ..LogStatus::default()
         }
     }
@@ -289,6 +338,16 @@ impl fmt::Display for Change {
             Change::Remove { id } => write!(f, "remove id={id}"),
             Change::Transfer { id } => write!(f, "transfer id={id}"),
             Change::Snapshot => f.write_str("snapshot"),
+            Change::Learner { id, addr, key } => {
+                write!(
+                    f,
+                    "learner id={id} addr={addr} key={}",
+                    crate::hex::encode(key)
+                )
+            }
+            Change::Promote { id } => write!(f, "promote id={id}"),
+            Change::Demote { id } => write!(f, "demote id={id}"),
+            Change::Replace { out, with } => write!(f, "replace out={out} with={with}"),
         }
     }
 }

@@ -343,3 +343,301 @@ fn a_node_alone_reads_at_once() {
     net.run(5);
     assert_eq!(net.node(1).read(), Ok(ReadGate::Now));
 }
+
+// Non-voting members (learners), promotion, demotion and replacement.
+
+impl Net {
+    /// Start node `id` (the next one) empty, waiting to be added.
+    fn spare(&mut self, id: u64) {
+        assert_eq!(id as usize, self.nodes.len() + 1);
+        let members: Vec<Member> = (1..id).map(member).collect();
+        let r = Replica::open(
+            Options::new(id),
+            &members,
+            MemStorage::default(),
+            self.now,
+            false,
+        )
+        .unwrap();
+        self.nodes.push(Some(r));
+        self.commits.push(Vec::new());
+    }
+
+    /// Ask `change` of node `on`, let `ms` pass, and say how it went.
+    fn ask(&mut self, on: u64, change: Change, ms: u64) -> Result<(), String> {
+        let p = self.node(on).change(change).map_err(|e| e.to_string())?;
+        self.run(ms);
+        self.answer(on, p)
+    }
+
+    /// How node `on`'s proposal `p` was answered.
+    fn answer(&self, on: u64, p: u64) -> Result<(), String> {
+        for c in &self.commits[on as usize - 1] {
+            match c {
+                Commit::Entry {
+                    proposal: Some(q), ..
+                } if *q == p => return Ok(()),
+                Commit::Done { proposal, result } if *proposal == p => {
+                    return result.clone().map_err(|e| e.to_string());
+                }
+                _ => {}
+            }
+        }
+        Err(String::from("no answer"))
+    }
+
+    /// Voters and non-voters as node `id` sees them.
+    fn sets(&self, id: u64) -> (Vec<u64>, Vec<u64>, bool) {
+        let s = self.nodes[id as usize - 1].as_ref().unwrap().status();
+        (s.voters, s.non_voters, s.joint)
+    }
+
+    /// Three voters and node 4 added as a learner; the leader.
+    fn with_learner() -> (Net, u64) {
+        let mut net = Net::new(3);
+        net.run(2000);
+        let leader = net.leader().unwrap();
+        net.spare(4);
+        let m = member(4);
+        let learner = Change::Learner {
+            id: 4,
+            addr: m.addr,
+            key: m.key,
+        };
+        assert_eq!(net.ask(leader, learner, 500), Ok(()));
+        (net, leader)
+    }
+}
+
+#[test]
+fn a_learner_gets_the_log_and_reads_but_is_no_quorum() {
+    let (mut net, leader) = Net::with_learner();
+    assert_eq!(net.sets(leader), (vec![1, 2, 3], vec![4], false));
+    let s = net.node(leader).status();
+    assert!(s.leads());
+    let role = s.peers.iter().find(|p| p.id == 4).map(|p| p.role);
+    assert_eq!(role, Some("non-voter"));
+    net.node(leader).propose(b"cmd a".to_vec()).unwrap();
+    net.run(200);
+    assert_eq!(net.entries(4), vec![b"cmd a".to_vec()]);
+    assert_eq!(net.sets(4), (vec![1, 2, 3], vec![4], false));
+    assert!(!net.node(4).status().leads());
+    // A read on the learner is confirmed by the leader.
+    let ReadGate::Wait(r) = net.node(4).read().unwrap() else {
+        panic!("a learner reads at once");
+    };
+    net.run(5);
+    assert_eq!(net.answer(4, r), Ok(()));
+    // With two of the three voters gone, nothing commits, learner or not.
+    let term = net.node(4).status().term;
+    for id in (1..=3).filter(|&i| i != leader) {
+        net.nodes[id as usize - 1] = None;
+    }
+    net.node(leader).propose(b"cmd b".to_vec()).unwrap();
+    net.run(3000);
+    assert_eq!(net.entries(leader), vec![b"cmd a".to_vec()]);
+    assert_eq!(net.entries(4), vec![b"cmd a".to_vec()]);
+    // And the learner never campaigned.
+    let s = net.node(4).status();
+    assert_eq!((s.role, s.term), ("follower", term));
+}
+
+#[test]
+fn a_learner_is_promoted_a_voter_demoted_and_a_learner_removed() {
+    let (mut net, leader) = Net::with_learner();
+    assert_eq!(net.ask(leader, Change::Promote { id: 4 }, 500), Ok(()));
+    net.run(200);
+    assert_eq!(net.sets(leader), (vec![1, 2, 3, 4], vec![], false));
+    // Demoted, from a follower's ctl: it keeps replicating.
+    let other = (1..=3).find(|&i| i != leader).unwrap();
+    assert_eq!(net.ask(other, Change::Demote { id: other }, 500), Ok(()));
+    net.run(200);
+    let voters: Vec<u64> = (1..=4).filter(|&i| i != other).collect();
+    assert_eq!(net.sets(leader), (voters.clone(), vec![other], false));
+    assert_eq!(net.sets(other), (voters.clone(), vec![other], false));
+    net.node(leader).propose(b"cmd c".to_vec()).unwrap();
+    net.run(200);
+    assert_eq!(net.entries(other), vec![b"cmd c".to_vec()]);
+    // A non-voter is removed at once.
+    assert_eq!(net.ask(leader, Change::Remove { id: other }, 500), Ok(()));
+    assert_eq!(net.sets(leader), (voters, vec![], false));
+    net.node(leader).propose(b"cmd d".to_vec()).unwrap();
+    net.run(200);
+    assert_eq!(
+        net.entries(leader),
+        vec![b"cmd c".to_vec(), b"cmd d".to_vec()]
+    );
+    assert_eq!(net.entries(other), vec![b"cmd c".to_vec()]);
+}
+
+#[test]
+fn a_dead_voter_is_replaced_by_a_learner_and_stays_a_non_voter() {
+    let (mut net, leader) = Net::with_learner();
+    let dead = (1..=3).find(|&i| i != leader).unwrap();
+    let storage = net.nodes[dead as usize - 1].take().unwrap().into_storage();
+    let change = Change::Replace { out: dead, with: 4 };
+    assert_eq!(net.ask(leader, change, 1000), Ok(()));
+    let voters: Vec<u64> = (1..=4).filter(|&i| i != dead).collect();
+    assert_eq!(net.sets(leader), (voters.clone(), vec![dead], false));
+    assert_eq!(net.sets(4), (voters.clone(), vec![dead], false));
+    // The new voter counts: with the third voter gone too, the leader
+    // and node 4 commit on their own.
+    let third = (1..=3).find(|&i| i != leader && i != dead).unwrap();
+    net.nodes[third as usize - 1] = None;
+    net.node(leader).propose(b"cmd e".to_vec()).unwrap();
+    net.run(200);
+    assert_eq!(net.entries(leader), vec![b"cmd e".to_vec()]);
+    assert_eq!(net.entries(4), vec![b"cmd e".to_vec()]);
+    // The replaced node comes back as a non-voter, catches up, and can
+    // be promoted again.
+    let members: Vec<Member> = (1..=4).map(member).collect();
+    net.nodes[dead as usize - 1] =
+        Some(Replica::open(Options::new(dead), &members, storage, net.now, true).unwrap());
+    net.run(500);
+    assert_eq!(net.entries(dead), vec![b"cmd e".to_vec()]);
+    assert_eq!(net.ask(leader, Change::Promote { id: dead }, 1000), Ok(()));
+    let mut voters = voters;
+    voters.push(dead);
+    voters.sort();
+    assert_eq!(net.sets(leader), (voters, vec![], false));
+}
+
+#[test]
+fn membership_changes_that_cannot_be_made_say_why() {
+    let (mut net, leader) = Net::with_learner();
+    let [a, b] = {
+        let f: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+        [f[0], f[1]]
+    };
+    let m4 = member(4);
+    let cases = [
+        (
+            Change::Learner {
+                id: 4,
+                addr: m4.addr.clone(),
+                key: m4.key,
+            },
+            "raft: node 4 is already a member (a non-voter; promote id=4 makes it a voter)"
+                .to_string(),
+        ),
+        (
+            Change::Learner {
+                id: 5,
+                addr: "sim:5".into(),
+                key: m4.key,
+            },
+            "raft: that key is already node 4's; each node has its own key".to_string(),
+        ),
+        (
+            Change::Add {
+                id: a,
+                addr: "sim:x".into(),
+                key: [99; 32],
+            },
+            format!("raft: node {a} is already a member"),
+        ),
+        (
+            Change::Promote { id: a },
+            format!("raft: node {a} is already a voter"),
+        ),
+        (
+            Change::Promote { id: 9 },
+            "raft: node 9 is not a non-voter: add it first (learner id=9 addr=HOST:PORT key=HEX)"
+                .to_string(),
+        ),
+        (
+            Change::Demote { id: 4 },
+            "raft: node 4 is not a voter: only a voter can be demoted".to_string(),
+        ),
+        (
+            Change::Demote { id: leader },
+            format!(
+                "raft: node {leader} leads: it cannot demote itself; hand leadership to another voter first (transfer id={a})"
+            ),
+        ),
+        (
+            Change::Replace { out: 4, with: a },
+            "raft: node 4 is not a voter: replace out= names the voter that leaves".to_string(),
+        ),
+        (
+            Change::Replace { out: a, with: b },
+            format!("raft: node {b} is already a voter"),
+        ),
+        (
+            Change::Replace {
+                out: leader,
+                with: 4,
+            },
+            format!(
+                "raft: node {leader} leads: it cannot replace itself; hand leadership to another voter first (transfer id={a})"
+            ),
+        ),
+        (
+            Change::Remove { id: 9 },
+            "raft: node 9 is not a member".to_string(),
+        ),
+        (
+            Change::Replace { out: a, with: 0 },
+            "raft: id 0 is not a node id; ids start at 1".to_string(),
+        ),
+    ];
+    for (change, why) in cases {
+        // Asked of the leader and of a follower (forwarded): one answer.
+        for on in [leader, a] {
+            assert_eq!(
+                net.ask(on, change.clone(), 100),
+                Err(why.clone()),
+                "{change}"
+            );
+        }
+    }
+    // One change at a time.
+    let p = net.node(leader).change(Change::Promote { id: 4 }).unwrap();
+    let q = net
+        .node(leader)
+        .change(Change::Replace { out: a, with: 4 })
+        .unwrap();
+    net.run(500);
+    assert_eq!(net.answer(leader, p), Ok(()));
+    assert_eq!(
+        net.answer(leader, q),
+        Err("raft: a membership change is still under way; try again when it commits".into())
+    );
+    // Demoting the last voter but the leader's own self is refused above;
+    // a single voter cannot demote itself either.
+    let mut alone = Net::new(1);
+    alone.run(5);
+    assert_eq!(
+        alone.ask(1, Change::Demote { id: 1 }, 5),
+        Err("raft: node 1 leads: it cannot demote itself; hand leadership to another voter first (transfer id=ID)".into())
+    );
+}
+
+#[test]
+fn a_replace_whose_leader_dies_midway_is_finished_by_the_next() {
+    let (mut net, leader) = Net::with_learner();
+    let out = (1..=3).find(|&i| i != leader).unwrap();
+    let stays = (1..=3).find(|&i| i != leader && i != out).unwrap();
+    let p = net
+        .node(leader)
+        .change(Change::Replace { out, with: 4 })
+        .unwrap();
+    // The leader dies as soon as the joint configuration commits, before
+    // it can add `out` back as a non-voter.
+    let mut ms = 0;
+    while net.answer(leader, p).is_err() {
+        net.run(1);
+        ms += 1;
+        assert!(ms < 1000, "the joint change commits");
+    }
+    net.nodes[leader as usize - 1] = None;
+    net.run(5000);
+    let new = net.leader().expect("a new leader");
+    assert!(new == stays || new == 4, "{new}");
+    let mut voters = vec![leader, stays, 4];
+    voters.sort();
+    assert_eq!(net.sets(new), (voters, vec![out], false));
+    net.node(new).propose(b"cmd f".to_vec()).unwrap();
+    net.run(200);
+    assert_eq!(net.entries(out), vec![b"cmd f".to_vec()]);
+}

@@ -75,6 +75,34 @@ pub const CTL_VERBS: &[Verb] = &[
         keys: &[],
         usage: "snapshot",
     },
+    Verb {
+        name: "learner",
+        min_args: 0,
+        max_args: 0,
+        keys: &["id", "addr", "key"],
+        usage: "learner id=ID addr=HOST:PORT key=PUBKEYHEX",
+    },
+    Verb {
+        name: "promote",
+        min_args: 0,
+        max_args: 0,
+        keys: &["id"],
+        usage: "promote id=ID",
+    },
+    Verb {
+        name: "demote",
+        min_args: 0,
+        max_args: 0,
+        keys: &["id"],
+        usage: "demote id=ID",
+    },
+    Verb {
+        name: "replace",
+        min_args: 0,
+        max_args: 0,
+        keys: &["out", "with"],
+        usage: "replace out=ID with=ID",
+    },
 ];
 
 /// Parse one `/raft/ctl` write into the change it asks for. A write holds
@@ -102,6 +130,21 @@ pub fn parse_change(data: &[u8]) -> Result<Change, Error> {
         "transfer" => Change::Transfer {
             id: id(line, usage)?,
         },
+        "learner" => Change::Learner {
+            id: id(line, usage)?,
+            addr: addr(line, usage)?,
+            key: key(line, usage)?,
+        },
+        "promote" => Change::Promote {
+            id: id(line, usage)?,
+        },
+        "demote" => Change::Demote {
+            id: id(line, usage)?,
+        },
+        "replace" => Change::Replace {
+            out: id_at(line, "out", usage)?,
+            with: id_at(line, "with", usage)?,
+        },
         _ => Change::Snapshot,
     })
 }
@@ -119,12 +162,17 @@ fn need<'a>(line: &CtlLine<'a>, key: &str, usage: &str) -> Result<&'a str, Error
 }
 
 fn id(line: &CtlLine<'_>, usage: &str) -> Result<u64, Error> {
-    let v = need(line, "id", usage)?;
+    id_at(line, "id", usage)
+}
+
+/// The raft id given as `name=`.
+fn id_at(line: &CtlLine<'_>, name: &str, usage: &str) -> Result<u64, Error> {
+    let v = need(line, name, usage)?;
     match v.parse::<u64>() {
         Ok(n) if n > 0 && n <= MAX_OBJ => Ok(n),
         _ => Err(invalid(
             line,
-            format!("id=\"{v}\" is not a raft id: a whole number from 1 to {MAX_OBJ}"),
+            format!("{name}=\"{v}\" is not a raft id: a whole number from 1 to {MAX_OBJ}"),
         )),
     }
 }
@@ -559,6 +607,45 @@ mod tests {
             Ok(Change::Transfer { id: 9 })
         );
         assert_eq!(parse_change(b"snapshot"), Ok(Change::Snapshot));
+        assert_eq!(
+            parse_change(format!("learner id=4 addr=10.0.0.4:5642 key={key}").as_bytes()),
+            Ok(Change::Learner {
+                id: 4,
+                addr: "10.0.0.4:5642".into(),
+                key: [0xab; 32]
+            })
+        );
+        assert_eq!(parse_change(b"promote id=4"), Ok(Change::Promote { id: 4 }));
+        assert_eq!(parse_change(b"demote id=2"), Ok(Change::Demote { id: 2 }));
+        assert_eq!(
+            parse_change(b"replace out=2 with=4"),
+            Ok(Change::Replace { out: 2, with: 4 })
+        );
+    }
+
+    #[test]
+    fn new_changes_read_back_as_written() {
+        let key = "ab".repeat(32);
+        for text in [
+            format!("learner id=4 addr=10.0.0.4:5642 key={key}"),
+            "promote id=4".into(),
+            "demote id=2".into(),
+            "replace out=2 with=4".into(),
+        ] {
+            let change = parse_change(text.as_bytes()).unwrap();
+            assert_eq!(change.to_string(), format!("/raft/ctl {text}"));
+        }
+    }
+
+    #[test]
+    fn bad_new_changes_say_what_was_expected() {
+        assert!(
+            err("replace out=2")
+                .contains("replace: with= is missing; usage: replace out=ID with=ID")
+        );
+        assert!(err("replace out=0 with=4").contains("out=\"0\" is not a raft id"));
+        assert!(err("promote").contains("id= is missing; usage: promote id=ID"));
+        assert!(err("learner id=4 addr=x:1").contains("key= is missing"));
     }
 
     #[test]
@@ -566,7 +653,7 @@ mod tests {
         let key = "ab".repeat(32);
         assert_eq!(
             err("adds id=2"),
-            "/raft/ctl: unknown verb \"adds\"; expected add, remove, transfer, snapshot"
+            "/raft/ctl: unknown verb \"adds\"; expected add, remove, transfer, snapshot, learner, promote, demote, replace"
         );
         assert!(err("remove id=0").contains("remove: id=\"0\" is not a raft id"));
         assert!(err("remove id=x").contains("id=\"x\""));

@@ -62,7 +62,9 @@ pub enum Body {
         /// The new configuration.
         membership: Membership,
         /// The node that asked (0 when the engine proposed it itself, as
-        /// it does to leave a joint configuration).
+        /// it does to leave a joint configuration, or the replica did, to
+        /// add back as a non-voter a voter that a replace or demote took
+        /// out).
         origin: u64,
         /// That node's proposal id.
         seq: u64,

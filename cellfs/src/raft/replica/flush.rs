@@ -92,6 +92,7 @@ impl<S: Storage> Replica<S> {
         if self.is_leader() {
             if self.leader != Some(self.me()) {
                 self.leader = Some(self.me());
+                self.rejoin_due = true;
                 self.abandon_sent();
             }
         } else if self.transfer.is_some() {
@@ -116,6 +117,11 @@ impl<S: Storage> Replica<S> {
         self.check_local_proposals();
         self.finish_reads();
         self.deliver();
+        if self.rejoin() {
+            // Its entry goes out in this step, not at the next input.
+            self.flush();
+            return;
+        }
         // When nothing later is on its way to the followers (an append
         // would carry the new commit index), tell them now: a follower
         // then answers the write it forwarded, and shows what was
@@ -293,7 +299,10 @@ impl<S: Storage> Replica<S> {
                     membership,
                     origin,
                     seq,
-                } => (*origin, *seq, Command::Members(membership.clone()).encode()),
+                } => {
+                    self.rejoin_due = true;
+                    (*origin, *seq, Command::Members(membership.clone()).encode())
+                }
                 Body::Command { origin, seq, data } => (*origin, *seq, data.clone()),
             };
             let data_len = data.len();

@@ -11,7 +11,8 @@
 //!
 //! This file holds the replica, its public API and the driver (`receive`,
 //! `tick`); the rest is split by job: `propose` (where a proposal goes,
-//! forwards and their duplicates), `read` (ReadIndex), `election`
+//! forwards and their duplicates), `members` (membership changes,
+//! non-voters), `read` (ReadIndex), `election`
 //! (pre-vote, check-quorum, leadership transfer), `flush` (storage, group
 //! commit, sending and delivering) and `snapshot`.
 
@@ -35,6 +36,7 @@ use crate::raft::wire::Rpc;
 
 mod election;
 mod flush;
+mod members;
 mod propose;
 mod read;
 mod snapshot;
@@ -205,6 +207,12 @@ pub struct Replica<S: Storage> {
     read_echo: (Term, u64),
     commits: Vec<Commit>,
     outbox: Vec<(u64, Rpc)>,
+    /// Voters this leader demoted: added back as non-voters once their
+    /// joint change is done (see `members`).
+    demoted: alloc::collections::BTreeSet<u64>,
+    /// A configuration was delivered or this node took office: see
+    /// whether a voter taken out must be added back as a non-voter.
+    rejoin_due: bool,
 }
 
 fn to_config(m: &Membership) -> ClusterConfig {
@@ -332,6 +340,8 @@ impl<S: Storage> Replica<S> {
             read_echo: (0, 0),
             commits,
             outbox: Vec::new(),
+            demoted: alloc::collections::BTreeSet::new(),
+            rejoin_due: false,
         };
         let recent: Vec<(Index, Body)> =
             r.bodies.iter().map(|(&i, (_, b))| (i, b.clone())).collect();
@@ -399,6 +409,15 @@ impl<S: Storage> Replica<S> {
         self.node.role().is_leader()
     }
 
+    /// Whether this node votes in its latest configuration: only a voter
+    /// may campaign (a non-voter, or a node not or no longer a member,
+    /// never asks for votes).
+    fn is_voter(&self) -> bool {
+        let c = self.node.config();
+        let me = self.node.id();
+        c.voters.contains(&me) || c.new_voters.contains(&me)
+    }
+
     fn solo_voter(&self) -> bool {
         let c = self.node.config();
         c.voters.len() == 1 && c.new_voters.is_empty() && c.voters.contains(&self.node.id())
@@ -452,9 +471,17 @@ impl<S: Storage> Replica<S> {
             );
             return Ok(seq);
         }
-        if let Change::Add { id, .. } | Change::Remove { id } | Change::Transfer { id } = &change
-            && *id == 0
-        {
+        let zero = match &change {
+            Change::Add { id, .. }
+            | Change::Learner { id, .. }
+            | Change::Remove { id }
+            | Change::Transfer { id }
+            | Change::Promote { id }
+            | Change::Demote { id } => *id == 0,
+            Change::Replace { out, with } => *out == 0 || *with == 0,
+            Change::Snapshot => false,
+        };
+        if zero {
             return Err(LogError::Refused(String::from(
                 "raft: id 0 is not a node id; ids start at 1",
             )));
@@ -690,7 +717,7 @@ impl<S: Storage> Replica<S> {
             self.campaign_transfer = false;
             if self.is_leader() || self.solo_voter() {
                 self.node.handle_election_timeout();
-            } else {
+            } else if self.is_voter() {
                 self.start_prevote();
             }
             if !self.is_leader() {
@@ -807,12 +834,12 @@ impl<S: Storage> Replica<S> {
                     id,
                     addr: member.map(|m| m.addr.clone()).unwrap_or_default(),
                     key: member.map_or([0; 32], |m| m.key),
-                    role: if config.new_voters.contains(&n) && !config.voters.contains(&n) {
+                    role: if config.non_voters.contains(&n) {
+                        "non-voter"
+                    } else if config.new_voters.contains(&n) && !config.voters.contains(&n) {
                         "joining"
                     } else if config.is_joint_consensus() && !config.new_voters.contains(&n) {
                         "leaving"
-                    } else if config.non_voters.contains(&n) {
-                        "non-voter"
                     } else {
                         "voter"
                     },
@@ -840,6 +867,9 @@ impl<S: Storage> Replica<S> {
             snapshot_index: self.node.log().snapshot_position().index.get(),
             peers,
             storage: self.storage.usage(),
+            voters: ids(&config.voters.union(&config.new_voters).copied().collect()),
+            non_voters: ids(&config.non_voters),
+            joint: config.is_joint_consensus(),
         }
     }
 }

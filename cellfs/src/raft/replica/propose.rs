@@ -1,19 +1,19 @@
 //! Where a proposal goes: appended here when this node leads, else
 //! forwarded to the leader; a leader drops a forward already in its log
 //! (by origin and sequence number), and proposals whose route is lost
-//! are answered at once.
+//! are answered at once. Membership changes themselves are `members`.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use noraft::{ClusterConfig, LogPosition, NodeId};
+use noraft::LogPosition;
 
-use crate::log::{Change, Commit, Index, LogError, ProposalId};
-use crate::raft::storage::{Body, Member, Membership, Storage};
+use crate::log::{Commit, Index, LogError, ProposalId};
+use crate::raft::storage::{Body, Storage};
 use crate::raft::wire::Rpc;
 
-use super::{LeaderRead, Pending, Replica, Stage, Transfer, ids};
+use super::{LeaderRead, Pending, Replica, Stage};
 
 /// How many recent entries' proposals a replica remembers to drop
 /// duplicated forwards.
@@ -97,103 +97,6 @@ impl<S: Storage> Replica<S> {
             Pending::Change(change) => self.lead_change(origin, seq, change),
             // Reads never reach here: `route` and `read_asked` take them.
             Pending::Read => Ok(None),
-        }
-    }
-
-    fn lead_change(
-        &mut self,
-        origin: u64,
-        seq: u64,
-        change: Change,
-    ) -> Result<Option<LogPosition>, LogError> {
-        let refused = |s: String| Err(LogError::Refused(s));
-        let config = self.node.config().clone();
-        if config.is_joint_consensus() && !matches!(change, Change::Transfer { .. }) {
-            return refused(String::from(
-                "raft: a membership change is still under way; try again when it commits",
-            ));
-        }
-        let new = match &change {
-            Change::Add { id, addr, key } => {
-                if config.contains(NodeId::new(*id)) {
-                    return refused(format!("raft: node {id} is already a member"));
-                }
-                if let Some(m) = self
-                    .directory
-                    .values()
-                    .find(|m| m.key == *key && m.id != *id)
-                {
-                    return refused(format!(
-                        "raft: that key is already node {}'s; each node has its own key",
-                        m.id
-                    ));
-                }
-                self.directory.insert(
-                    *id,
-                    Member {
-                        id: *id,
-                        addr: addr.clone(),
-                        key: *key,
-                    },
-                );
-                config.to_joint_consensus(&[NodeId::new(*id)], &[])
-            }
-            Change::Remove { id } => {
-                if !config.contains(NodeId::new(*id)) {
-                    return refused(format!("raft: node {id} is not a member"));
-                }
-                let new = config.to_joint_consensus(&[], &[NodeId::new(*id)]);
-                if new.new_voters.is_empty() {
-                    return refused(format!(
-                        "raft: removing node {id} would leave no voter; add another node first"
-                    ));
-                }
-                new
-            }
-            Change::Transfer { id } => {
-                if *id == self.me() {
-                    return refused(format!("raft: node {id} already leads"));
-                }
-                if !config.voters.contains(&NodeId::new(*id)) {
-                    return refused(format!("raft: node {id} is not a voter"));
-                }
-                self.transfer = Some(Transfer {
-                    target: *id,
-                    term: self.node.current_term().get(),
-                    deadline: self.now + 2 * self.opts.election_ms.1,
-                    sent: false,
-                    origin,
-                    seq,
-                });
-                return Ok(None);
-            }
-            Change::Snapshot => return Ok(None),
-        };
-        let at = self.node.propose_config(new.clone());
-        if at == LogPosition::INVALID {
-            return refused(String::from(
-                "raft: the engine refused the change now; try again",
-            ));
-        }
-        let body = Body::Config {
-            membership: self.membership(&new),
-            origin,
-            seq,
-        };
-        self.note_seen(at.index.get(), &body);
-        self.bodies.insert(at.index.get(), (at.term.get(), body));
-        Ok(Some(at))
-    }
-
-    pub(super) fn membership(&self, c: &ClusterConfig) -> Membership {
-        Membership {
-            voters: ids(&c.voters),
-            new_voters: ids(&c.new_voters),
-            non_voters: ids(&c.non_voters),
-            members: c
-                .unique_nodes()
-                .filter_map(|n| self.directory.get(&n.get()).cloned())
-                .collect(),
         }
     }
 
