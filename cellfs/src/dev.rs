@@ -146,7 +146,8 @@ impl<'a> Ctx<'a> {
         if !crate::cap::scope::contains(&g.scope, path) {
             return Err(Error::Unauthorized(alloc::format!(
                 "{object}: capability '{}' (scope {}) does not reach {path}",
-                g.holder, g.scope
+                g.holder,
+                g.scope
             )));
         }
         Ok(())

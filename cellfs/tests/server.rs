@@ -1169,7 +1169,7 @@ fn nine_p2000_directory_reads_and_stat() {
     assert_eq!(
         names,
         [
-            "ctl", "status", "events", "chan", "proof", "cap", "raft", "agent"
+            "ctl", "status", "events", "chan", "proof", "cap", "raft", "agent", "swarm"
         ]
     );
     // Offsets must continue where the last read ended.

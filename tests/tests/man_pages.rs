@@ -39,6 +39,7 @@ fn every_page_renders_without_warnings() {
         "man3/cap.3",
         "man3/chan.3",
         "man3/proof.3",
+        "man3/swarm.3",
         "man8/kernel.8",
     ] {
         assert!(
@@ -163,6 +164,18 @@ fn verb_tables_match_the_manuals() {
             raft.contains(&format!(".BI \"{} ", v.name))
                 || raft.contains(&format!(".B {}\n", v.name)),
             "raft(3) does not document ctl verb {}",
+            v.name
+        );
+    }
+    let swarm = page("man3/swarm.3");
+    for v in cellfs::swarm::ctl::CTL_VERBS
+        .iter()
+        .chain(cellfs::swarm::ctl::NODE_VERBS)
+    {
+        assert!(
+            swarm.contains(&format!(".BI \"{} ", v.name))
+                || swarm.contains(&format!(".B {}\n", v.name)),
+            "swarm(3) does not document ctl verb {}",
             v.name
         );
     }

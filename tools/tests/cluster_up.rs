@@ -60,7 +60,20 @@ impl Up {
                 });
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                ["node", id, "addr", addr, "raft", _, "data", data, "log", _] => {
+                [
+                    "node",
+                    id,
+                    "addr",
+                    addr,
+                    "raft",
+                    _,
+                    "gossip",
+                    _,
+                    "data",
+                    data,
+                    "log",
+                    _,
+                ] => {
                     assert_eq!(id.parse::<usize>().unwrap(), addrs.len() + 1);
                     assert!(data.ends_with(&format!("node{id}")), "{line}");
                     addrs.push(addr.to_string());

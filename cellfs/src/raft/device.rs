@@ -11,10 +11,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::cap::{Right, scope};
+use crate::cap::Right;
 use crate::command::Command;
 use crate::ctl::{self, CtlLine, Verb};
-use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Step, Table};
+use crate::dev::{self, Aux, Ctx, Device, Entry, Info, ReadOutcome, Table};
 use crate::error::Error;
 use crate::file::{File, MAX_OBJ};
 use crate::log::{Change, PeerStatus};
@@ -179,16 +179,7 @@ fn id_at(line: &CtlLine<'_>, name: &str, usage: &str) -> Result<u64, Error> {
 
 fn addr(line: &CtlLine<'_>, usage: &str) -> Result<String, Error> {
     let v = need(line, "addr", usage)?;
-    let ok = v.rsplit_once(':').is_some_and(|(host, port)| {
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_graphic())
-            && port.parse::<u16>().is_ok_and(|p| p > 0)
-    });
-    if !ok {
+    if !ctl::is_host_port(v) {
         return Err(invalid(
             line,
             format!(
@@ -201,60 +192,20 @@ fn addr(line: &CtlLine<'_>, usage: &str) -> Result<String, Error> {
 
 fn key(line: &CtlLine<'_>, usage: &str) -> Result<[u8; 32], Error> {
     let v = need(line, "key", usage)?;
-    let bad = || {
+    ctl::parse_key(v).ok_or_else(|| {
         invalid(
             line,
             format!(
                 "key=\"{v}\" is not an ed25519 public key: 64 hex digits (the node's /cap/key)"
             ),
         )
-    };
-    let b = v.as_bytes();
-    if b.len() != 64 {
-        return Err(bad());
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut key = [0u8; 32];
-    for (i, pair) in b.chunks(2).enumerate() {
-        let (Some(hi), Some(lo)) = (digit(pair[0]), digit(pair[1])) else {
-            return Err(bad());
-        };
-        key[i] = hi << 4 | lo;
-    }
-    Ok(key)
+    })
 }
 
 /// The admin right over `/raft`, which every change needs (and, for an
 /// agent, an intent granting it there: see agent(3)).
 fn need_admin(cx: &Ctx<'_>) -> Result<(), Error> {
-    cx.vet(&Step::Op {
-        op: "write",
-        path: "/raft",
-        right: Right::Admin,
-        dir: false,
-    })?;
-    let Some(g) = cx.grant else {
-        return Err(Error::Unauthorized(format!(
-            "{OBJECT}: no capability to check the admin right against"
-        )));
-    };
-    if !g.rights.has(Right::Admin) {
-        return Err(Error::Denied {
-            op: "write",
-            path: String::from(OBJECT),
-            holder: g.holder.clone(),
-            scope: g.scope.clone(),
-            rights: g.rights,
-            right: Right::Admin,
-        });
-    }
-    if !scope::contains(&g.scope, "/raft") {
-        return Err(Error::Unauthorized(format!(
-            "{OBJECT}: capability '{}' (scope {}) does not reach /raft",
-            g.holder, g.scope
-        )));
-    }
-    Ok(())
+    cx.need(Right::Admin, "/raft", OBJECT)
 }
 
 /// One member as `/raft/peers/ID` shows it: the log's live view where it

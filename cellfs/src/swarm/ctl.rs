@@ -139,7 +139,10 @@ pub fn parse(data: &[u8]) -> Result<Asked, Error> {
         "voters" => {
             let v = line.args[0];
             let n: u8 = v.parse().map_err(|_| {
-                invalid(&line, format!("\"{v}\" is not a number of voters; usage: {usage}"))
+                invalid(
+                    &line,
+                    format!("\"{v}\" is not a number of voters; usage: {usage}"),
+                )
             })?;
             check_voters(n)?;
             Asked::Cmd(SwarmCmd::Voters { n })
@@ -194,7 +197,9 @@ fn key(line: &CtlLine<'_>, v: &str) -> Result<[u8; 32], Error> {
     ctl::parse_key(v).ok_or_else(|| {
         invalid(
             line,
-            format!("key=\"{v}\" is not an ed25519 public key: 64 hex digits (the node's /cap/key)"),
+            format!(
+                "key=\"{v}\" is not an ed25519 public key: 64 hex digits (the node's /cap/key)"
+            ),
         )
     })
 }
@@ -224,14 +229,18 @@ mod tests {
     #[test]
     fn verbs_parse() {
         let k = "ab".repeat(32);
-        let j = parse(
-            format!("join id=4 key={k} addr=h:1 gossip=h:2 raft=h:3 name=n4").as_bytes(),
-        )
-        .unwrap();
+        let j = parse(format!("join id=4 key={k} addr=h:1 gossip=h:2 raft=h:3 name=n4").as_bytes())
+            .unwrap();
         let Asked::Join(r) = j else { panic!() };
         assert_eq!((r.id, r.key, r.name.as_str()), (4, [0xab; 32], "n4"));
-        assert_eq!(parse(b"voters 5"), Ok(Asked::Cmd(SwarmCmd::Voters { n: 5 })));
-        assert_eq!(parse(b"remove 3"), Ok(Asked::Cmd(SwarmCmd::Remove { id: 3 })));
+        assert_eq!(
+            parse(b"voters 5"),
+            Ok(Asked::Cmd(SwarmCmd::Voters { n: 5 }))
+        );
+        assert_eq!(
+            parse(b"remove 3"),
+            Ok(Asked::Cmd(SwarmCmd::Remove { id: 3 }))
+        );
         assert_eq!(parse(b"leave"), Ok(Asked::LeaveMe));
         assert_eq!(
             parse_node(3, b"drain"),
@@ -246,8 +255,11 @@ mod tests {
         assert!(err("voters x").contains("\"x\""));
         assert!(err("remove 0").contains("node id"));
         assert!(err("join id=4").contains("key= is missing"));
-        assert!(err("voters 3\nvoters 5").contains("one at a time"));
+        assert!(err("voters 3\nvoters 5").contains("one change at a time"));
         let e = parse_node(2, b"explode").unwrap_err().to_string();
-        assert!(e.contains("/swarm/nodes/2/ctl") && e.contains("explode"), "{e}");
+        assert!(
+            e.contains("/swarm/nodes/2/ctl") && e.contains("explode"),
+            "{e}"
+        );
     }
 }

@@ -45,10 +45,7 @@ pub fn next(swarm: &Swarm, m: &Membership, me: u64, sight: &dyn Sight) -> Option
         }
     }
     let gone = |id: u64| {
-        swarm.removed.contains(&id)
-            || swarm
-                .node(id)
-                .is_some_and(|n| n.standing == Standing::Left)
+        swarm.removed.contains(&id) || swarm.node(id).is_some_and(|n| n.standing == Standing::Left)
     };
     let alive = |id: u64| id == me || sight.liveness(id) == Some(Liveness::Alive);
     let dead = |id: u64| id != me && sight.liveness(id) == Some(Liveness::Dead);

@@ -182,9 +182,8 @@ fn fresh_swarm_id(key: &[u8; 32], unix_ms: u64) -> [u8; 16] {
 fn self_join(cx: &Ctx<'_>) -> Option<Command> {
     let me = cx.vantage.me.as_ref()?;
     let m = &cx.state.membership;
-    let in_log = m.voters.contains(&me.id)
-        || m.new_voters.contains(&me.id)
-        || m.non_voters.contains(&me.id);
+    let in_log =
+        m.voters.contains(&me.id) || m.new_voters.contains(&me.id) || m.non_voters.contains(&me.id);
     let s = &cx.state.swarm;
     if !in_log || s.removed.contains(&me.id) {
         return None;
@@ -285,9 +284,7 @@ impl Device for SwarmDev {
                     .keys()
                     .map(|&id| File::new(DEV, K_NODE, id)),
             ),
-            K_NODE if cx.state.swarm.node(dir.obj).is_some() => {
-                NODE_FILES.list(DEV, dir.obj, out)
-            }
+            K_NODE if cx.state.swarm.node(dir.obj).is_some() => NODE_FILES.list(DEV, dir.obj, out),
             _ => {}
         }
     }
@@ -315,9 +312,7 @@ impl Device for SwarmDev {
         out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, Error> {
         match node.kind {
-            K_STATUS => Ok(dev::read_text(aux, offset, count, out, || {
-                text::status(cx)
-            })),
+            K_STATUS => Ok(dev::read_text(aux, offset, count, out, || text::status(cx))),
             K_NSTATUS | K_NKEY => {
                 let n = cx
                     .state
@@ -385,13 +380,8 @@ impl Device for SwarmDev {
         let mut cmd = self_join(cx);
         if cmd.is_none() && cx.raft.role == "leader" {
             let me = cx.vantage.me.as_ref().map_or(0, |m| m.id);
-            cmd = heal::next(
-                &cx.state.swarm,
-                &cx.state.membership,
-                me,
-                &LeaderSight(cx),
-            )
-            .map(Command::Raft);
+            cmd = heal::next(&cx.state.swarm, &cx.state.membership, me, &LeaderSight(cx))
+                .map(Command::Raft);
         }
         if let Some(c) = cmd {
             pace.last_ms.set(Some(cx.unix_ms));

@@ -154,7 +154,11 @@ pub fn node(cx: &Ctx<'_>, n: &SwarmNode) -> String {
         seen.filter(|o| o.state == Liveness::Alive)
             .map(|o| v.now_ms.saturating_sub(o.since_ms) / 1000)
     };
-    let _ = writeln!(t, "uptime {}", or_dash(uptime.map(|s| alloc::format!("{s}s"))));
+    let _ = writeln!(
+        t,
+        "uptime {}",
+        or_dash(uptime.map(|s| alloc::format!("{s}s")))
+    );
     let _ = writeln!(t, "drained {}", if n.drained { "yes" } else { "no" });
     let _ = writeln!(t, "joined {}", n.joined_ms);
     let _ = writeln!(t, "key {}", crate::hex::encode(&r.key));

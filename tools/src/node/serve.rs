@@ -89,7 +89,7 @@ pub struct ClusterArgs {
 }
 
 /// `--voters N`: odd, from 1 to 9.
-fn parse_voters(s: &str) -> Result<u8, String> {
+pub fn parse_voters(s: &str) -> Result<u8, String> {
     let n: u8 = s
         .parse()
         .map_err(|_| format!("\"{s}\" is not a number of voters"))?;

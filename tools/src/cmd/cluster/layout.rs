@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// Most nodes `cell0 cluster up` starts: a Raft cluster larger than this
-/// gains nothing on one machine, and the default ports stay in one decade.
-pub const MAX_NODES: usize = 9;
+/// Most nodes `cell0 cluster up` starts: a swarm of a hundred (a few
+/// voters, the rest learners), the default 9P and Raft ports side by side.
+pub const MAX_NODES: usize = 100;
 
 /// 9P port of node 1 by default; node I listens on this + I - 1. Clear of
 /// `cell0 up` (5640) and `cell0 boot` (5641).
@@ -23,7 +23,8 @@ pub struct NodeSpec {
     /// Where it serves 9P.
     pub addr: String,
     /// Where its Raft transport listens; kept in the cluster's membership,
-    /// so it must stay the same across restarts.
+    /// so it must stay the same across restarts. In a swarm it gossips on
+    /// the same port, over UDP.
     pub raft: String,
     /// Its data directory.
     pub data: PathBuf,
@@ -149,7 +150,8 @@ mod tests {
     fn bad_counts_and_overlapping_ports_are_refused() {
         let d = Path::new("/d");
         assert!(Layout::consecutive(0, d, "h", 5651, 5751).is_err());
-        assert!(Layout::consecutive(10, d, "h", 5651, 5751).is_err());
+        assert!(Layout::consecutive(101, d, "h", 5651, 5851).is_err());
+        assert!(Layout::consecutive(100, d, "h", 5651, 5751).is_ok());
         assert!(Layout::consecutive(3, d, "h", 5651, 5652).is_err());
         assert!(Layout::consecutive(3, d, "h", 65535, 5751).is_err());
         assert!(Layout::consecutive(3, d, "h", 5651, 5654).is_ok());

@@ -24,6 +24,9 @@ use crate::identity::{ClientToken, owner_token_path};
 /// Running nodes of one cluster, stopped (all together) when dropped.
 pub struct LocalCluster {
     layout: Layout,
+    /// In a swarm (gossiping on each node's Raft port over UDP), the
+    /// voters it wants; `None`: every node a voter, no gossip.
+    swarm: Option<u8>,
     /// One per node started so far, in the layout's order.
     children: Vec<Running>,
     /// Which exits [`LocalCluster::exits`] has reported.
@@ -34,8 +37,11 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Start the nodes of `layout` and return once every node is a member
-    /// and knows its leader. Nothing is left running on an error.
-    pub fn start(layout: &Layout) -> anyhow::Result<LocalCluster> {
+    /// and knows its leader. Nothing is left running on an error. With
+    /// `swarm` (the voters wanted), the nodes form a swarm (swarm(3)):
+    /// they gossip, and the others join node 1's as learners, of which
+    /// the leader makes voters up to that count.
+    pub fn start(layout: &Layout, swarm: Option<u8>) -> anyhow::Result<LocalCluster> {
         std::fs::create_dir_all(&layout.dir)
             .with_context(|| format!("creating {}", layout.dir.display()))?;
         for n in &layout.nodes {
@@ -64,6 +70,7 @@ impl LocalCluster {
         }
         let mut cluster = LocalCluster {
             layout: layout.clone(),
+            swarm,
             children: Vec::new(),
             reported: Vec::new(),
             token: owner_token_path(&layout.nodes[0].data),
@@ -169,6 +176,9 @@ impl LocalCluster {
         cmd.args(["serve", "--id", &n.id.to_string(), "--raft", &n.raft])
             .args(["--listen", &n.addr, "--data"])
             .arg(&n.data);
+        if let Some(voters) = self.swarm {
+            cmd.args(["--swarm", &n.raft, "--voters", &voters.to_string()]);
+        }
         if join {
             cmd.args(["--join", &self.layout.nodes[0].addr, "--join-token"])
                 .arg(&self.token);

@@ -57,7 +57,11 @@ impl Sponsor {
                 bail!(
                     "--join {}: that node lists no members in {dir}; is it a cluster node{}?",
                     self.addr,
-                    if swarm { " running a swarm (--swarm)" } else { "" }
+                    if swarm {
+                        " running a swarm (--swarm)"
+                    } else {
+                        ""
+                    }
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -85,10 +89,7 @@ impl Sponsor {
             };
             let (Some(id), Some(addr), Some(key)) = (field("id"), field(addr_key), field("key"))
             else {
-                bail!(
-                    "--join {}: {path} lacks id, {addr_key} or key",
-                    self.addr
-                );
+                bail!("--join {}: {path} lacks id, {addr_key} or key", self.addr);
             };
             members.push(Member {
                 id: id.parse().with_context(|| format!("{path}: id"))?,

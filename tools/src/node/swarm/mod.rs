@@ -103,7 +103,10 @@ pub async fn run(sock: UdpSocket, me: Me, key: NodeKey, mut ex: impl Exchange, l
         }
         let vantage = Vantage {
             me: Some(me.clone()),
-            view: gossip.as_ref().map(|g| g.view().clone()).unwrap_or_default(),
+            view: gossip
+                .as_ref()
+                .map(|g| g.view().clone())
+                .unwrap_or_default(),
             now_ms: now(),
         };
         let committed =

@@ -31,7 +31,8 @@ impl Cluster {
     pub fn start(n: usize) -> anyhow::Result<Cluster> {
         let dir = scratch_dir(&std::env::temp_dir(), &format!("raft{n}"))?;
         let layout = Layout::free_ports(n, &dir)?;
-        match LocalCluster::start(&layout) {
+        // Every node a voter, as etcd's are in the same run.
+        match LocalCluster::start(&layout, None) {
             Ok(cluster) => Ok(Cluster { cluster, dir }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
