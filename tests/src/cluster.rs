@@ -61,6 +61,9 @@ pub struct Cluster {
     /// The owner token of node 1 (admin over every node), kept outside
     /// any node's data directory so that nodes may be killed or wiped.
     pub token: String,
+    /// In a swarm (each node gossiping on its Raft port, over UDP): the
+    /// voters wanted.
+    pub swarm: Option<u8>,
     _keep: TempDir,
 }
 
@@ -68,12 +71,24 @@ impl Cluster {
     /// Start node 1 alone, then join `n - 1` more through it, and wait
     /// until node 1 lists all `n` members.
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_as(n, None)
+    }
+
+    /// [`Cluster::start`] as a swarm that wants `voters` voters (swarm(3)):
+    /// node 1 founds it, the others join as learners, and the leader
+    /// promotes them until there are that many voters.
+    pub fn start_swarm(n: usize, voters: u8) -> Cluster {
+        Cluster::start_as(n, Some(voters))
+    }
+
+    fn start_as(n: usize, swarm: Option<u8>) -> Cluster {
         let raft: Vec<String> = (0..n).map(|_| free_addr()).collect();
-        let n1 = Node::start_in(
-            tempfile::tempdir().unwrap(),
-            None,
-            &["--id", "1", "--raft", &raft[0]],
-        );
+        let mut flags = vec!["--id", "1", "--raft", &raft[0]];
+        let voters = swarm.map(|v| v.to_string()).unwrap_or_default();
+        if swarm.is_some() {
+            flags.extend(["--swarm", &raft[0], "--voters", &voters]);
+        }
+        let n1 = Node::start_in(tempfile::tempdir().unwrap(), None, &flags);
         let keep = tempfile::tempdir().unwrap();
         let token = keep.path().join("cluster.token");
         std::fs::copy(n1.data().join("owner.token"), &token).unwrap();
@@ -81,6 +96,7 @@ impl Cluster {
             nodes: vec![Some(n1)],
             raft,
             token: token.to_str().unwrap().to_string(),
+            swarm,
             _keep: keep,
         };
         for i in 1..n {
@@ -100,20 +116,20 @@ impl Cluster {
     pub fn join(&self, i: usize, dir: TempDir) -> Node {
         let id = (i + 1).to_string();
         let sponsor = self.nodes.iter().flatten().next().unwrap().addr.clone();
-        Node::start_in(
-            dir,
-            None,
-            &[
-                "--id",
-                &id,
-                "--raft",
-                &self.raft[i],
-                "--join",
-                &sponsor,
-                "--join-token",
-                &self.token,
-            ],
-        )
+        let mut flags = vec![
+            "--id",
+            &id,
+            "--raft",
+            &self.raft[i],
+            "--join",
+            &sponsor,
+            "--join-token",
+            &self.token,
+        ];
+        if self.swarm.is_some() {
+            flags.extend(["--swarm", &self.raft[i]]);
+        }
+        Node::start_in(dir, None, &flags)
     }
 
     /// Node `i` (raft id `i + 1`), which must be up.
