@@ -30,7 +30,7 @@
 //! the caller).
 
 mod config;
-mod envelope;
+pub mod envelope;
 mod identity;
 mod lifeguard;
 mod rng;

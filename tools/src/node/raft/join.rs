@@ -73,7 +73,17 @@ impl Sponsor {
     fn members_now(&self, dir: &str, file: &str, addr_key: &str) -> anyhow::Result<Vec<Member>> {
         let listing = {
             let c = &self.client;
-            let fid = c.walk_path(dir)?;
+            let fid = c.walk_path(dir).with_context(|| {
+                format!(
+                    "--join {}: {dir} cannot be reached with the join token; it needs {}",
+                    self.addr,
+                    if dir.starts_with("/swarm") {
+                        "read, write and create over /swarm (a join token: cap mint --scope /swarm --rights rwc)"
+                    } else {
+                        "admin over /raft"
+                    }
+                )
+            })?;
             let r = c.list(fid);
             let _ = c.clunk(fid);
             r.with_context(|| format!("--join {}: listing {dir}", self.addr))?
