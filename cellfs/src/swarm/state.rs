@@ -226,7 +226,7 @@ impl Swarm {
 
 /// Whether `n` is a voter count a swarm may want.
 pub fn check_voters(n: u8) -> Result<(), Error> {
-    if n == 0 || n > MAX_VOTERS || n % 2 == 0 {
+    if n == 0 || n > MAX_VOTERS || n.is_multiple_of(2) {
         return Err(Error::Invalid(format!(
             "/swarm/ctl: voters: \"{n}\" is not an odd number from 1 to {MAX_VOTERS} \
              (an even count tolerates no more failures than the odd one below it)"

@@ -85,6 +85,10 @@ const FILES: &[(&str, &[Verb], &[&str])] = &[
             "remove id=2",
             "transfer id=2",
             "snapshot",
+            "learner id=3 addr=10.0.0.3:5642 key=3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+            "promote id=3",
+            "demote id=2",
+            "replace out=2 with=3",
         ],
     ),
     (
@@ -97,10 +101,21 @@ const FILES: &[(&str, &[Verb], &[&str])] = &[
         ],
     ),
     ("cap/N/ctl", cellfs::cap::device::CAP_CTL_VERBS, &["revoke"]),
+    (
+        "swarm/ctl",
+        cellfs::swarm::ctl::CTL_VERBS,
+        &[
+            "join id=2 key=d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a addr=10.0.0.2:5640 gossip=10.0.0.2:5751 raft=10.0.0.2:5751 name=n2",
+            "voters 5",
+            "voters 1",
+            "remove 2",
+            "leave",
+        ],
+    ),
 ];
 
 /// Writes per file: accepted, refused, left waiting.
-pub static COUNTS: [[AtomicU64; 3]; 6] = [const { [const { AtomicU64::new(0) }; 3] }; 6];
+pub static COUNTS: [[AtomicU64; 3]; 7] = [const { [const { AtomicU64::new(0) }; 3] }; 7];
 
 /// The counts, one line per file.
 pub fn summary() -> String {
@@ -316,6 +331,7 @@ fn objects<L: cellfs::Log>(s: &Server<L, FuzzClock>) -> Vec<u8> {
     v.extend(postcard::to_allocvec(&st.caps).unwrap());
     v.extend(postcard::to_allocvec(&st.agents).unwrap());
     v.extend(postcard::to_allocvec(&st.membership).unwrap());
+    v.extend(postcard::to_allocvec(&st.swarm).unwrap());
     v
 }
 
@@ -509,6 +525,8 @@ pub fn parsers(data: &[u8]) {
             "{text}"
         );
     }
+    let _ = cellfs::swarm::ctl::parse(data);
+    let _ = cellfs::swarm::ctl::parse_node(2, data);
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
