@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod fid;
 pub mod file;
+pub mod gossip;
 pub mod hex;
 pub mod log;
 pub mod name;
