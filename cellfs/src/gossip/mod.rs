@@ -561,9 +561,11 @@ impl Gossip {
     /// goodbyes, and record the changes as events. One pass over both,
     /// sorted, as it runs often.
     fn sync_view(&mut self, now_ms: u64) {
-        // A member never heard of is dead after the time a silent member
-        // takes to be found dead.
-        let silent_for = 2 * (self.config.probe_period_ms + self.config.suspect_ms);
+        // A member never heard of is dead after twice the time a silent
+        // member takes to be found dead, plus 10 ms a member (a large
+        // swarm's news of a join takes longer to reach everyone).
+        let silent_for = 2 * (self.config.probe_period_ms + self.config.suspect_ms)
+            + 10 * self.view.members.len() as u64;
         let mut table = core::mem::take(&mut self.table);
         table.clear();
         table.extend(self.foca.iter_membership_state().map(|m| {
