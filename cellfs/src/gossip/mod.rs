@@ -88,7 +88,7 @@ pub struct Gossip {
     /// Per member of the view (same keys): whether foca has listed it since
     /// its admission (heard of it, directly or through others).
     known: BTreeMap<u64, bool>,
-    /// foca's table, sorted by id (kept to reuse its allocation).
+    /// foca's table as the view last saw it, in foca's order.
     table: Vec<(Ident, Liveness, u16)>,
     /// Member → the boot of its process that said goodbye.
     left: BTreeMap<u64, u64>,
@@ -100,8 +100,10 @@ pub struct Gossip {
     /// A membership change foca notified (or a goodbye) not yet in the
     /// view.
     dirty: bool,
-    /// foca's table's fingerprint when last compared with the view.
-    print: u64,
+    /// Rows of foca's table that changed (kept to reuse its allocation).
+    changed: Vec<(Ident, Liveness, u16)>,
+    /// foca's table sorted by id (kept to reuse its allocation).
+    sorted: Vec<(Ident, Liveness, u16)>,
     /// How many members of the view foca had not listed at that time.
     unheard: usize,
 }
@@ -193,7 +195,8 @@ impl Gossip {
             events: Vec::new(),
             leaving: false,
             dirty: true,
-            print: 0,
+            changed: Vec::new(),
+            sorted: Vec::new(),
             unheard: 0,
         }
     }
@@ -413,6 +416,10 @@ impl Gossip {
             .filter(|(_, known)| !**known)
             .map(|(&id, _)| id)
             .collect();
+        if !silent.is_empty() {
+            // Time their silence (see `sync_view`).
+            self.dirty = true;
+        }
         self.announce_some(silent);
         self.pings.retain(|_, &mut at| at + PING_MEMORY_MS > now_ms);
         self.io
@@ -447,38 +454,76 @@ impl Gossip {
 
     /// Seal what foca sent, read its notifications, and bring the view up
     /// to date. foca does not notify suspicions, so its table is compared
-    /// with the view whenever a cheap fingerprint of it changes (or a
-    /// member is still unheard of, whose silence is timed here).
+    /// with the copy taken last time, and only the rows that changed are
+    /// looked at; the whole table after a membership change foca notified,
+    /// a goodbye, a row added or moved, or (at housekeeping) while a member
+    /// is unheard of, whose silence is timed there.
     fn settle(&mut self, now_ms: u64) {
         self.absorb(now_ms);
-        let print = self.fingerprint();
-        if self.dirty || print != self.print || self.unheard > 0 {
+        if self.dirty || !self.sync_changes(now_ms) {
             self.dirty = false;
-            self.print = print;
             self.sync_view(now_ms);
         }
     }
 
-    /// An order-independent digest of foca's table (id, boot, bump, state,
-    /// incarnation of each entry).
-    fn fingerprint(&self) -> u64 {
-        self.foca.iter_membership_state().fold(0u64, |acc, m| {
-            let id = m.id();
-            let state = match m.state() {
-                State::Alive => 1,
-                State::Suspect => 2,
-                State::Down => 3,
-            };
-            let mut x = id.id
-                ^ id.boot.rotate_left(17)
-                ^ (u64::from(id.bump) << 40)
-                ^ (u64::from(m.incarnation()) << 20)
-                ^ (state << 60);
-            // SplitMix's finalizer spreads each entry over all bits.
-            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            acc.wrapping_add(x ^ (x >> 31))
-        })
+    /// Bring the view up to date from the rows of foca's table that changed
+    /// since the last copy; false if the table's shape changed (a full
+    /// comparison is needed).
+    fn sync_changes(&mut self, now_ms: u64) -> bool {
+        let rows = self.foca.iter_membership_state();
+        if rows.len() != self.table.len() {
+            return false;
+        }
+        let mut changed = core::mem::take(&mut self.changed);
+        changed.clear();
+        for (row, m) in self.table.iter_mut().zip(rows) {
+            if row.0.id != m.id().id {
+                self.changed = changed;
+                return false;
+            }
+            let now = (*m.id(), liveness(m.state()), m.incarnation());
+            if *row != now {
+                *row = now;
+                changed.push(now);
+            }
+        }
+        for &(ident, state, incarnation) in &changed {
+            self.apply_row(ident, state, incarnation, now_ms);
+        }
+        self.changed = changed;
+        true
+    }
+
+    /// Member `ident.id` is in foca's table as `state` at `incarnation`.
+    fn apply_row(&mut self, ident: Ident, state: Liveness, incarnation: u16, now_ms: u64) {
+        let id = ident.id;
+        let (Some(o), Some(known)) = (self.view.members.get_mut(&id), self.known.get_mut(&id))
+        else {
+            return;
+        };
+        o.incarnation = u64::from(incarnation);
+        let first = !*known;
+        if first {
+            *known = true;
+            self.unheard = self.unheard.saturating_sub(1);
+        }
+        let state = if self.left.get(&id) == Some(&ident.boot) {
+            Liveness::Left
+        } else {
+            state
+        };
+        if change(&mut self.events, id, o, state, first, now_ms) {
+            self.suspected(ident, incarnation, now_ms);
+        }
+    }
+
+    /// `ident` just became suspect here: recheck it once its prober's
+    /// verdict is overdue.
+    fn suspected(&mut self, ident: Ident, incarnation: u16, now_ms: u64) {
+        let wait = self.config.suspect_ms + self.config.probe_period_ms;
+        let at = now_ms + self.io.health.scale(wait);
+        self.io
+            .schedule(at, Due::Recheck(ident, incarnation, false));
     }
 
     /// Seal what foca sent and read its notifications (Lifeguard, RTT).
@@ -558,22 +603,23 @@ impl Gossip {
     }
 
     /// Bring each member's liveness up to date from foca's table and the
-    /// goodbyes, and record the changes as events. One pass over both,
-    /// sorted, as it runs often.
+    /// goodbyes, and record the changes as events: the full comparison,
+    /// one pass over both sorted by id.
     fn sync_view(&mut self, now_ms: u64) {
-        // A member never heard of is dead after the time a silent member
-        // takes to be found dead.
-        let silent_for = 2 * (self.config.probe_period_ms + self.config.suspect_ms);
-        let mut table = core::mem::take(&mut self.table);
+        // A member never heard of is dead after twice the time a silent
+        // member takes to be found dead, plus 10 ms a member (a large
+        // swarm's news of a join takes longer to reach everyone).
+        let silent_for = 2 * (self.config.probe_period_ms + self.config.suspect_ms)
+            + 10 * self.view.members.len() as u64;
+        self.table.clear();
+        self.table.extend(
+            self.foca
+                .iter_membership_state()
+                .map(|m| (*m.id(), liveness(m.state()), m.incarnation())),
+        );
+        let mut table = core::mem::take(&mut self.sorted);
         table.clear();
-        table.extend(self.foca.iter_membership_state().map(|m| {
-            let state = match m.state() {
-                State::Alive => Liveness::Alive,
-                State::Suspect => Liveness::Suspect,
-                State::Down => Liveness::Dead,
-            };
-            (*m.id(), state, m.incarnation())
-        }));
+        table.extend_from_slice(&self.table);
         table.sort_unstable_by_key(|t| t.0.id);
         let mut suspects = Vec::new();
         let mut rows = table.iter().peekable();
@@ -612,13 +658,19 @@ impl Gossip {
             }
         }
         for (ident, incarnation) in suspects.into_iter().flatten() {
-            let wait = self.config.suspect_ms + self.config.probe_period_ms;
-            let at = now_ms + self.io.health.scale(wait);
-            self.io
-                .schedule(at, Due::Recheck(ident, incarnation, false));
+            self.suspected(ident, incarnation, now_ms);
         }
         self.unheard = self.known.values().filter(|k| !**k).count();
-        self.table = table;
+        self.sorted = table;
+    }
+}
+
+/// foca's state as a liveness.
+fn liveness(state: State) -> Liveness {
+    match state {
+        State::Alive => Liveness::Alive,
+        State::Suspect => Liveness::Suspect,
+        State::Down => Liveness::Dead,
     }
 }
 
