@@ -135,6 +135,19 @@ fn seven_nodes_heal_after_a_voter_and_the_leader_die() {
         acked.lock().unwrap().len() >= 10
     });
 
+    // A learner's /events, followed from before the first kill.
+    let watcher = ids(&s, "learners")[0];
+    let scratch = tempfile::tempdir().unwrap();
+    let events = scratch.path().join("events.txt");
+    let mut follower = std::process::Command::new(cell0_tests::cell0_bin())
+        .args(["cat", "/events", "--addr", &c.node(watcher - 1).addr])
+        .args(["--token", &token])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&events).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
     // SIGKILL a voter that does not lead.
     let leader = c.leader_seen_by(0).expect("node 1 names a leader") + 1;
     let victim = *voters.iter().find(|&&v| v != leader).unwrap();
@@ -205,6 +218,21 @@ fn seven_nodes_heal_after_a_voter_and_the_leader_die() {
         Some("learner"),
         "{status}"
     );
+
+    // The watcher's /events told the story: suspicion, death, promotion
+    // and the return of each.
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let told = std::fs::read_to_string(&events).unwrap();
+    for want in [
+        format!("swarm suspect node={victim}"),
+        format!("swarm dead node={victim}"),
+        format!("swarm dead node={leader}"),
+        String::from("swarm promote node="),
+        format!("swarm alive node={victim}"),
+    ] {
+        assert!(told.contains(&want), "/events lacks {want:?}:\n{told}");
+    }
 
     stop.store(true, Ordering::Relaxed);
     client.join().unwrap();
@@ -373,12 +401,24 @@ fn the_swarm_through_fuse_and_shell_tools() {
         swarm_status(&c, 0).is_some_and(|s| ids(&s, "voters").len() == 5)
     });
 
+    // Node 5 leaves: left (not dead) everywhere, and out of the log.
+    m.sh_ok("echo leave > swarm/nodes/5/ctl");
+    wait("node 5 left, and out of the log", 20, || {
+        (0..4).all(|i| state_of(&c, i, 5).as_deref() == Some("left"))
+            && swarm_status(&c, 0).is_some_and(|s| {
+                !ids(&s, "voters").contains(&5) && !ids(&s, "learners").contains(&5)
+            })
+    });
+    assert!(m.sh_ok("cat swarm/nodes/5/status").contains("role none\n"));
+
     // A killed node shows as dead to grep.
-    let (_dir, _addr) = c.nodes[4].take().unwrap().kill_keep();
-    wait("node 5 dead on node 1", 20, || {
-        state_of(&c, 0, 5).as_deref() == Some("dead")
+    let (_dir, _addr) = c.nodes[3].take().unwrap().kill_keep();
+    wait("node 4 dead on node 1", 20, || {
+        state_of(&c, 0, 4).as_deref() == Some("dead")
     });
     let dead = m.sh_ok("grep -l 'state dead' swarm/nodes/*/status");
-    assert_eq!(dead.trim(), "swarm/nodes/5/status");
+    assert_eq!(dead.trim(), "swarm/nodes/4/status");
+    let left = m.sh_ok("grep -l 'state left' swarm/nodes/*/status");
+    assert_eq!(left.trim(), "swarm/nodes/5/status");
     assert!(!m.sh("cat swarm/ctl").status.success(), "ctl is write-only");
 }
