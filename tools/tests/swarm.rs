@@ -296,7 +296,10 @@ fn no_token_no_membership_and_bad_gossip_is_dropped_and_counted() {
         .unwrap();
     assert!(!out.status.success(), "a node without a join token started");
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("cannot be reached with the join token"), "{said}");
+    assert!(
+        said.contains("cannot be reached with the join token"),
+        "{said}"
+    );
     let nodes = cat(c.node(0), &token, "/swarm/status").unwrap();
     assert_eq!(field(&nodes, "members").as_deref(), Some("3"), "{nodes}");
     assert!(cat(c.node(0), &token, "/swarm/nodes/9/status").is_none());
