@@ -192,7 +192,7 @@ fn status_files_are_never_stale_and_files_have_their_kinds() {
     assert_eq!(
         listing.split_whitespace().collect::<Vec<_>>(),
         [
-            "agent/", "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
+            "agent/", "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status", "swarm/"
         ]
     );
     assert_eq!(status(&m, "status", "channels"), "0");

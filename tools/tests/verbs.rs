@@ -33,7 +33,7 @@ fn verbs_list_create_write_read_and_remove() {
     assert_eq!(
         names,
         [
-            "agent/", "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status"
+            "agent/", "cap/", "chan/", "ctl", "events", "proof/", "raft/", "status", "swarm/"
         ]
     );
     assert!(ok(&node, &["cat", "/status"]).starts_with("node "));
