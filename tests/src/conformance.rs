@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use crate::{Mount, cell0_bin, output_within, require_tool, sh, sh_ok};
 
 /// The names every Cell0 root holds.
-pub const ROOT_NAMES: [&str; 8] = [
-    "agent", "cap", "chan", "ctl", "events", "proof", "raft", "status",
+pub const ROOT_NAMES: [&str; 9] = [
+    "agent", "cap", "chan", "ctl", "events", "proof", "raft", "status", "swarm",
 ];
 
 /// Every shell-tool check through one FUSE mount of `addr`, made with
