@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::events::{Followers, Seen, unix_ms};
 use super::view::{Check, Views, field, ids, worst};
 use crate::cmd::cluster::LocalCluster;
 
@@ -43,14 +44,15 @@ pub struct Kill {
     pub node: u64,
     /// What it was.
     pub victim: Victim,
-    /// For each other member, when its view first said `state dead`.
+    /// For each other member, when its `/events` first said `dead`.
     pub dead: Vec<Option<Duration>>,
     /// When every other member's `voters` was back to the count wanted,
     /// without the dead node (for a voter or the leader).
     pub voters: Option<Option<Duration>>,
     /// When every other member named a new leader (for the leader).
     pub leader: Option<Option<Duration>>,
-    /// From the restart, when every other member saw it alive again.
+    /// From the restart, when every other member's `/events` said it was
+    /// alive again.
     pub back: Option<Duration>,
 }
 
@@ -60,6 +62,7 @@ pub struct Kill {
 pub fn kill_one(
     cluster: &mut LocalCluster,
     views: &mut Views,
+    followers: &Followers,
     victim: Victim,
     voters_wanted: usize,
     wait: Duration,
@@ -82,14 +85,14 @@ pub fn kill_one(
     let was_voter = voters.contains(&node);
     let others: Vec<u64> = all.iter().copied().filter(|&id| id != node).collect();
 
+    // What the members saw before this kill is no news of it.
+    followers.drain();
+    let kill_ms = unix_ms();
     cluster.kill(node)?;
     let killed = Instant::now();
     views.forget(node);
-    let dead_path = format!("/swarm/nodes/{node}/status");
-    let mut dead = |v: &mut Views, id: u64| {
-        v.read(id, &dead_path)
-            .is_some_and(|s| field(&s, "state") == Some("dead"))
-    };
+    // The voters and the leader are polled (they are committed state and
+    // /raft/status, not events); the deaths come stamped from /events.
     let mut healed = |v: &mut Views, id: u64| {
         v.read(id, "/swarm/status").is_some_and(|s| {
             let now = ids(field(&s, "voters").unwrap_or(""));
@@ -100,7 +103,7 @@ pub fn kill_one(
         v.number(id, "/raft/status", "leader")
             .is_some_and(|l| l != 0 && l != node)
     };
-    let mut checks: Vec<Check<'_>> = vec![&mut dead];
+    let mut checks: Vec<Check<'_>> = Vec::new();
     if was_voter {
         checks.push(&mut healed);
     }
@@ -109,19 +112,25 @@ pub fn kill_one(
     }
     let seen = views.watch(killed, wait, &others, &mut checks);
     let mut seen = seen.into_iter();
-    let dead = seen.next().unwrap_or_default();
     let voters = was_voter.then(|| worst(&seen.next().unwrap_or_default()));
     let leader = (victim == Victim::Leader).then(|| worst(&seen.next().unwrap_or_default()));
+    let dead = first_seen(followers, "dead", node, &others, kill_ms, killed + wait);
 
+    let restart_ms = unix_ms();
     cluster
         .restart(node)
         .with_context(|| format!("restarting node {node} after killing it"))?;
-    let restarted = cluster.started(node)?;
-    let mut alive = |v: &mut Views, id: u64| {
-        v.read(id, &dead_path)
-            .is_some_and(|s| field(&s, "state") == Some("alive"))
-    };
-    let back = worst(&views.watch(restarted, wait, &others, &mut [&mut alive])[0]);
+    let back = worst(&first_seen(
+        followers,
+        "alive",
+        node,
+        &others,
+        restart_ms,
+        Instant::now() + wait,
+    ));
+    followers
+        .follow(node)
+        .with_context(|| format!("following node {node}'s /events after its restart"))?;
     settle(views, voters_wanted, wait);
     Ok(Kill {
         node,
@@ -147,6 +156,33 @@ pub fn settle(views: &mut Views, voters_wanted: usize, wait: Duration) -> bool {
         })
     };
     worst(&views.watch(Instant::now(), wait, &all, &mut [&mut whole])[0]).is_some()
+}
+
+/// For each of `observers`, how long after `since_ms` its `/events` first
+/// said `what node=NODE` (waiting until `until` at most).
+fn first_seen(
+    followers: &Followers,
+    what: &str,
+    node: u64,
+    observers: &[u64],
+    since_ms: u64,
+    until: Instant,
+) -> Vec<Option<Duration>> {
+    let hit = |s: &Seen| s.what == what && s.node == node && s.unix_ms >= since_ms;
+    let got = followers.collect_until(until, |got| {
+        observers
+            .iter()
+            .all(|o| got.iter().any(|s| s.observer == *o && hit(s)))
+    });
+    observers
+        .iter()
+        .map(|o| {
+            got.iter()
+                .filter(|s| s.observer == *o && hit(s))
+                .map(|s| Duration::from_millis(s.unix_ms - since_ms))
+                .min()
+        })
+        .collect()
 }
 
 /// The leader the first member that answers names.
