@@ -213,11 +213,10 @@ fn measure(plan: &Plan, n: usize, dir: &Path) -> anyhow::Result<Option<f64>> {
     println!();
     let c = cost::measure(&mut cluster, &mut views, plan.window)?;
     println!(
-        "quiet window of {:.0} s, per node (of {n}): {:>10} {:>10}  {}",
+        "quiet window of {:.0} s, per node (of {n}): {:>10} {:>10}  max on",
         plan.window.as_secs_f64(),
         "mean",
         "max",
-        "max on"
     );
     let rows = [
         ("gossip messages/s (sent+received)", &c.messages, 1.0),
