@@ -37,6 +37,7 @@ use crate::file::File;
 use crate::log::{Commit, Log, LogStatus, ProposalId, Snapshot};
 use crate::outbox::{ConnId, Outbox};
 use crate::parked::Parked;
+use crate::root;
 use crate::state::State;
 
 mod access;
@@ -529,6 +530,12 @@ impl<L: Log, C: Clock> Server<L, C> {
         for l in lines {
             self.world.event(Kind::Swarm, l);
         }
+        // A reader parked on /events gets these at the next poll, as it
+        // gets an error event (without this it waited for the next
+        // committed change, which a swarm at rest may not make for long).
+        if !lines.is_empty() {
+            self.wakes.push(root::EVENTS);
+        }
     }
 
     /// Apply whatever the log has committed since the last call and answer
@@ -547,6 +554,8 @@ impl<L: Log, C: Clock> Server<L, C> {
             }
             self.apply_committed(out);
         }
+        // Wakes not run by an apply (events observed since the last call).
+        self.run_wakes(out);
         if self.world.now_secs() >= self.parked_expiry {
             self.end_unusable_waits(out);
         }

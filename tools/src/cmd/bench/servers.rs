@@ -59,6 +59,12 @@ impl Process {
         self.child.try_wait().ok().flatten()
     }
 
+    /// SIGKILL it and reap it (its directory stays until it is dropped).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Peak resident memory in KiB, from /proc.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         self.status_kib("VmHWM:")

@@ -33,6 +33,11 @@ pub struct LocalCluster {
     reported: Vec<bool>,
     /// Node 1's owner token, which every member accepts.
     token: PathBuf,
+    /// Environment variables every node starts with (a test hook such as
+    /// `CELL0_GOSSIP_LOSS`), on top of this process's own.
+    env: Vec<(String, String)>,
+    /// When each child was last started, in the layout's order.
+    started: Vec<Instant>,
 }
 
 impl LocalCluster {
@@ -42,6 +47,16 @@ impl LocalCluster {
     /// they gossip, and the others join node 1's as learners, of which
     /// the leader makes voters up to that count.
     pub fn start(layout: &Layout, swarm: Option<u8>) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_with_env(layout, swarm, &[])
+    }
+
+    /// As [`LocalCluster::start`], with `env` set in every node's
+    /// environment (and again in a node's after [`LocalCluster::restart`]).
+    pub fn start_with_env(
+        layout: &Layout,
+        swarm: Option<u8>,
+        env: &[(String, String)],
+    ) -> anyhow::Result<LocalCluster> {
         std::fs::create_dir_all(&layout.dir)
             .with_context(|| format!("creating {}", layout.dir.display()))?;
         for n in &layout.nodes {
@@ -74,6 +89,8 @@ impl LocalCluster {
             children: Vec::new(),
             reported: Vec::new(),
             token: owner_token_path(&layout.nodes[0].data),
+            env: env.to_vec(),
+            started: Vec::new(),
         };
         // Node 1, and every node that is a member already, side by side.
         let (restarting, joining): (Vec<&NodeSpec>, Vec<&NodeSpec>) = layout
@@ -146,6 +163,47 @@ impl LocalCluster {
         self.children.iter_mut().any(|c| c.exited().is_none())
     }
 
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&mut self, id: u64) -> Option<u32> {
+        let i = self.index(id).ok()?;
+        let c = &mut self.children[i];
+        c.exited().is_none().then(|| c.child.id())
+    }
+
+    /// When node `id`'s process was last started (by [`LocalCluster::start`]
+    /// or [`LocalCluster::restart`]).
+    pub fn started(&self, id: u64) -> anyhow::Result<Instant> {
+        Ok(self.started[self.index(id)?])
+    }
+
+    /// SIGKILL node `id` and reap it: a crash, with no chance to leave
+    /// the swarm. Its exit is not reported by [`LocalCluster::exits`].
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        self.children[i].kill();
+        self.reported[i] = true;
+        Ok(())
+    }
+
+    /// Start node `id` again after it exited (or was killed), from the
+    /// same data directory with the same flags and environment; it holds
+    /// its log, so it rejoins by itself. Returns once it serves 9P.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        anyhow::ensure!(
+            self.children[i].exited().is_some(),
+            "node {id} is still running; kill it before restarting it"
+        );
+        let n = self.layout.nodes[i].clone();
+        // A node that never got as far as holding a log joins as it did.
+        let child = self.command(&n, !holds_log(&n.data))?;
+        self.children[i] = child;
+        self.reported[i] = false;
+        self.started[i] = Instant::now();
+        let (addr, data) = (n.addr.clone(), n.data.clone());
+        self.wait(i, &n, || serves(&addr, &data))
+    }
+
     /// Stop every node (SIGTERM to all, then wait); their exit statuses,
     /// node 1 first.
     pub fn stop(&mut self) -> Vec<Option<ExitStatus>> {
@@ -160,12 +218,30 @@ impl LocalCluster {
             .ok_or_else(|| anyhow::anyhow!("no node {id} in this cluster"))
     }
 
+    fn index(&self, id: u64) -> anyhow::Result<usize> {
+        self.layout
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .filter(|&i| i < self.children.len())
+            .ok_or_else(|| anyhow::anyhow!("no node {id} started in this cluster"))
+    }
+
     fn client_token(&self) -> anyhow::Result<ClientToken> {
         ClientToken::resolve(Some(&self.token), None)
     }
 
     /// Start node `n` (joining through node 1 if `join`); its index.
     fn spawn(&mut self, n: &NodeSpec, join: bool) -> anyhow::Result<usize> {
+        let child = self.command(n, join)?;
+        self.children.push(child);
+        self.reported.push(false);
+        self.started.push(Instant::now());
+        Ok(self.children.len() - 1)
+    }
+
+    /// Start node `n`'s process (joining through node 1 if `join`).
+    fn command(&self, n: &NodeSpec, join: bool) -> anyhow::Result<Running> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -175,7 +251,8 @@ impl LocalCluster {
         let mut cmd = Command::new(exe);
         cmd.args(["serve", "--id", &n.id.to_string(), "--raft", &n.raft])
             .args(["--listen", &n.addr, "--data"])
-            .arg(&n.data);
+            .arg(&n.data)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(voters) = self.swarm {
             cmd.args(["--swarm", &n.raft, "--voters", &voters.to_string()]);
         }
@@ -190,12 +267,10 @@ impl LocalCluster {
         )
         .spawn()
         .with_context(|| format!("starting node {}", n.id))?;
-        self.children.push(Running {
+        Ok(Running {
             what: "node",
             child,
-        });
-        self.reported.push(false);
-        Ok(self.children.len() - 1)
+        })
     }
 
     /// Wait for `ready` while child `i` (node `n`) runs; on failure, say

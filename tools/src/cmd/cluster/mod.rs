@@ -19,11 +19,11 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Subcommand;
 
-pub use layout::Layout;
+pub use layout::{Layout, MAX_NODES};
 pub use local::LocalCluster;
 
 use crate::cmd::child::Signals;
-use layout::{DEFAULT_PORT, DEFAULT_RAFT_PORT, MAX_NODES};
+use layout::{DEFAULT_PORT, DEFAULT_RAFT_PORT};
 
 /// `cell0 cluster …`.
 #[derive(Subcommand, Debug)]

@@ -131,10 +131,6 @@ impl Etcd {
 
     /// The client address of the member that leads now.
     pub fn leader(&self) -> anyhow::Result<String> {
-        let status = |addr: &str| -> anyhow::Result<String> {
-            let body = Http::connect(addr)?.post(STATUS, b"{}")?;
-            Ok(String::from_utf8_lossy(&body).into_owned())
-        };
         let first = status(&self.members[0].client)?;
         let leader = json_str(&first, "leader")
             .context("etcd's status names no leader")?
@@ -146,6 +142,58 @@ impl Etcd {
         }
         bail!("no member of the etcd cluster has the leader's id {leader}")
     }
+}
+
+impl Etcd {
+    /// SIGKILL the member that leads and time how long the others take to
+    /// name one new leader between them (within `wait`).
+    pub fn leader_failover(&mut self, wait: Duration) -> anyhow::Result<Duration> {
+        let addr = self.leader()?;
+        let old = json_str(&status(&addr)?, "member_id")
+            .context("etcd's status names no member_id")?
+            .to_string();
+        let i = self
+            .members
+            .iter()
+            .position(|m| m.client == addr)
+            .context("the etcd leader is not one of the members")?;
+        self.members[i].process.kill();
+        let killed = Instant::now();
+        let others: Vec<String> = (self.members.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, m)| m.client.clone())
+            .collect();
+        loop {
+            // Each survivor's own view; an error (an election under way)
+            // counts as no leader yet.
+            let leaders: Vec<Option<String>> = others
+                .iter()
+                .map(|a| {
+                    let s = status(a).ok()?;
+                    json_str(&s, "leader").map(str::to_string)
+                })
+                .collect();
+            let first = &leaders[0];
+            if first.as_deref().is_some_and(|l| l != old && l != "0")
+                && leaders.iter().all(|l| l == first)
+            {
+                return Ok(killed.elapsed());
+            }
+            if killed.elapsed() > wait {
+                bail!(
+                    "etcd named no new leader within {wait:?} of its leader's death; its logs are under {}",
+                    std::env::temp_dir().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The gateway's status JSON of the member at `addr`.
+fn status(addr: &str) -> anyhow::Result<String> {
+    let body = Http::connect(addr)?.post(STATUS, b"{}")?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The JSON of a PUT of a small value under writer `i`'s own key.

@@ -10,7 +10,7 @@
 //! printed, never asserted.
 
 mod cell0;
-mod etcd;
+pub(super) mod etcd;
 mod http;
 mod load;
 
@@ -21,7 +21,7 @@ use anyhow::Context;
 use load::{Commits, Writer};
 
 /// Nodes in the etcd cluster the figures are compared with.
-const ETCD_NODES: usize = 3;
+pub(super) const ETCD_NODES: usize = 3;
 
 /// What `cell0 bench raft` runs.
 pub struct Plan {

@@ -1,0 +1,154 @@
+//! Each member's `/events`, followed by a thread of its own: the swarm
+//! lines its gossip writes (`swarm dead node=ID`, `suspect`, `alive`, …)
+//! with the member's own Unix-millisecond stamp.
+//!
+//! Stamped events time what a member saw to the millisecond however long
+//! a poll of a hundred members takes (seconds, on two busy cores), and a
+//! blocked read costs a node nothing while there is no news, so following
+//! does not load the swarm it measures.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ninep::Dialect;
+
+use crate::client::{Client, Options};
+use crate::cmd::cluster::LocalCluster;
+use crate::identity::ClientToken;
+
+/// One swarm line one member wrote.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The member whose view it is.
+    pub observer: u64,
+    /// When, by its clock (the machine's: every node runs here).
+    pub unix_ms: u64,
+    /// `dead`, `suspect`, `alive`, `refuted`, …
+    pub what: String,
+    /// The member it is about.
+    pub node: u64,
+}
+
+/// Followers of the members' `/events`, all feeding one channel.
+pub struct Followers {
+    opts: Options,
+    addrs: Vec<(u64, String)>,
+    tx: Sender<Seen>,
+    rx: Receiver<Seen>,
+}
+
+impl Followers {
+    /// Follow every member of `cluster`.
+    pub fn new(cluster: &LocalCluster) -> anyhow::Result<Followers> {
+        let token = ClientToken::resolve(Some(cluster.token()), None)?;
+        let (tx, rx) = channel();
+        let f = Followers {
+            opts: Options::new(Dialect::U).with_token(&token),
+            addrs: cluster
+                .nodes()
+                .iter()
+                .map(|n| (n.id, n.addr.clone()))
+                .collect(),
+            tx,
+            rx,
+        };
+        for &(id, _) in &f.addrs {
+            f.follow(id)?;
+        }
+        Ok(f)
+    }
+
+    /// Follow member `id` (again, after a restart) from now on: its
+    /// `/events` is open when this returns. The thread ends when the
+    /// member's connection does.
+    pub fn follow(&self, id: u64) -> anyhow::Result<()> {
+        let addr = &self
+            .addrs
+            .iter()
+            .find(|(i, _)| *i == id)
+            .with_context(|| format!("no node {id}"))?
+            .1;
+        let c = Client::connect_with(addr, &self.opts)
+            .with_context(|| format!("connecting to node {id} at {addr} to follow /events"))?;
+        let fid = c.walk_path("/events")?;
+        let opened = c.open(fid, ninep::mode::OREAD)?;
+        let count = c.effective_iounit(opened.iounit);
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            // The cursor is the fid's own; the offset is not used.
+            while let Ok(bytes) = c.read(fid, 0, count) {
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    if let Some(seen) = parse(id, line)
+                        && tx.send(seen).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// What arrived by now, without waiting.
+    pub fn drain(&self) -> Vec<Seen> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Collect lines until `done` says the ones collected are enough, or
+    /// `until` passes; all collected.
+    pub fn collect_until(&self, until: Instant, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(s) => got.push(s),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
+
+/// Now, in Unix milliseconds, as the nodes stamp their events.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A `SEQ MS swarm WHAT node=ID …` line.
+fn parse(observer: u64, line: &str) -> Option<Seen> {
+    let mut w = line.split_whitespace();
+    let (_seq, ms, kind, what) = (w.next()?, w.next()?, w.next()?, w.next()?);
+    if kind != "swarm" {
+        return None;
+    }
+    let node = w.find_map(|x| x.strip_prefix("node="))?.parse().ok()?;
+    Some(Seen {
+        observer,
+        unix_ms: ms.parse().ok()?,
+        what: what.to_string(),
+        node,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swarm_lines_are_parsed() {
+        let s = parse(2, "17 1765000000123 swarm dead node=5").unwrap();
+        assert_eq!(
+            (s.observer, s.unix_ms, s.what.as_str(), s.node),
+            (2, 1765000000123, "dead", 5)
+        );
+        assert!(parse(2, "18 1765000000124 note hello").is_none());
+        assert!(parse(2, "19 1765000000125 swarm voters 5").is_none());
+    }
+}
