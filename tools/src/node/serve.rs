@@ -340,9 +340,13 @@ pub async fn serve(
         data.display(),
         owner.display()
     );
-    let swarm_me = match &cluster.swarm {
-        Some(gossip) => Some(start_swarm(&core, gossip, addr, cluster, &node_id, &key_pub).await?),
-        None => None,
+    let (swarm_me, gossip_task) = match &cluster.swarm {
+        Some(gossip) => {
+            let (record, task) =
+                start_swarm(&core, gossip, addr, cluster, &node_id, &key_pub).await?;
+            (Some(record), Some(task))
+        }
+        None => (None, None),
     };
     if let Some((sponsor, me)) = sponsor {
         // The add commits only once this node's transport and replica are
@@ -425,6 +429,13 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // The gossip stops first: its task must not outlive the runtime's
+    // timers (a stop is not a leave: the others see the node dead, and
+    // alive again when it comes back).
+    if let Some(task) = gossip_task {
+        task.abort();
+        let _ = task.await;
+    }
     // Its agents' processes end with the node (they are not reported
     // stopped: the node's next start runs them again).
     tokio::task::block_in_place(|| drop(runner));
@@ -438,7 +449,8 @@ pub async fn serve(
 }
 
 /// Start gossiping on `gossip` (the `--swarm` address) for the node that
-/// serves 9P on `addr`; returns the record it joins the swarm with.
+/// serves 9P on `addr`; returns the record it joins the swarm with, and
+/// the gossip task.
 async fn start_swarm(
     core: &Shared,
     gossip: &str,
@@ -446,7 +458,7 @@ async fn start_swarm(
     cluster: &ClusterArgs,
     node_id: &str,
     key: &cellfs::cap::NodeKey,
-) -> anyhow::Result<cellfs::swarm::NodeRecord> {
+) -> anyhow::Result<(cellfs::swarm::NodeRecord, tokio::task::JoinHandle<()>)> {
     let sock = tokio::net::UdpSocket::bind(gossip)
         .await
         .with_context(|| format!("--swarm {gossip}: binding the gossip socket"))?;
@@ -482,14 +494,14 @@ async fn start_swarm(
         c.poll(None);
     }
     eprintln!("cell0: node {node_id} gossips on {} (swarm(3))", me.gossip);
-    tokio::spawn(crate::node::swarm::run(
+    let task = tokio::spawn(crate::node::swarm::run(
         sock,
         me,
         key.clone(),
         SwarmExchange(core.clone()),
         loss,
     ));
-    Ok(record)
+    Ok((record, task))
 }
 
 /// The gossip task's way to the server.

@@ -4,7 +4,9 @@
 //! A fresh cluster forms one node at a time: node 1 starts a cluster of
 //! one, and each other node joins through node 1 (`--join`, with node 1's
 //! owner token) once the node before it is a member, because the cluster
-//! takes one membership change at a time. A restart is different: nodes
+//! takes one membership change at a time. A swarm's nodes join as
+//! learners (the leader adds them, one by one, on its own), so they start
+//! in batches side by side. A restart is different: nodes
 //! that hold a log are members already and none of them can commit
 //! anything until a majority is back, so they all start at once, and only
 //! the nodes that never joined (a cluster grown with a larger N) join
@@ -20,6 +22,9 @@ use super::layout::{Layout, NodeSpec, holds_log};
 use super::status::RaftStatus;
 use crate::cmd::child::{Running, WAIT, own_group_dies_with_us, stop_all, wait_until};
 use crate::identity::{ClientToken, owner_token_path};
+
+/// How many nodes join a swarm side by side.
+const JOIN_BATCH: usize = 10;
 
 /// Running nodes of one cluster, stopped (all together) when dropped.
 pub struct LocalCluster {
@@ -104,6 +109,23 @@ impl LocalCluster {
             let data = n.data.clone();
             let addr = n.addr.clone();
             cluster.wait(i, n, || serves(&addr, &data))?;
+        }
+        if swarm.is_some() {
+            // A swarm admits joiners as learners, which takes no joint
+            // configuration: they may join side by side, a batch at a
+            // time so that a hundred do not start on two cores at once.
+            for batch in joining.chunks(JOIN_BATCH) {
+                let started: Vec<usize> = batch
+                    .iter()
+                    .map(|n| cluster.spawn(n, true))
+                    .collect::<anyhow::Result<_>>()?;
+                for (&i, n) in started.iter().zip(batch) {
+                    let (data, addr) = (n.data.clone(), n.addr.clone());
+                    cluster.wait(i, n, || serves(&addr, &data))?;
+                }
+            }
+            cluster.wait_formed()?;
+            return Ok(cluster);
         }
         for n in joining {
             let i = cluster.spawn(n, true)?;
