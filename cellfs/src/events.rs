@@ -35,6 +35,8 @@ pub enum Kind {
     Drift,
     /// The swarm: a join, leave, suspicion, refutation, death, promotion.
     Swarm,
+    /// The replicated log: this node sees a new leader.
+    Raft,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Start => "start",
             Kind::Drift => "drift",
             Kind::Swarm => "swarm",
+            Kind::Raft => "raft",
         }
     }
 }

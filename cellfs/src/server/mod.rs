@@ -559,7 +559,19 @@ impl<L: Log, C: Clock> Server<L, C> {
         if self.world.now_secs() >= self.parked_expiry {
             self.end_unusable_waits(out);
         }
-        self.world.raft = self.log.status();
+        let status = self.log.status();
+        if status.leader != self.world.raft.leader
+            && let Some(leader) = status.leader
+            && status.voters.len() + status.non_voters.len() > 1
+        {
+            // A failover, as this node sees it (a node alone has nothing
+            // to tell).
+            let line = alloc::format!("leader node={leader} term={}", status.term);
+            self.world.event(Kind::Raft, &line);
+            self.wakes.push(root::EVENTS);
+            self.run_wakes(out);
+        }
+        self.world.raft = status;
         if self.log.wants_snapshot() {
             let state = &self.world.state;
             self.log.save_snapshot(Snapshot {

@@ -1,7 +1,8 @@
 //! The transport's test hook for packet loss: `CELL0_GOSSIP_LOSS=P` drops
-//! P percent of the datagrams the node sends and receives, so a test (or
-//! `cell0 bench swarm --loss P`) can check that loss makes no false
-//! deaths without touching the host's network.
+//! P percent of the datagrams the node sends (so, with every node set
+//! alike, P percent of all datagrams are lost, as on a lossy network), so
+//! a test (or `cell0 bench swarm --loss P`) can check that loss makes no
+//! false deaths without touching the host's network.
 
 /// Drops a fixed share of datagrams, at random.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Each member's `/events`, followed by a thread of its own: the swarm
-//! lines its gossip writes (`swarm dead node=ID`, `suspect`, `alive`, …)
-//! with the member's own Unix-millisecond stamp.
+//! lines (`swarm dead node=ID`, `suspect`, `alive`, `promote`, …) and the
+//! failovers (`raft leader node=ID`) with the member's own
+//! Unix-millisecond stamp.
 //!
 //! Stamped events time what a member saw to the millisecond however long
 //! a poll of a hundred members takes (seconds, on two busy cores), and a
@@ -125,7 +126,8 @@ pub fn unix_ms() -> u64 {
 fn parse(observer: u64, line: &str) -> Option<Seen> {
     let mut w = line.split_whitespace();
     let (_seq, ms, kind, what) = (w.next()?, w.next()?, w.next()?, w.next()?);
-    if kind != "swarm" {
+    // `raft leader node=N term=T`: a failover, as the member saw it.
+    if kind != "swarm" && !(kind == "raft" && what == "leader") {
         return None;
     }
     let node = w.find_map(|x| x.strip_prefix("node="))?.parse().ok()?;
@@ -150,5 +152,7 @@ mod tests {
         );
         assert!(parse(2, "18 1765000000124 note hello").is_none());
         assert!(parse(2, "19 1765000000125 swarm voters 5").is_none());
+        let l = parse(3, "20 1765000000126 raft leader node=4 term=2").unwrap();
+        assert_eq!((l.what.as_str(), l.node), ("leader", 4));
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::events::{Followers, Seen, unix_ms};
-use super::view::{Check, Views, field, ids, worst};
+use super::view::{Views, field, ids, worst};
 use crate::cmd::cluster::LocalCluster;
 
 /// Which member a kill takes, in turn.
@@ -91,43 +91,45 @@ pub fn kill_one(
     cluster.kill(node)?;
     let killed = Instant::now();
     views.forget(node);
-    // The voters and the leader are polled (they are committed state and
-    // /raft/status, not events); the deaths come stamped from /events.
-    let mut healed = |v: &mut Views, id: u64| {
-        v.read(id, "/swarm/status").is_some_and(|s| {
-            let now = ids(field(&s, "voters").unwrap_or(""));
-            now.len() == voters_wanted && !now.contains(&node)
-        })
-    };
-    let mut led = |v: &mut Views, id: u64| {
-        v.number(id, "/raft/status", "leader")
-            .is_some_and(|l| l != 0 && l != node)
-    };
-    let mut checks: Vec<Check<'_>> = Vec::new();
+    // Everything comes stamped from the members' /events: the death
+    // (`swarm dead node=N`), the promotion that restores the voters
+    // (`swarm promote node=M`, when the member applies the change) and
+    // the new leader (`raft leader node=M`), whatever a poll would cost.
+    let dead_of = |s: &Seen| s.what == "dead" && s.node == node;
+    let promoted = |s: &Seen| s.what == "promote" && s.node != node;
+    let led = |s: &Seen| s.what == "leader" && s.node != node;
+    let mut wanted: Vec<&dyn Fn(&Seen) -> bool> = vec![&dead_of];
     if was_voter {
-        checks.push(&mut healed);
+        wanted.push(&promoted);
     }
     if victim == Victim::Leader {
-        checks.push(&mut led);
+        wanted.push(&led);
     }
-    let seen = views.watch(killed, wait, &others, &mut checks);
-    let mut seen = seen.into_iter();
-    let voters = was_voter.then(|| worst(&seen.next().unwrap_or_default()));
-    let leader = (victim == Victim::Leader).then(|| worst(&seen.next().unwrap_or_default()));
-    let dead = first_seen(followers, "dead", node, &others, kill_ms, killed + wait);
+    let got = followers.collect_until(killed + wait, |got| {
+        wanted.iter().all(|hit| {
+            others.iter().all(|o| {
+                got.iter()
+                    .any(|s| s.observer == *o && s.unix_ms >= kill_ms && hit(s))
+            })
+        })
+    });
+    let times = |hit: &dyn Fn(&Seen) -> bool| first_seen(&got, hit, &others, kill_ms);
+    let dead = times(&dead_of);
+    let voters = was_voter.then(|| worst(&times(&promoted)));
+    let leader = (victim == Victim::Leader).then(|| worst(&times(&led)));
 
     let restart_ms = unix_ms();
     cluster
         .restart(node)
         .with_context(|| format!("restarting node {node} after killing it"))?;
-    let back = worst(&first_seen(
-        followers,
-        "alive",
-        node,
-        &others,
-        restart_ms,
-        Instant::now() + wait,
-    ));
+    let alive = |s: &Seen| s.what == "alive" && s.node == node;
+    let got = followers.collect_until(Instant::now() + wait, |got| {
+        others.iter().all(|o| {
+            got.iter()
+                .any(|s| s.observer == *o && s.unix_ms >= restart_ms && alive(s))
+        })
+    });
+    let back = worst(&first_seen(&got, &alive, &others, restart_ms));
     followers
         .follow(node)
         .with_context(|| format!("following node {node}'s /events after its restart"))?;
@@ -159,26 +161,18 @@ pub fn settle(views: &mut Views, voters_wanted: usize, wait: Duration) -> bool {
 }
 
 /// For each of `observers`, how long after `since_ms` its `/events` first
-/// said `what node=NODE` (waiting until `until` at most).
+/// said what `hit` picks out, among the lines `got`.
 fn first_seen(
-    followers: &Followers,
-    what: &str,
-    node: u64,
+    got: &[Seen],
+    hit: &dyn Fn(&Seen) -> bool,
     observers: &[u64],
     since_ms: u64,
-    until: Instant,
 ) -> Vec<Option<Duration>> {
-    let hit = |s: &Seen| s.what == what && s.node == node && s.unix_ms >= since_ms;
-    let got = followers.collect_until(until, |got| {
-        observers
-            .iter()
-            .all(|o| got.iter().any(|s| s.observer == *o && hit(s)))
-    });
     observers
         .iter()
         .map(|o| {
             got.iter()
-                .filter(|s| s.observer == *o && hit(s))
+                .filter(|s| s.observer == *o && s.unix_ms >= since_ms && hit(s))
                 .map(|s| Duration::from_millis(s.unix_ms - since_ms))
                 .min()
         })

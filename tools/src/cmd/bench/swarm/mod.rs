@@ -97,7 +97,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
         println!("note: a debug build; the figures are for `cargo build --release`'s binary");
     }
     println!(
-        "every time is one member's own view: deaths and returns from the stamps of its /events lines, voters and leader polled over 9P; \"every member\" is the slowest of them"
+        "every time is one member's own view: deaths, promotions, new leaders and returns from the stamps of its /events lines; \"every member\" is the slowest of them"
     );
     let mut peer = None;
     for &n in &plan.nodes {
@@ -154,7 +154,7 @@ fn measure(plan: &Plan, n: usize, dir: &Path) -> anyhow::Result<Option<f64>> {
     let polled = last_started.elapsed();
     let join = worst(&views.watch(last_started, wait, &all, &mut [&mut whole])[0]);
     println!(
-        "formed in {:.1} s (one join at a time); every member saw all {n} alive {} after node {last} started \
+        "formed in {:.1} s (joins side by side, ten at a time); every member saw all {n} alive {} after node {last} started \
          (an upper bound: polling started {:.3} s after it, once the cluster had formed)",
         formed.as_secs_f64(),
         secs(join),
@@ -250,7 +250,7 @@ fn measure(plan: &Plan, n: usize, dir: &Path) -> anyhow::Result<Option<f64>> {
     let settled = kills::settle(&mut views, voters, wait);
     println!();
     println!(
-        "loss: the same {n} nodes restarted with CELL0_GOSSIP_LOSS={} (each drops {} % of the gossip it sends and of what it receives), left alone {} s{}",
+        "loss: the same {n} nodes restarted with CELL0_GOSSIP_LOSS={} (each drops {} % of the gossip datagrams it sends), left alone {} s{}",
         plan.loss,
         plan.loss,
         plan.loss_span.as_secs(),
