@@ -262,7 +262,7 @@ impl Peer {
 }
 
 /// The role the committed configuration gives `id`.
-fn committed_role(cx: &Ctx<'_>, id: u64) -> Option<&'static str> {
+pub fn committed_role(cx: &Ctx<'_>, id: u64) -> Option<&'static str> {
     let m = &cx.state.membership;
     let old = m.voters.contains(&id);
     let joint = !m.new_voters.is_empty();

@@ -10,22 +10,13 @@ use crate::gossip::Liveness;
 use crate::swarm::liveness;
 use crate::swarm::state::{SwarmNode, id_list};
 
-/// The role the committed configuration gives `id`.
+/// The role the committed configuration gives `id`, as the swarm names
+/// it (a non-voter is a learner).
 fn role(cx: &Ctx<'_>, id: u64) -> &'static str {
-    let m = &cx.state.membership;
-    let old = m.voters.contains(&id);
-    let joint = !m.new_voters.is_empty();
-    let new = m.new_voters.contains(&id);
-    if old && (!joint || new) {
-        "voter"
-    } else if old {
-        "leaving"
-    } else if new {
-        "joining"
-    } else if m.non_voters.contains(&id) {
-        "learner"
-    } else {
-        "none"
+    match crate::raft::device::committed_role(cx, id) {
+        Some("non-voter") => "learner",
+        Some(r) => r,
+        None => "none",
     }
 }
 
