@@ -41,8 +41,6 @@ pub struct LocalCluster {
     /// Environment variables every node starts with (a test hook such as
     /// `CELL0_GOSSIP_LOSS`), on top of this process's own.
     env: Vec<(String, String)>,
-    /// When each child was last started, in the layout's order.
-    started: Vec<Instant>,
 }
 
 impl LocalCluster {
@@ -95,7 +93,6 @@ impl LocalCluster {
             reported: Vec::new(),
             token: owner_token_path(&layout.nodes[0].data),
             env: env.to_vec(),
-            started: Vec::new(),
         };
         // Node 1, and every node that is a member already, side by side.
         let (restarting, joining): (Vec<&NodeSpec>, Vec<&NodeSpec>) = layout
@@ -192,12 +189,6 @@ impl LocalCluster {
         c.exited().is_none().then(|| c.child.id())
     }
 
-    /// When node `id`'s process was last started (by [`LocalCluster::start`]
-    /// or [`LocalCluster::restart`]).
-    pub fn started(&self, id: u64) -> anyhow::Result<Instant> {
-        Ok(self.started[self.index(id)?])
-    }
-
     /// SIGKILL node `id` and reap it: a crash, with no chance to leave
     /// the swarm. Its exit is not reported by [`LocalCluster::exits`].
     pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
@@ -221,7 +212,20 @@ impl LocalCluster {
         let child = self.command(&n, !holds_log(&n.data))?;
         self.children[i] = child;
         self.reported[i] = false;
-        self.started[i] = Instant::now();
+        let (addr, data) = (n.addr.clone(), n.data.clone());
+        self.wait(i, &n, || serves(&addr, &data))
+    }
+
+    /// Start one more node, `n` (not in the layout yet), joining through
+    /// node 1; returns once it serves 9P (a member, with a leader).
+    pub fn join(&mut self, n: NodeSpec) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.node(n.id).is_err(),
+            "node {} is in this cluster already",
+            n.id
+        );
+        self.layout.nodes.push(n.clone());
+        let i = self.spawn(&n, true)?;
         let (addr, data) = (n.addr.clone(), n.data.clone());
         self.wait(i, &n, || serves(&addr, &data))
     }
@@ -258,7 +262,6 @@ impl LocalCluster {
         let child = self.command(n, join)?;
         self.children.push(child);
         self.reported.push(false);
-        self.started.push(Instant::now());
         Ok(self.children.len() - 1)
     }
 

@@ -60,6 +60,12 @@ impl Followers {
         Ok(f)
     }
 
+    /// Know member `id`, which joined at `addr` since [`Followers::new`]
+    /// (then [`Followers::follow`] it).
+    pub fn add(&mut self, id: u64, addr: &str) {
+        self.addrs.push((id, addr.to_string()));
+    }
+
     /// Follow member `id` (again, after a restart) from now on: its
     /// `/events` is open when this returns. The thread ends when the
     /// member's connection does.

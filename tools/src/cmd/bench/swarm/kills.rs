@@ -162,7 +162,7 @@ pub fn settle(views: &mut Views, voters_wanted: usize, wait: Duration) -> bool {
 
 /// For each of `observers`, how long after `since_ms` its `/events` first
 /// said what `hit` picks out, among the lines `got`.
-fn first_seen(
+pub fn first_seen(
     got: &[Seen],
     hit: &dyn Fn(&Seen) -> bool,
     observers: &[u64],
