@@ -49,7 +49,12 @@ impl Sponsor {
             ("/raft/peers", "", "addr")
         };
         loop {
-            let members = self.members_now(dir, file, addr)?;
+            // A swarm's learners never send a new learner anything: the
+            // voters (one of which leads) are all it must let in at
+            // first, and the log it then receives names the rest. Reading
+            // them alone keeps a join into a hundred nodes to a few reads.
+            let only = if swarm { Some(self.voters()?) } else { None };
+            let members = self.members_now(dir, file, addr, only.as_deref())?;
             if !members.is_empty() {
                 return Ok(members);
             }
@@ -68,28 +73,62 @@ impl Sponsor {
         }
     }
 
-    /// The members listed in `dir`, each read from `dir/NAME{file}`, with
-    /// its Raft address under `addr_key`.
-    fn members_now(&self, dir: &str, file: &str, addr_key: &str) -> anyhow::Result<Vec<Member>> {
+    /// Why `path` could not be read with the join token.
+    fn unreachable(&self, path: &str) -> String {
+        format!(
+            "--join {}: {path} cannot be reached with the join token; it needs {}",
+            self.addr,
+            if path.starts_with("/swarm") {
+                "read, write and create over /swarm (a join token: cap mint --scope /swarm --rights rwc)"
+            } else {
+                "admin over /raft"
+            }
+        )
+    }
+
+    /// The voters `/swarm/status` names (none before the swarm's log has
+    /// any).
+    fn voters(&self) -> anyhow::Result<Vec<String>> {
+        let status = self
+            .read("/swarm/status")
+            .with_context(|| self.unreachable("/swarm/status"))?;
+        Ok(status
+            .lines()
+            .find_map(|l| l.strip_prefix("voters "))
+            .unwrap_or("")
+            .split(',')
+            .filter(|v| !v.is_empty() && *v != "-")
+            .map(String::from)
+            .collect())
+    }
+
+    /// The members listed in `dir` (those of `only`, when given: none
+    /// until every one of them is listed), each read from
+    /// `dir/NAME{file}`, with its Raft address under `addr_key`.
+    fn members_now(
+        &self,
+        dir: &str,
+        file: &str,
+        addr_key: &str,
+        only: Option<&[String]>,
+    ) -> anyhow::Result<Vec<Member>> {
         let listing = {
             let c = &self.client;
-            let fid = c.walk_path(dir).with_context(|| {
-                format!(
-                    "--join {}: {dir} cannot be reached with the join token; it needs {}",
-                    self.addr,
-                    if dir.starts_with("/swarm") {
-                        "read, write and create over /swarm (a join token: cap mint --scope /swarm --rights rwc)"
-                    } else {
-                        "admin over /raft"
-                    }
-                )
-            })?;
+            let fid = c.walk_path(dir).with_context(|| self.unreachable(dir))?;
             let r = c.list(fid);
             let _ = c.clunk(fid);
             r.with_context(|| format!("--join {}: listing {dir}", self.addr))?
         };
+        let listing: Vec<String> = listing.into_iter().map(|(name, _)| name).collect();
+        let listing = match only {
+            Some(only) if only.is_empty() || only.iter().any(|o| !listing.contains(o)) => {
+                return Ok(Vec::new());
+            }
+            Some(only) => only.to_vec(),
+            None => listing,
+        };
         let mut members = Vec::new();
-        for (name, _) in listing {
+        for name in listing {
             let path = format!("{dir}/{name}{file}");
             let text = self.read(&path)?;
             let field = |k: &str| {
