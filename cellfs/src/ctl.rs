@@ -175,6 +175,24 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Parse a write that must hold exactly one line: each is a separate
+/// change that `who` (`the log`, `the swarm`) makes one at a time.
+pub fn parse_one<'a>(
+    object: &str,
+    table: &[Verb],
+    data: &'a [u8],
+    who: &str,
+) -> Result<CtlLine<'a>, Error> {
+    let mut lines = parse(object, table, data)?;
+    if lines.len() > 1 {
+        return Err(Error::Invalid(format!(
+            "{object}: {} changes in one write; {who} makes one change at a time, so write them one by one",
+            lines.len()
+        )));
+    }
+    Ok(lines.remove(0))
+}
+
 /// Whether `text` is `HOST:PORT`: a host name or address (IPv6 in
 /// brackets), a colon, a port from 1 to 65535.
 pub fn is_host_port(text: &str) -> bool {

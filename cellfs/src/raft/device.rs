@@ -108,14 +108,7 @@ pub const CTL_VERBS: &[Verb] = &[
 /// Parse one `/raft/ctl` write into the change it asks for. A write holds
 /// exactly one change: each is a separate step of the log.
 pub fn parse_change(data: &[u8]) -> Result<Change, Error> {
-    let lines = ctl::parse(OBJECT, CTL_VERBS, data)?;
-    if lines.len() > 1 {
-        return Err(Error::Invalid(format!(
-            "{OBJECT}: {} changes in one write; the log makes one change at a time, so write them one by one",
-            lines.len()
-        )));
-    }
-    let line = &lines[0];
+    let line = &ctl::parse_one(OBJECT, CTL_VERBS, data, "the log")?;
     let verb = CTL_VERBS.iter().find(|v| v.name == line.verb);
     let usage = verb.map_or("", |v| v.usage);
     Ok(match line.verb {

@@ -103,14 +103,7 @@ impl Asked {
 }
 
 fn one<'a>(object: &str, table: &[Verb], data: &'a [u8]) -> Result<CtlLine<'a>, Error> {
-    let mut lines = ctl::parse(object, table, data)?;
-    if lines.len() > 1 {
-        return Err(Error::Invalid(format!(
-            "{object}: {} changes in one write; the swarm makes one change at a time, so write them one by one",
-            lines.len()
-        )));
-    }
-    Ok(lines.remove(0))
+    ctl::parse_one(object, table, data, "the swarm")
 }
 
 /// Parse a write to `/swarm/ctl`.
