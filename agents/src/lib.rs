@@ -46,4 +46,4 @@ pub use spec::{
     DEFAULT_GRACE, DEFAULT_HOME, DEFAULT_LOG_BYTES, DEFAULT_PATH, Fds, Limits, MAX_LOG_BYTES,
     Restart, RestartPolicy, Spec, SpecError,
 };
-pub use supervisor::{DEFAULT_UID_BASE, Options, Supervisor};
+pub use supervisor::{DEFAULT_UID_BASE, Killer, Options, Supervisor};

@@ -213,6 +213,35 @@ impl Shared {
     }
 }
 
+/// Kills every agent of a [`Supervisor`] from any thread: what a runner
+/// that loses its right to run agents (its node's lease) does at once,
+/// whatever its own loop is waiting for.
+#[derive(Clone)]
+pub struct Killer {
+    shared: Arc<Shared>,
+}
+
+impl Killer {
+    /// Want every agent killed (KILL to its processes) and none started
+    /// until its next [`Supervisor::start`]; the names it had.
+    pub fn kill_all(&self) -> Vec<String> {
+        let mut inner = self.shared.lock();
+        let names: Vec<String> = inner.agents.keys().cloned().collect();
+        for name in &names {
+            if let Some(a) = inner.agents.get_mut(name) {
+                a.want = Want::Killed;
+                a.start_at = None;
+                if !a.busy() {
+                    inner.set_state(name, State::Stopped);
+                }
+            }
+        }
+        drop(inner);
+        self.shared.wake();
+        names
+    }
+}
+
 /// Runs agents: starts, watches, stops and restarts their processes.
 /// See the module documentation for how.
 ///
@@ -326,6 +355,14 @@ impl Supervisor {
         drop(inner);
         self.shared.wake();
         Ok(())
+    }
+
+    /// A handle that kills every agent from another thread, even while
+    /// the one that owns the supervisor is busy (see [`Killer`]).
+    pub fn killer(&self) -> Killer {
+        Killer {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Want agent `name` stopped: TERM to its processes, KILL after its

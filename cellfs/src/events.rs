@@ -37,6 +37,8 @@ pub enum Kind {
     Swarm,
     /// The replicated log: this node sees a new leader.
     Raft,
+    /// An agent placed on a node, moved, or waiting for one.
+    Place,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             Kind::Drift => "drift",
             Kind::Swarm => "swarm",
             Kind::Raft => "raft",
+            Kind::Place => "place",
         }
     }
 }

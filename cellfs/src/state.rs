@@ -4,7 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Agents;
+use crate::agent::{AgentCmd, AgentOp, Agents, Report, Scope};
 use crate::cap::Caps;
 use crate::chan::Chans;
 use crate::command::{Applied, Command};
@@ -14,7 +14,7 @@ use crate::proof::chain::Chain;
 use crate::raft::Membership;
 use crate::raft::journal::Journal;
 use crate::root::cmd as root;
-use crate::swarm::Swarm;
+use crate::swarm::{Swarm, SwarmCmd};
 
 /// Everything the log has built. Only [`State::apply`] changes it (and
 /// [`Chain::push`], as each entry commits).
@@ -39,6 +39,10 @@ pub struct State {
     pub agents: Agents,
     /// The swarm: its members and what it wants of the log.
     pub swarm: Swarm,
+    /// The latest time a committed command carried (Unix seconds): the
+    /// time of what a command without one changes (placements after a
+    /// drain), the same on every node.
+    pub clock: u64,
 }
 
 impl State {
@@ -50,7 +54,44 @@ impl State {
             Command::Root(c) => root::apply(c),
             Command::Chan(c) => self.chans.apply(c),
             Command::Cap(c) => self.caps.apply(c),
-            Command::Agent(c) => self.agents.apply(c),
+            Command::Agent(c) => {
+                let mut applied = self.agents.apply(c)?;
+                let (scope, at) = match c {
+                    AgentCmd::Create { name, at, .. } => (Scope::One(name), *at),
+                    AgentCmd::Ctl { name, ops, at } => {
+                        // Only a write that may free room retries the
+                        // agents waiting for a node: not output, nor a
+                        // report that it runs (most of what is written).
+                        let busy = ops.iter().all(|o| {
+                            matches!(
+                                o,
+                                AgentOp::Log(_)
+                                    | AgentOp::Epoch(_)
+                                    | AgentOp::By(_)
+                                    | AgentOp::Report(
+                                        Report::Running { .. }
+                                            | Report::RunningSandboxed { .. }
+                                            | Report::Claim { .. }
+                                    )
+                            )
+                        });
+                        let scope = if busy {
+                            Scope::One(name)
+                        } else {
+                            Scope::Waiting(name)
+                        };
+                        (scope, *at)
+                    }
+                    AgentCmd::Drift { name, at, .. } => (Scope::Waiting(name), *at),
+                    // A removal frees room: every agent waiting is tried.
+                    AgentCmd::Remove { .. } => (Scope::Waiting(""), self.clock),
+                };
+                self.clock = self.clock.max(at);
+                applied
+                    .events
+                    .extend(self.agents.settle(&self.swarm, scope, self.clock));
+                Ok(applied)
+            }
             Command::Raft(_) => Err(Error::Invalid(String::from(
                 "a raft change is made by the log, not applied as a command",
             ))),
@@ -59,7 +100,16 @@ impl State {
                 self.membership = m.clone();
                 Ok(applied)
             }
-            Command::Swarm(c) => self.swarm.apply(c),
+            Command::Swarm(c) => {
+                let mut applied = self.swarm.apply(c)?;
+                if let SwarmCmd::Join { at_ms, .. } = c {
+                    self.clock = self.clock.max(at_ms / 1000);
+                }
+                applied
+                    .events
+                    .extend(self.agents.settle(&self.swarm, Scope::All, self.clock));
+                Ok(applied)
+            }
         }
     }
 

@@ -21,6 +21,9 @@ pub struct Me {
     pub swarm: [u8; 16],
     /// The voters wanted, if this node founds the swarm.
     pub voters: u8,
+    /// What its host offers agents (`None`: unknown, so placement does
+    /// not weigh it).
+    pub capacity: Option<crate::swarm::state::Capacity>,
 }
 
 /// This node's vantage point.

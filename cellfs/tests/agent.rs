@@ -316,7 +316,7 @@ fn mkdir_makes_an_agent_with_its_files_and_key() {
     assert_eq!(
         status,
         format!(
-            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=100 mem=512M pids=256\ndrift -\ndrift-at -\nreason -\nrunner -\nresumes 0\nmade-by -\ntree a agents=1 quota=64\nsandbox none\n"
+            "name a\nstate created\nwant stopped\npid -\nnode -\nrestarts 0\nlast-exit -\nsince {NOW}\ncreated {NOW}\nparent -\nexec -\nenv -\npolicy never max=5 window=60s\nlimits cpu=100 mem=512M pids=256\ndrift -\ndrift-at -\nreason -\nrunner -\nresumes 0\nmade-by -\ntree a agents=1 quota=64\nsandbox none\nplaced -\nepoch 0\nplaced-at -\nplace spread\nmove-to -\n"
         )
     );
     let k = n.cat(o, "agent/a/key");
@@ -407,7 +407,7 @@ fn bad_input_is_refused_whole_and_changes_nothing() {
     for (write, error) in [
         (
             "exec /bin/x\nqoss",
-            "Rerror agent a: unknown verb \"qoss\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn, report, stderr, log",
+            "Rerror agent a: unknown verb \"qoss\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn, report, stderr, log, place, move, epoch",
         ),
         (
             "exec bin/x",
@@ -954,7 +954,7 @@ fn spec_is_for_the_admin_right_and_holds_what_a_runner_needs() {
     let text = n.cat(o, "agent/w/spec");
     assert_eq!(
         text,
-        "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi  there\"' ''\nenv TOKEN='s3cr3t '\\''x'\\'''\nlimits cpu=100 mem=1G pids=256\npolicy never max=5 window=60s\nintent r /chan/in rw /net\nnetwork yes\n"
+        "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi  there\"' ''\nenv TOKEN='s3cr3t '\\''x'\\'''\nlimits cpu=100 mem=1G pids=256\npolicy never max=5 window=60s\nintent r /chan/in rw /net\nnetwork yes\nplaced -\nepoch 0\nleave no\n"
     );
     let spec = cellfs::agent::RunSpec::parse(&text).unwrap();
     assert_eq!(spec.exec.unwrap().args, ["-c", "echo \"hi  there\"", ""]);

@@ -67,6 +67,13 @@ pub struct Cluster {
     _keep: TempDir,
 }
 
+/// The file whose existence cuts node `i` off (see [`Cluster::cut`]).
+fn cut_file(keep: &std::path::Path, i: usize) -> String {
+    keep.join(format!("cut-{}", i + 1))
+        .to_string_lossy()
+        .into_owned()
+}
+
 impl Cluster {
     /// Start node 1 alone, then join `n - 1` more through it, and wait
     /// until node 1 lists all `n` members.
@@ -88,8 +95,14 @@ impl Cluster {
         if swarm.is_some() {
             flags.extend(["--swarm", &raft[0], "--voters", &voters]);
         }
-        let n1 = Node::start_in(tempfile::tempdir().unwrap(), None, &flags);
         let keep = tempfile::tempdir().unwrap();
+        let cut = cut_file(keep.path(), 0);
+        let n1 = Node::start_with_env(
+            tempfile::tempdir().unwrap(),
+            None,
+            &flags,
+            &[("CELL0_PARTITION_FILE", &cut)],
+        );
         let token = keep.path().join("cluster.token");
         std::fs::copy(n1.data().join("owner.token"), &token).unwrap();
         let mut c = Cluster {
@@ -129,7 +142,20 @@ impl Cluster {
         if self.swarm.is_some() {
             flags.extend(["--swarm", &self.raft[i]]);
         }
-        Node::start_in(dir, None, &flags)
+        let cut = cut_file(self._keep.path(), i);
+        Node::start_with_env(dir, None, &flags, &[("CELL0_PARTITION_FILE", &cut)])
+    }
+
+    /// Cut node `i` off from the others (its Raft frames and gossip are
+    /// dropped both ways; its own clients still reach it), through the
+    /// node's test hook (`CELL0_PARTITION_FILE`).
+    pub fn cut(&self, i: usize) {
+        std::fs::write(cut_file(self._keep.path(), i), b"cut\n").unwrap();
+    }
+
+    /// Join node `i` to the others again after [`Cluster::cut`].
+    pub fn mend(&self, i: usize) {
+        let _ = std::fs::remove_file(cut_file(self._keep.path(), i));
     }
 
     /// Node `i` (raft id `i + 1`), which must be up.

@@ -15,8 +15,8 @@ use crate::error::Error;
 
 use super::intent::{self, Intent};
 use super::state::{
-    AgentCmd, AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_AGENTS, MAX_STDERR, Report,
-    Restart,
+    AgentCmd, AgentOp, Exec, ExitHow, ExitReport, LimitChange, MAX_AGENTS, MAX_STDERR, Place,
+    Report, Restart,
 };
 
 /// Most arguments of `exec`.
@@ -110,6 +110,21 @@ pub const CTL_VERBS: &[Verb] = &[
     ),
     text("stderr", "stderr TEXT (after report exit)"),
     text("log", "log TEXT"),
+    words("place", "place spread|pack|node=ID|label=KEY=VALUE"),
+    Verb {
+        name: "move",
+        min_args: 0,
+        max_args: 0,
+        keys: &["node"],
+        usage: "move node=ID",
+    },
+    Verb {
+        name: "epoch",
+        min_args: 1,
+        max_args: 1,
+        keys: &[],
+        usage: "epoch E (a runner's, before its reports)",
+    },
 ];
 
 /// One parsed line: an op, or a spawn that the device completes with a
@@ -193,6 +208,17 @@ fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
         "kill" => AgentOp::Kill,
         "report" => AgentOp::Report(report(&words, l.rest).map_err(inv)?),
         "log" => AgentOp::Log(clean(l.rest, MAX_LOG_LINE)),
+        "place" => AgentOp::Place(place(&words).map_err(inv)?),
+        "move" => AgentOp::Move(match l.get("node") {
+            Some(v) => node_id(v).map_err(inv)?,
+            None => return Err(inv(String::from("missing node=ID; usage: move node=ID"))),
+        }),
+        "epoch" => AgentOp::Epoch(
+            l.rest
+                .trim()
+                .parse()
+                .map_err(|_| inv(format!("\"{}\" is not a whole number", l.rest.trim())))?,
+        ),
         _ => {
             let child = words.first().copied().unwrap_or_default();
             check_name(child).map_err(|e| inv(e.to_string()))?;
@@ -206,6 +232,46 @@ fn line(object: &str, l: &CtlLine<'_>) -> Result<Line, Error> {
             });
         }
     }))
+}
+
+/// A swarm node's id as `place node=` and `move node=` take it.
+fn node_id(v: &str) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "node=\"{v}\" is not a node id (a whole number, as in ls /swarm/nodes)"
+        )),
+    }
+}
+
+/// `place WORD`: where an agent may be placed.
+fn place(words: &[&str]) -> Result<Place, String> {
+    let [word] = words else {
+        return Err(String::from(
+            "one word: spread, pack, node=ID or label=KEY=VALUE",
+        ));
+    };
+    let word = *word;
+    if word == "spread" {
+        return Ok(Place::Spread);
+    }
+    if word == "pack" {
+        return Ok(Place::Pack);
+    }
+    if let Some(v) = word.strip_prefix("node=") {
+        return node_id(v).map(Place::Node);
+    }
+    if let Some(kv) = word.strip_prefix("label=") {
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        crate::swarm::ctl::check_label(key, value)?;
+        return Ok(Place::Label {
+            key: String::from(key),
+            value: String::from(value),
+        });
+    }
+    Err(format!(
+        "\"{word}\": expected spread, pack, node=ID or label=KEY=VALUE"
+    ))
 }
 
 /// The words of `text` as `exec` reads them: split at white space
@@ -856,6 +922,17 @@ mod tests {
             AgentOp::Report(Report::Resumed { .. })
         ));
         assert!(err("report claim runner=.x").contains("runner \".x\": names are"));
+        assert_eq!(op("place pack"), AgentOp::Place(Place::Pack));
+        assert_eq!(op("place node=3"), AgentOp::Place(Place::Node(3)));
+        assert_eq!(
+            op("place label=zone=eu-1"),
+            AgentOp::Place(Place::Label {
+                key: "zone".to_string(),
+                value: "eu-1".to_string()
+            })
+        );
+        assert_eq!(op("move node=4"), AgentOp::Move(4));
+        assert_eq!(op("epoch 7"), AgentOp::Epoch(7));
         assert!(err("report resumed now").contains("unexpected argument"));
     }
 
@@ -863,8 +940,17 @@ mod tests {
     fn bad_lines_name_the_agent_the_word_and_what_was_expected() {
         assert_eq!(
             err("exex /bin/x"),
-            "agent a: unknown verb \"exex\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn, report, stderr, log"
+            "agent a: unknown verb \"exex\"; expected exec, env, intent, limit, restart, start, stop, kill, spawn, report, stderr, log, place, move, epoch"
         );
+        assert!(err("place").contains("missing text"));
+        assert!(err("place everywhere").contains("\"everywhere\": expected spread, pack"));
+        assert!(err("place node=0").contains("is not a node id"));
+        assert!(err("place spread pack").contains("one word"));
+        assert!(err("place label=bad/key=1").contains("label key"));
+        assert!(err("move").contains("missing node=ID"));
+        assert!(err("move node=x").contains("is not a node id"));
+        assert!(err("move to=3").contains("unknown key"));
+        assert!(err("epoch two").contains("not a whole number"));
         assert!(err("exec bin/x").contains("\"bin/x\" is not a program's absolute path"));
         assert!(err("exec /bin/../x").contains("absolute path"));
         assert!(err("exec /").contains("absolute path"));

@@ -28,8 +28,8 @@ pub use spec::RunSpec;
 pub use state::{
     AGENT_RESERVE, Agent, AgentCmd, AgentOp, Agents, DEFAULT_LIMITS, DEFAULT_QUOTA, DriftAt, Exec,
     ExitHow, ExitReport, Happened, LOG_BURST, LOG_RATE, LimitChange, LimitKey, Limits, MAX_AGENTS,
-    MAX_ENV, MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RECENT, MAX_STDERR, MAX_TRACE, Phase, Policy,
-    Recent, Report, Restart, Seed, Trace, Want,
+    MAX_ENV, MAX_LOG_BYTES, MAX_LOG_LINES, MAX_RECENT, MAX_STDERR, MAX_TRACE, MoveWhy, Phase,
+    Place, Placed, Policy, Recent, Report, Restart, Scope, Seed, Trace, Want, must_leave,
 };
 
 use alloc::boxed::Box;
@@ -182,6 +182,25 @@ fn need_admin(cx: &Ctx<'_>, name: &str, file: &str, op: &'static str) -> Result<
     })
 }
 
+/// Whether `move node=NODE` may be written for `object`: the node is a
+/// member of this node's swarm that takes agents.
+fn movable_to(cx: &Ctx<'_>, object: &str, node: u64) -> Result<(), Error> {
+    let swarm = &cx.state.swarm;
+    if swarm.nodes.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{object}: move: this node is in no swarm; agents move between the nodes of a swarm (swarm(3))"
+        )));
+    }
+    let why = match swarm.node(node) {
+        None => "is not a member of the swarm (ls /swarm/nodes)",
+        Some(n) if n.standing == crate::swarm::state::Standing::Left => "has left the swarm",
+        Some(n) if n.drained => "is drained (write undrain to its ctl first)",
+        Some(n) if n.fenced.is_some() => "has lost its lease (it is cut off from the leader)",
+        Some(_) => return Ok(()),
+    };
+    Err(Error::Invalid(format!("{object}: move: node {node} {why}")))
+}
+
 /// The agent device.
 pub struct AgentDev;
 
@@ -231,6 +250,14 @@ impl AgentDev {
                 Line::Op(op @ AgentOp::Log(_)) => {
                     may_report(cx, &agent.name, "log")?;
                     op
+                }
+                Line::Op(op @ AgentOp::Epoch(_)) => {
+                    may_report(cx, &agent.name, "epoch")?;
+                    op
+                }
+                Line::Op(AgentOp::Move(node)) => {
+                    movable_to(cx, &object, node)?;
+                    AgentOp::Move(node)
                 }
                 Line::Op(op @ AgentOp::Quota(_)) => {
                     if let Some(by) = by {
@@ -378,7 +405,7 @@ impl Device for AgentDev {
             K_STATUS => text(&|| status(&cx.state.agents, agent)),
             K_SPEC => {
                 need_admin(cx, &agent.name, "spec", "read")?;
-                text(&|| RunSpec::render(&cx.state.agents, agent))
+                text(&|| RunSpec::render(&cx.state.agents, &cx.state.swarm, agent))
             }
             K_INTENT => text(&|| {
                 let mut s = String::new();
@@ -530,7 +557,7 @@ fn status(agents: &Agents, agent: &Agent) -> String {
     let root = agents.root(agent);
     let _ = write!(
         s,
-        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\nrunner {}\nresumes {}\nmade-by {}\ntree {} agents={} quota={}\nsandbox {}\n",
+        "name {}\nstate {}\nwant {}\npid {}\nnode {}\nrestarts {}\nlast-exit {}\nsince {}\ncreated {}\nparent {}\nexec {}\nenv {}\npolicy {} max={} window={}s\nlimits {}\ndrift {}\ndrift-at {}\nreason {}\nrunner {}\nresumes {}\nmade-by {}\ntree {} agents={} quota={}\nsandbox {}\nplaced {}\nepoch {}\nplaced-at {}\nplace {}\nmove-to {}\n",
         agent.name,
         agent.phase.word(),
         agent.want.word(),
@@ -553,7 +580,7 @@ fn status(agents: &Agents, agent: &Agent) -> String {
         agents.effective(agent).words(),
         or_dash(agent.drift.as_ref().map(|d| format!("{} {}", d.op, d.path))),
         or_dash(agent.drift.as_ref().map(|d| d.at)),
-        or_dash(agent.reason.as_deref()),
+        or_dash(agent.reason.as_deref().or(agent.waiting.as_deref())),
         or_dash(agent.runner.as_deref()),
         agent.resumes,
         or_dash(agent.made_by.as_deref()),
@@ -562,6 +589,11 @@ fn status(agents: &Agents, agent: &Agent) -> String {
         root.quota
             .map_or_else(|| String::from("max"), |q| format!("{q}")),
         agent.sandbox.as_deref().unwrap_or("none"),
+        or_dash(agent.placed.map(|p| p.node)),
+        agent.epoch,
+        or_dash(agent.placed.map(|p| p.at)),
+        agent.place,
+        or_dash(agent.move_to),
     );
     s
 }
@@ -604,6 +636,19 @@ fn trace(agent: &Agent) -> String {
             Happened::Drift { op, path, intent } => {
                 let _ = writeln!(s, "drift {} {op} {path}", t.at);
                 let _ = writeln!(s, "  intent {intent}");
+            }
+            Happened::Moved {
+                from,
+                to,
+                epoch,
+                why,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "moved {} from={from} to={to} reason={} epoch={epoch}",
+                    t.at,
+                    why.word()
+                );
             }
         }
         for l in &t.stderr {

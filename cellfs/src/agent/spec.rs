@@ -36,6 +36,7 @@ use crate::error::Error;
 use super::ctl::{self, parse_size, quote, size_word, split_words};
 use super::intent::{self, Intent};
 use super::state::{Agent, Agents, Exec, Limits, Phase, Policy, Restart, Want};
+use crate::swarm::Swarm;
 
 /// What a runner needs to run an agent: the text of `/agent/NAME/spec`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,12 +65,21 @@ pub struct RunSpec {
     /// Whether it may use the host's network
     /// ([`intent::wants_network`]).
     pub network: bool,
+    /// The swarm node it is placed on, if a swarm placed it: only that
+    /// node's runner runs it.
+    pub placed: Option<u64>,
+    /// Its placement's epoch, which the runner's reports name.
+    pub epoch: u64,
+    /// The runner that holds it should stop it and let it go (its node
+    /// is drained or left, or it is asked to move): it runs elsewhere
+    /// next.
+    pub leave: bool,
 }
 
 impl RunSpec {
     /// The spec of `agent`, one of `agents`, as committed: with the
     /// limits it runs under (its own, clamped by its ancestors').
-    pub fn of(agents: &Agents, agent: &Agent) -> RunSpec {
+    pub fn of(agents: &Agents, swarm: &Swarm, agent: &Agent) -> RunSpec {
         RunSpec {
             name: agent.name.clone(),
             want: agent.want,
@@ -82,12 +92,15 @@ impl RunSpec {
             policy: agent.policy,
             intent: agent.intent.clone(),
             network: intent::wants_network(&agent.intent),
+            placed: agent.placed.map(|p| p.node),
+            epoch: agent.epoch,
+            leave: super::must_leave(agent, swarm),
         }
     }
 
     /// The text of the `spec` file of `agent`, one of `agents`.
-    pub fn render(agents: &Agents, agent: &Agent) -> String {
-        format!("{}", RunSpec::of(agents, agent))
+    pub fn render(agents: &Agents, swarm: &Swarm, agent: &Agent) -> String {
+        format!("{}", RunSpec::of(agents, swarm, agent))
     }
 
     /// A spec back from its text (what [`RunSpec::render`] wrote).
@@ -121,7 +134,13 @@ impl fmt::Display for RunSpec {
             p.window
         )?;
         writeln!(f, "intent {}", intent::words(&self.intent))?;
-        writeln!(f, "network {}", if self.network { "yes" } else { "no" })
+        writeln!(f, "network {}", if self.network { "yes" } else { "no" })?;
+        match self.placed {
+            Some(n) => writeln!(f, "placed {n}")?,
+            None => f.write_str("placed -\n")?,
+        }
+        writeln!(f, "epoch {}", self.epoch)?;
+        writeln!(f, "leave {}", if self.leave { "yes" } else { "no" })
     }
 }
 
@@ -225,9 +244,27 @@ impl<'a> Parser<'a> {
             "no" => false,
             _ => return Err(bad(n, "network", v, "expected yes or no")),
         };
+        let (n, v) = self.next("placed")?;
+        let placed = match v {
+            "-" => None,
+            id => Some(
+                id.parse::<u64>()
+                    .map_err(|_| bad(n, "placed", v, "expected a node id or -"))?,
+            ),
+        };
+        let (n, v) = self.next("epoch")?;
+        let epoch = v
+            .parse::<u64>()
+            .map_err(|_| bad(n, "epoch", v, "not a whole number"))?;
+        let (n, v) = self.next("leave")?;
+        let leave = match v {
+            "yes" => true,
+            "no" => false,
+            _ => return Err(bad(n, "leave", v, "expected yes or no")),
+        };
         if let Some((n, line)) = self.lines.next() {
             return Err(format!(
-                "spec line {}: \"{}\" after the last line (network)",
+                "spec line {}: \"{}\" after the last line (leave)",
                 n + 1,
                 line.escape_debug()
             ));
@@ -244,6 +281,9 @@ impl<'a> Parser<'a> {
             policy,
             intent,
             network,
+            placed,
+            epoch,
+            leave,
         })
     }
 }
@@ -326,6 +366,9 @@ mod tests {
             },
             intent: intent::parse(&["rw", "/chan/jobs", "rw", "/net"]).unwrap(),
             network: true,
+            placed: Some(4),
+            epoch: 2,
+            leave: false,
         }
     }
 
@@ -334,7 +377,7 @@ mod tests {
         let text = spec().to_string();
         assert_eq!(
             text,
-            "name w\nwant running\nstarts 3\nphase running\nrunner host-a\nexec /usr/bin/worker --queue jobs\nenv HOME=/tmp\nenv QUEUE=jobs\nlimits cpu=50 mem=256M pids=max\npolicy on-failure max=3 window=120s\nintent rw /chan/jobs rw /net\nnetwork yes\n"
+            "name w\nwant running\nstarts 3\nphase running\nrunner host-a\nexec /usr/bin/worker --queue jobs\nenv HOME=/tmp\nenv QUEUE=jobs\nlimits cpu=50 mem=256M pids=max\npolicy on-failure max=3 window=120s\nintent rw /chan/jobs rw /net\nnetwork yes\nplaced 4\nepoch 2\nleave no\n"
         );
         assert_eq!(RunSpec::parse(&text).unwrap(), spec());
         let bare = RunSpec {
@@ -345,10 +388,11 @@ mod tests {
             policy: Policy::default(),
             intent: Intent::new(),
             network: false,
+            placed: None,
             ..spec()
         };
         let text = bare.to_string();
-        assert!(text.contains("runner -\nexec -\nlimits cpu=max mem=max pids=max\npolicy never max=5 window=60s\nintent none\nnetwork no\n"), "{text}");
+        assert!(text.contains("runner -\nexec -\nlimits cpu=max mem=max pids=max\npolicy never max=5 window=60s\nintent none\nnetwork no\nplaced -\nepoch 2\nleave no\n"), "{text}");
         assert_eq!(RunSpec::parse(&text).unwrap(), bare);
     }
 
@@ -461,10 +505,10 @@ mod tests {
             at: 6,
         })
         .unwrap();
-        let text = RunSpec::render(&a, a.by_name("w").unwrap());
+        let text = RunSpec::render(&a, &Swarm::default(), a.by_name("w").unwrap());
         assert_eq!(
             text,
-            "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi there\"' ''\nenv TOKEN='s3cr3t = '\\''x'\\'''\nlimits cpu=100 mem=1G pids=256\npolicy never max=5 window=60s\nintent rwcda /\nnetwork yes\n"
+            "name w\nwant running\nstarts 1\nphase pending\nrunner -\nexec /bin/sh -c 'echo \"hi there\"' ''\nenv TOKEN='s3cr3t = '\\''x'\\'''\nlimits cpu=100 mem=1G pids=256\npolicy never max=5 window=60s\nintent rwcda /\nnetwork yes\nplaced -\nepoch 0\nleave no\n"
         );
         let back = RunSpec::parse(&text).unwrap();
         assert_eq!(back.exec.unwrap().args, ["-c", "echo \"hi there\"", ""]);

@@ -76,7 +76,37 @@ pub const NODE_VERBS: &[Verb] = &[
         keys: &[],
         usage: "leave",
     },
+    Verb {
+        name: "label",
+        min_args: 0,
+        max_args: usize::MAX,
+        keys: &[],
+        usage: "label KEY=VALUE (KEY= removes it)",
+    },
 ];
+
+/// Most labels one node holds.
+pub const MAX_LABELS: usize = 32;
+
+/// Whether `key=value` is a label a node may hold: a key of 1 to 63 of
+/// `a-z A-Z 0-9 . _ -` and a value of at most 63 of the same (empty
+/// removes the label).
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let ok = |s: &str| {
+        s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if key.is_empty() || !ok(key) {
+        return Err(format!("label key \"{key}\": 1 to 63 of A-Z a-z 0-9 . _ -"));
+    }
+    if !ok(value) {
+        return Err(format!(
+            "label {key}=\"{value}\": a value is at most 63 of A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
 
 /// What a write to a swarm ctl file asks for, before the caller fills in
 /// what only the node knows (its own id for `leave`, the time, a fresh
@@ -157,6 +187,24 @@ pub fn parse_node(node: u64, data: &[u8]) -> Result<Asked, Error> {
             on: false,
         },
         "remove" => SwarmCmd::Remove { id: node },
+        "label" => {
+            let bad = |why: String| Error::Invalid(format!("{object}: label: {why}"));
+            let (key, value) = match line.rest.split_once('=') {
+                Some((k, v)) if !line.rest.contains(char::is_whitespace) => (k, v),
+                _ => {
+                    return Err(bad(format!(
+                        "\"{}\": usage: label KEY=VALUE (KEY= removes it)",
+                        line.rest
+                    )));
+                }
+            };
+            check_label(key, value).map_err(bad)?;
+            SwarmCmd::Label {
+                id: node,
+                key: String::from(key),
+                value: (!value.is_empty()).then(|| String::from(value)),
+            }
+        }
         _ => SwarmCmd::Leave { id: node },
     }))
 }

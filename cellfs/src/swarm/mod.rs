@@ -14,6 +14,7 @@
 
 pub mod ctl;
 pub mod heal;
+pub mod place;
 pub mod state;
 mod text;
 
@@ -211,6 +212,48 @@ fn self_join(cx: &Ctx<'_>) -> Option<Command> {
     }
 }
 
+/// This node's capacity, if the swarm holds another (or none) for it.
+fn self_capacity(cx: &Ctx<'_>) -> Option<Command> {
+    let me = cx.vantage.me.as_ref()?;
+    let capacity = me.capacity?;
+    let n = cx.state.swarm.node(me.id)?;
+    (n.capacity != Some(capacity)).then_some(Command::Swarm(SwarmCmd::Capacity {
+        id: me.id,
+        capacity,
+    }))
+}
+
+/// The leader's next fencing change, if any: a member with agents placed
+/// on it whose lease the leader found over is fenced (its agents are
+/// placed elsewhere as the fence applies); a fenced member that holds a
+/// lease again is let back.
+fn fence(cx: &Ctx<'_>) -> Option<SwarmCmd> {
+    let swarm = &cx.state.swarm;
+    for p in cx.raft.peers.iter().filter(|p| p.id != cx.raft.id) {
+        let Some(n) = swarm.node(p.id) else {
+            continue;
+        };
+        match (n.fenced.is_some(), p.lease_over) {
+            (false, true) if cx.state.agents.runs_on(p.id) => {
+                return Some(SwarmCmd::Fence {
+                    id: p.id,
+                    on: true,
+                    dead: liveness(cx, p.id) == Some(Liveness::Dead),
+                });
+            }
+            (true, false) => {
+                return Some(SwarmCmd::Fence {
+                    id: p.id,
+                    on: false,
+                    dead: false,
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 impl Device for SwarmDev {
     fn rendered(&self, node: File) -> bool {
         matches!(node.kind, K_STATUS | K_NSTATUS | K_NKEY)
@@ -380,11 +423,12 @@ impl Device for SwarmDev {
         {
             return;
         }
-        let mut cmd = self_join(cx);
+        let mut cmd = self_join(cx).or_else(|| self_capacity(cx));
         if cmd.is_none() && cx.raft.role == "leader" {
             let me = cx.vantage.me.as_ref().map_or(0, |m| m.id);
             cmd = heal::next(&cx.state.swarm, &cx.state.membership, me, &LeaderSight(cx))
-                .map(Command::Raft);
+                .map(Command::Raft)
+                .or_else(|| fence(cx).map(Command::Swarm));
         }
         if let Some(c) = cmd {
             pace.last_ms.set(Some(cx.unix_ms));

@@ -61,6 +61,32 @@ pub struct SwarmNode {
     pub drained: bool,
     /// When it first joined (Unix ms, the proposer's clock).
     pub joined_ms: u64,
+    /// Its labels (`label KEY=VALUE`), which `place label=` matches.
+    pub labels: BTreeMap<String, String>,
+    /// The leader found it had lost its lease (and why): its agents
+    /// were placed elsewhere, and none is placed on it until it holds a
+    /// lease again.
+    pub fenced: Option<Fenced>,
+    /// The host it runs on, as the node said when it joined.
+    pub capacity: Option<Capacity>,
+}
+
+/// Why a node is fenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fenced {
+    /// Its lease is over and the leader's gossip has it dead.
+    Dead,
+    /// Its lease is over (it is cut off from the leader).
+    LeaseLost,
+}
+
+/// What a node's host offers agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// CPUs (hardware threads).
+    pub cpus: u32,
+    /// Memory, in bytes.
+    pub mem: u64,
 }
 
 /// A change to the swarm, as logged.
@@ -100,6 +126,32 @@ pub enum SwarmCmd {
         id: u64,
         /// Drained or not.
         on: bool,
+    },
+    /// Set (`Some`) or remove a node's label.
+    Label {
+        /// Its id.
+        id: u64,
+        /// The key.
+        key: String,
+        /// The value, or `None` to remove it.
+        value: Option<String>,
+    },
+    /// The leader found node `id`'s lease over (`fenced`), or held again.
+    Fence {
+        /// Its id.
+        id: u64,
+        /// Fenced or not.
+        on: bool,
+        /// Whether the leader's gossip also has it dead (the reason its
+        /// agents' trace gives).
+        dead: bool,
+    },
+    /// What a node's host offers agents (the node says so itself).
+    Capacity {
+        /// Its id.
+        id: u64,
+        /// The capacity.
+        capacity: Capacity,
     },
 }
 
@@ -182,6 +234,9 @@ impl Swarm {
                     standing: Standing::Member,
                     drained: false,
                     joined_ms: *at_ms,
+                    labels: BTreeMap::new(),
+                    fenced: None,
+                    capacity: None,
                 });
                 entry.record = node.clone();
                 entry.standing = Standing::Member;
@@ -219,6 +274,51 @@ impl Swarm {
                     if *on { "drain" } else { "undrain" }
                 ));
             }
+            SwarmCmd::Label { id, key, value } => {
+                let n = self.nodes.get_mut(id).ok_or_else(|| not_member(*id))?;
+                match value {
+                    Some(v) => {
+                        if n.labels.len() >= crate::swarm::ctl::MAX_LABELS
+                            && !n.labels.contains_key(key)
+                        {
+                            return Err(Error::Again(format!(
+                                "swarm: node {id} holds {} labels, the most it may; remove one with 'label KEY='",
+                                n.labels.len()
+                            )));
+                        }
+                        n.labels.insert(key.clone(), v.clone());
+                        event(format!("label node={id} {key}={v}"));
+                    }
+                    None => {
+                        n.labels.remove(key);
+                        event(format!("label node={id} {key}="));
+                    }
+                }
+            }
+            SwarmCmd::Fence { id, on, dead } => {
+                let n = self.nodes.get_mut(id).ok_or_else(|| not_member(*id))?;
+                let why = on.then_some(if *dead {
+                    Fenced::Dead
+                } else {
+                    Fenced::LeaseLost
+                });
+                if n.fenced.is_some() == *on {
+                    return Ok(applied);
+                }
+                n.fenced = why;
+                event(if *on {
+                    format!(
+                        "fence node={id} reason={}",
+                        if *dead { "node-dead" } else { "lease-lost" }
+                    )
+                } else {
+                    format!("unfence node={id}")
+                });
+            }
+            SwarmCmd::Capacity { id, capacity } => {
+                let n = self.nodes.get_mut(id).ok_or_else(|| not_member(*id))?;
+                n.capacity = Some(*capacity);
+            }
         }
         Ok(applied)
     }
@@ -254,6 +354,26 @@ impl fmt::Display for SwarmCmd {
             SwarmCmd::Voters { n } => write!(f, "/swarm/ctl voters {n}"),
             SwarmCmd::Drain { id, on: true } => write!(f, "/swarm/nodes/{id}/ctl drain"),
             SwarmCmd::Drain { id, on: false } => write!(f, "/swarm/nodes/{id}/ctl undrain"),
+            SwarmCmd::Label { id, key, value } => write!(
+                f,
+                "/swarm/nodes/{id}/ctl label {key}={}",
+                value.as_deref().unwrap_or("")
+            ),
+            SwarmCmd::Fence { id, on: true, dead } => write!(
+                f,
+                "fence node={id} ({})",
+                if *dead {
+                    "dead, lease over"
+                } else {
+                    "lease over"
+                }
+            ),
+            SwarmCmd::Fence { id, on: false, .. } => write!(f, "unfence node={id} (lease held)"),
+            SwarmCmd::Capacity { id, capacity } => write!(
+                f,
+                "capacity node={id} cpus={} mem={}",
+                capacity.cpus, capacity.mem
+            ),
         }
     }
 }

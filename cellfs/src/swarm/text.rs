@@ -8,7 +8,7 @@ use crate::agent::Phase;
 use crate::dev::Ctx;
 use crate::gossip::Liveness;
 use crate::swarm::liveness;
-use crate::swarm::state::{SwarmNode, id_list};
+use crate::swarm::state::{Fenced, SwarmNode, id_list};
 
 /// The role the committed configuration gives `id`, as the swarm names
 /// it (a non-voter is a learner).
@@ -43,6 +43,12 @@ pub fn status(cx: &Ctx<'_>) -> String {
     }
     let m = &cx.state.membership;
     let _ = writeln!(t, "incarnation {}", v.view.incarnation);
+    // What this node's runner needs to know it may run its agents.
+    let _ = writeln!(
+        t,
+        "lease {}",
+        or_dash(cx.raft.lease_ms.map(|ms| alloc::format!("{ms}ms")))
+    );
     let _ = writeln!(t, "voters {}", id_list(m.voters.iter()));
     let _ = writeln!(t, "voters-wanted {}", s.voters);
     let _ = writeln!(t, "learners {}", id_list(m.non_voters.iter()));
@@ -153,6 +159,49 @@ pub fn node(cx: &Ctx<'_>, n: &SwarmNode) -> String {
     let _ = writeln!(t, "drained {}", if n.drained { "yes" } else { "no" });
     let _ = writeln!(t, "joined {}", n.joined_ms);
     let _ = writeln!(t, "key {}", crate::hex::encode(&r.key));
+    let load = cx
+        .state
+        .agents
+        .loads()
+        .get(&r.id)
+        .copied()
+        .unwrap_or_default();
+    let _ = writeln!(t, "placed {}", load.agents);
+    match n.capacity {
+        Some(c) => {
+            let _ = writeln!(
+                t,
+                "capacity cpus={} mem={} placed-mem={}",
+                c.cpus,
+                crate::agent::size_word(c.mem),
+                crate::agent::size_word(load.mem)
+            );
+        }
+        None => t.push_str("capacity -\n"),
+    }
+    let labels: alloc::vec::Vec<String> = n
+        .labels
+        .iter()
+        .map(|(k, v)| alloc::format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(
+        t,
+        "labels {}",
+        if labels.is_empty() {
+            String::from("-")
+        } else {
+            labels.join(",")
+        }
+    );
+    let _ = writeln!(
+        t,
+        "fenced {}",
+        match n.fenced {
+            None => "no",
+            Some(Fenced::Dead) => "node-dead",
+            Some(Fenced::LeaseLost) => "lease-lost",
+        }
+    );
     t
 }
 

@@ -28,7 +28,7 @@ use crate::node::fds::Acceptor;
 use crate::node::raft::join::Sponsor;
 use crate::node::raft::store::SegmentStore;
 use crate::node::raft::transport::{Directory, Transport};
-use crate::node::raft::{Alone, RaftLog};
+use crate::node::raft::{Alone, CutWire, RaftLog};
 
 /// Flags of `cell0 serve`.
 #[derive(clap::Args, Debug)]
@@ -469,6 +469,7 @@ async fn start_swarm(
         raft: cluster.raft.clone().unwrap_or_default(),
         swarm: crate::identity::random("a swarm id")?,
         voters: cluster.voters,
+        capacity: host_capacity(),
     };
     let record = cellfs::swarm::NodeRecord {
         id: me.id,
@@ -500,6 +501,7 @@ async fn start_swarm(
         key.clone(),
         SwarmExchange(core.clone()),
         loss,
+        crate::node::cut::Cut::from_env(),
     ));
     Ok((record, task))
 }
@@ -620,16 +622,22 @@ fn open_log(
     let log = match &cluster.raft {
         Some(listen) => {
             let i = inbox.clone();
+            let cut = crate::node::cut::Cut::from_env();
+            let inbound = cut.clone();
             let transport = Transport::start(
                 &tokio::runtime::Handle::current(),
                 listen.as_str(),
                 cluster.id,
                 key.clone(),
                 Directory::default(),
-                Arc::new(move |from, frame| i.deliver(from, frame)),
+                Arc::new(move |from, frame| {
+                    if !inbound.is_cut() {
+                        i.deliver(from, frame)
+                    }
+                }),
             )
             .with_context(|| format!("--raft {listen}"))?;
-            RaftLog::start(replica, transport, inbox, notify)?
+            RaftLog::start(replica, CutWire(transport, cut), inbox, notify)?
         }
         None => RaftLog::start(replica, Alone, inbox, notify)?,
     };
@@ -857,4 +865,23 @@ fn node_id(data: &Path) -> anyhow::Result<String> {
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(id)
+}
+
+/// What this host offers agents: its CPUs and its memory (`MemTotal` of
+/// /proc/meminfo); `None` if either cannot be read.
+fn host_capacity() -> Option<cellfs::swarm::state::Capacity> {
+    let cpus = std::thread::available_parallelism().ok()?.get() as u32;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(cellfs::swarm::state::Capacity {
+        cpus,
+        mem: kib * 1024,
+    })
 }

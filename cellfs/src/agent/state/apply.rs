@@ -179,6 +179,15 @@ impl Agents {
                         "agent {name}: report resumed: no runner has claimed it; write 'report claim runner=NAME' before it (in the same write)"
                     )));
                 }
+                AgentOp::Epoch(e) if *e != agent.epoch => {
+                    let at = match &agent.placed {
+                        Some(p) => format!("placed on node {} at epoch {}", p.node, p.epoch),
+                        None => format!("at epoch {} and placed on no node", agent.epoch),
+                    };
+                    return Err(Error::Perm(format!(
+                        "agent {name}: epoch {e} is over: it is {at}; a runner of another placement may not report for it"
+                    )));
+                }
                 AgentOp::Start if !has_exec => {
                     return Err(Error::Invalid(format!(
                         "agent {name}: start: there is no program to run; write 'exec PATH [ARG…]' first"
@@ -463,7 +472,9 @@ fn apply_op(agent: &mut Agent, op: &AgentOp, at: u64) {
                 agent.set_phase(Phase::Stopped, at);
             }
         }
-        AgentOp::Spawn { .. } | AgentOp::By(_) => {}
+        AgentOp::Spawn { .. } | AgentOp::By(_) | AgentOp::Epoch(_) => {}
+        AgentOp::Place(p) => agent.place = p.clone(),
+        AgentOp::Move(node) => agent.move_to = Some(*node),
         AgentOp::Quota(q) => agent.quota = *q,
         AgentOp::Log(line) => agent.push_log(line),
         AgentOp::Report(r) => apply_report(agent, r, at),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::intent::{self, Intent};
 
-use super::vocab::{Exec, LimitChange, Recent, Report, Restart, Seed, limit_word, mem_word};
+use super::vocab::{Exec, LimitChange, Place, Recent, Report, Restart, Seed, limit_word, mem_word};
 
 /// An agent mutation, as logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +83,13 @@ pub enum AgentOp {
     /// device puts it first; no ctl line makes it): what that agent may
     /// set bounds them, and the agents they make are made by it.
     By(String),
+    /// `place …`: where it may be placed from its next placement on.
+    Place(Place),
+    /// `move node=ID`: stop it where it runs and start it on node ID.
+    Move(u64),
+    /// `epoch E`: the writer (a runner) speaks for placement epoch E;
+    /// the write is refused whole if the agent's epoch is another.
+    Epoch(u64),
 }
 
 impl AgentOp {
@@ -137,12 +144,18 @@ impl AgentOp {
             AgentOp::Log(line) => format!("log {} bytes", line.len()),
             AgentOp::Quota(q) => format!("limit agents={}", limit_word(*q)),
             AgentOp::By(name) => format!("by {}{name}", crate::cap::token::AGENT_HOLDER),
+            AgentOp::Place(p) => format!("place {p}"),
+            AgentOp::Move(node) => format!("move node={node}"),
+            AgentOp::Epoch(e) => format!("epoch {e}"),
         }
     }
 
     /// Whether it is the runner's (`report`, `log`): those need the admin
     /// right, and are not what a trace calls a ctl write to the agent.
     pub fn is_runners(&self) -> bool {
-        matches!(self, AgentOp::Report(_) | AgentOp::Log(_))
+        matches!(
+            self,
+            AgentOp::Report(_) | AgentOp::Log(_) | AgentOp::Epoch(_)
+        )
     }
 }

@@ -33,14 +33,16 @@ use super::intent::Intent;
 
 mod apply;
 mod cmd;
+mod placement;
 #[cfg(test)]
 mod tests;
 mod vocab;
 
 pub use cmd::{AgentCmd, AgentOp};
+pub use placement::{Scope, must_leave};
 pub use vocab::{
-    DriftAt, Exec, ExitHow, ExitReport, Happened, LimitChange, LimitKey, Limits, Phase, Policy,
-    Recent, Report, Restart, Seed, Trace, Want,
+    DriftAt, Exec, ExitHow, ExitReport, Happened, LimitChange, LimitKey, Limits, MoveWhy, Phase,
+    Place, Placed, Policy, Recent, Report, Restart, Seed, Trace, Want,
 };
 
 /// Most agents one node holds.
@@ -154,6 +156,17 @@ pub struct Agent {
     /// When `log_tokens` was last filled (Unix seconds, by the clocks
     /// of committed commands).
     pub log_filled: u64,
+    /// Where it may be placed in a swarm (`place`).
+    pub place: Place,
+    /// Where it is placed, once a swarm placed it.
+    pub placed: Option<Placed>,
+    /// Its latest placement's epoch (0 before the first): reports that
+    /// name another are refused.
+    pub epoch: u64,
+    /// The node `move node=ID` asked for, until it is moved there.
+    pub move_to: Option<u64>,
+    /// Why no node takes it, while it waits for one.
+    pub waiting: Option<String>,
 }
 
 impl fmt::Debug for Agent {
@@ -205,6 +218,11 @@ impl Agent {
             log_bytes: 0,
             runner: None,
             resumes: 0,
+            place: Place::Spread,
+            placed: None,
+            epoch: 0,
+            move_to: None,
+            waiting: None,
         }
     }
 
@@ -256,6 +274,9 @@ pub struct Agents {
     by_name: BTreeMap<String, u64>,
     by_id: BTreeMap<u64, Agent>,
     last_id: u64,
+    /// Agents wanted running that no node could take when last tried:
+    /// tried again whenever agents or the swarm change.
+    unplaced: BTreeSet<u64>,
 }
 
 impl Agents {

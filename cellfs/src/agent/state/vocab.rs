@@ -450,6 +450,14 @@ pub enum Happened {
         path: String,
         intent: String,
     },
+    /// It was placed again, on node `to` at `epoch`, away from node
+    /// `from`, for `why`.
+    Moved {
+        from: u64,
+        to: u64,
+        epoch: u64,
+        why: MoveWhy,
+    },
 }
 
 /// One block of `trace`: an exit or a drift, and what led to it.
@@ -495,5 +503,82 @@ impl fmt::Display for Exec {
             write!(f, " {}", quote(a))?;
         }
         Ok(())
+    }
+}
+
+/// Where an agent may run in a swarm (`place` on its ctl; see agent(3)
+/// PLACEMENT).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Place {
+    /// On the node that runs the fewest agents (the default).
+    #[default]
+    Spread,
+    /// On the node that runs the most agents and still has room.
+    Pack,
+    /// On this node only.
+    Node(u64),
+    /// On a node labelled `KEY=VALUE` (`label` on its ctl).
+    Label {
+        /// The label's key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl fmt::Display for Place {
+    /// As `place` takes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Spread => f.write_str("spread"),
+            Place::Pack => f.write_str("pack"),
+            Place::Node(n) => write!(f, "node={n}"),
+            Place::Label { key, value } => write!(f, "label={key}={value}"),
+        }
+    }
+}
+
+/// A committed placement: the node whose runner runs the agent, and the
+/// epoch that runner reports under (a report of an older epoch is
+/// refused, so a runner cut off from the swarm cannot speak for a copy
+/// started elsewhere since).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    /// The node (its swarm id).
+    pub node: u64,
+    /// The placement's epoch (1 for the first).
+    pub epoch: u64,
+    /// When it was placed (Unix seconds, by the committed clocks).
+    pub at: u64,
+}
+
+/// Why an agent was placed again elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveWhy {
+    /// Its node is dead in the leader's view and lost its lease.
+    NodeDead,
+    /// Its node lost its lease (cut off from the log's leader).
+    LeaseLost,
+    /// Its node was removed from the swarm.
+    NodeRemoved,
+    /// Its node left the swarm.
+    NodeLeft,
+    /// Its node was drained.
+    Drain,
+    /// `move node=ID`.
+    Move,
+}
+
+impl MoveWhy {
+    /// The word for it in `trace` and on `/events`.
+    pub fn word(self) -> &'static str {
+        match self {
+            MoveWhy::NodeDead => "node-dead",
+            MoveWhy::LeaseLost => "lease-lost",
+            MoveWhy::NodeRemoved => "node-removed",
+            MoveWhy::NodeLeft => "node-left",
+            MoveWhy::Drain => "drain",
+            MoveWhy::Move => "move",
+        }
     }
 }

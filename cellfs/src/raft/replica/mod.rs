@@ -854,6 +854,7 @@ impl<S: Storage> Replica<S> {
                     } else {
                         "down"
                     },
+                    lease_over: false,
                 }
             })
             .collect();
@@ -870,6 +871,7 @@ impl<S: Storage> Replica<S> {
             voters: ids(&config.voters.union(&config.new_voters).copied().collect()),
             non_voters: ids(&config.non_voters),
             joint: config.is_joint_consensus(),
+            lease_ms: None,
         }
     }
 }

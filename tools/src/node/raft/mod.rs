@@ -32,6 +32,22 @@ pub trait Wire: Send + 'static {
     fn set_members(&self, members: &[Member]);
 }
 
+/// A wire that drops what it would send while the node is cut off (the
+/// test hook of [`crate::node::cut`]).
+pub struct CutWire<W: Wire>(pub W, pub crate::node::cut::Cut);
+
+impl<W: Wire> Wire for CutWire<W> {
+    fn send(&self, to: u64, frame: Vec<u8>) {
+        if !self.1.is_cut() {
+            self.0.send(to, frame);
+        }
+    }
+
+    fn set_members(&self, members: &[Member]) {
+        self.0.set_members(members);
+    }
+}
+
 /// A node alone has nobody to send to.
 pub struct Alone;
 

@@ -74,6 +74,19 @@ fn changed(line: &str) -> Option<Seen<'_>> {
             let name = text.strip_prefix("/agent/")?;
             Some(Seen::Agent(name.split(' ').next()?))
         }
+        // A node drained, fenced or let back: its agents may have to
+        // leave or may run again.
+        "swarm"
+            if ["drain ", "undrain ", "fence ", "unfence "]
+                .iter()
+                .any(|p| text.starts_with(p)) =>
+        {
+            Some(Seen::Lost)
+        }
+        "place" => {
+            let rest = text.strip_prefix("agent ")?;
+            Some(Seen::Agent(rest.split_once(": ")?.0))
+        }
         "ctl" | "drift" => {
             let rest = text.strip_prefix("agent ")?;
             let (name, what) = rest.split_once(": ")?;
@@ -103,6 +116,12 @@ mod tests {
             Some(Seen::Agent("w1"))
         );
         assert_eq!(changed("7 100 lost 12"), Some(Seen::Lost));
+        assert_eq!(
+            changed("7 100 place agent w1: moved from=2 to=3 reason=drain epoch=4"),
+            Some(Seen::Agent("w1"))
+        );
+        assert_eq!(changed("7 100 swarm drain node=2"), Some(Seen::Lost));
+        assert_eq!(changed("7 100 swarm alive node=2"), None);
         // The runners' own lines, and other objects, are not changes.
         assert_eq!(
             changed("8 100 ctl agent w1: report running pid=3 node=n"),

@@ -18,6 +18,7 @@
 mod agentfs;
 mod follow;
 mod launch;
+mod lease;
 mod reconcile;
 mod tree;
 
@@ -73,6 +74,8 @@ pub enum Notice {
     Resync,
     /// The supervisor reports this.
     Sup(Event),
+    /// The node's lease was lost (its agents were killed) or is held.
+    Lease(lease::Standing),
     /// Stop: end every agent's processes (they are not reported stopped:
     /// they run again when a runner of this name comes back).
     Stop,
@@ -180,6 +183,7 @@ fn setup(
             Confinement::Refused(why)
         }
     };
+    let lease_tx = tx.clone();
     let t = tx.clone();
     std::thread::Builder::new()
         .name("cell0-runner-sup".into())
@@ -213,7 +217,10 @@ fn setup(
         hide,
         confinement,
     };
-    Ok(Runner::new(name.to_string(), tree, launcher, sup)?)
+    let killer = sup.killer();
+    let runner = Runner::new(name.to_string(), tree.clone(), launcher, sup)?;
+    lease::watch(tree, runner.gate.clone(), killer, lease_tx)?;
+    Ok(runner)
 }
 
 /// The variable that makes a runner act as on a host without namespaces

@@ -14,6 +14,7 @@ use cellfs::agent::{Phase, RunSpec, Want};
 
 use super::Notice;
 use super::launch::{Confinement, Launcher, sandbox_words};
+use super::lease::Gate;
 use super::tree::{Found, Tree};
 
 /// How often agents' output is copied to their `log`.
@@ -46,6 +47,9 @@ struct Held {
     partial: Vec<u8>,
     /// What of its output may be committed.
     budget: Budget,
+    /// The placement epoch it runs under (in a swarm), which every
+    /// report names.
+    epoch: Option<u64>,
 }
 
 /// A token bucket of bytes of an agent's output to commit: `rate` a
@@ -122,6 +126,8 @@ pub struct Runner {
     held: HashMap<String, Held>,
     /// Lines for the reporter thread (see [`Runner::report`]).
     reports: SyncSender<(String, String)>,
+    /// The node's lease: placed agents start only under it.
+    pub(super) gate: Gate,
 }
 
 impl Runner {
@@ -152,6 +158,7 @@ impl Runner {
             sup,
             held: HashMap::new(),
             reports,
+            gate: Gate::default(),
         })
     }
 
@@ -169,6 +176,17 @@ impl Runner {
                     next_sync = Instant::now() + RESYNC_EVERY;
                 }
                 Ok(Notice::Sup(ev)) => self.on_event(ev),
+                Ok(Notice::Lease(st)) => {
+                    if st.held {
+                        // Held again: the agents still placed here run
+                        // again (resumed), the others stay elsewhere.
+                        self.resync();
+                    } else {
+                        // The watchdog killed them all: they are this
+                        // node's no more until the lease is back.
+                        self.held.clear();
+                    }
+                }
                 Ok(Notice::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -231,12 +249,64 @@ impl Runner {
     /// them in order, so this loop never waits for a commit (a claim,
     /// which decides what happens next, is written here and waited for).
     fn report(&self, name: &str, lines: &str) {
+        // In a swarm, every report names the placement it is for: the
+        // node refuses it if the agent was placed again since.
+        let lines = match self.held.get(name).and_then(|h| h.epoch) {
+            Some(e) => format!("epoch {e}\n{lines}"),
+            None => lines.to_string(),
+        };
         // Blocks only while the queue is full: the node is that far
         // behind, and the runner waits for it.
-        let _ = self.reports.send((name.to_string(), lines.to_string()));
+        let _ = self.reports.send((name.to_string(), lines));
+    }
+
+    /// The same as [`Runner::report`], for an agent this runner does not
+    /// hold, under `epoch` when it is placed.
+    fn report_as(&self, name: &str, epoch: Option<u64>, lines: &str) {
+        let lines = match epoch {
+            Some(e) => format!("epoch {e}\n{lines}"),
+            None => lines.to_string(),
+        };
+        let _ = self.reports.send((name.to_string(), lines));
     }
 
     fn reconcile(&mut self, name: &str, spec: &RunSpec) {
+        let standing = *self.gate.lock();
+        if !standing.known {
+            // The first reading of the lease resyncs.
+            return;
+        }
+        let epoch = spec.placed.map(|_| spec.epoch);
+        if let Some(me) = standing.me {
+            // In a swarm: only what is placed on this node is its.
+            if spec.placed != Some(me) {
+                self.forget(name);
+                return;
+            }
+            if spec.leave && spec.want == Want::Running {
+                // Drained or asked to move: stop it, and say so (which
+                // lets it be placed elsewhere).
+                match self.held.get(name) {
+                    Some(_) => {
+                        if let Err(e) = self.sup.stop(name) {
+                            eprintln!("cell0 runner {}: stopping {name}: {e}", self.name);
+                        }
+                    }
+                    None if spec.runner.is_some() || spec.phase == Phase::Running => {
+                        self.report_as(name, epoch, "report stopped\n");
+                    }
+                    None => {}
+                }
+                return;
+            }
+            if !standing.held && spec.want == Want::Running {
+                // No lease: nothing starts until it is back.
+                return;
+            }
+        } else if spec.placed.is_some() {
+            // Placed by a swarm this runner's node is not in (yet).
+            return;
+        }
         let mine = spec.runner.as_deref() == Some(self.name.as_str());
         let other = spec.runner.is_some() && !mine;
         if other {
@@ -260,7 +330,7 @@ impl Runner {
             } else if mine && spec.phase != Phase::Stopped {
                 // Asked to stop while this runner was away: its process
                 // went with it; say so, which lets the claim go.
-                self.report(name, "report stopped\n");
+                self.report_as(name, epoch, "report stopped\n");
             }
             return;
         }
@@ -278,27 +348,40 @@ impl Runner {
         }
         let lost = held.is_none() && resumable;
         if !mine {
-            let claim = format!("report claim runner={}\n", self.name);
+            let claim = match epoch {
+                Some(e) => format!("epoch {e}\nreport claim runner={}\n", self.name),
+                None => format!("report claim runner={}\n", self.name),
+            };
             if self.tree.ctl(name, &claim).is_err() {
-                // Another runner claimed it first.
+                // Another runner claimed it first, or it was placed
+                // again meanwhile.
                 return;
             }
         }
         if lost {
-            self.report(name, "report resumed\n");
+            self.report_as(name, epoch, "report resumed\n");
         }
         match self.launcher.spec(name, spec) {
             Ok(s) => {
+                // Under the gate: a lease lost since the check above
+                // stops this start, or the kill that follows it ends it.
+                let gate = self.gate.clone();
+                let standing = gate.lock();
+                if epoch.is_some() && !standing.held {
+                    return;
+                }
                 if let Err(e) = self.sup.start(name, s) {
-                    self.report(
+                    drop(standing);
+                    self.report_as(
                         name,
+                        epoch,
                         &format!("report failed {}\n", one_line(&e.to_string())),
                     );
                     return;
                 }
             }
             Err(why) => {
-                self.report(name, &format!("report failed {}\n", one_line(&why)));
+                self.report_as(name, epoch, &format!("report failed {}\n", one_line(&why)));
                 return;
             }
         }
@@ -313,6 +396,7 @@ impl Runner {
                 log_at,
                 partial: Vec::new(),
                 budget: Budget::new(LOG_RATE, LOG_BURST, Instant::now()),
+                epoch,
             },
         );
     }
@@ -334,6 +418,12 @@ impl Runner {
     fn on_event(&mut self, ev: Event) {
         let name = ev.agent.as_str();
         if !self.held.contains_key(name) {
+            return;
+        }
+        let standing = *self.gate.lock();
+        if standing.me.is_some() && !standing.held {
+            // Killed for a lost lease: nothing to say (the agent runs
+            // again here when the lease is back, or elsewhere).
             return;
         }
         if matches!(ev.what, What::Exit(_)) {

@@ -47,7 +47,14 @@ const SYNC: Duration = Duration::from_millis(100);
 const MAX_DATAGRAM: usize = 64 * 1024;
 
 /// Run the gossip of node `me` on `sock` until the process ends.
-pub async fn run(sock: UdpSocket, me: Me, key: NodeKey, mut ex: impl Exchange, loss: Loss) {
+pub async fn run(
+    sock: UdpSocket,
+    me: Me,
+    key: NodeKey,
+    mut ex: impl Exchange,
+    loss: Loss,
+    cut: crate::node::cut::Cut,
+) {
     let start = Instant::now();
     let now = || start.elapsed().as_millis() as u64;
     let boot = crate::identity::now_ms();
@@ -71,7 +78,9 @@ pub async fn run(sock: UdpSocket, me: Me, key: NodeKey, mut ex: impl Exchange, l
             .unwrap_or_else(|| Instant::now() + SYNC);
         let synced = tokio::select! {
             r = sock.recv_from(&mut buf) => {
-                if let (Ok((n, _from)), Some(g)) = (r, gossip.as_mut()) {
+                if let (Ok((n, _from)), Some(g)) = (r, gossip.as_mut())
+                    && !cut.is_cut()
+                {
                     g.handle(&buf[..n], now());
                 }
                 false
@@ -89,6 +98,7 @@ pub async fn run(sock: UdpSocket, me: Me, key: NodeKey, mut ex: impl Exchange, l
             for (to, bytes) in out.drain(..) {
                 if let Some(addr) = addrs.get(&to)
                     && !loss.drop_one()
+                    && !cut.is_cut()
                 {
                     let _ = sock.send_to(&bytes, addr).await;
                 }
