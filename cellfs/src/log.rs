@@ -191,6 +191,9 @@ pub struct PeerStatus {
     pub last_contact_ms: Option<u64>,
     /// `up` if heard from within an election timeout, else `down`.
     pub state: &'static str,
+    /// Leader only: this peer's lease is surely over, so what it ran may
+    /// be started elsewhere.
+    pub lease_over: bool,
 }
 
 /// What `/raft/status` shows.
@@ -222,6 +225,10 @@ pub struct LogStatus {
     /// A membership change is under way (a joint configuration): another
     /// is refused until it is done.
     pub joint: bool,
+    /// This node's remaining lease in ms: it may run its agents while
+    /// this is above 0. `None` for a log with no leases (the in-memory
+    /// single-node log, whose node always holds its agents).
+    pub lease_ms: Option<u64>,
 }
 
 impl LogStatus {
@@ -322,6 +329,7 @@ impl Log for MemLog {
             commit: self.next,
             last_index: self.next,
             voters: alloc::vec![1],
+            lease_ms: None,
             ..LogStatus::default()
         }
     }

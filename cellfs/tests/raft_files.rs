@@ -354,6 +354,7 @@ fn status_and_log_follow_committed_changes() {
             "role",
             "term",
             "leader",
+            "lease",
             "commit",
             "applied",
             "last_index",
@@ -369,6 +370,8 @@ fn status_and_log_follow_committed_changes() {
     assert_eq!(field(&status, "applied"), "4");
     assert_eq!(field(&status, "commit"), "4");
     assert_eq!(field(&status, "members"), "0");
+    // The in-memory log has no leases: its node always holds its agents.
+    assert_eq!(field(&status, "lease"), "-");
 
     let log = n.cat(o, "raft/log");
     assert_eq!(
@@ -492,6 +495,7 @@ fn changes_reach_the_log_and_peers_merge_both_views() {
         term: 3,
         leader: Some(1),
         snapshot_index: 0,
+        lease_ms: Some(1234),
         peers: vec![
             PeerStatus {
                 id: 1,
@@ -501,6 +505,7 @@ fn changes_reach_the_log_and_peers_merge_both_views() {
                 match_index: 0,
                 last_contact_ms: Some(0),
                 state: "up",
+                lease_over: false,
             },
             PeerStatus {
                 id: 2,
@@ -510,6 +515,7 @@ fn changes_reach_the_log_and_peers_merge_both_views() {
                 match_index: 7,
                 last_contact_ms: Some(40),
                 state: "up",
+                lease_over: false,
             },
         ],
         ..LogStatus::default()
@@ -551,6 +557,7 @@ fn changes_reach_the_log_and_peers_merge_both_views() {
     let status = n.cat(o, "raft/status");
     assert_eq!(field(&status, "members"), "3");
     assert_eq!(field(&status, "term"), "3");
+    assert_eq!(field(&status, "lease"), "1234");
     assert_eq!(n.cat(o, "raft/log"), "1 3 1 members voters=1,2,3\n");
 
     // A change goes to Log::change, not into the log as a command.
