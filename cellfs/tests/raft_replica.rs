@@ -19,6 +19,8 @@ struct Net {
     /// A node cut off from the others: what it sends and what is sent to
     /// it is lost.
     cut: Option<u64>,
+    /// A partition: these nodes hear only each other.
+    apart: Vec<u64>,
 }
 
 impl Net {
@@ -37,6 +39,7 @@ impl Net {
             nodes,
             commits: (0..n).map(|_| Vec::new()).collect(),
             cut: None,
+            apart: Vec::new(),
         }
     }
 
@@ -61,7 +64,10 @@ impl Net {
                     msgs.extend(out.into_iter().map(|(to, m)| (i as u64 + 1, to, m)));
                 }
                 for (from, to, m) in msgs {
-                    if self.cut == Some(from) || self.cut == Some(to) {
+                    if self.cut == Some(from)
+                        || self.cut == Some(to)
+                        || self.apart.contains(&from) != self.apart.contains(&to)
+                    {
                         continue;
                     }
                     moved = true;
@@ -640,4 +646,172 @@ fn a_replace_whose_leader_dies_midway_is_finished_by_the_next() {
     net.node(new).propose(b"cmd f".to_vec()).unwrap();
     net.run(200);
     assert_eq!(net.entries(out), vec![b"cmd f".to_vec()]);
+}
+
+/// `L`, `M` and the heartbeat, as every node of these tests has them.
+fn lease_settings() -> (u64, u64, u64) {
+    let o = Options::new(1);
+    (o.lease_ms, o.fence_margin_ms, o.heartbeat_ms)
+}
+
+#[test]
+fn a_node_alone_always_holds_its_lease() {
+    let (l, _, _) = lease_settings();
+    let mut net = Net::new(1);
+    for _ in 0..3 * l {
+        net.run(1);
+        assert_eq!(net.node(1).lease_ms(), l);
+        assert_eq!(net.node(1).status().lease_ms, Some(l));
+    }
+}
+
+#[test]
+fn a_cut_off_leader_loses_its_lease_before_the_new_one_calls_its_own_over() {
+    let (l, m, heartbeat) = lease_settings();
+    let mut net = Net::new(3);
+    net.run(2000);
+    let old = net.leader().unwrap();
+    // Connected, everyone holds a lease, all the time.
+    for _ in 0..3 * l {
+        net.run(1);
+        for id in 1..=3 {
+            assert!(net.node(id).lease_ms() > 0, "node {id} at {}", net.now);
+        }
+        for id in (1..=3).filter(|&i| i != old) {
+            assert!(!net.node(old).lease_over(id));
+            assert!(!net.node(id).lease_over(old), "only a leader calls it");
+        }
+    }
+    net.cut = Some(old);
+    let cut_at = net.now;
+    let mut office: Option<(u64, u64)> = None;
+    let mut over_at = None;
+    while net.now < cut_at + 3 * (l + m) {
+        net.run(1);
+        let now = net.now;
+        if now >= cut_at + l + heartbeat {
+            assert_eq!(net.node(old).lease_ms(), 0, "old leader at {now}");
+        }
+        if office.is_none() {
+            office = (1..=3)
+                .filter(|&i| i != old)
+                .find(|&i| net.node(i).status().leads())
+                .map(|i| (i, now));
+        }
+        let Some((new, since)) = office else {
+            continue;
+        };
+        let over = net.node(new).lease_over(old);
+        if over {
+            assert!(now > since + l + m, "over at {now}, in office at {since}");
+            assert_eq!(net.node(old).lease_ms(), 0, "over at {now}");
+            over_at.get_or_insert(now);
+        }
+        // It keeps its own followers, whose leases go on.
+        let other = (1..=3).find(|&i| i != old && i != new).unwrap();
+        assert!(!net.node(new).lease_over(other));
+    }
+    let (_, since) = office.expect("a new leader");
+    assert_eq!(
+        over_at,
+        Some(since + l + m + 1),
+        "called over as soon as it surely is"
+    );
+    // The old leader still thinks it leads, but holds no lease, so it
+    // calls nobody's over.
+    assert_eq!(net.node(old).status().role, "leader");
+    for id in (1..=3).filter(|&i| i != old) {
+        assert!(!net.node(old).lease_over(id));
+    }
+    let status = net.node(old).status();
+    assert_eq!(status.lease_ms, Some(0));
+}
+
+#[test]
+fn a_cut_off_follower_loses_its_lease_before_the_leader_calls_it_over() {
+    let (l, m, heartbeat) = lease_settings();
+    let mut net = Net::new(3);
+    net.run(2000);
+    let leader = net.leader().unwrap();
+    let away = (1..=3).find(|&i| i != leader).unwrap();
+    net.run(500);
+    assert!(net.node(away).lease_ms() > 0);
+    net.cut = Some(away);
+    let cut_at = net.now;
+    let mut over_at = None;
+    while net.now < cut_at + 3 * (l + m) {
+        net.run(1);
+        let now = net.now;
+        if now >= cut_at + l {
+            assert_eq!(net.node(away).lease_ms(), 0, "cut-off follower at {now}");
+        }
+        // The leader keeps a majority, and so its lease.
+        assert!(net.node(leader).lease_ms() > 0);
+        if net.node(leader).lease_over(away) {
+            assert!(now > cut_at + l + m, "over at {now}, cut at {cut_at}");
+            assert_eq!(net.node(away).lease_ms(), 0);
+            over_at.get_or_insert(now);
+        }
+    }
+    let over_at = over_at.expect("the leader calls the lease over");
+    assert!(
+        over_at <= cut_at + l + m + heartbeat + 1,
+        "over at {over_at}, cut at {cut_at}"
+    );
+    let peer = net
+        .node(leader)
+        .status()
+        .peers
+        .into_iter()
+        .find(|p| p.id == away)
+        .unwrap();
+    assert!(peer.lease_over);
+    // Back in touch: it holds a lease again and is no longer called over.
+    net.cut = None;
+    net.run(2 * heartbeat + 1);
+    assert!(net.node(away).lease_ms() > 0);
+    assert!(!net.node(leader).lease_over(away));
+}
+
+#[test]
+fn a_leader_with_a_minority_loses_its_lease_and_so_does_its_follower() {
+    let (l, m, heartbeat) = lease_settings();
+    let mut net = Net::new(5);
+    net.run(2000);
+    let old = net.leader().unwrap();
+    let with = (1..=5).find(|&i| i != old).unwrap();
+    net.run(500);
+    net.apart = vec![old, with];
+    let cut_at = net.now;
+    let mut office: Option<(u64, u64)> = None;
+    while net.now < cut_at + 3 * (l + m) {
+        net.run(1);
+        let now = net.now;
+        // Still in touch with each other, but no majority answers: the
+        // leader's lease runs out, and the follower's, never longer.
+        if now >= cut_at + l + heartbeat {
+            assert_eq!(net.node(old).lease_ms(), 0, "old leader at {now}");
+            assert_eq!(net.node(with).lease_ms(), 0, "its follower at {now}");
+        }
+        assert!(net.node(with).lease_ms() <= net.node(old).lease_ms());
+        if office.is_none() {
+            office = (1..=5)
+                .filter(|&i| i != old && i != with)
+                .find(|&i| net.node(i).status().leads())
+                .map(|i| (i, now));
+        }
+        let Some((new, since)) = office else {
+            continue;
+        };
+        for x in [old, with] {
+            if net.node(new).lease_over(x) {
+                assert!(now > since + l + m, "n{x} over at {now}, office at {since}");
+                assert_eq!(net.node(x).lease_ms(), 0, "n{x} over at {now}");
+            }
+        }
+    }
+    let (new, _) = office.expect("the majority elects a leader");
+    assert!(net.node(new).lease_over(old) && net.node(new).lease_over(with));
+    assert_eq!(net.node(old).status().role, "leader", "it still thinks so");
+    assert!(!net.node(old).lease_over(with));
 }

@@ -348,6 +348,12 @@ pub fn status_text(cx: &Ctx<'_>) -> String {
         }
         None => s.push_str("leader none\n"),
     }
+    match r.lease_ms {
+        Some(ms) => {
+            let _ = writeln!(s, "lease {ms}");
+        }
+        None => s.push_str("lease -\n"),
+    }
     let _ = write!(
         s,
         "commit {}\napplied {}\nlast_index {}\nsnapshot_index {}\nmembers {}\n",

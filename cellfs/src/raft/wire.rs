@@ -65,6 +65,15 @@ pub enum Rpc {
         entries: Vec<Stored>,
         /// The leader's latest read round (see [`Rpc::AppendReply`]).
         read: u64,
+        /// The leader's clock when it built this message (ms); the
+        /// follower echoes it (see `replica::lease`).
+        stamp: u64,
+        /// The latest `stamp` of the follower's own that this leader got
+        /// back in this term (the follower's clock); 0 if none yet.
+        echo: u64,
+        /// What remained of the leader's own lease when it sent this, in
+        /// ms; 0 if it holds none.
+        lease: u64,
     },
     /// The answer to [`Rpc::Append`]: the follower's last entry.
     AppendReply {
@@ -78,6 +87,11 @@ pub enum Rpc {
         /// in this term: a majority echoing a round proves the leader
         /// still led after the reads of that round were asked.
         read: u64,
+        /// The follower's clock when it built this reply (ms).
+        stamp: u64,
+        /// The `stamp` of the latest append it got from this leader in
+        /// this term (the leader's clock); 0 if none.
+        echo: u64,
     },
     /// InstallSnapshot, in one message.
     Snapshot {

@@ -367,6 +367,11 @@ impl<L: Log, C: Clock> Server<L, C> {
         self.world.verifications
     }
 
+    /// The log, for drivers that look at their own implementation.
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
     /// The log, for drivers that need to reach their own implementation.
     pub fn log_mut(&mut self) -> &mut L {
         &mut self.log

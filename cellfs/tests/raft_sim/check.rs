@@ -239,6 +239,11 @@ impl Safety {
         }
     }
 
+    /// The latest term a leader was seen in (0: none yet).
+    pub fn latest_led(&self) -> u64 {
+        self.leaders.keys().next_back().copied().unwrap_or(0)
+    }
+
     /// State-machine safety: node `id` has applied the entry at `index`
     /// (term, chain hash through it). Every node must apply the same
     /// entry at an index; the chain hash covers all before it.

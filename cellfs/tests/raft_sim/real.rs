@@ -84,4 +84,12 @@ impl SimLog for Replica<MemStorage> {
     fn sim_failed(&self) -> Option<String> {
         self.failed().map(|e| e.to_string())
     }
+
+    fn sim_lease_ms(&self) -> u64 {
+        self.lease_ms()
+    }
+
+    fn sim_lease_over(&self, peer: u64) -> bool {
+        self.lease_over(peer)
+    }
 }

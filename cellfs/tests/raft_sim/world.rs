@@ -87,6 +87,8 @@ struct Node<R: SimLog> {
     clock: Rc<Cell<u64>>,
     /// How far this node's clock has leapt ahead of the simulation's.
     offset: u64,
+    /// The latest term it was seen leading, and `offset` then.
+    office: (u64, u64),
     restart_at: u64,
     /// Bumped at every restart (connections die with a life).
     life: u64,
@@ -180,6 +182,11 @@ pub struct Stats {
     pub ops_other: u64,
     pub applied: u64,
     pub terms: u64,
+    /// Times a leader called an up peer's lease over (each checked).
+    pub fenced: u64,
+    /// Times a leader that a later term had replaced called one over
+    /// (not checked; see `Sim::check_leases`).
+    pub fenced_stale: u64,
 }
 
 impl<R: SimLog> Sim<R> {
@@ -230,6 +237,7 @@ impl<R: SimLog> Sim<R> {
                 disk: None,
                 clock: Rc::new(Cell::new(0)),
                 offset: 0,
+                office: (0, 0),
                 restart_at: 0,
                 life: 0,
                 last_link: 0,
@@ -943,6 +951,9 @@ impl<R: SimLog> Sim<R> {
                 return Err(format!("node {id}'s replica failed: {e}"));
             }
             let st = server.log_mut().status();
+            if st.role == "leader" && n.office.0 != st.term {
+                n.office = (st.term, n.offset);
+            }
             self.safety.max_term = self.safety.max_term.max(st.term);
             if st.role == "leader" && self.safety.leader(st.term, id)? {
                 self.stats.terms += 1;
@@ -988,6 +999,67 @@ impl<R: SimLog> Sim<R> {
                 self.safety.applied(id, l.index, l.term, l.hash)?;
             }
             n.last_link = prev;
+        }
+        self.check_leases()
+    }
+
+    /// Fencing: whenever the leader of the latest term that had one calls
+    /// a peer's lease over, the peer (if up) holds none. A crashed peer runs
+    /// nothing, so it is fine.
+    ///
+    /// Stale leaders: a leader that a later term has replaced without its
+    /// knowing may call a peer's lease over while the new leader has
+    /// granted that peer one (it still holds its own lease for up to `L`
+    /// after its last majority round, and the new one may be elected and
+    /// grant within that time). Ruling that out would make every new
+    /// leader, or its voters, wait out the old leases first; but such
+    /// a leader can commit nothing, so nothing it decides from it takes
+    /// effect. Its calls are counted, not checked; the check covers every
+    /// leader of the latest term that had one.
+    ///
+    /// Clock leaps: the simulation's clocks run at one rate but leap
+    /// ahead at random, by 100 ms to 5 s, far more than the margin `M`
+    /// covers (it is for the slow drift of real clocks). A leap of any
+    /// clock but the leader's only ends leases sooner; a leap of the
+    /// leader's own clock while in office makes it measure more time than
+    /// passed since it took office or last granted, so it may call a lease
+    /// over up to that leap early. The check allows exactly that: the
+    /// peer may hold no more than the leader's clock leapt since the
+    /// leader was first seen in office in that term (0 in a run without
+    /// leaps, where the check is exact).
+    fn check_leases(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            let leader = &self.nodes[i];
+            let Some(server) = leader.server.as_ref() else {
+                continue;
+            };
+            let st = server.log().status();
+            if st.role != "leader" {
+                continue;
+            }
+            let stale = st.term < self.safety.latest_led();
+            let leapt = leader.offset - leader.office.1;
+            let over: Vec<usize> = (0..self.nodes.len())
+                .filter(|&j| j != i && server.log().sim_lease_over(self.nodes[j].id))
+                .collect();
+            for j in over {
+                let Some(peer) = self.nodes[j].server.as_ref() else {
+                    continue;
+                };
+                if stale {
+                    self.stats.fenced_stale += 1;
+                    continue;
+                }
+                self.stats.fenced += 1;
+                let left = peer.log().sim_lease_ms();
+                if left > leapt {
+                    let (id, x, term) = (self.nodes[i].id, self.nodes[j].id, st.term);
+                    return Err(format!(
+                        "n{id} (leading term {term}) calls n{x}'s lease over, but n{x} holds \
+                         {left} ms more (n{id}'s clock leapt {leapt} ms in office)"
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -92,6 +92,7 @@ impl<S: Storage> Replica<S> {
         if self.is_leader() {
             if self.leader != Some(self.me()) {
                 self.leader = Some(self.me());
+                self.lease_take_office();
                 self.rejoin_due = true;
                 self.abandon_sent();
             }
@@ -226,6 +227,8 @@ impl<S: Storage> Replica<S> {
                 last_term: last_position.term.get(),
                 last_index: last_position.index.get(),
                 read: self.read_echo.1,
+                stamp: 0,
+                echo: 0,
             },
             Message::AppendEntriesCall {
                 term,
@@ -261,11 +264,18 @@ impl<S: Storage> Replica<S> {
                     prev_index: prev.index.get(),
                     entries: out,
                     read: self.read_sent,
+                    stamp: 0,
+                    echo: 0,
+                    lease: 0,
                 }
             }
         };
         match to {
-            Some(to) => self.outbox.push((to, msg)),
+            Some(to) => {
+                let mut msg = msg;
+                self.lease_stamp(to, &mut msg);
+                self.outbox.push((to, msg));
+            }
             None => {
                 let me = self.node.id();
                 let peers: Vec<u64> = self
@@ -275,7 +285,9 @@ impl<S: Storage> Replica<S> {
                     .map(|n| n.get())
                     .collect();
                 for p in peers {
-                    self.outbox.push((p, msg.clone()));
+                    let mut m = msg.clone();
+                    self.lease_stamp(p, &mut m);
+                    self.outbox.push((p, m));
                 }
             }
         }

@@ -13,8 +13,9 @@
 //! `tick`); the rest is split by job: `propose` (where a proposal goes,
 //! forwards and their duplicates), `members` (membership changes,
 //! non-voters), `read` (ReadIndex), `election`
-//! (pre-vote, check-quorum, leadership transfer), `flush` (storage, group
-//! commit, sending and delivering) and `snapshot`.
+//! (pre-vote, check-quorum, leadership transfer), `lease` (leases that
+//! fence what a cut-off node runs), `flush` (storage, group commit,
+//! sending and delivering) and `snapshot`.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -36,6 +37,7 @@ use crate::raft::wire::Rpc;
 
 mod election;
 mod flush;
+mod lease;
 mod members;
 mod propose;
 mod read;
@@ -69,12 +71,19 @@ pub struct Options {
     /// How long a proposal may wait for its commit before it is reported
     /// failed, in milliseconds.
     pub proposal_timeout_ms: u64,
+    /// How long a lease lasts (`L`, see [`Replica::lease_ms`]), in
+    /// milliseconds after the round that granted it.
+    pub lease_ms: u64,
+    /// How much longer a leader waits past a peer's lease before it calls
+    /// it over ([`Replica::lease_over`]): covers the drift between clocks.
+    pub fence_margin_ms: u64,
 }
 
 impl Options {
     /// The defaults for node `id`: heartbeats every 50 ms, elections after
     /// 300–600 ms of silence, a snapshot every 10,000 entries or 64 MiB of
-    /// commands, once they outweigh the last one.
+    /// commands, once they outweigh the last one; leases of 1.5 s, called
+    /// over 0.6 s after they surely ended.
     pub fn new(id: u64) -> Options {
         Options {
             id,
@@ -86,6 +95,8 @@ impl Options {
             snapshot_bytes: 64 << 20,
             max_pending: 65_536,
             proposal_timeout_ms: 5_000,
+            lease_ms: 1_500,
+            fence_margin_ms: 600,
         }
     }
 }
@@ -205,6 +216,8 @@ pub struct Replica<S: Storage> {
     read_acks: BTreeMap<u64, u64>,
     /// As follower: the latest round heard from the leader, and its term.
     read_echo: (Term, u64),
+    /// Leases (see `lease`).
+    lease: lease::Leases,
     commits: Vec<Commit>,
     outbox: Vec<(u64, Rpc)>,
     /// Voters this leader demoted: added back as non-voters once their
@@ -338,6 +351,7 @@ impl<S: Storage> Replica<S> {
             commit_due: false,
             read_acks: BTreeMap::new(),
             read_echo: (0, 0),
+            lease: lease::Leases::default(),
             commits,
             outbox: Vec::new(),
             demoted: alloc::collections::BTreeSet::new(),
@@ -566,11 +580,15 @@ impl<S: Storage> Replica<S> {
                 prev_index,
                 entries,
                 read,
+                stamp,
+                echo,
+                lease,
             } => {
                 if term >= self.node.current_term().get() {
                     let (t, r) = self.read_echo;
                     self.read_echo = (term, if t == term { r.max(read) } else { read });
                 }
+                self.lease_heard_append(term, stamp, echo, lease);
                 self.receive_append(from, term, commit, pos(prev_term, prev_index), entries)
             }
             Rpc::AppendReply {
@@ -578,11 +596,14 @@ impl<S: Storage> Replica<S> {
                 last_term,
                 last_index,
                 read,
+                stamp,
+                echo,
             } => {
                 if self.is_leader() && term == self.node.current_term().get() {
                     let acked = self.read_acks.entry(from).or_default();
                     *acked = (*acked).max(read);
                 }
+                self.lease_heard_reply(from, term, stamp, echo);
                 self.engine(Message::AppendEntriesReply {
                     from: NodeId::new(from),
                     term: noraft::Term::new(term),
@@ -713,6 +734,7 @@ impl<S: Storage> Replica<S> {
             return;
         }
         self.now = self.now.max(now_ms);
+        self.lease_tick();
         if self.now >= self.deadline {
             self.campaign_transfer = false;
             if self.is_leader() || self.solo_voter() {
@@ -854,7 +876,7 @@ impl<S: Storage> Replica<S> {
                     } else {
                         "down"
                     },
-                    lease_over: false,
+                    lease_over: self.lease_over(id),
                 }
             })
             .collect();
@@ -871,7 +893,7 @@ impl<S: Storage> Replica<S> {
             voters: ids(&config.voters.union(&config.new_voters).copied().collect()),
             non_voters: ids(&config.non_voters),
             joint: config.is_joint_consensus(),
-            lease_ms: None,
+            lease_ms: Some(self.lease_ms()),
         }
     }
 }
