@@ -47,6 +47,9 @@ pub struct Ctx<'a> {
     pub waiting: &'a dyn Waiting,
     /// The replicated log's view of the cluster (`/raft`).
     pub raft: &'a crate::log::LogStatus,
+    /// What remains of this node's lease now (`raft`'s, counted down to
+    /// this moment); `None` for a log with no leases.
+    pub lease_ms: Option<u64>,
     /// What this node sees of the swarm (`/swarm`).
     pub vantage: &'a crate::vantage::Vantage,
     /// The boot ledger (`#E0` … `#E10`), empty on a node without one.

@@ -171,6 +171,14 @@ pub enum Change {
         /// The non-voter that takes its place.
         with: u64,
     },
+    /// The leader may grant node `id` a lease again: what it ran while
+    /// its lease was over has been placed elsewhere (committed), or it
+    /// ran nothing. The leader's own business: never forwarded, never
+    /// in the log.
+    Restore {
+        /// Its Raft id.
+        id: u64,
+    },
 }
 
 /// One member as `/raft/peers/ID` shows it.
@@ -346,6 +354,7 @@ impl fmt::Display for Change {
             Change::Remove { id } => write!(f, "remove id={id}"),
             Change::Transfer { id } => write!(f, "transfer id={id}"),
             Change::Snapshot => f.write_str("snapshot"),
+            Change::Restore { id } => write!(f, "restore-lease {id}"),
             Change::Learner { id, addr, key } => {
                 write!(
                     f,

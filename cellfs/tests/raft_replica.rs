@@ -766,8 +766,17 @@ fn a_cut_off_follower_loses_its_lease_before_the_leader_calls_it_over() {
         .find(|p| p.id == away)
         .unwrap();
     assert!(peer.lease_over);
-    // Back in touch: it holds a lease again and is no longer called over.
+    // Back in touch, it gets no lease until the leader is told that what
+    // it ran went elsewhere (a committed fence): the lease stays revoked.
     net.cut = None;
+    net.run(3 * heartbeat + 1);
+    assert_eq!(net.node(away).lease_ms(), 0);
+    assert!(net.node(leader).lease_over(away));
+    // Restored: it holds a lease again and is no longer called over.
+    let restore = net
+        .node(leader)
+        .change(cellfs::Change::Restore { id: away });
+    assert!(restore.is_ok());
     net.run(2 * heartbeat + 1);
     assert!(net.node(away).lease_ms() > 0);
     assert!(!net.node(leader).lease_over(away));
@@ -814,4 +823,50 @@ fn a_leader_with_a_minority_loses_its_lease_and_so_does_its_follower() {
     assert!(net.node(new).lease_over(old) && net.node(new).lease_over(with));
     assert_eq!(net.node(old).status().role, "leader", "it still thinks so");
     assert!(!net.node(old).lease_over(with));
+}
+
+#[test]
+fn writes_waiting_for_a_leader_fail_when_the_lease_is_lost_and_never_land() {
+    let (l, _, heartbeat) = lease_settings();
+    let mut net = Net::new(3);
+    net.run(2000);
+    let leader = net.leader().unwrap();
+    let away = (1..=3).find(|&i| i != leader).unwrap();
+    net.run(500);
+    assert!(net.node(away).lease_ms() > 0);
+    net.cut = Some(away);
+    // Once it no longer knows a leader, a write waits for one.
+    let cut_at = net.now;
+    while net.node(away).status().leader.is_some() {
+        net.run(1);
+        assert!(
+            net.now < cut_at + 2000,
+            "the cut-off node still names a leader"
+        );
+    }
+    let seq = net.node(away).propose(b"cmd-late".to_vec()).unwrap();
+    let failed = |net: &Net| {
+        net.commits[away as usize - 1].iter().any(|c| {
+            matches!(c, Commit::Done { proposal, result: Err(LogError::NoLeader) } if *proposal == seq)
+        })
+    };
+    while net.node(away).lease_ms() > 0 {
+        assert!(!failed(&net), "failed while the node held its lease");
+        net.run(1);
+    }
+    net.run(1);
+    assert!(
+        failed(&net),
+        "the waiting write is failed as the lease ends"
+    );
+    assert!(net.now <= cut_at + l + heartbeat + 2);
+    // Back in touch: it is never sent, so it never lands anywhere.
+    net.cut = None;
+    net.run(2000);
+    for id in 1..=3 {
+        assert!(
+            !net.entries(id).iter().any(|e| e == b"cmd-late"),
+            "node {id} applied a write failed at the lease's end"
+        );
+    }
 }

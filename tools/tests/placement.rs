@@ -65,15 +65,26 @@ fn beating(c: &Cluster, name: &str, script: &std::path::Path, lines: &[&str]) {
     }
 }
 
-/// `cat chan/beats/data` into a file, in the background, in mount `m`.
-fn follow(m: &Mount, what: &str, into: &std::path::Path) -> Child {
-    Command::new("bash")
+/// A process in the background, killed when dropped (so that a failed
+/// test leaves nothing holding its mount).
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cat WHAT` into a file, in the background, in mount `m`.
+fn follow(m: &Mount, what: &str, into: &std::path::Path) -> Bg {
+    Bg(Command::new("bash")
         .arg("-c")
         .arg(format!("exec cat {what} > {}", into.display()))
         .current_dir(m.path())
         .stdin(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap())
 }
 
 /// Every heartbeat read so far: agent → run id → (first, last) time.
@@ -119,11 +130,35 @@ fn assert_no_two_copies(beats: &std::path::Path) -> usize {
     checked
 }
 
-/// How many heartbeat scripts run for each agent now, by the
-/// `CELL0_AGENT` in their environment (as root, /proc shows them all,
-/// whatever their namespaces).
-fn copies() -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
+/// The `--id` of the `cell0 serve` process above `pid` (its node), if
+/// any.
+fn node_of(pid: u32) -> Option<u32> {
+    let mut p = pid;
+    for _ in 0..64 {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let ppid: u32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmd = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
+        let words: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        if words.iter().any(|w| *w == b"serve") {
+            let id = words.iter().skip_while(|w| **w != b"--id").nth(1)?;
+            return String::from_utf8_lossy(id).parse().ok();
+        }
+        p = ppid;
+    }
+    None
+}
+
+/// For each agent, its runs now, and the node each runs under: the
+/// heartbeat scripts are found by the `CELL0_AGENT` in their environment
+/// (as root, /proc shows them all), and a run is its pid namespace (each
+/// run has its own; a script's subshells share it).
+fn copies_where() -> BTreeMap<String, BTreeMap<PathBuf, Option<u32>>> {
+    let mut seen: BTreeMap<String, BTreeMap<PathBuf, Option<u32>>> = BTreeMap::new();
     for pid in cell0_tests::pids() {
         let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
@@ -134,15 +169,20 @@ fn copies() -> BTreeMap<String, usize> {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
+        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+            continue;
+        };
         if let Some(name) = env
             .split(|&b| b == 0)
             .find_map(|v| v.strip_prefix(b"CELL0_AGENT="))
         {
-            *out.entry(String::from_utf8_lossy(name).into_owned())
-                .or_default() += 1;
+            seen.entry(String::from_utf8_lossy(name).into_owned())
+                .or_default()
+                .entry(ns)
+                .or_insert_with(|| node_of(pid));
         }
     }
-    out
+    seen
 }
 
 /// Count copies every 20 ms until `stop`; the most of any agent seen at
@@ -150,10 +190,19 @@ fn copies() -> BTreeMap<String, usize> {
 fn watch_copies(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BTreeMap<String, usize>> {
     std::thread::spawn(move || {
         let mut most: BTreeMap<String, usize> = BTreeMap::new();
+        let start = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            for (name, n) in copies() {
-                let m = most.entry(name).or_default();
-                *m = (*m).max(n);
+            for (name, runs) in copies_where() {
+                let m = most.entry(name.clone()).or_default();
+                if runs.len() > 1 {
+                    eprintln!(
+                        "{:?}: {} runs of {name}, under node processes {:?}",
+                        start.elapsed(),
+                        runs.len(),
+                        runs.values().collect::<Vec<_>>()
+                    );
+                }
+                *m = (*m).max(runs.len());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -185,8 +234,8 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
     let scratch = tempfile::tempdir().unwrap();
     let beats = scratch.path().join("beats.txt");
     let events = scratch.path().join("events.txt");
-    let mut reader = follow(&m, "chan/beats/data", &beats);
-    let mut tail = follow(&m, "events", &events);
+    let reader = follow(&m, "chan/beats/data", &beats);
+    let tail = follow(&m, "events", &events);
     std::thread::sleep(Duration::from_millis(300));
     let script = scratch.path().join("beat.sh");
     std::fs::write(&script, BEAT).unwrap();
@@ -194,6 +243,7 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_copies(stop.clone());
+    let test_start = Instant::now();
 
     // Ten agents, spread: every node runs two.
     let names: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
@@ -218,6 +268,10 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
         .map(|n| (n.clone(), m.sh_ok(&format!("cat agent/{n}/key"))))
         .collect();
 
+    eprintln!(
+        "stage at {:?}: SIGKILL a node that runs agent",
+        test_start.elapsed()
+    );
     // SIGKILL a node that runs agents and does not lead: they run again
     // elsewhere, same key, with a trace block.
     let leader = c.leader_seen_by(0).unwrap();
@@ -253,6 +307,7 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
         "{node_status}"
     );
 
+    eprintln!("stage at {:?}: Cut a node off", test_start.elapsed());
     // Cut a node off (alive, but unreachable): its runner stops its
     // agents when its lease ends, and only then do they start elsewhere.
     let leader = c.leader_seen_by(0).unwrap();
@@ -273,6 +328,14 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
     if let Some(own) = own {
         assert_eq!(field(&own, "lease").as_deref(), Some("0ms"), "{own}");
     }
+    let log = c.node(cut).log();
+    eprintln!(
+        "node {cut_id} said: {}",
+        log.lines()
+            .filter(|l| l.contains("lease") || l.contains("runner"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     c.mend(cut);
     wait("the cut-off node let back", 30, || {
         cat(
@@ -283,6 +346,10 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
         .is_some_and(|s| field(&s, "fenced").as_deref() == Some("no"))
     });
 
+    eprintln!(
+        "stage at {:?}: move: stopped where it is",
+        test_start.elapsed()
+    );
     // move: stopped where it is, started there.
     let a = &names[0];
     let from = placed(&c, 0, a).unwrap();
@@ -304,6 +371,10 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
             .success()
     );
 
+    eprintln!(
+        "stage at {:?}: drain: every agent leaves",
+        test_start.elapsed()
+    );
     // drain: every agent leaves the node and none comes back until undrain.
     let drained = (1..=5)
         .find(|&n| n != victim_id && !on_node(&c, 0, &names, n).is_empty())
@@ -319,6 +390,7 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
     );
     m.sh_ok(&format!("echo undrain > swarm/nodes/{drained}/ctl"));
 
+    eprintln!("stage at {:?}: Constraints: a label", test_start.elapsed());
     // Constraints: a label, and one no node has (pending, with a reason).
     m.sh_ok(&format!("echo 'label zone=eu' > swarm/nodes/{drained}/ctl"));
     assert!(
@@ -357,10 +429,8 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
     }
     m.sh_ok("echo kill > agent/gpu/ctl");
     std::thread::sleep(Duration::from_millis(500));
-    let _ = reader.kill();
-    let _ = reader.wait();
-    let _ = tail.kill();
-    let _ = tail.wait();
+    drop(reader);
+    drop(tail);
     let seen = runs(&beats);
     for n in &names {
         assert!(seen.contains_key(n), "no heartbeat of {n}");

@@ -348,7 +348,7 @@ pub fn status_text(cx: &Ctx<'_>) -> String {
         }
         None => s.push_str("leader none\n"),
     }
-    match r.lease_ms {
+    match cx.lease_ms {
         Some(ms) => {
             let _ = writeln!(s, "lease {ms}");
         }

@@ -107,6 +107,9 @@ struct World<C> {
     verifications: u64,
     /// The log's view of the cluster as of the last poll, for `/raft`.
     raft: LogStatus,
+    /// When `raft` was taken (monotonic ns): its lease is counted down
+    /// from then.
+    raft_at: u64,
     /// What this node sees of the swarm, as the transport last said.
     vantage: crate::vantage::Vantage,
 }
@@ -199,6 +202,11 @@ impl<C: Clock> World<C> {
             unix_ms: self.unix_now / 1_000_000,
             waiting: &self.parked,
             raft: &self.raft,
+            // What is left of the lease now, not at the last poll: a
+            // runner must never see more than there is.
+            lease_ms: self.raft.lease_ms.map(|ms| {
+                ms.saturating_sub(self.mono_now.saturating_sub(self.raft_at) / 1_000_000)
+            }),
             vantage: &self.vantage,
             boot_proof: &self.config.boot_proof,
             key: &self.config.key,
@@ -332,6 +340,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             fids: 0,
             verifications: 0,
             raft: LogStatus::default(),
+            raft_at: started,
             vantage: crate::vantage::Vantage::default(),
         };
         world.event(
@@ -577,6 +586,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             self.run_wakes(out);
         }
         self.world.raft = status;
+        self.world.raft_at = self.world.mono_now;
         if self.log.wants_snapshot() {
             let state = &self.world.state;
             self.log.save_snapshot(Snapshot {

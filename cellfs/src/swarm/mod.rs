@@ -223,32 +223,38 @@ fn self_capacity(cx: &Ctx<'_>) -> Option<Command> {
     }))
 }
 
-/// The leader's next fencing change, if any: a member with agents placed
-/// on it whose lease the leader found over is fenced (its agents are
-/// placed elsewhere as the fence applies); a fenced member that holds a
-/// lease again is let back.
-fn fence(cx: &Ctx<'_>) -> Option<SwarmCmd> {
+/// The leader's next fencing change, if any. A member whose lease the
+/// leader found over (and revoked: see the Raft replica's `lease`) is
+/// fenced if agents are placed on it, which places them elsewhere as the
+/// fence applies; once that is committed (or if it ran nothing) and it
+/// answers again, the leader may grant it leases again (`Restore`, the
+/// leader's own business); a fenced member that holds a lease again is
+/// let back.
+fn fence(cx: &Ctx<'_>) -> Option<Command> {
     let swarm = &cx.state.swarm;
     for p in cx.raft.peers.iter().filter(|p| p.id != cx.raft.id) {
         let Some(n) = swarm.node(p.id) else {
             continue;
         };
-        match (n.fenced.is_some(), p.lease_over) {
-            (false, true) if cx.state.agents.runs_on(p.id) => {
-                return Some(SwarmCmd::Fence {
+        let fenced = n.fenced.is_some();
+        let up = p.state == "up";
+        if p.lease_over {
+            if !fenced && cx.state.agents.runs_on(p.id) {
+                return Some(Command::Swarm(SwarmCmd::Fence {
                     id: p.id,
                     on: true,
                     dead: liveness(cx, p.id) == Some(Liveness::Dead),
-                });
+                }));
             }
-            (true, false) => {
-                return Some(SwarmCmd::Fence {
-                    id: p.id,
-                    on: false,
-                    dead: false,
-                });
+            if up {
+                return Some(Command::Raft(crate::log::Change::Restore { id: p.id }));
             }
-            _ => {}
+        } else if fenced && up {
+            return Some(Command::Swarm(SwarmCmd::Fence {
+                id: p.id,
+                on: false,
+                dead: false,
+            }));
         }
     }
     None
@@ -423,16 +429,24 @@ impl Device for SwarmDev {
         {
             return;
         }
-        let mut cmd = self_join(cx).or_else(|| self_capacity(cx));
-        if cmd.is_none() && cx.raft.role == "leader" {
+        let mut cmds: Vec<Command> = self_join(cx)
+            .or_else(|| self_capacity(cx))
+            .into_iter()
+            .collect();
+        if cmds.is_empty() && cx.raft.leads() {
             let me = cx.vantage.me.as_ref().map_or(0, |m| m.id);
-            cmd = heal::next(&cx.state.swarm, &cx.state.membership, me, &LeaderSight(cx))
-                .map(Command::Raft)
-                .or_else(|| fence(cx).map(Command::Swarm));
+            // Fencing goes beside healing, never behind it: a dead voter
+            // takes several membership steps, and its agents wait for
+            // none of them.
+            cmds.extend(
+                heal::next(&cx.state.swarm, &cx.state.membership, me, &LeaderSight(cx))
+                    .map(Command::Raft),
+            );
+            cmds.extend(fence(cx));
         }
-        if let Some(c) = cmd {
+        if !cmds.is_empty() {
             pace.last_ms.set(Some(cx.unix_ms));
-            out.push(c);
+            out.extend(cmds);
         }
     }
 }

@@ -47,7 +47,7 @@ pub fn status(cx: &Ctx<'_>) -> String {
     let _ = writeln!(
         t,
         "lease {}",
-        or_dash(cx.raft.lease_ms.map(|ms| alloc::format!("{ms}ms")))
+        or_dash(cx.lease_ms.map(|ms| alloc::format!("{ms}ms")))
     );
     let _ = writeln!(t, "voters {}", id_list(m.voters.iter()));
     let _ = writeln!(t, "voters-wanted {}", s.voters);

@@ -237,10 +237,18 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
+impl Conn {
+    /// Shut the socket now: the reader thread ends and every request
+    /// waiting, or sent later, fails.
+    pub fn shut(&self) {
         let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let _ = w.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shut();
     }
 }
 

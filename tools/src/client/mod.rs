@@ -247,6 +247,12 @@ impl Client {
         self.root_qid
     }
 
+    /// End the session now, for every clone of it: what waits for an
+    /// answer fails at once, and so does every later request.
+    pub fn shut(&self) {
+        self.conn.shut();
+    }
+
     /// Why the connection is gone, or `None` while it works.
     pub fn closed(&self) -> Option<String> {
         self.conn.broken()

@@ -50,6 +50,19 @@
 //! nothing, so act on `lease_over` only through a committed entry: what a
 //! replaced leader decides from it never takes effect.
 //!
+//! Acting on it through a committed entry leaves one window: the entry
+//! is proposed when the peer's lease is over, and commits a little later;
+//! a peer back in between would hold a lease again while its agents are
+//! being placed elsewhere. So once this leader finds a peer's lease over,
+//! it *revokes* it: it grants that peer no lease (no echo) until told,
+//! by [`Change::Restore`](crate::log::Change::Restore), that what the peer
+//! ran has been placed elsewhere in a committed entry (or that it ran
+//! nothing). [`Replica::lease_over`] is true only for revoked peers. And
+//! a leader grants no lease before it has committed an entry of its own
+//! term: by then whatever an earlier leader decided about the peers and
+//! left in the log is committed too, and a peer's runner, reading its
+//! agents linearizably before it runs them again, sees it.
+//!
 //! Clocks: all of a node's times are its own `now`, which must not go back
 //! across restarts of the node; a stamp from the future (another life of
 //! the clock) is ignored.
@@ -83,6 +96,11 @@ pub(super) struct Leases {
     /// As leader, per follower, this term: the latest echo sent to it and
     /// when it was first sent.
     echo_sent: BTreeMap<u64, (u64, u64)>,
+    /// As leader, this term: peers whose lease it found over, granted
+    /// none until restored.
+    revoked: BTreeSet<u64>,
+    /// Whether this node held a lease at the last tick.
+    held: bool,
 }
 
 impl<S: Storage> Replica<S> {
@@ -100,6 +118,12 @@ impl<S: Storage> Replica<S> {
     /// elsewhere. False on other nodes, for this node itself, and while
     /// this leader holds no lease of its own (see the module comment).
     pub fn lease_over(&self, peer: u64) -> bool {
+        self.in_office() && self.lease_ms() > 0 && self.lease.revoked.contains(&peer)
+    }
+
+    /// Whether `peer`'s lease from this leader or an earlier one is
+    /// surely over by the clock (see the module comment).
+    fn lease_ran_out(&self, peer: u64) -> bool {
         if !self.in_office() || peer == self.me() || self.lease_ms() == 0 {
             return false;
         }
@@ -109,6 +133,37 @@ impl<S: Storage> Replica<S> {
             > since
                 .saturating_add(self.opts.lease_ms)
                 .saturating_add(self.opts.fence_margin_ms)
+    }
+
+    /// Leader only: grant `peer` leases again (see the module comment).
+    pub fn restore_lease(&mut self, peer: u64) {
+        if self.lease.revoked.remove(&peer) {
+            // Its old leases ran out; what it gets from now on is timed
+            // from here (and from the echoes sent from here).
+            self.lease.echo_sent.insert(peer, (0, self.now));
+        }
+    }
+
+    /// Revoke the leases of the peers whose lease ran out.
+    fn lease_revoke(&mut self) {
+        if !self.in_office() {
+            return;
+        }
+        let out: Vec<u64> = self
+            .node
+            .config()
+            .unique_nodes()
+            .map(|n| n.get())
+            .filter(|&p| !self.lease.revoked.contains(&p) && self.lease_ran_out(p))
+            .collect();
+        self.lease.revoked.extend(out);
+    }
+
+    /// Whether this leader has committed an entry of its own term (before
+    /// that it grants no lease).
+    fn committed_own_term(&self) -> bool {
+        let term = self.node.current_term();
+        self.node.log().entries().get_term(self.node.commit_index()) == Some(term)
     }
 
     /// Whether this node leads and has taken office in its current term.
@@ -124,13 +179,24 @@ impl<S: Storage> Replica<S> {
         l.stamps.clear();
         l.acked.clear();
         l.echo_sent.clear();
+        l.revoked.clear();
     }
 
-    /// A voter alone keeps its lease renewed (nobody else could lead).
+    /// A voter alone keeps its lease renewed (nobody else could lead); a
+    /// leader revokes the leases that ran out; a node that loses its
+    /// lease fails the writes still waiting for a leader.
     pub(super) fn lease_tick(&mut self) {
         if self.solo_voter() {
             self.lease.until = self.lease.until.max(self.now + self.opts.lease_ms);
         }
+        self.lease_revoke();
+        let held = self.lease_ms() > 0;
+        if self.lease.held && !held {
+            // What its agents asked for before they were stopped must not
+            // be sent once the node is back, when they may run elsewhere.
+            self.fail_queued();
+        }
+        self.lease.held = held;
     }
 
     /// An append of `term` came (before the engine sees it): note its
@@ -203,7 +269,11 @@ impl<S: Storage> Replica<S> {
                 ..
             } => {
                 *stamp = now;
-                let back = if self.in_office() && *term == self.lease.office.0 {
+                let back = if self.in_office()
+                    && *term == self.lease.office.0
+                    && !self.lease.revoked.contains(&to)
+                    && self.committed_own_term()
+                {
                     self.lease.stamps.get(&to).copied().unwrap_or(0)
                 } else {
                     0

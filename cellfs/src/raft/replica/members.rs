@@ -123,7 +123,7 @@ impl<S: Storage> Replica<S> {
                 });
                 return Ok(None);
             }
-            Change::Snapshot => return Ok(None),
+            Change::Snapshot | Change::Restore { .. } => return Ok(None),
         };
         let at = self.propose_membership(new, origin, seq).ok_or_else(|| {
             LogError::Refused(String::from(

@@ -473,6 +473,15 @@ impl<S: Storage> Replica<S> {
     pub fn change(&mut self, change: Change) -> Result<ProposalId, LogError> {
         let seq = self.new_seq()?;
         let deadline = self.now + self.opts.proposal_timeout_ms;
+        if let Change::Restore { id } = change {
+            // This leader's own business (see `lease`): done at once.
+            self.restore_lease(id);
+            self.commits.push(Commit::Done {
+                proposal: seq,
+                result: Ok(()),
+            });
+            return Ok(seq);
+        }
         if change == Change::Snapshot {
             // A snapshot is this node's own business: never forwarded.
             self.snapshot_asked.push(seq);
@@ -493,7 +502,7 @@ impl<S: Storage> Replica<S> {
             | Change::Promote { id }
             | Change::Demote { id } => *id == 0,
             Change::Replace { out, with } => *out == 0 || *with == 0,
-            Change::Snapshot => false,
+            Change::Snapshot | Change::Restore { .. } => false,
         };
         if zero {
             return Err(LogError::Refused(String::from(

@@ -223,6 +223,25 @@ impl<S: Storage> Replica<S> {
         }
     }
 
+    /// Fail the proposals that still wait for a leader (they are never
+    /// sent): the node lost its lease, and what was asked before may not
+    /// land after its agents run elsewhere.
+    pub(super) fn fail_queued(&mut self) {
+        let queued: Vec<ProposalId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| matches!(w.stage, Stage::Queued(Pending::Data(_))))
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in queued {
+            self.waiting.remove(&seq);
+            self.commits.push(Commit::Done {
+                proposal: seq,
+                result: Err(LogError::NoLeader),
+            });
+        }
+    }
+
     /// Send what waited for a leader.
     pub(super) fn flush_queued(&mut self) {
         let queued: Vec<ProposalId> = self

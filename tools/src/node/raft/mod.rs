@@ -116,6 +116,8 @@ struct Queues {
     inputs: Vec<Input>,
     commits: Vec<Commit>,
     status: LogStatus,
+    /// When `status` was taken.
+    status_at: Option<Instant>,
     wants_snapshot: bool,
     /// The replica may serve reads from what was applied (it leads
     /// alone): set by the thread after each batch. It can only turn false
@@ -269,7 +271,13 @@ impl Log for RaftLog {
     }
 
     fn status(&self) -> LogStatus {
-        lock(&self.shared).status.clone()
+        let q = lock(&self.shared);
+        let mut s = q.status.clone();
+        // Counted down to now: the thread may have slept since (a node
+        // cut off hears nothing that would wake it).
+        let age = q.status_at.map_or(0, |t| t.elapsed().as_millis() as u64);
+        s.lease_ms = s.lease_ms.map(|ms| ms.saturating_sub(age));
+        s
     }
 }
 
@@ -374,6 +382,7 @@ fn run<S: CleanStop, W: Wire>(mut r: Replica<S>, wire: W, shared: Arc<Shared>, n
             let mut q = lock(&shared);
             q.commits.append(&mut commits);
             q.status = r.status();
+            q.status_at = Some(Instant::now());
             // A `snapshot` asked for commits nothing: the server must be
             // woken to take it, or the write waits for the next commit.
             had |= r.wants_snapshot() && !q.wants_snapshot;

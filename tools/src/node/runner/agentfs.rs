@@ -16,7 +16,8 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ninep::Dialect;
 
@@ -24,24 +25,58 @@ use crate::client::{Client, Options};
 use crate::identity::ClientToken;
 use crate::mount::log::Sink;
 
+/// The 9P sessions the runner's agents' mounts are served over, so that
+/// a runner that must stop its agents at once (its node lost its lease)
+/// can end them: a program blocked in a request on its mount (which no
+/// KILL interrupts once the request is read) then gets an error and
+/// dies, instead of waiting for a node that is cut off.
+#[derive(Clone, Default)]
+pub struct Sessions(Arc<Mutex<Vec<(u64, Client)>>>);
+
+impl Sessions {
+    fn add(&self, client: &Client) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.lock().push((id, client.clone()));
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().retain(|(i, _)| *i != id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Client)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// End every session: requests on the mounts fail from now on.
+    pub fn shut_all(&self) {
+        for (_, c) in self.lock().iter() {
+            c.shut();
+        }
+    }
+}
+
 /// The descriptors one run of an agent gets, in the order the shim
 /// expects them (`READY_FD` to `PROGRAM_FD`); the thread that will serve
-/// its mount is started.
+/// its mount is started, its session kept in `sessions`.
 pub fn descriptors(
     agent: &str,
     addr: &str,
     token: &str,
     program: &Path,
+    sessions: &Sessions,
 ) -> io::Result<Vec<OwnedFd>> {
     let (ready, for_run) = socket_pair()?;
     let token_fd = memfd(token)?;
     let program = program_mount(program)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
     let (agent, addr, token) = (agent.to_string(), addr.to_string(), token.to_string());
+    let sessions = sessions.clone();
     std::thread::Builder::new()
         .name(format!("cell0-agentfs-{agent}"))
         .spawn(move || {
-            if let Err(e) = serve(ready, &addr, &token) {
+            if let Err(e) = serve(ready, &addr, &token, &sessions) {
                 eprintln!("cell0 runner: agent {agent}'s mount of the tree: {e:#}");
             }
         })?;
@@ -88,7 +123,7 @@ fn program_mount(program: &Path) -> io::Result<OwnedFd> {
 
 /// Wait until the sandbox hands over its mounted FUSE connection on
 /// `ready` (end of file: it never mounted), then serve it.
-fn serve(ready: OwnedFd, addr: &str, token: &str) -> anyhow::Result<()> {
+fn serve(ready: OwnedFd, addr: &str, token: &str, sessions: &Sessions) -> anyhow::Result<()> {
     let Some(Handed { fuse, stderr, pid }) = receive(&ready)? else {
         return Ok(());
     };
@@ -105,7 +140,10 @@ fn serve(ready: OwnedFd, addr: &str, token: &str) -> anyhow::Result<()> {
     // closed its own) aborts the connection, and the program's calls on
     // the mount fail (ENOTCONN) instead of waiting.
     let client = Client::connect_with(addr, &opts)?;
-    crate::mount::serve_connection(client, fuse, proc, log)
+    let id = sessions.add(&client);
+    let r = crate::mount::serve_connection(client, fuse, proc, log);
+    sessions.remove(id);
+    r
 }
 
 /// A close-on-exec pair of connected Unix sockets (SOCK_SEQPACKET); the

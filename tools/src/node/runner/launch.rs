@@ -29,6 +29,8 @@ pub struct Launcher {
     /// How agents run here: sandboxed, or (only when the node's owner
     /// said so) unconfined.
     pub confinement: Confinement,
+    /// The sessions its agents' mounts are served over.
+    pub sessions: super::agentfs::Sessions,
 }
 
 /// How the runner runs agents.
@@ -140,11 +142,14 @@ impl Launcher {
             .env("CELL0_NET", if spec.network { "1" } else { "0" })
             .env("CELL0_AGENT", name);
         let (addr, program) = (self.addr.clone(), PathBuf::from(&exec.path));
+        let sessions = self.sessions.clone();
         if sandboxed {
             s.devices = vec![PathBuf::from(crate::node::shim::FUSE_DEVICE)];
         }
         s.fds = Some(if sandboxed {
-            Fds::new(move |agent| super::agentfs::descriptors(agent, &addr, &token, &program))
+            Fds::new(move |agent| {
+                super::agentfs::descriptors(agent, &addr, &token, &program, &sessions)
+            })
         } else {
             Fds::new(move |_| Ok(vec![super::agentfs::memfd(&token)?]))
         });

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use cell0_agents::Killer;
 
 use super::Notice;
+use super::agentfs::Sessions;
 use super::tree::Tree;
 use crate::client::ClientError;
 
@@ -55,6 +56,10 @@ impl Gate {
 
 /// One reading of `/swarm/status`.
 struct Reading {
+    /// The node refused the read: no swarm as far as this runner can
+    /// tell, unless it has seen one (then it is only a read that failed:
+    /// a node cut off cannot serve it).
+    refused: bool,
     sent: Instant,
     me: Option<u64>,
     /// The lease left (`None`: the log has no leases).
@@ -64,6 +69,7 @@ struct Reading {
 /// `node` and `lease` of a `/swarm/status` text.
 fn parse(text: &str, sent: Instant) -> Reading {
     let mut r = Reading {
+        refused: false,
         sent,
         me: None,
         lease: None,
@@ -85,7 +91,13 @@ fn parse(text: &str, sent: Instant) -> Reading {
 
 /// Watch the lease of the node behind `tree`; kill through `killer` and
 /// tell the loop (`tx`) when it is lost or held again.
-pub fn watch(tree: Tree, gate: Gate, killer: Killer, tx: Sender<Notice>) -> std::io::Result<()> {
+pub fn watch(
+    tree: Tree,
+    gate: Gate,
+    killer: Killer,
+    sessions: Sessions,
+    tx: Sender<Notice>,
+) -> std::io::Result<()> {
     let (rtx, rrx) = mpsc::channel::<Reading>();
     std::thread::Builder::new()
         .name("cell0-runner-lease-read".into())
@@ -103,6 +115,7 @@ pub fn watch(tree: Tree, gate: Gate, killer: Killer, tx: Sender<Notice>) -> std:
                         | ClientError::Refused { .. }
                         | ClientError::NotFound(_),
                     ) => Some(Reading {
+                        refused: true,
                         sent,
                         me: None,
                         lease: None,
@@ -127,6 +140,7 @@ pub fn watch(tree: Tree, gate: Gate, killer: Killer, tx: Sender<Notice>) -> std:
                     d.saturating_duration_since(Instant::now())
                 });
                 let change = match rrx.recv_timeout(wait) {
+                    Ok(r) if r.refused && gate.lock().me.is_some() => None,
                     Ok(r) => {
                         let mut st = gate.lock();
                         let before = *st;
@@ -155,6 +169,9 @@ pub fn watch(tree: Tree, gate: Gate, killer: Killer, tx: Sender<Notice>) -> std:
                             st.held = false;
                             deadline = None;
                             let killed = killer.kill_all();
+                            // A program blocked in a request on its mount
+                            // dies only once the request is answered.
+                            sessions.shut_all();
                             if !killed.is_empty() {
                                 eprintln!(
                                     "cell0 runner: node {} lost its lease; killed its agents ({})",

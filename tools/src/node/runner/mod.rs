@@ -210,16 +210,18 @@ fn setup(
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
         })?;
+    let sessions = agentfs::Sessions::default();
     let launcher = Launcher {
         addr: agent_addr.to_string(),
         token: token.clone(),
         shim,
         hide,
         confinement,
+        sessions: sessions.clone(),
     };
     let killer = sup.killer();
     let runner = Runner::new(name.to_string(), tree.clone(), launcher, sup)?;
-    lease::watch(tree, runner.gate.clone(), killer, lease_tx)?;
+    lease::watch(tree, runner.gate.clone(), killer, sessions, lease_tx)?;
     Ok(runner)
 }
 
