@@ -410,6 +410,37 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
     );
     assert!(s.contains("placed -\n"), "{s}");
 
+    // A sub-agent tree spans nodes, and stopping the parent stops the
+    // child where it runs.
+    let (pn, cn) = (placed(&c, 0, "eu").unwrap(), placed(&c, 0, &names[1]).unwrap());
+    let cn = if cn == pn {
+        (1..=5).find(|&n| n != pn && n != victim_id).unwrap()
+    } else {
+        cn
+    };
+    beating(&c, "parent", &script, &[&format!("place node={pn}")]);
+    m.sh_ok("echo 'spawn child w /chan/beats' > agent/parent/ctl");
+    for l in [
+        format!("exec {}", script.display()),
+        format!("place node={cn}"),
+        "start".to_string(),
+    ] {
+        m.sh_ok(&format!("echo '{l}' > agent/child/ctl"));
+    }
+    wait("parent and child running on their nodes", 30, || {
+        running(&c, 0, "parent")
+            && running(&c, 0, "child")
+            && placed(&c, 0, "parent") == Some(pn)
+            && placed(&c, 0, "child") == Some(cn)
+    });
+    assert_eq!(m.sh_ok("cat agent/parent/children").trim(), "child");
+    m.sh_ok("echo stop > agent/parent/ctl");
+    wait("the child stopped with its parent, its process gone", 30, || {
+        agent_field(&c, 0, "child", "state").as_deref() == Some("stopped")
+            && !copies_where().contains_key("child")
+            && !copies_where().contains_key("parent")
+    });
+
     // Events tell each placement, move and failover.
     std::thread::sleep(Duration::from_millis(500));
     let ev = std::fs::read_to_string(&events).unwrap_or_default();

@@ -42,6 +42,7 @@ pub fn follow(client: Client, tx: Sender<Notice>) -> String {
         for line in String::from_utf8_lossy(data).lines() {
             let msg = match changed(line) {
                 Some(Seen::Agent(name)) => Notice::Changed(name.to_string()),
+                Some(Seen::Placed(name, node)) => Notice::Placed(name.to_string(), node),
                 Some(Seen::Lost) => Notice::Resync,
                 None => continue,
             };
@@ -57,6 +58,8 @@ pub fn follow(client: Client, tx: Sender<Notice>) -> String {
 enum Seen<'a> {
     /// Agent NAME's desired state may have changed.
     Agent(&'a str),
+    /// Agent NAME was placed on this node (`None`: on none, it waits).
+    Placed(&'a str, Option<u64>),
     /// Events were lost: look at everything again.
     Lost,
 }
@@ -85,12 +88,17 @@ fn changed(line: &str) -> Option<Seen<'_>> {
         }
         "place" => {
             let rest = text.strip_prefix("agent ")?;
-            Some(Seen::Agent(rest.split_once(": ")?.0))
+            let (name, what) = rest.split_once(": ")?;
+            let node = what
+                .split(' ')
+                .find_map(|w| w.strip_prefix("node=").or_else(|| w.strip_prefix("to=")))
+                .and_then(|n| n.parse().ok());
+            Some(Seen::Placed(name, node))
         }
         "ctl" | "drift" => {
             let rest = text.strip_prefix("agent ")?;
             let (name, what) = rest.split_once(": ")?;
-            let reported = ["report ", "stderr ", "log "]
+            let reported = ["report ", "stderr ", "log ", "epoch "]
                 .iter()
                 .any(|p| what.starts_with(p));
             (kind == "drift" || !reported).then_some(Seen::Agent(name))
@@ -118,8 +126,17 @@ mod tests {
         assert_eq!(changed("7 100 lost 12"), Some(Seen::Lost));
         assert_eq!(
             changed("7 100 place agent w1: moved from=2 to=3 reason=drain epoch=4"),
-            Some(Seen::Agent("w1"))
+            Some(Seen::Placed("w1", Some(3)))
         );
+        assert_eq!(
+            changed("7 100 place agent w1: placed node=5 epoch=1"),
+            Some(Seen::Placed("w1", Some(5)))
+        );
+        assert_eq!(
+            changed("7 100 place agent w1: pending reason=no node can take it"),
+            Some(Seen::Placed("w1", None))
+        );
+        assert_eq!(changed("7 100 ctl agent w1: epoch 4"), None);
         assert_eq!(changed("7 100 swarm drain node=2"), Some(Seen::Lost));
         assert_eq!(changed("7 100 swarm alive node=2"), None);
         // The runners' own lines, and other objects, are not changes.

@@ -70,6 +70,8 @@ pub struct Confine {
 pub enum Notice {
     /// Agent NAME may have changed in the tree.
     Changed(String),
+    /// Agent NAME was placed on node ID (`None`: on none).
+    Placed(String, Option<u64>),
     /// Look at every agent again.
     Resync,
     /// The supervisor reports this.

@@ -128,6 +128,10 @@ pub struct Runner {
     reports: SyncSender<(String, String)>,
     /// The node's lease: placed agents start only under it.
     pub(super) gate: Gate,
+    /// Where each agent is placed, as far as this runner has seen (from
+    /// `place` events and specs): an event about an agent placed on
+    /// another node and not held here needs no read of its spec.
+    placed: HashMap<String, Option<u64>>,
 }
 
 impl Runner {
@@ -159,6 +163,7 @@ impl Runner {
             held: HashMap::new(),
             reports,
             gate: Gate::default(),
+            placed: HashMap::new(),
         })
     }
 
@@ -170,9 +175,19 @@ impl Runner {
             let now = Instant::now();
             let wait = next_log.min(next_sync).saturating_duration_since(now);
             match rx.recv_timeout(wait) {
-                Ok(Notice::Changed(name)) => self.visit(&name),
+                Ok(Notice::Changed(name)) => {
+                    if self.concerns(&name) {
+                        self.visit(&name);
+                    }
+                }
+                Ok(Notice::Placed(name, node)) => {
+                    self.placed.insert(name.clone(), node);
+                    if self.concerns(&name) {
+                        self.visit(&name);
+                    }
+                }
                 Ok(Notice::Resync) => {
-                    self.resync();
+                    self.resync(true);
                     next_sync = Instant::now() + RESYNC_EVERY;
                 }
                 Ok(Notice::Sup(ev)) => self.on_event(ev),
@@ -180,7 +195,7 @@ impl Runner {
                     if st.held {
                         // Held again: the agents still placed here run
                         // again (resumed), the others stay elsewhere.
-                        self.resync();
+                        self.resync(true);
                     } else {
                         // The watchdog killed them all: they are this
                         // node's no more until the lease is back.
@@ -196,14 +211,16 @@ impl Runner {
                 next_log = now + LOG_EVERY;
             }
             if now >= next_sync {
-                self.resync();
+                self.resync(false);
                 next_sync = now + RESYNC_EVERY;
             }
         }
     }
 
-    /// Look at every agent.
-    fn resync(&mut self) {
+    /// Look at every agent (`all`), or at those that may concern this
+    /// runner (the periodic look, in case an event was missed: one about
+    /// an agent placed elsewhere was seen, or it would not be known so).
+    fn resync(&mut self, all: bool) {
         let names = match self.tree.agents() {
             Ok(n) => n,
             Err(e) => {
@@ -212,7 +229,9 @@ impl Runner {
             }
         };
         for name in &names {
-            self.visit(name);
+            if all || self.concerns(name) {
+                self.visit(name);
+            }
         }
         let gone: Vec<String> = self
             .held
@@ -225,12 +244,28 @@ impl Runner {
         }
     }
 
+    /// Whether an event about agent `name` may concern this runner: not
+    /// when, in a swarm, it is known to be placed on another node (or on
+    /// none) and this runner does not hold it.
+    fn concerns(&self, name: &str) -> bool {
+        let Some(me) = self.gate.lock().me else {
+            return true;
+        };
+        match self.placed.get(name) {
+            Some(&node) => node == Some(me) || self.held.contains_key(name),
+            None => true,
+        }
+    }
+
     /// Agent `name` may have changed: read what the tree wants of it and
     /// act.
     fn visit(&mut self, name: &str) {
         match self.tree.spec(name) {
             Ok(Found::Spec(text)) => match RunSpec::parse(&text) {
-                Ok(spec) => self.reconcile(name, &spec),
+                Ok(spec) => {
+                    self.placed.insert(name.to_string(), spec.placed);
+                    self.reconcile(name, &spec)
+                }
                 Err(e) => eprintln!("cell0 runner {}: /agent/{name}/spec: {e}", self.name),
             },
             Ok(Found::Gone) => self.forget(name),
@@ -238,7 +273,8 @@ impl Runner {
         }
     }
 
-    /// Agent `name` is gone from the tree: end its processes.
+    /// Agent `name` is gone from the tree, or from this node: end its
+    /// processes.
     fn forget(&mut self, name: &str) {
         if self.held.remove(name).is_some() {
             let _ = self.sup.kill(name);
@@ -348,13 +384,16 @@ impl Runner {
         }
         let lost = held.is_none() && resumable;
         if !mine {
-            let claim = match epoch {
-                Some(e) => format!("epoch {e}\nreport claim runner={}\n", self.name),
-                None => format!("report claim runner={}\n", self.name),
-            };
-            if self.tree.ctl(name, &claim).is_err() {
-                // Another runner claimed it first, or it was placed
-                // again meanwhile.
+            let claim = format!("report claim runner={}\n", self.name);
+            if epoch.is_some() {
+                // In a swarm the placement decides whose it is, and the
+                // lease keeps two from running it: the claim goes with
+                // the reports that follow, not before the start. (If the
+                // agent was placed again meanwhile, it is refused, and
+                // the place event ends this run.)
+                self.report_as(name, epoch, &claim);
+            } else if self.tree.ctl(name, &claim).is_err() {
+                // Another runner claimed it first.
                 return;
             }
         }
