@@ -191,10 +191,15 @@ fn measure(plan: &Plan, agents: usize, dir: &Path) -> anyhow::Result<()> {
     let leader = cluster.leader()?.id;
     let c = spawn::client(&cluster, leader)?;
     let names: Vec<String> = (0..agents).map(|i| format!("a{i}")).collect();
+    let names = names.as_slice();
     let alone = ALONE.min(agents);
     let mut ledger = Ledger::default();
     let made = Instant::now();
-    let started = spawn::start_all(&c, &f, &mut ledger, &names, alone, BATCH, wait)?;
+    let started = spawn::start_all(&c, &f, &mut ledger, names, alone, BATCH, wait)?;
+    // The figures are of the agents started.
+    let names = &names[..started.asked];
+    let agents = names.len();
+    let alone = alone.min(agents);
     println!(
         "{} agents made and started through node {leader} (the leader) in {:.1} s: the first {alone} one at a time, the rest {BATCH} at a time, each batch waited for; {} did not run",
         started.asked,
@@ -260,7 +265,7 @@ fn measure(plan: &Plan, agents: usize, dir: &Path) -> anyhow::Result<()> {
         other.len(),
         quantiles(&other)
     );
-    let counts = failover::per_node(&ledger, &names, &ids);
+    let counts = failover::per_node(&ledger, names, &ids);
     let per: Vec<usize> = counts.values().copied().collect();
     let (min, max) = (
         per.iter().copied().min().unwrap_or(0),
@@ -293,7 +298,7 @@ fn measure(plan: &Plan, agents: usize, dir: &Path) -> anyhow::Result<()> {
             &mut views,
             &f,
             &mut ledger,
-            &names,
+            names,
             plan.failover,
         )?;
         println!();

@@ -48,7 +48,9 @@ pub struct Started {
 /// (each waited for before the next), the rest `batch` at a time (all
 /// made, then all started, then waited for together); each batch may
 /// take `wait` to run. Lines from `f` go into `ledger`. A batch that does
-/// not run in time is said and the run goes on.
+/// not run in time is said, given `wait` more, and ends the run: the
+/// runners have fallen behind, and more agents would only pile up (the
+/// figures are of those started).
 pub fn start_all(
     c: &Client,
     f: &Followers<Line>,
@@ -62,7 +64,7 @@ pub fn start_all(
     let batches = names[..alone]
         .chunks(1)
         .chain(names[alone..].chunks(batch.max(1)));
-    let mut not_running = 0;
+    let mut asked = 0;
     let mut writes = Vec::with_capacity(names.len());
     for b in batches {
         for n in b {
@@ -73,30 +75,48 @@ pub fn start_all(
             ctl(c, n, PROGRAM)?;
             writes.push(Some(t0.elapsed()));
         }
+        asked += b.len();
+        let started = &names[..asked];
         let running = |l: &Ledger| {
-            b.iter()
+            started
+                .iter()
                 .all(|n| l.get(n).is_some_and(|t| t.first_run().is_some()))
         };
-        if !ledger.pump(f, Instant::now() + wait, running) {
-            let late: Vec<&String> = b
-                .iter()
-                .filter(|n| ledger.get(n).is_none_or(|t| t.first_run().is_none()))
-                .collect();
-            println!(
-                "note: {} of a batch of {} did not report running within {wait:?} (first: {}; its status:\n{})",
-                late.len(),
-                b.len(),
-                late[0],
-                c.read_file(&format!("/agent/{}/status", late[0]))
-                    .map(|s| String::from_utf8_lossy(&s).trim_end().replace('\n', "; "))
-                    .unwrap_or_default()
-            );
-            not_running += late.len();
+        if ledger.pump(f, Instant::now() + wait, running) {
+            continue;
         }
+        let late = |l: &Ledger| -> Vec<String> {
+            started
+                .iter()
+                .filter(|n| l.get(n).is_none_or(|t| t.first_run().is_none()))
+                .cloned()
+                .collect()
+        };
+        let first = late(ledger);
+        println!(
+            "note: {} of the {asked} agents started did not report running within {wait:?} of their batch's start; one of them:\n  {}",
+            first.len(),
+            c.read_file(&format!("/agent/{}/status", first[0]))
+                .map(|s| String::from_utf8_lossy(&s).trim_end().replace('\n', "; "))
+                .unwrap_or_default()
+        );
+        ledger.pump(f, Instant::now() + wait, running);
+        let not_running = late(ledger).len();
+        if asked < names.len() {
+            println!(
+                "note: the runners fell behind: {not_running} still not running {wait:?} later; starting no more than these {asked} of {}",
+                names.len()
+            );
+        }
+        return Ok(Started {
+            asked,
+            not_running,
+            writes,
+        });
     }
     Ok(Started {
-        asked: names.len(),
-        not_running,
+        asked,
+        not_running: 0,
         writes,
     })
 }
