@@ -203,13 +203,39 @@ const BWRAP: &[&str] = &[
     "/bin/true",
 ];
 
-/// The peer: `runs` bubblewrap sandboxes one after another, each timed
-/// from its start until `true` in it has run and it has ended (an upper
-/// bound on its spawn), beside cell0's spawns (`spawn_ns`, sorted).
+/// The peer: `runs` bubblewrap sandboxes one after another (see
+/// [`bwrap_runs`]) beside cell0's spawns (`spawn_ns`, sorted).
 fn peer(runs: usize, spawn_ns: &[u64]) -> anyhow::Result<()> {
-    if !crate::config::on_path("bwrap") {
+    let Some(ns) = bwrap_runs(runs)? else {
         println!("peer: bwrap is not installed (apt-get install bubblewrap): no peer figures");
         return Ok(());
+    };
+    let (p50, p99) = (percentile_us(&ns, 0.50), percentile_us(&ns, 0.99));
+    println!(
+        "peer: {BWRAP_LABEL} until /bin/true has run and exited, {runs} runs: p50 {:.2} ms  p99 {:.2} ms",
+        p50 / 1000.0,
+        p99 / 1000.0,
+    );
+    if !spawn_ns.is_empty() {
+        println!(
+            "cell0/bwrap spawn: p50 {:.2}, p99 {:.2}",
+            percentile_us(spawn_ns, 0.50) / p50,
+            percentile_us(spawn_ns, 0.99) / p99,
+        );
+    }
+    Ok(())
+}
+
+/// How the peer's sandbox is named in the figures.
+pub(super) const BWRAP_LABEL: &str =
+    "bwrap --unshare-all (ro system, proc, dev, tmpfs /tmp, no caps)";
+
+/// `runs` bubblewrap sandboxes ([`BWRAP`]) one after another, each timed
+/// from its start until `true` in it has run and it has ended (an upper
+/// bound on its spawn), in ns, sorted; `None` if bwrap is not installed.
+pub(super) fn bwrap_runs(runs: usize) -> anyhow::Result<Option<Vec<u64>>> {
+    if !crate::config::on_path("bwrap") {
+        return Ok(None);
     }
     let mut ns = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -229,24 +255,11 @@ fn peer(runs: usize, spawn_ns: &[u64]) -> anyhow::Result<()> {
         ns.push(t0.elapsed().as_nanos() as u64);
     }
     ns.sort_unstable();
-    let (p50, p99) = (percentile_us(&ns, 0.50), percentile_us(&ns, 0.99));
-    println!(
-        "peer: bwrap --unshare-all (ro system, proc, dev, tmpfs /tmp, no caps) until /bin/true has run and exited, {runs} runs: p50 {:.2} ms  p99 {:.2} ms",
-        p50 / 1000.0,
-        p99 / 1000.0,
-    );
-    if !spawn_ns.is_empty() {
-        println!(
-            "cell0/bwrap spawn: p50 {:.2}, p99 {:.2}",
-            percentile_us(spawn_ns, 0.50) / p50,
-            percentile_us(spawn_ns, 0.99) / p99,
-        );
-    }
-    Ok(())
+    Ok(Some(ns))
 }
 
 /// `mkdir /agent/NAME`.
-fn mkdir_agent(c: &Client, name: &str) -> anyhow::Result<()> {
+pub(super) fn mkdir_agent(c: &Client, name: &str) -> anyhow::Result<()> {
     let fid = c.walk_path("/agent")?;
     let r = c.create(fid, name, ninep::stat::DMDIR | 0o755, mode::OREAD);
     let _ = c.clunk(fid);
@@ -255,7 +268,7 @@ fn mkdir_agent(c: &Client, name: &str) -> anyhow::Result<()> {
 }
 
 /// Write `lines` to agent `name`'s ctl in one write.
-fn ctl(c: &Client, name: &str, lines: &str) -> anyhow::Result<()> {
+pub(super) fn ctl(c: &Client, name: &str, lines: &str) -> anyhow::Result<()> {
     let path = format!("/agent/{name}/ctl");
     c.write_file(&path, lines.as_bytes())
         .with_context(|| format!("{path}: {}", lines.trim_end()))

@@ -15,7 +15,8 @@
 //! pub/sub (see [`chan`]); `cell0 bench agents`, agent spawns, creation
 //! and memory (see [`agents`]); `cell0 bench swarm`, a swarm's failure
 //! detection, healing and gossip cost against etcd's leader failover (see
-//! [`swarm`]).
+//! [`swarm`]); `cell0 bench placement`, agents placed on a swarm's nodes:
+//! scheduling, spawn, evenness and failover (see [`placement`]).
 
 mod agents;
 mod chan;
@@ -23,6 +24,7 @@ mod conn;
 mod enforce;
 mod execs;
 mod floor;
+mod placement;
 mod raft;
 mod servers;
 mod swarm;
@@ -49,6 +51,9 @@ pub enum Case {
     /// A swarm of N processes: deaths noticed, voters and leader restored,
     /// gossip cost, false deaths under loss; etcd's leader failover.
     Swarm,
+    /// Agents placed on a swarm's nodes: scheduling and spawn latency,
+    /// evenness, a dead node's agents running elsewhere.
+    Placement,
 }
 
 /// Flags of `cell0 bench`.
@@ -82,13 +87,15 @@ pub struct BenchArgs {
     pub writers: Vec<usize>,
     /// With raft: Cell0 cluster sizes to measure (comma-separated)
     /// [default: 1,3]. With swarm: swarm sizes, 2 to 100, each measured
-    /// in a run of its own [default: 7].
+    /// in a run of its own [default: 7]. With placement: the swarm's size,
+    /// one [default: 7].
     #[arg(long, value_delimiter = ',', requires = "case")]
     pub nodes: Vec<usize>,
     /// With raft or swarm: leave etcd out (it is needed otherwise).
     #[arg(long, requires = "case")]
     pub no_etcd: bool,
-    /// With swarm: how many voters the swarm wants (odd, 1 to 9).
+    /// With swarm or placement: how many voters the swarm wants (odd, 1
+    /// to 9).
     #[arg(long, default_value_t = 3, requires = "case")]
     pub voters: u8,
     /// With swarm: members to SIGKILL, one at a time and restarted after
@@ -107,11 +114,12 @@ pub struct BenchArgs {
     /// measured over.
     #[arg(long, default_value_t = 10, requires = "case")]
     pub window_secs: u64,
-    /// With swarm: keep the nodes' data and logs (they stay anyway after
-    /// a failure).
+    /// With swarm or placement: keep the nodes' data and logs (they stay
+    /// anyway after a failure).
     #[arg(long, requires = "case")]
     pub keep: bool,
-    /// With agents: how many agents to make.
+    /// With agents: how many agents to make. With placement: how many to
+    /// run on the swarm (fewer, with a note, if the host has no room).
     #[arg(long, default_value_t = 1000, requires = "case")]
     pub agents: usize,
     /// With agents: how many of them to start (each spawn timed) and
@@ -124,6 +132,13 @@ pub struct BenchArgs {
     /// cost, apart from the limits'.
     #[arg(long, requires = "case")]
     pub unlimited: bool,
+    /// With placement: kill no node (no failover figures).
+    #[arg(long, requires = "case")]
+    pub no_kill: bool,
+    /// With placement: seconds a killed node's agents may take to run
+    /// elsewhere before they count as not back.
+    #[arg(long, default_value_t = 30, requires = "case")]
+    pub failover_secs: u64,
 }
 
 /// Run the benchmarks and print the figures.
@@ -146,15 +161,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         });
     }
     if args.case == Some(Case::Swarm) {
-        anyhow::ensure!(
-            args.addr.is_none(),
-            "bench swarm starts its own swarm; --addr is for the 9P cases"
-        );
-        anyhow::ensure!(
-            args.voters % 2 == 1 && args.voters <= 9,
-            "--voters {}: an odd number from 1 to 9, as swarm(3) takes",
-            args.voters
-        );
+        swarm_args(&args, "swarm")?;
         anyhow::ensure!(
             args.loss_secs > 0 && args.window_secs > 0,
             "--loss-secs and --window-secs must be at least 1"
@@ -171,6 +178,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             loss_span: Duration::from_secs(args.loss_secs),
             window: Duration::from_secs(args.window_secs),
             etcd: !args.no_etcd,
+            keep: args.keep,
+        });
+    }
+    if args.case == Some(Case::Placement) {
+        swarm_args(&args, "placement")?;
+        anyhow::ensure!(
+            args.nodes.len() <= 1,
+            "bench placement measures one swarm size: --nodes N"
+        );
+        anyhow::ensure!(args.failover_secs > 0, "--failover-secs must be at least 1");
+        return placement::run(&placement::Plan {
+            nodes: args.nodes.first().copied().unwrap_or(7),
+            voters: args.voters,
+            agents: args.agents,
+            kill: !args.no_kill,
+            failover: Duration::from_secs(args.failover_secs),
             keep: args.keep,
         });
     }
@@ -259,6 +282,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The flags `bench swarm` and `bench placement` check alike.
+fn swarm_args(args: &BenchArgs, case: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.addr.is_none(),
+        "bench {case} starts its own swarm; --addr is for the 9P cases"
+    );
+    anyhow::ensure!(
+        args.voters % 2 == 1 && args.voters <= 9,
+        "--voters {}: an odd number from 1 to 9, as swarm(3) takes",
+        args.voters
+    );
     Ok(())
 }
 

@@ -31,17 +31,30 @@ pub struct Seen {
     pub node: u64,
 }
 
-/// Followers of the members' `/events`, all feeding one channel.
-pub struct Followers {
+/// Followers of the members' `/events`, all feeding one channel with
+/// the lines `parse` keeps (the swarm's, [`Seen`], unless told).
+pub struct Followers<T = Seen> {
     opts: Options,
     addrs: Vec<(u64, String)>,
-    tx: Sender<Seen>,
-    rx: Receiver<Seen>,
+    parse: fn(u64, &str) -> Option<T>,
+    tx: Sender<T>,
+    rx: Receiver<T>,
 }
 
 impl Followers {
-    /// Follow every member of `cluster`.
+    /// Follow every member of `cluster` for its swarm lines.
     pub fn new(cluster: &LocalCluster) -> anyhow::Result<Followers> {
+        Followers::with_parser(cluster, parse)
+    }
+}
+
+impl<T: Send + 'static> Followers<T> {
+    /// Follow every member of `cluster`, keeping what `parse` makes of a
+    /// line (given the member's id and the line).
+    pub fn with_parser(
+        cluster: &LocalCluster,
+        parse: fn(u64, &str) -> Option<T>,
+    ) -> anyhow::Result<Followers<T>> {
         let token = ClientToken::resolve(Some(cluster.token()), None)?;
         let (tx, rx) = channel();
         let f = Followers {
@@ -51,6 +64,7 @@ impl Followers {
                 .iter()
                 .map(|n| (n.id, n.addr.clone()))
                 .collect(),
+            parse,
             tx,
             rx,
         };
@@ -82,6 +96,7 @@ impl Followers {
         let opened = c.open(fid, ninep::mode::OREAD)?;
         let count = c.effective_iounit(opened.iounit);
         let tx = self.tx.clone();
+        let parse = self.parse;
         std::thread::spawn(move || {
             // The cursor is the fid's own; the offset is not used.
             while let Ok(bytes) = c.read(fid, 0, count) {
@@ -98,13 +113,18 @@ impl Followers {
     }
 
     /// What arrived by now, without waiting.
-    pub fn drain(&self) -> Vec<Seen> {
+    pub fn drain(&self) -> Vec<T> {
         self.rx.try_iter().collect()
+    }
+
+    /// The next line, waiting at most `wait` for it.
+    pub fn next(&self, wait: Duration) -> Option<T> {
+        self.rx.recv_timeout(wait).ok()
     }
 
     /// Collect lines until `done` says the ones collected are enough, or
     /// `until` passes; all collected.
-    pub fn collect_until(&self, until: Instant, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
+    pub fn collect_until(&self, until: Instant, done: impl Fn(&[T]) -> bool) -> Vec<T> {
         let mut got = Vec::new();
         while !done(&got) {
             let left = until.saturating_duration_since(Instant::now());

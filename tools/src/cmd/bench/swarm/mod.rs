@@ -10,11 +10,11 @@
 //! issue that asked for the swarm, marked met or missed; nothing is
 //! asserted.
 
-mod cost;
-mod events;
+pub(super) mod cost;
+pub(super) mod events;
 mod kills;
 mod loss;
-mod view;
+pub(super) mod view;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -57,11 +57,11 @@ pub struct Plan {
 }
 
 /// One line of the closing table.
-struct Figure {
-    label: String,
-    measured: String,
-    target: String,
-    met: Option<bool>,
+pub(super) struct Figure {
+    pub(super) label: String,
+    pub(super) measured: String,
+    pub(super) target: String,
+    pub(super) met: Option<bool>,
 }
 
 /// Run every swarm size of `plan` and print its figures.
@@ -370,12 +370,18 @@ fn measure(plan: &Plan, n: usize, dir: &Path) -> anyhow::Result<Option<f64>> {
         target: "-".into(),
         met: None,
     });
+    print_table(&figures);
+    Ok(leader.map(|d| d.as_secs_f64()))
+}
+
+/// The closing table: each figure beside its target, met or missed.
+pub(super) fn print_table(figures: &[Figure]) {
     println!();
     println!(
         "{:<48} {:>14} {:>12}  result",
         "figure", "measured", "target"
     );
-    for f in &figures {
+    for f in figures {
         let result = match f.met {
             Some(true) => "met",
             Some(false) => "missed",
@@ -386,7 +392,6 @@ fn measure(plan: &Plan, n: usize, dir: &Path) -> anyhow::Result<Option<f64>> {
             f.label, f.measured, f.target
         );
     }
-    Ok(leader.map(|d| d.as_secs_f64()))
 }
 
 impl Figure {
@@ -419,7 +424,7 @@ fn etcd_failover(version: &str) -> anyhow::Result<f64> {
 
 /// `q` (0 to 1) of the times; a member that never got there counts as
 /// slower than all, and a quantile that falls on one is `None`.
-fn percentile(times: &[Option<Duration>], q: f64) -> Option<Duration> {
+pub(super) fn percentile(times: &[Option<Duration>], q: f64) -> Option<Duration> {
     let mut v: Vec<Option<Duration>> = times.to_vec();
     // None (never) sorts after every time.
     v.sort_by_key(|t| (t.is_none(), *t));
@@ -428,7 +433,7 @@ fn percentile(times: &[Option<Duration>], q: f64) -> Option<Duration> {
 }
 
 /// Seconds to three places, or `never` for a time that did not come.
-fn secs(t: Option<Duration>) -> String {
+pub(super) fn secs(t: Option<Duration>) -> String {
     t.map_or("never".into(), |t| format!("{:.3} s", t.as_secs_f64()))
 }
 
