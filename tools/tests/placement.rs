@@ -412,7 +412,10 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
 
     // A sub-agent tree spans nodes, and stopping the parent stops the
     // child where it runs.
-    let (pn, cn) = (placed(&c, 0, "eu").unwrap(), placed(&c, 0, &names[1]).unwrap());
+    let (pn, cn) = (
+        placed(&c, 0, "eu").unwrap(),
+        placed(&c, 0, &names[1]).unwrap(),
+    );
     let cn = if cn == pn {
         (1..=5).find(|&n| n != pn && n != victim_id).unwrap()
     } else {
@@ -435,11 +438,15 @@ fn agents_spread_fail_over_move_and_drain_and_never_run_twice() {
     });
     assert_eq!(m.sh_ok("cat agent/parent/children").trim(), "child");
     m.sh_ok("echo stop > agent/parent/ctl");
-    wait("the child stopped with its parent, its process gone", 30, || {
-        agent_field(&c, 0, "child", "state").as_deref() == Some("stopped")
-            && !copies_where().contains_key("child")
-            && !copies_where().contains_key("parent")
-    });
+    wait(
+        "the child stopped with its parent, its process gone",
+        30,
+        || {
+            agent_field(&c, 0, "child", "state").as_deref() == Some("stopped")
+                && !copies_where().contains_key("child")
+                && !copies_where().contains_key("parent")
+        },
+    );
 
     // Events tell each placement, move and failover.
     std::thread::sleep(Duration::from_millis(500));

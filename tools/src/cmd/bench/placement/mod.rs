@@ -242,7 +242,7 @@ fn measure(plan: &Plan, agents: usize, dir: &Path) -> anyhow::Result<()> {
     );
     let claim: Vec<Option<Duration>> = names.iter().map(|a| start_to_claim(&ledger, a)).collect();
     println!(
-        "  start committed -> the runner's `report claim` committed (it starts the program after): {}",
+        "  start committed -> the runner's `report claim` committed (sent with its first reports; the program starts without waiting for it): {}",
         quantiles(&claim)
     );
     let on_leader = |want: bool| -> Vec<Option<Duration>> {
