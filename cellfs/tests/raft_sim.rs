@@ -5,6 +5,10 @@
 //! in-memory disk (`MemStorage`), joined by a simulated network that carries
 //! the replicas' wire messages as bytes. Clients speak 9P to the servers and
 //! use one channel (`/chan/q`, a FIFO queue: writes append, reads take).
+//! Every node runs a swarm and joins it through the log by itself, and a
+//! client makes four agents before the faults begin, which the nodes'
+//! model runners run where they are placed, under their leases (see
+//! `raft_sim/agents.rs`).
 //! One seeded generator decides everything: message loss, duplication,
 //! delays (hence reordering), partitions and their healing, crashes (between
 //! steps, or in the middle of one so that unsynced writes are lost) and
@@ -19,16 +23,23 @@
 //! leads the latest term that had a leader calls a peer's lease over only
 //! when that peer (if up) holds none (see `world::Sim::check_leases` for
 //! leaders a later term replaced and for the allowance made for clock
-//! leaps). At the end, after the
+//! leaps); and never two copies: no agent is run by two nodes' model
+//! runners at once (a node runs an agent while it is up, holds a lease,
+//! and its applied state, read afresh when its lease came back, places
+//! the agent there; see `world::Sim::check_copies` for that read and for
+//! the same allowance for clock leaps). At the end, after the
 //! faults stop: liveness (a leader, every node applied the same index,
-//! every write answered, within 30 simulated seconds), log matching over
+//! every write answered, within 30 simulated seconds; then every agent
+//! run by exactly one node, within 30 more), log matching over
 //! the nodes' stored logs, identical states, and linearizability of the
 //! clients' operations on the channel (see `check::linearizable`; the
 //! channel's final contents stand in for a drain).
 //!
 //! `cargo test -p cellfs --test raft_sim` runs 1,000 seeds;
 //! `CELL0_SIM_RUNS=100000` runs that many; `CELL0_SIM_SEED=N` replays one
-//! seed and prints its trace (add `-- --nocapture`).
+//! seed and prints its trace (add `-- --nocapture`; add
+//! `CELL0_SIM_PLAIN=1` to run it without a swarm and agents, as the
+//! regressions below were found).
 
 mod raft_sim {
     pub mod check;
@@ -81,10 +92,18 @@ pub trait SimLog: Log + Sized {
 /// The replica under test.
 type Replica = cellfs::raft::Replica<cellfs::raft::MemStorage>;
 
-/// Run one seed; a failure (a checker's, or a panic) names the seed.
+/// Run one seed, every node in a swarm, with agents; a failure (a
+/// checker's, or a panic) names the seed.
 fn run(seed: u64, trace: bool) -> Result<raft_sim::world::Stats, String> {
+    run_as(seed, trace, true)
+}
+
+/// Run one seed, with a swarm and agents or (`!swarm`) without, as the
+/// simulation ran before it had them (the regressions below were found
+/// so, and replay as they were found).
+fn run_as(seed: u64, trace: bool, swarm: bool) -> Result<raft_sim::world::Stats, String> {
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let mut sim = raft_sim::world::Sim::<Replica>::new(seed, trace);
+        let mut sim = raft_sim::world::Sim::<Replica>::new(seed, trace, swarm);
         sim.run().map(|()| sim.stats.clone())
     }));
     match r {
@@ -113,7 +132,8 @@ const SHARDS: u64 = 4;
 fn shard(k: u64) {
     if let Some(seed) = env_u64("CELL0_SIM_SEED") {
         if k == 0 {
-            match run(seed, true) {
+            let swarm = std::env::var("CELL0_SIM_PLAIN").is_err();
+            match run_as(seed, true, swarm) {
                 Ok(stats) => println!("seed {seed} passed: {stats:?}"),
                 Err(e) => panic!("seed {seed} failed: {e}"),
             }
@@ -122,12 +142,25 @@ fn shard(k: u64) {
     }
     let runs = env_u64("CELL0_SIM_RUNS").unwrap_or(1_000);
     let mut failed = Vec::new();
+    let (mut failovers, mut copies, mut leapt, mut unread) = (0, 0, 0, 0);
     for seed in (k..runs).step_by(SHARDS as usize) {
-        if let Err(e) = run(seed, false) {
-            eprintln!("seed {seed} failed: {e}");
-            failed.push(seed);
+        match run(seed, false) {
+            Ok(stats) => {
+                failovers += stats.failovers;
+                copies += stats.copies_seen;
+                leapt += stats.copies_leapt;
+                unread += stats.copies_unread;
+            }
+            Err(e) => {
+                eprintln!("seed {seed} failed: {e}");
+                failed.push(seed);
+            }
         }
     }
+    println!(
+        "shard {k}: {failovers} agent failovers; two copies at {copies} steps, {leapt} of them \
+         allowed for a leader's clock leap; an instant runner would have run two at {unread}"
+    );
     if let Some(first) = failed.first() {
         panic!(
             "{} of the seeds failed: {failed:?}; replay one with\n  CELL0_SIM_SEED={first} cargo test -p cellfs --test raft_sim -- --nocapture",
@@ -167,12 +200,17 @@ fn a_seed_replays_exactly() {
     assert_eq!(a, b);
 }
 
-/// Replay `seed` and fail with its trace command if a checker fires.
+/// Replay `seed` as it was found (without a swarm: add
+/// `CELL0_SIM_PLAIN=1` to replay it so) and with a swarm and agents, and
+/// fail with its trace command if a checker fires.
 fn must_pass(seed: u64) {
-    if let Err(e) = run(seed, false) {
-        panic!(
-            "seed {seed} failed: {e}\nreplay with\n  CELL0_SIM_SEED={seed} cargo test -p cellfs --test raft_sim -- --nocapture"
-        );
+    for swarm in [false, true] {
+        if let Err(e) = run_as(seed, false, swarm) {
+            let plain = if swarm { "" } else { "CELL0_SIM_PLAIN=1 " };
+            panic!(
+                "seed {seed} failed: {e}\nreplay with\n  {plain}CELL0_SIM_SEED={seed} cargo test -p cellfs --test raft_sim -- --nocapture"
+            );
+        }
     }
 }
 
@@ -206,21 +244,39 @@ fn an_append_that_cuts_below_pending_entries_is_written_in_order_seed_21206() {
     must_pass(21206);
 }
 
-/// The fencing check is not idle: across a hundred seeds, leaders call
-/// up peers' leases over (and each time the peer held none).
+/// The fencing and copies checks are not idle: across a hundred seeds,
+/// leaders call peers' leases over (and each time the peer held none),
+/// and agents fail over to other nodes (and never run on two at once).
 #[test]
-fn leaders_fence_peers_in_the_runs() {
+fn leaders_fence_peers_and_agents_fail_over_in_the_runs() {
     if std::env::var("CELL0_SIM_SEED").is_ok() {
         return;
     }
     let (mut fenced, mut stale) = (0, 0);
+    let (mut failovers, mut seeds_failing_over, mut copies, mut leapt) = (0, 0, 0, 0);
+    let (mut unread, mut seeds_unread) = (0, 0);
     for seed in 0..100 {
         let stats = run(seed, false).expect("the seeds pass");
         fenced += stats.fenced;
         stale += stats.fenced_stale;
+        failovers += stats.failovers;
+        seeds_failing_over += u64::from(stats.failovers > 0);
+        copies += stats.copies_seen;
+        leapt += stats.copies_leapt;
+        unread += stats.copies_unread;
+        seeds_unread += u64::from(stats.copies_unread > 0);
     }
     println!("{fenced} calls checked, {stale} by replaced leaders");
+    println!(
+        "{failovers} agent failovers in {seeds_failing_over} seeds; two copies at {copies} steps, \
+         {leapt} of them allowed for a leader's clock leap"
+    );
+    println!(
+        "an instant runner, not reading its agents again when its lease came back, \
+         would have run two copies at {unread} steps in {seeds_unread} seeds"
+    );
     assert!(fenced > 0, "no leader called a lease over in 100 seeds");
+    assert!(failovers > 0, "no agent failed over in 100 seeds");
 }
 
 /// Found by a 40,000-seed run of the fencing check: n1 led term 1 with a

@@ -79,6 +79,9 @@ impl Params {
     }
 }
 
+#[path = "agents.rs"]
+mod agents;
+
 /// One node: its server when up, its disk when down.
 struct Node<R: SimLog> {
     id: u64,
@@ -165,6 +168,10 @@ pub struct Sim<R: SimLog> {
     /// The channel exists; its consumer group may not yet.
     made_chan: bool,
     made: bool,
+    /// Every node runs a swarm, and there are agents (see [`agents`]).
+    swarm: bool,
+    /// The agents and the nodes that run them.
+    fleet: agents::Fleet,
     /// Counters for the summary.
     pub stats: Stats,
 }
@@ -187,11 +194,24 @@ pub struct Stats {
     /// Times a leader that a later term had replaced called one over
     /// (not checked; see `Sim::check_leases`).
     pub fenced_stale: u64,
+    /// Placements of agents after their first (epochs that rose).
+    pub failovers: u64,
+    /// Steps at which an agent ran on two nodes (each checked).
+    pub copies_seen: u64,
+    /// Of those, the ones allowed for a leader's clock leap (see
+    /// `Sim::check_copies`).
+    pub copies_leapt: u64,
+    /// Steps at which an instant runner, acting on its node's applied
+    /// state without reading it afresh when its lease came back, would
+    /// have run an agent that another node ran (see `Sim::check_copies`).
+    pub copies_unread: u64,
 }
 
 impl<R: SimLog> Sim<R> {
-    /// A run for `seed`; `trace` prints every event.
-    pub fn new(seed: u64, trace: bool) -> Sim<R> {
+    /// A run for `seed`; `trace` prints every event; `swarm`: every node
+    /// runs a swarm, and there are agents (without, a seed replays as it
+    /// did before the simulation had them).
+    pub fn new(seed: u64, trace: bool, swarm: bool) -> Sim<R> {
         let mut rng = Rng::new(seed);
         let p = Params::draw(&mut rng);
         let ids: Vec<u64> = (1..=p.nodes as u64).collect();
@@ -225,6 +245,8 @@ impl<R: SimLog> Sim<R> {
             setup: None,
             made_chan: false,
             made: false,
+            swarm,
+            fleet: agents::Fleet::default(),
             stats: Stats::default(),
         };
         if trace {
@@ -261,13 +283,16 @@ impl<R: SimLog> Sim<R> {
     pub fn run(&mut self) -> Result<(), String> {
         // Setup: a leader, and the channel the clients use.
         let deadline = self.now + 30_000;
-        while !self.made {
+        while !self.made || !self.agents_made() {
             if self.now > deadline {
-                return Err(self.stuck("liveness: no channel made in 30 s without faults"));
+                return Err(
+                    self.stuck("liveness: no channel and agents made in 30 s without faults")
+                );
             }
-            if self.setup.is_none() {
+            if self.setup.is_none() && !self.made {
                 self.begin_setup();
             }
+            self.make_agents();
             self.step()?;
         }
         self.say(|| String::from("setup done; faults begin"));
@@ -277,6 +302,7 @@ impl<R: SimLog> Sim<R> {
             self.step()?;
         }
         self.heal()?;
+        self.agents_settle()?;
         self.finish()
     }
 
@@ -306,6 +332,10 @@ impl<R: SimLog> Sim<R> {
             now,
         );
         let mut server = Server::new(Self::config(n.id), log, SimClock(n.clock.clone()));
+        if self.swarm {
+            server.observe(self.vantage(i), &[]);
+        }
+        let n = &mut self.nodes[i];
         n.life += 1;
         n.last_link = 0;
         n.applied = 0;
@@ -340,6 +370,9 @@ impl<R: SimLog> Sim<R> {
         }
         if self.setup.is_some_and(|(node, _, _)| node == i) {
             self.setup = None;
+        }
+        if self.fleet.conn.is_some_and(|(node, _, _)| node == i) {
+            self.fleet.conn = None;
         }
         let id = self.nodes[i].id;
         self.say(|| format!("n{id} crashes ({why}); down for {down} ms"));
@@ -861,6 +894,10 @@ impl<R: SimLog> Sim<R> {
         for (i, conn, f) in std::mem::take(&mut self.frames) {
             let life = self.nodes[i].life;
             let here = Some((i, life, conn));
+            if self.fleet.conn == here {
+                self.agent_reply(&f);
+                continue;
+            }
             if self.setup == here && tag_of(&f) == SETUP_TAG {
                 self.setup_reply(&f);
                 continue;
@@ -1000,7 +1037,8 @@ impl<R: SimLog> Sim<R> {
             }
             n.last_link = prev;
         }
-        self.check_leases()
+        self.check_leases()?;
+        self.check_copies()
     }
 
     /// Fencing: whenever the leader of the latest term that had one calls
@@ -1027,6 +1065,11 @@ impl<R: SimLog> Sim<R> {
     /// peer may hold no more than the leader's clock leapt since the
     /// leader was first seen in office in that term (0 in a run without
     /// leaps, where the check is exact).
+    ///
+    /// A peer whose lease was called over while it still held some (by
+    /// that allowance) is noted in `Fleet::leapt`: the copies check
+    /// allows its agents' old placements to run on (see
+    /// `Sim::check_copies`).
     fn check_leases(&mut self) -> Result<(), String> {
         for i in 0..self.nodes.len() {
             let leader = &self.nodes[i];
@@ -1052,6 +1095,14 @@ impl<R: SimLog> Sim<R> {
                 }
                 self.stats.fenced += 1;
                 let left = peer.log().sim_lease_ms();
+                if left > 0 && left <= leapt && self.fleet.leapt.insert(self.nodes[j].id) {
+                    // Called over early by the leap: the peer still holds
+                    // its lease (see `check_copies`).
+                    let (id, x) = (self.nodes[i].id, self.nodes[j].id);
+                    self.say(|| {
+                        format!("n{id} calls n{x}'s lease over early (by its clock's leap): {left} ms left")
+                    });
+                }
                 if left > leapt {
                     let (id, x, term) = (self.nodes[i].id, self.nodes[j].id, st.term);
                     return Err(format!(
