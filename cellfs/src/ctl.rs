@@ -258,6 +258,17 @@ pub fn join_lines<T: core::fmt::Display>(
     Ok(())
 }
 
+/// A size as `limit mem=` reads it (`crate::agent::parse_size`), in the
+/// largest unit that divides it: `256M`, `1G`, `1536K`, `1000`.
+pub fn size_word(bytes: u64) -> String {
+    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

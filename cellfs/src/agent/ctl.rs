@@ -10,6 +10,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::cap::scope;
+pub use crate::ctl::size_word;
 use crate::ctl::{self, CtlLine, Verb};
 use crate::error::Error;
 
@@ -626,17 +627,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
         return None;
     }
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
-}
-
-/// A size as [`parse_size`] reads it, in the largest unit that divides
-/// it: `256M`, `1G`, `1536K`, `1000`.
-pub fn size_word(bytes: u64) -> String {
-    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
-        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    format!("{bytes}")
 }
 
 /// The value of limit `key`: not given, `max` (no limit), or a number

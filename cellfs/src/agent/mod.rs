@@ -14,6 +14,7 @@
 mod ctl;
 pub mod guard;
 pub mod intent;
+pub mod place;
 mod record;
 mod spec;
 mod state;

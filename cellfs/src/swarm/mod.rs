@@ -14,7 +14,6 @@
 
 pub mod ctl;
 pub mod heal;
-pub mod place;
 pub mod state;
 mod text;
 

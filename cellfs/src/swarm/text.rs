@@ -4,7 +4,6 @@
 use alloc::string::String;
 use core::fmt::Write;
 
-use crate::agent::Phase;
 use crate::dev::Ctx;
 use crate::gossip::Liveness;
 use crate::swarm::liveness;
@@ -135,13 +134,7 @@ pub fn node(cx: &Ctx<'_>, n: &SwarmNode) -> String {
             String::from("-")
         }
     );
-    let agents = cx
-        .state
-        .agents
-        .ids()
-        .filter_map(|id| cx.state.agents.get(id))
-        .filter(|a| a.phase == Phase::Running && a.node.as_deref() == Some(r.name.as_str()))
-        .count();
+    let agents = cx.state.agents.running_on(&r.name);
     let _ = writeln!(t, "agents {agents}");
     // Others' uptime is not gossiped: what this node knows is how long it
     // has seen it alive.
@@ -173,8 +166,8 @@ pub fn node(cx: &Ctx<'_>, n: &SwarmNode) -> String {
                 t,
                 "capacity cpus={} mem={} placed-mem={}",
                 c.cpus,
-                crate::agent::size_word(c.mem),
-                crate::agent::size_word(load.mem)
+                crate::ctl::size_word(c.mem),
+                crate::ctl::size_word(load.mem)
             );
         }
         None => t.push_str("capacity -\n"),

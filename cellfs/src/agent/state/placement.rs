@@ -3,7 +3,7 @@
 //! Placement is part of applying the log: after an agent or swarm
 //! command, [`Agents::settle`] places every agent that needs a node (a
 //! `start`, a node fenced, drained, left or removed, a `move`), choosing
-//! with [`crate::swarm::place::choose`], so every node applying the log
+//! with [`crate::agent::place::choose`], so every node applying the log
 //! places alike and no scheduler needs a round of its own. Each new
 //! placement bumps the agent's epoch: its runner reports under it, and a
 //! runner of an older placement is refused.
@@ -18,9 +18,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::agent::place::{Load, choose};
 use crate::events::Kind;
 use crate::swarm::Swarm;
-use crate::swarm::place::{Load, choose};
 use crate::swarm::state::{Fenced, Standing};
 
 use super::{Agent, Agents, Happened, MoveWhy, Phase, Placed, Trace, Want};
@@ -93,6 +93,15 @@ pub fn must_leave(agent: &Agent, swarm: &Swarm) -> bool {
 }
 
 impl Agents {
+    /// How many agents run on the node named `name`, as their runners
+    /// reported.
+    pub fn running_on(&self, name: &str) -> usize {
+        self.by_id
+            .values()
+            .filter(|a| a.phase == Phase::Running && a.node.as_deref() == Some(name))
+            .count()
+    }
+
     /// Whether any agent wanted running is placed on `node`.
     pub fn runs_on(&self, node: u64) -> bool {
         self.by_id.values().any(|a| {

@@ -15,9 +15,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::agent::{Limits, Place};
+use crate::swarm::state::{Standing, Swarm, SwarmNode};
 
-use super::state::{Standing, Swarm, SwarmNode};
+use super::{Limits, Place};
 
 /// How many times its memory a node's agents' memory limits may add up
 /// to.
