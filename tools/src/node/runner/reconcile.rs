@@ -17,6 +17,10 @@ use super::launch::{Confinement, Launcher, sandbox_words};
 use super::lease::Gate;
 use super::tree::{Found, Tree};
 
+/// Most notices about agents taken in one burst.
+const BURST: usize = 256;
+/// Threads that read the specs of a burst side by side.
+const READERS: usize = 8;
 /// How often agents' output is copied to their `log`.
 const LOG_EVERY: Duration = Duration::from_millis(200);
 /// How often every agent is looked at again, in case an event was
@@ -171,20 +175,34 @@ impl Runner {
     pub fn run(mut self, rx: Receiver<Notice>) {
         let mut next_log = Instant::now() + LOG_EVERY;
         let mut next_sync = Instant::now() + RESYNC_EVERY;
+        // A notice taken while draining a burst, to act on next.
+        let mut held_over: Option<Notice> = None;
         loop {
             let now = Instant::now();
             let wait = next_log.min(next_sync).saturating_duration_since(now);
-            match rx.recv_timeout(wait) {
-                Ok(Notice::Changed(name)) => {
-                    if self.concerns(&name) {
-                        self.visit(&name);
+            let next = match held_over.take() {
+                Some(n) => Ok(n),
+                None => rx.recv_timeout(wait),
+            };
+            match next {
+                Ok(n @ (Notice::Changed(_) | Notice::Placed(..))) => {
+                    // The agents of a burst (a node's agents failing over
+                    // here, a batch of starts) are read side by side.
+                    let mut names: Vec<String> = Vec::new();
+                    self.take_notice(n, &mut names);
+                    while names.len() < BURST {
+                        match rx.try_recv() {
+                            Ok(n @ (Notice::Changed(_) | Notice::Placed(..))) => {
+                                self.take_notice(n, &mut names)
+                            }
+                            Ok(other) => {
+                                held_over = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
-                }
-                Ok(Notice::Placed(name, node)) => {
-                    self.placed.insert(name.clone(), node);
-                    if self.concerns(&name) {
-                        self.visit(&name);
-                    }
+                    self.visit_all(&names);
                 }
                 Ok(Notice::Resync) => {
                     self.resync(true);
@@ -257,10 +275,65 @@ impl Runner {
         }
     }
 
+    /// Note what a `Changed` or `Placed` notice says, and add its agent
+    /// to `names` if it may concern this runner.
+    fn take_notice(&mut self, n: Notice, names: &mut Vec<String>) {
+        let name = match n {
+            Notice::Changed(name) => name,
+            Notice::Placed(name, node) => {
+                self.placed.insert(name.clone(), node);
+                name
+            }
+            _ => return,
+        };
+        if self.concerns(&name) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+
+    /// [`Runner::visit`] each of `names`, their specs read by a few
+    /// threads at once (each read is a round trip to the log's leader
+    /// on a node that does not lead).
+    fn visit_all(&mut self, names: &[String]) {
+        if names.len() <= 1 {
+            for n in names {
+                self.visit(n);
+            }
+            return;
+        }
+        let tree = &self.tree;
+        let found: Vec<(String, anyhow::Result<Found>)> = std::thread::scope(|s| {
+            let readers: Vec<_> = names
+                .chunks(names.len().div_ceil(READERS))
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|n| (n.clone(), tree.spec(n)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap_or_default())
+                .collect()
+        });
+        for (name, f) in found {
+            self.act(&name, f);
+        }
+    }
+
     /// Agent `name` may have changed: read what the tree wants of it and
     /// act.
     fn visit(&mut self, name: &str) {
-        match self.tree.spec(name) {
+        let found = self.tree.spec(name);
+        self.act(name, found);
+    }
+
+    /// Act on what reading agent `name`'s spec found.
+    fn act(&mut self, name: &str, found: anyhow::Result<Found>) {
+        match found {
             Ok(Found::Spec(text)) => match RunSpec::parse(&text) {
                 Ok(spec) => {
                     self.placed.insert(name.to_string(), spec.placed);
