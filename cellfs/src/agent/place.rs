@@ -167,25 +167,12 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::state::{Capacity, Fenced, NodeRecord, SwarmCmd};
+    use crate::swarm::state::{Capacity, Fenced, SwarmCmd, test_join};
 
     fn swarm(n: u64) -> Swarm {
         let mut s = Swarm::default();
         for id in 1..=n {
-            s.apply(&SwarmCmd::Join {
-                node: NodeRecord {
-                    id,
-                    key: [id as u8; 32],
-                    addr: format!("127.0.0.1:{}", 5000 + id),
-                    gossip: format!("127.0.0.1:{}", 6000 + id),
-                    raft: format!("127.0.0.1:{}", 7000 + id),
-                    name: format!("n{id}"),
-                },
-                swarm: [1; 16],
-                voters: 3,
-                at_ms: 0,
-            })
-            .unwrap();
+            s.apply(&test_join(id)).unwrap();
         }
         s
     }

@@ -388,6 +388,25 @@ pub fn id_list<'a>(ids: impl Iterator<Item = &'a u64>) -> String {
     }
 }
 
+/// For tests: node `id` joining (key `[id; 32]`, addresses on
+/// loopback, name `nID`) a swarm that wants three voters.
+#[cfg(test)]
+pub(crate) fn test_join(id: u64) -> SwarmCmd {
+    SwarmCmd::Join {
+        node: NodeRecord {
+            id,
+            key: [id as u8; 32],
+            addr: format!("127.0.0.1:{}", 5000 + id),
+            gossip: format!("127.0.0.1:{}", 6000 + id),
+            raft: format!("127.0.0.1:{}", 7000 + id),
+            name: format!("n{id}"),
+        },
+        swarm: [1; 16],
+        voters: 3,
+        at_ms: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,7 +268,7 @@ mod tests {
     use super::*;
     use crate::agent::{AgentCmd, AgentOp, Exec, Report, Seed};
     use crate::error::Error;
-    use crate::swarm::state::{NodeRecord, SwarmCmd};
+    use crate::swarm::state::{SwarmCmd, test_join};
 
     /// Agents and a swarm of `n` nodes, changed as the state does.
     struct World {
@@ -285,19 +285,7 @@ mod tests {
                 events: Vec::new(),
             };
             for id in 1..=n {
-                w.swarm(SwarmCmd::Join {
-                    node: NodeRecord {
-                        id,
-                        key: [id as u8; 32],
-                        addr: format!("127.0.0.1:{}", 5000 + id),
-                        gossip: format!("127.0.0.1:{}", 6000 + id),
-                        raft: format!("127.0.0.1:{}", 7000 + id),
-                        name: format!("n{id}"),
-                    },
-                    swarm: [1; 16],
-                    voters: 3,
-                    at_ms: 0,
-                });
+                w.swarm(test_join(id));
             }
             w
         }
