@@ -147,7 +147,7 @@ pub fn bad_ctl(d: &Path) {
     sh_ok(d, "mkdir chan/badctl");
     let scratch = tempfile::tempdir().unwrap();
     let events = scratch.path().join("events.txt");
-    let mut follower = Command::new("bash")
+    let mut follower = crate::shell::default_signals(&mut Command::new("bash"))
         .arg("-c")
         .arg(format!("exec cat events > {}", events.display()))
         .current_dir(d)
@@ -179,8 +179,20 @@ pub fn bad_ctl(d: &Path) {
         assert!(Instant::now() < deadline, "events shows {got:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = follower.kill();
-    let _ = follower.wait();
+    // Ctrl-C, as a user ends `cat events` (the mount cancels its blocked
+    // read with Tflush); a read that is never answered must not hang the
+    // suite: past 10 s the follower is killed and left, and said so.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(follower.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while follower.try_wait().ok().flatten().is_none() {
+        if Instant::now() >= deadline {
+            eprintln!("bad_ctl: `cat events` did not end within 10 s of SIGINT; killed and left");
+            let _ = follower.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     sh_ok(d, "rm -r chan/badctl");
 }
 
