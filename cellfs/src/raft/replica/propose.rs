@@ -215,12 +215,17 @@ impl<S: Storage> Replica<S> {
                 self.reroute(seq, Pending::Read);
                 continue;
             }
-            self.waiting.remove(&seq);
-            self.commits.push(Commit::Done {
-                proposal: seq,
-                result: Err(LogError::Unknown),
-            });
+            self.answer_failed(seq, LogError::Unknown);
         }
+    }
+
+    /// Answer waiting proposal `seq` with `error`, now.
+    fn answer_failed(&mut self, seq: ProposalId, error: LogError) {
+        self.waiting.remove(&seq);
+        self.commits.push(Commit::Done {
+            proposal: seq,
+            result: Err(error),
+        });
     }
 
     /// Fail the proposals that still wait for a leader (they are never
@@ -234,11 +239,7 @@ impl<S: Storage> Replica<S> {
             .map(|(&s, _)| s)
             .collect();
         for seq in queued {
-            self.waiting.remove(&seq);
-            self.commits.push(Commit::Done {
-                proposal: seq,
-                result: Err(LogError::NoLeader),
-            });
+            self.answer_failed(seq, LogError::NoLeader);
         }
     }
 
@@ -276,11 +277,7 @@ impl<S: Storage> Replica<S> {
             .map(|(&s, _)| s)
             .collect();
         for seq in lost {
-            self.waiting.remove(&seq);
-            self.commits.push(Commit::Done {
-                proposal: seq,
-                result: Err(LogError::NoLeader),
-            });
+            self.answer_failed(seq, LogError::NoLeader);
         }
     }
 
