@@ -38,6 +38,13 @@ pub enum Command {
     Agent(AgentCmd),
     /// The swarm: joins, leaves, removals, the voters wanted, drains.
     Swarm(SwarmCmd),
+    /// Channel messages one node accepted in one turn and signed together,
+    /// as one log entry (one frame, one fsync share, one link of the proof
+    /// chain and one `/raft/log` line for all of them); each is applied
+    /// on its own, in order, and its writer gets its own answer. Only
+    /// [`ChanCmd::Send`]s: anything else in a batch is refused when it
+    /// applies.
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -89,6 +96,50 @@ impl core::fmt::Display for Command {
             Command::Raft(c) => c.fmt(f),
             Command::Agent(c) => c.fmt(f),
             Command::Swarm(c) => c.fmt(f),
+            Command::Batch(cmds) => batch_fmt(cmds, f),
         }
     }
+}
+
+/// A batch as `/raft/log` shows it: the writes it holds, those to one
+/// channel in a row run together (`write /chan/a/data 3 messages 192
+/// bytes`), separated by `; `.
+fn batch_fmt(cmds: &[Command], f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut i = 0;
+    while i < cmds.len() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        let Command::Chan(ChanCmd::Send { name, .. }) = &cmds[i] else {
+            write!(f, "{}", cmds[i])?;
+            i += 1;
+            continue;
+        };
+        let run = cmds[i..]
+            .iter()
+            .take_while(|c| matches!(c, Command::Chan(ChanCmd::Send { name: n, .. }) if n == name))
+            .count();
+        if run == 1 {
+            write!(f, "{}", cmds[i])?;
+        } else {
+            let mut bytes = 0;
+            let mut senders: Vec<&str> = Vec::new();
+            for c in &cmds[i..i + run] {
+                if let Command::Chan(ChanCmd::Send { stamp, data, .. }) = c {
+                    bytes += data.len();
+                    if !senders.contains(&stamp.sender.as_str()) {
+                        senders.push(&stamp.sender);
+                    }
+                }
+            }
+            write!(f, "write /chan/{name}/data {run} messages {bytes} bytes")?;
+            if senders.len() <= 4 {
+                write!(f, " sender={}", senders.join(","))?;
+            } else {
+                write!(f, " senders={}", senders.len())?;
+            }
+        }
+        i += run;
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentCmd, AgentOp, Agents, Report, Scope};
 use crate::cap::Caps;
-use crate::chan::Chans;
+use crate::chan::{ChanCmd, Chans};
 use crate::command::{Applied, Command};
 use crate::error::Error;
 use crate::log::{Index, Term};
@@ -109,6 +109,22 @@ impl State {
                     .events
                     .extend(self.agents.settle(&self.swarm, Scope::All, self.clock));
                 Ok(applied)
+            }
+            // The server applies a batch's messages one by one, to answer
+            // each writer; applied here, what they did is merged, and a
+            // message refused (each refusal leaves the state as it was)
+            // is left out.
+            Command::Batch(cmds) => {
+                let mut all = Applied::default();
+                for c in cmds {
+                    if let Command::Chan(c @ ChanCmd::Send { .. }) = c
+                        && let Ok(a) = self.chans.apply(c)
+                    {
+                        all.wake.extend(a.wake);
+                        all.events.extend(a.events);
+                    }
+                }
+                Ok(all)
             }
         }
     }

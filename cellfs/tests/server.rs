@@ -1387,3 +1387,104 @@ fn lines_of_text_come_several_to_a_read_and_other_messages_alone() {
     assert_eq!(n.read(c, 2), "Rread l3\n");
     assert!(n.cat(c, "chan/x/status").contains("delivered 4\n"));
 }
+
+/// Handle `writes` (connection, tag, fid, payload) in one turn, as a
+/// node does with the frames one read of its sockets brought, then poll.
+fn write_in_one_turn(n: &mut Node, writes: &[(ConnId, u16, u32, &str)]) -> Vec<Reply> {
+    for &(c, tag, fid, data) in writes {
+        let mut frame = Vec::new();
+        let body = Body::Twrite {
+            fid,
+            offset: 0,
+            data: data.as_bytes(),
+        };
+        ninep::encode(&Msg { tag, body }, &mut frame).unwrap();
+        n.server.handle(c, &frame, &mut n.out);
+    }
+    n.poll()
+}
+
+#[test]
+fn messages_of_one_turn_are_one_log_entry_a_batch_and_each_writer_is_answered() {
+    let mut n = Node::new();
+    let a = n.client(Dialect::L);
+    let b = n.client(Dialect::L);
+    n.mkchan(a, "x");
+    n.mkchan(a, "y");
+    assert_eq!(n.open(a, 1, "chan/x/data", 1), "Ropen");
+    assert_eq!(n.open(b, 1, "chan/x/data", 1), "Ropen");
+    assert_eq!(n.open(b, 2, "chan/y/data", 1), "Ropen");
+    let entries = n.log.0.borrow().durable.len();
+    let replies = write_in_one_turn(
+        &mut n,
+        &[
+            (a, 10, 1, "a1"),
+            (b, 11, 1, "b1"),
+            (a, 12, 1, "a2"),
+            (b, 13, 2, "y1"),
+        ],
+    );
+    let mut got: Vec<(ConnId, u16, String)> = replies
+        .into_iter()
+        .map(|r| (r.conn, r.tag, r.text))
+        .collect();
+    got.sort_by_key(|g| g.1);
+    let want = [(a, 10), (b, 11), (a, 12), (b, 13)]
+        .map(|(c, t)| (c, t, "Rwrite".to_string()))
+        .to_vec();
+    assert_eq!(got, want);
+    assert_eq!(n.log.0.borrow().durable.len(), entries + 1, "one entry");
+    assert_eq!(n.open(a, 5, "chan/x/data", 0), "Ropen");
+    for m in ["a1", "b1", "a2"] {
+        assert_eq!(n.read(a, 5), format!("Rread {m}"));
+    }
+    assert_eq!(n.open(a, 6, "chan/y/data", 0), "Ropen");
+    assert_eq!(n.read(a, 6), "Rread y1");
+    let journal = n.cat(a, "raft/log");
+    let last = journal.lines().last().unwrap();
+    assert!(
+        last.ends_with("write /chan/x/data 3 messages 6 bytes sender=insecure; write /chan/y/data 2 bytes sender=insecure"),
+        "{last}"
+    );
+    // Each message keeps its own place in the signed batch.
+    assert_eq!(n.open(a, 3, "chan/x/msgs", 0), "Ropen");
+    let msgs = n.read(a, 3);
+    assert!(
+        msgs.contains("seq=1 ") && msgs.contains(" verified=yes "),
+        "{msgs}"
+    );
+}
+
+#[test]
+fn a_message_refused_inside_a_batch_fails_alone() {
+    let mut n = Node::new();
+    let c = n.client(Dialect::L);
+    n.mkchan(c, "x");
+    assert_eq!(n.open(c, 9, "chan/x/ctl", 1), "Ropen");
+    assert_eq!(
+        n.write(c, 9, "retain count=2\nfull=refuse\ngroup g"),
+        "Rwrite"
+    );
+    assert_eq!(n.open(c, 1, "chan/x/data", 1), "Ropen");
+    let replies = write_in_one_turn(
+        &mut n,
+        &[(c, 20, 1, "m1"), (c, 21, 1, "m2"), (c, 22, 1, "m3")],
+    );
+    let mut got: Vec<(u16, String)> = replies.into_iter().map(|r| (r.tag, r.text)).collect();
+    got.sort();
+    assert_eq!(got[0], (20, "Rwrite".to_string()), "{got:?}");
+    assert_eq!(got[1], (21, "Rwrite".to_string()), "{got:?}");
+    assert_eq!(got[2].0, 22, "{got:?}");
+    assert!(
+        got[2].1.starts_with("Rlerror") || got[2].1.starts_with("Rerror"),
+        "{got:?}"
+    );
+    assert_eq!(n.open(c, 5, "chan/x/data", 0), "Ropen");
+    assert_eq!(n.read(c, 5), "Rread m1");
+    assert_eq!(n.read(c, 5), "Rread m2");
+    let status = n.cat(c, "chan/x/status");
+    assert!(
+        status.contains("\nretained 2\n"),
+        "the refused one changed nothing: {status}"
+    );
+}

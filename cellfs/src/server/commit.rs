@@ -2,6 +2,7 @@
 //! the log, prepared in batches by their devices, applied as they commit,
 //! and the requests that waited on them answered.
 
+use crate::chan::ChanCmd;
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
 use crate::devices::DEVICES;
@@ -98,7 +99,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             return;
         }
         let mut pending = core::mem::take(&mut self.batched);
-        let idle = self.inflight.is_empty();
+        let idle = self.inflight.is_empty() && self.batches.is_empty();
         {
             let ctx = self.world.ctx();
             for (i, d) in DEVICES.all().iter().enumerate() {
@@ -112,21 +113,85 @@ impl<L: Log, C: Clock> Server<L, C> {
                 }
             }
         }
+        // Channel messages in a row go into the log together, as one
+        // entry each run (up to a size), so the log's cost is paid per run
+        // and not per message.
+        let mut run: Vec<Batched> = Vec::new();
+        let mut run_bytes = 0;
         for u in pending.drain(..) {
-            if let Some(c) = self.conns.get_mut(&u.conn) {
-                c.live_tags.remove(&u.tag);
-            }
-            match self.propose_id(u.cmd, u.conn, u.tag, u.then) {
-                Ok(p) => {
-                    if let Some(w) = self.inflight.get_mut(&p) {
-                        w.retries = u.retries;
-                    }
+            let bytes = match &u.cmd {
+                Command::Chan(ChanCmd::Send { data, .. }) => Some(data.len()),
+                _ => None,
+            };
+            let fits = |b: usize| run.len() < MAX_BATCH && run_bytes + b <= MAX_BATCH_BYTES;
+            match bytes {
+                Some(b) if run.is_empty() || fits(b) => {}
+                _ => {
+                    self.propose_run(&mut run, out);
+                    run_bytes = 0;
                 }
-                Err(e) => self.reply_err(u.conn, u.tag, &e, out),
+            }
+            match bytes {
+                Some(b) => {
+                    run_bytes += b;
+                    run.push(u);
+                }
+                None => self.propose_batched(u, out),
             }
         }
+        self.propose_run(&mut run, out);
         // Keep the buffer for the next turn.
         self.batched = pending;
+    }
+
+    /// Propose one prepared command on its own.
+    fn propose_batched(&mut self, u: Batched, out: &mut Outbox) {
+        if let Some(c) = self.conns.get_mut(&u.conn) {
+            c.live_tags.remove(&u.tag);
+        }
+        match self.propose_id(u.cmd, u.conn, u.tag, u.then) {
+            Ok(p) => {
+                if let Some(w) = self.inflight.get_mut(&p) {
+                    w.retries = u.retries;
+                }
+            }
+            Err(e) => self.reply_err(u.conn, u.tag, &e, out),
+        }
+    }
+
+    /// Propose the channel messages in `run` (emptied) as one
+    /// [`Command::Batch`], each writer answered on its own when it
+    /// applies; a run of one is proposed as itself.
+    fn propose_run(&mut self, run: &mut Vec<Batched>, out: &mut Outbox) {
+        if run.len() <= 1 {
+            if let Some(u) = run.pop() {
+                self.propose_batched(u, out);
+            }
+            return;
+        }
+        let mut cmds = Vec::with_capacity(run.len());
+        let mut waiters = Vec::with_capacity(run.len());
+        for u in run.drain(..) {
+            cmds.push(u.cmd);
+            waiters.push(Waiter {
+                retries: u.retries,
+                ..Waiter::new(u.conn, u.tag, u.then)
+            });
+        }
+        match self.log.propose(Command::Batch(cmds).encode()) {
+            Ok(p) => {
+                self.batches.insert(p, waiters);
+            }
+            Err(e) => {
+                let e = Error::Log(e);
+                for w in waiters {
+                    if let Some(c) = self.conns.get_mut(&w.conn) {
+                        c.live_tags.remove(&w.tag);
+                    }
+                    self.reply_err(w.conn, w.tag, &e, out);
+                }
+            }
+        }
     }
 
     pub(super) fn apply_committed(&mut self, out: &mut Outbox) {
@@ -137,6 +202,15 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Commit::Snapshot(snap) => self.install(snap),
                 Commit::Done { proposal, result } if self.gates.contains_key(&proposal) => {
                     self.gate_opened(proposal, result, out);
+                }
+                Commit::Done {
+                    proposal,
+                    result: Err(e),
+                } if self.batches.contains_key(&proposal) => {
+                    let e = Error::Log(e);
+                    for w in self.batches.remove(&proposal).unwrap_or_default() {
+                        self.complete(w, None, Err(e.clone()), out);
+                    }
                 }
                 Commit::Done { proposal, result } => {
                     if let Some(w) = self.inflight.remove(&proposal) {
@@ -185,54 +259,98 @@ impl<L: Log, C: Clock> Server<L, C> {
         proposal: Option<ProposalId>,
         out: &mut Outbox,
     ) {
-        {
-            self.world
-                .state
-                .chain
-                .push(entry.index, entry.term, entry.origin, &entry.data);
-            self.world.state.applied_term = entry.term;
-            let cmd = Command::decode(&entry.data);
-            self.world.state.journal.push(&entry, cmd.as_ref());
-            let result = match &cmd {
-                Some(cmd) => self.world.state.apply(entry.index, cmd),
-                None => {
-                    self.world.state.applied = entry.index;
-                    Err(Error::Protocol(format!(
-                        "log entry {} is not a command",
-                        entry.index
-                    )))
-                }
-            };
-            if let (Ok(applied), Some(cmd)) = (&result, &cmd) {
-                let ctx = self.world.ctx();
-                for d in DEVICES.all() {
-                    d.applied(&ctx, cmd);
-                }
-                if applied.revoked {
-                    self.end_unusable_waits(out);
-                }
+        self.world
+            .state
+            .chain
+            .push(entry.index, entry.term, entry.origin, &entry.data);
+        self.world.state.applied_term = entry.term;
+        let cmd = Command::decode(&entry.data);
+        self.world.state.journal.push(&entry, cmd.as_ref());
+        let cmds = match cmd {
+            Some(Command::Batch(cmds)) => cmds,
+            Some(cmd) => {
+                let result = self.world.state.apply(entry.index, &cmd);
+                self.after_apply(&cmd, &result, out);
+                let w = proposal.and_then(|p| self.inflight.remove(&p));
+                return self.settle(w, cmd, &entry, result, out);
             }
-            if let Ok(applied) = &result {
-                for (kind, text) in &applied.events {
-                    self.world.event(*kind, text);
+            None => {
+                self.world.state.applied = entry.index;
+                let w = proposal.and_then(|p| self.inflight.remove(&p));
+                let e = Error::Protocol(format!("log entry {} is not a command", entry.index));
+                if let Some(w) = w {
+                    self.complete(w, Some(&entry), Err(e), out);
                 }
-                if !applied.events.is_empty() {
-                    self.wakes.push(root::EVENTS);
-                }
-                self.wakes.extend_from_slice(&applied.wake);
-            }
-            let Some(w) = proposal.and_then(|p| self.inflight.remove(&p)) else {
                 return;
+            }
+        };
+        // A batch: each message applies on its own, in order, and its
+        // writer (if it waits here) gets its own answer.
+        self.world.state.applied = entry.index;
+        let mut waiters = proposal
+            .and_then(|p| self.batches.remove(&p))
+            .unwrap_or_default()
+            .into_iter();
+        for cmd in cmds {
+            let result = match cmd {
+                Command::Chan(ChanCmd::Send { .. }) => self.world.state.apply(entry.index, &cmd),
+                _ => Err(Error::Protocol(format!(
+                    "log entry {}: a batch holds only channel messages; its part `{}` was not applied",
+                    entry.index,
+                    crate::raft::journal::render(&cmd)
+                ))),
             };
-            let w = match (result.is_err(), cmd) {
-                (true, Some(cmd)) => match self.retry(w, cmd) {
-                    Ok(()) => return,
-                    Err(w) => w,
-                },
-                (_, _) => w,
-            };
-            self.complete(w, Some(&entry), result, out);
+            self.after_apply(&cmd, &result, out);
+            self.settle(waiters.next(), cmd, &entry, result, out);
         }
+    }
+
+    /// What every applied command does besides its own effect: the
+    /// devices' hooks, its events and the readers it wakes.
+    fn after_apply(&mut self, cmd: &Command, result: &Result<Applied, Error>, out: &mut Outbox) {
+        let Ok(applied) = result else {
+            return;
+        };
+        {
+            let ctx = self.world.ctx();
+            for d in DEVICES.all() {
+                d.applied(&ctx, cmd);
+            }
+        }
+        if applied.revoked {
+            self.end_unusable_waits(out);
+        }
+        for (kind, text) in &applied.events {
+            self.world.event(*kind, text);
+        }
+        if !applied.events.is_empty() {
+            self.wakes.push(root::EVENTS);
+        }
+        self.wakes.extend_from_slice(&applied.wake);
+    }
+
+    /// Answer the writer of an applied command, or prepare it again if
+    /// the log refused it and its device says that helps.
+    fn settle(
+        &mut self,
+        w: Option<Waiter>,
+        cmd: Command,
+        entry: &Entry,
+        result: Result<Applied, Error>,
+        out: &mut Outbox,
+    ) {
+        let Some(w) = w else {
+            return;
+        };
+        let w = if result.is_err() {
+            match self.retry(w, cmd) {
+                Ok(()) => return,
+                Err(w) => w,
+            }
+        } else {
+            w
+        };
+        self.complete(w, Some(entry), result, out);
     }
 
     /// Prepare and propose again a command the log refused, if its

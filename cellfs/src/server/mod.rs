@@ -267,6 +267,14 @@ struct Waiter {
 /// numbered again) before its writer is told to try again (EAGAIN).
 const MAX_RETRIES: u8 = 8;
 
+/// Most channel messages one log entry carries ([`Command::Batch`]).
+const MAX_BATCH: usize = 1024;
+
+/// Most payload bytes one log entry of channel messages carries (a
+/// message larger than this goes alone): large entries would hold up
+/// everything behind them on the way to the followers.
+const MAX_BATCH_BYTES: usize = 256 << 10;
+
 impl Waiter {
     /// Request `tag` of `conn`, answered by `then` once it commits.
     fn new(conn: ConnId, tag: u16, then: Then) -> Waiter {
@@ -288,6 +296,9 @@ pub struct Server<L: Log, C: Clock> {
     conns: BTreeMap<ConnId, Conn>,
     next_conn: u64,
     inflight: BTreeMap<ProposalId, Waiter>,
+    /// The writers of each proposed [`Command::Batch`], in the order of
+    /// its messages.
+    batches: BTreeMap<ProposalId, Vec<Waiter>>,
     wakes: Vec<File>,
     committed: Vec<Commit>,
     read_buf: Vec<u8>,
@@ -353,6 +364,7 @@ impl<L: Log, C: Clock> Server<L, C> {
             conns: BTreeMap::new(),
             next_conn: 0,
             inflight: BTreeMap::new(),
+            batches: BTreeMap::new(),
             wakes: Vec::new(),
             committed: Vec::new(),
             read_buf: Vec::new(),
@@ -454,9 +466,17 @@ impl<L: Log, C: Clock> Server<L, C> {
         self.world.parked.remove_where(|r| r.conn == conn);
         self.world.parked.remove_writes_where(|w| w.conn == conn);
         self.batched.retain(|u| u.conn != conn);
-        for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
+        for w in self.waiters_mut().filter(|w| w.conn == conn) {
             w.cancelled = true;
         }
+    }
+
+    /// Every request waiting for its command to commit, alone or in a
+    /// batch.
+    fn waiters_mut(&mut self) -> impl Iterator<Item = &mut Waiter> {
+        self.inflight
+            .values_mut()
+            .chain(self.batches.values_mut().flatten())
     }
 
     /// Handle one whole frame from `conn`. Replies (to `conn`, and to any

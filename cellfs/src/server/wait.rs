@@ -51,28 +51,28 @@ impl<L: Log, C: Clock> Server<L, C> {
         // A Tflush still waiting for its request (below) is a pending
         // request too: flushed, its Rflush is not sent. (flush(5) asks
         // clients to name the first request, but one may name the Tflush.)
-        for w in self.inflight.values_mut().filter(|w| w.conn == conn) {
+        let mut dropped = false;
+        for w in self.waiters_mut().filter(|w| w.conn == conn) {
             if let Some(i) = w.flushes.iter().position(|t| *t == oldtag) {
                 w.flushes.remove(i);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.live_tags.remove(&oldtag);
-                }
+                dropped = true;
             }
+        }
+        if dropped && let Some(c) = self.conns.get_mut(&conn) {
+            c.live_tags.remove(&oldtag);
         }
         // A request already proposed will be answered when it commits (its
         // effect cannot be taken back); per flush(5) the Rflush follows it.
         let waiting = self
-            .inflight
-            .values_mut()
-            .find(|w| w.conn == conn && w.tag == oldtag && !w.cancelled);
-        match waiting {
-            Some(w) => {
-                w.flushes.push(tag);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.live_tags.insert(tag);
-                }
-            }
-            None => self.reply(conn, tag, Body::Rflush, out),
+            .waiters_mut()
+            .find(|w| w.conn == conn && w.tag == oldtag && !w.cancelled)
+            .map(|w| w.flushes.push(tag))
+            .is_some();
+        if !waiting {
+            return self.reply(conn, tag, Body::Rflush, out);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.live_tags.insert(tag);
         }
     }
 
