@@ -12,8 +12,9 @@
 //! `cell0 bench raft` measures something else: replicated commits on
 //! Cell0 clusters against an etcd cluster (see [`raft`]); `cell0 bench
 //! chan`, messages through one channel to many readers against Redis
-//! pub/sub (see [`chan`]); `cell0 bench agents`, agent spawns, creation
-//! and memory (see [`agents`]); `cell0 bench swarm`, a swarm's failure
+//! pub/sub, a durable Redis stream and NATS JetStream (see [`chan`]);
+//! `cell0 bench agents`, agent spawns, creation and memory (see
+//! [`agents`]); `cell0 bench swarm`, a swarm's failure
 //! detection, healing and gossip cost against etcd's leader failover (see
 //! [`swarm`]); `cell0 bench placement`, agents placed on a swarm's nodes:
 //! scheduling, spawn, evenness and failover (see [`placement`]).
@@ -44,7 +45,8 @@ pub enum Case {
     /// Commit latency and throughput of Cell0 clusters, and of etcd.
     Raft,
     /// Messages through one channel, 1→1, 16→16 and 1→16, and through
-    /// Redis pub/sub.
+    /// Redis pub/sub, a Redis stream fsynced per answer, and NATS
+    /// JetStream on file storage.
     Chan,
     /// Agents: spawn latency, creating many, memory per agent.
     Agents,
@@ -61,7 +63,8 @@ pub enum Case {
 pub struct BenchArgs {
     /// Without it: 9P operations against a node and diod. `raft`: commits
     /// on Cell0 clusters against an etcd cluster. `chan`: messages through
-    /// a channel, fanned out to every reader, against Redis pub/sub.
+    /// a channel, fanned out to every reader, against Redis pub/sub, a
+    /// durable Redis stream and NATS JetStream.
     #[arg(value_enum)]
     pub case: Option<Case>,
     /// Seconds each case runs.

@@ -1,6 +1,11 @@
 //! `cell0 bench chan`: messages per second and delivery latency through
 //! one channel of a fresh node, with one or many writers and readers, and
-//! the same workload through Redis pub/sub as a yardstick.
+//! the same workload through the systems a user would compare it with:
+//! Redis pub/sub (fast, keeps nothing), a Redis stream on an append-only
+//! file fsynced before each answer (durable), and NATS JetStream with file
+//! storage (durable as far as its 2.9 store goes: see [`nats::SYNC_NOTE`]).
+//! Each peer server runs alone, started before its cases and stopped after
+//! them, and the peak resident memory of each server is printed.
 //!
 //! Every reader receives every message (fan-out), so a case of W writers
 //! and R readers delivers R times what the writers sent. Readers are
@@ -12,18 +17,24 @@
 
 mod cell0;
 mod load;
+mod nats;
 mod redis;
+mod redis_stream;
 mod wire;
 
 use std::time::Duration;
 
 use anyhow::Context;
 
-use super::servers;
+use super::servers::{self, Process};
 use load::{Delivery, Receiver, Sender};
+use redis::Persistence;
 
 /// The cases: writers, then readers, each on a connection of its own.
 const CASES: [(usize, usize); 3] = [(1, 1), (16, 16), (1, 16)];
+
+/// The systems Cell0 is compared with, as the table names them.
+const PEERS: [&str; 3] = ["redis", "redis-aof", "nats-js"];
 
 /// One row of the table.
 struct Row {
@@ -32,14 +43,14 @@ struct Row {
     delivery: Delivery,
 }
 
-/// Run every case against a node and against Redis, and print the table
-/// and the ratios.
+/// Run every case against a node and against each peer, and print the
+/// table, the ratios and each server's peak resident memory.
 pub fn run(span: Duration) -> anyhow::Result<()> {
-    // Before anything starts: a missing Redis is a setup error, not a
+    // Before anything starts: a missing peer is a setup error, not a
     // result to find out after the Cell0 cases ran.
     let redis_version = redis::version()?;
+    let nats_version = nats::version()?;
     let (node, _owner) = servers::start_node()?;
-    let redis = redis::Redis::start()?;
     println!(
         "cell0 bench chan: {} s per case; {}-byte messages through one channel; every reader receives every message",
         span.as_secs(),
@@ -57,18 +68,31 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
         "redis {redis_version}: PUBLISH and SUBSCRIBE over RESP; pub/sub messages are neither logged nor fsynced; no subscriber is cut off for falling behind"
     );
     println!(
+        "redis-aof {redis_version}: XADD to a stream, answered once in the append-only file (appendonly yes, appendfsync always: fsynced before the answer); each reader XREAD BLOCK from its own position"
+    );
+    println!(
+        "nats-js {nats_version}: JetStream stream with file storage, PUB with a reply subject answered by its publish ack; each reader an ephemeral push consumer of its own (flow control on, no acks); {}",
+        nats::SYNC_NOTE
+    );
+    println!(
         "latency: from just before a writer sends a message to a reader having it; delivered/s counts each message once per reader"
+    );
+    println!(
+        "the node's log, redis-aof's file and nats-js's store are in {}",
+        std::env::temp_dir().display()
     );
     println!();
     println!(
-        "{:<6} {:<6} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8}",
+        "{:<9} {:<6} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8}",
         "system", "case", "sent", "delivered", "delivered/s", "p50 µs", "p99 µs", "lost"
     );
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut peaks = Vec::new();
     let pid = std::process::id();
+    let name = |w: usize, r: usize| format!("bench{pid}-{w}to{r}");
     for (w, r) in CASES {
-        let name = format!("bench{pid}-{w}to{r}");
+        let name = name(w, r);
         if let Some(note) = cell0::make_channel(&node, &name)? {
             notes.push(note);
         }
@@ -82,8 +106,14 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         rows.push(case("cell0", w, r, senders, receivers, span)?);
     }
+    peaks.push((
+        "cell0 node",
+        node.process.as_ref().and_then(Process::peak_rss_kib),
+    ));
+    drop(node);
+    let redis = redis::Redis::start(Persistence::None)?;
     for (w, r) in CASES {
-        let channel = format!("bench{pid}-{w}to{r}");
+        let channel = name(w, r);
         let receivers = (0..r)
             .map(|_| redis::RedisReceiver::open(&redis.addr, &channel))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -92,8 +122,48 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         rows.push(case("redis", w, r, senders, receivers, span)?);
     }
+    peaks.push(("redis (pub/sub)", redis.peak_rss_kib()));
+    drop(redis);
+    let redis = redis::Redis::start(Persistence::AppendFsyncAlways)?;
+    for (w, r) in CASES {
+        let key = name(w, r);
+        // The stream starts empty: readers from its first entry.
+        let receivers = (0..r)
+            .map(|_| redis_stream::StreamReceiver::open(&redis.addr, &key))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let senders = (0..w)
+            .map(|_| redis_stream::StreamSender::open(&redis.addr, &key))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        rows.push(case("redis-aof", w, r, senders, receivers, span)?);
+    }
+    peaks.push(("redis-aof", redis.peak_rss_kib()));
+    drop(redis);
+    let nats = nats::Nats::start()?;
+    for (w, r) in CASES {
+        let stream = name(w, r);
+        nats.create_stream(&stream)?;
+        let receivers = (0..r)
+            .map(|_| nats::NatsReceiver::open(&nats.addr, &stream))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let senders = (0..w)
+            .map(|_| nats::NatsSender::open(&nats.addr, &stream))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        rows.push(case("nats-js", w, r, senders, receivers, span)?);
+    }
+    peaks.push(("nats-server", nats.peak_rss_kib()));
+    drop(nats);
     print_notes(&rows, &notes);
     print_ratios(&rows);
+    println!();
+    for (server, kib) in peaks {
+        match kib {
+            Some(kib) => println!(
+                "{server} peak resident memory: {:.1} MiB",
+                kib as f64 / 1024.0
+            ),
+            None => println!("{server} peak resident memory: unknown (no /proc)"),
+        }
+    }
     Ok(())
 }
 
@@ -110,7 +180,7 @@ fn case<S: Sender, R: Receiver>(
     let d = load::measure(senders, receivers, span)
         .with_context(|| format!("{system}, {writers} writers, {readers} readers"))?;
     println!(
-        "{:<6} {:<6} {:>9} {:>10} {:>11.0} {:>8.0} {:>8.0} {:>8}",
+        "{:<9} {:<6} {:>9} {:>10} {:>11.0} {:>8.0} {:>8.0} {:>8}",
         system,
         case,
         d.sent,
@@ -163,25 +233,20 @@ fn print_notes(rows: &[Row], notes: &[String]) {
     }
 }
 
-/// Cell0 against Redis, case by case.
+/// Cell0 against each peer, case by case.
 fn print_ratios(rows: &[Row]) {
-    let mut header = false;
     for c in rows.iter().filter(|r| r.system == "cell0") {
-        let Some(o) = rows
-            .iter()
-            .find(|o| o.system == "redis" && o.case == c.case)
-        else {
-            continue;
-        };
-        if !header {
-            println!();
-            header = true;
+        println!();
+        for peer in PEERS {
+            let Some(o) = rows.iter().find(|o| o.system == peer && o.case == c.case) else {
+                continue;
+            };
+            println!(
+                "cell0/{peer}, {}: throughput {:.2}, p99 latency {:.2}",
+                c.case,
+                c.delivery.per_sec() / o.delivery.per_sec(),
+                c.delivery.latency_us(0.99) / o.delivery.latency_us(0.99),
+            );
         }
-        println!(
-            "cell0/redis, {}: throughput {:.2}, p99 latency {:.2}",
-            c.case,
-            c.delivery.per_sec() / o.delivery.per_sec(),
-            c.delivery.latency_us(0.99) / o.delivery.latency_us(0.99),
-        );
     }
 }

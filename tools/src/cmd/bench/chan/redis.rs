@@ -12,7 +12,9 @@
 //!
 //! The server gets a scratch directory, a free port and no persistence
 //! (pub/sub messages are never kept by Redis in any setting), and is
-//! killed when the benchmark is done.
+//! killed when the benchmark is done. The durable peer (a stream, see
+//! [`super::redis_stream`]) is a second server started the same way with
+//! its append-only file fsynced before each answer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -50,6 +52,19 @@ pub fn version() -> anyhow::Result<String> {
     )
 }
 
+/// What a started redis-server keeps on disk.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Persistence {
+    /// Nothing: pub/sub, whose messages Redis never keeps; the scratch
+    /// directory is on tmpfs.
+    None,
+    /// An append-only file fsynced before each command is answered
+    /// (`appendonly yes`, `appendfsync always`), in a scratch directory
+    /// on the same file system as the node's log, so both pay for the
+    /// same disk.
+    AppendFsyncAlways,
+}
+
 /// A redis-server started for the benchmark.
 pub struct Redis {
     /// Where it listens (HOST:PORT).
@@ -58,15 +73,26 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Start one on a free loopback port and wait until it answers.
-    pub fn start() -> anyhow::Result<Redis> {
+    /// Start one on a free loopback port, keeping what `persistence`
+    /// says, and wait until it answers.
+    pub fn start(persistence: Persistence) -> anyhow::Result<Redis> {
         let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
+        let dir = match persistence {
+            Persistence::None if shm.is_dir() => scratch_dir(shm, "redis")?,
+            Persistence::None => scratch_dir(&std::env::temp_dir(), "redis")?,
+            Persistence::AppendFsyncAlways => scratch_dir(&std::env::temp_dir(), "redis-aof")?,
         };
-        let dir = scratch_dir(&base, "redis")?;
+        let keep: &[&str] = match persistence {
+            Persistence::None => &["--save", "", "--appendonly", "no"],
+            Persistence::AppendFsyncAlways => &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        };
         let addr = crate::config::free_loopback_addrs(1)?.remove(0);
         let port = addr.rsplit(':').next().unwrap_or_default().to_string();
         let child = Command::new("redis-server")
@@ -78,7 +104,8 @@ impl Redis {
                 "--protected-mode",
                 "no",
             ])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .args(keep)
+            .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"))
@@ -97,6 +124,11 @@ impl Redis {
         };
         redis.wait_ready()?;
         Ok(redis)
+    }
+
+    /// Its peak resident memory so far, in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.process.peak_rss_kib()
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
@@ -134,7 +166,7 @@ impl Redis {
 
 /// One RESP value at the front of some bytes; ranges are into them.
 #[derive(Debug, PartialEq)]
-enum Value {
+pub(super) enum Value {
     Simple(Range<usize>),
     Error(Range<usize>),
     Int(i64),
@@ -145,7 +177,7 @@ enum Value {
 
 /// The RESP value starting at `at` in `buf` and where the next one
 /// starts, or `None` if it has not all arrived yet.
-fn value(buf: &[u8], at: usize) -> anyhow::Result<Option<(Value, usize)>> {
+pub(super) fn value(buf: &[u8], at: usize) -> anyhow::Result<Option<(Value, usize)>> {
     let Some(eol) = buf
         .get(at + 1..)
         .and_then(|b| b.windows(2).position(|w| w == b"\r\n"))
@@ -185,7 +217,7 @@ fn value(buf: &[u8], at: usize) -> anyhow::Result<Option<(Value, usize)>> {
 }
 
 /// A RESP command of bulk strings.
-fn command(words: &[&[u8]], out: &mut Vec<u8>) {
+pub(super) fn command(words: &[&[u8]], out: &mut Vec<u8>) {
     out.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
     for w in words {
         out.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
