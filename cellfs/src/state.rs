@@ -131,8 +131,12 @@ impl State {
 
     /// The bytes of a snapshot of this state.
     pub fn encode(&self) -> Vec<u8> {
-        // Serialising in-memory maps of strings and bytes cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
+        // Sized first: a buffer grown by doubling holds up to twice the
+        // state, and the old and new buffers at once while it grows (the
+        // node's peak memory was there). Serialising in-memory maps of
+        // strings and bytes cannot fail.
+        let size = postcard::experimental::serialized_size(self).unwrap_or(0);
+        postcard::to_extend(self, Vec::with_capacity(size)).unwrap_or_default()
     }
 
     /// A state back from a snapshot; `None` if the bytes are not one.

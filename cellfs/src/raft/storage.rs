@@ -8,6 +8,7 @@
 //! (the simulation does exactly that), never anything synced.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,16 @@ pub trait Storage {
     /// every entry after it. Snapshots hold committed entries only, so no
     /// commit rests on one being durable.
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError>;
+    /// [`Storage::save_snapshot`] of bytes the caller keeps too: a store
+    /// that writes the snapshot after returning holds on to them rather
+    /// than to a copy (a snapshot is the size of the whole state).
+    fn save_shared_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: &Arc<Vec<u8>>,
+    ) -> Result<(), StorageError> {
+        self.save_snapshot(meta, data)
+    }
     /// Why this storage refuses to grow, if it does: the file system
     /// has no room. A call that failed for that reason left what storage
     /// holds as it was before the call (nothing half-written), so the

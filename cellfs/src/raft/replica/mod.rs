@@ -20,6 +20,7 @@
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use noraft::{
@@ -179,7 +180,8 @@ pub struct Replica<S: Storage> {
     /// Address and key of every node this replica has heard of.
     directory: BTreeMap<u64, Member>,
     /// The latest snapshot, for followers that fell behind.
-    snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// The latest snapshot, shared with storage while it writes it.
+    snapshot: Option<(SnapshotMeta, Arc<Vec<u8>>)>,
     hard: HardState,
     now: u64,
     deadline: u64,
@@ -326,7 +328,7 @@ impl<S: Storage> Replica<S> {
             bodies,
             incoming: BTreeMap::new(),
             directory,
-            snapshot: loaded.snapshot,
+            snapshot: loaded.snapshot.map(|(m, d)| (m, Arc::new(d))),
             hard: loaded.hard,
             now: now_ms,
             deadline: now_ms,

@@ -3,6 +3,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use noraft::LogIndex;
@@ -39,13 +40,17 @@ impl<S: Storage> Replica<S> {
         self.leader = Some(from);
         self.leader_contact = Some(self.now);
         let keeps_tail = self.node.log().entries().contains(at);
-        let result = self.storage.save_snapshot(&meta, &data).and_then(|()| {
-            if keeps_tail {
-                Ok(())
-            } else {
-                self.storage.append(meta.index, &[])
-            }
-        });
+        let data = Arc::new(data);
+        let result = self
+            .storage
+            .save_shared_snapshot(&meta, &data)
+            .and_then(|()| {
+                if keeps_tail {
+                    Ok(())
+                } else {
+                    self.storage.append(meta.index, &[])
+                }
+            });
         if let Err(e) = result {
             self.storage_failed(e);
             return;
@@ -71,7 +76,7 @@ impl<S: Storage> Replica<S> {
         self.commits.push(Commit::Snapshot(Snapshot {
             index: meta.index,
             term: meta.term,
-            data: data.clone(),
+            data: Vec::clone(&data),
         }));
         self.delivered = meta.index;
         self.since_snapshot = 0;
@@ -94,7 +99,7 @@ impl<S: Storage> Replica<S> {
         let msg = Rpc::Snapshot {
             term: self.node.current_term().get(),
             meta: meta.clone(),
-            data: data.clone(),
+            data: Vec::clone(data),
         };
         self.outbox.push((to, msg));
     }
@@ -131,7 +136,8 @@ impl<S: Storage> Replica<S> {
             term: at.term.get(),
             membership: self.membership(&config),
         };
-        if let Err(e) = self.storage.save_snapshot(&meta, &snap.data) {
+        let data = Arc::new(snap.data);
+        if let Err(e) = self.storage.save_shared_snapshot(&meta, &data) {
             let why = e.0.clone();
             self.storage_failed(e);
             return Err(match self.storage.no_space() {
@@ -147,7 +153,7 @@ impl<S: Storage> Replica<S> {
         self.bodies.retain(|&i, _| i > snap.index);
         self.since_snapshot = 0;
         self.since_snapshot_bytes = 0;
-        self.snapshot = Some((meta, snap.data));
+        self.snapshot = Some((meta, data));
         Ok(())
     }
 }

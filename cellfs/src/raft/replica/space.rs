@@ -80,7 +80,7 @@ impl<S: Storage> Replica<S> {
             noraft::Log::new(config, entries),
         );
         self.hard = loaded.hard;
-        self.snapshot = loaded.snapshot;
+        self.snapshot = loaded.snapshot.map(|(m, d)| (m, alloc::sync::Arc::new(d)));
         self.incoming.clear();
         self.seen.clear();
         let recent: Vec<(u64, Body)> = self

@@ -78,12 +78,24 @@ pub(super) fn write_err(path: &Path, doing: &str, e: &std::io::Error) -> WriteFa
 /// half-written stays behind (the old file is untouched); a failed fsync
 /// of the temporary file is harmless for the same reason.
 pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), WriteFailure> {
+    write_atomic_parts(dir, name, &[bytes])
+}
+
+/// [`write_atomic`] of the concatenation of `parts`, which need not be
+/// copied into one buffer first.
+pub(super) fn write_atomic_parts(
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<(), WriteFailure> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let written = File::create(&tmp)
         .map_err(|e| ("creating", e))
         .and_then(|mut f| {
-            f.write_all(bytes)
+            parts
+                .iter()
+                .try_for_each(|p| f.write_all(p))
                 .and_then(|()| f.sync_all())
                 .map_err(|e| ("writing", e))
         });
@@ -458,8 +470,9 @@ pub(super) fn read_hard(path: &Path) -> Result<HardState, StorageError> {
         .map_err(|e| bad(&format!("does not decode ({e})")))
 }
 
-/// The snapshot file's bytes for `meta` and `data`.
-pub(super) fn encode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<Vec<u8>, StorageError> {
+/// The snapshot file's bytes for `meta` and `data` up to `data`: the
+/// file is these followed by `data` itself.
+pub(super) fn snapshot_header(meta: &SnapshotMeta, data: &[u8]) -> Result<Vec<u8>, StorageError> {
     let m = postcard::to_allocvec(meta)
         .map_err(|e| StorageError(format!("encoding the snapshot: {e}")))?;
     let meta_len = u32::try_from(m.len())
@@ -471,13 +484,12 @@ pub(super) fn encode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<Vec<u8
     h.update(&data_len);
     h.update(&m);
     h.update(data);
-    let mut out = Vec::with_capacity(SNAP_MAGIC.len() + SNAP_HEADER + m.len() + data.len());
+    let mut out = Vec::with_capacity(SNAP_MAGIC.len() + SNAP_HEADER + m.len());
     out.extend_from_slice(SNAP_MAGIC);
     out.extend_from_slice(&meta_len);
     out.extend_from_slice(&data_len);
     out.extend_from_slice(&h.finalize().to_le_bytes());
     out.extend_from_slice(&m);
-    out.extend_from_slice(data);
     Ok(out)
 }
 

@@ -76,6 +76,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cellfs::Index;
@@ -85,8 +86,8 @@ mod files;
 
 use files::{
     CLEAN, RECORD_HEADER, RESERVE, RESERVE_BYTES, WriteFailure, encode_clean, encode_record,
-    encode_snapshot, io_err, overwrite_in_place, read_all, remove_clean, seal_record, segment_name,
-    sync_dir, write_atomic, write_err, write_reserve,
+    io_err, overwrite_in_place, read_all, remove_clean, seal_record, segment_name, snapshot_header,
+    sync_dir, write_atomic, write_atomic_parts, write_err, write_reserve,
 };
 
 /// Size at which a segment is closed and a new one begun: large enough
@@ -893,6 +894,14 @@ impl Storage for SegmentStore {
     }
 
     fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        self.save_shared_snapshot(meta, &Arc::new(data.to_vec()))
+    }
+
+    fn save_shared_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: &Arc<Vec<u8>>,
+    ) -> Result<(), StorageError> {
         self.check()?;
         self.cached = None;
         // One at a time: the file has one name. One given up for lack of
@@ -904,7 +913,8 @@ impl Storage for SegmentStore {
         }
         let r = self.unmark();
         self.poison(r)?;
-        let bytes = encode_snapshot(meta, data)?;
+        let header = snapshot_header(meta, data)?;
+        let data = Arc::clone(data);
         let prev_index = self.snap_index;
         // Writing and syncing a large state takes long; the log's thread
         // goes on appending meanwhile. The covered segments stay until the
@@ -912,7 +922,7 @@ impl Storage for SegmentStore {
         let dir = self.dir.clone();
         let thread = std::thread::Builder::new()
             .name(String::from("cell0-snapshot"))
-            .spawn(move || write_atomic(&dir, "snapshot", &bytes))
+            .spawn(move || write_atomic_parts(&dir, "snapshot", &[&header, &data]))
             .map_err(|e| io_err(&self.dir, "starting the snapshot writer", &e));
         let thread = self.poison(thread)?;
         self.writing = Some(Writing {
