@@ -28,9 +28,12 @@ fn bench_chan_prints_a_row_per_case_and_system_and_the_ratios() {
         if !case.contains('→') {
             continue;
         }
-        let [sent, delivered, rate, p50, p99, lost] = figures else {
-            panic!("sent, delivered, delivered/s, p50, p99, lost: {line}");
+        let [sent, delivered, rate, p50, p99, lost, cpu] = figures else {
+            panic!("sent, delivered, delivered/s, p50, p99, lost, CPU µs/msg: {line}");
         };
+        // The server's CPU per message: measured (from /proc), so a number.
+        let cpu: f64 = cpu.parse().unwrap_or_else(|_| panic!("{cpu:?} in {line}"));
+        assert!(cpu >= 0.0, "{line}");
         for f in [sent, delivered, rate, p50, p99] {
             let v: f64 = f.parse().unwrap_or_else(|_| panic!("{f:?} in {line}"));
             assert!(v > 0.0, "a figure that is not positive: {line}");

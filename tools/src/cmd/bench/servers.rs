@@ -70,6 +70,22 @@ impl Process {
         self.status_kib("VmHWM:")
     }
 
+    /// CPU time it has used so far, user and system, all its threads, in
+    /// microseconds (from /proc, at the kernel's tick: 10 ms here).
+    pub fn cpu_us(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The command name (field 2) may hold spaces: count after its `)`.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        // SAFETY: sysconf reads a constant of the C library; no memory
+        // of ours is involved.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let tick = u64::try_from(tick).ok().filter(|&t| t > 0)?;
+        Some((utime + stime) * 1_000_000 / tick)
+    }
+
     /// Resident memory now, in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
         self.status_kib("VmRSS:")

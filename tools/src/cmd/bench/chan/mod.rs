@@ -41,6 +41,8 @@ struct Row {
     system: &'static str,
     case: String,
     delivery: Delivery,
+    /// The server's CPU time (all its threads) per message sent, in µs.
+    cpu_per_msg: Option<f64>,
 }
 
 /// Run every case against a node and against each peer, and print the
@@ -83,8 +85,16 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<9} {:<6} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8}",
-        "system", "case", "sent", "delivered", "delivered/s", "p50 µs", "p99 µs", "lost"
+        "{:<9} {:<6} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>9}",
+        "system",
+        "case",
+        "sent",
+        "delivered",
+        "delivered/s",
+        "p50 µs",
+        "p99 µs",
+        "lost",
+        "CPU µs/msg"
     );
     let mut rows = Vec::new();
     let mut notes = Vec::new();
@@ -104,7 +114,14 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
         let senders = (0..w)
             .map(|_| cell0::Cell0Sender::open(&node, &name))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        rows.push(case("cell0", w, r, senders, receivers, span)?);
+        rows.push(case(
+            "cell0",
+            node.process.as_ref(),
+            (w, r),
+            senders,
+            receivers,
+            span,
+        )?);
     }
     peaks.push((
         "cell0 node",
@@ -120,7 +137,14 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
         let senders = (0..w)
             .map(|_| redis::RedisSender::open(&redis.addr, &channel))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        rows.push(case("redis", w, r, senders, receivers, span)?);
+        rows.push(case(
+            "redis",
+            Some(redis.process()),
+            (w, r),
+            senders,
+            receivers,
+            span,
+        )?);
     }
     peaks.push(("redis (pub/sub)", redis.peak_rss_kib()));
     drop(redis);
@@ -134,7 +158,14 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
         let senders = (0..w)
             .map(|_| redis_stream::StreamSender::open(&redis.addr, &key))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        rows.push(case("redis-aof", w, r, senders, receivers, span)?);
+        rows.push(case(
+            "redis-aof",
+            Some(redis.process()),
+            (w, r),
+            senders,
+            receivers,
+            span,
+        )?);
     }
     peaks.push(("redis-aof", redis.peak_rss_kib()));
     drop(redis);
@@ -148,7 +179,14 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
         let senders = (0..w)
             .map(|_| nats::NatsSender::open(&nats.addr, &stream))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        rows.push(case("nats-js", w, r, senders, receivers, span)?);
+        rows.push(case(
+            "nats-js",
+            Some(nats.process()),
+            (w, r),
+            senders,
+            receivers,
+            span,
+        )?);
     }
     peaks.push(("nats-server", nats.peak_rss_kib()));
     drop(nats);
@@ -167,20 +205,28 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Measure one case and print its row.
+/// Measure one case of `writers` and `readers` against `server` (whose
+/// CPU time is counted) and print its row.
 fn case<S: Sender, R: Receiver>(
     system: &'static str,
-    writers: usize,
-    readers: usize,
+    server: Option<&Process>,
+    (writers, readers): (usize, usize),
     senders: Vec<S>,
     receivers: Vec<R>,
     span: Duration,
 ) -> anyhow::Result<Row> {
     let case = format!("{writers}→{readers}");
+    let before = server.and_then(Process::cpu_us);
     let d = load::measure(senders, receivers, span)
         .with_context(|| format!("{system}, {writers} writers, {readers} readers"))?;
+    // CPU per message is steadier than rates on a shared machine: it
+    // counts the work, not the waiting.
+    let cpu_per_msg = match (before, server.and_then(Process::cpu_us)) {
+        (Some(b), Some(a)) if d.sent > 0 => Some(a.saturating_sub(b) as f64 / d.sent as f64),
+        _ => None,
+    };
     println!(
-        "{:<9} {:<6} {:>9} {:>10} {:>11.0} {:>8.0} {:>8.0} {:>8}",
+        "{:<9} {:<6} {:>9} {:>10} {:>11.0} {:>8.0} {:>8.0} {:>8} {:>9}",
         system,
         case,
         d.sent,
@@ -188,12 +234,14 @@ fn case<S: Sender, R: Receiver>(
         d.per_sec(),
         d.latency_us(0.50),
         d.latency_us(0.99),
-        d.lost
+        d.lost,
+        cpu_per_msg.map_or_else(|| "-".to_string(), |c| format!("{c:.1}"))
     );
     Ok(Row {
         system,
         case,
         delivery: d,
+        cpu_per_msg,
     })
 }
 
@@ -241,8 +289,12 @@ fn print_ratios(rows: &[Row]) {
             let Some(o) = rows.iter().find(|o| o.system == peer && o.case == c.case) else {
                 continue;
             };
+            let cpu = match (c.cpu_per_msg, o.cpu_per_msg) {
+                (Some(a), Some(b)) if b > 0.0 => format!(", server CPU per message {:.2}", a / b),
+                _ => String::new(),
+            };
             println!(
-                "cell0/{peer}, {}: throughput {:.2}, p99 latency {:.2}",
+                "cell0/{peer}, {}: throughput {:.2}, p99 latency {:.2}{cpu}",
                 c.case,
                 c.delivery.per_sec() / o.delivery.per_sec(),
                 c.delivery.latency_us(0.99) / o.delivery.latency_us(0.99),

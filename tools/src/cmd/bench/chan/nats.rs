@@ -122,6 +122,11 @@ impl Nats {
         self.process.peak_rss_kib()
     }
 
+    /// The server process (for its CPU time).
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
     /// Make a stream `name` in file storage, taking the subject `name`.
     pub fn create_stream(&self, name: &str) -> anyhow::Result<()> {
         let mut c = Client::connect(&self.addr)?;

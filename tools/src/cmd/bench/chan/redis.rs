@@ -131,6 +131,11 @@ impl Redis {
         self.process.peak_rss_kib()
     }
 
+    /// The server process (for its CPU time).
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_WAIT;
         loop {
