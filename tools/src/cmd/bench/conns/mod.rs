@@ -92,7 +92,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
             .join(", ")
     );
     println!(
-        "latency: {} Treads at offset 0 of /status on a fid opened once, from a client of its own (one round trip each)",
+        "latency: {} Treads at offset 0 of /status on a fid opened once, from a client of its own after 100 untimed ones (one round trip each)",
         plan.reads
     );
     println!(
@@ -204,6 +204,12 @@ fn measure(
         plan.connections,
         failed(&failures)
     );
+    // Closed with a reset: closed politely, each would sit in TIME_WAIT
+    // for a minute, and tens of thousands of those slow down choosing a
+    // source port for the connections of the next phase and the next run.
+    for s in &streams {
+        let _ = s.set_zero_linger();
+    }
     drop(streams);
     std::thread::sleep(SETTLE);
     if let Some(kib) = process.rss_kib() {

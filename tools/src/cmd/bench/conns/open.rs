@@ -85,7 +85,12 @@ pub async fn open_all(dial: &Dial, n: usize) -> Held {
             let _permit = gate.acquire_owned().await?;
             // One source address when it suffices: the kernel then picks
             // the port as for any client.
-            let source = (dial.sources.len() > 1).then(|| dial.sources[i / dial.per]);
+            let source = if dial.sources.len() > 1 {
+                let ip = dial.sources.get(i / dial.per.max(1)).copied();
+                Some(ip.context("more connections than the source addresses hold")?)
+            } else {
+                None
+            };
             tokio::time::timeout(PATIENCE, open_one(&dial, source))
                 .await
                 .with_context(|| format!("not attached within {PATIENCE:?}"))?
