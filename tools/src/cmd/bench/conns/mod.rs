@@ -121,6 +121,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
     drop(node);
     let diod = if plan.diod {
         println!();
+        diod_note(plan.connections);
         match servers::start_diod() {
             Ok(d) => Some(measure(&rt, &d, &dial(&d, DIOD_IN_FLIGHT)?, plan)?),
             Err(e) => {
@@ -270,6 +271,25 @@ fn slowloris_phase(t: &Target, plan: &Plan, opened: usize) {
     );
 }
 
+/// Say so beforehand when diod, which starts a thread per connection,
+/// cannot have as many threads as there are connections.
+fn diod_note(connections: usize) {
+    let read =
+        |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let (Some(pids), Some(threads)) = (
+        read("/proc/sys/kernel/pid_max"),
+        read("/proc/sys/kernel/threads-max"),
+    ) else {
+        return;
+    };
+    if connections >= pids.min(threads) {
+        println!(
+            "diod: starts a thread per connection, and this host allows {} (kernel.pid_max {pids}, kernel.threads-max {threads}): it cannot hold {connections}",
+            pids.min(threads)
+        );
+    }
+}
+
 fn print_ratios(connections: usize, cell0: &Outcome, diod: &Outcome) {
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
@@ -298,8 +318,16 @@ fn mib(kib: u64) -> String {
 }
 
 fn failed(f: &open::Failures) -> String {
-    match &f.first {
+    let mut said = match &f.first {
         Some(e) => format!("; {} failed, the first: {e}", f.count),
         None => String::new(),
+    };
+    if f.skipped > 0 {
+        said += &format!(
+            "; {} not tried once {} had failed",
+            f.skipped,
+            open::GIVE_UP
+        );
     }
+    said
 }

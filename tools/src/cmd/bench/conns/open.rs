@@ -9,6 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,6 +24,9 @@ const CHECKS_IN_FLIGHT: usize = 256;
 /// How long one connection may take to connect and attach, or to answer
 /// the final check, before it counts as failed.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// Failed connections after which the rest are not tried: a server that
+/// stopped accepting would otherwise cost [`PATIENCE`] per connection.
+pub const GIVE_UP: usize = 100;
 /// The msize asked for: what the benchmark's other clients ask for.
 const MSIZE: u32 = 64 * 1024;
 /// The fid of the attached root, and the one the final check walks to.
@@ -36,6 +40,8 @@ pub struct Failures {
     pub count: usize,
     /// The first failure's error.
     pub first: Option<String>,
+    /// Connections not tried because [`GIVE_UP`] had failed.
+    pub skipped: usize,
 }
 
 impl Failures {
@@ -78,11 +84,15 @@ pub struct Dial {
 pub async fn open_all(dial: &Dial, n: usize) -> Held {
     let start = Instant::now();
     let gate = Arc::new(Semaphore::new(dial.in_flight.max(1)));
+    let failed = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for i in 0..n {
-        let (dial, gate) = (dial.clone(), gate.clone());
+        let (dial, gate, failed) = (dial.clone(), gate.clone(), failed.clone());
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
+            if failed.load(Ordering::Relaxed) >= GIVE_UP {
+                return Ok(None);
+            }
             // One source address when it suffices: the kernel then picks
             // the port as for any client.
             let source = if dial.sources.len() > 1 {
@@ -91,9 +101,14 @@ pub async fn open_all(dial: &Dial, n: usize) -> Held {
             } else {
                 None
             };
-            tokio::time::timeout(PATIENCE, open_one(&dial, source))
+            let opened = tokio::time::timeout(PATIENCE, open_one(&dial, source))
                 .await
-                .with_context(|| format!("not attached within {PATIENCE:?}"))?
+                .with_context(|| format!("not attached within {PATIENCE:?}"))
+                .and_then(|r| r);
+            if opened.is_err() {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+            opened.map(Some)
         });
     }
     let mut held = Held {
@@ -103,7 +118,8 @@ pub async fn open_all(dial: &Dial, n: usize) -> Held {
     };
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok(Ok(s)) => held.streams.push(s),
+            Ok(Ok(Some(s))) => held.streams.push(s),
+            Ok(Ok(None)) => held.failures.skipped += 1,
             Ok(Err(e)) => held.failures.add(&e),
             Err(e) => held.failures.add(&anyhow::anyhow!("the task failed: {e}")),
         }
@@ -281,5 +297,37 @@ async fn check_one(stream: &mut TcpStream) -> anyhow::Result<()> {
     match reply {
         Reply::Walk(0) => Ok(()),
         other => bail!("Twalk of the root answered with {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that refuses every connection costs [`GIVE_UP`]
+    /// failures, not one per connection asked for.
+    #[test]
+    fn gives_up_after_enough_failures() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        // A port nothing listens on: connections are refused at once.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let dial = Dial {
+            addr,
+            aname: Arc::from(""),
+            sources: Arc::from([Ipv4Addr::LOCALHOST].as_slice()),
+            per: 1_000,
+            in_flight: 4,
+        };
+        let held = rt.block_on(open_all(&dial, 1_000));
+        assert!(held.streams.is_empty());
+        let f = held.failures;
+        assert!((GIVE_UP..GIVE_UP + 4).contains(&f.count), "{}", f.count);
+        assert_eq!(f.count + f.skipped, 1_000);
+        assert!(f.first.is_some_and(|e| e.contains("connecting to")));
     }
 }
