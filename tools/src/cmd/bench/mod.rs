@@ -17,11 +17,14 @@
 //! [`agents`]); `cell0 bench swarm`, a swarm's failure
 //! detection, healing and gossip cost against etcd's leader failover (see
 //! [`swarm`]); `cell0 bench placement`, agents placed on a swarm's nodes:
-//! scheduling, spawn, evenness and failover (see [`placement`]).
+//! scheduling, spawn, evenness and failover (see [`placement`]); `cell0
+//! bench conns`, 10,000 connections (or `--connections N`) held at once,
+//! with slowloris ones besides, against diod (see [`conns`]).
 
 mod agents;
 mod chan;
 mod conn;
+mod conns;
 mod enforce;
 mod execs;
 mod floor;
@@ -56,6 +59,10 @@ pub enum Case {
     /// Agents placed on a swarm's nodes: scheduling and spawn latency,
     /// evenness, a dead node's agents running elsewhere.
     Placement,
+    /// Many connections held at once, each attached: memory per
+    /// connection, `/status` latency meanwhile, slowloris connections;
+    /// against diod.
+    Conns,
 }
 
 /// Flags of `cell0 bench`.
@@ -142,6 +149,20 @@ pub struct BenchArgs {
     /// elsewhere before they count as not back.
     #[arg(long, default_value_t = 30, requires = "case")]
     pub failover_secs: u64,
+    /// With conns: how many connections to hold at once (50000 needs
+    /// root, or a descriptor limit above 51500).
+    #[arg(long, default_value_t = 10_000, requires = "case")]
+    pub connections: usize,
+    /// With conns: how many slowloris connections (half a frame, then
+    /// nothing) to add while they are held.
+    #[arg(long, default_value_t = 500, requires = "case")]
+    pub slowloris: usize,
+    /// With conns: `/status` reads timed for each latency figure.
+    #[arg(long, default_value_t = 2_000, requires = "case")]
+    pub reads: usize,
+    /// With conns: leave diod out.
+    #[arg(long, requires = "case")]
+    pub no_diod: bool,
 }
 
 /// Run the benchmarks and print the figures.
@@ -216,6 +237,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             agents: args.agents,
             running: args.running,
             unlimited: args.unlimited,
+        });
+    }
+    if args.case == Some(Case::Conns) {
+        anyhow::ensure!(
+            args.addr.is_none(),
+            "bench conns starts its own node and diod; --addr is for the 9P cases"
+        );
+        return conns::run(&conns::Plan {
+            connections: args.connections,
+            slowloris: args.slowloris,
+            reads: args.reads,
+            diod: !args.no_diod,
         });
     }
     anyhow::ensure!(
