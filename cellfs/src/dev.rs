@@ -467,6 +467,14 @@ pub trait Device: Sync {
         false
     }
 
+    /// Whether `cmd`, once prepared, may share one log entry with the
+    /// commands of its turn that may too ([`Command::Batch`]: channel
+    /// messages), and the bytes it adds to that entry (a run is cut at a
+    /// size); `None` keeps it an entry of its own.
+    fn joins(&self, _cmd: &Command) -> Option<usize> {
+        None
+    }
+
     /// Prepare, just before they are proposed, the commands of this turn
     /// that [`batches`](Device::batches) kept back, in the order they came
     /// (with `idle` when none of this node's proposals is in flight).

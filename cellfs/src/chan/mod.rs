@@ -434,6 +434,13 @@ impl Device for ChanDev {
         matches!(cmd, Command::Chan(ChanCmd::Send { .. }))
     }
 
+    fn joins(&self, cmd: &Command) -> Option<usize> {
+        match cmd {
+            Command::Chan(ChanCmd::Send { data, .. }) => Some(data.len()),
+            _ => None,
+        }
+    }
+
     fn prepare(&self, cx: &Ctx<'_>, idle: bool, batch: &mut [&mut Command]) {
         local::prepare(cx, idle, batch);
     }

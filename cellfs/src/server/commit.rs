@@ -2,7 +2,6 @@
 //! the log, prepared in batches by their devices, applied as they commit,
 //! and the requests that waited on them answered.
 
-use crate::chan::ChanCmd;
 use crate::clock::Clock;
 use crate::command::{Applied, Command};
 use crate::devices::DEVICES;
@@ -119,10 +118,10 @@ impl<L: Log, C: Clock> Server<L, C> {
         let mut run: Vec<Batched> = Vec::new();
         let mut run_bytes = 0;
         for u in pending.drain(..) {
-            let bytes = match &u.cmd {
-                Command::Chan(ChanCmd::Send { data, .. }) => Some(data.len()),
-                _ => None,
-            };
+            let bytes = DEVICES
+                .all()
+                .get(usize::from(u.dev))
+                .and_then(|d| d.joins(&u.cmd));
             let fits = |b: usize| run.len() < MAX_BATCH && run_bytes + b <= MAX_BATCH_BYTES;
             match bytes {
                 Some(b) if run.is_empty() || fits(b) => {}
@@ -292,10 +291,11 @@ impl<L: Log, C: Clock> Server<L, C> {
             .unwrap_or_default()
             .into_iter();
         for cmd in cmds {
-            let result = match cmd {
-                Command::Chan(ChanCmd::Send { .. }) => self.world.state.apply(entry.index, &cmd),
-                _ => Err(Error::Protocol(format!(
-                    "log entry {}: a batch holds only channel messages; its part `{}` was not applied",
+            let joins = DEVICES.all().iter().any(|d| d.joins(&cmd).is_some());
+            let result = match joins {
+                true => self.world.state.apply(entry.index, &cmd),
+                false => Err(Error::Protocol(format!(
+                    "log entry {}: a batch holds only commands that may share an entry (channel messages); its part `{}` was not applied",
                     entry.index,
                     crate::raft::journal::render(&cmd)
                 ))),
