@@ -20,6 +20,14 @@ pub struct RequestId {
     pub(crate) generation: u64,
 }
 
+impl RequestId {
+    /// The id of the `generation`th request under `tag`: what a client
+    /// hands out, made by hand for tables of ids tested without one.
+    pub fn new(tag: u16, generation: u64) -> RequestId {
+        RequestId { tag, generation }
+    }
+}
+
 struct Slot<W> {
     generation: u64,
     /// The message type that answers the request (T + 1).

@@ -591,7 +591,7 @@ impl Filesystem for CellFs {
             }
         });
         if let (Some(k), Some(id)) = (key, sent) {
-            self.watcher.sent(k, id);
+            self.watcher.sent(k, id, false);
         }
     }
 

@@ -65,8 +65,16 @@ pub fn signal_pending(proc: &Path, tid: u32) -> bool {
 
 struct Watched {
     tid: u32,
-    /// Unknown until the request is on the wire.
+    /// Unknown until the request is on the wire; replaced when an empty
+    /// answer is asked for again (see `read.rs`).
     request: Option<RequestId>,
+    /// The request last flushed for it: a read asked again after its
+    /// caller was signalled is flushed too, once.
+    flushed: Option<RequestId>,
+    /// Whether the read was asked for again: the first asking's id, if
+    /// it comes in after (its answer can come before its sender gets
+    /// back), must not replace the second's.
+    asked_again: bool,
 }
 
 #[derive(Default)]
@@ -109,15 +117,27 @@ impl Watcher {
         let mut t = self.lock();
         let key = t.next_key;
         t.next_key += 1;
-        t.reads.insert(key, Watched { tid, request: None });
+        t.reads.insert(
+            key,
+            Watched {
+                tid,
+                request: None,
+                flushed: None,
+                asked_again: false,
+            },
+        );
         Key(key)
     }
 
-    /// The read went out as `request` (unless it already finished).
-    pub fn sent(&self, key: Key, request: RequestId) {
+    /// The read went out as `request` (unless it already finished);
+    /// `again` when it is the second asking after an empty answer.
+    pub fn sent(&self, key: Key, request: RequestId, again: bool) {
         let mut t = self.lock();
         if let Some(w) = t.reads.get_mut(&key.0) {
-            w.request = Some(request);
+            if again || !w.asked_again {
+                w.request = Some(request);
+            }
+            w.asked_again |= again;
             self.wake.notify_one();
         }
     }
@@ -129,24 +149,39 @@ impl Watcher {
 
     fn run(&self, client: &Client, proc: &Path) {
         loop {
-            let watched: Vec<(u64, u32, RequestId)> = {
+            let watched: Vec<(u64, u32)> = {
                 let mut t = self.lock();
                 while !t.reads.values().any(|w| w.request.is_some()) {
                     t = self.wake.wait(t).unwrap_or_else(|e| e.into_inner());
                 }
                 t.reads
                     .iter()
-                    .filter_map(|(k, w)| w.request.map(|r| (*k, w.tid, r)))
+                    .filter(|(_, w)| w.request.is_some())
+                    .map(|(k, w)| (*k, w.tid))
                     .collect()
             };
             std::thread::sleep(POLL);
-            for (key, tid, request) in watched {
+            for (key, tid) in watched {
                 if !signal_pending(proc, tid) {
                     continue;
                 }
-                // Still waiting? Then flush it, once.
-                if self.lock().reads.remove(&key).is_some() {
-                    client.flush(request);
+                // Flush what it waits on now, not what it waited on when
+                // the list was taken: an empty answer may have been asked
+                // for again meanwhile, and that read must end too (left
+                // unwatched, its caller stayed unkillable until the node
+                // had something to say). It stays watched until answered.
+                let request = {
+                    let mut t = self.lock();
+                    t.reads.get_mut(&key).and_then(|w| {
+                        let r = w.request?;
+                        (w.flushed != Some(r)).then(|| {
+                            w.flushed = Some(r);
+                            r
+                        })
+                    })
+                };
+                if let Some(r) = request {
+                    client.flush(r);
                 }
             }
         }
@@ -165,6 +200,29 @@ mod tests {
 
     fn bit(sig: i32) -> u64 {
         1 << (sig - 1)
+    }
+
+    fn id(tag: u16) -> RequestId {
+        RequestId::new(tag, 0)
+    }
+
+    #[test]
+    fn a_read_asked_again_is_the_one_watched_whatever_order_its_ids_come_in() {
+        let w = Watcher {
+            table: Mutex::default(),
+            wake: Condvar::new(),
+        };
+        // The empty answer came (and the read was asked again) before the
+        // first asking's sender got back to report its id.
+        let k = w.register(7);
+        w.sent(k, id(2), true);
+        w.sent(k, id(1), false);
+        assert_eq!(w.lock().reads[&k.0].request, Some(id(2)));
+        // In the usual order too.
+        let k = w.register(8);
+        w.sent(k, id(3), false);
+        w.sent(k, id(4), true);
+        assert_eq!(w.lock().reads[&k.0].request, Some(id(4)));
     }
 
     #[test]

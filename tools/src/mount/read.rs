@@ -82,7 +82,7 @@ impl Read {
             }
         });
         if let (Some(k), Some(id)) = (key, sent) {
-            watcher.sent(k, id);
+            watcher.sent(k, id, again);
         }
     }
 }
