@@ -32,9 +32,17 @@
 //! made with `clone` and the runner moves it into its cgroup by a write.
 //!
 //! Between the clone and the child's go-ahead, the runner writes the user
-//! namespace's id maps (`/proc/PID/uid_map`, `gid_map`, `setgroups`) and
-//! moves the child into its other cgroups (v1): the child could do neither
-//! itself, being no one on the host once in its user namespace.
+//! namespace's id maps (`/proc/PID/uid_map`, `gid_map`, `setgroups`): the
+//! child could not, being no one on the host once in its user namespace.
+//!
+//! The child joins its v1 cgroups itself, by writing `0` to each one's
+//! `tasks` file, opened for it by the runner before the clone (the kernel
+//! checks the opener's ids). The kernel moves a thread that moves itself
+//! without taking `cgroup_threadgroup_rwsem` (`cgroup_procs_write_start`:
+//! pid 0 in `tasks`), so this migration waits for no RCU grace period,
+//! where the runner's write of the child's pid to `cgroup.procs` waited
+//! up to 20 ms (5 to 50 ms on a busy host) on every spawn with a limit.
+//! The child is one thread here, so its thread is the whole process.
 //!
 //! Between `clone` and `execve` the new process is a copy of a
 //! multi-threaded one, so it only makes system calls, on data prepared
@@ -48,7 +56,8 @@
 //!    before the death signal was set, the read sees end of file and the
 //!    process exits (the kernel clears the death signal when the ids
 //!    change, so a process that takes its namespace's ids in step 4 sets
-//!    it again and checks the runner is still there);
+//!    it again and checks the runner is still there); then it joins its
+//!    v1 cgroups (see above);
 //! 3. `setsid`: a session and process group of its own;
 //! 4. with a user namespace, a cgroup namespace whose root is the cgroup
 //!    it is now in (so it sees no cgroup above its own); the devices the
@@ -127,6 +136,10 @@ impl Namespaces {
 /// The most descriptors a caller may pass to a process (as 3, 4, …).
 pub(crate) const MAX_PASSED: usize = 8;
 
+/// The most v1 cgroups a process joins (one per controller with a limit,
+/// and the first hierarchy: four at most).
+const MAX_V1: usize = 8;
+
 /// What to start.
 pub(crate) struct Launch<'a> {
     /// The program (absolute).
@@ -140,8 +153,9 @@ pub(crate) struct Launch<'a> {
     /// Its cgroup v2 directory, if any: it is made in it (`clone3` with
     /// `CLONE_INTO_CGROUP`), or else joins it through its `cgroup.procs`.
     pub(crate) cgroup_v2: Option<PathBuf>,
-    /// The other `cgroup.procs` files it joins (cgroup v1).
-    pub(crate) cgroup_procs: Vec<PathBuf>,
+    /// The v1 cgroup directories it joins (by writing `0` to their
+    /// `tasks` files itself, see the module's documentation).
+    pub(crate) cgroup_v1: Vec<PathBuf>,
     /// Descriptors it gets as 3, 4, … (at most [`MAX_PASSED`] with
     /// `devices`), open across its exec; every other one of the runner's
     /// is closed.
@@ -218,7 +232,7 @@ fn cstring(s: &[u8], what: &'static str) -> Result<CString, StartError> {
 }
 
 /// The steps of the child's set-up, as written to the report pipe.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "reset signals",
     "set the death signal",
     "make a session",
@@ -230,6 +244,7 @@ const STEPS: [&str; 11] = [
     "set up stdin, stdout and stderr",
     "pass descriptors",
     "exec",
+    "join the cgroup",
 ];
 const STEP_PDEATHSIG: u32 = 1;
 const STEP_SETSID: u32 = 2;
@@ -241,6 +256,7 @@ const STEP_PROC: u32 = 7;
 const STEP_STDIO: u32 = 8;
 const STEP_FDS: u32 = 9;
 const STEP_EXEC: u32 = 10;
+const STEP_CGROUP_V1: u32 = 11;
 
 /// Descriptors the child moves its own to before it places the passed
 /// ones at 3, 4, …: above any of those.
@@ -275,6 +291,9 @@ struct ChildArgs<'a> {
     passed_len: usize,
     devices: [*const c_char; MAX_PASSED],
     devices_len: usize,
+    /// The `tasks` files of its v1 cgroups, open for writing.
+    v1_tasks: [RawFd; MAX_V1],
+    v1_len: usize,
 }
 
 /// Start `launch`. Returns once the program runs (its `execve`
@@ -296,7 +315,7 @@ pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
         env: &[],
         namespaces,
         cgroup_v2: None,
-        cgroup_procs: Vec::new(),
+        cgroup_v1: Vec::new(),
         fds: &[],
         devices: &[],
     };
@@ -304,7 +323,7 @@ pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
 }
 
 fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> {
-    if launch.fds.len() + launch.devices.len() > MAX_PASSED {
+    if launch.fds.len() + launch.devices.len() > MAX_PASSED || launch.cgroup_v1.len() > MAX_V1 {
         return Err(StartError::Os {
             what: "pass descriptors",
             errno: libc::EMFILE,
@@ -344,6 +363,26 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
                 .open(d)
                 .ok()
         });
+    // Opened here, with the runner's ids (which the kernel checks when
+    // the child writes), so the child needs no path and no privilege.
+    let v1_files: Vec<File> = launch
+        .cgroup_v1
+        .iter()
+        .map(|d| {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(d.join("tasks"))
+                .map_err(|e| StartError::Sandbox {
+                    step: "join the cgroup",
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut v1_tasks = [-1; MAX_V1];
+    for (slot, f) in v1_tasks.iter_mut().zip(&v1_files) {
+        *slot = f.as_raw_fd();
+    }
     let argv: Vec<*const c_char> = prepared
         .argv
         .iter()
@@ -384,33 +423,32 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         passed_len: launch.fds.len(),
         devices,
         devices_len: launch.devices.len(),
+        v1_tasks,
+        v1_len: v1_files.len(),
     };
 
     let (pid, made_in_cgroup) =
         clone_blocking_signals(launch.namespaces.clone_flags(), cgroup_dir.as_ref(), &args)?;
-    drop(cgroup_dir);
+    drop((cgroup_dir, v1_files));
 
     // The child's ends, which the runner must not hold (or it would
     // never see end of file on the report pipe).
     drop((out_w, err_w, go_r, report_w));
-    // Before the go-ahead: the id maps of its user namespace, and its
-    // cgroups (the v2 one unless it was made in it). A failure kills it
-    // before it runs anything.
-    let procs = launch
-        .cgroup_v2
-        .iter()
-        .filter(|_| !made_in_cgroup)
-        .map(|d| d.join("cgroup.procs"))
-        .chain(launch.cgroup_procs.iter().cloned());
+    // Before the go-ahead: the id maps of its user namespace, and its v2
+    // cgroup unless it was made in it (its v1 ones it joins itself). A
+    // failure kills it before it runs anything.
     let placed = user
         .map_or(Ok(()), |map| write_id_maps(pid, map))
-        .and_then(|()| {
-            procs.into_iter().try_for_each(|p| {
-                write_file(&p, pid.to_string().as_bytes()).map_err(|errno| StartError::Sandbox {
-                    step: "join the cgroup",
-                    errno,
+        .and_then(|()| match &launch.cgroup_v2 {
+            Some(d) if !made_in_cgroup => {
+                write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes()).map_err(|errno| {
+                    StartError::Sandbox {
+                        step: "join the cgroup",
+                        errno,
+                    }
                 })
-            })
+            }
+            _ => Ok(()),
         });
     if let Err(e) = placed {
         // SAFETY: kill takes plain integers; `pid` is our unreaped child.
@@ -729,6 +767,15 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
             }
             libc::_exit(1);
         }
+        // Its v1 cgroups, by moving itself (see the module's
+        // documentation): before its cgroup namespace is made, whose
+        // root is the cgroup it is in then.
+        for &fd in args.v1_tasks.iter().take(args.v1_len) {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(report, STEP_CGROUP_V1, e());
+            }
+            libc::close(fd);
+        }
 
         // 3. Its own session and process group.
         if libc::setsid() < 0 {
@@ -924,7 +971,7 @@ mod tests {
             env: &env,
             namespaces: Namespaces::default(),
             cgroup_v2: None,
-            cgroup_procs: Vec::new(),
+            cgroup_v1: Vec::new(),
             fds: &[],
             devices: &[],
         };
@@ -959,7 +1006,7 @@ mod tests {
             env: &[],
             namespaces: Namespaces::default(),
             cgroup_v2: Some(v2.to_path_buf()),
-            cgroup_procs: cg.v1_procs_files(),
+            cgroup_v1: cg.v1_dirs(),
             fds: &[],
             devices: &[],
         };
@@ -991,7 +1038,7 @@ mod tests {
             env: &[],
             namespaces: Namespaces::default(),
             cgroup_v2: None,
-            cgroup_procs: Vec::new(),
+            cgroup_v1: Vec::new(),
             fds: &[],
             devices: &[],
         };
