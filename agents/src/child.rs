@@ -1,8 +1,11 @@
 //! Starting one process, and the calls made on it afterwards (signal,
 //! wait for its end, reap it).
 //!
-//! A process is made with the raw `clone3(2)` (or `clone(2)`) system
-//! call, fork-like (no new stack). With namespaces it gets, in the same
+//! A process is made with the raw `clone3(2)` system call sharing the
+//! runner's memory until its exec, on a stack of its own (on x86_64, see
+//! `shared`: a copy of the runner's memory costs more the more agents
+//! run), or else fork-like (`clone3` or `clone(2)`, no new stack). With
+//! namespaces it gets, in the same
 //! call, a user namespace of its own (`CLONE_NEWUSER`, see below), and
 //! pid, mount, UTS and IPC namespaces owned by it (`CLONE_NEWPID |
 //! CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC`), and a network namespace
@@ -44,15 +47,18 @@
 //! up to 20 ms (5 to 50 ms on a busy host) on every spawn with a limit.
 //! The child is one thread here, so its thread is the whole process.
 //!
-//! Between `clone` and `execve` the new process is a copy of a
-//! multi-threaded one, so it only makes system calls, on data prepared
-//! before the clone: no allocation, no locks, no panics. In order:
+//! Between `clone` and `execve` the new process runs in (or in a copy
+//! of) the memory of a multi-threaded one, so it only makes system calls,
+//! on data prepared before the clone: no allocation, no locks, no panics.
+//! In order:
 //!
 //! 1. every signal back to its default action, then unblocked (the
 //!    runner blocks all of them around the clone, so that no handler of
 //!    the host program runs in the copy);
-//! 2. `PR_SET_PDEATHSIG(SIGKILL)`, then a read of one byte the runner
-//!    writes once the id maps and cgroups are in place: if the runner died
+//! 2. `PR_SET_PDEATHSIG(SIGKILL)`, then (sharing the runner's memory)
+//!    one byte to the runner's helper thread to say it is there, then a
+//!    read of one byte the runner writes once the id maps are in place:
+//!    if the runner died
 //!    before the death signal was set, the read sees end of file and the
 //!    process exits (the kernel clears the death signal when the ids
 //!    change, so a process that takes its namespace's ids in step 4 sets
@@ -89,6 +95,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::StartError;
 use crate::process::{ExitStatus, reap};
+
+#[cfg(target_arch = "x86_64")]
+mod shared;
 
 /// The host ids a user namespace's root (uid and gid 0) maps to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +293,9 @@ struct ChildArgs<'a> {
     probe: bool,
     go_r: RawFd,
     go_w: RawFd,
+    /// Where it says it has started, before it waits for the go-ahead
+    /// (-1: nowhere; see `shared`).
+    hello_w: RawFd,
     out_w: RawFd,
     err_w: RawFd,
     report_w: RawFd,
@@ -416,6 +428,7 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         probe,
         go_r: go_r.as_raw_fd(),
         go_w: go_w.as_raw_fd(),
+        hello_w: -1,
         out_w: out_w.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         report_w: report_w.as_raw_fd(),
@@ -427,42 +440,59 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         v1_len: v1_files.len(),
     };
 
-    let (pid, made_in_cgroup) =
-        clone_blocking_signals(launch.namespaces.clone_flags(), cgroup_dir.as_ref(), &args)?;
+    // Before the go-ahead: the id maps of its user namespace, and its v2
+    // cgroup unless it was made in it (its v1 ones it joins itself). A
+    // failure kills it before it runs anything.
+    let place = |pid: i32, made_in_cgroup: bool| {
+        let placed =
+            user.map_or(Ok(()), |map| write_id_maps(pid, map))
+                .and_then(|()| match &launch.cgroup_v2 {
+                    Some(d) if !made_in_cgroup => {
+                        write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes()).map_err(
+                            |errno| StartError::Sandbox {
+                                step: "join the cgroup",
+                                errno,
+                            },
+                        )
+                    }
+                    _ => Ok(()),
+                });
+        if placed.is_err() {
+            // SAFETY: kill takes plain integers; `pid` is our unreaped
+            // child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return placed;
+        }
+        // The child now has its death signal set, or will once it reads.
+        // The pipe stays open until the child has exec'd (or failed): a
+        // child whose ids change sets its death signal again (the kernel
+        // clears it with the ids), then sees from this end whether the
+        // runner is still there.
+        // SAFETY: writing one byte from a valid buffer to a pipe we own.
+        unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+        Ok(())
+    };
+    let flags = launch.namespaces.clone_flags();
+    #[cfg(target_arch = "x86_64")]
+    let spawned = shared::spawn(flags, cgroup_dir.as_ref(), &args, &place)?;
+    #[cfg(not(target_arch = "x86_64"))]
+    let spawned = None;
+    let (pid, made_in_cgroup, placed) = match spawned {
+        Some(spawned) => spawned,
+        None => {
+            let (pid, made_in_cgroup) = clone_blocking_signals(flags, cgroup_dir.as_ref(), &args)?;
+            (pid, made_in_cgroup, place(pid, made_in_cgroup))
+        }
+    };
     drop((cgroup_dir, v1_files));
 
     // The child's ends, which the runner must not hold (or it would
     // never see end of file on the report pipe).
     drop((out_w, err_w, go_r, report_w));
-    // Before the go-ahead: the id maps of its user namespace, and its v2
-    // cgroup unless it was made in it (its v1 ones it joins itself). A
-    // failure kills it before it runs anything.
-    let placed = user
-        .map_or(Ok(()), |map| write_id_maps(pid, map))
-        .and_then(|()| match &launch.cgroup_v2 {
-            Some(d) if !made_in_cgroup => {
-                write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes()).map_err(|errno| {
-                    StartError::Sandbox {
-                        step: "join the cgroup",
-                        errno,
-                    }
-                })
-            }
-            _ => Ok(()),
-        });
     if let Err(e) = placed {
-        // SAFETY: kill takes plain integers; `pid` is our unreaped child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
         reap(pid);
         return Err(e);
     }
-    // The child now has its death signal set, or will once it reads.
-    // The pipe stays open until the child has exec'd (or failed): a child
-    // whose ids change sets its death signal again (the kernel clears it
-    // with the ids), then sees from this end whether the runner is still
-    // there.
-    // SAFETY: writing one byte from a valid buffer to a pipe we own.
-    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
 
     let mut report = [0u8; 8];
     let mut got = 0;
@@ -755,6 +785,10 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
         ) != 0
         {
             fail(report, STEP_PDEATHSIG, e());
+        }
+        if args.hello_w >= 0 {
+            libc::write(args.hello_w, b"h".as_ptr().cast(), 1);
+            libc::close(args.hello_w);
         }
         let mut byte = 0u8;
         loop {
