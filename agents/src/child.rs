@@ -98,6 +98,8 @@ use crate::process::{ExitStatus, reap};
 
 #[cfg(target_arch = "x86_64")]
 mod shared;
+#[cfg(target_arch = "x86_64")]
+mod slots;
 
 /// The host ids a user namespace's root (uid and gid 0) maps to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,6 +308,10 @@ struct ChildArgs<'a> {
     /// The `tasks` files of its v1 cgroups, open for writing.
     v1_tasks: [RawFd; MAX_V1],
     v1_len: usize,
+    /// It shares the runner's descriptor table, and must first take a
+    /// copy of the descriptors below this for its own (see `slots`); 0:
+    /// it has its own already.
+    fd_bound: libc::c_uint,
 }
 
 /// Start `launch`. Returns once the program runs (its `execve`
@@ -438,6 +444,7 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         devices_len: launch.devices.len(),
         v1_tasks,
         v1_len: v1_files.len(),
+        fd_bound: 0,
     };
 
     // Before the go-ahead: the id maps of its user namespace, and its v2
@@ -753,6 +760,20 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
     // takes a lock, and nothing here can panic.
     unsafe {
         let e = || *libc::__errno_location();
+        // A table of its own before anything else, holding only what the
+        // runner lent it: until then every descriptor is the runner's.
+        // (Only the report pipe is written if that fails, and exiting
+        // closes nothing of a shared table.)
+        if args.fd_bound > 0
+            && libc::syscall(
+                libc::SYS_close_range,
+                args.fd_bound,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) != 0
+        {
+            fail(args.report_w, STEP_FDS, e());
+        }
         // Above the descriptors that will be passed as 3, 4, …, so
         // placing those never closes it.
         let report = libc::fcntl(args.report_w, libc::F_DUPFD_CLOEXEC, HIGH_FD);
@@ -1062,6 +1083,46 @@ mod tests {
         // cgroup.procs, unless the kernel (or a seccomp filter) says it
         // has no such call.
         assert!(child.made_in_cgroup || !CLONE3_INTO_CGROUP.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_child_has_only_its_own_descriptors() {
+        // Descriptors of the runner's, low and high, none of which may
+        // reach the child (one of them left open across exec).
+        let null = File::open("/dev/null").unwrap();
+        let raw = null.as_raw_fd();
+        // SAFETY: duplicating a descriptor we own, to a free number.
+        let high = unsafe { libc::fcntl(raw, libc::F_DUPFD, 900) };
+        assert!(high >= 900);
+        let passed = File::open("/dev/zero").unwrap();
+        let launch = Launch {
+            program: Path::new("/bin/sh"),
+            args: &["-c".to_string(), "cd /proc/self/fd && echo *".to_string()],
+            env: &[],
+            namespaces: Namespaces::default(),
+            cgroup_v2: None,
+            cgroup_v1: Vec::new(),
+            fds: &[passed.as_raw_fd()],
+            devices: &[],
+        };
+        let child = spawn(&launch).unwrap();
+        let status = reap(child.pid);
+        // SAFETY: closing the duplicate made above.
+        unsafe { libc::close(high) };
+        let mut out = Vec::new();
+        read_available(child.stdout.as_ref().unwrap(), 1 << 20, &mut |b| {
+            out.extend_from_slice(b)
+        });
+        assert_eq!(status, ExitStatus::Code(0));
+        // The shell's own: its streams, the one passed, and the
+        // directory it lists.
+        let fds: Vec<u32> = String::from_utf8(out)
+            .unwrap()
+            .split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect();
+        assert!(fds.starts_with(&[0, 1, 2, 3]), "{fds:?}");
+        assert!(fds.len() <= 5 && fds.iter().all(|&f| f < 64), "{fds:?}");
     }
 
     #[test]

@@ -21,13 +21,24 @@
 //! a copy: the [`ChildArgs`] and what they point to, which the suspended
 //! caller keeps alive, and its own stack. The C library's `errno` it
 //! writes is the calling thread's, which is suspended meanwhile.
+//!
+//! It shares the runner's descriptor table too (`CLONE_FILES`) until its
+//! first call takes a copy of the bottom of it for its own, where the
+//! runner has lent it its descriptors (see `slots`): copying the whole
+//! table, and closing each of its descriptors at the exec, cost up to
+//! 2 ms of every spawn with 1,000 agents running.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use super::slots::Slots;
 use super::{CLONE_INTO_CGROUP, ChildArgs, CloneArgs, child_main, errno, pipe};
 use crate::error::StartError;
+
+/// The slots children's descriptors are lent to (see `slots`), made at
+/// the first spawn; spawns take turns with them.
+static SLOTS: std::sync::Mutex<Option<Slots>> = std::sync::Mutex::new(None);
 
 /// The child's stack: its set-up makes only system calls, on small
 /// locals; 256 KiB leaves room for the C library's wrappers many times
@@ -65,14 +76,31 @@ pub(super) fn spawn(
         return Ok(None);
     };
     let (hello_r, hello_w) = pipe()?;
-    let mut args = *args;
-    args.hello_w = hello_w.as_raw_fd();
+    let mut own = *args;
+    own.hello_w = hello_w.as_raw_fd();
+    // The child shares the descriptor table, and keeps only the slots
+    // (see `slots`); where they cannot be had it gets a copy of all.
+    let mut slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+    if slots.is_none() {
+        *slots = Slots::new();
+    }
+    let mut args = own;
+    let mut files = 0;
+    if let Some(s) = slots.as_mut() {
+        if lend_all(s, &mut args).is_some() {
+            args.fd_bound = s.bound;
+            files = libc::CLONE_FILES as u64;
+        } else {
+            s.restore();
+            args = own;
+        }
+    }
     // Written by the kernel before the child runs; read by the helper
     // after the child's byte, so after the write.
     let tid = AtomicI32::new(0);
     let made_in_cgroup = into.is_some();
     let clone_args = CloneArgs {
-        flags: flags as u64 | SHARED | into.map_or(0, |_| CLONE_INTO_CGROUP),
+        flags: flags as u64 | SHARED | files | into.map_or(0, |_| CLONE_INTO_CGROUP),
         parent_tid: tid.as_ptr() as u64,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack.base as u64,
@@ -99,12 +127,23 @@ pub(super) fn spawn(
                 }
             });
         let Ok(helper) = helper else {
+            // The runner's copies go, before the fork-like clone's pipes
+            // are waited on.
+            if let Some(s) = slots.as_mut() {
+                s.restore();
+            }
             return Ok(None);
         };
         // SAFETY: `clone_args` and `args` are alive across the call, and
         // the stack until after it (the call returns once the child has
         // exec'd or exited, and with it left the stack); see `clone3`.
         let pid = unsafe { clone3(&clone_args, &args) };
+        // The child has its own table by now (or is gone): the runner's
+        // copies in the slots go, or its pipes would never end.
+        if let Some(s) = slots.as_mut() {
+            s.restore();
+        }
+        drop(slots);
         // The child's copy is closed by now: end of file for a helper
         // still waiting.
         drop(hello_w);
@@ -117,6 +156,29 @@ pub(super) fn spawn(
         }
         Ok(Some((pid as i32, made_in_cgroup, placed.unwrap_or(Ok(())))))
     })
+}
+
+/// Lend every descriptor the child uses to a slot, naming the slots in
+/// `args` instead; `None` if they do not all fit.
+fn lend_all(slots: &mut Slots, args: &mut ChildArgs<'_>) -> Option<()> {
+    for fd in [
+        &mut args.go_r,
+        &mut args.go_w,
+        &mut args.hello_w,
+        &mut args.out_w,
+        &mut args.err_w,
+        &mut args.report_w,
+        &mut args.program_fd,
+    ] {
+        *fd = slots.lend(*fd)?;
+    }
+    for fd in args.passed.iter_mut().take(args.passed_len) {
+        *fd = slots.lend(*fd)?;
+    }
+    for fd in args.v1_tasks.iter_mut().take(args.v1_len) {
+        *fd = slots.lend(*fd)?;
+    }
+    Some(())
 }
 
 /// A mapping the child runs on, with a guard page below it.
