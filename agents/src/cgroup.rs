@@ -15,9 +15,10 @@
 //!   which then tracks its processes.
 //!
 //! A process is made in its v2 cgroup (see [`crate::child`]), which costs
-//! next to nothing; joining a v1 cgroup is a migration, which can wait
-//! for an RCU grace period (some 20 ms) in the kernel. So a run without
-//! limits on a host with v2 is in no v1 cgroup at all.
+//! next to nothing; it joins its v1 cgroups itself, as one thread moving
+//! itself, which the kernel does without the lock whose taking waits for
+//! an RCU grace period (some 20 ms) when another process is moved. A run
+//! without limits on a host with v2 is in no v1 cgroup at all.
 //!
 //! Nothing here is fatal: what cannot be had is said in [`Cgroups::notes`]
 //! and in the run's isolation notes, and the agent runs without it.
@@ -488,13 +489,13 @@ impl Cgroup {
         self.v2.as_deref()
     }
 
-    /// The `cgroup.procs` files of its v1 directories, which a process
-    /// writes itself into to join.
-    pub(crate) fn v1_procs_files(&self) -> Vec<PathBuf> {
+    /// Its v1 directories, which a process joins by writing itself into
+    /// their `tasks` (see [`crate::child`]).
+    pub(crate) fn v1_dirs(&self) -> Vec<PathBuf> {
         self.dirs
             .iter()
             .filter(|d| Some(d.as_path()) != self.v2.as_deref())
-            .map(|d| d.join("cgroup.procs"))
+            .cloned()
             .collect()
     }
 

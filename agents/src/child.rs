@@ -1,8 +1,11 @@
 //! Starting one process, and the calls made on it afterwards (signal,
 //! wait for its end, reap it).
 //!
-//! A process is made with the raw `clone3(2)` (or `clone(2)`) system
-//! call, fork-like (no new stack). With namespaces it gets, in the same
+//! A process is made with the raw `clone3(2)` system call sharing the
+//! runner's memory until its exec, on a stack of its own (on x86_64, see
+//! `shared`: a copy of the runner's memory costs more the more agents
+//! run), or else fork-like (`clone3` or `clone(2)`, no new stack). With
+//! namespaces it gets, in the same
 //! call, a user namespace of its own (`CLONE_NEWUSER`, see below), and
 //! pid, mount, UTS and IPC namespaces owned by it (`CLONE_NEWPID |
 //! CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC`), and a network namespace
@@ -32,23 +35,35 @@
 //! made with `clone` and the runner moves it into its cgroup by a write.
 //!
 //! Between the clone and the child's go-ahead, the runner writes the user
-//! namespace's id maps (`/proc/PID/uid_map`, `gid_map`, `setgroups`) and
-//! moves the child into its other cgroups (v1): the child could do neither
-//! itself, being no one on the host once in its user namespace.
+//! namespace's id maps (`/proc/PID/uid_map`, `gid_map`, `setgroups`): the
+//! child could not, being no one on the host once in its user namespace.
 //!
-//! Between `clone` and `execve` the new process is a copy of a
-//! multi-threaded one, so it only makes system calls, on data prepared
-//! before the clone: no allocation, no locks, no panics. In order:
+//! The child joins its v1 cgroups itself, by writing `0` to each one's
+//! `tasks` file, opened for it by the runner before the clone (the kernel
+//! checks the opener's ids). The kernel moves a thread that moves itself
+//! without taking `cgroup_threadgroup_rwsem` (`cgroup_procs_write_start`:
+//! pid 0 in `tasks`), so this migration waits for no RCU grace period,
+//! where the runner's write of the child's pid to `cgroup.procs` waited
+//! up to 20 ms (5 to 50 ms on a busy host) on every spawn with a limit.
+//! The child is one thread here, so its thread is the whole process.
+//!
+//! Between `clone` and `execve` the new process runs in (or in a copy
+//! of) the memory of a multi-threaded one, so it only makes system calls,
+//! on data prepared before the clone: no allocation, no locks, no panics.
+//! In order:
 //!
 //! 1. every signal back to its default action, then unblocked (the
 //!    runner blocks all of them around the clone, so that no handler of
 //!    the host program runs in the copy);
-//! 2. `PR_SET_PDEATHSIG(SIGKILL)`, then a read of one byte the runner
-//!    writes once the id maps and cgroups are in place: if the runner died
+//! 2. `PR_SET_PDEATHSIG(SIGKILL)`, then (sharing the runner's memory)
+//!    one byte to the runner's helper thread to say it is there, then a
+//!    read of one byte the runner writes once the id maps are in place:
+//!    if the runner died
 //!    before the death signal was set, the read sees end of file and the
 //!    process exits (the kernel clears the death signal when the ids
 //!    change, so a process that takes its namespace's ids in step 4 sets
-//!    it again and checks the runner is still there);
+//!    it again and checks the runner is still there); then it joins its
+//!    v1 cgroups (see above);
 //! 3. `setsid`: a session and process group of its own;
 //! 4. with a user namespace, a cgroup namespace whose root is the cgroup
 //!    it is now in (so it sees no cgroup above its own); the devices the
@@ -80,6 +95,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::StartError;
 use crate::process::{ExitStatus, reap};
+
+#[cfg(target_arch = "x86_64")]
+mod shared;
+#[cfg(target_arch = "x86_64")]
+mod slots;
 
 /// The host ids a user namespace's root (uid and gid 0) maps to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +147,10 @@ impl Namespaces {
 /// The most descriptors a caller may pass to a process (as 3, 4, …).
 pub(crate) const MAX_PASSED: usize = 8;
 
+/// The most v1 cgroups a process joins (one per controller with a limit,
+/// and the first hierarchy: four at most).
+const MAX_V1: usize = 8;
+
 /// What to start.
 pub(crate) struct Launch<'a> {
     /// The program (absolute).
@@ -140,8 +164,9 @@ pub(crate) struct Launch<'a> {
     /// Its cgroup v2 directory, if any: it is made in it (`clone3` with
     /// `CLONE_INTO_CGROUP`), or else joins it through its `cgroup.procs`.
     pub(crate) cgroup_v2: Option<PathBuf>,
-    /// The other `cgroup.procs` files it joins (cgroup v1).
-    pub(crate) cgroup_procs: Vec<PathBuf>,
+    /// The v1 cgroup directories it joins (by writing `0` to their
+    /// `tasks` files itself, see the module's documentation).
+    pub(crate) cgroup_v1: Vec<PathBuf>,
     /// Descriptors it gets as 3, 4, … (at most [`MAX_PASSED`] with
     /// `devices`), open across its exec; every other one of the runner's
     /// is closed.
@@ -218,7 +243,7 @@ fn cstring(s: &[u8], what: &'static str) -> Result<CString, StartError> {
 }
 
 /// The steps of the child's set-up, as written to the report pipe.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "reset signals",
     "set the death signal",
     "make a session",
@@ -230,6 +255,7 @@ const STEPS: [&str; 11] = [
     "set up stdin, stdout and stderr",
     "pass descriptors",
     "exec",
+    "join the cgroup",
 ];
 const STEP_PDEATHSIG: u32 = 1;
 const STEP_SETSID: u32 = 2;
@@ -241,6 +267,7 @@ const STEP_PROC: u32 = 7;
 const STEP_STDIO: u32 = 8;
 const STEP_FDS: u32 = 9;
 const STEP_EXEC: u32 = 10;
+const STEP_CGROUP_V1: u32 = 11;
 
 /// Descriptors the child moves its own to before it places the passed
 /// ones at 3, 4, …: above any of those.
@@ -268,6 +295,9 @@ struct ChildArgs<'a> {
     probe: bool,
     go_r: RawFd,
     go_w: RawFd,
+    /// Where it says it has started, before it waits for the go-ahead
+    /// (-1: nowhere; see `shared`).
+    hello_w: RawFd,
     out_w: RawFd,
     err_w: RawFd,
     report_w: RawFd,
@@ -275,6 +305,13 @@ struct ChildArgs<'a> {
     passed_len: usize,
     devices: [*const c_char; MAX_PASSED],
     devices_len: usize,
+    /// The `tasks` files of its v1 cgroups, open for writing.
+    v1_tasks: [RawFd; MAX_V1],
+    v1_len: usize,
+    /// It shares the runner's descriptor table, and must first take a
+    /// copy of the descriptors below this for its own (see `slots`); 0:
+    /// it has its own already.
+    fd_bound: libc::c_uint,
 }
 
 /// Start `launch`. Returns once the program runs (its `execve`
@@ -296,7 +333,7 @@ pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
         env: &[],
         namespaces,
         cgroup_v2: None,
-        cgroup_procs: Vec::new(),
+        cgroup_v1: Vec::new(),
         fds: &[],
         devices: &[],
     };
@@ -304,7 +341,7 @@ pub(crate) fn probe(namespaces: Namespaces) -> Result<(), StartError> {
 }
 
 fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> {
-    if launch.fds.len() + launch.devices.len() > MAX_PASSED {
+    if launch.fds.len() + launch.devices.len() > MAX_PASSED || launch.cgroup_v1.len() > MAX_V1 {
         return Err(StartError::Os {
             what: "pass descriptors",
             errno: libc::EMFILE,
@@ -344,6 +381,26 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
                 .open(d)
                 .ok()
         });
+    // Opened here, with the runner's ids (which the kernel checks when
+    // the child writes), so the child needs no path and no privilege.
+    let v1_files: Vec<File> = launch
+        .cgroup_v1
+        .iter()
+        .map(|d| {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(d.join("tasks"))
+                .map_err(|e| StartError::Sandbox {
+                    step: "join the cgroup",
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut v1_tasks = [-1; MAX_V1];
+    for (slot, f) in v1_tasks.iter_mut().zip(&v1_files) {
+        *slot = f.as_raw_fd();
+    }
     let argv: Vec<*const c_char> = prepared
         .argv
         .iter()
@@ -377,6 +434,7 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         probe,
         go_r: go_r.as_raw_fd(),
         go_w: go_w.as_raw_fd(),
+        hello_w: -1,
         out_w: out_w.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         report_w: report_w.as_raw_fd(),
@@ -384,47 +442,64 @@ fn start(launch: &Launch<'_>, probe: bool) -> Result<Option<Child>, StartError> 
         passed_len: launch.fds.len(),
         devices,
         devices_len: launch.devices.len(),
+        v1_tasks,
+        v1_len: v1_files.len(),
+        fd_bound: 0,
     };
 
-    let (pid, made_in_cgroup) =
-        clone_blocking_signals(launch.namespaces.clone_flags(), cgroup_dir.as_ref(), &args)?;
-    drop(cgroup_dir);
+    // Before the go-ahead: the id maps of its user namespace, and its v2
+    // cgroup unless it was made in it (its v1 ones it joins itself). A
+    // failure kills it before it runs anything.
+    let place = |pid: i32, made_in_cgroup: bool| {
+        let placed =
+            user.map_or(Ok(()), |map| write_id_maps(pid, map))
+                .and_then(|()| match &launch.cgroup_v2 {
+                    Some(d) if !made_in_cgroup => {
+                        write_file(&d.join("cgroup.procs"), pid.to_string().as_bytes()).map_err(
+                            |errno| StartError::Sandbox {
+                                step: "join the cgroup",
+                                errno,
+                            },
+                        )
+                    }
+                    _ => Ok(()),
+                });
+        if placed.is_err() {
+            // SAFETY: kill takes plain integers; `pid` is our unreaped
+            // child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return placed;
+        }
+        // The child now has its death signal set, or will once it reads.
+        // The pipe stays open until the child has exec'd (or failed): a
+        // child whose ids change sets its death signal again (the kernel
+        // clears it with the ids), then sees from this end whether the
+        // runner is still there.
+        // SAFETY: writing one byte from a valid buffer to a pipe we own.
+        unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+        Ok(())
+    };
+    let flags = launch.namespaces.clone_flags();
+    #[cfg(target_arch = "x86_64")]
+    let spawned = shared::spawn(flags, cgroup_dir.as_ref(), &args, &place)?;
+    #[cfg(not(target_arch = "x86_64"))]
+    let spawned = None;
+    let (pid, made_in_cgroup, placed) = match spawned {
+        Some(spawned) => spawned,
+        None => {
+            let (pid, made_in_cgroup) = clone_blocking_signals(flags, cgroup_dir.as_ref(), &args)?;
+            (pid, made_in_cgroup, place(pid, made_in_cgroup))
+        }
+    };
+    drop((cgroup_dir, v1_files));
 
     // The child's ends, which the runner must not hold (or it would
     // never see end of file on the report pipe).
     drop((out_w, err_w, go_r, report_w));
-    // Before the go-ahead: the id maps of its user namespace, and its
-    // cgroups (the v2 one unless it was made in it). A failure kills it
-    // before it runs anything.
-    let procs = launch
-        .cgroup_v2
-        .iter()
-        .filter(|_| !made_in_cgroup)
-        .map(|d| d.join("cgroup.procs"))
-        .chain(launch.cgroup_procs.iter().cloned());
-    let placed = user
-        .map_or(Ok(()), |map| write_id_maps(pid, map))
-        .and_then(|()| {
-            procs.into_iter().try_for_each(|p| {
-                write_file(&p, pid.to_string().as_bytes()).map_err(|errno| StartError::Sandbox {
-                    step: "join the cgroup",
-                    errno,
-                })
-            })
-        });
     if let Err(e) = placed {
-        // SAFETY: kill takes plain integers; `pid` is our unreaped child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
         reap(pid);
         return Err(e);
     }
-    // The child now has its death signal set, or will once it reads.
-    // The pipe stays open until the child has exec'd (or failed): a child
-    // whose ids change sets its death signal again (the kernel clears it
-    // with the ids), then sees from this end whether the runner is still
-    // there.
-    // SAFETY: writing one byte from a valid buffer to a pipe we own.
-    unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) };
 
     let mut report = [0u8; 8];
     let mut got = 0;
@@ -685,6 +760,20 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
     // takes a lock, and nothing here can panic.
     unsafe {
         let e = || *libc::__errno_location();
+        // A table of its own before anything else, holding only what the
+        // runner lent it: until then every descriptor is the runner's.
+        // (Only the report pipe is written if that fails, and exiting
+        // closes nothing of a shared table.)
+        if args.fd_bound > 0
+            && libc::syscall(
+                libc::SYS_close_range,
+                args.fd_bound,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) != 0
+        {
+            fail(args.report_w, STEP_FDS, e());
+        }
         // Above the descriptors that will be passed as 3, 4, …, so
         // placing those never closes it.
         let report = libc::fcntl(args.report_w, libc::F_DUPFD_CLOEXEC, HIGH_FD);
@@ -718,6 +807,10 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
         {
             fail(report, STEP_PDEATHSIG, e());
         }
+        if args.hello_w >= 0 {
+            libc::write(args.hello_w, b"h".as_ptr().cast(), 1);
+            libc::close(args.hello_w);
+        }
         let mut byte = 0u8;
         loop {
             let n = libc::read(args.go_r, (&mut byte as *mut u8).cast(), 1);
@@ -728,6 +821,15 @@ unsafe fn child_main(args: &ChildArgs<'_>) -> ! {
                 continue;
             }
             libc::_exit(1);
+        }
+        // Its v1 cgroups, by moving itself (see the module's
+        // documentation): before its cgroup namespace is made, whose
+        // root is the cgroup it is in then.
+        for &fd in args.v1_tasks.iter().take(args.v1_len) {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(report, STEP_CGROUP_V1, e());
+            }
+            libc::close(fd);
         }
 
         // 3. Its own session and process group.
@@ -924,7 +1026,7 @@ mod tests {
             env: &env,
             namespaces: Namespaces::default(),
             cgroup_v2: None,
-            cgroup_procs: Vec::new(),
+            cgroup_v1: Vec::new(),
             fds: &[],
             devices: &[],
         };
@@ -959,7 +1061,7 @@ mod tests {
             env: &[],
             namespaces: Namespaces::default(),
             cgroup_v2: Some(v2.to_path_buf()),
-            cgroup_procs: cg.v1_procs_files(),
+            cgroup_v1: cg.v1_dirs(),
             fds: &[],
             devices: &[],
         };
@@ -984,6 +1086,46 @@ mod tests {
     }
 
     #[test]
+    fn a_child_has_only_its_own_descriptors() {
+        // Descriptors of the runner's, low and high, none of which may
+        // reach the child (one of them left open across exec).
+        let null = File::open("/dev/null").unwrap();
+        let raw = null.as_raw_fd();
+        // SAFETY: duplicating a descriptor we own, to a free number.
+        let high = unsafe { libc::fcntl(raw, libc::F_DUPFD, 900) };
+        assert!(high >= 900);
+        let passed = File::open("/dev/zero").unwrap();
+        let launch = Launch {
+            program: Path::new("/bin/sh"),
+            args: &["-c".to_string(), "cd /proc/self/fd && echo *".to_string()],
+            env: &[],
+            namespaces: Namespaces::default(),
+            cgroup_v2: None,
+            cgroup_v1: Vec::new(),
+            fds: &[passed.as_raw_fd()],
+            devices: &[],
+        };
+        let child = spawn(&launch).unwrap();
+        let status = reap(child.pid);
+        // SAFETY: closing the duplicate made above.
+        unsafe { libc::close(high) };
+        let mut out = Vec::new();
+        read_available(child.stdout.as_ref().unwrap(), 1 << 20, &mut |b| {
+            out.extend_from_slice(b)
+        });
+        assert_eq!(status, ExitStatus::Code(0));
+        // The shell's own: its streams, the one passed, and the
+        // directory it lists.
+        let fds: Vec<u32> = String::from_utf8(out)
+            .unwrap()
+            .split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect();
+        assert!(fds.starts_with(&[0, 1, 2, 3]), "{fds:?}");
+        assert!(fds.len() <= 5 && fds.iter().all(|&f| f < 64), "{fds:?}");
+    }
+
+    #[test]
     fn a_missing_program_is_an_exec_error() {
         let launch = Launch {
             program: Path::new("/nonexistent/program"),
@@ -991,7 +1133,7 @@ mod tests {
             env: &[],
             namespaces: Namespaces::default(),
             cgroup_v2: None,
-            cgroup_procs: Vec::new(),
+            cgroup_v1: Vec::new(),
             fds: &[],
             devices: &[],
         };

@@ -749,10 +749,7 @@ impl Looper {
                 .as_ref()
                 .and_then(Cgroup::v2_dir)
                 .map(Path::to_path_buf),
-            cgroup_procs: cgroup
-                .as_ref()
-                .map(Cgroup::v1_procs_files)
-                .unwrap_or_default(),
+            cgroup_v1: cgroup.as_ref().map(Cgroup::v1_dirs).unwrap_or_default(),
             fds: &raw,
             devices: &devices,
         };

@@ -1373,7 +1373,7 @@ fn agents_never_take_the_last_places_of_the_node() {
     assert_eq!(
         full,
         format!(
-            "Rerror agent a: spawn more: the node holds {last} agents; the last 64 of its 4096 are kept for capabilities that are not agents'"
+            "Rerror agent a: spawn more: the node holds {last} agents; the last 64 of its 16384 are kept for capabilities that are not agents'"
         )
     );
     // The owner's mkdir still works, up to the node's own cap.
@@ -1381,7 +1381,7 @@ fn agents_never_take_the_last_places_of_the_node() {
         assert_eq!(n.mkdir(o, "agent", &format!("o{i}")), "Rcreate", "o{i}");
     }
     let cap = n.mkdir(o, "agent", "one-more");
-    assert!(cap.contains("the node holds at most 4096 agents"), "{cap}");
+    assert!(cap.contains("the node holds at most 16384 agents"), "{cap}");
 }
 
 #[test]

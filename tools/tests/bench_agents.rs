@@ -19,13 +19,16 @@ fn bench_agents_runs_200_of_1000_agents_and_prints_its_figures() {
         spawn.contains("200 agents") && spawn.contains(" p99 "),
         "{spawn}"
     );
-    // The peer ran (tests/run installs bubblewrap), beside the ratio.
-    let peer = line("peer: bwrap");
-    assert!(
-        peer.contains("200 runs") && peer.contains(" p99 "),
-        "{peer}"
-    );
-    assert!(line("cell0/bwrap spawn: p50 ").contains(", p99 "));
+    // The peers ran (util-linux's unshare is everywhere; tests/run
+    // installs bubblewrap), each beside its ratio.
+    for peer in ["unshare", "bwrap"] {
+        let figures = line(&format!("peer: {peer} "));
+        assert!(
+            figures.contains("200 runs") && figures.contains(" p99 "),
+            "{figures}"
+        );
+        assert!(line(&format!("cell0/{peer} spawn: p50 ")).contains(", p99 "));
+    }
     let create = line("create 800 agents");
     assert!(create.contains(" ms each"), "{create}");
     // Every started agent counted running by the node itself.

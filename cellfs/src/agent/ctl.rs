@@ -684,7 +684,7 @@ fn limit(object: &str, l: &CtlLine<'_>) -> Result<(LimitChange, Option<Option<u3
         "agents",
         (1, MAX_AGENTS as u64),
         number,
-        "1 to 4096 agents in its tree",
+        "1 to 16384 agents in its tree",
     )?;
     // Each fits: the bounds are far below u32::MAX.
     let small = |v: Option<Option<u64>>| v.map(|o| o.map(|n| n as u32));
@@ -960,7 +960,7 @@ mod tests {
         assert!(
             err("limit disk=1").contains("unknown key \"disk\"; expected cpu, mem, pids, agents")
         );
-        assert!(err("limit agents=4097").contains("agents=\"4097\" is out of range: 1 to 4096"));
+        assert!(err("limit agents=16385").contains("agents=\"16385\" is out of range: 1 to 16384"));
         assert!(err("restart").contains("say policy="));
         assert!(err("restart policy=sometimes").contains("expected always, on-failure or never"));
         assert!(err("restart max=0").contains("max=0 is out of range"));

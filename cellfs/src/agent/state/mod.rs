@@ -46,7 +46,7 @@ pub use vocab::{
 };
 
 /// Most agents one node holds.
-pub const MAX_AGENTS: usize = 4096;
+pub const MAX_AGENTS: usize = 16384;
 /// The last of the node's [`MAX_AGENTS`] that only capabilities that
 /// are not agents' may make: however many agents make agents, the
 /// owner's `mkdir` still works.

@@ -6,7 +6,13 @@
 //! `mkdir` until the kernel execs the agent's program in its sandbox
 //! (seen with fanotify, see `execs`: the sandbox reaches nothing of the
 //! host's through which the program could say so), not until the runner
-//! says so.
+//! says so. Beside it, the same machine's bare namespaces (`unshare
+//! -pfmn sh -c true`) and bubblewrap sandbox (`bwrap --unshare-all …
+//! sh -c true`), in the same run.
+//!
+//! `--agents 10000 --running 1000` is the scale case: 10,000 agents made
+//! on one node, 1,000 of them running, while a client of its own times
+//! `/status`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -118,7 +124,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
         );
     }
 
-    peer(plan.running.max(1), spawn_ns.as_slice())?;
+    peers(plan.running.max(1), spawn_ns.as_slice())?;
 
     // The rest are made and given a program, not started.
     let t0 = Instant::now();
@@ -137,17 +143,26 @@ pub fn run(plan: &Plan) -> anyhow::Result<()> {
         );
     }
 
-    // The node's answers with every agent made and `running` running.
+    // The node's answers with every agent made and `running` running,
+    // to a client that made none of them (its own connection).
+    let probe = Client::connect_with(
+        &node.addr,
+        &Options::new(Dialect::U).with_token(&ClientToken {
+            text: Some(owner.to_text()),
+            explicit: true,
+        }),
+    )?;
     let mut probe_ns = Vec::with_capacity(PROBES);
     for _ in 0..PROBES {
         let t0 = Instant::now();
-        read_file(&c, "/status")?;
+        read_file(&probe, "/status")?;
         probe_ns.push(t0.elapsed().as_nanos() as u64);
     }
     probe_ns.sort_unstable();
+    drop(probe);
     let running = count_running(&c, plan.running)?;
     println!(
-        "with {} agents, {running} running: /status read p50 {:.0} µs  p99 {:.0} µs",
+        "with {} agents, {running} running: /status read by another client, {PROBES} reads: p50 {:.0} µs  p99 {:.0} µs",
         plan.agents,
         percentile_us(&probe_ns, 0.50),
         percentile_us(&probe_ns, 0.99),
@@ -200,55 +215,80 @@ const BWRAP: &[&str] = &[
     "/tmp",
     "--cap-drop",
     "ALL",
-    "/bin/true",
+    "sh",
+    "-c",
+    "true",
 ];
 
-/// The peer: `runs` bubblewrap sandboxes one after another (see
-/// [`bwrap_runs`]) beside cell0's spawns (`spawn_ns`, sorted).
-fn peer(runs: usize, spawn_ns: &[u64]) -> anyhow::Result<()> {
-    let Some(ns) = bwrap_runs(runs)? else {
-        println!("peer: bwrap is not installed (apt-get install bubblewrap): no peer figures");
-        return Ok(());
-    };
-    let (p50, p99) = (percentile_us(&ns, 0.50), percentile_us(&ns, 0.99));
-    println!(
-        "peer: {BWRAP_LABEL} until /bin/true has run and exited, {runs} runs: p50 {:.2} ms  p99 {:.2} ms",
-        p50 / 1000.0,
-        p99 / 1000.0,
-    );
-    if !spawn_ns.is_empty() {
+/// The bare namespaces: new pid, mount and network namespaces (and a
+/// fork into the pid one), as root; no user namespace, root, `/proc`,
+/// privileges given up or cgroup. What any sandbox's namespaces cost
+/// here, at least.
+const UNSHARE: &[&str] = &["-pfmn", "sh", "-c", "true"];
+
+/// The peers: `runs` bare namespaces and `runs` bubblewrap sandboxes,
+/// one after another, beside cell0's spawns (`spawn_ns`, sorted), and
+/// the ratios.
+fn peers(runs: usize, spawn_ns: &[u64]) -> anyhow::Result<()> {
+    for (name, label, ns) in [
+        (
+            "unshare",
+            "unshare -pfmn sh -c true",
+            timed_runs("unshare", UNSHARE, runs)?,
+        ),
+        ("bwrap", BWRAP_LABEL, bwrap_runs(runs)?),
+    ] {
+        let Some(ns) = ns else {
+            println!("peer: {name} is not installed: no {name} figures");
+            continue;
+        };
+        let (p50, p99) = (percentile_us(&ns, 0.50), percentile_us(&ns, 0.99));
         println!(
-            "cell0/bwrap spawn: p50 {:.2}, p99 {:.2}",
-            percentile_us(spawn_ns, 0.50) / p50,
-            percentile_us(spawn_ns, 0.99) / p99,
+            "peer: {label} until it has run and exited, {runs} runs: p50 {:.2} ms  p99 {:.2} ms",
+            p50 / 1000.0,
+            p99 / 1000.0,
         );
+        if !spawn_ns.is_empty() {
+            println!(
+                "cell0/{name} spawn: p50 {:.2}, p99 {:.2}",
+                percentile_us(spawn_ns, 0.50) / p50,
+                percentile_us(spawn_ns, 0.99) / p99,
+            );
+        }
     }
     Ok(())
 }
 
 /// How the peer's sandbox is named in the figures.
 pub(super) const BWRAP_LABEL: &str =
-    "bwrap --unshare-all (ro system, proc, dev, tmpfs /tmp, no caps)";
+    "bwrap --unshare-all (ro system, proc, dev, tmpfs /tmp, no caps) sh -c true";
 
 /// `runs` bubblewrap sandboxes ([`BWRAP`]) one after another, each timed
 /// from its start until `true` in it has run and it has ended (an upper
 /// bound on its spawn), in ns, sorted; `None` if bwrap is not installed.
 pub(super) fn bwrap_runs(runs: usize) -> anyhow::Result<Option<Vec<u64>>> {
-    if !crate::config::on_path("bwrap") {
+    timed_runs("bwrap", BWRAP, runs)
+}
+
+/// `runs` runs of `program` with `args`, one after another, each timed
+/// from its start until it has ended, in ns, sorted; `None` if
+/// `program` is not installed.
+fn timed_runs(program: &str, args: &[&str], runs: usize) -> anyhow::Result<Option<Vec<u64>>> {
+    if !crate::config::on_path(program) {
         return Ok(None);
     }
     let mut ns = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t0 = Instant::now();
-        let out = std::process::Command::new("bwrap")
-            .args(BWRAP)
+        let out = std::process::Command::new(program)
+            .args(args)
             .stdin(std::process::Stdio::null())
             .output()
-            .context("running bwrap")?;
+            .with_context(|| format!("running {program}"))?;
         if !out.status.success() {
             bail!(
-                "peer: bwrap {} failed: {}",
-                BWRAP.join(" "),
+                "peer: {program} {} failed: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

@@ -352,7 +352,7 @@ fn measure(plan: &Plan, agents: usize, dir: &Path) -> anyhow::Result<()> {
     let bw = single::bwrap(alone)?;
     match &bw {
         Some(b) => println!(
-            "peer: {}, {alone} runs, until its /bin/true ran and it ended: {}",
+            "peer: {}, {alone} runs, until it ran and ended: {}",
             super::agents::BWRAP_LABEL,
             quantiles(b)
         ),
