@@ -24,7 +24,7 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// The soft and hard limits on open descriptors.
-fn get() -> io::Result<libc::rlimit> {
+pub(crate) fn get() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

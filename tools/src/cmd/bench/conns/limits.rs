@@ -13,23 +13,12 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, bail};
 
+use crate::node::fds::get;
+
 /// Ports of each source address left for connections other than the held
 /// ones (the `/status` client, the slowloris ones, earlier runs' sockets
 /// in TIME_WAIT).
 const PORTS_SPARE: usize = 2_000;
-
-/// The soft and hard limits on open descriptors.
-fn get() -> io::Result<libc::rlimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass, which lives here.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(lim)
-}
 
 /// Make at least `need` descriptors available to this process (and so to
 /// the servers it starts): the soft limit raised to the hard one and, when
