@@ -202,13 +202,11 @@ impl<L: Log, C: Clock> Server<L, C> {
                 Commit::Done { proposal, result } if self.gates.contains_key(&proposal) => {
                     self.gate_opened(proposal, result, out);
                 }
-                Commit::Done {
-                    proposal,
-                    result: Err(e),
-                } if self.batches.contains_key(&proposal) => {
-                    let e = Error::Log(e);
+                Commit::Done { proposal, result } if self.batches.contains_key(&proposal) => {
+                    let result = result.map_err(Error::Log);
                     for w in self.batches.remove(&proposal).unwrap_or_default() {
-                        self.complete(w, None, Err(e.clone()), out);
+                        let r = result.clone().map(|()| Applied::default());
+                        self.complete(w, None, r, out);
                     }
                 }
                 Commit::Done { proposal, result } => {
