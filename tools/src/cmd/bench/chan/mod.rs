@@ -156,7 +156,7 @@ pub fn run(span: Duration) -> anyhow::Result<()> {
             .map(|_| redis_stream::StreamReceiver::open(&redis.addr, &key))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let senders = (0..w)
-            .map(|_| redis_stream::StreamSender::open(&redis.addr, &key))
+            .map(|_| redis::RedisSender::xadd(&redis.addr, &key))
             .collect::<anyhow::Result<Vec<_>>>()?;
         rows.push(case(
             "redis-aof",

@@ -231,11 +231,16 @@ pub(super) fn command(words: &[&[u8]], out: &mut Vec<u8>) {
     }
 }
 
-/// A writer: PUBLISH pipelined on its own connection.
+/// A writer: one command per message (PUBLISH, or XADD to a stream),
+/// pipelined on its own connection.
 pub struct RedisSender {
     stream: TcpStream,
-    /// Everything of a PUBLISH before the message.
+    /// Everything of the command before the message.
     prefix: Vec<u8>,
+    /// The command's name, for messages.
+    verb: &'static str,
+    /// Whether a reply is the command's success.
+    ack: fn(&Value) -> bool,
     out: Vec<u8>,
     inbuf: InBuf,
 }
@@ -243,18 +248,46 @@ pub struct RedisSender {
 impl RedisSender {
     /// Connect to `addr`, to publish on `channel`.
     pub fn open(addr: &str, channel: &str) -> anyhow::Result<RedisSender> {
+        // Answered with the number of subscribers it reached.
+        RedisSender::connect(addr, "PUBLISH", &[channel.as_bytes()], |v| {
+            matches!(v, Value::Int(_))
+        })
+    }
+
+    /// Connect to `addr`, to append to the stream `key` (XADD; see
+    /// [`super::redis_stream`]).
+    pub fn xadd(addr: &str, key: &str) -> anyhow::Result<RedisSender> {
+        // Answered with the new entry's ID.
+        RedisSender::connect(addr, "XADD", &[key.as_bytes(), b"*", b"m"], |v| {
+            matches!(v, Value::Bulk(_))
+        })
+    }
+
+    /// Connect to `addr` to send `verb` with `args` and then each
+    /// message, answered by what `ack` accepts.
+    fn connect(
+        addr: &str,
+        verb: &'static str,
+        args: &[&[u8]],
+        ack: fn(&Value) -> bool,
+    ) -> anyhow::Result<RedisSender> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(ANSWER_WAIT))?;
-        let mut prefix = Vec::new();
-        command(&[b"PUBLISH", channel.as_bytes()], &mut prefix);
-        // The same command with three words: fix the count, add the
-        // message's length; the message and its CRLF go on per message.
-        prefix[1] = b'3';
+        // The command with the message as its last word: the message and
+        // its CRLF go on per message.
+        let mut prefix = format!("*{}\r\n", args.len() + 2).into_bytes();
+        for w in std::iter::once(&verb.as_bytes()).chain(args) {
+            prefix.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+            prefix.extend_from_slice(w);
+            prefix.extend_from_slice(b"\r\n");
+        }
         prefix.extend_from_slice(format!("${MESSAGE}\r\n").as_bytes());
         Ok(RedisSender {
             stream,
             prefix,
+            verb,
+            ack,
             out: Vec::with_capacity(WINDOW * 128),
             inbuf: InBuf::new(),
         })
@@ -276,16 +309,17 @@ impl Sender for RedisSender {
     }
 
     fn acks(&mut self) -> anyhow::Result<usize> {
+        let verb = self.verb;
         loop {
             let mut n = 0;
             while let Some((v, next)) = value(self.inbuf.data(), 0)? {
                 match v {
-                    Value::Int(_) => n += 1,
+                    v if (self.ack)(&v) => n += 1,
                     Value::Error(e) => bail!(
-                        "redis refused a PUBLISH: {}",
+                        "redis refused a {verb}: {}",
                         String::from_utf8_lossy(&self.inbuf.data()[e])
                     ),
-                    other => bail!("redis answered a PUBLISH with {other:?}"),
+                    other => bail!("redis answered a {verb} with {other:?}"),
                 }
                 self.inbuf.take(next);
             }
@@ -293,7 +327,7 @@ impl Sender for RedisSender {
                 return Ok(n);
             }
             if let Fill::TimedOut = self.inbuf.fill(&mut self.stream)? {
-                bail!("redis answered no PUBLISH within {ANSWER_WAIT:?}");
+                bail!("redis answered no {verb} within {ANSWER_WAIT:?}");
             }
         }
     }
@@ -411,6 +445,18 @@ mod tests {
         s.queue(&[b'x'; MESSAGE]).unwrap();
         let want = format!(
             "*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n${MESSAGE}\r\n{}\r\n",
+            "x".repeat(MESSAGE)
+        );
+        assert_eq!(s.out, want.as_bytes());
+    }
+
+    #[test]
+    fn an_xadd_is_one_resp_command() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = RedisSender::xadd(&l.local_addr().unwrap().to_string(), "k").unwrap();
+        s.queue(&[b'x'; MESSAGE]).unwrap();
+        let want = format!(
+            "*5\r\n$4\r\nXADD\r\n$1\r\nk\r\n$1\r\n*\r\n$1\r\nm\r\n${MESSAGE}\r\n{}\r\n",
             "x".repeat(MESSAGE)
         );
         assert_eq!(s.out, want.as_bytes());

@@ -8,7 +8,7 @@
 //! always` writes and fsyncs the file once per turn of its event loop,
 //! before sending that turn's replies, so an XADD answered is on disk
 //! and a pipeline of them shares one fsync, as a window of Twrites shares
-//! the node's.
+//! the node's. Its writers are [`super::redis::RedisSender::xadd`].
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -17,12 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::load::{MESSAGE, Receiver, Sender, WINDOW};
+use super::load::{MESSAGE, Receiver};
 use super::redis::{Value, command, value};
 use super::wire::{Fill, InBuf};
-
-/// The longest a writer waits for an answer.
-const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a reader's socket read waits before its driver looks at the
 /// clock.
@@ -36,75 +33,6 @@ const COUNT: &str = "512";
 /// request is answered (empty) and sent again now and then rather than
 /// hanging on a connection nobody reads any more.
 const BLOCK_MS: &str = "1000";
-
-/// A writer: XADD pipelined on its own connection.
-pub struct StreamSender {
-    stream: TcpStream,
-    /// Everything of an XADD before the message.
-    prefix: Vec<u8>,
-    out: Vec<u8>,
-    inbuf: InBuf,
-}
-
-impl StreamSender {
-    /// Connect to `addr`, to append to the stream `key`.
-    pub fn open(addr: &str, key: &str) -> anyhow::Result<StreamSender> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(ANSWER_WAIT))?;
-        let mut prefix = Vec::new();
-        command(&[b"XADD", key.as_bytes(), b"*", b"m"], &mut prefix);
-        // The same command with five words: fix the count, add the
-        // message's length; the message and its CRLF go on per message.
-        prefix[1] = b'5';
-        prefix.extend_from_slice(format!("${MESSAGE}\r\n").as_bytes());
-        Ok(StreamSender {
-            stream,
-            prefix,
-            out: Vec::with_capacity(WINDOW * 128),
-            inbuf: InBuf::new(),
-        })
-    }
-}
-
-impl Sender for StreamSender {
-    fn queue(&mut self, msg: &[u8; MESSAGE]) -> anyhow::Result<()> {
-        self.out.extend_from_slice(&self.prefix);
-        self.out.extend_from_slice(msg);
-        self.out.extend_from_slice(b"\r\n");
-        Ok(())
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        self.stream.write_all(&self.out)?;
-        self.out.clear();
-        Ok(())
-    }
-
-    fn acks(&mut self) -> anyhow::Result<usize> {
-        loop {
-            let mut n = 0;
-            while let Some((v, next)) = value(self.inbuf.data(), 0)? {
-                match v {
-                    // The new entry's ID.
-                    Value::Bulk(_) => n += 1,
-                    Value::Error(e) => bail!(
-                        "redis refused an XADD: {}",
-                        String::from_utf8_lossy(&self.inbuf.data()[e])
-                    ),
-                    other => bail!("redis answered an XADD with {other:?}"),
-                }
-                self.inbuf.take(next);
-            }
-            if n > 0 {
-                return Ok(n);
-            }
-            if let Fill::TimedOut = self.inbuf.fill(&mut self.stream)? {
-                bail!("redis answered no XADD within {ANSWER_WAIT:?}");
-            }
-        }
-    }
-}
 
 /// A reader: XREAD BLOCK from the last entry it has, one request always
 /// outstanding.
@@ -279,17 +207,5 @@ mod tests {
         // A BLOCK that timed out: a null array, no entries.
         assert_eq!(xread_reply(b"*-1\r\n").unwrap().unwrap(), (vec![], 5));
         assert!(xread_reply(b"-ERR no\r\n").is_err());
-    }
-
-    #[test]
-    fn an_xadd_is_one_resp_command() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut s = StreamSender::open(&l.local_addr().unwrap().to_string(), "k").unwrap();
-        s.queue(&[b'x'; MESSAGE]).unwrap();
-        let want = format!(
-            "*5\r\n$4\r\nXADD\r\n$1\r\nk\r\n$1\r\n*\r\n$1\r\nm\r\n${MESSAGE}\r\n{}\r\n",
-            "x".repeat(MESSAGE)
-        );
-        assert_eq!(s.out, want.as_bytes());
     }
 }
